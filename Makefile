@@ -1,0 +1,45 @@
+# Wangge: `make serve` sets up everything and serves the sample town; `make test` runs the suite.
+# Both work on a fresh Debian machine as root; with DATABASE_URL set they use that PostGIS instead.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup python assets database browser migrate sample serve test fuzz clean-db
+
+setup: python assets database
+
+python: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml scripts/ensure_python.sh
+	bash scripts/ensure_python.sh $(VENV)
+	touch $@
+
+assets: maps/assets/node_modules/.installed
+maps/assets/node_modules/.installed: maps/assets/package.json maps/assets/package-lock.json
+	bash scripts/ensure_node.sh
+	npm ci --prefix maps/assets --no-audit --no-fund --loglevel=error
+	touch $@
+
+database:
+	bash scripts/ensure_postgis.sh
+
+browser:
+	bash scripts/ensure_chromium.sh
+
+migrate: python database
+	$(PY) -m gis.cli db upgrade
+
+sample: migrate
+	$(PY) -m gis.cli sample load --if-empty
+
+serve: setup sample
+	$(PY) -m gis.cli stats
+	WANGGE_HOST=$(HOST) WANGGE_PORT=$(PORT) $(PY) -m gis.cli serve
+
+test: setup browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-db:
+	-runuser -u postgres -- /usr/lib/postgresql/*/bin/pg_ctl -D var/pg stop -m fast
+	rm -rf var/pg var/pg.port var/pg.password var/database_url

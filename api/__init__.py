@@ -1,0 +1,1 @@
+"""Wangge HTTP API: thin FastAPI adapters around the gis core."""

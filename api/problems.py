@@ -1,0 +1,66 @@
+"""RFC 9457 problem+json for every error the service returns; no stack trace reaches a client."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gis.errors import InputError, NotFound
+
+log = logging.getLogger("wangge.api")
+
+PROBLEM_TYPE_BASE = "https://wangge.invalid/problems/"  # a name, never fetched
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(status: int, title: str, *, kind: str, detail: str | None = None, errors=None, **extra):
+    body = {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def _jsonable_error(err: dict) -> dict:
+    out = {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+    return out
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        return problem(
+            422,
+            "The request has invalid fields",
+            kind="validation",
+            errors=[_jsonable_error(e) for e in exc.errors()],
+        )
+
+    @app.exception_handler(InputError)
+    async def _input(request: Request, exc: InputError):
+        return problem(422, exc.title, kind="invalid-input", errors=[p.as_dict() for p in exc.problems])
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound):
+        return problem(404, "Not found", kind="not-found", detail=exc.detail, **exc.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        titles = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}
+        return problem(
+            exc.status_code,
+            titles.get(exc.status_code, "Request refused"),
+            kind=f"http-{exc.status_code}",
+            detail=exc.detail if isinstance(exc.detail, str) else None,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal error", kind="internal", detail="The error was logged.")

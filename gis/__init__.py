@@ -1,0 +1,1 @@
+"""Wangge core: grids, storage and spatial analysis, free of any web framework."""

@@ -1,0 +1,432 @@
+"""Coordinate systems: parse what callers name, shift GCJ-02/BD-09 to WGS84, pick a metric CRS."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pyproj
+import shapely
+
+from gis.errors import InputError, Problem
+
+WGS84_EPSG = 4326
+CGCS2000_EPSG = 4490
+# CGCS2000 / 3-degree Gauss-Kruger CM 111E: the national metric grid zone covering Zhenping.
+LOCAL_METRIC_CRS = "EPSG:4546"
+_LOCAL_ZONE_LON = (109.5, 112.5)
+_LOCAL_ZONE_LAT = (18.11, 45.11)
+
+# Krasovsky ellipsoid constants of the GCJ-02 obfuscation, as published.
+_GCJ_A = 6378245.0
+_GCJ_EE = 0.00669342162296594323
+_BD_X_PI = math.pi * 3000.0 / 180.0
+
+# GCJ-02 is only applied inside this rough mainland box; outside it the apps serve WGS84.
+_CHINA_LON = (72.004, 137.8347)
+_CHINA_LAT = (0.8293, 55.8271)
+
+# Fixed-point inverses stop once a step is below ~1 micrometre.
+_INVERSE_TOL_DEG = 1e-11
+_INVERSE_MAX_ITER = 30
+
+
+@dataclass(frozen=True)
+class CoordSystem:
+    """A coordinate system the service accepts: WGS84, a Chinese web-map system, or a pyproj CRS.
+
+    kind is "wgs84", "gcj02", "bd09" or "pyproj"; only "pyproj" carries a `crs`."""
+
+    kind: str
+    crs: pyproj.CRS | None = None
+    label: str = "wgs84"
+
+    @property
+    def epsg(self) -> int | None:
+        if self.kind == "wgs84":
+            return WGS84_EPSG
+        if self.kind == "pyproj" and self.crs is not None:
+            return self.crs.to_epsg()
+        return None
+
+    @property
+    def is_lonlat(self) -> bool:
+        """True when coordinates are degrees of longitude/latitude."""
+        if self.kind == "pyproj":
+            return bool(self.crs.is_geographic)
+        return True
+
+    @property
+    def is_wgs84(self) -> bool:
+        return self.kind == "wgs84"
+
+    def __str__(self) -> str:
+        return self.label
+
+
+WGS84 = CoordSystem("wgs84", None, "wgs84")
+GCJ02 = CoordSystem("gcj02", None, "gcj02")
+BD09 = CoordSystem("bd09", None, "bd09")
+
+_NAMED = {
+    "wgs84": WGS84,
+    "wgs-84": WGS84,
+    "wgs 84": WGS84,
+    # CGCS2000 differs from WGS84 by centimetres, far below grid-boundary accuracy.
+    "cgcs2000": CoordSystem("wgs84", None, "cgcs2000"),
+    "cgcs-2000": CoordSystem("wgs84", None, "cgcs2000"),
+    "gcj02": GCJ02,
+    "gcj-02": GCJ02,
+    "bd09": BD09,
+    "bd-09": BD09,
+}
+_EPSG_RE = re.compile(r"^\s*(?:epsg\s*:\s*)?(\d{4,6})\s*$", re.IGNORECASE)
+
+
+def _crs_problem(field: str | tuple, msg: str, value) -> InputError:
+    loc = tuple(field) if isinstance(field, (tuple, list)) else (field,)
+    return InputError(
+        Problem(loc, msg, "invalid_crs", {"value": str(value)}), "Invalid coordinate system"
+    )
+
+
+def parse_crs(value: str | int | None, field: str | tuple = "crs") -> CoordSystem:
+    """The coordinate system named by `value`; wgs84 when it is None or empty.
+
+    `field` is where errors point: a name, or a full loc tuple such as ("query", "crs")."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return WGS84
+    if isinstance(value, CoordSystem):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _crs_problem(
+            field, f"give a coordinate system name or EPSG code, got {value!r}", value
+        )
+    if isinstance(value, str):
+        named = _NAMED.get(value.strip().lower())
+        if named is not None:
+            return named
+        m = _EPSG_RE.match(value)
+        if not m:
+            raise _crs_problem(
+                field,
+                f"unknown coordinate system {value!r}: "
+                "use wgs84, cgcs2000, gcj02, bd09 or EPSG:<code>",
+                value,
+            )
+        code = int(m.group(1))
+    else:
+        code = value
+    return from_epsg(code, field)
+
+
+def from_epsg(code: int, field: str | tuple = "crs") -> CoordSystem:
+    """The coordinate system for an EPSG code; unknown or non-horizontal codes are refused."""
+    if code in (WGS84_EPSG, CGCS2000_EPSG):
+        return CoordSystem("wgs84", None, "wgs84" if code == WGS84_EPSG else "cgcs2000")
+    try:
+        crs = _epsg_crs(code)
+    except pyproj.exceptions.CRSError:
+        raise _crs_problem(
+            field, f"EPSG:{code} is not a known coordinate system", f"EPSG:{code}"
+        ) from None
+    if not (crs.is_geographic or crs.is_projected):
+        raise _crs_problem(
+            field, f"EPSG:{code} is not a horizontal coordinate system", f"EPSG:{code}"
+        )
+    return CoordSystem("pyproj", crs, f"EPSG:{code}")
+
+
+def from_pyproj(crs: pyproj.CRS) -> CoordSystem:
+    """Wrap a CRS read from a file, folding WGS84 and CGCS2000 into the no-op system."""
+    code = crs.to_epsg()
+    if code in (WGS84_EPSG, CGCS2000_EPSG):
+        return from_epsg(code)
+    label = f"EPSG:{code}" if code else (crs.name or "custom CRS")
+    return CoordSystem("pyproj", crs, label)
+
+
+@lru_cache(maxsize=256)
+def _epsg_crs(code: int) -> pyproj.CRS:
+    return pyproj.CRS.from_epsg(code)
+
+
+@lru_cache(maxsize=64)
+def _to_wgs84_transformer(wkt: str) -> pyproj.Transformer:
+    # Keyed by WKT because CRSs read from .prj files often have no EPSG code; pyproj
+    # transformers are thread-safe since 3.1, so one cached instance is shared.
+    return pyproj.Transformer.from_crs(pyproj.CRS.from_wkt(wkt), WGS84_EPSG, always_xy=True)
+
+
+@lru_cache(maxsize=64)
+def metric_transformer(metric_crs: str, inverse: bool = False) -> pyproj.Transformer:
+    """Cached EPSG:4326 -> `metric_crs` transformer (or the reverse), x = lon first."""
+    if inverse:
+        return pyproj.Transformer.from_crs(metric_crs, WGS84_EPSG, always_xy=True)
+    return pyproj.Transformer.from_crs(WGS84_EPSG, metric_crs, always_xy=True)
+
+
+# --- GCJ-02 / BD-09 -------------------------------------------------------------------
+
+
+def _as_float_arrays(lon, lat):
+    return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+
+
+def _out(lon_in, x, y):
+    if np.ndim(lon_in) == 0:
+        return float(x), float(y)
+    return x, y
+
+
+def in_china(lon, lat):
+    """Whether points fall in the rough mainland box where GCJ-02 shifting applies."""
+    lon, lat = _as_float_arrays(lon, lat)
+    return (
+        (lon > _CHINA_LON[0])
+        & (lon < _CHINA_LON[1])
+        & (lat > _CHINA_LAT[0])
+        & (lat < _CHINA_LAT[1])
+    )
+
+
+def _gcj_offset(lon, lat):
+    """The GCJ-02 shift (degrees) at WGS84 points; zero outside China."""
+    x = lon - 105.0
+    y = lat - 35.0
+    sqrt_abs_x = np.sqrt(np.abs(x))
+    six_two = (20.0 * np.sin(6.0 * x * np.pi) + 20.0 * np.sin(2.0 * x * np.pi)) * 2.0 / 3.0
+    dlat = -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * sqrt_abs_x + six_two
+    dlat += (20.0 * np.sin(y * np.pi) + 40.0 * np.sin(y / 3.0 * np.pi)) * 2.0 / 3.0
+    dlat += (160.0 * np.sin(y / 12.0 * np.pi) + 320.0 * np.sin(y * np.pi / 30.0)) * 2.0 / 3.0
+    dlon = 300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * sqrt_abs_x + six_two
+    dlon += (20.0 * np.sin(x * np.pi) + 40.0 * np.sin(x / 3.0 * np.pi)) * 2.0 / 3.0
+    dlon += (150.0 * np.sin(x / 12.0 * np.pi) + 300.0 * np.sin(x / 30.0 * np.pi)) * 2.0 / 3.0
+
+    rad_lat = lat / 180.0 * np.pi
+    magic = 1.0 - _GCJ_EE * np.sin(rad_lat) ** 2
+    sqrt_magic = np.sqrt(magic)
+    dlat = dlat * 180.0 / ((_GCJ_A * (1.0 - _GCJ_EE)) / (magic * sqrt_magic) * np.pi)
+    dlon = dlon * 180.0 / (_GCJ_A / sqrt_magic * np.cos(rad_lat) * np.pi)
+    inside = in_china(lon, lat)
+    return np.where(inside, dlon, 0.0), np.where(inside, dlat, 0.0)
+
+
+def wgs84_to_gcj02(lon, lat):
+    """WGS84 -> GCJ-02 (Amap, Tencent); identity outside mainland China."""
+    x, y = _as_float_arrays(lon, lat)
+    dlon, dlat = _gcj_offset(x, y)
+    return _out(lon, x + dlon, y + dlat)
+
+
+def _converged(ex, ey) -> bool:
+    err = np.abs(np.concatenate([np.ravel(ex), np.ravel(ey)]))
+    err = err[np.isfinite(err)]
+    return err.size == 0 or float(err.max()) <= _INVERSE_TOL_DEG
+
+
+def _fixed_point_inverse(forward, gx, gy):
+    # The shifts vary slowly with position, so w <- w - (forward(w) - g) contracts fast
+    # (a handful of iterations reach micrometres).
+    wx, wy = gx.copy(), gy.copy()
+    for _ in range(_INVERSE_MAX_ITER):
+        fx, fy = forward(wx, wy)
+        ex, ey = fx - gx, fy - gy
+        wx = wx - ex
+        wy = wy - ey
+        if _converged(ex, ey):
+            break
+    return wx, wy
+
+
+def gcj02_to_wgs84(lon, lat):
+    """GCJ-02 -> WGS84 by iterating the forward shift (well under 1 cm)."""
+    gx, gy = _as_float_arrays(lon, lat)
+
+    def forward(x, y):
+        dlon, dlat = _gcj_offset(x, y)
+        return x + dlon, y + dlat
+
+    wx, wy = _fixed_point_inverse(forward, np.atleast_1d(gx), np.atleast_1d(gy))
+    return _out(lon, wx.reshape(gx.shape), wy.reshape(gy.shape))
+
+
+def _gcj_to_bd(x, y):
+    z = np.sqrt(x * x + y * y) + 0.00002 * np.sin(y * _BD_X_PI)
+    theta = np.arctan2(y, x) + 0.000003 * np.cos(x * _BD_X_PI)
+    return z * np.cos(theta) + 0.0065, z * np.sin(theta) + 0.006
+
+
+def gcj02_to_bd09(lon, lat):
+    """GCJ-02 -> BD-09 (Baidu)."""
+    x, y = _as_float_arrays(lon, lat)
+    bx, by = _gcj_to_bd(x, y)
+    return _out(lon, bx, by)
+
+
+def bd09_to_gcj02(lon, lat):
+    """BD-09 -> GCJ-02, refined by iteration because the usual closed form is only approximate."""
+    bx, by = _as_float_arrays(lon, lat)
+    bx1, by1 = np.atleast_1d(bx), np.atleast_1d(by)
+    x = bx1 - 0.0065
+    y = by1 - 0.006
+    z = np.sqrt(x * x + y * y) - 0.00002 * np.sin(y * _BD_X_PI)
+    theta = np.arctan2(y, x) - 0.000003 * np.cos(x * _BD_X_PI)
+    gx, gy = z * np.cos(theta), z * np.sin(theta)
+    # Start from the closed form and polish against the exact forward formula.
+    for _ in range(_INVERSE_MAX_ITER):
+        fx, fy = _gcj_to_bd(gx, gy)
+        ex, ey = fx - bx1, fy - by1
+        gx, gy = gx - ex, gy - ey
+        if _converged(ex, ey):
+            break
+    return _out(lon, gx.reshape(bx.shape), gy.reshape(by.shape))
+
+
+def wgs84_to_bd09(lon, lat):
+    """WGS84 -> BD-09."""
+    gx, gy = wgs84_to_gcj02(*_as_float_arrays(lon, lat))
+    bx, by = gcj02_to_bd09(gx, gy)
+    return _out(lon, bx, by)
+
+
+def bd09_to_wgs84(lon, lat):
+    """BD-09 -> WGS84."""
+    gx, gy = bd09_to_gcj02(*_as_float_arrays(lon, lat))
+    wx, wy = gcj02_to_wgs84(gx, gy)
+    return _out(lon, wx, wy)
+
+
+# --- generic conversion ---------------------------------------------------------------
+
+
+def to_wgs84(lon, lat, crs: CoordSystem):
+    """Coordinates in `crs` (x = easting/longitude first) as WGS84 lon/lat arrays."""
+    x, y = _as_float_arrays(lon, lat)
+    if crs.kind == "wgs84":
+        return x, y
+    if crs.kind == "gcj02":
+        return gcj02_to_wgs84(x, y)
+    if crs.kind == "bd09":
+        return bd09_to_wgs84(x, y)
+    tr = _to_wgs84_transformer(crs.crs.to_wkt())
+    ox, oy = tr.transform(x, y)
+    return np.asarray(ox, dtype=float), np.asarray(oy, dtype=float)
+
+
+def transform_geometry(geoms, crs: CoordSystem):
+    """Geometries in `crs` moved to EPSG:4326.
+
+    A GeoSeries comes back as a GeoSeries (crs set to EPSG:4326), a single geometry as a
+    geometry, anything else as a numpy array of shapely geometries."""
+    import geopandas as gpd
+
+    def func(x, y):
+        return to_wgs84(x, y, crs)
+
+    if isinstance(geoms, gpd.GeoSeries):
+        values = np.asarray(geoms.array, dtype=object)
+        if crs.kind != "wgs84":
+            values = shapely.transform(values, func, interleaved=False)
+        return gpd.GeoSeries(values, index=geoms.index, crs=f"EPSG:{WGS84_EPSG}", name=geoms.name)
+    if isinstance(geoms, shapely.Geometry):
+        return geoms if crs.kind == "wgs84" else shapely.transform(geoms, func, interleaved=False)
+    values = np.asarray(geoms, dtype=object)
+    return values if crs.kind == "wgs84" else shapely.transform(values, func, interleaved=False)
+
+
+# --- checks and metric CRS ------------------------------------------------------------
+
+
+def _looks_swapped(lon: float, lat: float) -> bool:
+    # Chinese longitudes are 73-136 and latitudes 3-54: a "lon" in the latitude band
+    # with a "lat" in the longitude band is almost surely the (lat, lon) order mistake.
+    return 3.0 <= lon <= 54.0 and 73.0 <= lat <= 136.0
+
+
+def _fmt(v: float) -> str:
+    return repr(float(v)) if math.isfinite(v) else str(v)
+
+
+def _point_problems(lon: float, lat: float, prefix: tuple) -> list[Problem]:
+    problems: list[Problem] = []
+    bad_number = False
+    for name, v in (("lon", lon), ("lat", lat)):
+        if not math.isfinite(v):
+            problems.append(
+                Problem(prefix + (name,), f"{name} must be a finite number, got {v}", "not_finite")
+            )
+            bad_number = True
+    if bad_number:
+        return problems
+    if _looks_swapped(lon, lat):
+        return [
+            Problem(
+                prefix + ("lon",),
+                f"lon and lat look swapped: got lon={_fmt(lon)}, lat={_fmt(lat)}; "
+                "give longitude first",
+                "swapped_lonlat",
+                {"lon": lon, "lat": lat},
+            )
+        ]
+    if not -180.0 <= lon <= 180.0:
+        problems.append(
+            Problem(
+                prefix + ("lon",),
+                f"lon must be between -180 and 180, got {_fmt(lon)}",
+                "out_of_range",
+            )
+        )
+    if not -90.0 <= lat <= 90.0:
+        problems.append(
+            Problem(
+                prefix + ("lat",),
+                f"lat must be between -90 and 90, got {_fmt(lat)}",
+                "out_of_range",
+            )
+        )
+    return problems
+
+
+def check_lonlat(lon, lat, field_prefix: tuple = ("query",)) -> None:
+    """Raise InputError when lon/lat are not finite, out of range, or look swapped.
+
+    Scalars report at field_prefix + ("lon",); arrays at field_prefix + (index, "lon")."""
+    prefix = tuple(field_prefix)
+    try:
+        x = np.asarray(lon, dtype=float)
+        y = np.asarray(lat, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(Problem(prefix, "lon and lat must be numbers", "not_a_number")) from None
+    if x.ndim == 0 and y.ndim == 0:
+        problems = _point_problems(float(x), float(y), prefix)
+    else:
+        x, y = np.broadcast_arrays(np.atleast_1d(x), np.atleast_1d(y))
+        problems = []
+        for i, (a, b) in enumerate(zip(x.ravel(), y.ravel(), strict=True)):
+            problems.extend(_point_problems(float(a), float(b), prefix + (i,)))
+            if len(problems) >= 50:
+                break
+    if problems:
+        raise InputError(problems, "Invalid coordinates")
+
+
+def utm_epsg(lon: float, lat: float) -> int:
+    """EPSG code of the WGS84 UTM zone containing the point."""
+    zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+def metric_crs_for(lon: float, lat: float) -> str:
+    """A metric CRS around (lon, lat): the local CGCS2000 GK zone, else the point's UTM zone."""
+    lon = float(lon)
+    lat = float(lat)
+    if (
+        _LOCAL_ZONE_LON[0] <= lon <= _LOCAL_ZONE_LON[1]
+        and _LOCAL_ZONE_LAT[0] <= lat <= _LOCAL_ZONE_LAT[1]
+    ):
+        return LOCAL_METRIC_CRS
+    return f"EPSG:{utm_epsg(lon, lat)}"

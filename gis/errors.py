@@ -1,0 +1,39 @@
+"""Errors that carry what a user needs to fix their input: where, what, and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: `loc` is the path to it (field names, row numbers)."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+    type: str = "invalid"
+    ctx: dict | None = field(default=None, compare=False)
+
+    def as_dict(self) -> dict:
+        out: dict = {"loc": list(self.loc), "msg": self.msg, "type": self.type}
+        if self.ctx:
+            out["ctx"] = self.ctx
+        return out
+
+
+class InputError(ValueError):
+    """The caller's input cannot be used; `problems` lists every reason found, not just the first."""
+
+    def __init__(self, problems: list[Problem] | Problem, title: str = "Invalid input"):
+        self.problems = [problems] if isinstance(problems, Problem) else list(problems)
+        self.title = title
+        super().__init__(f"{title}: " + "; ".join(f"{'.'.join(map(str, p.loc))}: {p.msg}" for p in self.problems[:5]))
+
+
+class NotFound(LookupError):
+    """A thing the caller named does not exist; `detail` says what was looked for."""
+
+    def __init__(self, detail: str, extra: dict | None = None):
+        self.detail = detail
+        self.extra = extra or {}
+        super().__init__(detail)

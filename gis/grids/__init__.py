@@ -1,0 +1,1 @@
+"""The four-level grid: reading, validating, storing and locating grids."""

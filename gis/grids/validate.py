@@ -1,0 +1,383 @@
+"""Check grids against the hierarchy rules: codes, parents, nesting, no overlaps, no gaps."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from shapely import STRtree
+
+from gis.codes import code_problem, parent_problem
+from gis.crs import metric_crs_for, metric_transformer
+from gis.errors import Problem
+
+_REASON_POINT = re.compile(r"\[\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)\s*\]")
+# Problems are listed row by row, in this order within a row.
+_TYPE_ORDER = {
+    t: i
+    for i, t in enumerate(
+        [
+            "empty_geometry",
+            "invalid_geometry",
+            "duplicate_code",
+            "bad_code",
+            "bad_parent",
+            "outside_parent",
+            "overlap",
+            "gap",
+        ]
+    )
+}
+
+
+@dataclass
+class _Grids:
+    """New and stored grids side by side; index i < n_new is a new row."""
+
+    codes: list[str]
+    levels: list[int]
+    parents: list[str | None]
+    rows: list[int | None]
+    geoms: np.ndarray  # EPSG:4326, repaired where invalid, None when empty
+    n_new: int
+
+
+def _fmt_area(a: float) -> str:
+    return f"{a:.1f}" if a < 10 else f"{a:,.0f}"
+
+
+def _text(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    return str(v)
+
+
+def _polygonal(g):
+    """The polygonal part of a repaired geometry (make_valid may add stray lines/points)."""
+    if g is None or g.is_empty:
+        return None
+    if g.geom_type in ("Polygon", "MultiPolygon"):
+        return g
+    parts = [p for p in shapely.get_parts(g) if p.geom_type in ("Polygon", "MultiPolygon")]
+    if not parts:
+        return None
+    return shapely.union_all(parts)
+
+
+def _geometry_problems(codes, geoms, rows) -> tuple[list[Problem], np.ndarray]:
+    problems: list[Problem] = []
+    usable = np.empty(len(geoms), dtype=object)
+    for i, g in enumerate(geoms):
+        row = rows[i]
+        if g is None or g.is_empty:
+            problems.append(
+                Problem(
+                    ("features", row, "geometry"),
+                    f"grid {codes[i]} has an empty geometry",
+                    "empty_geometry",
+                )
+            )
+            usable[i] = None
+            continue
+        if not shapely.is_valid(g):
+            reason = shapely.is_valid_reason(g)
+            ctx: dict = {"reason": reason}
+            m = _REASON_POINT.search(reason)
+            if m:
+                ctx["lon"], ctx["lat"] = float(m.group(1)), float(m.group(2))
+            problems.append(
+                Problem(
+                    ("features", row, "geometry"),
+                    f"the geometry of grid {codes[i]} is not valid: {reason}",
+                    "invalid_geometry",
+                    ctx,
+                )
+            )
+            # Keep checking the rest of the rules against a repaired copy.
+            usable[i] = _polygonal(shapely.make_valid(g))
+        else:
+            usable[i] = g
+    return problems, usable
+
+
+def _collect(
+    new: gpd.GeoDataFrame, current: gpd.GeoDataFrame | None
+) -> tuple[_Grids, list[Problem]]:
+    n = len(new)
+    new_codes = [_text(c) for c in new["code"]]
+    rows = [int(r) for r in new["row"]] if "row" in new.columns else list(range(1, n + 1))
+    new_geoms = np.asarray(new.geometry.array, dtype=object) if n else np.empty(0, dtype=object)
+    problems, usable_new = _geometry_problems(new_codes, new_geoms, rows)
+
+    codes = list(new_codes)
+    levels = [int(v) for v in new["level"]]
+    parents = [_text(p) or None for p in new["parent_code"]]
+    geoms = list(usable_new)
+    if current is not None and len(current):
+        # A stored grid whose code is in the upload is being replaced by it.
+        replaced = set(new_codes)
+        cur_geoms = np.asarray(current.geometry.array, dtype=object)
+        for code, level, parent, g in zip(
+            current["code"], current["level"], current["parent_code"], cur_geoms, strict=True
+        ):
+            code = _text(code)
+            if code in replaced:
+                continue
+            codes.append(code)
+            levels.append(int(level))
+            parents.append(_text(parent) or None)
+            if g is not None and not g.is_empty and not shapely.is_valid(g):
+                g = _polygonal(shapely.make_valid(g))
+            geoms.append(None if g is None or g.is_empty else g)
+            rows.append(None)
+    arr = np.empty(len(geoms), dtype=object)
+    arr[:] = geoms
+    return _Grids(codes, levels, parents, rows, arr, n), problems
+
+
+def _code_problems(g: _Grids) -> tuple[list[Problem], dict[str, int], list[int | None]]:
+    """Code, duplicate and parent problems, the code index, and each new row's usable parent."""
+    problems: list[Problem] = []
+    index: dict[str, int] = {}
+    for i, code in enumerate(g.codes):
+        if i < g.n_new and code in index:
+            first = g.rows[index[code]]
+            problems.append(
+                Problem(
+                    ("features", g.rows[i], "code"),
+                    f"code {code} is used by rows {first} and {g.rows[i]}",
+                    "duplicate_code",
+                    {"other_row": first},
+                )
+            )
+            continue
+        index.setdefault(code, i)
+
+    parent_of: list[int | None] = [None] * g.n_new
+    for i in range(g.n_new):
+        code, level, parent, row = g.codes[i], g.levels[i], g.parents[i], g.rows[i]
+        why = code_problem(code, level)
+        if why is not None:
+            problems.append(Problem(("features", row, "code"), why, "bad_code"))
+            continue
+        why = parent_problem(code, level, parent)
+        if why is None and level > 1:
+            j = index.get(parent)
+            if j is None:
+                why = f"parent {parent} is not in the file or among the stored grids"
+            elif g.levels[j] != level - 1:
+                why = (
+                    f"parent {parent} is a level-{g.levels[j]} grid; "
+                    f"a level-{level} grid needs a level-{level - 1} parent"
+                )
+            else:
+                parent_of[i] = j
+        if why is not None:
+            problems.append(
+                Problem(
+                    ("features", row, "parent_code"), why, "bad_parent", {"parent_code": parent}
+                )
+            )
+    return problems, index, parent_of
+
+
+class _Metric:
+    """Areas in square metres of shapes computed in lon/lat.
+
+    Set operations run in EPSG:4326, where the stored edges are straight: in a projected CRS a
+    long edge and its split halves bend differently and leave false slivers. Only the results
+    are projected, to measure them."""
+
+    def __init__(self, geoms: np.ndarray, n_new: int):
+        present = [geoms[k] for k in range(len(geoms)) if geoms[k] is not None]
+        basis = [geoms[k] for k in range(min(n_new, len(geoms))) if geoms[k] is not None] or present
+        xmin, ymin, xmax, ymax = shapely.total_bounds(np.asarray(basis, dtype=object))
+        self.crs = metric_crs_for((xmin + xmax) / 2, (ymin + ymax) / 2)
+        self._fwd = metric_transformer(self.crs)
+
+    def areas(self, geoms) -> np.ndarray:
+        arr = np.asarray(geoms, dtype=object)
+        if not len(arr):
+            return np.zeros(0)
+        fwd = self._fwd
+        moved = shapely.transform(arr, lambda x, y: fwd.transform(x, y), interleaved=False)
+        return np.asarray(shapely.area(moved), dtype=float)
+
+    @staticmethod
+    def lonlat(geom) -> tuple[float, float]:
+        """A point inside the largest part of a lon/lat geometry."""
+        parts = shapely.get_parts(geom)
+        biggest = parts[int(np.argmax(shapely.area(parts)))] if len(parts) else geom
+        p = shapely.point_on_surface(biggest)
+        return round(float(p.x), 6), round(float(p.y), 6)
+
+
+def _outside_parent(g: _Grids, m: _Metric, parent_of, tol: float) -> list[Problem]:
+    pairs = [
+        (i, j)
+        for i, j in enumerate(parent_of)
+        if j is not None and g.geoms[i] is not None and g.geoms[j] is not None
+    ]
+    if not pairs:
+        return []
+    child = np.asarray([g.geoms[i] for i, _ in pairs], dtype=object)
+    parent = np.asarray([g.geoms[j] for _, j in pairs], dtype=object)
+    outside = shapely.difference(child, parent)
+    areas = m.areas(outside)
+    problems = []
+    for (i, j), part, area in zip(pairs, outside, areas, strict=True):
+        if area > tol:
+            lon, lat = m.lonlat(part)
+            problems.append(
+                Problem(
+                    ("features", g.rows[i], "geometry"),
+                    f"{_fmt_area(area)} m² of grid {g.codes[i]} "
+                    f"lies outside its parent {g.codes[j]}",
+                    "outside_parent",
+                    {
+                        "area_m2": round(float(area), 1),
+                        "other_code": g.codes[j],
+                        "lon": lon,
+                        "lat": lat,
+                    },
+                )
+            )
+    return problems
+
+
+def _overlaps(g: _Grids, m: _Metric, tol: float) -> list[Problem]:
+    present = np.asarray([k for k in range(len(g.geoms)) if g.geoms[k] is not None], dtype=int)
+    if len(present) < 2:
+        return []
+    geoms = g.geoms[present]
+    tree = STRtree(geoms)
+    a, b = tree.query(geoms, predicate="intersects")
+    ia, ib = present[a], present[b]
+    keep = [
+        (i, j)
+        for i, j in zip(ia.tolist(), ib.tolist(), strict=True)
+        if i < j
+        and i < g.n_new  # i < j, so this means at least one side is new
+        and g.parents[i] == g.parents[j]
+        and g.codes[i] != g.codes[j]
+    ]
+    if not keep:
+        return []
+    inter = shapely.intersection(
+        np.asarray([g.geoms[i] for i, _ in keep], dtype=object),
+        np.asarray([g.geoms[j] for _, j in keep], dtype=object),
+    )
+    areas = m.areas(inter)
+    problems = []
+    for (i, j), part, area in zip(keep, inter, areas, strict=True):
+        if area <= tol:
+            continue
+        # Report on the later new row, naming the grid it collides with.
+        at, other = (j, i) if j < g.n_new else (i, j)
+        lon, lat = m.lonlat(part)
+        problems.append(
+            Problem(
+                ("features", g.rows[at], "geometry"),
+                f"grid {g.codes[at]} overlaps its sibling {g.codes[other]} by {_fmt_area(area)} m²",
+                "overlap",
+                {
+                    "area_m2": round(float(area), 1),
+                    "other_code": g.codes[other],
+                    "lon": lon,
+                    "lat": lat,
+                },
+            )
+        )
+    return problems
+
+
+def _gaps(g: _Grids, m: _Metric, index: dict[str, int], parent_of, tol: float) -> list[Problem]:
+    children: dict[str, list[int]] = {}
+    for k, p in enumerate(g.parents):
+        if p is not None:
+            children.setdefault(p, []).append(k)
+    # Only parents the upload touches: a new parent, or a stored one with a new child.
+    wanted: dict[int, None] = {}
+    for i in range(g.n_new):
+        if g.codes[i] in children and index.get(g.codes[i]) == i:
+            wanted[i] = None
+        if parent_of[i] is not None:
+            wanted[parent_of[i]] = None
+    problems = []
+    for p in wanted:
+        pg = g.geoms[p]
+        kids = [g.geoms[k] for k in children.get(g.codes[p], []) if g.geoms[k] is not None]
+        if pg is None or not kids:
+            continue
+        gap = shapely.difference(pg, shapely.union_all(np.asarray(kids, dtype=object)))
+        area = float(m.areas([gap])[0])
+        if area <= tol:
+            continue
+        lon, lat = m.lonlat(gap)
+        pieces = int(shapely.get_num_geometries(gap))
+        if p < g.n_new:
+            report_at = p
+        else:
+            # A stored parent has no row: blame the new child that borders the gap most closely.
+            new_kids = [i for i in range(g.n_new) if parent_of[i] == p]
+            dist = [
+                shapely.distance(g.geoms[i], gap) if g.geoms[i] is not None else np.inf
+                for i in new_kids
+            ]
+            report_at = new_kids[int(np.argmin(dist))]
+        if report_at == p:
+            loc = ("features", g.rows[p], "geometry")
+            msg = (
+                f"{_fmt_area(area)} m² of grid {g.codes[p]} is not covered by its children "
+                f"(near {lon}, {lat})"
+            )
+        else:
+            loc = ("features", g.rows[report_at], "parent_code")
+            msg = (
+                f"{_fmt_area(area)} m² of parent grid {g.codes[p]} is not covered by its children "
+                f"(near {lon}, {lat})"
+            )
+        problems.append(
+            Problem(
+                loc,
+                msg,
+                "gap",
+                {
+                    "area_m2": round(area, 1),
+                    "parent_code": g.codes[p],
+                    "pieces": pieces,
+                    "lon": lon,
+                    "lat": lat,
+                },
+            )
+        )
+    return problems
+
+
+def validate_grids(
+    new: gpd.GeoDataFrame,
+    current: gpd.GeoDataFrame | None = None,
+    *,
+    gap_tolerance_m2: float = 1.0,
+    overlap_tolerance_m2: float = 1.0,
+) -> list[Problem]:
+    """Every hierarchy problem in `new` (as read by read_grid_file), judged together with `current`.
+
+    `current` holds stored grids that stay (a stored grid with a code in `new` counts as
+    replaced). Problems point at ("features", row, field). Areas are computed in a metric CRS;
+    `overlap_tolerance_m2` also bounds how far a child may stick out of its parent."""
+    if len(new) == 0:
+        return []
+    g, problems = _collect(new, current)
+    code_probs, index, parent_of = _code_problems(g)
+    problems += code_probs
+    if any(x is not None for x in g.geoms[: g.n_new]):
+        m = _Metric(g.geoms, g.n_new)
+        problems += _outside_parent(g, m, parent_of, overlap_tolerance_m2)
+        problems += _overlaps(g, m, overlap_tolerance_m2)
+        problems += _gaps(g, m, index, parent_of, gap_tolerance_m2)
+    problems.sort(key=lambda p: (p.loc[1] if len(p.loc) > 1 else 0, _TYPE_ORDER.get(p.type, 99)))
+    return problems

@@ -1,0 +1,42 @@
+"""Who serves in a grid and who lives there: staff lists and household counts per grid."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+# Order in which a grid's contact card lists its people (一长一员一户, then the supervisor).
+ROLE_ORDER = {"grid_leader": 0, "grid_member": 1, "party_household": 2, "supervisor": 3}
+
+
+def staff_by_grid(session: Session, codes: list[str] | None = None) -> dict[str, list[dict]]:
+    """Staff per grid code, leader first. Staff contacts are public by design (the grid's board)."""
+    sql = "SELECT id, name, phone, role, grid_code FROM staff"
+    params: dict = {}
+    if codes is not None:
+        sql += " WHERE grid_code = ANY(:codes)"
+        params["codes"] = list(codes)
+    out: dict[str, list[dict]] = defaultdict(list)
+    for r in session.execute(text(sql), params):
+        out[r.grid_code].append({"id": r.id, "name": r.name, "phone": r.phone, "role": r.role})
+    for people in out.values():
+        people.sort(key=lambda p: (ROLE_ORDER.get(p["role"], 9), p["id"]))
+    return dict(out)
+
+
+def household_counts(session: Session) -> dict[str, dict[str, int]]:
+    """Households and residents per current grid, at every level (a point counts in each ancestor)."""
+    rows = session.execute(
+        text(
+            """
+            SELECT g.code, count(h.id) AS households, coalesce(sum(h.residents), 0) AS residents
+            FROM grid g
+            LEFT JOIN household h ON ST_Intersects(g.geom, h.geom)
+            WHERE g.valid_to IS NULL
+            GROUP BY g.code
+            """
+        )
+    )
+    return {r.code: {"households": r.households, "residents": int(r.residents)} for r in rows}

@@ -1,0 +1,147 @@
+"""Load the synthetic sample town into an empty database (all in one transaction)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from shapely.geometry import MultiPolygon
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from gis.bulk import copy_rows, ewkt
+
+
+def database_is_empty(session: Session) -> bool:
+    return session.execute(text("SELECT NOT EXISTS (SELECT 1 FROM grid)")).scalar_one()
+
+
+def load_sample_town(session: Session, town, dem_path: Path | None = None) -> dict[str, int]:
+    """Write every layer of `town` (a gis.sample_town.SampleTown); returns rows written per table."""
+    from gis.sample_town import SEED, SYNTHETIC_NOTICE
+
+    counts: dict[str, int] = {}
+    counts["grid"] = copy_rows(
+        session,
+        "grid",
+        ("code", "name", "level", "parent_code", "geom", "source"),
+        (
+            (
+                r.code,
+                r.name,
+                int(r.level),
+                r.parent_code if isinstance(r.parent_code, str) and r.parent_code else None,
+                ewkt(g if g.geom_type == "MultiPolygon" else MultiPolygon([g])),
+                "sample_town",
+            )
+            for r, g in zip(town.grids.itertuples(), town.grids.geometry, strict=True)
+        ),
+    )
+    nv = town.natural_villages
+    counts["natural_village"] = copy_rows(
+        session,
+        "natural_village",
+        ("name", "village_code", "geom"),
+        ((r.name, r.village_code, ewkt(g)) for r, g in zip(nv.itertuples(), nv.geometry, strict=True)),
+    )
+    nv_ids = {
+        (name, vcode): i
+        for i, name, vcode in session.execute(text("SELECT id, name, village_code FROM natural_village"))
+    }
+    hh = town.households
+    counts["household"] = copy_rows(
+        session,
+        "household",
+        (
+            "household_no", "address", "head_name", "phone", "residents", "elderly", "children",
+            "disabled", "pregnant", "bedridden", "floors", "natural_village_id", "geom",
+        ),
+        (
+            (
+                r.household_no, r.address, r.head_name, r.phone, int(r.residents), int(r.elderly),
+                int(r.children), int(r.disabled), int(r.pregnant), int(r.bedridden), int(r.floors),
+                nv_ids.get((r.natural_village, r.grid_code[:12] + "000")), ewkt(g),
+            )
+            for r, g in zip(hh.itertuples(), hh.geometry, strict=True)
+        ),
+    )
+    hh_ids = dict(session.execute(text("SELECT household_no, id FROM household")).tuples().all())
+    counts["resident"] = copy_rows(
+        session,
+        "resident",
+        (
+            "household_id", "name", "gender", "birth_date", "id_number", "relation_to_head",
+            "is_disabled", "is_pregnant", "is_bedridden",
+        ),
+        (
+            (
+                hh_ids[r.household_no], r.name, r.gender, r.birth_date, r.id_number,
+                r.relation_to_head, bool(r.is_disabled), bool(r.is_pregnant), bool(r.is_bedridden),
+            )
+            for r in town.residents.itertuples()
+        ),
+    )
+    counts["staff"] = copy_rows(
+        session,
+        "staff",
+        ("name", "phone", "role", "grid_code", "household_id"),
+        (
+            (
+                r.name, r.phone, r.role, r.grid_code,
+                hh_ids.get(r.household_no) if isinstance(r.household_no, str) else None,
+            )
+            for r in town.staff.itertuples()
+        ),
+    )
+    sh = town.shelters
+    counts["shelter"] = copy_rows(
+        session,
+        "shelter",
+        ("name", "kind", "capacity", "geom"),
+        ((r.name, r.kind, int(r.capacity), ewkt(g)) for r, g in zip(sh.itertuples(), sh.geometry, strict=True)),
+    )
+    counts["road"] = copy_rows(
+        session,
+        "road",
+        ("name", "road_class", "geom"),
+        (
+            (r.name, r.road_class, ewkt(g))
+            for r, g in zip(town.roads.itertuples(), town.roads.geometry, strict=True)
+        ),
+    )
+    counts["river"] = copy_rows(
+        session,
+        "river",
+        ("name", "geom"),
+        ((r.name, ewkt(g)) for r, g in zip(town.rivers.itertuples(), town.rivers.geometry, strict=True)),
+    )
+    info = {
+        "synthetic": True,
+        "notice": SYNTHETIC_NOTICE,
+        "seed": SEED,
+        "loaded_at": dt.datetime.now(dt.UTC).isoformat(),
+        "counts": counts,
+    }
+    set_dataset_info(session, "sample_town", info)
+    if dem_path is not None:
+        set_dataset_info(session, "dem", {"path": str(dem_path), "synthetic": True})
+    return counts
+
+
+def set_dataset_info(session: Session, key: str, value: dict) -> None:
+    from sqlalchemy.dialects.postgresql import insert
+
+    from gis.models import DatasetInfo
+
+    stmt = insert(DatasetInfo).values(key=key, value=value)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[DatasetInfo.key], set_={"value": stmt.excluded.value, "updated_at": text("now()")}
+        )
+    )
+
+
+def dataset_info(session: Session, key: str) -> dict | None:
+    return session.execute(
+        text("SELECT value FROM dataset_info WHERE key = :k"), {"k": key}
+    ).scalar_one_or_none()

@@ -1,0 +1,69 @@
+"""Settings read from the environment (prefix WANGGE_, plus DATABASE_URL), with hard caps in one place."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WANGGE_", extra="ignore")
+
+    # DATABASE_URL (no prefix) wins; otherwise the private cluster made by `make serve` / `make test`
+    # left its URL in var/database_url.
+    database_url: str = Field(default="", validation_alias="DATABASE_URL")
+    var_dir: Path = PROJECT_ROOT / "var"
+    data_dir: Path = PROJECT_ROOT / "var" / "data"
+    boundaries_dir: Path = PROJECT_ROOT / "data" / "boundaries"
+
+    # 0 = no pooling (tests copy databases by TEMPLATE, which needs no idle connections).
+    database_pool_size: int = 5
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Optional on-line base map; None keeps every page fully offline (hillshade or plain background).
+    tile_url: str | None = None
+    tile_attribution: str | None = None
+
+    # Caps: requests and files a client may send, and what one answer may hold.
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_features_per_file: int = 10_000
+    max_vertices_per_geometry: int = 100_000
+    max_zip_entries: int = 100
+    max_unzipped_bytes: int = 200 * 1024 * 1024
+    max_features_per_page: int = 5_000
+    max_points_per_locate: int = 10_000
+    # Points outside the town but closer than this are still answered with the nearest grid.
+    gap_tolerance_m2: float = 1.0
+    overlap_tolerance_m2: float = 1.0
+
+    @model_validator(mode="after")
+    def _database_from_var(self) -> Settings:
+        if not self.database_url:
+            url_file = self.var_dir / "database_url"
+            if url_file.exists():
+                self.database_url = url_file.read_text().strip()
+        return self
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError(
+                "No database: set DATABASE_URL to a PostGIS database, or run `make serve` "
+                "to create the private one under var/."
+            )
+        url = self.database_url
+        # Plain postgresql:// URLs use psycopg 3, the driver we ship.
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,31 @@
+"""Headline numbers of what is loaded: grids per level, people and places."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+def town_counts(session: Session) -> dict:
+    q = lambda sql: session.execute(text(sql)).scalar_one()  # noqa: E731
+    levels = dict(
+        session.execute(
+            text("SELECT level, count(*) FROM grid WHERE valid_to IS NULL GROUP BY level")
+        ).tuples().all()
+    )
+    staff = dict(session.execute(text("SELECT role, count(*) FROM staff GROUP BY role")).tuples().all())
+    synthetic = session.execute(
+        text("SELECT value->>'notice' FROM dataset_info WHERE key = 'sample_town'")
+    ).scalar_one_or_none()
+    return {
+        "grids_by_level": {str(k): v for k, v in sorted(levels.items())},
+        "natural_villages": q("SELECT count(*) FROM natural_village"),
+        "households": q("SELECT count(*) FROM household"),
+        "residents": q("SELECT count(*) FROM resident"),
+        "residents_by_household_counts": int(q("SELECT coalesce(sum(residents), 0) FROM household")),
+        "staff_by_role": staff,
+        "shelters": q("SELECT count(*) FROM shelter"),
+        "roads": q("SELECT count(*) FROM road"),
+        "rivers": q("SELECT count(*) FROM river"),
+        "synthetic_notice": synthetic,
+    }

@@ -1,0 +1,1 @@
+"""Map pages of Wangge: folium/Leaflet HTML that works without internet access."""

@@ -1,0 +1,143 @@
+"""Test setup: a real PostGIS database holding the sample town, made once per session.
+
+The database is `<name>_test` next to the one in DATABASE_URL (or var/database_url, written by
+`make test`). Tests that write get their own copy (CREATE DATABASE ... TEMPLATE). A run in which
+any test is skipped fails: a skipped database or browser test is a test that tested nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
+
+from gis.settings import Settings
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _skipped and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _skipped:
+        terminalreporter.write_line(
+            f"FAILED: {len(_skipped)} test(s) were skipped; this suite allows no skips: "
+            + ", ".join(_skipped[:10]),
+            red=True,
+        )
+
+
+def _base_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL") or Settings().database_url
+    if not url:
+        pytest.fail(
+            "No PostGIS database for the tests: run `make test` (it creates one), or set DATABASE_URL.",
+            pytrace=False,
+        )
+    return Settings(DATABASE_URL=url).require_database_url()
+
+
+def _admin_engine(url) -> Engine:
+    return create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+
+def create_database(url, template: str | None = None) -> None:
+    admin = _admin_engine(url)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+        tpl = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(text(f'CREATE DATABASE "{url.database}"{tpl}'))
+    admin.dispose()
+
+
+def drop_database(url) -> None:
+    admin = _admin_engine(url)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sample_town():
+    from gis.sample_town import generate_sample_town
+
+    return generate_sample_town()
+
+
+@pytest.fixture(scope="session")
+def test_db_url(sample_town, tmp_path_factory):
+    """A fresh database: migrated, with the sample town loaded. Nobody writes to it."""
+    from gis.db import transaction, upgrade
+    from gis.sample_load import load_sample_town
+    from gis.sample_town import write_dem
+
+    base = make_url(_base_url())
+    url = base.set(database=f"{base.database}_test")
+    create_database(url)
+    engine = create_engine(url, poolclass=NullPool)
+    upgrade(engine)
+    dem_path = write_dem(sample_town, tmp_path_factory.mktemp("dem") / "sample_dem.tif")
+    with transaction(engine) as session:
+        load_sample_town(session, sample_town, dem_path=dem_path)
+    engine.dispose()
+    yield url
+
+
+@pytest.fixture(scope="session")
+def engine(test_db_url) -> Iterator[Engine]:
+    eng = create_engine(test_db_url, poolclass=NullPool)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine):
+    """A session whose work is rolled back after the test."""
+    from gis.db import make_sessionmaker
+
+    with make_sessionmaker(engine)() as s, s.begin():
+        yield s
+        s.rollback()
+
+
+@pytest.fixture
+def scratch_db_url(test_db_url):
+    """A private copy of the test database for a test that writes through the API."""
+    url = test_db_url.set(database=f"{test_db_url.database}_{uuid.uuid4().hex[:8]}")
+    create_database(url, template=test_db_url.database)
+    yield url
+    drop_database(url)
+
+
+def make_client(url):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    settings = Settings(DATABASE_URL=url.render_as_string(hide_password=False), database_pool_size=0)
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def client(test_db_url):
+    with make_client(test_db_url) as c:
+        yield c
+
+
+@pytest.fixture
+def scratch_client(scratch_db_url):
+    with make_client(scratch_db_url) as c:
+        yield c
