@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Annotated
 
 import shapely
-from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.deps import SessionDep, SettingsDep
+from api.security import P
+from gis import audit
+from gis.auth.roles import Permission
 from gis.crs import check_lonlat, parse_crs, to_wgs84
 from gis.errors import InputError, NotFound, Problem
 from gis.grids import store
@@ -25,7 +28,7 @@ router = APIRouter(prefix="/grids", tags=["grids"])
 GEOJSON = "application/geo+json"
 
 
-def _parse_bbox(bbox: str | None) -> tuple[float, float, float, float] | None:
+def parse_bbox(bbox: str | None) -> tuple[float, float, float, float] | None:
     if bbox is None:
         return None
     parts = bbox.split(",")
@@ -44,6 +47,13 @@ def _parse_bbox(bbox: str | None) -> tuple[float, float, float, float] | None:
     return x0, y0, x1, y1
 
 
+def _iso(value) -> str | None:
+    """ISO time, or None for a missing one (pandas turns a missing time into NaT)."""
+    import pandas as pd
+
+    return None if value is None or pd.isna(value) else value.isoformat()
+
+
 def _feature_collection(frame, extra: dict | None = None) -> dict:
     features = []
     for r, g in zip(frame.itertuples(), frame.geometry, strict=True):
@@ -56,7 +66,7 @@ def _feature_collection(frame, extra: dict | None = None) -> dict:
                     "name": r.name,
                     "level": int(r.level),
                     "parent_code": r.parent_code,
-                    "valid_from": r.valid_from.isoformat() if r.valid_from is not None else None,
+                    "valid_from": _iso(r.valid_from),
                 },
                 "geometry": shapely.geometry.mapping(g),
             }
@@ -70,13 +80,14 @@ def _feature_collection(frame, extra: dict | None = None) -> dict:
 def list_grids(
     session: SessionDep,
     settings: SettingsDep,
+    _: P(Permission.VIEW_GRIDS),
     level: Annotated[int | None, Query(ge=1, le=4, description="1 town … 4 group grid")] = None,
     parent_code: Annotated[str | None, Query(pattern=r"^\d{15}$")] = None,
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS84)")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ):
-    box = _parse_bbox(bbox)
+    box = parse_bbox(bbox)
     cap = settings.max_features_per_page
     if limit is not None and limit > cap:
         raise InputError(Problem(("query", "limit"), f"at most {cap} features per page"))
@@ -140,6 +151,7 @@ def _outside(loc: Location) -> NotFound:
 )
 def locate(
     session: SessionDep,
+    _: P(Permission.VIEW_GRIDS),
     lon: Annotated[float, Query(description="longitude (east), first")],
     lat: Annotated[float, Query(description="latitude (north)")],
     crs: Annotated[str, Query(description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")] = "wgs84",
@@ -173,7 +185,7 @@ class LocateManyItem(BaseModel):
 
 
 @router.post("/locate", response_model=list[LocateManyItem], summary="Locate many points at once")
-def locate_many(session: SessionDep, settings: SettingsDep, body: LocateMany):
+def locate_many(session: SessionDep, settings: SettingsDep, _: P(Permission.VIEW_GRIDS), body: LocateMany):
     if len(body.points) > settings.max_points_per_locate:
         raise InputError(
             Problem(("body", "points"), f"at most {settings.max_points_per_locate} points per request")
@@ -199,8 +211,10 @@ def locate_many(session: SessionDep, settings: SettingsDep, body: LocateMany):
 
 @router.post("/import", summary="Import a grid boundary file (all-or-nothing)")
 def import_file(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    principal: P(Permission.EDIT_GRIDS),
     file: Annotated[UploadFile, File(description="GeoJSON, GeoPackage, zipped Shapefile or KML")],
     crs: Annotated[str | None, Form(description="override: gcj02 | bd09 | EPSG:code")] = None,
     dry_run: Annotated[bool, Form(description="validate and report, write nothing")] = False,
@@ -240,11 +254,15 @@ def import_file(
     )
     if savepoint is not None:
         savepoint.rollback()
+    else:
+        audit.record(session, principal, "import", resource="grid",
+                     resource_ids=report.created + report.replaced, method="POST", path=request.url.path,
+                     detail={"file": name, "created": len(report.created), "replaced": len(report.replaced)})
     return {"dry_run": dry_run, **report.as_dict()}
 
 
 @router.get("/{code}/history", summary="Every version of one grid", response_class=Response)
-def history(session: SessionDep, code: Annotated[str, PathParam(pattern=r"^\d{15}$")]):
+def history(session: SessionDep, _: P(Permission.VIEW_GRIDS), code: Annotated[str, PathParam(pattern=r"^\d{15}$")]):
     frame = store.grid_history(session, code)
     if frame.empty:
         raise NotFound(f"no grid has the code {code}")
@@ -255,8 +273,8 @@ def history(session: SessionDep, code: Annotated[str, PathParam(pattern=r"^\d{15
                 "type": "Feature",
                 "properties": {
                     "code": r.code, "name": r.name, "level": int(r.level), "parent_code": r.parent_code,
-                    "valid_from": r.valid_from.isoformat(),
-                    "valid_to": r.valid_to.isoformat() if r.valid_to is not None else None,
+                    "valid_from": _iso(r.valid_from),
+                    "valid_to": _iso(r.valid_to),
                     "source": r.source,
                 },
                 "geometry": shapely.geometry.mapping(g),

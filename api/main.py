@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 
 from api import problems
 from api.deps import SessionDep
+from api.limits import BodySizeLimit
+from api.security import P, public
+from gis.auth.roles import Permission
 from gis.db import make_engine, make_sessionmaker
 from gis.settings import Settings, get_settings
 
@@ -36,50 +39,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     problems.install(app)
-    _limit_body_size(app, settings)
+    app.add_middleware(
+        BodySizeLimit,
+        default_limit=settings.max_json_body_bytes,
+        upload_limit=settings.max_upload_bytes,
+        upload_paths=("/grids/import",),
+    )
 
-    from api import grids, maps
+    from api import accounts, audit, emergencies, grids, households, maps
 
-    app.include_router(grids.router)
-    app.include_router(maps.router)
+    for module in (accounts, grids, households, emergencies, audit, maps):
+        app.include_router(module.router)
     maps.mount_assets(app)
 
-    @app.get("/healthz", tags=["service"], summary="Liveness and database check")
+    @app.get("/healthz", tags=["service"], summary="Liveness and database check", dependencies=[Depends(public)])
     def healthz(session: SessionDep):
         postgis = session.execute(text("SELECT postgis_lib_version()")).scalar_one()
         return {"status": "ok", "postgis": postgis}
 
     @app.get("/stats", tags=["service"], summary="What is loaded: counts per layer and level")
-    def stats(session: SessionDep):
+    def stats(session: SessionDep, _: P(Permission.VIEW_GRIDS)):
         from gis.stats import town_counts
 
         return town_counts(session)
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", include_in_schema=False, dependencies=[Depends(public)])
     def root():
         return RedirectResponse("/maps/grids")
 
     return app
-
-
-def _limit_body_size(app: FastAPI, settings: Settings) -> None:
-    from api.problems import problem
-
-    @app.middleware("http")
-    async def body_size(request: Request, call_next):
-        # Refuse early on the declared size; the import endpoint also counts the bytes it reads.
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                return problem(400, "Bad Content-Length header", kind="bad-header")
-            if int(declared) > settings.max_upload_bytes:
-                return problem(
-                    413,
-                    "Request too large",
-                    kind="http-413",
-                    detail=f"at most {settings.max_upload_bytes} bytes per request",
-                )
-        return await call_next(request)
 
 
 app = create_app()

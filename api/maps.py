@@ -9,7 +9,14 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from typing import Annotated
+
+from fastapi import Depends
+
 from api.deps import SessionDep, SettingsDep
+from api.security import require_page
+from gis.auth.principal import Principal
+from gis.auth.roles import Permission
 from gis.grids import store
 from gis.people import household_counts, staff_by_grid
 from gis.sample_load import dataset_info
@@ -48,7 +55,11 @@ def hillshade_layer(session) -> tuple[bytes, tuple] | None:
 
 
 @router.get("/grids", response_class=HTMLResponse, summary="Interactive map of the four grid levels")
-def grid_map(session: SessionDep, settings: SettingsDep):
+def grid_map(
+    session: SessionDep,
+    settings: SettingsDep,
+    _: Annotated[Principal, Depends(require_page(Permission.VIEW_GRIDS))],
+):
     from maps.grid_map import build_grid_map
     from maps.offline import missing_assets
 

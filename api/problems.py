@@ -42,6 +42,14 @@ def install(app: FastAPI) -> None:
             errors=[_jsonable_error(e) for e in exc.errors()],
         )
 
+    from fastapi.responses import RedirectResponse
+
+    from api.security import LoginRequired, login_redirect_url
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired):
+        return RedirectResponse(login_redirect_url(exc.next_path), status_code=303)
+
     @app.exception_handler(InputError)
     async def _input(request: Request, exc: InputError):
         return problem(422, exc.title, kind="invalid-input", errors=[p.as_dict() for p in exc.problems])
@@ -52,13 +60,19 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        titles = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}
-        return problem(
+        titles = {
+            401: "Authentication required", 403: "Forbidden", 404: "Not found",
+            405: "Method not allowed", 413: "Request too large",
+        }
+        resp = problem(
             exc.status_code,
             titles.get(exc.status_code, "Request refused"),
             kind=f"http-{exc.status_code}",
             detail=exc.detail if isinstance(exc.detail, str) else None,
         )
+        for k, v in (getattr(exc, "headers", None) or {}).items():
+            resp.headers[k] = v
+        return resp
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

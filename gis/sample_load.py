@@ -65,7 +65,7 @@ def load_sample_town(session: Session, town, dem_path: Path | None = None) -> di
             for r, g in zip(hh.itertuples(), hh.geometry, strict=True)
         ),
     )
-    hh_ids = dict(session.execute(text("SELECT household_no, id FROM household")).tuples().all())
+    hh_ids = dict(session.execute(text("SELECT household_no, id FROM household")).all())
     counts["resident"] = copy_rows(
         session,
         "resident",

@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     gap_tolerance_m2: float = 1.0
     overlap_tolerance_m2: float = 1.0
 
+    # Accounts and sessions.
+    session_cookie_name: str = "wangge_session"
+    session_cookie_secure: bool = True
+    session_hours: float = 12.0
+    login_max_failures: int = 5
+    login_max_failures_per_ip: int = 30
+    login_window_minutes: int = 15
+    max_json_body_bytes: int = 2 * 1024 * 1024
+    max_audit_export_rows: int = 100_000
+
     @model_validator(mode="after")
     def _database_from_var(self) -> Settings:
         if not self.database_url:

@@ -92,8 +92,47 @@ def test_db_url(sample_town, tmp_path_factory):
     dem_path = write_dem(sample_town, tmp_path_factory.mktemp("dem") / "sample_dem.tif")
     with transaction(engine) as session:
         load_sample_town(session, sample_town, dem_path=dem_path)
+        _ACCOUNTS.update(create_test_accounts(session))
     engine.dispose()
     yield url
+
+
+# role -> {"id", "username", "password", "token", "scope_codes"}; filled when the database is made.
+_ACCOUNTS: dict[str, dict] = {}
+TEST_PASSWORD = "correct-horse-battery-staple"
+
+
+def create_test_accounts(session) -> dict[str, dict]:
+    """One account and one API token per role. Grid staff serve the first group grid of the first
+    village; the supervisor that whole village."""
+    from gis.auth import accounts
+    from gis.auth.roles import Role
+
+    first_group = session.execute(
+        text("SELECT min(code) FROM grid WHERE level = 4 AND valid_to IS NULL")
+    ).scalar_one()
+    village = first_group[:12] + "000"
+    scopes = {Role.GRID_STAFF: [first_group], Role.SUPERVISOR: [village]}
+    out = {}
+    for role in Role:
+        user = accounts.create_user(
+            session, f"test_{role.value}", TEST_PASSWORD, role, scope_codes=scopes.get(role, [])
+        )
+        secret, _ = accounts.create_token(session, user.id, f"tests ({role.value})")
+        out[role.value] = {
+            "id": user.id, "username": user.username, "password": TEST_PASSWORD, "token": secret,
+            "scope_codes": list(user.scope_codes),
+        }
+    return out
+
+
+@pytest.fixture(scope="session")
+def accounts(test_db_url) -> dict[str, dict]:
+    return _ACCOUNTS
+
+
+def auth(role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {_ACCOUNTS[role]['token']}"}
 
 
 @pytest.fixture(scope="session")
@@ -122,22 +161,48 @@ def scratch_db_url(test_db_url):
     drop_database(url)
 
 
-def make_client(url):
+def settings_for(url, **overrides) -> Settings:
+    return Settings(
+        DATABASE_URL=url.render_as_string(hide_password=False), database_pool_size=0, **overrides
+    )
+
+
+def make_client(url, role: str | None = "admin", **overrides):
+    """A client of the real ASGI app; with a role it sends that role's bearer token."""
     from fastapi.testclient import TestClient
 
     from api.main import create_app
 
-    settings = Settings(DATABASE_URL=url.render_as_string(hide_password=False), database_pool_size=0)
-    return TestClient(create_app(settings), raise_server_exceptions=False)
+    client = TestClient(
+        create_app(settings_for(url, **overrides)),
+        raise_server_exceptions=False,
+        base_url="https://testserver",  # the session cookie is Secure
+    )
+    if role is not None:
+        client.headers.update(auth(role))
+    return client
 
 
 @pytest.fixture(scope="session")
-def client(test_db_url):
+def client(test_db_url, accounts):
+    """The admin's client on the shared, read-only sample database."""
     with make_client(test_db_url) as c:
         yield c
 
 
+@pytest.fixture(scope="session")
+def clients(test_db_url, accounts):
+    """role -> client on the shared database, plus 'anonymous'."""
+    made = {role: make_client(test_db_url, role) for role in accounts}
+    made["anonymous"] = make_client(test_db_url, None)
+    for c in made.values():
+        c.__enter__()
+    yield made
+    for c in made.values():
+        c.__exit__(None, None, None)
+
+
 @pytest.fixture
-def scratch_client(scratch_db_url):
+def scratch_client(scratch_db_url, accounts):
     with make_client(scratch_db_url) as c:
         yield c

@@ -100,7 +100,7 @@ def _insert_grid(session, code, level, parent, wkt="MULTIPOLYGON(((112 33,112.00
         ("411324105001099", 3, "411324105901000", None, "code_fits_level"),
         ("411324105001099", 4, "411324105002000", None, "group_parent_is_its_village"),
         ("411324105000000", 1, "411324105901000", None, "parent_iff_not_town"),
-        ("411324106001099", 4, "411324105001000", None, "parent_same_township"),
+        ("411324106001000", 3, "411324105901000", None, "parent_same_township"),
     ],
 )
 def test_database_refuses_broken_grids(engine, code, level, parent, wkt, constraint):

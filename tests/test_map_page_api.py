@@ -5,23 +5,28 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from gis.settings import Settings
 from maps import labels
+from tests.conftest import settings_for  # noqa: F401
 from tests.browser import OfflinePageChecker, launch_chromium, serve_app_in_thread
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def page_and_checker(test_db_url):
+def page_and_checker(test_db_url, accounts):
     from api.main import create_app
 
-    settings = Settings(DATABASE_URL=test_db_url.render_as_string(hide_password=False), database_pool_size=0)
-    with serve_app_in_thread(create_app(settings)) as base, launch_chromium() as browser:
+    with serve_app_in_thread(create_app(settings_for(test_db_url))) as base, launch_chromium() as browser:
         context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
         page = context.new_page()
         checker = OfflinePageChecker().attach(page)
+        # Not logged in: the map sends the browser to the login page, which brings it back.
         page.goto(base + "/maps/grids", wait_until="networkidle")
+        assert "/login" in page.url
+        page.fill("#username", accounts["command_center"]["username"])
+        page.fill("#password", accounts["command_center"]["password"])
+        page.click("button[type=submit]")
+        page.wait_for_url(base + "/maps/grids")
         page.wait_for_function("document.documentElement.dataset.wanggeReady === '1'")
         page.evaluate("document.fonts.ready.then(() => true)")
         page.wait_for_load_state("networkidle")

@@ -1,0 +1,233 @@
+"""Logging in and out, the login page, and the admin API for accounts and tokens."""
+
+from __future__ import annotations
+
+import html
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from api.deps import SessionDep, SettingsDep
+from api.security import P, client_ip, public, resolve_principal
+from gis import audit
+from gis.auth import accounts
+from gis.auth.roles import ROLE_NAMES_ZH, Permission, Role
+
+router = APIRouter(tags=["accounts"])
+
+USERNAME = r"^[A-Za-z0-9_.@-]{2,64}$"
+GRID_CODE = r"^\d{15}$"
+
+
+def _safe_next(next_path: str | None) -> str:
+    # Only paths on this site: never '//host' or 'http://…' (an open redirect).
+    if not next_path or not next_path.startswith("/") or next_path.startswith("//") or "\\" in next_path:
+        return "/maps/grids"
+    return next_path
+
+
+def _login(request: Request, session, settings, username: str, password: str):
+    """Check the password (throttled); on success a new session. Returns (user, cookie) or a Response."""
+    ip = client_ip(request)
+    try:
+        accounts.check_throttle(
+            session, username, ip,
+            max_failures=settings.login_max_failures,
+            max_failures_per_ip=settings.login_max_failures_per_ip,
+            window_minutes=settings.login_window_minutes,
+        )
+    except accounts.TooManyAttempts as exc:
+        audit.record(session, None, "login", resource="session", outcome="throttled", actor=username,
+                     client_ip=ip, method=request.method, path=request.url.path)
+        from api.problems import problem
+
+        resp = problem(429, "Too many failed logins", kind="throttled", detail=str(exc))
+        resp.headers["Retry-After"] = str(exc.retry_after_s)
+        return None, resp
+    user = accounts.authenticate(session, username, password, ip)
+    audit.record(session, None, "login", resource="session", outcome="ok" if user else "failed",
+                 actor=username, client_ip=ip, method=request.method, path=request.url.path,
+                 resource_ids=[user.id] if user else ())
+    if user is None:
+        return None, None
+    return user, accounts.create_session(session, user, ip, settings.session_hours)
+
+
+def _set_cookie(response: Response, settings, value: str) -> None:
+    response.set_cookie(
+        settings.session_cookie_name, value, max_age=int(settings.session_hours * 3600),
+        httponly=True, secure=settings.session_cookie_secure, samesite="strict", path="/",
+    )
+
+
+LOGIN_PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>登录 — 网格</title>
+<link rel="icon" href="data:,">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{{font-family:system-ui,"Noto Sans CJK SC",sans-serif;background:#f3f5f7;display:flex;
+justify-content:center;align-items:center;min-height:100vh;margin:0}}
+form{{background:#fff;padding:2rem 2.5rem;border-radius:8px;box-shadow:0 2px 12px #0002;min-width:18rem}}
+h1{{font-size:1.3rem;margin:0 0 1rem}} label{{display:block;margin:.7rem 0 .2rem}}
+input{{width:100%;padding:.45rem;box-sizing:border-box}} button{{margin-top:1.2rem;width:100%;padding:.5rem}}
+.error{{color:#b00020;margin:.5rem 0}}
+</style></head><body>
+<form method="post" action="/login">
+<h1>网格 · 登录</h1>
+{error}
+<input type="hidden" name="next" value="{next}">
+<label for="username">用户名</label><input id="username" name="username" autocomplete="username" required>
+<label for="password">密码</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">登录</button>
+</form></body></html>"""
+
+
+@router.get("/login", response_class=HTMLResponse, include_in_schema=False, dependencies=[Depends(public)])
+def login_page(next: str | None = None):
+    return HTMLResponse(LOGIN_PAGE.format(error="", next=html.escape(_safe_next(next))))
+
+
+@router.post("/login", include_in_schema=False, dependencies=[Depends(public)])
+def login_form(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=256)],
+    next: Annotated[str | None, Form(max_length=2000)] = None,
+):
+    user, cookie = _login(request, session, settings, username, password)
+    if isinstance(cookie, Response):
+        return cookie
+    if user is None:
+        page = LOGIN_PAGE.format(error='<p class="error">用户名或密码错误</p>', next=html.escape(_safe_next(next)))
+        return HTMLResponse(page, status_code=401)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    _set_cookie(response, settings, cookie)
+    return response
+
+
+class LoginBody(BaseModel):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=256)
+
+
+@router.post("/auth/login", summary="Log in; sets the session cookie", dependencies=[Depends(public)])
+def login_json(request: Request, session: SessionDep, settings: SettingsDep, body: LoginBody):
+    user, cookie = _login(request, session, settings, body.username, body.password)
+    if isinstance(cookie, Response):
+        return cookie
+    if user is None:
+        from api.problems import problem
+
+        return problem(401, "Wrong username or password", kind="login-failed")
+    response = JSONResponse({"user": user.as_dict()})
+    _set_cookie(response, settings, cookie)
+    return response
+
+
+@router.post("/auth/logout", summary="End this browser session at once", dependencies=[Depends(public)])
+def logout(request: Request, session: SessionDep, settings: SettingsDep):
+    principal = resolve_principal(request, session)
+    if principal is not None and principal.session_id_hash:
+        accounts.end_session(session, principal.session_id_hash)
+        audit.record(session, principal, "logout", resource="session", method="POST", path=request.url.path)
+    response = JSONResponse({"logged_out": principal is not None})
+    response.delete_cookie(settings.session_cookie_name, path="/")
+    return response
+
+
+@router.get("/auth/me", summary="Who am I: user, role, scope")
+def me(principal: P(Permission.VIEW_GRIDS)):
+    return {
+        "username": principal.username,
+        "role": str(principal.role),
+        "role_zh": ROLE_NAMES_ZH[principal.role],
+        "scope_codes": list(principal.scope_codes),
+        "via": principal.via,
+        "permissions": sorted(p.value for p in Permission if principal.can(p)),
+    }
+
+
+# --- admin: accounts and tokens -------------------------------------------------------------
+
+
+class UserIn(BaseModel):
+    username: str = Field(pattern=USERNAME)
+    password: str = Field(min_length=1, max_length=256)
+    role: Role
+    scope_codes: list[Annotated[str, Field(pattern=GRID_CODE)]] = Field(default_factory=list, max_length=500)
+    display_name: str | None = Field(default=None, max_length=100)
+
+
+class UserPatch(BaseModel):
+    role: Role | None = None
+    scope_codes: list[Annotated[str, Field(pattern=GRID_CODE)]] | None = Field(default=None, max_length=500)
+    active: bool | None = None
+    password: str | None = Field(default=None, min_length=1, max_length=256)
+    display_name: str | None = Field(default=None, max_length=100)
+
+
+class TokenIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    role: Role | None = None
+    scope_codes: list[Annotated[str, Field(pattern=GRID_CODE)]] | None = Field(default=None, max_length=500)
+    expires_days: float | None = Field(default=None, gt=0, le=3650)
+
+
+UserId = Annotated[int, PathParam(ge=1, le=2**62)]
+
+
+@router.get("/admin/users", summary="All accounts")
+def users(session: SessionDep, _: P(Permission.MANAGE_USERS)):
+    return [u.as_dict() for u in accounts.list_users(session)]
+
+
+@router.post("/admin/users", status_code=201, summary="Create an account")
+def create_user(request: Request, session: SessionDep, principal: P(Permission.MANAGE_USERS), body: UserIn):
+    user = accounts.create_user(session, body.username, body.password, body.role,
+                                scope_codes=body.scope_codes, display_name=body.display_name)
+    audit.record(session, principal, "create", resource="user", resource_ids=[user.id],
+                 method="POST", path=request.url.path, detail={"role": str(user.role), "scope": list(user.scope_codes)})
+    return user.as_dict()
+
+
+@router.patch("/admin/users/{user_id}", summary="Change role, scope, password or deactivate")
+def patch_user(request: Request, session: SessionDep, principal: P(Permission.MANAGE_USERS),
+               user_id: UserId, body: UserPatch):
+    fields = body.model_dump(exclude_unset=True)
+    user = accounts.update_user(session, user_id, **fields)
+    changed = sorted(k if k != "password" else "password(reset)" for k in fields)
+    audit.record(session, principal, "update", resource="user", resource_ids=[user_id],
+                 method="PATCH", path=request.url.path, detail={"changed": changed})
+    return user.as_dict()
+
+
+@router.get("/admin/users/{user_id}/tokens", summary="A user's API tokens (never the secrets)")
+def user_tokens(session: SessionDep, _: P(Permission.MANAGE_USERS), user_id: UserId):
+    accounts.get_user(session, user_id)
+    return [t.as_dict() for t in accounts.list_tokens(session, user_id)]
+
+
+@router.post("/admin/users/{user_id}/tokens", status_code=201, summary="Issue an API token (shown once)")
+def issue_token(request: Request, session: SessionDep, principal: P(Permission.MANAGE_USERS),
+                user_id: UserId, body: TokenIn):
+    secret, token = accounts.create_token(session, user_id, body.name, role=body.role,
+                                          scope_codes=body.scope_codes, expires_days=body.expires_days)
+    audit.record(session, principal, "create", resource="api_token", resource_ids=[token.id],
+                 method="POST", path=request.url.path, detail={"user_id": user_id, "role": token.role})
+    return {"token": secret, **token.as_dict()}
+
+
+@router.delete("/admin/tokens/{token_id}", summary="Revoke an API token at once")
+def revoke(request: Request, session: SessionDep, principal: P(Permission.MANAGE_USERS),
+           token_id: Annotated[int, PathParam(ge=1, le=2**62)]):
+    token = accounts.revoke_token(session, token_id)
+    audit.record(session, principal, "revoke", resource="api_token", resource_ids=[token_id],
+                 method="DELETE", path=request.url.path)
+    return token.as_dict()
+
+

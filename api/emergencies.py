@@ -1,0 +1,61 @@
+"""Declaring and closing emergencies (audited); while active they open personal fields in their extent."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
+from pydantic import BaseModel, Field
+
+from api.deps import SessionDep, SettingsDep
+from api.security import P
+from gis import audit, emergencies
+from gis.auth.roles import Permission
+from gis.geometry_input import polygon_from_geojson
+
+router = APIRouter(prefix="/emergencies", tags=["emergencies"])
+
+
+class Declare(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=2000)
+    extent: dict[str, Any] = Field(description="GeoJSON Polygon or MultiPolygon (or a Feature of one)")
+    crs: str = Field(default="wgs84", max_length=40, description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")
+
+
+class Close(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+EmergencyId = Annotated[int, PathParam(ge=1, le=2**62)]
+
+
+@router.get("", summary="Emergencies, newest last")
+def list_all(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES), active: bool = False):
+    return emergencies.list_emergencies(session, active_only=active)
+
+
+@router.post("", status_code=201, summary="Declare an emergency over an extent")
+def declare(request: Request, session: SessionDep, settings: SettingsDep,
+            principal: P(Permission.MANAGE_EMERGENCIES), body: Declare):
+    extent = polygon_from_geojson(body.extent, ("body", "extent"), max_vertices=settings.max_vertices_per_geometry,
+                                  crs=body.crs)
+    out = emergencies.declare(session, principal.user_id, body.title, body.reason, extent)
+    audit.record(session, principal, "declare_emergency", resource="emergency", resource_ids=[out["id"]],
+                 reason=body.reason, method="POST", path=request.url.path, detail={"title": body.title})
+    return out
+
+
+@router.get("/{emergency_id}", summary="One emergency")
+def one(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES), emergency_id: EmergencyId):
+    return emergencies.get(session, emergency_id)
+
+
+@router.post("/{emergency_id}/close", summary="Close an emergency; its extent stops opening personal fields")
+def close(request: Request, session: SessionDep, principal: P(Permission.MANAGE_EMERGENCIES),
+          emergency_id: EmergencyId, body: Close):
+    out = emergencies.close(session, emergency_id, principal.user_id, body.reason)
+    audit.record(session, principal, "close_emergency", resource="emergency", resource_ids=[emergency_id],
+                 reason=body.reason, method="POST", path=request.url.path)
+    return out

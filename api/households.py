@@ -1,0 +1,97 @@
+"""Households (personal data): scoped rows, masked fields, every unmasked read audited."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+
+from api.deps import SessionDep, SettingsDep
+from api.grids import parse_bbox
+from api.security import P
+from gis import audit
+from gis import households as hh
+from gis.auth.roles import Permission
+from gis.errors import InputError, Problem
+
+router = APIRouter(prefix="/households", tags=["households"])
+
+Reason = Annotated[str | None, Query(max_length=500, description="why you need this (kept in the audit log)")]
+
+# Chinese column headers of the CSV export (UTF-8 with BOM so Excel shows them).
+CSV_HEADERS = {
+    "id": "编号", "household_no": "户号", "address": "地址", "head_name": "户主", "phone": "电话",
+    "residents": "人数", "elderly": "65岁以上", "children": "儿童", "disabled": "残疾", "pregnant": "孕妇",
+    "bedridden": "卧床", "floors": "楼层数", "natural_village": "自然村", "grid_code": "网格编码",
+    "grid_name": "网格", "lon": "经度", "lat": "纬度", "personal_fields": "个人信息",
+}
+
+
+def _audit_read(session, principal, request: Request, records: list[dict], reason: str | None, fmt: str):
+    ids = hh.shown_ids(records)
+    if ids:
+        audit.record(session, principal, "read_personal", resource="household", resource_ids=ids,
+                     reason=reason, method=request.method, path=request.url.path, detail={"format": fmt})
+
+
+@router.get("", summary="Households you may see (JSON, GeoJSON or CSV)")
+def list_households(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: P(Permission.VIEW_HOUSEHOLDS),
+    grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$")] = None,
+    bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
+    limit: Annotated[int, Query(ge=1)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    format: Literal["json", "geojson", "csv"] = "json",
+    reason: Reason = None,
+):
+    if limit > settings.max_features_per_page:
+        raise InputError(Problem(("query", "limit"), f"at most {settings.max_features_per_page} per page"))
+    records, total = hh.list_households(session, principal, grid_code=grid_code, bbox=parse_bbox(bbox),
+                                        limit=limit, offset=offset)
+    _audit_read(session, principal, request, records, reason, format)
+    if format == "csv":
+        buf = io.StringIO()
+        buf.write("\ufeff")
+        writer = csv.writer(buf)
+        writer.writerow(CSV_HEADERS.values())
+        for r in records:
+            writer.writerow([r.get(k) for k in CSV_HEADERS])
+        return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="households.csv"',
+                                 "X-Total-Count": str(total)})
+    if format == "geojson":
+        fc = {
+            "type": "FeatureCollection",
+            "numberMatched": total,
+            "numberReturned": len(records),
+            "features": [
+                {"type": "Feature", "id": r["id"],
+                 "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
+                 "properties": {k: v for k, v in r.items() if k not in ("lon", "lat")}}
+                for r in records
+            ],
+        }
+        return Response(json.dumps(fc, ensure_ascii=False), media_type="application/geo+json")
+    return {"total": total, "offset": offset, "items": records}
+
+
+@router.get("/counts", summary="Households, residents and vulnerable members per grid (no personal fields)")
+def counts(session: SessionDep, _: P(Permission.VIEW_HOUSEHOLD_COUNTS),
+           level: Annotated[int | None, Query(ge=1, le=4)] = None):
+    return hh.counts_by_grid(session, level)
+
+
+@router.get("/{household_id}", summary="One household with its members")
+def one(request: Request, session: SessionDep, principal: P(Permission.VIEW_HOUSEHOLDS),
+        household_id: Annotated[int, PathParam(ge=1, le=2**62)], reason: Reason = None):
+    record = hh.get_household(session, principal, household_id)
+    _audit_read(session, principal, request, [record], reason, "json")
+    return record

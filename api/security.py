@@ -1,0 +1,101 @@
+"""Authentication and authorisation for every endpoint: who is asking, and may they.
+
+Each route declares exactly one of `Depends(require(Permission.X))`, `Depends(require_page(...))`
+or `Depends(public)`. tests/test_permissions.py walks the app's routes and fails for any route
+without one, so a new endpoint cannot ship without a rule.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, HTTPException, Request
+
+from api.deps import SessionDep
+from gis.auth import accounts
+from gis.auth.principal import Principal
+from gis.auth.roles import Permission
+
+
+class LoginRequired(Exception):
+    """A browser page was asked for without a session: send the browser to the login page."""
+
+    def __init__(self, next_path: str):
+        self.next_path = next_path
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def resolve_principal(request: Request, session) -> Principal | None:
+    """The caller from a bearer token or the session cookie; a bad token is an error, not anonymous."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    ip = client_ip(request)
+    header = request.headers.get("authorization")
+    principal = None
+    if header:
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise HTTPException(401, "use 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
+        principal = accounts.principal_from_token(session, credential.strip(), ip)
+        if principal is None:
+            raise HTTPException(
+                401, "the token is unknown, expired or revoked",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+    else:
+        cookie = request.cookies.get(request.app.state.settings.session_cookie_name)
+        if cookie:
+            principal = accounts.principal_from_session(session, cookie, ip)
+    request.state.principal = principal
+    return principal
+
+
+def require(permission: Permission):
+    """An API dependency: 401 without credentials, 403 when the role lacks `permission`."""
+
+    def dependency(request: Request, session: SessionDep) -> Principal:
+        principal = resolve_principal(request, session)
+        if principal is None:
+            raise HTTPException(401, "log in or send a bearer token", headers={"WWW-Authenticate": "Bearer"})
+        if not principal.can(permission):
+            raise HTTPException(403, f"the role {principal.role} may not {permission.value.replace('_', ' ')}")
+        return principal
+
+    dependency.permission = permission  # type: ignore[attr-defined]
+    return dependency
+
+
+def require_page(permission: Permission):
+    """Like `require`, for HTML pages: without a session the browser goes to the login page."""
+
+    def dependency(request: Request, session: SessionDep) -> Principal:
+        principal = resolve_principal(request, session)
+        if principal is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise LoginRequired(target)
+        if not principal.can(permission):
+            raise HTTPException(403, f"the role {principal.role} may not {permission.value.replace('_', ' ')}")
+        return principal
+
+    dependency.permission = permission  # type: ignore[attr-defined]
+    return dependency
+
+
+def public() -> None:
+    """Marks a route that anyone may call (login, health)."""
+
+
+public.permission = None  # type: ignore[attr-defined]
+
+
+def login_redirect_url(next_path: str) -> str:
+    return "/login?next=" + quote(next_path, safe="/")
+
+
+def P(permission: Permission):  # noqa: N802 - reads like a type in signatures
+    return Annotated[Principal, Depends(require(permission))]

@@ -1,0 +1,58 @@
+"""Roles and permissions: the one table that says who may do what."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    COMMAND_CENTER = "command_center"
+    EMERGENCY = "emergency"
+    PLANNER = "planner"
+    GRID_STAFF = "grid_staff"
+    SUPERVISOR = "supervisor"
+
+
+class Permission(StrEnum):
+    VIEW_GRIDS = "view_grids"            # boundaries, locate, grid map, staff contact cards
+    EDIT_GRIDS = "edit_grids"            # import / redraw boundaries
+    VIEW_HOUSEHOLD_COUNTS = "view_household_counts"
+    VIEW_HOUSEHOLDS = "view_households"  # household rows; which rows and fields depends on role
+    VIEW_SHELTERS = "view_shelters"
+    MANAGE_EMERGENCIES = "manage_emergencies"
+    VIEW_EMERGENCIES = "view_emergencies"
+    MANAGE_USERS = "manage_users"
+    VIEW_AUDIT = "view_audit"
+
+
+P = Permission
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(Permission),
+    Role.COMMAND_CENTER: frozenset(
+        {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS,
+         P.MANAGE_EMERGENCIES, P.VIEW_EMERGENCIES}
+    ),
+    Role.EMERGENCY: frozenset(
+        {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS, P.VIEW_EMERGENCIES}
+    ),
+    Role.PLANNER: frozenset({P.VIEW_GRIDS, P.EDIT_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_SHELTERS}),
+    Role.GRID_STAFF: frozenset({P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS}),
+    Role.SUPERVISOR: frozenset({P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS}),
+}
+
+# Roles whose data access is limited to the grids in their scope.
+SCOPED_ROLES = frozenset({Role.GRID_STAFF, Role.SUPERVISOR})
+
+ROLE_NAMES_ZH = {
+    Role.ADMIN: "系统管理员",
+    Role.COMMAND_CENTER: "指挥中心",
+    Role.EMERGENCY: "应急/防汛突击队",
+    Role.PLANNER: "规划/网格办",
+    Role.GRID_STAFF: "网格员",
+    Role.SUPERVISOR: "网格督导员",
+}
+
+
+def allows(role: Role | str, permission: Permission) -> bool:
+    return Permission(permission) in ROLE_PERMISSIONS[Role(role)]

@@ -1,0 +1,85 @@
+"""Declared emergencies: while one is active, emergency teams see personal fields inside its extent."""
+
+from __future__ import annotations
+
+import json
+
+from shapely.geometry import MultiPolygon
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from gis.bulk import ewkt
+from gis.errors import InputError, NotFound, Problem
+
+_COLUMNS = (
+    "e.id, e.title, e.reason, e.declared_at, e.closed_at, e.close_reason, "
+    "d.username AS declared_by, c.username AS closed_by, ST_AsGeoJSON(e.extent, 7) AS extent"
+)
+
+
+def parse_extent(geojson: dict, loc: tuple, max_vertices: int) -> MultiPolygon:
+    """A GeoJSON Polygon/MultiPolygon (or a Feature of one) in WGS84, checked and made a MultiPolygon."""
+    from gis.geometry_input import polygon_from_geojson
+
+    return polygon_from_geojson(geojson, loc, max_vertices=max_vertices)
+
+
+def declare(session: Session, user_id: int, title: str, reason: str, extent: MultiPolygon) -> dict:
+    row = session.execute(
+        text(
+            "INSERT INTO emergency (title, reason, extent, declared_by) "
+            "VALUES (:t, :r, ST_GeomFromEWKT(:g), :u) RETURNING id"
+        ),
+        {"t": title, "r": reason, "g": ewkt(extent), "u": user_id},
+    ).one()
+    return get(session, row.id)
+
+
+def close(session: Session, emergency_id: int, user_id: int, reason: str) -> dict:
+    current = get(session, emergency_id)
+    if current["closed_at"] is not None:
+        raise InputError(Problem(("path", "emergency_id"), "this emergency is already closed", "already_closed"))
+    session.execute(
+        text("UPDATE emergency SET closed_at = now(), closed_by = :u, close_reason = :r WHERE id = :i"),
+        {"u": user_id, "r": reason, "i": emergency_id},
+    )
+    return get(session, emergency_id)
+
+
+def get(session: Session, emergency_id: int) -> dict:
+    row = session.execute(
+        text(
+            f"SELECT {_COLUMNS} FROM emergency e JOIN app_user d ON d.id = e.declared_by "
+            "LEFT JOIN app_user c ON c.id = e.closed_by WHERE e.id = :i"
+        ),
+        {"i": emergency_id},
+    ).mappings().first()
+    if row is None:
+        raise NotFound(f"no emergency with id {emergency_id}")
+    return _out(row)
+
+
+def list_emergencies(session: Session, active_only: bool = False) -> list[dict]:
+    where = "WHERE e.closed_at IS NULL" if active_only else ""
+    rows = session.execute(
+        text(
+            f"SELECT {_COLUMNS} FROM emergency e JOIN app_user d ON d.id = e.declared_by "
+            f"LEFT JOIN app_user c ON c.id = e.closed_by {where} ORDER BY e.id"
+        )
+    ).mappings()
+    return [_out(r) for r in rows]
+
+
+def _out(row) -> dict:
+    d = dict(row)
+    d["active"] = d["closed_at"] is None
+    for k in ("declared_at", "closed_at"):
+        d[k] = d[k].isoformat() if d[k] else None
+    d["extent"] = json.loads(d["extent"])
+    return d
+
+
+def any_active(session: Session) -> bool:
+    return session.execute(text("SELECT EXISTS (SELECT 1 FROM emergency WHERE closed_at IS NULL)")).scalar_one()
+
+

@@ -1,0 +1,161 @@
+"""Households as each role may see them: which rows, and whether personal fields are shown or masked.
+
+Row access (besides the role needing the view_households permission):
+- admin, command_center: every household;
+- emergency: households inside the extent of an active emergency, nothing else;
+- grid_staff, supervisor: households inside the grids of their scope;
+- planner: no household rows at all (counts per grid only).
+Personal fields (head's name, phone, address, members' names, ID numbers, birth dates):
+- shown to admin; to emergency teams (inside an active emergency, the only rows they get); to grid
+  staff and supervisors for their own grids; to the command center only for households inside an
+  active emergency's extent;
+- masked (张*, 138****1234, 411324********1234) everywhere else.
+Every answer that shows personal fields is written to the audit log by the caller (api layer),
+with the ids of exactly the households whose fields were shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from gis.auth.principal import Principal
+from gis.auth.roles import Role
+from gis.errors import NotFound
+from gis.privacy import mask_record
+
+IN_SCOPE = (
+    "EXISTS (SELECT 1 FROM grid sg WHERE sg.valid_to IS NULL AND sg.code = ANY(:scope) "
+    "AND ST_Intersects(sg.geom, h.geom))"
+)
+IN_EMERGENCY = (
+    "EXISTS (SELECT 1 FROM emergency e WHERE e.closed_at IS NULL AND ST_Intersects(e.extent, h.geom))"
+)
+
+
+@dataclass(frozen=True)
+class Access:
+    rows: str       # SQL condition on alias h: which rows the principal may see
+    personal: str   # SQL condition on alias h: whether personal fields are shown unmasked
+
+
+def access_for(principal: Principal) -> Access:
+    role = principal.role
+    if role is Role.ADMIN:
+        return Access("TRUE", "TRUE")
+    if role is Role.COMMAND_CENTER:
+        return Access("TRUE", IN_EMERGENCY)
+    if role is Role.EMERGENCY:
+        return Access(IN_EMERGENCY, "TRUE")
+    if role in (Role.GRID_STAFF, Role.SUPERVISOR):
+        return Access(IN_SCOPE, "TRUE")
+    return Access("FALSE", "FALSE")
+
+
+_SELECT = """
+    SELECT h.id, h.household_no, h.address, h.head_name, h.phone, h.residents, h.elderly,
+           h.children, h.disabled, h.pregnant, h.bedridden, h.floors,
+           nv.name AS natural_village, ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat,
+           grp.code AS grid_code, grp.name AS grid_name,
+           ({personal}) AS personal_shown
+    FROM household h
+    LEFT JOIN natural_village nv ON nv.id = h.natural_village_id
+    LEFT JOIN LATERAL (
+        SELECT g.code, g.name FROM grid g
+        WHERE g.valid_to IS NULL AND g.level = 4 AND ST_Intersects(g.geom, h.geom)
+        ORDER BY g.code LIMIT 1
+    ) grp ON true
+"""
+
+
+def _shape(row, members: list[dict] | None = None) -> dict:
+    d = dict(row)
+    shown = d.pop("personal_shown")
+    if not shown:
+        d = mask_record(d, "household")
+    d["personal_fields"] = "shown" if shown else "masked"
+    if members is not None:
+        d["members"] = [m if shown else mask_record(m, "resident") for m in members]
+    return d
+
+
+def list_households(
+    session: Session,
+    principal: Principal,
+    *,
+    grid_code: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict], int]:
+    """Households visible to `principal`, filtered by a grid (any level) and/or a bbox; ordered by id."""
+    acc = access_for(principal)
+    where = [f"({acc.rows})"]
+    params: dict = {"scope": list(principal.scope_codes), "limit": limit, "offset": offset}
+    if grid_code is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM grid fg WHERE fg.valid_to IS NULL AND fg.code = :grid_code "
+            "AND ST_Intersects(fg.geom, h.geom))"
+        )
+        params["grid_code"] = grid_code
+    if bbox is not None:
+        where.append("h.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
+        params.update(x0=bbox[0], y0=bbox[1], x1=bbox[2], y1=bbox[3])
+    cond = " AND ".join(where)
+    total = session.execute(text(f"SELECT count(*) FROM household h WHERE {cond}"), params).scalar_one()
+    rows = session.execute(
+        text(_SELECT.format(personal=acc.personal) + f" WHERE {cond} ORDER BY h.id LIMIT :limit OFFSET :offset"),
+        params,
+    ).mappings()
+    return [_shape(r) for r in rows], total
+
+
+def get_household(session: Session, principal: Principal, household_id: int) -> dict:
+    """One household with its members; a household outside the principal's access is 'not found'."""
+    acc = access_for(principal)
+    row = session.execute(
+        text(_SELECT.format(personal=acc.personal) + f" WHERE h.id = :id AND ({acc.rows})"),
+        {"id": household_id, "scope": list(principal.scope_codes)},
+    ).mappings().first()
+    if row is None:
+        # The same answer whether it does not exist or is outside the caller's access: no probing.
+        raise NotFound(f"no household {household_id} that you may see")
+    members = [
+        dict(m)
+        for m in session.execute(
+            text(
+                "SELECT name, gender, birth_date, id_number, relation_to_head, is_disabled, is_pregnant, "
+                "is_bedridden FROM resident WHERE household_id = :id ORDER BY id"
+            ),
+            {"id": household_id},
+        ).mappings()
+    ]
+    for m in members:
+        m["birth_date"] = m["birth_date"].isoformat() if m["birth_date"] else None
+    return _shape(row, members)
+
+
+def counts_by_grid(session: Session, level: int | None = None) -> list[dict]:
+    """Households, residents and vulnerable members per current grid: aggregates, no personal field."""
+    rows = session.execute(
+        text(
+            """
+            SELECT g.code, g.name, g.level, count(h.id) AS households,
+                   coalesce(sum(h.residents), 0) AS residents, coalesce(sum(h.elderly), 0) AS elderly,
+                   coalesce(sum(h.children), 0) AS children, coalesce(sum(h.disabled), 0) AS disabled,
+                   coalesce(sum(h.pregnant), 0) AS pregnant, coalesce(sum(h.bedridden), 0) AS bedridden
+            FROM grid g LEFT JOIN household h ON ST_Intersects(g.geom, h.geom)
+            WHERE g.valid_to IS NULL AND (CAST(:level AS int) IS NULL OR g.level = :level)
+            GROUP BY g.code, g.name, g.level ORDER BY g.code
+            """
+        ),
+        {"level": level},
+    ).mappings()
+    return [{k: (int(v) if k not in ("code", "name") else v) for k, v in r.items()} for r in rows]
+
+
+def shown_ids(records: list[dict]) -> list[int]:
+    """Ids of the households whose personal fields an answer shows (for the audit log)."""
+    return [r["id"] for r in records if r.get("personal_fields") == "shown"]
