@@ -35,6 +35,7 @@ sample: migrate
 
 serve: setup sample
 	$(PY) -m gis.cli stats
+	$(PY) -m gis.cli sample demo-accounts
 	WANGGE_HOST=$(HOST) WANGGE_PORT=$(PORT) $(PY) -m gis.cli serve
 
 test: setup browser

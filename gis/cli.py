@@ -20,9 +20,12 @@ grids_app = typer.Typer(help="Grid boundaries: import, export, locate.", no_args
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
 app.add_typer(grids_app, name="grids")
+users_app = typer.Typer(help="Accounts and API tokens.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
-console = Console()
-err = Console(stderr=True)
+# Piped output (make serve, CI logs) gets a wide console so tables are not cut.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _engine():
@@ -185,6 +188,148 @@ def grids_locate(
         console.print(f"{level}  {ref.code}  {ref.name}")
     if loc.on_boundary:
         console.print("(on a shared boundary: chosen by the smallest-code rule)")
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "cli"
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin | command_center | emergency | planner | grid_staff | supervisor")],
+    scope: Annotated[list[str] | None, typer.Option(help="grid code(s), for grid_staff / supervisor")] = None,
+    display_name: Annotated[str | None, typer.Option()] = None,
+    password_stdin: Annotated[bool, typer.Option(help="read the password from standard input")] = False,
+) -> None:
+    """Create an account. Without --password-stdin a random password is generated and printed once."""
+    import secrets
+
+    from gis import audit
+    from gis.auth import accounts
+    from gis.auth.roles import Role
+    from gis.db import transaction
+
+    try:
+        role_value = Role(role)
+    except ValueError:
+        err.print(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}")
+        raise typer.Exit(2) from None
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(12)
+    try:
+        with transaction(_engine()) as session:
+            user = accounts.create_user(session, username, password, role_value,
+                                        scope_codes=scope or [], display_name=display_name)
+            audit.record(session, None, "create", resource="user", resource_ids=[user.id],
+                         actor=_cli_actor(), detail={"role": role_value.value, "scope": scope or []})
+    except InputError as exc:
+        _print_problems(exc)
+        raise typer.Exit(1) from None
+    console.print(f"created {user.username} ({user.role}) id={user.id}")
+    if not password_stdin:
+        console.print(f"password: {password}  (shown once; change it with `wangge users set-password`)")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """All accounts."""
+    from gis.auth import accounts
+    from gis.db import transaction
+
+    with transaction(_engine()) as session:
+        users = accounts.list_users(session)
+    table = Table("id", "username", "role", "scope", "active")
+    for u in users:
+        table.add_row(str(u.id), u.username, str(u.role), " ".join(u.scope_codes), "yes" if u.active else "no")
+    console.print(table)
+
+
+@users_app.command("set-password")
+def users_set_password(username: str) -> None:
+    """Set a new password (read from standard input); ends the user's sessions."""
+    from gis import audit
+    from gis.auth import accounts
+    from gis.db import transaction
+
+    password = sys.stdin.readline().rstrip("\n")
+    try:
+        with transaction(_engine()) as session:
+            user = accounts.find_user(session, username)
+            if user is None:
+                err.print(f"no user {username}")
+                raise typer.Exit(1)
+            accounts.update_user(session, user.id, password=password)
+            audit.record(session, None, "update", resource="user", resource_ids=[user.id],
+                         actor=_cli_actor(), detail={"changed": ["password(reset)"]})
+    except InputError as exc:
+        _print_problems(exc)
+        raise typer.Exit(1) from None
+    console.print(f"password of {username} changed; their sessions ended")
+
+
+@users_app.command("token")
+def users_token(
+    username: str,
+    name: Annotated[str, typer.Option(help="what the token is for, e.g. the platform that uses it")],
+    days: Annotated[float | None, typer.Option(help="expires after this many days")] = None,
+) -> None:
+    """Issue an API token for USERNAME (printed once)."""
+    from gis import audit
+    from gis.auth import accounts
+    from gis.db import transaction
+
+    with transaction(_engine()) as session:
+        user = accounts.find_user(session, username)
+        if user is None:
+            err.print(f"no user {username}")
+            raise typer.Exit(1)
+        secret, token = accounts.create_token(session, user.id, name, expires_days=days)
+        audit.record(session, None, "create", resource="api_token", resource_ids=[token.id], actor=_cli_actor())
+    console.print(f"token id={token.id}: {secret}")
+
+
+@sample_app.command("demo-accounts")
+def sample_demo_accounts() -> None:
+    """For the sample town only: one demo account per role, with fresh random passwords, printed."""
+    import secrets
+
+    from sqlalchemy import text
+
+    from gis import audit
+    from gis.auth import accounts
+    from gis.auth.roles import ROLE_NAMES_ZH, Role
+    from gis.db import transaction
+    from gis.sample_load import dataset_info
+
+    with transaction(_engine()) as session:
+        if dataset_info(session, "sample_town") is None:
+            err.print("not the sample town: demo accounts are made only for the synthetic sample")
+            raise typer.Exit(1)
+        group = session.execute(text(
+            "SELECT min(code) FROM grid WHERE level = 4 AND valid_to IS NULL AND parent_code = "
+            "(SELECT code FROM grid WHERE level = 3 AND valid_to IS NULL AND name = '尹营村')"
+        )).scalar_one()
+        scopes = {Role.GRID_STAFF: [group], Role.SUPERVISOR: [group[:12] + "000"]}
+        table = Table("role", "角色", "username", "password", "scope", title="demo accounts (sample town only)")
+        for role in Role:
+            username = f"demo_{role.value}"
+            password = secrets.token_urlsafe(9)
+            user = accounts.find_user(session, username)
+            if user is None:
+                user = accounts.create_user(session, username, password, role,
+                                            scope_codes=scopes.get(role, []), is_demo=True)
+            else:
+                user = accounts.update_user(session, user.id, password=password, role=role,
+                                            scope_codes=scopes.get(role, []), active=True)
+            audit.record(session, None, "update", resource="user", resource_ids=[user.id], actor=_cli_actor(),
+                         detail={"demo_account": True, "changed": ["password(reset)"]})
+            table.add_row(role.value, ROLE_NAMES_ZH[role], username, password, " ".join(user.scope_codes))
+    console.print(table)
 
 
 @app.command("stats")
