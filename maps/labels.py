@@ -52,3 +52,41 @@ def staff_role(role: str | None) -> str:
     if not role:
         return UNKNOWN
     return STAFF_ROLES.get(str(role).strip().lower(), str(role))
+
+
+# --- Household map (/maps/households) ---
+
+HOUSEHOLD_PAGE_TITLE = "住户地图"
+HOUSEHOLD_SCOPE_EMERGENCY = "应急范围内"
+HOUSEHOLD_SYNTHETIC_HINT = "本页住户、姓名、电话与地址均为程序生成的示例，不代表真实人员"
+HOUSEHOLD_LAYER = "住户"
+GRID_OUTLINE_LAYER = "网格边界"
+
+# Popup rows, in order: record key -> label. Values are shown exactly as the caller gives them.
+HOUSEHOLD_POPUP_FIELDS: tuple[tuple[str, str], ...] = (
+    ("household_no", "户号"),
+    ("head_name", "户主"),
+    ("phone", "电话"),
+    ("address", "地址"),
+    ("residents", "人数"),
+    ("elderly", "65岁以上"),
+    ("children", "儿童"),
+    ("disabled", "残疾"),
+    ("pregnant", "孕妇"),
+    ("bedridden", "卧床"),
+    ("floors", "楼层"),
+    ("grid", "网格"),
+)
+
+# Marker classes, most urgent first: who needs carrying, who needs help, everyone else.
+HOUSEHOLD_CLASSES: dict[str, str] = {
+    "carry": "有卧床或残疾人员",
+    "assist": "有65岁以上老人或孕妇",
+    "other": "其他住户",
+}
+
+PERSONAL_MASKED_NOTE = "个人信息已脱敏"
+PERSONAL_MASKED_HINT = "姓名、电话和门牌号按您的权限隐藏"
+HOUSEHOLD_COUNT = "显示 {shown} 户"
+HOUSEHOLDS_TRUNCATED = "结果过多：仅显示前 {shown} 户，共 {total} 户，请选择更小的网格"
+HOUSEHOLDS_NONE = "没有可显示的住户"

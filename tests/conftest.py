@@ -1,6 +1,6 @@
 """Test setup: a real PostGIS database holding the sample town, made once per session.
 
-The database is `<name>_test` next to the one in DATABASE_URL (or var/database_url, written by
+The database is `<name>_test_<pid>` next to the one in DATABASE_URL (or var/database_url, written by
 `make test`). Tests that write get their own copy (CREATE DATABASE ... TEMPLATE). A run in which
 any test is skipped fails: a skipped database or browser test is a test that tested nothing.
 """
@@ -85,7 +85,9 @@ def test_db_url(sample_town, tmp_path_factory):
     from gis.sample_town import write_dem
 
     base = make_url(_base_url())
-    url = base.set(database=f"{base.database}_test")
+    # One database per test process, so parallel runs (two checkouts, CI beside a developer)
+    # never drop each other's database.
+    url = base.set(database=f"{base.database}_test_{os.getpid()}")
     create_database(url)
     engine = create_engine(url, poolclass=NullPool)
     upgrade(engine)
@@ -95,6 +97,7 @@ def test_db_url(sample_town, tmp_path_factory):
         _ACCOUNTS.update(create_test_accounts(session))
     engine.dispose()
     yield url
+    drop_database(url)
 
 
 # role -> {"id", "username", "password", "token", "scope_codes"}; filled when the database is made.

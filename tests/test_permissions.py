@@ -1,0 +1,179 @@
+"""The permission matrix: every route of the app × every role (and anonymous), checked for real.
+
+EXPECTED is the product's rule book. The test reads the routes from the app itself, so a new
+endpoint without an entry here (or without a declared rule in code) fails the suite.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.routing import APIRoute
+
+from api.main import create_app
+from api.security import public
+from gis.auth.roles import Permission, Role
+from tests.conftest import make_client, settings_for
+
+ALL = frozenset(r.value for r in Role)
+PUBLIC = "public"
+ADMIN = frozenset({"admin"})
+VIEWERS = ALL  # every role may see grids and the grid map
+HOUSEHOLD_ROWS = frozenset({"admin", "command_center", "emergency", "grid_staff", "supervisor"})
+EMERGENCY_MANAGERS = frozenset({"admin", "command_center"})
+EMERGENCY_VIEWERS = frozenset({"admin", "command_center", "emergency"})
+GRID_EDITORS = frozenset({"admin", "planner"})
+
+EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
+    ("GET", "/"): PUBLIC,
+    ("GET", "/login"): PUBLIC,
+    ("POST", "/login"): PUBLIC,
+    ("POST", "/auth/login"): PUBLIC,
+    ("POST", "/auth/logout"): PUBLIC,
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/auth/me"): VIEWERS,
+    ("GET", "/stats"): VIEWERS,
+    ("GET", "/admin/users"): ADMIN,
+    ("POST", "/admin/users"): ADMIN,
+    ("PATCH", "/admin/users/{user_id}"): ADMIN,
+    ("GET", "/admin/users/{user_id}/tokens"): ADMIN,
+    ("POST", "/admin/users/{user_id}/tokens"): ADMIN,
+    ("DELETE", "/admin/tokens/{token_id}"): ADMIN,
+    ("GET", "/grids"): VIEWERS,
+    ("GET", "/grids/locate"): VIEWERS,
+    ("POST", "/grids/locate"): VIEWERS,
+    ("POST", "/grids/import"): GRID_EDITORS,
+    ("GET", "/grids/{code}/history"): VIEWERS,
+    ("GET", "/households"): HOUSEHOLD_ROWS,
+    ("GET", "/households/counts"): ALL,
+    ("GET", "/households/{household_id}"): HOUSEHOLD_ROWS,
+    ("GET", "/emergencies"): EMERGENCY_VIEWERS,
+    ("POST", "/emergencies"): EMERGENCY_MANAGERS,
+    ("GET", "/emergencies/{emergency_id}"): EMERGENCY_VIEWERS,
+    ("POST", "/emergencies/{emergency_id}/close"): EMERGENCY_MANAGERS,
+    ("GET", "/audit"): ADMIN,
+    ("GET", "/audit/export"): ADMIN,
+    ("GET", "/maps/grids"): VIEWERS,
+    ("GET", "/maps/households"): HOUSEHOLD_ROWS,
+}
+
+# Path parameters that exist nowhere, so an allowed call can do no harm (404/422, never a write).
+PATH_VALUES = {
+    "user_id": "987654321",
+    "token_id": "987654321",
+    "code": "411324105888888",
+    "household_id": "987654321",
+    "emergency_id": "987654321",
+}
+
+
+def app_routes(app) -> list[APIRoute]:
+    def walk(routes):
+        for r in routes:
+            if isinstance(r, APIRoute):
+                yield r
+            elif hasattr(r, "original_router"):
+                yield from walk(r.original_router.routes)
+
+    return list(walk(app.routes))
+
+
+def declared_rule(route: APIRoute):
+    """The permission a route declares through its dependencies: a Permission, 'public', or None."""
+    found = []
+
+    def walk(dependant):
+        for dep in dependant.dependencies:
+            call = dep.call
+            if call is public:
+                found.append(PUBLIC)
+            elif hasattr(call, "permission") and call.permission is not None:
+                found.append(call.permission)
+            walk(dep)
+
+    walk(route.dependant)
+    return found
+
+
+@pytest.fixture(scope="module")
+def routes():
+    return [(m, r) for r in app_routes(create_app()) for m in sorted(r.methods - {"HEAD"})]
+
+
+def test_every_route_has_exactly_one_rule_and_an_expectation(routes):
+    seen = set()
+    for method, route in routes:
+        key = (method, route.path)
+        seen.add(key)
+        rules = declared_rule(route)
+        assert len(rules) == 1, f"{key}: declares {rules or 'no'} access rule (use require/require_page/public)"
+        assert key in EXPECTED, f"{key} has no line in the permission matrix"
+    assert set(EXPECTED) - seen == set(), "the matrix names routes the app does not have"
+
+
+def test_declared_rules_agree_with_the_matrix(routes):
+    from gis.auth.roles import allows
+
+    for method, route in routes:
+        rule = declared_rule(route)[0]
+        expected = EXPECTED[(method, route.path)]
+        if rule == PUBLIC:
+            assert expected == PUBLIC, (method, route.path)
+        else:
+            assert isinstance(rule, Permission)
+            assert frozenset(r.value for r in Role if allows(r, rule)) == expected, (method, route.path)
+
+
+def test_openapi_document_lists_every_schema_route(routes):
+    doc = create_app().openapi()
+    for method, route in routes:
+        if route.include_in_schema:
+            assert method.lower() in doc["paths"][route.path], (method, route.path)
+
+
+@pytest.fixture(scope="module")
+def matrix_clients(test_db_url, accounts):
+    made = {role: make_client(test_db_url, role) for role in accounts}
+    made["anonymous"] = make_client(test_db_url, None)
+    for c in made.values():
+        c.__enter__()
+        c.follow_redirects = False
+    yield made
+    for c in made.values():
+        c.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("who", sorted(ALL) + ["anonymous"])
+def test_every_route_answers_each_role_as_the_matrix_says(routes, matrix_clients, who):
+    client = matrix_clients[who]
+    wrong = []
+    for method, route in routes:
+        expected = EXPECTED[(method, route.path)]
+        path = route.path.format(**PATH_VALUES)
+        r = client.request(method, path)
+        allowed = expected == PUBLIC or who in expected
+        if allowed:
+            ok = r.status_code not in (401, 403) and r.status_code < 500
+        elif who == "anonymous":
+            is_page = route.path.startswith("/maps/")
+            ok = (r.status_code == 303 and "/login" in r.headers["location"]) if is_page else r.status_code == 401
+        else:
+            ok = r.status_code == 403
+        if not ok:
+            wrong.append(f"{method} {path}: {r.status_code} (allowed={allowed})")
+        if not allowed and r.status_code in (401, 403):
+            assert r.headers["content-type"].startswith("application/problem+json")
+    assert wrong == []
+
+
+def test_a_revoked_or_unknown_token_is_401_not_anonymous(matrix_clients):
+    r = matrix_clients["anonymous"].get("/grids", headers={"Authorization": "Bearer wg_not-a-token"})
+    assert r.status_code == 401
+    assert "invalid_token" in r.headers["www-authenticate"]
+    r = matrix_clients["anonymous"].get("/grids", headers={"Authorization": "Basic abc"})
+    assert r.status_code == 401
+
+
+def test_settings_helper_builds_isolated_settings(test_db_url):
+    # The matrix runs against the read-only sample database; nothing above may write to it.
+    s = settings_for(test_db_url)
+    assert s.database_pool_size == 0 and test_db_url.database in s.database_url
