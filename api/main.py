@@ -46,9 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_paths=("/grids/import",),
     )
 
-    from api import accounts, audit, emergencies, grids, households, maps
+    from api import accounts, audit, emergencies, grids, households, incidents, maps
 
-    for module in (accounts, grids, households, emergencies, audit, maps):
+    for module in (accounts, grids, households, incidents, emergencies, audit, maps):
         app.include_router(module.router)
     maps.mount_assets(app)
 

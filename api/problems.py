@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,17 @@ PROBLEM_TYPE_BASE = "https://wangge.invalid/problems/"  # a name, never fetched
 MEDIA_TYPE = "application/problem+json"
 
 
+class ProblemResponse(JSONResponse):
+    media_type = MEDIA_TYPE
+
+    def render(self, content) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            # A lone surrogate from a JSON body (\ud800) echoed in a message: escape, never a 500.
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+
 def problem(status: int, title: str, *, kind: str, detail: str | None = None, errors=None, **extra):
     body = {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status}
     if detail:
@@ -24,7 +36,7 @@ def problem(status: int, title: str, *, kind: str, detail: str | None = None, er
     if errors is not None:
         body["errors"] = errors
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+    return ProblemResponse(body, status_code=status)
 
 
 def _jsonable_error(err: dict) -> dict:
@@ -53,6 +65,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def _input(request: Request, exc: InputError):
         return problem(422, exc.title, kind="invalid-input", errors=[p.as_dict() for p in exc.problems])
+
+    @app.exception_handler(PermissionError)
+    async def _forbidden(request: Request, exc: PermissionError):
+        return problem(403, "Forbidden", kind="http-403", detail=str(exc))
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound):

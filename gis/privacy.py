@@ -29,11 +29,12 @@ def mask_id_number(id_number: str | None) -> str | None:
 
 
 def mask_name(name: str | None) -> str | None:
-    """张*: the surname stays (two characters for the common compound surnames)."""
+    """张*: the surname stays (two characters for the common compound surnames); one star, so the
+    length of the given name is not given away either."""
     if not name:
         return name
     keep = 2 if name[:2] in COMPOUND_SURNAMES and len(name) > 2 else 1
-    return name[:keep] + "*" * max(1, len(name) - keep)
+    return name[:keep] + "*"
 
 
 def mask_address(address: str | None) -> str | None:

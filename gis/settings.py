@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = 2 * 1024 * 1024
     max_audit_export_rows: int = 100_000
 
+    # Incidents.
+    incident_outside_tolerance_m: float = 200.0
+    duplicate_radius_m: float = 100.0
+    duplicate_window_hours: float = 72.0
+
     @model_validator(mode="after")
     def _database_from_var(self) -> Settings:
         if not self.database_url:

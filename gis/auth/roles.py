@@ -24,6 +24,10 @@ class Permission(StrEnum):
     VIEW_EMERGENCIES = "view_emergencies"
     MANAGE_USERS = "manage_users"
     VIEW_AUDIT = "view_audit"
+    REPORT_INCIDENTS = "report_incidents"  # intake
+    VIEW_INCIDENTS = "view_incidents"      # which ones depends on scope
+    WORK_INCIDENTS = "work_incidents"      # move an incident through the closed loop
+    REVIEW_INCIDENTS = "review_incidents"  # the command center's queue of flagged assignments
 
 
 P = Permission
@@ -31,14 +35,22 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.COMMAND_CENTER: frozenset(
         {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS,
-         P.MANAGE_EMERGENCIES, P.VIEW_EMERGENCIES}
+         P.MANAGE_EMERGENCIES, P.VIEW_EMERGENCIES, P.REPORT_INCIDENTS, P.VIEW_INCIDENTS, P.WORK_INCIDENTS,
+         P.REVIEW_INCIDENTS}
     ),
     Role.EMERGENCY: frozenset(
-        {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS, P.VIEW_EMERGENCIES}
+        {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS, P.VIEW_EMERGENCIES,
+         P.REPORT_INCIDENTS, P.VIEW_INCIDENTS}
     ),
     Role.PLANNER: frozenset({P.VIEW_GRIDS, P.EDIT_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_SHELTERS}),
-    Role.GRID_STAFF: frozenset({P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS}),
-    Role.SUPERVISOR: frozenset({P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS}),
+    Role.GRID_STAFF: frozenset(
+        {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.REPORT_INCIDENTS, P.VIEW_INCIDENTS,
+         P.WORK_INCIDENTS}
+    ),
+    Role.SUPERVISOR: frozenset(
+        {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.REPORT_INCIDENTS, P.VIEW_INCIDENTS,
+         P.WORK_INCIDENTS}
+    ),
 }
 
 # Roles whose data access is limited to the grids in their scope.

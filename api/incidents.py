@@ -1,0 +1,163 @@
+"""Incident endpoints: intake, lists and exports, one incident, loop transitions, the review queue."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from api.deps import SessionDep, SettingsDep
+from api.security import P
+from gis import audit
+from gis.auth.roles import Permission
+from gis.errors import InputError, NotFound, Problem
+from gis.incidents import service
+from gis.incidents.categories import Category, DisputeKind
+from gis.incidents.loop import Action, State
+
+router = APIRouter(prefix="/incidents", tags=["incidents"])
+
+IncidentId = Annotated[int, PathParam(ge=1, le=2**62)]
+
+CSV_HEADERS = {
+    "id": "编号", "category": "类别", "dispute_kind": "纠纷类型", "description": "描述", "occurred_at": "发生时间",
+    "state": "环节", "deadline": "期限", "overdue": "超期", "escalated_to": "升级至网格", "group_code": "四级网格",
+    "village_code": "行政村", "area_code": "片区", "lon": "经度", "lat": "纬度", "flagged": "待复核",
+    "reporter_name": "报告人", "reporter_phone": "报告人电话",
+}
+
+
+class IncidentIn(BaseModel):
+    category: Category
+    dispute_kind: DisputeKind | None = None
+    description: str = Field(min_length=1, max_length=5000)
+    occurred_at: dt.datetime
+    lon: float | None = None
+    lat: float | None = None
+    crs: str | None = Field(default=None, max_length=40, description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")
+    place: str | None = Field(default=None, max_length=200, description="a place name or address, e.g. 尹营村三组")
+    reporter_name: str | None = Field(default=None, max_length=100)
+    reporter_phone: str | None = Field(default=None, pattern=r"^[0-9+\-]{5,20}$")
+    external_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class TransitionIn(BaseModel):
+    action: Action
+    note: str | None = Field(default=None, max_length=5000)
+
+
+def _audit_reporter(session, principal, request, records, reason=None):
+    ids = [r["id"] for r in records if r.get("reporter_name") or r.get("reporter_phone")]
+    if ids and service.reporter_shown(principal):
+        audit.record(session, principal, "read_personal", resource="incident", resource_ids=ids,
+                     reason=reason, method=request.method, path=request.url.path)
+
+
+@router.post("", status_code=201, summary="Report an incident: located, assigned to its grids, routed")
+def report(request: Request, session: SessionDep, settings: SettingsDep,
+           principal: P(Permission.REPORT_INCIDENTS), body: IncidentIn):
+    req = service.IntakeRequest(**body.model_dump(mode="python"))
+    req.category = body.category.value
+    req.dispute_kind = body.dispute_kind.value if body.dispute_kind else None
+    incident_id, created = service.intake(
+        session, principal, req,
+        outside_tolerance_m=settings.incident_outside_tolerance_m,
+        duplicate_radius_m=settings.duplicate_radius_m,
+        duplicate_window_hours=settings.duplicate_window_hours,
+    )
+    if created:
+        audit.record(session, principal, "create", resource="incident", resource_ids=[incident_id],
+                     method="POST", path=request.url.path)
+    out = service.get_incident(session, principal, incident_id)
+    return JSONResponse(json.loads(json.dumps(out, default=str)), status_code=201 if created else 200)
+
+
+@router.get("", summary="Incidents you may see, filtered (JSON, GeoJSON or CSV)")
+def list_incidents(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: P(Permission.VIEW_INCIDENTS),
+    grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")] = None,
+    state: State | None = None,
+    category: Category | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    overdue: bool | None = None,
+    flagged: bool | None = None,
+    limit: Annotated[int, Query(ge=1)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    format: Literal["json", "geojson", "csv"] = "json",
+):
+    if limit > settings.max_features_per_page:
+        raise InputError(Problem(("query", "limit"), f"at most {settings.max_features_per_page} per page"))
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise InputError(Problem(("query", name), "give a time zone, e.g. 2026-11-27T08:00:00+08:00"))
+    rows, total = service.list_incidents(
+        session, principal, grid_code=grid_code, state=state.value if state else None,
+        category=category.value if category else None, since=since, until=until, overdue=overdue,
+        flagged=flagged, limit=limit, offset=offset,
+    )
+    _audit_reporter(session, principal, request, rows)
+    if format == "csv":
+        buf = io.StringIO()
+        buf.write("\ufeff")
+        w = csv.writer(buf)
+        w.writerow(CSV_HEADERS.values())
+        for r in rows:
+            w.writerow([r.get(k) for k in CSV_HEADERS])
+        return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="incidents.csv"',
+                                 "X-Total-Count": str(total)})
+    if format == "geojson":
+        fc = {"type": "FeatureCollection", "numberMatched": total, "numberReturned": len(rows),
+              "features": [{"type": "Feature", "id": r["id"],
+                            "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
+                            "properties": {k: v for k, v in r.items() if k not in ("lon", "lat")}} for r in rows]}
+        return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
+    return JSONResponse(json.loads(json.dumps({"total": total, "offset": offset, "items": rows}, default=str)))
+
+
+@router.get("/review", summary="Flagged assignments (shared edge, or outside the town) not yet reviewed")
+def review_queue(session: SessionDep, principal: P(Permission.REVIEW_INCIDENTS)):
+    rows, total = service.list_incidents(session, principal, flagged=True, limit=10_000)
+    pending = [r for r in rows if r["reviewed_at"] is None]
+    return JSONResponse(json.loads(json.dumps({"total": len(pending), "items": pending}, default=str)))
+
+
+@router.post("/{incident_id}/review", summary="Mark a flagged assignment as checked")
+def mark_reviewed(request: Request, session: SessionDep, principal: P(Permission.REVIEW_INCIDENTS),
+                  incident_id: IncidentId):
+    from sqlalchemy import text
+
+    done = session.execute(text("UPDATE incident SET reviewed_at = now() WHERE id = :i RETURNING id"),
+                           {"i": incident_id}).first()
+    if done is None:
+        raise NotFound(f"no incident {incident_id}")
+    audit.record(session, principal, "review", resource="incident", resource_ids=[incident_id],
+                 method="POST", path=request.url.path)
+    return JSONResponse(json.loads(json.dumps(service.get_incident(session, principal, incident_id), default=str)))
+
+
+@router.get("/{incident_id}", summary="One incident with its history, assignees and possible duplicates")
+def one(request: Request, session: SessionDep, principal: P(Permission.VIEW_INCIDENTS), incident_id: IncidentId):
+    out = service.get_incident(session, principal, incident_id)
+    _audit_reporter(session, principal, request, [out])
+    return JSONResponse(json.loads(json.dumps(out, default=str)))
+
+
+@router.post("/{incident_id}/transitions", summary="Move the incident one step through the closed loop")
+def move(request: Request, session: SessionDep, principal: P(Permission.WORK_INCIDENTS),
+         incident_id: IncidentId, body: TransitionIn):
+    out = service.transition(session, principal, incident_id, body.action.value, body.note)
+    audit.record(session, principal, "update", resource="incident", resource_ids=[incident_id],
+                 method="POST", path=request.url.path, detail={"action": body.action.value, "state": out["state"]})
+    return JSONResponse(json.loads(json.dumps(out, default=str)))

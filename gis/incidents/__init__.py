@@ -1,0 +1,1 @@
+"""Incidents (网格事项): intake, assignment to grids, routing, and the closed loop."""

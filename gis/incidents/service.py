@@ -1,0 +1,366 @@
+"""Incident intake (locate, assign at every level, route, link possible duplicates), the loop, lists.
+
+Assignment follows gis.grids.locate exactly (deepest containing grid, smallest code on shared
+edges, flagged `on_boundary`). A point outside every grid but within `outside_tolerance_m` of
+one is assigned to the nearest group grid and flagged with the distance; farther is refused.
+Flagged incidents (on a boundary, or outside) wait in the command center's review queue until
+someone marks them reviewed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from gis.auth.principal import Principal
+from gis.auth.roles import Role
+from gis.crs import check_lonlat, parse_crs, to_wgs84
+from gis.errors import InputError, NotFound, Problem
+from gis.grids.locate import current_hierarchy, locate_points, path_to_town
+from gis.incidents.categories import Category, DisputeKind
+from gis.incidents.loop import RESTRICTED_ACTIONS, Action, State, TransitionRefused, next_state, urgency
+from gis.privacy import mask_name, mask_phone
+
+
+@dataclass
+class IntakeRequest:
+    category: str
+    description: str
+    occurred_at: dt.datetime
+    lon: float | None = None
+    lat: float | None = None
+    crs: str | None = None
+    place: str | None = None
+    dispute_kind: str | None = None
+    reporter_name: str | None = None
+    reporter_phone: str | None = None
+    external_id: str | None = None
+
+
+@dataclass
+class Placement:
+    lon: float
+    lat: float
+    source: str          # coordinates | gazetteer
+    precision_m: float | None
+    place_match: str | None = None
+    input_crs: str | None = None
+
+
+def _check_fields(req: IntakeRequest, now: dt.datetime) -> None:
+    problems = []
+    try:
+        Category(req.category)
+    except ValueError:
+        problems.append(Problem(("body", "category"), f"unknown category {req.category!r}; one of "
+                                + ", ".join(c.value for c in Category), "unknown_category"))
+    if req.dispute_kind is not None:
+        if req.category != Category.DISPUTE:
+            problems.append(Problem(("body", "dispute_kind"), "only disputes have a dispute_kind"))
+        elif req.dispute_kind not in {k.value for k in DisputeKind}:
+            problems.append(Problem(("body", "dispute_kind"), "one of " + ", ".join(k.value for k in DisputeKind)))
+    if req.occurred_at.tzinfo is None:
+        problems.append(Problem(("body", "occurred_at"), "give a time zone, e.g. 2026-11-27T08:00:00+08:00"))
+    elif req.occurred_at > now + dt.timedelta(minutes=10):
+        problems.append(Problem(("body", "occurred_at"), "lies in the future"))
+    has_xy = req.lon is not None or req.lat is not None
+    if has_xy == bool(req.place):
+        problems.append(Problem(("body",), "give either lon/lat (with crs) or place, not both and not neither",
+                                "location"))
+    elif has_xy and (req.lon is None or req.lat is None):
+        problems.append(Problem(("body", "lat" if req.lat is None else "lon"), "lon and lat go together"))
+    if problems:
+        raise InputError(problems)
+
+
+def place_incident(session: Session, req: IntakeRequest) -> Placement:
+    if req.place:
+        from gis.incidents.gazetteer import resolve
+
+        hit = resolve(session, req.place, loc=("body", "place"))
+        return Placement(hit.lon, hit.lat, "gazetteer", hit.precision_m, hit.label)
+    system = parse_crs(req.crs, field=("body", "crs"))
+    check_lonlat(req.lon, req.lat, field_prefix=("body",))
+    xs, ys = to_wgs84([req.lon], [req.lat], system)
+    # GCJ-02/BD-09 are inverted to centimetres; EPSG inputs are exact.
+    return Placement(float(xs[0]), float(ys[0]), "coordinates", None, None, str(system))
+
+
+def assign(session: Session, lon: float, lat: float, outside_tolerance_m: float):
+    """(path level->GridRef, on_boundary, outside_distance_m) by the locate rule; refuses far points."""
+    loc = locate_points(session, [lon], [lat])[0]
+    if loc.inside:
+        return loc.path, loc.on_boundary, None
+    if loc.nearest is None:
+        raise InputError(Problem(("body",), "no grids are loaded: import the town's grids first", "no_grids"))
+    if loc.distance_m > outside_tolerance_m:
+        raise InputError(Problem(
+            ("body",),
+            f"the location is outside the town: {loc.distance_m:.0f} m from the nearest grid "
+            f"{loc.nearest.name} ({loc.nearest.code}), more than the {outside_tolerance_m:.0f} m allowed",
+            "outside_town",
+            ctx={"nearest_code": loc.nearest.code, "distance_m": round(loc.distance_m, 1)},
+        ))
+    return path_to_town(loc.nearest.code, current_hierarchy(session)), False, loc.distance_m
+
+
+def intake(
+    session: Session,
+    principal: Principal | None,
+    req: IntakeRequest,
+    *,
+    outside_tolerance_m: float,
+    duplicate_radius_m: float,
+    duplicate_window_hours: float,
+    now: dt.datetime | None = None,
+) -> tuple[int, bool]:
+    """Store one incident; returns (id, created). The same external_id again returns the first one."""
+    now = now or dt.datetime.now(dt.UTC)
+    _check_fields(req, now)
+    if req.external_id is not None:
+        # Two concurrent posts of one external_id: the second waits here, then finds the first.
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('wangge.incident:' || :x))"),
+                        {"x": req.external_id})
+        existing = session.execute(text("SELECT id FROM incident WHERE external_id = :x"),
+                                   {"x": req.external_id}).scalar_one_or_none()
+        if existing is not None:
+            return existing, False
+    placed = place_incident(session, req)
+    path, on_boundary, outside_m = assign(session, placed.lon, placed.lat, outside_tolerance_m)
+    group = path[max(path)]
+    version_id = session.execute(
+        text("SELECT id FROM grid WHERE code = :c AND valid_to IS NULL"), {"c": group.code}
+    ).scalar_one()
+    incident_id = session.execute(
+        text(
+            """
+            INSERT INTO incident (external_id, category, dispute_kind, description, occurred_at,
+                reporter_name, reporter_phone, geom, location_source, input_crs, place_query, place_match,
+                precision_m, group_code, village_code, area_code, town_code, grid_version_id, on_boundary,
+                outside_distance_m, state, state_entered_at, created_by)
+            VALUES (:ext, :cat, :kind, :desc, :occ, :rname, :rphone, ST_SetSRID(ST_MakePoint(:x, :y), 4326),
+                :src, :crs, :place, :match, :prec, :g4, :g3, :g2, :g1, :ver, :edge, :out, 'visit', :now, :by)
+            RETURNING id
+            """
+        ),
+        {
+            "ext": req.external_id, "cat": req.category, "kind": req.dispute_kind, "desc": req.description,
+            "occ": req.occurred_at, "rname": req.reporter_name, "rphone": req.reporter_phone,
+            "x": placed.lon, "y": placed.lat, "src": placed.source, "crs": placed.input_crs,
+            "place": req.place, "match": placed.place_match, "prec": placed.precision_m,
+            "g4": group.code, "g3": path.get(3).code if 3 in path else None,
+            "g2": path.get(2).code if 2 in path else None, "g1": path.get(1).code if 1 in path else None,
+            "ver": version_id, "edge": on_boundary, "out": outside_m, "now": now,
+            "by": principal.user_id if principal else None,
+        },
+    ).scalar_one()
+    _event(session, incident_id, principal, "intake", None, State.VISIT, None, now)
+    _route(session, incident_id, group.code, path.get(3).code if 3 in path else None)
+    _link_duplicates(session, incident_id, duplicate_radius_m, duplicate_window_hours)
+    return incident_id, True
+
+
+def _event(session, incident_id, principal, action, from_state, to_state, note, at):
+    session.execute(
+        text(
+            "INSERT INTO incident_event (incident_id, at, actor_id, actor, action, from_state, to_state, note) "
+            "VALUES (:i, :at, :aid, :actor, :a, :f, :t, :n)"
+        ),
+        {"i": incident_id, "at": at, "aid": principal.user_id if principal else None,
+         "actor": principal.username if principal else None, "a": action,
+         "f": from_state.value if from_state else None, "t": to_state.value, "n": note},
+    )
+
+
+def _route(session, incident_id: int, group_code: str, village_code: str | None) -> None:
+    """Attach the group grid's leader and members, and the village's supervisor."""
+    session.execute(
+        text(
+            """
+            INSERT INTO incident_assignee (incident_id, staff_id, duty)
+            SELECT :i, s.id, CASE s.role WHEN 'grid_leader' THEN 'leader' WHEN 'grid_member' THEN 'member'
+                                          ELSE 'supervisor' END
+            FROM staff s
+            WHERE (s.grid_code = :g AND s.role IN ('grid_leader', 'grid_member'))
+               OR (s.grid_code = :v AND s.role = 'supervisor')
+            """
+        ),
+        {"i": incident_id, "g": group_code, "v": village_code},
+    )
+
+
+def _link_duplicates(session, incident_id: int, radius_m: float, window_h: float) -> None:
+    """Open incidents of the same category nearby in space and time: offered, never merged."""
+    session.execute(
+        text(
+            """
+            INSERT INTO incident_duplicate (incident_id, other_id, distance_m)
+            SELECT n.id, o.id, ST_Distance(n.geom::geography, o.geom::geography)
+            FROM incident n JOIN incident o
+              ON o.id <> n.id AND o.category = n.category AND o.state <> 'closed'
+             AND ST_DWithin(n.geom::geography, o.geom::geography, :r)
+             AND abs(extract(epoch FROM o.occurred_at - n.occurred_at)) <= :w * 3600
+            WHERE n.id = :i
+            """
+        ),
+        {"i": incident_id, "r": radius_m, "w": window_h},
+    )
+
+
+# --- access -------------------------------------------------------------------------------------
+
+def visible_condition(principal: Principal) -> str:
+    """SQL on alias i: the incidents a principal may see (grid staff: their own grids only)."""
+    if principal.role in (Role.GRID_STAFF, Role.SUPERVISOR):
+        return ("(i.group_code = ANY(:scope) OR i.village_code = ANY(:scope) OR i.area_code = ANY(:scope) "
+                "OR i.town_code = ANY(:scope))")
+    if principal.role in (Role.ADMIN, Role.COMMAND_CENTER, Role.EMERGENCY):
+        return "TRUE"
+    return "FALSE"
+
+
+def reporter_shown(principal: Principal) -> bool:
+    return principal.role in (Role.ADMIN, Role.GRID_STAFF, Role.SUPERVISOR)
+
+
+_COLUMNS = """
+    i.id, i.external_id, i.category, i.dispute_kind, i.description, i.occurred_at, i.reported_at,
+    i.reporter_name, i.reporter_phone, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, i.location_source,
+    i.input_crs, i.place_query, i.place_match, i.precision_m, i.group_code, i.village_code, i.area_code,
+    i.town_code, i.grid_version_id, i.on_boundary, i.outside_distance_m, i.reviewed_at, i.state,
+    i.state_entered_at, i.satisfied
+"""
+
+
+def _shape(row, principal: Principal, now: dt.datetime) -> dict:
+    d = dict(row)
+    if not reporter_shown(principal):
+        d["reporter_name"], d["reporter_phone"] = mask_name(d["reporter_name"]), mask_phone(d["reporter_phone"])
+    u = urgency(d["category"], d["state"], d["state_entered_at"], now)
+    d["deadline"] = u.deadline.isoformat() if u.deadline else None
+    d["overdue"] = u.overdue
+    d["escalation_level"] = u.escalation_level
+    d["escalated_to"] = {4: d["group_code"], 3: d["village_code"], 2: d["area_code"], 1: d["town_code"]}[
+        u.escalation_level]
+    d["flagged"] = bool(d["on_boundary"] or d["outside_distance_m"] is not None)
+    for k in ("occurred_at", "reported_at", "state_entered_at", "reviewed_at"):
+        d[k] = d[k].isoformat() if d[k] else None
+    return d
+
+
+def get_incident(session: Session, principal: Principal, incident_id: int, now: dt.datetime | None = None) -> dict:
+    now = now or dt.datetime.now(dt.UTC)
+    row = session.execute(
+        text(f"SELECT {_COLUMNS} FROM incident i WHERE i.id = :id AND {visible_condition(principal)}"),
+        {"id": incident_id, "scope": list(principal.scope_codes)},
+    ).mappings().first()
+    if row is None:
+        raise NotFound(f"no incident {incident_id} that you may see")
+    out = _shape(row, principal, now)
+    out["history"] = [
+        {**dict(e), "at": e["at"].isoformat()}
+        for e in session.execute(
+            text("SELECT at, actor, action, from_state, to_state, note FROM incident_event "
+                 "WHERE incident_id = :i ORDER BY id"), {"i": incident_id}).mappings()
+    ]
+    out["assignees"] = [
+        dict(a) for a in session.execute(
+            text("SELECT s.id AS staff_id, s.name, s.phone, s.role, s.grid_code, a.duty FROM incident_assignee a "
+                 "JOIN staff s ON s.id = a.staff_id WHERE a.incident_id = :i ORDER BY a.duty, s.id"),
+            {"i": incident_id}).mappings()
+    ]
+    out["possible_duplicates"] = [
+        dict(d) for d in session.execute(
+            text("SELECT other_id AS incident_id, round(distance_m::numeric, 1)::float AS distance_m "
+                 "FROM incident_duplicate WHERE incident_id = :i "
+                 "UNION SELECT incident_id, round(distance_m::numeric, 1)::float FROM incident_duplicate "
+                 "WHERE other_id = :i ORDER BY 1"), {"i": incident_id}).mappings()
+    ]
+    return out
+
+
+def transition(
+    session: Session,
+    principal: Principal,
+    incident_id: int,
+    action: str,
+    note: str | None = None,
+    now: dt.datetime | None = None,
+) -> dict:
+    """Move an incident one step through the loop; refused steps are 422s naming what is allowed."""
+    now = now or dt.datetime.now(dt.UTC)
+    row = session.execute(
+        text(f"SELECT i.id, i.state FROM incident i WHERE i.id = :id AND {visible_condition(principal)} "
+             "FOR UPDATE"),
+        {"id": incident_id, "scope": list(principal.scope_codes)},
+    ).first()
+    if row is None:
+        raise NotFound(f"no incident {incident_id} that you may see")
+    try:
+        act = Action(action)
+    except ValueError:
+        raise InputError(Problem(("body", "action"), "one of " + ", ".join(a.value for a in Action))) from None
+    allowed_roles = RESTRICTED_ACTIONS.get(act)
+    if allowed_roles is not None and principal.role.value not in allowed_roles:
+        raise PermissionError(f"only {' or '.join(sorted(allowed_roles))} may {act.value}")
+    state = State(row.state)
+    try:
+        new = next_state(state, act)
+    except TransitionRefused as exc:
+        raise InputError(Problem(("body", "action"), str(exc), "transition_refused",
+                                 ctx={"state": state.value, "allowed": exc.allowed})) from None
+    satisfied = {Action.SATISFIED: True, Action.NOT_SATISFIED: False}.get(act)
+    session.execute(
+        text("UPDATE incident SET state = :s, state_entered_at = :now, "
+             "satisfied = coalesce(CAST(:sat AS boolean), satisfied) WHERE id = :id"),
+        {"s": new.value, "now": now, "sat": satisfied, "id": incident_id},
+    )
+    _event(session, incident_id, principal, act.value, state, new, note, now)
+    return get_incident(session, principal, incident_id, now)
+
+
+def list_incidents(
+    session: Session,
+    principal: Principal,
+    *,
+    grid_code: str | None = None,
+    state: str | None = None,
+    category: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    overdue: bool | None = None,
+    flagged: bool | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    now: dt.datetime | None = None,
+) -> tuple[list[dict], int]:
+    """Filtered incidents the principal may see. A grid code of any level selects its whole subtree."""
+    now = now or dt.datetime.now(dt.UTC)
+    where = [visible_condition(principal)]
+    params: dict = {"scope": list(principal.scope_codes)}
+    if grid_code:
+        where.append("(i.group_code = :g OR i.village_code = :g OR i.area_code = :g OR i.town_code = :g)")
+        params["g"] = grid_code
+    for name, value in (("state", state), ("category", category)):
+        if value is not None:
+            where.append(f"i.{name} = :{name}")
+            params[name] = value
+    if since is not None:
+        where.append("i.occurred_at >= :since")
+        params["since"] = since
+    if until is not None:
+        where.append("i.occurred_at < :until")
+        params["until"] = until
+    if flagged is not None:
+        where.append(("" if flagged else "NOT ") + "(i.on_boundary OR i.outside_distance_m IS NOT NULL)")
+    cond = " AND ".join(where)
+    rows = session.execute(
+        text(f"SELECT {_COLUMNS} FROM incident i WHERE {cond} ORDER BY i.id"), params
+    ).mappings()
+    shaped = [_shape(r, principal, now) for r in rows]
+    if overdue is not None:
+        shaped = [r for r in shaped if r["overdue"] is overdue]
+    return shaped[offset: offset + limit], len(shaped)
