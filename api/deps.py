@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
 from gis.settings import Settings
@@ -21,5 +22,16 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+def _no_nul(value):
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("text may not contain NUL characters (\\u0000)")
+    return value
+
+
+# For text that reaches the database: PostgreSQL cannot store NUL in text, so refuse it as a 422.
+NoNul = AfterValidator(_no_nul)
+
+# scope="function": the commit happens before the response is sent, so a client that saw an
+# answer (a login, a personal read and its audit row) never races an uncommitted transaction.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

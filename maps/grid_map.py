@@ -105,7 +105,7 @@ def _outline_style(level: int) -> dict[str, Any]:
     return out
 
 
-def _display_geometries(geoms: Sequence) -> np.ndarray:
+def display_geometries(geoms: Sequence) -> np.ndarray:
     arr = np.asarray(geoms, dtype=object)
     arr = shapely.simplify(arr, SIMPLIFY_DEGREES, preserve_topology=True)
     return shapely.transform(arr, lambda xy: np.round(xy, COORD_DECIMALS))
@@ -205,7 +205,7 @@ def _check_grids(grids: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return grids.sort_values(["level", "code"])
 
 
-class _PageChrome(MacroElement):
+class PageChrome(MacroElement):
     """Page title bar, synthetic-data badge, background and popup/legend styling."""
 
     _template = Template(
@@ -443,7 +443,7 @@ def build_grid_map(
     }
     households = _rolled_up_households(parents, household_counts)
     staff_by_code = {str(k): v for k, v in (staff_by_code or {}).items()}
-    display = _display_geometries(grids.geometry.values)
+    display = display_geometries(grids.geometry.values)
 
     west, south, east, north = grids.total_bounds
     m = folium.Map(
@@ -459,7 +459,7 @@ def build_grid_map(
     m._id = "wangge"
     m.get_root().title = html.escape(title)  # branca writes it into <title> unescaped
     m.add_child(
-        _PageChrome(
+        PageChrome(
             title,
             labels.SYNTHETIC_BADGE if synthetic else None,
             labels.SYNTHETIC_BADGE_HINT,
