@@ -53,13 +53,15 @@ if [ "$(id -u)" = 0 ]; then
     [ -L "$pgdata" ] || { rm -rf "$pgdata"; ln -s "$alt" "$pgdata"; }
   fi
 fi
-pg() { "${run_as[@]}" "$@"; }
+# Work on the real directory (var/pg may be a link), from a folder every user may enter.
+[ -L "$pgdata" ] && pgdata=$(readlink -f "$pgdata")
+pg() { (cd / && "${run_as[@]}" "$@"); }
 
 if [ ! -f "$pgdata/PG_VERSION" ]; then
   echo "creating a private PostgreSQL cluster in $pgdata ..."
   mkdir -p "$pgdata"
-  [ "$(id -u)" = 0 ] && chown -R postgres: "$pgdata" "$(readlink -f "$pgdata")"
-  chmod 700 "$(readlink -f "$pgdata")"
+  [ "$(id -u)" = 0 ] && chown -R postgres: "$pgdata"
+  chmod 700 "$pgdata"
   password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=' )
   pwfile=$(mktemp); printf '%s\n' "$password" > "$pwfile"; chmod 644 "$pwfile"
   pg "$bin/initdb" -D "$pgdata" -U postgres --pwfile="$pwfile" --auth-local=peer \
@@ -79,12 +81,12 @@ if ! running; then
   fi
   echo "$port" > "$port_file"
   pg "$bin/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w -t 60 \
-    -o "-p $port -c listen_addresses=127.0.0.1 -k $(readlink -f "$pgdata")" start >/dev/null
+    -o "-p $port -c listen_addresses=127.0.0.1 -k $pgdata" start >/dev/null
   echo "PostgreSQL started on 127.0.0.1:$port"
 fi
 port=$(cat "$port_file")
 password=$(cat "$var/pg.password")
-sock=$(readlink -f "$pgdata")
+sock="$pgdata"
 
 exists=$(pg "$bin/psql" -h "$sock" -p "$port" -U postgres -tAc \
   "SELECT 1 FROM pg_database WHERE datname = '$db_name'")
