@@ -8,7 +8,7 @@ import io
 import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -124,6 +124,43 @@ def list_incidents(
                             "properties": {k: v for k, v in r.items() if k not in ("lon", "lat")}} for r in rows]}
         return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
     return JSONResponse(json.loads(json.dumps({"total": total, "offset": offset, "items": rows}, default=str)))
+
+
+@router.post("/import", summary="Batch import (CSV, Excel, GeoJSON, GeoPackage); failed rows by number")
+def import_file(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: P(Permission.IMPORT_INCIDENTS),
+    file: Annotated[UploadFile, File(description=".csv, .xlsx, .geojson, .json or .gpkg")],
+    crs: Annotated[str | None, Form(max_length=40)] = None,
+    all_or_nothing: Annotated[bool, Form()] = False,
+):
+    import tempfile
+    from pathlib import Path
+
+    from gis.incidents.batch import import_incidents, read_incident_file
+
+    suffix = Path(file.filename or "").suffix.lower()
+    if suffix not in {".csv", ".xlsx", ".geojson", ".json", ".gpkg"}:
+        raise InputError(Problem(("body", "file"), "file type must be .csv, .xlsx, .geojson, .json or .gpkg"))
+    with tempfile.TemporaryDirectory(prefix="wangge-upload-") as tmp:
+        path = Path(tmp) / f"incidents{suffix}"
+        size = 0
+        with path.open("wb") as out:
+            while chunk := file.file.read(1 << 20):
+                size += len(chunk)
+                if size > settings.max_upload_bytes:
+                    raise HTTPException(413, f"the file is larger than {settings.max_upload_bytes} bytes")
+                out.write(chunk)
+        frame = read_incident_file(path, max_rows=settings.max_incident_rows_per_file)
+    report = import_incidents(session, frame, source=f"upload:{file.filename}", crs=crs,
+                              all_or_nothing=all_or_nothing,
+                              outside_tolerance_m=settings.incident_outside_tolerance_m)
+    if report.written and report.created:
+        audit.record(session, principal, "import", resource="incident", method="POST", path=request.url.path,
+                     detail={"file": file.filename, "created": report.created, "failed": len(report.failed)})
+    return report.as_dict()
 
 
 @router.get("/review", summary="Flagged assignments (shared edge, or outside the town) not yet reviewed")

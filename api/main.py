@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimit,
         default_limit=settings.max_json_body_bytes,
         upload_limit=settings.max_upload_bytes,
-        upload_paths=("/grids/import",),
+        upload_paths=("/grids/import", "/incidents/import"),
     )
 
     from api import accounts, audit, emergencies, grids, households, incidents, maps

@@ -22,6 +22,8 @@ app.add_typer(sample_app, name="sample")
 app.add_typer(grids_app, name="grids")
 users_app = typer.Typer(help="Accounts and API tokens.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+incidents_app = typer.Typer(help="Incidents: batch import.", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
 
 # Piped output (make serve, CI logs) gets a wide console so tables are not cut.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -61,7 +63,7 @@ def sample_load(
 ) -> None:
     """Generate the synthetic sample town and load it (one transaction)."""
     from gis.db import transaction
-    from gis.sample_load import database_is_empty, load_sample_town
+    from gis.sample_load import database_is_empty, load_sample_incidents, load_sample_town
     from gis.sample_town import generate_sample_town, write_dem
     from gis.settings import get_settings
 
@@ -80,7 +82,9 @@ def sample_load(
     dem_path = write_dem(town, settings.data_dir / "sample_dem.tif")
     with transaction(engine) as session, console.status("loading ..."):
         counts = load_sample_town(session, town, dem_path=dem_path)
-    console.print("loaded the synthetic sample town: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        incidents = load_sample_incidents(session, town, settings.data_dir / "sample_incidents.csv")
+    console.print("loaded the synthetic sample town: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                  + f", incidents {incidents['created']}")
 
 
 @sample_app.command("write-boundaries")
@@ -330,6 +334,48 @@ def sample_demo_accounts() -> None:
                          detail={"demo_account": True, "changed": ["password(reset)"]})
             table.add_row(role.value, ROLE_NAMES_ZH[role], username, password, " ".join(user.scope_codes))
     console.print(table)
+
+
+@incidents_app.command("import")
+def incidents_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    crs: Annotated[str | None, typer.Option(help="the coordinates' system: wgs84 | gcj02 | bd09 | EPSG:code")] = None,
+    all_or_nothing: Annotated[bool, typer.Option(help="write nothing if any row fails")] = False,
+) -> None:
+    """Import incidents (CSV, Excel, GeoJSON, GeoPackage): good rows in, bad rows reported by number."""
+    from rich.progress import Progress
+
+    from gis import audit
+    from gis.db import transaction
+    from gis.incidents.batch import import_incidents, read_incident_file
+    from gis.settings import get_settings
+
+    settings = get_settings()
+    try:
+        frame = read_incident_file(file, max_rows=settings.max_incident_rows_per_file)
+        with transaction(_engine()) as session, Progress(console=console, transient=True) as bar:
+            task = bar.add_task("importing", total=len(frame))
+            report = import_incidents(
+                session, frame, source=f"cli:{file.name}", crs=crs, all_or_nothing=all_or_nothing,
+                outside_tolerance_m=settings.incident_outside_tolerance_m,
+                progress=lambda n: bar.advance(task, n),
+            )
+            bar.update(task, completed=len(frame))
+            audit.record(session, None, "import", resource="incident", actor=_cli_actor(),
+                         detail={"file": file.name, "created": report.created, "failed": len(report.failed)})
+    except InputError as exc:
+        _print_problems(exc)
+        raise typer.Exit(1) from None
+    if report.failed:
+        table = Table("row", "column", "reason", title=f"{len(report.failed)} rows failed")
+        for f in report.failed[:200]:
+            table.add_row(str(f["row"]), f["column"] or "", f["reason"])
+        err.print(table)
+    verb = "wrote" if report.written else "wrote nothing (--all-or-nothing)"
+    console.print(f"{verb}: {report.created} new, {report.already_present} already present, "
+                  f"{len(report.failed)} failed of {report.rows} rows")
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command("stats")

@@ -145,3 +145,17 @@ def dataset_info(session: Session, key: str) -> dict | None:
     return session.execute(
         text("SELECT value FROM dataset_info WHERE key = :k"), {"k": key}
     ).scalar_one_or_none()
+
+
+def load_sample_incidents(session: Session, town, csv_path: Path) -> dict:
+    """Two years of synthetic incidents, written as an import file and loaded through the batch path."""
+    from gis.incidents.batch import import_incidents, read_incident_file
+    from gis.sample_incidents import generate_sample_incidents
+
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    generate_sample_incidents(town).to_csv(csv_path, index=False, encoding="utf-8-sig")
+    frame = read_incident_file(csv_path, max_rows=1_000_000)
+    report = import_incidents(session, frame, source="sample_town", all_or_nothing=True)
+    if report.failed:
+        raise RuntimeError(f"the sample incidents did not import cleanly: {report.failed[:3]}")
+    return report.as_dict()

@@ -47,7 +47,7 @@ SYNTHETIC_NOTICE = "合成示例数据（非真实数据）/ synthetic sample da
 
 # Ages and the elderly/children counts are taken on the flood night of the story.
 REFERENCE_DATE = date(2023, 9, 23)
-ELDERLY_AGE = 60
+ELDERLY_AGE = 65  # the issue: elderly = 65 and over
 CHILD_AGE = 14
 # Households of the four low-lying villages that sit on the floodplain: their height above the
 # river bed is below 1.5 m, every other household of those villages is 2.5 m or more above it and

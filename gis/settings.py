@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     incident_outside_tolerance_m: float = 200.0
     duplicate_radius_m: float = 100.0
     duplicate_window_hours: float = 72.0
+    max_incident_rows_per_file: int = 2_000_000
 
     @model_validator(mode="after")
     def _database_from_var(self) -> Settings:

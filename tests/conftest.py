@@ -81,7 +81,7 @@ def sample_town():
 def test_db_url(sample_town, tmp_path_factory):
     """A fresh database: migrated, with the sample town loaded. Nobody writes to it."""
     from gis.db import transaction, upgrade
-    from gis.sample_load import load_sample_town
+    from gis.sample_load import load_sample_incidents, load_sample_town
     from gis.sample_town import write_dem
 
     base = make_url(_base_url())
@@ -94,6 +94,7 @@ def test_db_url(sample_town, tmp_path_factory):
     dem_path = write_dem(sample_town, tmp_path_factory.mktemp("dem") / "sample_dem.tif")
     with transaction(engine) as session:
         load_sample_town(session, sample_town, dem_path=dem_path)
+        load_sample_incidents(session, sample_town, tmp_path_factory.mktemp("incidents") / "sample.csv")
         _ACCOUNTS.update(create_test_accounts(session))
     engine.dispose()
     yield url

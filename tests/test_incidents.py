@@ -180,7 +180,7 @@ def test_grid_staff_see_only_their_grids_incidents(db, town):
     csv_text = db["staff"].get("/incidents", params={"format": "csv"}).text
     assert csv_text.startswith("\ufeff") and f"\n{theirs['id']}," not in csv_text
     # A village code selects the whole subtree.
-    by_village = db["admin"].get("/incidents", params={"grid_code": town["own"][:12] + "000"}).json()
+    by_village = db["admin"].get("/incidents", params={"grid_code": town["own"][:12] + "000", "limit": 5000}).json()
     assert mine["id"] in {i["id"] for i in by_village["items"]}
 
 
@@ -195,9 +195,11 @@ def test_overdue_and_escalation_on_a_controllable_clock(session, accounts, town)
                                 lon=town["own_pt"].x, lat=town["own_pt"].y)
     iid, _ = service.intake(session, admin, req, outside_tolerance_m=200, duplicate_radius_m=100,
                             duplicate_window_hours=72, now=t0)
-    rows, _ = service.list_incidents(session, admin, overdue=True, now=t0 + dt.timedelta(minutes=30))
+    rows, _ = service.list_incidents(session, admin, overdue=True, grid_code=town["own"], limit=10_000,
+                                     now=t0 + dt.timedelta(minutes=30))
     assert iid not in {r["id"] for r in rows}
-    rows, _ = service.list_incidents(session, admin, overdue=True, now=t0 + dt.timedelta(minutes=61))
+    rows, _ = service.list_incidents(session, admin, overdue=True, grid_code=town["own"], limit=10_000,
+                                     now=t0 + dt.timedelta(minutes=61))
     hit = next(r for r in rows if r["id"] == iid)
     assert hit["escalation_level"] == 3 and hit["escalated_to"] == town["own"][:12] + "000"
     later = service.get_incident(session, admin, iid, now=t0 + dt.timedelta(hours=3, minutes=1))

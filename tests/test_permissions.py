@@ -58,6 +58,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/incidents/review"): EMERGENCY_MANAGERS,
+    ("POST", "/incidents/import"): EMERGENCY_MANAGERS,
     ("POST", "/incidents/{incident_id}/review"): EMERGENCY_MANAGERS,
     ("GET", "/incidents/{incident_id}"): INCIDENT_WORKERS | {"emergency"},
     ("POST", "/incidents/{incident_id}/transitions"): INCIDENT_WORKERS,

@@ -294,14 +294,14 @@ def test_residents_consistent_with_households(town):
         ]
     )
     assert age.min() >= 0 and age.max() <= 100
-    frame = res.assign(elderly=age >= 60, children=age < 14)
+    frame = res.assign(elderly=age >= 65, children=age < 14)  # the brief: elderly = 65+
     sums = frame.groupby("household_no")[
         ["elderly", "children", "is_disabled", "is_pregnant", "is_bedridden"]
     ].sum()
     sums.columns = ["elderly", "children", "disabled", "pregnant", "bedridden"]
     assert (sums.reindex(hh.index) == hh[sums.columns]).all().all()
     # plausible shares for a rural Henan township
-    assert 0.12 < (age >= 60).mean() < 0.35
+    assert 0.08 < (age >= 65).mean() < 0.30
     assert 0.08 < (age < 14).mean() < 0.25
     assert not res.loc[res["gender"] == "男", "is_pregnant"].any()
     for flag in ("is_disabled", "is_pregnant", "is_bedridden"):

@@ -28,6 +28,7 @@ class Permission(StrEnum):
     VIEW_INCIDENTS = "view_incidents"      # which ones depends on scope
     WORK_INCIDENTS = "work_incidents"      # move an incident through the closed loop
     REVIEW_INCIDENTS = "review_incidents"  # the command center's queue of flagged assignments
+    IMPORT_INCIDENTS = "import_incidents"  # batch import of historical incidents
 
 
 P = Permission
@@ -36,7 +37,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.COMMAND_CENTER: frozenset(
         {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS,
          P.MANAGE_EMERGENCIES, P.VIEW_EMERGENCIES, P.REPORT_INCIDENTS, P.VIEW_INCIDENTS, P.WORK_INCIDENTS,
-         P.REVIEW_INCIDENTS}
+         P.REVIEW_INCIDENTS, P.IMPORT_INCIDENTS}
     ),
     Role.EMERGENCY: frozenset(
         {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS, P.VIEW_EMERGENCIES,
