@@ -13,7 +13,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import NoNul, SessionDep, SettingsDep
 from api.security import P
 from gis import audit
 from gis.auth.roles import Permission
@@ -37,20 +37,20 @@ CSV_HEADERS = {
 class IncidentIn(BaseModel):
     category: Category
     dispute_kind: DisputeKind | None = None
-    description: str = Field(min_length=1, max_length=5000)
+    description: Annotated[str, NoNul] = Field(min_length=1, max_length=5000)
     occurred_at: dt.datetime
     lon: float | None = None
     lat: float | None = None
     crs: str | None = Field(default=None, max_length=40, description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")
-    place: str | None = Field(default=None, max_length=200, description="a place name or address, e.g. 尹营村三组")
-    reporter_name: str | None = Field(default=None, max_length=100)
+    place: Annotated[str | None, NoNul] = Field(default=None, max_length=200, description="a place name or address, e.g. 尹营村三组")
+    reporter_name: Annotated[str | None, NoNul] = Field(default=None, max_length=100)
     reporter_phone: str | None = Field(default=None, pattern=r"^[0-9+\-]{5,20}$")
-    external_id: str | None = Field(default=None, min_length=1, max_length=200)
+    external_id: Annotated[str | None, NoNul] = Field(default=None, min_length=1, max_length=200)
 
 
 class TransitionIn(BaseModel):
     action: Action
-    note: str | None = Field(default=None, max_length=5000)
+    note: Annotated[str | None, NoNul] = Field(default=None, max_length=5000)
 
 
 def _audit_reporter(session, principal, request, records, reason=None):
@@ -161,6 +161,19 @@ def import_file(
         audit.record(session, principal, "import", resource="incident", method="POST", path=request.url.path,
                      detail={"file": file.filename, "created": report.created, "failed": len(report.failed)})
     return report.as_dict()
+
+
+@router.get("/stats", summary="Per grid at a level: counts by state/category, median hours per stage, "
+            "on-time rate, satisfaction")
+def stats(session: SessionDep, principal: P(Permission.VIEW_INCIDENTS),
+          level: Annotated[int, Query(ge=1, le=4)] = 3,
+          since: dt.datetime | None = None, until: dt.datetime | None = None):
+    from gis.incidents.stats import grid_stats
+
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise InputError(Problem(("query", name), "give a time zone, e.g. 2026-11-27T08:00:00+08:00"))
+    return grid_stats(session, principal, level, since, until)
 
 
 @router.get("/review", summary="Flagged assignments (shared edge, or outside the town) not yet reviewed")

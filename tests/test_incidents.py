@@ -207,3 +207,23 @@ def test_overdue_and_escalation_on_a_controllable_clock(session, accounts, town)
     service.transition(session, admin, iid, "advance", now=t0 + dt.timedelta(hours=3, minutes=2))
     fresh = service.get_incident(session, admin, iid, now=t0 + dt.timedelta(hours=3, minutes=30))
     assert fresh["state"] == "report" and not fresh["overdue"]
+
+
+def test_stats_per_grid_follow_the_loop_and_the_scope(db, town):
+    p = town["own_pt"]
+    inc = post(db["staff"], lon=p.x, lat=p.y, category="environment").json()
+    url = f"/incidents/{inc['id']}/transitions"
+    for _ in range(4):
+        db["staff"].post(url, json={"action": "advance"})
+    db["staff"].post(url, json={"action": "not_satisfied"})
+    db["staff"].post(url, json={"action": "advance"})
+    db["staff"].post(url, json={"action": "satisfied"})
+    own_stats = db["staff"].get("/incidents/stats", params={"level": 4}).json()
+    assert {s["code"] for s in own_stats} == {town["own"]}  # grid staff: their grid only
+    row = own_stats[0]
+    assert row["by_category"]["environment"] >= 1 and row["by_state"]["closed"] >= 1
+    assert row["follow_ups"] == 2 and row["satisfaction_rate"] == 0.5
+    assert {"visit", "report", "study", "handle", "follow_up"} <= set(row["stages"])
+    assert row["stages"]["visit"]["on_time_rate"] == 1.0 and row["on_time_rate"] == 1.0
+    town_stats = db["admin"].get("/incidents/stats", params={"level": 3}).json()
+    assert len(town_stats) == 20 and sum(s["total"] for s in town_stats) >= 5000
