@@ -204,6 +204,39 @@ def one(request: Request, session: SessionDep, principal: P(Permission.VIEW_INCI
     return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
+@router.post("/{incident_id}/attachments", status_code=201, summary="Attach a photo (JPEG, PNG or WebP)")
+def attach(request: Request, session: SessionDep, settings: SettingsDep, principal: P(Permission.REPORT_INCIDENTS),
+           incident_id: IncidentId, file: Annotated[UploadFile, File()]):
+    from gis.incidents.attachments import add_attachment
+
+    data = file.file.read(settings.max_attachment_bytes + 1)
+    out = add_attachment(session, principal, incident_id, file.filename or "photo", data,
+                         max_bytes=settings.max_attachment_bytes)
+    audit.record(session, principal, "create", resource="incident_attachment", resource_ids=[out["id"]],
+                 method="POST", path=request.url.path, detail={"incident_id": incident_id, "size": out["size"]})
+    return out
+
+
+@router.get("/{incident_id}/attachments", summary="Photos of an incident (metadata only)")
+def attachments(session: SessionDep, principal: P(Permission.VIEW_INCIDENTS), incident_id: IncidentId):
+    from gis.incidents.attachments import list_attachments
+
+    return list_attachments(session, principal, incident_id)
+
+
+@router.get("/{incident_id}/attachments/{attachment_id}", summary="One photo's bytes")
+def attachment(session: SessionDep, principal: P(Permission.VIEW_INCIDENTS), incident_id: IncidentId,
+               attachment_id: Annotated[int, PathParam(ge=1, le=2**62)]):
+    from urllib.parse import quote
+
+    from gis.incidents.attachments import get_attachment
+
+    name, kind, data = get_attachment(session, principal, incident_id, attachment_id)
+    return Response(data, media_type=kind, headers={
+        "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
+        "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
+
+
 @router.post("/{incident_id}/transitions", summary="Move the incident one step through the closed loop")
 def move(request: Request, session: SessionDep, principal: P(Permission.WORK_INCIDENTS),
          incident_id: IncidentId, body: TransitionIn):

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     duplicate_radius_m: float = 100.0
     duplicate_window_hours: float = 72.0
     max_incident_rows_per_file: int = 2_000_000
+    max_attachment_bytes: int = 10 * 1024 * 1024
 
     @model_validator(mode="after")
     def _database_from_var(self) -> Settings:

@@ -227,3 +227,35 @@ def test_stats_per_grid_follow_the_loop_and_the_scope(db, town):
     assert row["stages"]["visit"]["on_time_rate"] == 1.0 and row["on_time_rate"] == 1.0
     town_stats = db["admin"].get("/incidents/stats", params={"level": 3}).json()
     assert len(town_stats) == 20 and sum(s["total"] for s in town_stats) >= 5000
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+       b"\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def test_photos_are_checked_by_content_listed_as_metadata_and_scoped(db, town):
+    mine = post(db["staff"], lon=town["own_pt"].x, lat=town["own_pt"].y).json()
+    theirs = post(db["admin"], lon=town["other_pt"].x, lat=town["other_pt"].y).json()
+    ok = db["staff"].post(f"/incidents/{mine['id']}/attachments", files={"file": ("现场.png", PNG)})
+    assert ok.status_code == 201, ok.text
+    meta = ok.json()
+    assert meta["content_type"] == "image/png" and meta["size"] == len(PNG) and "data" not in meta
+    listed = db["staff"].get(f"/incidents/{mine['id']}").json()["attachments"]
+    assert [a["id"] for a in listed] == [meta["id"]] and "data" not in listed[0]
+    raw = db["staff"].get(f"/incidents/{mine['id']}/attachments/{meta['id']}")
+    assert raw.content == PNG and raw.headers["content-type"] == "image/png"
+    assert raw.headers["x-content-type-options"] == "nosniff"
+    fake = db["staff"].post(f"/incidents/{mine['id']}/attachments",
+                            files={"file": ("photo.png", b"<svg onload=alert(1)></svg>")})
+    assert fake.status_code == 422 and fake.json()["errors"][0]["type"] == "unsupported_type"
+    other = db["staff"].post(f"/incidents/{theirs['id']}/attachments", files={"file": ("a.png", PNG)})
+    assert other.status_code == 404
+    assert db["staff"].get(f"/incidents/{mine['id']}/attachments/{meta['id'] + 999}").status_code == 404
+
+
+def test_oversize_photo_is_refused(scratch_db_url, accounts, town):
+    with make_client(scratch_db_url, "admin", max_attachment_bytes=1000) as admin:
+        inc = post(admin, lon=town["own_pt"].x, lat=town["own_pt"].y).json()
+        big = PNG + b"\x00" * 2000
+        r = admin.post(f"/incidents/{inc['id']}/attachments", files={"file": ("big.png", big)})
+        assert r.status_code in (413, 422), r.text

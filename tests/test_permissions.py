@@ -59,6 +59,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/incidents/review"): EMERGENCY_MANAGERS,
     ("POST", "/incidents/import"): EMERGENCY_MANAGERS,
+    ("GET", "/incidents/stats"): INCIDENT_WORKERS | {"emergency"},
+    ("POST", "/incidents/{incident_id}/attachments"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/incidents/{incident_id}/attachments"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/incidents/{incident_id}/attachments/{attachment_id}"): INCIDENT_WORKERS | {"emergency"},
     ("POST", "/incidents/{incident_id}/review"): EMERGENCY_MANAGERS,
     ("GET", "/incidents/{incident_id}"): INCIDENT_WORKERS | {"emergency"},
     ("POST", "/incidents/{incident_id}/transitions"): INCIDENT_WORKERS,
@@ -72,6 +76,7 @@ PATH_VALUES = {
     "household_id": "987654321",
     "emergency_id": "987654321",
     "incident_id": "987654321",
+    "attachment_id": "987654321",
 }
 
 

@@ -272,6 +272,11 @@ def get_incident(session: Session, principal: Principal, incident_id: int, now: 
                  "JOIN staff s ON s.id = a.staff_id WHERE a.incident_id = :i ORDER BY a.duty, s.id"),
             {"i": incident_id}).mappings()
     ]
+    out["attachments"] = [
+        {**dict(a), "uploaded_at": a["uploaded_at"].isoformat()} for a in session.execute(
+            text("SELECT id, event_id, filename, content_type, size, uploaded_at FROM incident_attachment "
+                 "WHERE incident_id = :i ORDER BY id"), {"i": incident_id}).mappings()
+    ]
     out["possible_duplicates"] = [
         dict(d) for d in session.execute(
             text("SELECT other_id AS incident_id, round(distance_m::numeric, 1)::float AS distance_m "

@@ -1,0 +1,79 @@
+"""Photos of an incident: checked by their bytes (not their name), size-capped, stored with a hash."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from gis.auth.principal import Principal
+from gis.errors import InputError, NotFound, Problem
+from gis.incidents.service import visible_condition
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The image type from the file's first bytes; None for anything else (SVG and HTML included)."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _visible(session: Session, principal: Principal, incident_id: int) -> None:
+    ok = session.execute(
+        text(f"SELECT 1 FROM incident i WHERE i.id = :id AND {visible_condition(principal)}"),
+        {"id": incident_id, "scope": list(principal.scope_codes)},
+    ).first()
+    if ok is None:
+        raise NotFound(f"no incident {incident_id} that you may see")
+
+
+def add_attachment(session: Session, principal: Principal, incident_id: int, filename: str, data: bytes,
+                   *, max_bytes: int) -> dict:
+    _visible(session, principal, incident_id)
+    if not data:
+        raise InputError(Problem(("body", "file"), "the file is empty", "empty_file"))
+    if len(data) > max_bytes:
+        raise InputError(Problem(("body", "file"), f"at most {max_bytes} bytes per photo", "file_too_large"))
+    kind = sniff_image(data)
+    if kind is None:
+        raise InputError(Problem(("body", "file"), "photos are JPEG, PNG or WebP", "unsupported_type"))
+    name = (filename or "photo").replace("\\", "/").rsplit("/", 1)[-1][:200] or "photo"
+    # The photo belongs to the incident's latest step (the one it documents).
+    event_id = session.execute(
+        text("SELECT max(id) FROM incident_event WHERE incident_id = :i"), {"i": incident_id}
+    ).scalar_one()
+    row = session.execute(
+        text(
+            "INSERT INTO incident_attachment (incident_id, event_id, filename, content_type, size, sha256, data, "
+            "uploaded_by) VALUES (:i, :e, :n, :t, :s, :h, :d, :u) RETURNING id"
+        ),
+        {"i": incident_id, "e": event_id, "n": name, "t": kind, "s": len(data),
+         "h": hashlib.sha256(data).hexdigest(), "d": data, "u": principal.user_id},
+    ).one()
+    return next(a for a in list_attachments(session, principal, incident_id) if a["id"] == row.id)
+
+
+def list_attachments(session: Session, principal: Principal, incident_id: int) -> list[dict]:
+    """Metadata only; the bytes come from get_attachment."""
+    _visible(session, principal, incident_id)
+    rows = session.execute(
+        text("SELECT id, event_id, filename, content_type, size, sha256, uploaded_at FROM incident_attachment "
+             "WHERE incident_id = :i ORDER BY id"), {"i": incident_id},
+    ).mappings()
+    return [{**dict(r), "uploaded_at": r["uploaded_at"].isoformat()} for r in rows]
+
+
+def get_attachment(session: Session, principal: Principal, incident_id: int, attachment_id: int) -> tuple[str, str, bytes]:
+    _visible(session, principal, incident_id)
+    row = session.execute(
+        text("SELECT filename, content_type, data FROM incident_attachment WHERE id = :a AND incident_id = :i"),
+        {"a": attachment_id, "i": incident_id},
+    ).first()
+    if row is None:
+        raise NotFound(f"incident {incident_id} has no attachment {attachment_id}")
+    return row.filename, row.content_type, bytes(row.data)
