@@ -10,7 +10,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import NoNul, SessionDep, SettingsDep
 from api.security import P, client_ip, public, resolve_principal
 from gis import audit
 from gis.auth import accounts
@@ -95,7 +95,7 @@ def login_form(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    username: Annotated[str, Form(max_length=64)],
+    username: Annotated[str, Form(max_length=64), NoNul],
     password: Annotated[str, Form(max_length=256)],
     next: Annotated[str | None, Form(max_length=2000)] = None,
 ):
@@ -111,7 +111,7 @@ def login_form(
 
 
 class LoginBody(BaseModel):
-    username: str = Field(max_length=64)
+    username: Annotated[str, NoNul] = Field(max_length=64)
     password: str = Field(max_length=256)
 
 
@@ -160,7 +160,7 @@ class UserIn(BaseModel):
     password: str = Field(min_length=1, max_length=256)
     role: Role
     scope_codes: list[Annotated[str, Field(pattern=GRID_CODE)]] = Field(default_factory=list, max_length=500)
-    display_name: str | None = Field(default=None, max_length=100)
+    display_name: Annotated[str | None, NoNul] = Field(default=None, max_length=100)
 
 
 class UserPatch(BaseModel):
@@ -168,11 +168,11 @@ class UserPatch(BaseModel):
     scope_codes: list[Annotated[str, Field(pattern=GRID_CODE)]] | None = Field(default=None, max_length=500)
     active: bool | None = None
     password: str | None = Field(default=None, min_length=1, max_length=256)
-    display_name: str | None = Field(default=None, max_length=100)
+    display_name: Annotated[str | None, NoNul] = Field(default=None, max_length=100)
 
 
 class TokenIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[str, NoNul] = Field(min_length=1, max_length=100)
     role: Role | None = None
     scope_codes: list[Annotated[str, Field(pattern=GRID_CODE)]] | None = Field(default=None, max_length=500)
     expires_days: float | None = Field(default=None, gt=0, le=3650)

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import NoNul, SessionDep, SettingsDep
 from api.security import P
 from gis import audit
 from gis.auth.roles import Permission
@@ -23,10 +23,10 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 class Filters:
     def __init__(
         self,
-        actor: Annotated[str | None, Query(max_length=64)] = None,
-        action: Annotated[str | None, Query(max_length=40)] = None,
-        resource: Annotated[str | None, Query(max_length=40)] = None,
-        resource_id: Annotated[str | None, Query(max_length=64)] = None,
+        actor: Annotated[str | None, Query(max_length=64), NoNul] = None,
+        action: Annotated[str | None, Query(max_length=40), NoNul] = None,
+        resource: Annotated[str | None, Query(max_length=40), NoNul] = None,
+        resource_id: Annotated[str | None, Query(max_length=64), NoNul] = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
     ):

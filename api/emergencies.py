@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import NoNul, SessionDep, SettingsDep
 from api.security import P
 from gis import audit, emergencies
 from gis.auth.roles import Permission
@@ -18,14 +18,14 @@ router = APIRouter(prefix="/emergencies", tags=["emergencies"])
 
 
 class Declare(BaseModel):
-    title: str = Field(min_length=1, max_length=200)
-    reason: str = Field(min_length=1, max_length=2000)
+    title: Annotated[str, NoNul] = Field(min_length=1, max_length=200)
+    reason: Annotated[str, NoNul] = Field(min_length=1, max_length=2000)
     extent: dict[str, Any] = Field(description="GeoJSON Polygon or MultiPolygon (or a Feature of one)")
     crs: str = Field(default="wgs84", max_length=40, description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")
 
 
 class Close(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Annotated[str, NoNul] = Field(min_length=1, max_length=2000)
 
 
 EmergencyId = Annotated[int, PathParam(ge=1, le=2**62)]

@@ -85,7 +85,7 @@ def list_grids(
     parent_code: Annotated[str | None, Query(pattern=r"^\d{15}$")] = None,
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS84)")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ):
     box = parse_bbox(bbox)
     cap = settings.max_features_per_page

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import NoNul, SessionDep, SettingsDep
 from api.grids import parse_bbox
 from api.security import P
 from gis import audit
@@ -21,7 +21,7 @@ from gis.errors import InputError, Problem
 
 router = APIRouter(prefix="/households", tags=["households"])
 
-Reason = Annotated[str | None, Query(max_length=500, description="why you need this (kept in the audit log)")]
+Reason = Annotated[str | None, Query(max_length=500, description="why you need this (kept in the audit log)"), NoNul]
 
 # Chinese column headers of the CSV export (UTF-8 with BOM so Excel shows them).
 CSV_HEADERS = {

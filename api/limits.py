@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 
-class BodyTooLarge(Exception):
-    pass
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when the bytes received pass the cap. An HTTPException, so that the
+    framework's body parsing passes it on (it turns any other error into a 400) and it becomes
+    the same 413 problem as an over-large Content-Length."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"at most {limit} bytes")
 
 
 class BodySizeLimit:
@@ -38,7 +45,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message):

@@ -132,3 +132,13 @@ def test_cli_import_prints_failed_rows(scratch_db_url, inside_point, tmp_path, m
         assert "5 rows failed" in result.output and "3 new" in result.output
     finally:
         settings_mod.get_settings.cache_clear()
+
+
+def test_a_nul_character_is_a_row_error_not_a_crash(scratch_db_url, inside_point):
+    x, y = inside_point
+    rows = mixed_rows(x, y).iloc[[0]].copy()
+    rows["description"] = "bad\x00text"
+    with make_client(scratch_db_url, "admin") as admin:
+        r = upload(admin, "nul.csv", rows.to_csv(index=False).encode())
+        assert r.status_code == 200, r.text
+        assert r.json()["failed"] == [{"row": 1, "column": "description", "reason": "contains a NUL character"}]

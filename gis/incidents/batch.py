@@ -130,6 +130,11 @@ def import_incidents(
         report.failed.append({"row": i + 1, "column": column, "reason": reason})
 
     for i, r in enumerate(frame.to_dict("records")):
+        nul = next((k for k, v in r.items() if isinstance(v, str) and "\x00" in v), None)
+        if nul is not None:
+            # PostgreSQL text cannot hold NUL; say which cell instead of failing the whole file.
+            fail(i, str(nul), "contains a NUL character")
+            continue
         cat = str(r.get("category", "")).strip()
         cat = CATEGORY_ZH.get(cat, cat)
         if cat not in {c.value for c in Category}:
