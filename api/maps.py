@@ -2,32 +2,50 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from typing import Annotated
-
-from fastapi import Depends
-
 from api.deps import SessionDep, SettingsDep
 from api.households import Reason, _audit_read
+from api.incidents import _audit_reporter
 from api.security import require_page
 from gis import households as hh
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission, Role
 from gis.errors import InputError, NotFound, Problem
 from gis.grids import store
+from gis.incidents import service as incidents
+from gis.incidents.categories import Category
+from gis.incidents.loop import State
 from gis.people import household_counts, staff_by_grid
 from gis.sample_load import dataset_info
 
 router = APIRouter(prefix="/maps", tags=["maps"])
 
 ASSET_PREFIX = "/static/vendor"
+
+
+def PagePrincipal(permission: Permission):  # noqa: N802 - reads like a type in signatures
+    return Annotated[Principal, Depends(require_page(permission))]
+
+
+def GridCodeQuery(description: str):  # noqa: N802 - reads like a type in signatures
+    return Annotated[str | None, Query(pattern=r"^\d{15}$", description=description)]
+
+
+OccurredSince = Annotated[
+    dt.datetime | None, Query(description="occurred at or after this time (with a time zone)")
+]
+OccurredUntil = Annotated[
+    dt.datetime | None, Query(description="occurred before this time (with a time zone)")
+]
 
 
 def mount_assets(app: FastAPI) -> None:
@@ -77,7 +95,7 @@ def _missing_assets_page() -> HTMLResponse | None:
 def grid_map(
     session: SessionDep,
     settings: SettingsDep,
-    _: Annotated[Principal, Depends(require_page(Permission.VIEW_GRIDS))],
+    _: PagePrincipal(Permission.VIEW_GRIDS),
 ):
     from maps.grid_map import build_grid_map
 
@@ -115,16 +133,23 @@ def _with_descendants(codes: Iterable[str], parents: Mapping[str, str | None]) -
     return {c for c in parents if _within(c, codes, parents)}
 
 
+def _scoped_focus(
+    principal: Principal, grid_code: str | None, parents: Mapping[str, str | None]
+) -> tuple[list[str], str | None]:
+    """For grid staff and supervisors: (grids the page is about, the grid to query by)."""
+    if grid_code is not None and _within(grid_code, principal.scope_codes, parents):
+        return [grid_code], grid_code
+    # A grid outside their scope is not an error, it is simply not theirs: the page shows their
+    # own grids' rows, and nothing says whether the other grid has any.
+    return list(principal.scope_codes), None
+
+
 def _household_focus(
     principal: Principal, grid_code: str | None, parents: Mapping[str, str | None]
 ) -> tuple[list[str] | None, str | None]:
     """(grids the page is about, None: those of the households shown; the grid to query by)."""
     if principal.scoped:
-        if grid_code is not None and _within(grid_code, principal.scope_codes, parents):
-            return [grid_code], grid_code
-        # A grid outside their scope is not an error, it is simply not theirs: the page shows
-        # their own households, and nothing says whether the other grid has any.
-        return list(principal.scope_codes), None
+        return _scoped_focus(principal, grid_code, parents)
     if principal.role is Role.EMERGENCY:
         # Their rows are the households inside active emergencies, wherever those are.
         return None, grid_code
@@ -140,9 +165,52 @@ def _household_focus(
     return [grid_code], grid_code
 
 
+def _page_options(session, settings, title: str, place: str | None) -> dict:
+    """What every point map page takes from the app: its title, assets, badge and base map."""
+    return {
+        "title": f"{title} — {place}" if place else title,
+        "asset_prefix": ASSET_PREFIX,
+        "synthetic": dataset_info(session, "sample_town") is not None,
+        "tile_url": settings.tile_url,
+        "tile_attribution": settings.tile_attribution,
+    }
+
+
+def _private_page(page: str) -> HTMLResponse:
+    # Personal data: no copy may stay in a browser or proxy cache.
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
 def _place_name(codes: list[str], names: Mapping[str, str]) -> str:
     shown = [names.get(c) or c for c in codes[:3]]
     return "、".join(shown) + ("等" if len(codes) > 3 else "")
+
+
+class _Hierarchy:
+    """The current grids with their parent links and names, as the map pages need them."""
+
+    def __init__(self, session):
+        self.grids = store.current_grids(session)
+        g = self.grids
+        self.parents = {
+            str(c): (str(p) if isinstance(p, str) and p else None)
+            for c, p in zip(g["code"], g["parent_code"], strict=True)
+        }
+        self.names = {
+            str(c): n for c, n in zip(g["code"], g["name"], strict=True) if isinstance(n, str)
+        }
+        self.levels = {str(c): int(v) for c, v in zip(g["code"], g["level"], strict=True)}
+
+    def require(self, grid_code: str | None) -> None:
+        if grid_code is not None and grid_code not in self.parents:
+            raise NotFound(f"no current grid {grid_code}")
+
+    def outlines(self, codes: Iterable[str], max_level: int = 4):
+        """The grids `codes` down to `max_level`; the town when there is nothing to outline."""
+        g = self.grids
+        chosen = g[g["code"].isin(set(codes)) & (g["level"] <= max_level)]
+        # Nothing to outline (no row, or an empty scope): the town keeps the map readable.
+        return chosen if not chosen.empty else g[g["level"] == 1]
 
 
 @router.get(
@@ -154,11 +222,8 @@ def household_map(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: Annotated[Principal, Depends(require_page(Permission.VIEW_HOUSEHOLDS))],
-    grid_code: Annotated[
-        str | None,
-        Query(pattern=r"^\d{15}$", description="a grid of any level; required for town-wide roles"),
-    ] = None,
+    principal: PagePrincipal(Permission.VIEW_HOUSEHOLDS),
+    grid_code: GridCodeQuery("a grid of any level; required for town-wide roles") = None,
     reason: Reason = None,
 ):
     from maps import labels
@@ -167,18 +232,10 @@ def household_map(
     missing = _missing_assets_page()
     if missing is not None:
         return missing
-    grids = store.current_grids(session)
-    parents = {
-        str(c): (str(p) if isinstance(p, str) and p else None)
-        for c, p in zip(grids["code"], grids["parent_code"], strict=True)
-    }
-    names = {
-        str(c): n for c, n in zip(grids["code"], grids["name"], strict=True) if isinstance(n, str)
-    }
-    if grid_code is not None and grid_code not in parents:
-        raise NotFound(f"no current grid {grid_code}")
+    town = _Hierarchy(session)
+    town.require(grid_code)
 
-    focus, query_code = _household_focus(principal, grid_code, parents)
+    focus, query_code = _household_focus(principal, grid_code, town.parents)
     records, total = hh.list_households(
         session, principal, grid_code=query_code, limit=settings.max_features_per_page
     )
@@ -189,22 +246,77 @@ def household_map(
         outline_codes = {r["grid_code"] for r in records if r.get("grid_code")}
         place = labels.HOUSEHOLD_SCOPE_EMERGENCY
     else:
-        outline_codes = _with_descendants(focus, parents)
-        place = _place_name(focus, names)
-    outlines = grids[grids["code"].isin(outline_codes)]
-    if outlines.empty:
-        # Nothing to outline (no household, or an empty scope): the town keeps the map readable.
-        outlines = grids[grids["level"] == 1]
+        outline_codes = _with_descendants(focus, town.parents)
+        place = _place_name(focus, town.names)
 
     page = build_household_map(
         records,
-        outlines,
-        title=f"{labels.HOUSEHOLD_PAGE_TITLE} — {place}" if place else labels.HOUSEHOLD_PAGE_TITLE,
+        town.outlines(outline_codes),
         total=total,
-        asset_prefix=ASSET_PREFIX,
-        synthetic=dataset_info(session, "sample_town") is not None,
-        tile_url=settings.tile_url,
-        tile_attribution=settings.tile_attribution,
+        **_page_options(session, settings, labels.HOUSEHOLD_PAGE_TITLE, place),
     )
-    # Personal data: no copy may stay in a browser or proxy cache.
-    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+    return _private_page(page)
+
+
+@router.get(
+    "/incidents",
+    response_class=HTMLResponse,
+    summary="Map of the incidents you may see, coloured by category, overdue ones on top",
+)
+def incident_map(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: PagePrincipal(Permission.VIEW_INCIDENTS),
+    grid_code: GridCodeQuery("a grid of any level: its whole subtree") = None,
+    category: Category | None = None,
+    state: State | None = None,
+    since: OccurredSince = None,
+    until: OccurredUntil = None,
+    overdue: bool | None = None,
+    reason: Reason = None,
+):
+    from maps import labels
+    from maps.incident_map import build_incident_map
+
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise InputError(
+                Problem(("query", name), "give a time zone, e.g. 2026-11-27T08:00:00+08:00")
+            )
+    missing = _missing_assets_page()
+    if missing is not None:
+        return missing
+    town = _Hierarchy(session)
+    town.require(grid_code)
+    if principal.scoped:
+        focus, query_code = _scoped_focus(principal, grid_code, town.parents)
+    else:
+        focus = [grid_code] if grid_code else [c for c, level in town.levels.items() if level == 1]
+        query_code = grid_code
+    filters = {
+        "category": category.value if category else None,
+        "state": state.value if state else None,
+        "since": since,
+        "until": until,
+        "overdue": overdue,
+    }
+    records, total = incidents.list_incidents(
+        session, principal, grid_code=query_code, limit=settings.max_features_per_page, **filters
+    )
+    _audit_reporter(session, principal, request, records, reason)
+
+    # Group grids outline one village or grid well; under a whole area or the town there are
+    # hundreds of them, heavier than the incidents they frame.
+    deepest = 4 if min((town.levels.get(c, 4) for c in focus), default=4) >= 3 else 3
+    place = _place_name(focus, town.names) if focus else None
+    page = build_incident_map(
+        records,
+        town.outlines(_with_descendants(focus, town.parents), max_level=deepest),
+        grid_names=town.names,
+        total=total,
+        reporter_masked=not incidents.reporter_shown(principal),
+        filters=filters,
+        **_page_options(session, settings, labels.INCIDENT_PAGE_TITLE, place),
+    )
+    return _private_page(page)

@@ -90,3 +90,43 @@ PERSONAL_MASKED_HINT = "姓名、电话和门牌号按您的权限隐藏"
 HOUSEHOLD_COUNT = "显示 {shown} 户"
 HOUSEHOLDS_TRUNCATED = "结果过多：仅显示前 {shown} 户，共 {total} 户，请选择更小的网格"
 HOUSEHOLDS_NONE = "没有可显示的住户"
+
+
+# --- Incident map (/maps/incidents) ---
+
+INCIDENT_PAGE_TITLE = "网格事项地图"
+INCIDENT_SYNTHETIC_HINT = "本页事项、描述与报告人均为程序生成的示例，不代表真实情况"
+INCIDENT_LAYER = "网格事项"
+
+# Popup rows, in order: record key -> label. The id travels as the feature id.
+INCIDENT_POPUP_FIELDS: tuple[tuple[str, str], ...] = (
+    ("id", "编号"),
+    ("category", "类别"),
+    ("state", "环节"),
+    ("occurred_at", "发生时间"),
+    ("deadline", "本环节期限"),
+    ("urgency", "超期"),
+    ("grid", "网格"),
+    ("description", "描述"),
+    ("reporter_name", "报告人"),
+    ("reporter_phone", "报告人电话"),
+)
+INCIDENT_CATEGORY_JOIN = " · "  # 矛盾纠纷 · 邻里纠纷
+INCIDENT_OVERDUE = "已超期，已升级至{place}"
+INCIDENT_ON_TIME = "未超期"
+INCIDENT_OVERDUE_LEGEND = "已超期（红圈）"
+INCIDENT_OTHER_CATEGORY = "其他"
+
+INCIDENT_COUNT = "共 {total} 件"
+INCIDENTS_NONE = "没有符合条件的事项"
+INCIDENTS_TRUNCATED = "结果过多：地图仅显示前 {shown} 件，请选择更小的网格或增加筛选条件"
+INCIDENT_REPORTER_MASKED_HINT = "报告人姓名和电话按您的权限隐藏"
+
+# The filters a page was asked with, one phrase each, joined by INCIDENT_FILTER_JOIN.
+INCIDENT_FILTER_PREFIX = "筛选："
+INCIDENT_FILTER_JOIN = "；"
+INCIDENT_FILTER_CATEGORY = "类别 {value}"
+INCIDENT_FILTER_STATE = "环节 {value}"
+INCIDENT_FILTER_SINCE = "发生于 {value} 起"
+INCIDENT_FILTER_UNTIL = "发生于 {value} 前"
+INCIDENT_FILTER_OVERDUE = {True: "仅超期", False: "仅未超期"}

@@ -55,6 +55,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/audit/export"): ADMIN,
     ("GET", "/maps/grids"): VIEWERS,
     ("GET", "/maps/households"): HOUSEHOLD_ROWS,
+    ("GET", "/maps/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("POST", "/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/incidents/review"): EMERGENCY_MANAGERS,
