@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from api.deps import NoNul, SessionDep, SettingsDep
+from api.exports import require_time_zone
 from api.security import P
 from gis import audit
 from gis.auth.roles import Permission
@@ -30,9 +31,7 @@ class Filters:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
     ):
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and value.tzinfo is None:
-                raise InputError(Problem(("query", name), "give a time zone, e.g. 2026-11-27T08:00:00+08:00"))
+        require_time_zone(since=since, until=until)
         self.kw = dict(actor=actor, action=action, resource=resource, resource_id=resource_id,
                        since=since, until=until)
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import shapely
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.deps import SessionDep, SettingsDep
+from api.exports import saved_upload
 from api.security import P
 from gis import audit
 from gis.auth.roles import Permission
@@ -234,15 +234,7 @@ def import_file(
         max_zip_entries=settings.max_zip_entries,
         max_unzipped_bytes=settings.max_unzipped_bytes,
     )
-    with tempfile.TemporaryDirectory(prefix="wangge-upload-") as tmp:
-        path = Path(tmp) / f"upload{suffix}"
-        size = 0
-        with path.open("wb") as out:
-            while chunk := file.file.read(1 << 20):
-                size += len(chunk)
-                if size > settings.max_upload_bytes:
-                    raise HTTPException(413, f"the file is larger than {settings.max_upload_bytes} bytes")
-                out.write(chunk)
+    with saved_upload(file, suffix, settings.max_upload_bytes) as path:
         frame = read_grid_file(path, crs=crs, limits=limits)
     savepoint = session.begin_nested() if dry_run else None
     report = store.import_grids(

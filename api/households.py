@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Annotated, Literal
 
@@ -12,6 +10,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from api.deps import NoNul, SessionDep, SettingsDep
+from api.exports import csv_response
 from api.grids import parse_bbox
 from api.security import P
 from gis import audit
@@ -58,15 +57,7 @@ def list_households(
                                         limit=limit, offset=offset)
     _audit_read(session, principal, request, records, reason, format)
     if format == "csv":
-        buf = io.StringIO()
-        buf.write("\ufeff")
-        writer = csv.writer(buf)
-        writer.writerow(CSV_HEADERS.values())
-        for r in records:
-            writer.writerow([r.get(k) for k in CSV_HEADERS])
-        return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="households.csv"',
-                                 "X-Total-Count": str(total)})
+        return csv_response(CSV_HEADERS, records, "households.csv", total)
     if format == "geojson":
         fc = {
             "type": "FeatureCollection",

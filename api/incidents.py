@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from api.deps import NoNul, SessionDep, SettingsDep
+from api.exports import csv_response, require_time_zone, saved_upload
 from api.security import P
 from gis import audit
 from gis.auth.roles import Permission
@@ -98,9 +97,7 @@ def list_incidents(
 ):
     if limit > settings.max_features_per_page:
         raise InputError(Problem(("query", "limit"), f"at most {settings.max_features_per_page} per page"))
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise InputError(Problem(("query", name), "give a time zone, e.g. 2026-11-27T08:00:00+08:00"))
+    require_time_zone(since=since, until=until)
     rows, total = service.list_incidents(
         session, principal, grid_code=grid_code, state=state.value if state else None,
         category=category.value if category else None, since=since, until=until, overdue=overdue,
@@ -108,15 +105,7 @@ def list_incidents(
     )
     _audit_reporter(session, principal, request, rows)
     if format == "csv":
-        buf = io.StringIO()
-        buf.write("\ufeff")
-        w = csv.writer(buf)
-        w.writerow(CSV_HEADERS.values())
-        for r in rows:
-            w.writerow([r.get(k) for k in CSV_HEADERS])
-        return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="incidents.csv"',
-                                 "X-Total-Count": str(total)})
+        return csv_response(CSV_HEADERS, rows, "incidents.csv", total)
     if format == "geojson":
         fc = {"type": "FeatureCollection", "numberMatched": total, "numberReturned": len(rows),
               "features": [{"type": "Feature", "id": r["id"],
@@ -136,7 +125,6 @@ def import_file(
     crs: Annotated[str | None, Form(max_length=40)] = None,
     all_or_nothing: Annotated[bool, Form()] = False,
 ):
-    import tempfile
     from pathlib import Path
 
     from gis.incidents.batch import import_incidents, read_incident_file
@@ -144,15 +132,7 @@ def import_file(
     suffix = Path(file.filename or "").suffix.lower()
     if suffix not in {".csv", ".xlsx", ".geojson", ".json", ".gpkg"}:
         raise InputError(Problem(("body", "file"), "file type must be .csv, .xlsx, .geojson, .json or .gpkg"))
-    with tempfile.TemporaryDirectory(prefix="wangge-upload-") as tmp:
-        path = Path(tmp) / f"incidents{suffix}"
-        size = 0
-        with path.open("wb") as out:
-            while chunk := file.file.read(1 << 20):
-                size += len(chunk)
-                if size > settings.max_upload_bytes:
-                    raise HTTPException(413, f"the file is larger than {settings.max_upload_bytes} bytes")
-                out.write(chunk)
+    with saved_upload(file, suffix, settings.max_upload_bytes) as path:
         frame = read_incident_file(path, max_rows=settings.max_incident_rows_per_file)
     report = import_incidents(session, frame, source=f"upload:{file.filename}", crs=crs,
                               all_or_nothing=all_or_nothing,
@@ -170,9 +150,7 @@ def stats(session: SessionDep, principal: P(Permission.VIEW_INCIDENTS),
           since: dt.datetime | None = None, until: dt.datetime | None = None):
     from gis.incidents.stats import grid_stats
 
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise InputError(Problem(("query", name), "give a time zone, e.g. 2026-11-27T08:00:00+08:00"))
+    require_time_zone(since=since, until=until)
     return grid_stats(session, principal, level, since, until)
 
 

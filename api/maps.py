@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.deps import SessionDep, SettingsDep
+from api.exports import require_time_zone
 from api.households import Reason, _audit_read
 from api.incidents import _audit_reporter
 from api.security import require_page
@@ -279,11 +280,7 @@ def incident_map(
     from maps import labels
     from maps.incident_map import build_incident_map
 
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise InputError(
-                Problem(("query", name), "give a time zone, e.g. 2026-11-27T08:00:00+08:00")
-            )
+    require_time_zone(since=since, until=until)
     missing = _missing_assets_page()
     if missing is not None:
         return missing

@@ -412,6 +412,30 @@ def _title(grids: gpd.GeoDataFrame, synthetic: bool) -> str:
     return f"{labels.PAGE_TITLE} — {towns[0]}" if len(towns) == 1 else labels.PAGE_TITLE
 
 
+def add_pane(m: folium.Map, name: str, z_index: int, *, clickable: bool) -> None:
+    """A named map pane with a fixed id (stable pages)."""
+    pane = folium.map.CustomPane(name, z_index=z_index, pointer_events=clickable)
+    pane._id = name.replace("-", "_")
+    m.add_child(pane)
+
+
+def add_online_tiles(m: folium.Map, tile_url: str | None, tile_attribution: str | None) -> None:
+    """The optional on-line base map, as a layer that can be switched off; nothing when not configured."""
+    if not tile_url:
+        return
+    tiles = folium.TileLayer(
+        tiles=tile_url,
+        attr=tile_attribution,
+        name=labels.TILE_LAYER,
+        overlay=True,
+        control=True,
+        show=True,
+        max_zoom=19,
+    )
+    tiles._id = "online"
+    m.add_child(tiles)
+
+
 def build_grid_map(
     grids: gpd.GeoDataFrame,
     *,
@@ -469,22 +493,9 @@ def build_grid_map(
 
     for name, z in [HILLSHADE_PANE, *FILL_PANES.values(), *LINE_PANES.values()]:
         # Pane divs stay transparent to the mouse; only interactive paths take clicks.
-        pane = folium.map.CustomPane(name, z_index=z, pointer_events=False)
-        pane._id = name.replace("-", "_")
-        m.add_child(pane)
+        add_pane(m, name, z, clickable=False)
 
-    if tile_url:
-        tiles = folium.TileLayer(
-            tiles=tile_url,
-            attr=tile_attribution,
-            name=labels.TILE_LAYER,
-            overlay=True,
-            control=True,
-            show=True,
-            max_zoom=19,
-        )
-        tiles._id = "online"
-        m.add_child(tiles)
+    add_online_tiles(m, tile_url, tile_attribution)
 
     if hillshade is not None:
         png, bounds = hillshade

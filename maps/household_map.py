@@ -9,8 +9,16 @@ import geopandas as gpd
 
 from maps import labels
 from maps.offline import DEFAULT_PREFIX
-from maps.points import PointKind, PointLegend, build_point_page, in_draw_order
-from maps.points import grid_label, legend_line, legend_marker, result_notes
+from maps.points import (
+    PointKind,
+    PointLegend,
+    build_point_page,
+    grid_label,
+    in_draw_order,
+    legend_line,
+    legend_marker,
+    result_notes,
+)
 
 # Marker look per class; the most urgent class is drawn last so it stays on top where points crowd.
 CLASS_STYLES: dict[str, dict[str, Any]] = {

@@ -11,8 +11,16 @@ import geopandas as gpd
 from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH, Category
 from gis.incidents.loop import STATE_NAMES_ZH
 from maps import labels
-from maps.points import PointKind, PointLegend, build_point_page, in_draw_order
-from maps.points import grid_label, legend_line, legend_marker, result_notes
+from maps.points import (
+    PointKind,
+    PointLegend,
+    build_point_page,
+    grid_label,
+    in_draw_order,
+    legend_line,
+    legend_marker,
+    result_notes,
+)
 
 # Times are shown as the town reads its clock; China has kept UTC+8 without summer time since 1991.
 LOCAL_TIME = dt.timezone(dt.timedelta(hours=8))

@@ -20,7 +20,15 @@ from maps import labels
 
 # The grid page's look (title bar, badge, legend and popup styling, level colours) is shared so
 # every page reads as one product.
-from maps.grid_map import BACKGROUND, COORD_DECIMALS, LEVEL_STYLES, PageChrome, display_geometries
+from maps.grid_map import (
+    BACKGROUND,
+    COORD_DECIMALS,
+    LEVEL_STYLES,
+    PageChrome,
+    add_online_tiles,
+    add_pane,
+    display_geometries,
+)
 from maps.offline import DEFAULT_PREFIX, localize, remote_urls
 
 OUTLINE_PANE = ("wangge-outlines", 410)
@@ -342,22 +350,9 @@ def build_point_page(
     )
     # The outline pane lets the mouse through; the markers' canvas must take clicks itself.
     for (name, z), clickable in ((OUTLINE_PANE, False), (POINT_PANE, True)):
-        pane = folium.map.CustomPane(name, z_index=z, pointer_events=clickable)
-        pane._id = name.replace("-", "_")
-        m.add_child(pane)
+        add_pane(m, name, z, clickable=clickable)
 
-    if tile_url:
-        tiles = folium.TileLayer(
-            tiles=tile_url,
-            attr=tile_attribution,
-            name=labels.TILE_LAYER,
-            overlay=True,
-            control=True,
-            show=True,
-            max_zoom=19,
-        )
-        tiles._id = "online"
-        m.add_child(tiles)
+    add_online_tiles(m, tile_url, tile_attribution)
 
     outlines = _outline_layer(grids)
     if outlines is not None:

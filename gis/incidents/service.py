@@ -21,7 +21,14 @@ from gis.crs import check_lonlat, parse_crs, to_wgs84
 from gis.errors import InputError, NotFound, Problem
 from gis.grids.locate import current_hierarchy, locate_points, path_to_town
 from gis.incidents.categories import Category, DisputeKind
-from gis.incidents.loop import RESTRICTED_ACTIONS, Action, State, TransitionRefused, next_state, urgency
+from gis.incidents.loop import (
+    RESTRICTED_ACTIONS,
+    Action,
+    State,
+    TransitionRefused,
+    next_state,
+    urgency,
+)
 from gis.privacy import mask_name, mask_phone
 
 
