@@ -6,6 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 
@@ -39,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     problems.install(app)
+    # Map pages and GeoJSON are large and compress ~8x; browsers on village links feel it.
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(
         BodySizeLimit,
         default_limit=settings.max_json_body_bytes,

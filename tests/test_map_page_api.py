@@ -84,3 +84,9 @@ def test_clicking_a_group_grid_opens_its_popup_with_staff_and_households(page_an
     assert row.name in content
     assert row.leader in content
     assert f"{row.households}" in content
+
+
+def test_pages_are_sent_compressed(clients):
+    r = clients["planner"].get("/maps/grids", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers.get("content-encoding") == "gzip"
+    assert int(r.headers["content-length"]) < len(r.content) / 4
