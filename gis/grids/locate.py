@@ -8,15 +8,26 @@ The rule, for a point P (EPSG:4326):
    or the town's outer edge).
 4. A point that no grid contains is "outside": the answer names the nearest group grid and the
    geodesic distance to it in metres.
-Many points are answered by one query (unnest), so bulk callers and the single-point API share
-the same code path.
+Two implementations answer by this rule:
+* `locate_points` / `locate_points_sql`: one SQL query for many points (unnest), used by the API
+  and single intake; it is the reference.
+* `locate_bulk`: for batch imports of up to millions of points. The current grids are read once
+  into memory (a `GridIndex`, cached per database and grid version) and points are matched with
+  shapely's STRtree, level by level from the deepest, taking the smallest code; the boundary flag
+  is shapely's `intersects(boundary, point)`. Only points outside every grid go back to the SQL
+  nearest-grid query, so the distance is the same geodesic one.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+import shapely
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION
 from sqlalchemy.orm import Session
@@ -69,6 +80,20 @@ _CONTAINING = text(
     bindparam("xs", type_=ARRAY(DOUBLE_PRECISION)), bindparam("ys", type_=ARRAY(DOUBLE_PRECISION))
 )
 
+# The given current grids and their current ancestors: what `path_to_town` needs for those codes.
+_ANCESTORS = text(
+    """
+    WITH RECURSIVE up AS (
+        SELECT g.code, g.name, g.level, g.parent_code FROM grid g
+        WHERE g.valid_to IS NULL AND g.code = ANY(:codes)
+      UNION
+        SELECT g.code, g.name, g.level, g.parent_code FROM grid g JOIN up ON g.code = up.parent_code
+        WHERE g.valid_to IS NULL
+    )
+    SELECT code, name, level, parent_code FROM up
+    """
+)
+
 _NEAREST = text(
     """
     WITH pts AS (
@@ -102,6 +127,15 @@ def current_hierarchy(session: Session) -> dict[str, GridRef]:
     return {r.code: GridRef(r.code, r.name, r.level, r.parent_code) for r in rows}
 
 
+def hierarchy_for(session: Session, codes) -> dict[str, GridRef]:
+    """The part of `current_hierarchy` that `path_to_town` needs for `codes`: them and their ancestors."""
+    codes = sorted({c for c in codes if c})
+    if not codes:
+        return {}
+    rows = session.execute(_ANCESTORS, {"codes": codes})
+    return {r.code: GridRef(r.code, r.name, r.level, r.parent_code) for r in rows}
+
+
 def path_to_town(code: str, hierarchy: dict[str, GridRef]) -> dict[int, GridRef]:
     path: dict[int, GridRef] = {}
     ref = hierarchy.get(code)
@@ -111,28 +145,186 @@ def path_to_town(code: str, hierarchy: dict[str, GridRef]) -> dict[int, GridRef]
     return path
 
 
-def locate_points(session: Session, lons, lats) -> list[Location]:
-    """Locate many WGS84 points at once; the i-th answer belongs to the i-th point."""
+def nearest_groups(session: Session, xs, ys) -> list[tuple[str | None, float | None]]:
+    """For each point: the nearest current group grid (deepest level) and its geodesic distance."""
+    xs = np.asarray(xs, dtype=float).tolist()
+    ys = np.asarray(ys, dtype=float).tolist()
+    out: list[tuple[str | None, float | None]] = [(None, None)] * len(xs)
+    if xs:
+        for j, code, d in session.execute(_NEAREST, {"xs": xs, "ys": ys}):
+            out[j - 1] = (code, float(d))
+    return out
+
+
+def locate_points_sql(session: Session, lons, lats) -> list[Location]:
+    """Locate many WGS84 points at once in SQL; the i-th answer belongs to the i-th point."""
     xs = np.asarray(lons, dtype=float).tolist()
     ys = np.asarray(lats, dtype=float).tolist()
     if not xs:
         return []
-    hierarchy = current_hierarchy(session)
     out = [Location(lon=x, lat=y, inside=False) for x, y in zip(xs, ys, strict=True)]
     outside: list[int] = []
+    found: list[tuple[Location, str]] = []
     for i, code, n, on_edge in session.execute(_CONTAINING, {"xs": xs, "ys": ys}):
         loc = out[i - 1]
         if code is None:
             outside.append(i - 1)
             continue
         loc.inside = True
-        loc.path = path_to_town(code, hierarchy)
         loc.candidates = int(n)
         loc.on_boundary = bool(on_edge)
+        found.append((loc, code))
+    near: list[tuple[Location, str]] = []
     if outside:
-        params = {"xs": [xs[i] for i in outside], "ys": [ys[i] for i in outside]}
-        for j, code, d in session.execute(_NEAREST, params):
-            loc = out[outside[j - 1]]
-            loc.nearest = hierarchy.get(code)
-            loc.distance_m = float(d)
+        answers = nearest_groups(session, [xs[i] for i in outside], [ys[i] for i in outside])
+        for i, (code, d) in zip(outside, answers, strict=True):
+            if code is not None:
+                out[i].distance_m = d
+                near.append((out[i], code))
+    # Only the grids on the answers' paths, not the whole hierarchy (60,000 rows in a city).
+    hierarchy = hierarchy_for(session, [c for _, c in found] + [c for _, c in near])
+    for loc, code in found:
+        loc.path = path_to_town(code, hierarchy)
+    for loc, code in near:
+        loc.nearest = hierarchy.get(code)
     return out
+
+
+def locate_points(session: Session, lons, lats) -> list[Location]:
+    """Locate many WGS84 points at once; the i-th answer belongs to the i-th point."""
+    return locate_points_sql(session, lons, lats)
+
+
+# --- bulk: the same rule in memory ---------------------------------------------------------------
+
+# What identifies one state of the current grids as this session sees it: any added, closed or
+# edited row changes the count, the ids or the rows' xmin (every UPDATE writes a new row version).
+_GRID_VERSION = text(
+    "SELECT current_database(), count(*), coalesce(max(id), 0), coalesce(sum(id), 0), "
+    "coalesce(sum(xmin::text::bigint), 0) FROM grid WHERE valid_to IS NULL"
+)
+
+
+class GridIndex:
+    """The current grids in memory: codes in code order, their parents, ids and a tree per level."""
+
+    def __init__(self, key: tuple, rows):
+        rows = sorted(rows, key=lambda r: r[1])                 # by code, as SQL's ORDER BY code
+        self.key = key
+        self.ids = np.array([r[0] for r in rows], dtype=np.int64)
+        self.codes = np.array([r[1] for r in rows], dtype=object)
+        self.names = [r[2] for r in rows]
+        self.levels = np.array([r[3] for r in rows], dtype=np.int16)
+        self.parent_codes = [r[4] for r in rows]
+        self.geoms = shapely.from_wkb([bytes(r[5]) for r in rows]) if rows else np.array([], dtype=object)
+        self.position = {c: i for i, c in enumerate(self.codes)}
+        self.refs = [GridRef(c, n, int(lv), p) for c, n, lv, p in
+                     zip(self.codes, self.names, self.levels, self.parent_codes, strict=True)]
+        # ancestors[i, L]: the grid at level L on i's path to the town (path_to_town), or -1.
+        depth = int(self.levels.max()) if len(rows) else 0
+        self.ancestors = np.full((len(rows), depth + 1), -1, dtype=np.int64)
+        for i in range(len(rows)):
+            j, seen = i, 0
+            while j is not None and seen <= depth:
+                self.ancestors[i, self.levels[j]] = j
+                parent = self.parent_codes[j]
+                j = self.position.get(parent) if parent else None
+                seen += 1
+        # Deepest level first; inside a level the positions are in code order.
+        self.by_level = []
+        for level in sorted({int(v) for v in self.levels}, reverse=True):
+            members = np.flatnonzero(self.levels == level)
+            self.by_level.append((level, members, shapely.STRtree(self.geoms[members])))
+        self.boundaries = shapely.boundary(self.geoms)
+        self.lock = threading.Lock()
+
+    def match(self, xs: np.ndarray, ys: np.ndarray, grid: np.ndarray, edge: np.ndarray,
+              rows: np.ndarray | None = None) -> None:
+        """Fill grid[rows] (winner or -1) and edge[rows] for the points xs/ys[rows]."""
+        rows = np.arange(len(xs)) if rows is None else rows
+        pts = shapely.points(xs[rows], ys[rows])
+        todo = np.arange(len(rows))
+        for _level, members, tree in self.by_level:
+            if not len(todo):
+                break
+            pi, gi = tree.query(pts[todo], predicate="intersects")
+            if not len(pi):
+                continue
+            best = np.full(len(todo), len(members), dtype=np.int64)
+            np.minimum.at(best, pi, gi)                        # smallest code among this level's hits
+            hit = best < len(members)
+            grid[rows[todo[hit]]] = members[best[hit]]
+            todo = todo[~hit]
+        inside = np.flatnonzero(grid[rows] >= 0)
+        edge[rows[inside]] = shapely.intersects(self.boundaries[grid[rows[inside]]], pts[inside])
+
+    def path(self, i: int) -> dict[int, GridRef]:
+        return {lv: self.refs[j] for lv, j in enumerate(self.ancestors[i]) if j >= 0}
+
+
+_INDEX_CACHE: OrderedDict[tuple, GridIndex] = OrderedDict()
+_INDEX_CACHE_SIZE = 2                  # a city-sized index holds ~130 MB
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+_INDEX_LOCK = threading.Lock()
+
+
+def grid_index(session: Session) -> GridIndex:
+    """The current grids as this session sees them, read once per database and grid version."""
+    bind = session.get_bind()
+    key = (bind.url.render_as_string(hide_password=True), *session.execute(_GRID_VERSION).one())
+    with _INDEX_LOCK:
+        index = _INDEX_CACHE.get(key)
+        if index is not None:
+            _INDEX_CACHE.move_to_end(key)
+            return index
+    rows = session.execute(text(
+        "SELECT id, code, name, level, parent_code, ST_AsBinary(geom) FROM grid WHERE valid_to IS NULL"
+    )).all()
+    index = GridIndex(key, rows)
+    with _INDEX_LOCK:
+        _INDEX_CACHE[key] = index
+        while len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
+            _INDEX_CACHE.popitem(last=False)
+    return index
+
+
+@dataclass
+class BulkLocation:
+    """Answers for n points as arrays; grid positions index into the `GridIndex` used."""
+
+    index: GridIndex
+    grid: np.ndarray            # the winning grid (deepest level, smallest code); -1 = outside
+    on_boundary: np.ndarray     # the point lies on the winner's boundary
+    nearest: np.ndarray         # outside points: the nearest group grid, else -1
+    distance_m: np.ndarray      # outside points: geodesic distance to it, else NaN
+
+    @property
+    def inside(self) -> np.ndarray:
+        return self.grid >= 0
+
+
+def locate_bulk(session: Session, lons, lats, *, index: GridIndex | None = None) -> BulkLocation:
+    """The rule of this module for many points, answered in memory (see the module docstring)."""
+    xs = np.ascontiguousarray(lons, dtype=float)
+    ys = np.ascontiguousarray(lats, dtype=float)
+    index = index or grid_index(session)
+    n = len(xs)
+    grid = np.full(n, -1, dtype=np.int64)
+    edge = np.zeros(n, dtype=bool)
+    if n:
+        parts = np.array_split(np.arange(n), min(_THREADS, max(1, n // 50_000)))
+        with index.lock:
+            if len(parts) == 1:
+                index.match(xs, ys, grid, edge)
+            else:   # shapely releases the GIL: halves on two cores
+                with ThreadPoolExecutor(len(parts)) as pool:
+                    list(pool.map(lambda p: index.match(xs, ys, grid, edge, p), parts))
+    nearest = np.full(n, -1, dtype=np.int64)
+    distance = np.full(n, np.nan)
+    outside = np.flatnonzero(grid < 0)
+    if len(outside):
+        for k, (code, d) in zip(outside, nearest_groups(session, xs[outside], ys[outside]), strict=True):
+            if code is not None:
+                distance[k] = d
+                nearest[k] = index.position.get(code, -1)
+    return BulkLocation(index, grid, edge, nearest, distance)

@@ -208,6 +208,9 @@ def _link_duplicates(session, incident_id: int, radius_m: float, window_h: float
             SELECT n.id, o.id, ST_Distance(n.geom::geography, o.geom::geography)
             FROM incident n JOIN incident o
               ON o.id <> n.id AND o.category = n.category AND o.state <> 'closed'
+             -- A degree box first (uses the GIST index; 80 km per degree is safe up to ~44°N),
+             -- then the exact geodesic test.
+             AND o.geom && ST_Expand(n.geom, :r / 80000.0)
              AND ST_DWithin(n.geom::geography, o.geom::geography, :r)
              AND abs(extract(epoch FROM o.occurred_at - n.occurred_at)) <= :w * 3600
             WHERE n.id = :i

@@ -1,0 +1,201 @@
+"""Single intake under load: Wangge's real POST /incidents against a minimal PostGIS-lookup app.
+
+    apt-get install -y wrk                      # once (Debian)
+    .venv/bin/python bench/city.py --skip-csv   # once, if wangge_bench does not exist yet
+    .venv/bin/python bench/intake_bench.py      # about 1.5 minutes
+
+Both apps run the same way: uvicorn, 1 worker, 127.0.0.1 only, access log off, the same
+database engine settings, against a fresh copy of the generated city (`wangge_bench_intake`,
+60,611 grids, no incidents; `--db NAME --reuse` to use an existing database instead). Each gets
+a 3 s warm-up, then `wrk -t2 -c32 -d20s --timeout 10s --latency` with bench/intake.lua, which
+posts random points inside the town:
+
+* minimal: POST /locate {"lon", "lat"} -> the group grid by one PostGIS query (bench/minimal_app.py);
+* wangge:  POST /incidents with a bearer token (64 tokens of one command_center account, taken
+           in turn, as many field devices would), a unique external_id per request (--no-ids: none),
+           category, description, occurred_at: validated, located at every level, stored with history,
+           routing, duplicate links and an audit record, committed, the stored incident returned.
+
+Reported: requests/s, p99 latency, errors (non-2xx answers and socket errors), and the ratio
+wangge / minimal. Results are printed and written to var/bench/intake_results.json. The servers
+are stopped by their process ids at the end of each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from city import DEFAULT_DB, bench_url  # noqa: E402
+from import_bench import clone_database  # noqa: E402
+
+RESULTS = ROOT / "var" / "bench" / "intake_results.json"
+PY = str(ROOT / ".venv" / "bin" / "python")
+
+
+def make_tokens(engine, n: int) -> list[str]:
+    import secrets
+
+    from gis.auth import accounts
+    from gis.auth.roles import Role
+    from gis.db import transaction
+
+    with transaction(engine) as session:
+        name = f"bench-intake-{secrets.token_hex(3)}"
+        user = accounts.create_user(session, name, secrets.token_urlsafe(16) + "aA1!", Role.COMMAND_CENTER)
+        return [accounts.create_token(session, user.id, f"device {i}")[0] for i in range(n)]
+
+
+def town_box(engine, inset: float = 0.02) -> tuple[float, float, float, float]:
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        x0, y0, x1, y1 = conn.execute(text(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+            "(SELECT ST_Extent(geom) AS e FROM grid WHERE level = 1 AND valid_to IS NULL) s")).one()
+    dx, dy = (x1 - x0) * inset, (y1 - y0) * inset
+    return x0 + dx, y0 + dy, x1 - dx, y1 - dy
+
+
+def serve(app: str, port: int, env: dict, app_dir: str | None = None) -> subprocess.Popen:
+    cmd = [PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+           "--no-access-log", "--log-level", "warning"]
+    if app_dir:
+        cmd += ["--app-dir", app_dir]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env)
+
+
+def wait_ready(port: int, path: str, body: bytes | None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                if r.status < 500:
+                    return
+        except Exception:  # noqa: BLE001 - not up yet
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.3)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(value: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def run_wrk(port: int, seconds: int, conns: int, script_args: list[str]) -> dict:
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "--latency",
+           "-s", str(ROOT / "bench" / "intake.lua"), f"http://127.0.0.1:{port}", "--", *script_args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    res = {"raw": out}
+    res["requests_per_s"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    res["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
+    pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", out, re.M))
+    res.update({f"p{k}_ms": _ms(v) for k, v in pct.items()})
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    res["non_2xx"] = int(non2xx.group(1)) if non2xx else 0
+    res["socket_errors"] = sum(int(g) for g in sock.groups()) if sock else 0
+    res["errors"] = res["non_2xx"] + res["socket_errors"]
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--template", default=DEFAULT_DB)
+    ap.add_argument("--db", default=DEFAULT_DB + "_intake")
+    ap.add_argument("--reuse", action="store_true", help="use --db as it is (no fresh copy)")
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--no-ids", action="store_true", help="post without external_id")
+    ap.add_argument("--port", type=int, default=8801)
+    args = ap.parse_args()
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    url = bench_url(args.db) if args.reuse else clone_database(args.template, args.db)
+    engine = create_engine(url, poolclass=NullPool)
+    tokens = make_tokens(engine, 64)
+    box = town_box(engine)
+    with engine.connect() as conn:
+        before = conn.execute(text("SELECT count(*) FROM incident")).scalar_one()
+    tag = dt.datetime.now(dt.UTC).strftime("%H%M%S")
+    env = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
+    info = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+            "loadavg_before": [round(v, 2) for v in os.getloadavg()], "db": args.db,
+            "incidents_before": before, "seconds": args.seconds, "connections": args.connections,
+            "external_ids": not args.no_ids}
+    print(f"{info['date']}  {info['cpus']} cpus  load {info['loadavg_before']}  db {args.db} "
+          f"({before} incidents before)", flush=True)
+    results: dict = {"machine": info}
+    with tempfile.NamedTemporaryFile("w", suffix=".tokens", delete=False) as f:
+        f.write("\n".join(tokens) + "\n")
+        tokens_file = f.name
+    try:
+        for name in ("minimal", "wangge"):
+            if name == "minimal":
+                proc = serve("minimal_app:app", args.port, env, app_dir=str(ROOT / "bench"))
+                wait_ready(args.port, "/locate", json.dumps({"lon": box[0], "lat": box[1]}).encode())
+            else:
+                proc = serve("api.main:app", args.port, env)
+                wait_ready(args.port, "/healthz", None)
+            try:
+                ids = "none" if args.no_ids else "ids"
+                warm = [name, tokens_file, *map(str, box), f"{tag}9{len(name)}", ids]
+                run_wrk(args.port, 3, args.connections, warm)                          # warm-up, not counted
+                script = [name, tokens_file, *map(str, box), f"{tag}1{len(name)}", ids]
+                r = run_wrk(args.port, args.seconds, args.connections, script)
+            finally:
+                stop(proc)
+            results[name] = r
+            print(f"{name:8} {r['requests_per_s']:8.1f} req/s  p50 {r.get('p50_ms', 0):7.1f} ms  "
+                  f"p99 {r.get('p99_ms', 0):7.1f} ms  errors {r['errors']} "
+                  f"(non-2xx {r['non_2xx']}, socket {r['socket_errors']})", flush=True)
+    finally:
+        os.unlink(tokens_file)
+    with engine.connect() as conn:
+        after = conn.execute(text("SELECT count(*) FROM incident")).scalar_one()
+        dups = conn.execute(text("SELECT count(*) FROM incident_duplicate")).scalar_one()
+    engine.dispose()
+    results["incidents_created"] = after - before
+    results["duplicate_links"] = dups
+    results["ratio"] = results["wangge"]["requests_per_s"] / results["minimal"]["requests_per_s"]
+    print(f"incidents created during the runs: {after - before} (duplicate links {dups})")
+    print(f"RATIO wangge / minimal = {results['ratio']:.2f}  (goal >= 0.5, errors 0)")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    print(f"written {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
