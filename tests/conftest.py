@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
 from gis.settings import Settings
+from tests.browser import OfflinePageChecker
 
 _skipped: list[str] = []
 
@@ -210,3 +211,35 @@ def clients(test_db_url, accounts):
 def scratch_client(scratch_db_url, accounts):
     with make_client(scratch_db_url) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def open_as(site, accounts):
+    """Log in through the form as `role`, then open `path`; returns (page, checker, status).
+
+    For browser tests whose module defines a `site` fixture giving (base URL, browser)."""
+    base, browser = site
+    contexts = []
+
+    def _open(role: str, path: str):
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+        contexts.append(context)
+        page = context.new_page()
+        checker = OfflinePageChecker().attach(page)
+        page.goto(base + path, wait_until="networkidle")
+        assert "/login" in page.url
+        page.fill("#username", accounts[role]["username"])
+        page.fill("#password", accounts[role]["password"])
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        page.wait_for_load_state("networkidle")
+        # Open the page again and read its status: the redirect after login hides a 403.
+        status = page.goto(base + path, wait_until="networkidle").status
+        if status == 200:
+            page.wait_for_function("document.documentElement.dataset.wanggeReady === '1'")
+            page.wait_for_load_state("networkidle")
+        return page, checker, status
+
+    yield _open
+    for context in contexts:
+        context.close()

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from maps import labels
 from maps.household_map import build_household_map
-from tests.browser import OfflinePageChecker, launch_chromium, serve_app_in_thread
+from tests.browser import launch_chromium, serve_app_in_thread
 from tests.conftest import settings_for
 
 PATH = "/maps/households"
@@ -79,37 +79,6 @@ def site(test_db_url, accounts):
     app = create_app(settings_for(test_db_url))
     with serve_app_in_thread(app) as base, launch_chromium() as browser:
         yield base, browser
-
-
-@pytest.fixture(scope="module")
-def open_as(site, accounts):
-    """Log in through the form as `role`, then open `path`; returns (page, checker, status)."""
-    base, browser = site
-    contexts = []
-
-    def _open(role: str, path: str):
-        context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
-        contexts.append(context)
-        page = context.new_page()
-        checker = OfflinePageChecker().attach(page)
-        page.goto(base + path, wait_until="networkidle")
-        assert "/login" in page.url
-        page.fill("#username", accounts[role]["username"])
-        page.fill("#password", accounts[role]["password"])
-        with page.expect_navigation():
-            page.click("button[type=submit]")
-        page.wait_for_load_state("networkidle")
-        # Open the page again rather than trusting the redirect after login: api.deps commits the
-        # new session only after the 303 is sent, so the browser can follow it before the commit.
-        status = page.goto(base + path, wait_until="networkidle").status
-        if status == 200:
-            page.wait_for_function("document.documentElement.dataset.wanggeReady === '1'")
-            page.wait_for_load_state("networkidle")
-        return page, checker, status
-
-    yield _open
-    for context in contexts:
-        context.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,8 @@ from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH
 from gis.incidents.loop import STATE_NAMES_ZH
 from maps import labels
 from maps.incident_map import OVERDUE_RING, build_incident_map
-from tests.browser import OfflinePageChecker, launch_chromium, serve_app_in_thread
+from tests.browser import launch_chromium, serve_app_in_thread
 from tests.conftest import create_database, drop_database, make_client, settings_for
-
-# Logging in through the form is the same for every map page; the fixture uses this module's `site`.
-from tests.test_household_map_page import open_as  # noqa: F401
 
 PATH = "/maps/incidents"
 MASKED_NAME = re.compile(r"^[\u4e00-\u9fff]{1,2}\*$")
