@@ -2,24 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from pydantic import AfterValidator
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from gis.settings import Settings
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the endpoint returns, rolled back on any error."""
-    with request.app.state.sessionmaker() as session, session.begin():
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One transaction per request: committed when the endpoint returns, rolled back on any error.
+
+    The session is made on the event loop (that does no I/O: it connects on first use) and finished
+    in the threadpool, where the blocking commit belongs; a sync generator would cost two thread
+    hops per request instead of one.
+    """
+    session = request.app.state.sessionmaker()
+    try:
         yield session
+    except BaseException:
+        await run_in_threadpool(_finish, session, False)
+        raise
+    if session.in_transaction():
+        await run_in_threadpool(_finish, session, True)
+    else:   # nothing began, or the endpoint committed its own work: closing does no I/O
+        session.close()
+
+
+def _finish(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
 
 
 def _no_nul(value):

@@ -65,17 +65,17 @@ def report(request: Request, session: SessionDep, settings: SettingsDep,
     req = service.IntakeRequest(**body.model_dump(mode="python"))
     req.category = body.category.value
     req.dispute_kind = body.dispute_kind.value if body.dispute_kind else None
-    incident_id, created = service.intake(
+    result = service.intake(
         session, principal, req,
         outside_tolerance_m=settings.incident_outside_tolerance_m,
         duplicate_radius_m=settings.duplicate_radius_m,
         duplicate_window_hours=settings.duplicate_window_hours,
+        audit_fields={"method": "POST", "path": request.url.path},
     )
-    if created:
-        audit.record(session, principal, "create", resource="incident", resource_ids=[incident_id],
-                     method="POST", path=request.url.path)
-    out = service.get_incident(session, principal, incident_id)
-    return JSONResponse(json.loads(json.dumps(out, default=str)), status_code=201 if created else 200)
+    out = result.record or service.get_incident(session, principal, result.id)
+    session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
+    return Response(json.dumps(out, default=str, ensure_ascii=False), status_code=201 if result.created else 200,
+                    media_type="application/json")
 
 
 @router.get("", summary="Incidents you may see, filtered (JSON, GeoJSON or CSV)")

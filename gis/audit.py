@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
@@ -16,18 +16,19 @@ AUDIT_COLUMNS = (
     "resource", "resource_ids", "reason", "outcome", "detail",
 )
 
+# The columns an audit row is written with, and the parameters that fill them (see `params`).
+INSERT_COLUMNS = ("actor_id, actor, role, via, client_ip, method, path, action, resource, resource_ids, reason, "
+                  "outcome, detail")
 _INSERT = text(
-    """
-    INSERT INTO audit_log (actor_id, actor, role, via, client_ip, method, path, action, resource,
-                           resource_ids, reason, outcome, detail)
+    f"""
+    INSERT INTO audit_log ({INSERT_COLUMNS})
     VALUES (:actor_id, :actor, :role, :via, :ip, :method, :path, :action, :resource, :ids, :reason,
-            :outcome, :detail)
+            :outcome, CAST(:detail AS jsonb))
     """
-).bindparams()
+)
 
 
-def record(
-    session: Session,
+def params(
     principal: Principal | None,
     action: str,
     *,
@@ -40,29 +41,31 @@ def record(
     client_ip: str | None = None,
     actor: str | None = None,
     detail: dict | None = None,
-) -> None:
-    """Append one row in the caller's transaction, so the record and the act commit together."""
-    from sqlalchemy import bindparam
+) -> dict:
+    """The values of one audit row, as bind parameters named like the columns (ip, ids)."""
+    return {
+        "actor_id": principal.user_id if principal else None,
+        "actor": principal.username if principal else actor,
+        "role": str(principal.role) if principal else None,
+        "via": principal.via if principal else None,
+        "ip": (principal.client_ip if principal else None) or client_ip,
+        "method": method,
+        "path": path,
+        "action": action,
+        "resource": resource,
+        "ids": [str(i) for i in resource_ids],
+        "reason": reason,
+        "outcome": outcome,
+        "detail": None if detail is None else json.dumps(detail, ensure_ascii=False, default=str),
+    }
 
-    stmt = _INSERT.bindparams(bindparam("detail", type_=JSONB))
-    session.execute(
-        stmt,
-        {
-            "actor_id": principal.user_id if principal else None,
-            "actor": principal.username if principal else actor,
-            "role": str(principal.role) if principal else None,
-            "via": principal.via if principal else None,
-            "ip": (principal.client_ip if principal else None) or client_ip,
-            "method": method,
-            "path": path,
-            "action": action,
-            "resource": resource,
-            "ids": [str(i) for i in resource_ids],
-            "reason": reason,
-            "outcome": outcome,
-            "detail": detail,
-        },
-    )
+
+def record(session: Session, principal: Principal | None, action: str, **fields) -> None:
+    """Append one row in the caller's transaction, so the record and the act commit together.
+
+    `fields` are those of `params` (resource, resource_ids, reason, outcome, method, path, ...).
+    """
+    session.execute(_INSERT, params(principal, action, **fields))
 
 
 def query(

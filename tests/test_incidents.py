@@ -44,6 +44,15 @@ def db(scratch_db_url, accounts):
         yield {"admin": admin, "staff": staff, "cc": cc, "url": scratch_db_url}
 
 
+def audit_rows_for(url, incident_id: int) -> list[tuple]:
+    eng = create_engine(url, poolclass=NullPool)
+    with eng.connect() as c:
+        rows = c.execute(text("SELECT actor, action, method, path FROM audit_log WHERE resource = 'incident' "
+                              "AND resource_ids = ARRAY[:i]::text[]"), {"i": str(incident_id)}).all()
+    eng.dispose()
+    return [tuple(r) for r in rows]
+
+
 def test_intake_assigns_every_level_and_routes_to_the_grid_people(db, town):
     p = town["own_pt"]
     r = post(db["staff"], lon=p.x, lat=p.y, reporter_name="王小明", reporter_phone="13812345678")
@@ -58,6 +67,9 @@ def test_intake_assigns_every_level_and_routes_to_the_grid_people(db, town):
     assert all(a["grid_code"] in (town["own"], town["own"][:12] + "000") for a in inc["assignees"])
     assert inc["history"][0]["action"] == "intake" and inc["history"][0]["to_state"] == "visit"
     assert inc["reporter_name"] == "王小明"  # grid staff of that grid see the reporter
+    assert audit_rows_for(db["url"], inc["id"]) == [("test_grid_staff", "create", "POST", "/incidents")]
+    # The answer to the POST (read through the insert's RETURNING) is exactly what a GET reads back.
+    assert db["staff"].get(f"/incidents/{inc['id']}").json() == inc
     masked = db["cc"].get(f"/incidents/{inc['id']}").json()
     assert masked["reporter_name"] == "王*" and masked["reporter_phone"] == "138****5678"
 
@@ -93,6 +105,7 @@ def test_outside_points_flagged_within_tolerance_refused_beyond(db, town):
     near = post(db["admin"], lon=float(east[0]) + 100 / 93_000, lat=float(east[1]))
     assert near.status_code == 201, near.text
     assert near.json()["flagged"] and 80 < near.json()["outside_distance_m"] < 120
+    assert audit_rows_for(db["url"], near.json()["id"]) == [("test_admin", "create", "POST", "/incidents")]
     far = post(db["admin"], lon=x1 + 0.05, lat=(y0 + y1) / 2)
     assert far.status_code == 422 and far.json()["errors"][0]["type"] == "outside_town"
     queue = db["cc"].get("/incidents/review").json()
@@ -193,8 +206,8 @@ def test_overdue_and_escalation_on_a_controllable_clock(session, accounts, town)
     t0 = dt.datetime(2026, 6, 1, 8, tzinfo=dt.UTC)
     req = service.IntakeRequest(category="disaster", description="积水", occurred_at=t0,
                                 lon=town["own_pt"].x, lat=town["own_pt"].y)
-    iid, _ = service.intake(session, admin, req, outside_tolerance_m=200, duplicate_radius_m=100,
-                            duplicate_window_hours=72, now=t0)
+    iid = service.intake(session, admin, req, outside_tolerance_m=200, duplicate_radius_m=100,
+                         duplicate_window_hours=72, now=t0).id
     rows, _ = service.list_incidents(session, admin, overdue=True, grid_code=town["own"], limit=10_000,
                                      now=t0 + dt.timedelta(minutes=30))
     assert iid not in {r["id"] for r in rows}

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from gis.auth.passwords import hash_password, needs_rehash, password_problem, verify_password
 from gis.auth.principal import Principal
 from gis.auth.roles import SCOPED_ROLES, Role
+from gis.db import driver_rows
 from gis.errors import InputError, NotFound, Problem
 
 TOKEN_PREFIX = "wg_"
@@ -341,20 +342,27 @@ def revoke_token(session: Session, token_id: int) -> Token:
 
 
 def principal_from_token(session: Session, secret: str, client_ip: str | None) -> Principal | None:
-    row = session.execute(
-        text(
-            """
-            UPDATE api_token t SET last_used_at = now()
-            FROM app_user u
-            WHERE t.token_hash = :h AND u.id = t.user_id AND u.active AND t.revoked_at IS NULL
-              AND (t.expires_at IS NULL OR t.expires_at > now())
-            RETURNING t.id, u.id AS user_id, u.username, coalesce(t.role, u.role) AS role,
-                      coalesce(t.scope_codes, u.scope_codes) AS scope_codes
-            """
-        ),
+    rows = driver_rows(
+        session,
+        """
+            WITH t AS (
+                SELECT t.id, t.last_used_at, u.id AS user_id, u.username, coalesce(t.role, u.role) AS role,
+                       coalesce(t.scope_codes, u.scope_codes) AS scope_codes
+                FROM api_token t JOIN app_user u ON u.id = t.user_id
+                WHERE t.token_hash = :h AND u.active AND t.revoked_at IS NULL
+                  AND (t.expires_at IS NULL OR t.expires_at > now())
+            ), touched AS (
+                -- last_used_at to the minute: a busy device does not rewrite (and lock) its token row
+                -- on every request.
+                UPDATE api_token SET last_used_at = now()
+                WHERE id = (SELECT id FROM t WHERE last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+            )
+            SELECT id, user_id, username, role, scope_codes FROM t
+        """,
         {"h": _sha256(secret)},
-    ).first()
-    if row is None:
+    )
+    if not rows:
         return None
-    return Principal(row.user_id, row.username, Role(row.role), tuple(row.scope_codes or ()), "token",
-                     client_ip, token_id=row.id)
+    row = rows[0]
+    return Principal(row["user_id"], row["username"], Role(row["role"]), tuple(row["scope_codes"] or ()), "token",
+                     client_ip, token_id=row["id"])

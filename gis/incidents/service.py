@@ -10,14 +10,18 @@ someone marks them reviewed.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import functools
 from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis import audit
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
 from gis.crs import check_lonlat, parse_crs, to_wgs84
+from gis.db import driver_rows
 from gis.errors import InputError, NotFound, Problem
 from gis.grids.locate import current_hierarchy, locate_points, path_to_town
 from gis.incidents.categories import Category, DisputeKind
@@ -83,6 +87,13 @@ def _check_fields(req: IntakeRequest, now: dt.datetime) -> None:
         raise InputError(problems)
 
 
+@dataclass
+class IntakeResult:
+    id: int
+    created: bool
+    record: dict | None = None   # the stored incident as get_incident shows it, when already read
+
+
 def place_incident(session: Session, req: IntakeRequest) -> Placement:
     if req.place:
         from gis.incidents.gazetteer import resolve
@@ -123,10 +134,22 @@ def intake(
     duplicate_radius_m: float,
     duplicate_window_hours: float,
     now: dt.datetime | None = None,
-) -> tuple[int, bool]:
-    """Store one incident; returns (id, created). The same external_id again returns the first one."""
+    audit_fields: dict | None = None,
+) -> IntakeResult:
+    """Store one incident. The same external_id again returns the first one (created False).
+
+    With `audit_fields` (method, path, ... of gis.audit.params) a new incident is written to the
+    audit log in the same transaction (for the common case, in the same statement).
+    """
     now = now or dt.datetime.now(dt.UTC)
     _check_fields(req, now)
+    placed = place_incident(session, req)
+    fast = _intake_inside(session, principal, req, placed, now, duplicate_radius_m, duplicate_window_hours,
+                          audit_fields)
+    if fast is not None:
+        return fast
+    # The general path: outside the town (nearest grid within the tolerance, or refused), a point in
+    # a grid without group grids below it, or the same external_id as a stored incident.
     if req.external_id is not None:
         # Two concurrent posts of one external_id: the second waits here, then finds the first.
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext('wangge.incident:' || :x))"),
@@ -134,8 +157,7 @@ def intake(
         existing = session.execute(text("SELECT id FROM incident WHERE external_id = :x"),
                                    {"x": req.external_id}).scalar_one_or_none()
         if existing is not None:
-            return existing, False
-    placed = place_incident(session, req)
+            return IntakeResult(existing, False)
     path, on_boundary, outside_m = assign(session, placed.lon, placed.lat, outside_tolerance_m)
     group = path[max(path)]
     version_id = session.execute(
@@ -167,7 +189,121 @@ def intake(
     _event(session, incident_id, principal, "intake", None, State.VISIT, None, now)
     _route(session, incident_id, group.code, path.get(3).code if 3 in path else None)
     _link_duplicates(session, incident_id, duplicate_radius_m, duplicate_window_hours)
-    return incident_id, True
+    if audit_fields is not None:
+        audit.record(session, principal, "create", resource="incident", resource_ids=[incident_id], **audit_fields)
+    return IntakeResult(incident_id, True)
+
+
+# One statement for the common case: a point inside a group grid. The same locate rule as
+# gis/grids/locate.py (the deepest current grid containing the point, smallest code first; on_boundary
+# when it lies on that grid's boundary), then the incident, its first history event, its routing and
+# its possible duplicates, all written by one round trip. An external_id already stored makes the
+# INSERT do nothing (the unique index also serialises two concurrent posts of one id), and so does a
+# point outside every group grid: the caller then takes the general path.
+@functools.cache
+def _intake_inside_sql() -> str:
+    return f"""
+    WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4326) AS g),
+    hit AS (
+        SELECT g.id, g.code, g.level, g.parent_code, ST_Intersects(ST_Boundary(g.geom), p.g) AS on_edge
+        FROM grid g, p
+        WHERE g.valid_to IS NULL AND ST_Intersects(g.geom, p.g)
+        ORDER BY g.level DESC, g.code
+        LIMIT 1
+    ),
+    path AS (
+        SELECT h.id, h.code AS g4, v.code AS g3, a.code AS g2, t.code AS g1, h.on_edge
+        FROM hit h
+        JOIN grid v ON v.code = h.parent_code AND v.valid_to IS NULL
+        JOIN grid a ON a.code = v.parent_code AND a.valid_to IS NULL
+        JOIN grid t ON t.code = a.parent_code AND t.valid_to IS NULL
+        WHERE h.level = 4
+    ),
+    ins AS (
+        INSERT INTO incident (external_id, category, dispute_kind, description, occurred_at,
+            reporter_name, reporter_phone, geom, location_source, input_crs, place_query, place_match,
+            precision_m, group_code, village_code, area_code, town_code, grid_version_id, on_boundary,
+            outside_distance_m, state, state_entered_at, created_by)
+        SELECT :ext, :cat, :kind, :desc, :occ, :rname, :rphone, p.g, :src, :crs, :place, :match, :prec,
+               path.g4, path.g3, path.g2, path.g1, path.id, path.on_edge, NULL, 'visit', :now, :by
+        FROM path, p
+        ON CONFLICT (external_id) DO NOTHING
+        RETURNING *
+    ),
+    event AS (
+        INSERT INTO incident_event (incident_id, at, actor_id, actor, action, from_state, to_state, note)
+        SELECT ins.id, :now, :by, :actor, 'intake', NULL, 'visit', NULL FROM ins
+        RETURNING *
+    ),
+    routed AS (
+        INSERT INTO incident_assignee (incident_id, staff_id, duty)
+        SELECT ins.id, s.id, CASE s.role WHEN 'grid_leader' THEN 'leader' WHEN 'grid_member' THEN 'member'
+                                          ELSE 'supervisor' END
+        FROM ins JOIN staff s
+          ON (s.grid_code = ins.group_code AND s.role IN ('grid_leader', 'grid_member'))
+          OR (s.grid_code = ins.village_code AND s.role = 'supervisor')
+        RETURNING *
+    ),
+    duplicates AS (
+        INSERT INTO incident_duplicate (incident_id, other_id, distance_m)
+        SELECT n.id, o.id, ST_Distance(n.geom::geography, o.geom::geography)
+        FROM ins n JOIN incident o
+          ON o.category = n.category AND o.state <> 'closed'
+         AND o.geom && ST_Expand(n.geom, :r / 80000.0)
+         AND ST_DWithin(n.geom::geography, o.geom::geography, :r)
+         AND abs(extract(epoch FROM o.occurred_at - n.occurred_at)) <= :w * 3600
+        RETURNING *
+    ),
+    audited AS (
+        INSERT INTO audit_log ({audit.INSERT_COLUMNS})
+        SELECT :actor_id, :actor, :role, :via, :ip, :method, :path, :action, :resource, ARRAY[ins.id::text],
+               :reason, :outcome, CAST(:detail AS jsonb)
+        FROM ins WHERE :audited
+    )
+    -- The stored incident as get_incident reads it (what this statement wrote is seen through
+    -- RETURNING: the statement's own snapshot does not show it in the tables).
+    SELECT {_COLUMNS}, ({{visible}}) AS visible,
+        (SELECT coalesce(json_agg(json_build_object(
+                    'at', extract(epoch FROM e.at), 'actor', e.actor, 'action', e.action,
+                    'from_state', e.from_state, 'to_state', e.to_state, 'note', e.note) ORDER BY e.id), '[]')
+         FROM event e) AS history,
+        (SELECT coalesce(json_agg(json_build_object(
+                    'staff_id', s.id, 'name', s.name, 'phone', s.phone, 'role', s.role, 'grid_code', s.grid_code,
+                    'duty', r.duty) ORDER BY r.duty, s.id), '[]')
+         FROM routed r JOIN staff s ON s.id = r.staff_id) AS assignees,
+        '[]'::json AS attachments,
+        (SELECT coalesce(json_agg(json_build_object(
+                    'incident_id', d.other_id, 'distance_m', round(d.distance_m::numeric, 1)::float)
+                    ORDER BY d.other_id), '[]')
+         FROM duplicates d) AS possible_duplicates
+    FROM ins i
+"""
+
+
+def _intake_inside(session, principal, req: IntakeRequest, placed: Placement, now, radius_m, window_h,
+                   audit_fields: dict | None):
+    """The result when the one-statement path applies, else None (see _intake_inside_sql)."""
+    sql = _intake_inside_sql().replace("{visible}", visible_condition(principal) if principal else "TRUE")
+    rows = driver_rows(session, sql, {
+        **audit.params(principal, "create", resource="incident", **(audit_fields or {})),
+        "audited": audit_fields is not None,
+        "x": placed.lon, "y": placed.lat, "ext": req.external_id, "cat": req.category, "kind": req.dispute_kind,
+        "desc": req.description, "occ": req.occurred_at, "rname": req.reporter_name,
+        "rphone": req.reporter_phone, "src": placed.source, "crs": placed.input_crs, "place": req.place,
+        "match": placed.place_match, "prec": placed.precision_m, "now": now,
+        "by": principal.user_id if principal else None, "actor": principal.username if principal else None,
+        "r": radius_m, "w": window_h, "scope": list(principal.scope_codes) if principal else [],
+    })
+    if rows:
+        row = rows[0]
+        record = _with_details(row, principal, now) if row.pop("visible") and principal else None
+        return IntakeResult(row["id"], True, record)
+    if req.external_id is not None:
+        existing = session.execute(text("SELECT id FROM incident WHERE external_id = :x"),
+                                   {"x": req.external_id}).scalar_one_or_none()
+        if existing is not None:
+            return IntakeResult(existing, False)
+    return None
 
 
 def _event(session, incident_id, principal, action, from_state, to_state, note, at):
@@ -263,38 +399,55 @@ def _shape(row, principal: Principal, now: dt.datetime) -> dict:
 
 def get_incident(session: Session, principal: Principal, incident_id: int, now: dt.datetime | None = None) -> dict:
     now = now or dt.datetime.now(dt.UTC)
-    row = session.execute(
-        text(f"SELECT {_COLUMNS} FROM incident i WHERE i.id = :id AND {visible_condition(principal)}"),
+    rows = driver_rows(
+        session, f"SELECT {_COLUMNS}, {_DETAIL} FROM incident i WHERE i.id = :id AND {visible_condition(principal)}",
         {"id": incident_id, "scope": list(principal.scope_codes)},
-    ).mappings().first()
-    if row is None:
+    )
+    if not rows:
         raise NotFound(f"no incident {incident_id} that you may see")
+    return _with_details(rows[0], principal, now)
+
+
+def _with_details(row: dict, principal: Principal, now: dt.datetime) -> dict:
+    details = {k: row.pop(k) for k in ("history", "assignees", "attachments", "possible_duplicates")}
     out = _shape(row, principal, now)
-    out["history"] = [
-        {**dict(e), "at": e["at"].isoformat()}
-        for e in session.execute(
-            text("SELECT at, actor, action, from_state, to_state, note FROM incident_event "
-                 "WHERE incident_id = :i ORDER BY id"), {"i": incident_id}).mappings()
-    ]
-    out["assignees"] = [
-        dict(a) for a in session.execute(
-            text("SELECT s.id AS staff_id, s.name, s.phone, s.role, s.grid_code, a.duty FROM incident_assignee a "
-                 "JOIN staff s ON s.id = a.staff_id WHERE a.incident_id = :i ORDER BY a.duty, s.id"),
-            {"i": incident_id}).mappings()
-    ]
-    out["attachments"] = [
-        {**dict(a), "uploaded_at": a["uploaded_at"].isoformat()} for a in session.execute(
-            text("SELECT id, event_id, filename, content_type, size, uploaded_at FROM incident_attachment "
-                 "WHERE incident_id = :i ORDER BY id"), {"i": incident_id}).mappings()
-    ]
-    out["possible_duplicates"] = [
-        dict(d) for d in session.execute(
-            text("SELECT other_id AS incident_id, round(distance_m::numeric, 1)::float AS distance_m "
-                 "FROM incident_duplicate WHERE incident_id = :i "
-                 "UNION SELECT incident_id, round(distance_m::numeric, 1)::float FROM incident_duplicate "
-                 "WHERE other_id = :i ORDER BY 1"), {"i": incident_id}).mappings()
-    ]
+    out["history"] = [{**e, "at": _iso(e["at"])} for e in details["history"]]
+    out["assignees"] = details["assignees"]
+    out["attachments"] = [{**a, "uploaded_at": _iso(a["uploaded_at"])} for a in details["attachments"]]
+    out["possible_duplicates"] = details["possible_duplicates"]
     return out
+
+
+# An incident's history, people, attachments and duplicate links, read with the incident itself.
+# Times go out as UTC epoch seconds (exact to the microsecond) and become ISO strings in Python.
+_DETAIL = """
+    (SELECT coalesce(json_agg(json_build_object(
+                'at', extract(epoch FROM e.at), 'actor', e.actor, 'action', e.action,
+                'from_state', e.from_state, 'to_state', e.to_state, 'note', e.note) ORDER BY e.id), '[]')
+     FROM incident_event e WHERE e.incident_id = i.id) AS history,
+    (SELECT coalesce(json_agg(json_build_object(
+                'staff_id', s.id, 'name', s.name, 'phone', s.phone, 'role', s.role, 'grid_code', s.grid_code,
+                'duty', a.duty) ORDER BY a.duty, s.id), '[]')
+     FROM incident_assignee a JOIN staff s ON s.id = a.staff_id WHERE a.incident_id = i.id) AS assignees,
+    (SELECT coalesce(json_agg(json_build_object(
+                'id', f.id, 'event_id', f.event_id, 'filename', f.filename, 'content_type', f.content_type,
+                'size', f.size, 'uploaded_at', extract(epoch FROM f.uploaded_at)) ORDER BY f.id), '[]')
+     FROM incident_attachment f WHERE f.incident_id = i.id) AS attachments,
+    (SELECT coalesce(json_agg(json_build_object('incident_id', d.other_id, 'distance_m', d.distance_m)
+                              ORDER BY d.other_id), '[]')
+     FROM (SELECT other_id, round(distance_m::numeric, 1)::float AS distance_m FROM incident_duplicate
+           WHERE incident_id = i.id
+           UNION SELECT incident_id, round(distance_m::numeric, 1)::float FROM incident_duplicate
+           WHERE other_id = i.id) d) AS possible_duplicates
+"""
+
+
+def _iso(epoch) -> str:
+    """An epoch from PostgreSQL (a JSON number, microseconds exact) as the ISO time the API returns."""
+    seconds = decimal.Decimal(str(epoch))
+    whole = int(seconds // 1)
+    micros = int((seconds - whole) * 1_000_000)
+    return (dt.datetime.fromtimestamp(whole, dt.UTC) + dt.timedelta(microseconds=micros)).isoformat()
 
 
 def transition(
