@@ -6,9 +6,9 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup python assets database browser migrate sample serve test fuzz clean-db
+.PHONY: setup python assets database system browser migrate sample serve test fuzz clean-db
 
-setup: python assets database
+setup: python assets database system
 
 python: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml scripts/ensure_python.sh
@@ -23,6 +23,9 @@ maps/assets/node_modules/.installed: maps/assets/package.json maps/assets/packag
 
 database:
 	bash scripts/ensure_postgis.sh
+
+system:
+	bash scripts/ensure_system_libs.sh
 
 browser:
 	bash scripts/ensure_chromium.sh

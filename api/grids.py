@@ -227,13 +227,7 @@ def import_file(
         raise InputError(
             Problem(("body", "file"), "file type must be .geojson, .json, .gpkg, .zip (Shapefile) or .kml")
         )
-    limits = ReadLimits(
-        max_file_bytes=settings.max_upload_bytes,
-        max_features=settings.max_features_per_file,
-        max_vertices_per_geometry=settings.max_vertices_per_geometry,
-        max_zip_entries=settings.max_zip_entries,
-        max_unzipped_bytes=settings.max_unzipped_bytes,
-    )
+    limits = ReadLimits.from_settings(settings)
     with saved_upload(file, suffix, settings.max_upload_bytes) as path:
         frame = read_grid_file(path, crs=crs, limits=limits)
     savepoint = session.begin_nested() if dry_run else None

@@ -46,12 +46,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimit,
         default_limit=settings.max_json_body_bytes,
         upload_limit=settings.max_upload_bytes,
-        upload_paths=("/grids/import", "/incidents/import"),
+        upload_paths=("/grids/import", "/incidents/import", "/flood/extents", "/flood/extents/drawn"),
     )
 
-    from api import accounts, audit, emergencies, grids, households, incidents, maps
+    from api import accounts, audit, emergencies, flood, flood_extents, grids, hotspots, households, incidents, maps
 
-    for module in (accounts, grids, households, incidents, emergencies, audit, maps):
+    for module in (accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
+                   maps):
         app.include_router(module.router)
     maps.mount_assets(app)
 

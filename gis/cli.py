@@ -24,6 +24,12 @@ users_app = typer.Typer(help="Accounts and API tokens.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 incidents_app = typer.Typer(help="Incidents: batch import.", no_args_is_help=True)
 app.add_typer(incidents_app, name="incidents")
+flood_app = typer.Typer(help="Flood: DEMs, flood extents and scenarios, flooded households.", no_args_is_help=True)
+app.add_typer(flood_app, name="flood")
+flood_dem_app = typer.Typer(help="Terrain models for the flood scenarios.", no_args_is_help=True)
+flood_app.add_typer(flood_dem_app, name="dem")
+flood_extent_app = typer.Typer(help="Uploaded flood extents.", no_args_is_help=True)
+flood_app.add_typer(flood_extent_app, name="extent")
 
 # Piped output (make serve, CI logs) gets a wide console so tables are not cut.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -111,13 +117,7 @@ def grids_import(
     from gis.settings import get_settings
 
     settings = get_settings()
-    limits = ReadLimits(
-        max_file_bytes=settings.max_upload_bytes,
-        max_features=settings.max_features_per_file,
-        max_vertices_per_geometry=settings.max_vertices_per_geometry,
-        max_zip_entries=settings.max_zip_entries,
-        max_unzipped_bytes=settings.max_unzipped_bytes,
-    )
+    limits = ReadLimits.from_settings(settings)
     try:
         frame = read_grid_file(file, crs=crs, limits=limits)
         with transaction(_engine()) as session:
@@ -376,6 +376,282 @@ def incidents_import(
                   f"{len(report.failed)} failed of {report.rows} rows")
     if report.failed:
         raise typer.Exit(1)
+
+
+@flood_dem_app.command("import")
+def flood_dem_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="GeoTIFF DEM")],
+    rivers: Annotated[Path | None, typer.Option(help="river lines (GeoJSON, GPKG, zipped SHP, KML); default: the river layer")] = None,
+    name: Annotated[str | None, typer.Option(help="default: the file name")] = None,
+    crs: Annotated[str | None, typer.Option(help="the DEM's CRS when the file does not say (EPSG:code)")] = None,
+    rivers_crs: Annotated[str | None, typer.Option(help="gcj02 | bd09 | EPSG:code for the river file")] = None,
+    threshold_km2: Annotated[float | None, typer.Option(help="also drain cells with this upstream area (km²)")] = None,
+) -> None:
+    """Load a DEM: burn the rivers in, fill depressions, D8 routing and HAND (one transaction)."""
+    from gis.db import transaction
+    from gis.flood.extents import import_dem, read_river_file
+
+    try:
+        lines = read_river_file(rivers, rivers_crs) if rivers is not None else None
+        with transaction(_engine()) as session, console.status("conditioning the DEM ..."):
+            out = import_dem(session, file, name=name, rivers=lines, crs=crs,
+                             accumulation_threshold_km2=threshold_km2)
+    except InputError as exc:
+        _print_problems(exc)
+        raise typer.Exit(1) from None
+    console.print(
+        f"DEM {out['name']!r} (id {out['id']}): {out['shape'][0]} x {out['shape'][1]} cells of "
+        f"{out['cell_m']:g} m, {out['drainage_cells']} drainage cells, HAND on {out['cells_with_hand']} cells"
+    )
+
+
+@flood_app.command("scenario")
+def flood_scenario(
+    stage: Annotated[float | None, typer.Option(help="water stage above the channel (m)")] = None,
+    name: Annotated[str | None, typer.Option(help="a named scenario instead, e.g. 2023-09-23")] = None,
+    pluvial: Annotated[bool, typer.Option(help="water ponding in depressions (up to STAGE m deep)")] = False,
+    dem: Annotated[str | None, typer.Option(help="DEM name; default: the latest imported")] = None,
+    out: Annotated[Path | None, typer.Option(help="also write the extent with depth classes as GeoJSON")] = None,
+) -> None:
+    """Compute (or reuse) a modelled flood extent and print its size and the households in it."""
+    from sqlalchemy import text
+
+    from gis.db import transaction
+    from gis.flood.extents import extent_feature_collection, named_scenario, scenario_extent
+
+    if (stage is None) == (name is None):
+        err.print("give --stage METRES or --name SCENARIO")
+        raise typer.Exit(2)
+    try:
+        with transaction(_engine()) as session, console.status("flooding ..."):
+            extent = (
+                named_scenario(session, name) if name is not None
+                else scenario_extent(session, stage, mode="pluvial" if pluvial else "fluvial", dem_name=dem)
+            )
+            households = session.execute(
+                text("SELECT count(*) FROM household h, flood_extent e WHERE e.id = :id "
+                     "AND ST_Intersects(e.geom, h.geom)"), {"id": extent.id}
+            ).scalar_one()
+            if out is not None:
+                out.write_text(json.dumps(extent_feature_collection(session, extent), ensure_ascii=False))
+    except InputError as exc:
+        _print_problems(exc)
+        raise typer.Exit(1) from None
+    console.print(
+        f"extent {extent.id} {extent.name!r}: {extent.mode} stage {extent.stage_m:g} m, "
+        f"{extent.area_m2 / 1e6:.3f} km², {households} households inside"
+    )
+
+
+@flood_extent_app.command("import")
+def flood_extent_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    crs: Annotated[str | None, typer.Option(help="gcj02 | bd09 | EPSG:code, when the file does not say")] = None,
+    name: Annotated[str | None, typer.Option(help="default: the file name")] = None,
+) -> None:
+    """Store a flood extent surveyed or received as a polygon file (GeoJSON, KML, SHP zip, GPKG)."""
+    from gis.db import transaction
+    from gis.flood.extents import read_extent_file, save_extent
+
+    try:
+        geom = read_extent_file(file, crs=crs)
+        with transaction(_engine()) as session:
+            extent = save_extent(session, geom, "upload", name or file.stem, input_crs=crs)
+    except InputError as exc:
+        _print_problems(exc)
+        raise typer.Exit(1) from None
+    console.print(f"extent {extent.id} {extent.name!r}: {len(extent.geom.geoms)} parts, {extent.area_m2 / 1e6:.3f} km²")
+
+
+def _flood_find(session, extent_id, scenario, buffer_m, grid_code, what: str):
+    from gis import audit
+    from gis.flood.finder import flooded_households, resolve_extent
+
+    result = flooded_households(session, None, resolve_extent(session, extent_id, scenario), buffer_m)
+    if grid_code:
+        result.households = [h for h in result.households
+                             if grid_code in (h["grid_code"], h["village_code"], h["area_code"])]
+    audit.record(session, None, "read_personal", resource="household", actor=_cli_actor(),
+                 resource_ids=[h["id"] for h in result.households],
+                 detail={"endpoint": what, "extent": result.extent, "scenario": scenario})
+    return result
+
+
+@flood_app.command("households")
+def flood_households(
+    extent: Annotated[int | None, typer.Option(help="a stored flood extent's id")] = None,
+    scenario: Annotated[str | None, typer.Option(help="a named scenario (2023-09-23) or a stage in m")] = None,
+    buffer_m: Annotated[float, typer.Option(help="also houses within this many metres")] = 0.0,
+    grid_code: Annotated[str | None, typer.Option(help="only this grid (group, village or area code)")] = None,
+    csv: Annotated[Path | None, typer.Option(help="also write the list as CSV (UTF-8 with BOM)")] = None,
+) -> None:
+    """The flooded households in rescue order: depth, people, grid, responsible staff, shelter."""
+    import csv as csvlib
+
+    from gis.db import transaction
+    from gis.flood import labels as L
+
+    try:
+        with transaction(_engine()) as session, console.status("finding households ..."):
+            result = _flood_find(session, extent, scenario, buffer_m, grid_code, "cli_flood_households")
+    except InputError as exc:
+        _print_problems(exc)
+        raise typer.Exit(1) from None
+    t = result.totals
+    table = Table("序号", "户号", "户主", "人数", "老/幼/残/孕/卧床", "水深m", "楼层", "网格", "网格员", "安置点",
+                  title=f"{result.extent['name']}: {t['households']} 户 {t['residents']} 人")
+    for h in result.households:
+        vuln = "/".join(str(h[k]) for k in ("elderly", "children", "disabled", "pregnant", "bedridden"))
+        depth = f"{h['depth_m']:.2f}" if h["depth_m"] is not None else "—"
+        shelter = f"{h['shelter_name']} {h['shelter_distance_m']:.0f}m" if h["shelter_name"] else "无法安置"
+        table.add_row(str(h["priority_rank"]), h["household_no"], h["head_name"], str(h["residents"]), vuln, depth,
+                      str(h["floors"]), h["grid_name"] or "", f"{h['member_name'] or ''} {h['member_phone'] or ''}",
+                      shelter)
+    console.print(table)
+    villages = sorted({h["village_name"] for h in result.households if h["village_name"]})
+    console.print(f"villages: {'、'.join(villages)}; shelters by {result.distance_kind} ({result.shelter_method}); "
+                  f"{t['unplaced_households']} households could not be placed")
+    if csv is not None:
+        with csv.open("w", encoding="utf-8-sig", newline="") as f:
+            w = csvlib.writer(f)
+            w.writerow(L.CSV_HEADERS.values())
+            for h in result.households:
+                w.writerow([h.get(k) for k in L.CSV_HEADERS])
+        console.print(f"-> {csv}")
+
+
+@flood_app.command("checklist")
+def flood_checklist(
+    out: Annotated[Path, typer.Argument(help=".html or .pdf")],
+    extent: Annotated[int | None, typer.Option(help="a stored flood extent's id")] = None,
+    scenario: Annotated[str | None, typer.Option(help="a named scenario (2023-09-23) or a stage in m")] = None,
+    buffer_m: Annotated[float, typer.Option()] = 0.0,
+    grid_code: Annotated[str | None, typer.Option(help="only this grid (group, village or area code)")] = None,
+) -> None:
+    """The printable 明白卡 checklist, one card per responsible grid member (HTML or PDF)."""
+    from gis.db import transaction
+    from gis.flood.checklist import checklist_html, checklist_pdf
+    from gis.sample_load import dataset_info
+
+    try:
+        with transaction(_engine()) as session, console.status("finding households ..."):
+            result = _flood_find(session, extent, scenario, buffer_m, grid_code, "cli_flood_checklist")
+            sample = dataset_info(session, "sample_town")
+    except InputError as exc:
+        _print_problems(exc)
+        raise typer.Exit(1) from None
+    html = checklist_html(result.households, result.extent, synthetic_notice=sample.get("notice") if sample else None)
+    if out.suffix.lower() == ".pdf":
+        out.write_bytes(checklist_pdf(html))
+    else:
+        out.write_text(html, encoding="utf-8")
+    console.print(f"{len(result.households)} households -> {out}")
+
+
+@flood_app.command("risk")
+def flood_risk_cmd(
+    level: Annotated[int, typer.Option(min=1, max=4, help="grid level to count per")] = 3,
+    stages: Annotated[str | None, typer.Option(help="comma-separated stages in m; default 0.5,1,2,3")] = None,
+) -> None:
+    """Households and people at risk per grid and stage (counts only)."""
+    from gis.db import transaction
+    from gis.flood.risk import flood_risk, parse_stages
+
+    try:
+        with transaction(_engine()) as session, console.status("flooding each stage ..."):
+            out = flood_risk(session, level=level, stages=parse_stages(stages))
+    except InputError as exc:
+        _print_problems(exc)
+        raise typer.Exit(1) from None
+    keys = [f"{s:g}" for s in out["stages"]]
+    table = Table("code", "name", "risk", *[f"{k} m 户/人" for k in keys])
+    for g in out["grids"]:
+        if g["first_stage_m"] is None:
+            continue
+        table.add_row(g["code"], g["name"], g["risk_class"],
+                      *[f"{g['stages'][k]['households']}/{g['stages'][k]['residents']}" for k in keys])
+    console.print(table)
+    for t in out["totals"]:
+        console.print(f"stage {t['stage_m']:g} m: {t['households']} households, {t['residents']} residents")
+
+
+@app.command("hotspots")
+def hotspots(
+    unit: Annotated[str, typer.Option(help="grid | hexagon")] = "grid",
+    level: Annotated[int, typer.Option(help="grid level of the units (2-4)")] = 4,
+    hex_size: Annotated[float, typer.Option(help="hexagon width in metres")] = 500.0,
+    grid_code: Annotated[str | None, typer.Option(help="analyse this grid's subtree only")] = None,
+    category: Annotated[str, typer.Option(help="incident category, or 'all'")] = "dispute",
+    dispute_kind: Annotated[str | None, typer.Option(help="land | neighbour | family | wages | demolition")] = None,
+    since: Annotated[str | None, typer.Option(help="from this time, e.g. 2024-01-01T00:00+08:00")] = None,
+    until: Annotated[str | None, typer.Option(help="before this time")] = None,
+    value: Annotated[str, typer.Option(help="count | rate (per 1,000 residents)")] = "count",
+    smoothing: Annotated[str, typer.Option(help="none | eb (Empirical Bayes, with --value rate)")] = "none",
+    inference: Annotated[str, typer.Option(help="both | exact | permutation | normal")] = "both",
+    permutations: Annotated[int, typer.Option()] = 999,
+    seed: Annotated[int, typer.Option()] = 12345,
+    alpha: Annotated[float, typer.Option()] = 0.05,
+    fdr: Annotated[bool, typer.Option(help="Benjamini-Hochberg correction")] = True,
+    out: Annotated[Path | None, typer.Option(help="write every unit: .csv, .geojson or .json")] = None,
+) -> None:
+    """Dispute (or other incident) hot spots: Gi*, FDR, confidence bins, outliers, emerging trends."""
+    import datetime as dt
+
+    from gis.db import make_sessionmaker
+    from gis.errors import Problem
+    from gis.hotspots import service
+
+    def when(text_value: str | None, name: str):
+        if text_value is None:
+            return None
+        try:
+            return dt.datetime.fromisoformat(text_value)
+        except ValueError:
+            _print_problems(InputError(Problem(("option", name), "an ISO time with a zone")))
+            raise typer.Exit(1) from None
+
+    query = service.HotspotQuery(
+        unit=unit, level=level, hex_size_m=hex_size, grid_code=grid_code,
+        category=None if category == "all" else category, dispute_kind=dispute_kind,
+        since=when(since, "since"), until=when(until, "until"), value=value, smoothing=smoothing,
+        inference=inference, permutations=permutations, seed=seed, alpha=alpha, fdr=fdr)
+    try:
+        with make_sessionmaker(_engine())() as session:
+            result = service.analyse(session, None, query)
+    except (InputError, NotFound) as exc:
+        if isinstance(exc, InputError):
+            _print_problems(exc)
+        else:
+            err.print(exc.detail)
+        raise typer.Exit(1) from None
+    meta = result.meta
+    console.print(f"{meta['units']} units, {meta['incidents']} incidents; {meta['hot_spots']} hot spots, "
+                  f"{meta['cold_spots']} cold spots, {meta['outliers']} outliers (decided by "
+                  f"{meta['decided_by']}, FDR {'on' if fdr else 'off'}, alpha {alpha})")
+    for warning in result.warnings:
+        err.print(f"warning: {warning}")
+    records = service.unit_records(result)
+    hot = sorted((r for r in records if r["significant"] and r["bin"] > 0),
+                 key=lambda r: (-r["bin"], -(r["gi_z"] or 0)))
+    table = Table("unit", "name", "incidents", "value", "Gi* z", "q", "bin", "emerging", title="hot spots")
+    for r in hot[:50]:
+        table.add_row(r["unit_id"], r["name"] or "", str(r["incidents"]), f"{r['value']:.2f}",
+                      f"{r['gi_z']:.2f}", f"{r['q_value']:.2g}", str(r["bin"]), r["emerging"] or "")
+    console.print(table)
+    if out is not None:
+        suffix = out.suffix.lower()
+        if suffix == ".csv":
+            frame = result.units.drop(columns="geometry")
+            frame.to_csv(out, index=False, encoding="utf-8-sig")
+        elif suffix in (".geojson", ".json"):
+            payload = ({"type": "FeatureCollection", "meta": meta, "warnings": result.warnings,
+                        "features": service.unit_features(result)} if suffix == ".geojson"
+                       else {"meta": meta, "warnings": result.warnings, "units": records})
+            out.write_text(json.dumps(payload, ensure_ascii=False, default=str), encoding="utf-8")
+        else:
+            err.print("--out must end in .csv, .geojson or .json")
+            raise typer.Exit(1)
+        console.print(f"wrote {out}")
 
 
 @app.command("stats")

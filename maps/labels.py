@@ -130,3 +130,80 @@ INCIDENT_FILTER_STATE = "环节 {value}"
 INCIDENT_FILTER_SINCE = "发生于 {value} 起"
 INCIDENT_FILTER_UNTIL = "发生于 {value} 前"
 INCIDENT_FILTER_OVERDUE = {True: "仅超期", False: "仅未超期"}
+
+
+# --- Hot-spot analysis (/hotspots, /maps/hotspots, `wangge hotspots`) ---
+
+HOTSPOT_PAGE_TITLE = "矛盾纠纷热点分析"
+HOTSPOT_PAGE_TITLE_ALL = "网格事项热点分析"
+HOTSPOT_SYNTHETIC_HINT = "本页事项均为程序生成的示例，热点结果不代表真实情况"
+HOTSPOT_LAYER = "热点分析单元"
+HOTSPOT_DENSITY_LAYER = "核密度（仅供参考）"
+HOTSPOT_DENSITY_NOTE = "核密度仅作示意，显著性以热点分级为准"
+# Confidence bins, hot to cold (Gi* with FDR correction).
+HOTSPOT_BINS: dict[int, str] = {
+    3: "热点（99% 置信）",
+    2: "热点（95% 置信）",
+    1: "热点（90% 置信）",
+    0: "不显著",
+    -1: "冷点（90% 置信）",
+    -2: "冷点（95% 置信）",
+    -3: "冷点（99% 置信）",
+}
+HOTSPOT_OUTLIERS: dict[str, str] = {"high_low": "高值异常（周边偏低）", "low_high": "低值异常（周边偏高）"}
+HOTSPOT_OUTLIER_LEGEND = "局部异常值（粗框）"
+HOTSPOT_ISLAND = "无相邻单元，未计算"
+HOTSPOT_EMERGING: dict[str, str] = {
+    "new_hot": "新增热点", "consecutive_hot": "连续热点", "intensifying_hot": "加剧热点",
+    "persistent_hot": "持续热点", "diminishing_hot": "减弱热点", "sporadic_hot": "零星热点",
+    "oscillating_hot": "振荡热点", "historical_hot": "历史热点",
+    "new_cold": "新增冷点", "consecutive_cold": "连续冷点", "intensifying_cold": "加剧冷点",
+    "persistent_cold": "持续冷点", "diminishing_cold": "减弱冷点", "sporadic_cold": "零星冷点",
+    "oscillating_cold": "振荡冷点", "historical_cold": "历史冷点",
+    "no_pattern": "无明显模式",
+}
+HOTSPOT_VALUE_COUNT = "事项数"
+HOTSPOT_VALUE_RATE = "每千人事项数"
+HOTSPOT_UNIT_HEX = "{size} 米六边形"
+HOTSPOT_UNIT_LEVEL = {2: "管理片区", 3: "行政村", 4: "村民小组网格"}
+# Popup rows: record key -> label.
+HOTSPOT_POPUP_FIELDS: tuple[tuple[str, str], ...] = (
+    ("unit", "分析单元"),
+    ("incidents", "事项数"),
+    ("value", "分析值"),
+    ("expected", "邻域期望数"),
+    ("gi_z", "Gi* z 值"),
+    ("q_value", "校正后 p 值"),
+    ("bin", "热点分级"),
+    ("outlier", "局部异常"),
+    ("emerging", "时空趋势"),
+)
+HOTSPOT_POPUP_INCIDENTS = "该单元的事项（{count} 件）"
+HOTSPOT_POPUP_MORE = "另有 {count} 件未列出"
+HOTSPOT_SUMMARY = "{units} 个单元，{incidents} 件事项；热点 {hot} 个，冷点 {cold} 个"
+HOTSPOT_METHOD = "Getis-Ord Gi*，Benjamini–Hochberg 校正（α={alpha}）"
+HOTSPOT_REFUSED = "无法进行热点分析"
+HOTSPOT_FORM_SINCE = "起始月份"
+HOTSPOT_FORM_UNTIL = "截止月份"
+HOTSPOT_FORM_UNIT = "分析单元"
+HOTSPOT_FORM_CATEGORY = "事项类别"
+HOTSPOT_FORM_ALL_CATEGORIES = "全部类别"
+HOTSPOT_FORM_SUBMIT = "重新分析"
+# CSV columns: field -> header.
+HOTSPOT_CSV_HEADERS: dict[str, str] = {
+    "unit_id": "单元编号", "code": "网格编码", "name": "名称", "incidents": "事项数", "residents": "常住人口",
+    "value": "分析值", "expected": "邻域期望数", "gi_z": "Gi*z值", "p_value": "p值", "q_value": "FDR校正p值",
+    "significant": "显著", "bin": "热点分级", "bin_text": "分级说明", "p_sim": "置换检验p值",
+    "moran_i": "局部Moran's I", "quadrant": "象限", "outlier": "局部异常", "island": "无相邻单元",
+    "emerging": "时空趋势", "trend_z": "趋势z值", "trend_p": "趋势p值",
+}
+# Warnings of an analysis that went ahead (gis.hotspots.service notices), by type.
+HOTSPOT_WARNINGS: dict[str, str] = {
+    "sparse": "{share}% 的单元没有事项，统计结果较弱；可选用更大的单元或更长的时间段",
+    "islands": "{units} 个单元没有相邻单元，未计算统计量",
+    "no_residents": "{units} 个单元无常住人口，未参与千人比率分析（其中事项 {incidents} 件）",
+    "few_months": "时间段仅 {months} 个月，时空趋势分析至少需要 {minimum} 个月",
+}
+HOTSPOT_COLOUR_BY = "着色方式"
+HOTSPOT_COLOUR_BINS = "热点分级"
+HOTSPOT_COLOUR_EMERGING = "时空趋势"

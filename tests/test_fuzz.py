@@ -419,8 +419,11 @@ def _ground_households(case, draw, town):
 
 
 def _ground_emergency(case, draw, town):
-    case.body = {"title": draw(st.text(min_size=1, max_size=40)),
-                 "reason": draw(st.text(min_size=1, max_size=40)),
+    # Grounded cases are meant to get through: printable text (no NUL or other control characters,
+    # which the API rightly refuses), not blank.
+    printable = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40).filter(str.strip)
+    case.body = {"title": draw(printable),
+                 "reason": draw(printable),
                  "extent": _polygon(draw, town)}
     if draw(st.booleans()):
         case.body["crs"] = draw(st.sampled_from(CRS_NAMES))

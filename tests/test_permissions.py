@@ -23,6 +23,7 @@ EMERGENCY_MANAGERS = frozenset({"admin", "command_center"})
 EMERGENCY_VIEWERS = frozenset({"admin", "command_center", "emergency"})
 GRID_EDITORS = frozenset({"admin", "planner"})
 INCIDENT_WORKERS = frozenset({"admin", "command_center", "grid_staff", "supervisor"})
+FLOOD_EXTENT_EDITORS = frozenset({"admin", "command_center", "emergency"})
 
 EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/"): PUBLIC,
@@ -67,6 +68,19 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/incidents/{incident_id}/review"): EMERGENCY_MANAGERS,
     ("GET", "/incidents/{incident_id}"): INCIDENT_WORKERS | {"emergency"},
     ("POST", "/incidents/{incident_id}/transitions"): INCIDENT_WORKERS,
+    ("POST", "/flood/extents"): FLOOD_EXTENT_EDITORS,
+    ("POST", "/flood/extents/drawn"): FLOOD_EXTENT_EDITORS,
+    ("GET", "/flood/extents"): EMERGENCY_VIEWERS,
+    ("GET", "/flood/extents/{extent_id}"): EMERGENCY_VIEWERS,
+    ("GET", "/flood/scenarios"): EMERGENCY_VIEWERS,
+    ("GET", "/flood/scenarios/{stage_or_name}"): EMERGENCY_VIEWERS,
+    ("GET", "/flood/households"): HOUSEHOLD_ROWS,
+    ("GET", "/flood/checklist"): HOUSEHOLD_ROWS,
+    ("GET", "/flood/risk"): ALL,
+    # Hot spots: whoever may see incidents; grid staff and supervisors only over their own grids.
+    ("GET", "/hotspots"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/hotspots/units/{unit_id}/incidents"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/maps/hotspots"): INCIDENT_WORKERS | {"emergency"},
 }
 
 # Path parameters that exist nowhere, so an allowed call can do no harm (404/422, never a write).
@@ -78,6 +92,9 @@ PATH_VALUES = {
     "emergency_id": "987654321",
     "incident_id": "987654321",
     "attachment_id": "987654321",
+    "extent_id": "987654321",
+    "stage_or_name": "no-such-scenario",
+    "unit_id": "411324105888888",
 }
 
 

@@ -29,6 +29,7 @@ class Permission(StrEnum):
     WORK_INCIDENTS = "work_incidents"      # move an incident through the closed loop
     REVIEW_INCIDENTS = "review_incidents"  # the command center's queue of flagged assignments
     IMPORT_INCIDENTS = "import_incidents"  # batch import of historical incidents
+    EDIT_FLOOD_EXTENTS = "edit_flood_extents"  # upload or draw an observed flood extent
 
 
 P = Permission
@@ -37,11 +38,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.COMMAND_CENTER: frozenset(
         {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS,
          P.MANAGE_EMERGENCIES, P.VIEW_EMERGENCIES, P.REPORT_INCIDENTS, P.VIEW_INCIDENTS, P.WORK_INCIDENTS,
-         P.REVIEW_INCIDENTS, P.IMPORT_INCIDENTS}
+         P.REVIEW_INCIDENTS, P.IMPORT_INCIDENTS, P.EDIT_FLOOD_EXTENTS}
     ),
     Role.EMERGENCY: frozenset(
         {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS, P.VIEW_EMERGENCIES,
-         P.REPORT_INCIDENTS, P.VIEW_INCIDENTS}
+         P.REPORT_INCIDENTS, P.VIEW_INCIDENTS, P.EDIT_FLOOD_EXTENTS}
     ),
     Role.PLANNER: frozenset({P.VIEW_GRIDS, P.EDIT_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_SHELTERS}),
     Role.GRID_STAFF: frozenset(

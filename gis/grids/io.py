@@ -67,6 +67,17 @@ class ReadLimits:
     max_unzipped_bytes: int = 200 * 1024 * 1024
     max_compression_ratio: float = 200.0
 
+    @classmethod
+    def from_settings(cls, settings) -> ReadLimits:
+        """The caps configured for uploads (gis.settings.Settings)."""
+        return cls(
+            max_file_bytes=settings.max_upload_bytes,
+            max_features=settings.max_features_per_file,
+            max_vertices_per_geometry=settings.max_vertices_per_geometry,
+            max_zip_entries=settings.max_zip_entries,
+            max_unzipped_bytes=settings.max_unzipped_bytes,
+        )
+
 
 def _file_error(
     msg: str, type_: str, ctx: dict | None = None, title: str = "Cannot read the grid file"

@@ -1,0 +1,122 @@
+"""Flood extents: modelled scenarios, uploaded survey polygons and extents drawn on the map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from pydantic import BaseModel, Field
+
+from api.deps import NoNul, SessionDep, SettingsDep
+from api.exports import saved_upload
+from api.security import P
+from gis import audit
+from gis.auth.roles import Permission
+from gis.errors import InputError, Problem
+from gis.flood import extents
+from gis.geometry_input import polygon_from_geojson
+
+router = APIRouter(prefix="/flood", tags=["flood"])
+
+ExtentId = Annotated[int, PathParam(ge=1, le=2**62)]
+UPLOAD_SUFFIXES = {".geojson", ".json", ".gpkg", ".zip", ".kml"}
+# The stages offered for planning and drills (the per-grid flood-risk levels).
+STANDARD_STAGES = (0.5, 1.0, 2.0, 3.0)
+
+
+class Drawn(BaseModel):
+    name: Annotated[str, NoNul] = Field(min_length=1, max_length=200)
+    geometry: dict[str, Any] = Field(description="GeoJSON Polygon or MultiPolygon (or a Feature of one)")
+    crs: str = Field(default="wgs84", max_length=40, description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")
+
+
+def _summary(extent: extents.FloodExtent) -> dict:
+    return {
+        "id": extent.id, "name": extent.name, "source": extent.source, "stage_m": extent.stage_m,
+        "mode": extent.mode, "dem_id": extent.dem_id, "area_m2": round(extent.area_m2, 1),
+        "parts": len(extent.geom.geoms), "modelled": extent.depth_at is not None,
+        "bbox": [round(v, 7) for v in extent.geom.bounds] if not extent.geom.is_empty else None,
+    }
+
+
+def _audit_write(session, principal, request: Request, extent: extents.FloodExtent, detail: dict) -> None:
+    audit.record(session, principal, f"flood_extent_{extent.source}", resource="flood_extent",
+                 resource_ids=[extent.id], method="POST", path=request.url.path, detail=detail)
+
+
+@router.post("/extents", status_code=201, summary="Upload a flood extent (GeoJSON, KML, zipped Shapefile, GeoPackage)")
+def upload(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: P(Permission.EDIT_FLOOD_EXTENTS),
+    file: Annotated[UploadFile, File(description="GeoJSON, GeoPackage, zipped Shapefile or KML of flood polygons")],
+    name: Annotated[str | None, Form(max_length=200, description="default: the file name")] = None,
+    crs: Annotated[str | None, Form(max_length=40, description="gcj02 | bd09 | EPSG:code, when the file does not say")] = None,
+):
+    from gis.grids.io import ReadLimits
+
+    filename = Path(file.filename or "upload").name
+    suffix = Path(filename).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        raise InputError(
+            Problem(("body", "file"), "file type must be .geojson, .json, .gpkg, .zip (Shapefile) or .kml",
+                    "unsupported_format")
+        )
+    if name is not None and "\x00" in name:
+        raise InputError(Problem(("body", "name"), "text may not contain NUL characters", "bad_text"))
+    limits = ReadLimits.from_settings(settings)
+    with saved_upload(file, suffix, settings.max_upload_bytes) as path:
+        geom = extents.read_extent_file(path, crs=crs, limits=limits)
+    extent = extents.save_extent(session, geom, "upload", (name or "").strip() or Path(filename).stem,
+                                 user_id=principal.user_id, input_crs=crs)
+    _audit_write(session, principal, request, extent, {"file": filename, "crs": crs})
+    return _summary(extent)
+
+
+@router.post("/extents/drawn", status_code=201, summary="Store a flood extent drawn on the map")
+def drawn(request: Request, session: SessionDep, settings: SettingsDep,
+          principal: P(Permission.EDIT_FLOOD_EXTENTS), body: Drawn):
+    geom = polygon_from_geojson(body.geometry, ("body", "geometry"),
+                                max_vertices=settings.max_vertices_per_geometry, crs=body.crs)
+    extent = extents.save_extent(session, geom, "drawn", body.name, user_id=principal.user_id,
+                                 input_crs=body.crs)
+    _audit_write(session, principal, request, extent, {"crs": body.crs})
+    return _summary(extent)
+
+
+@router.get("/extents", summary="Stored flood extents (no geometry), newest first")
+def list_all(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES),
+             source: Annotated[Literal["model", "upload", "drawn"] | None, Query()] = None):
+    return extents.list_extents(session, source)
+
+
+@router.get("/extents/{extent_id}", summary="One flood extent as GeoJSON, with its depth classes when modelled")
+def one(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES), extent_id: ExtentId):
+    return extents.extent_feature_collection(session, extents.get_extent(session, extent_id))
+
+
+@router.get("/scenarios", summary="Named scenarios, standard stages and the DEMs they run on")
+def scenarios(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES)):
+    return {
+        "named": [
+            {"name": s.name, "stage_m": s.stage_m, "mode": s.mode, "title": s.title, "note": s.note}
+            for s in extents.NAMED_SCENARIOS.values()
+        ],
+        "standard_stages_m": list(STANDARD_STAGES),
+        "modes": list(extents.MODES),
+        "dems": extents.list_dems(session),
+        "computed": extents.list_extents(session, "model"),
+    }
+
+
+@router.get("/scenarios/{stage_or_name}", summary="A modelled flood extent (computed on first use) as GeoJSON")
+def scenario(
+    session: SessionDep,
+    _: P(Permission.VIEW_EMERGENCIES),
+    stage_or_name: Annotated[str, PathParam(max_length=40, description="a stage in metres (1.5) or a name (2023-09-23)")],
+    mode: Annotated[Literal["fluvial", "pluvial"], Query()] = "fluvial",
+):
+    return extents.extent_feature_collection(session, extents.scenario(session, stage_or_name, mode))

@@ -1,0 +1,312 @@
+"""Hot-spot endpoints: the analysis (JSON, GeoJSON, CSV), the incidents behind a unit, the map page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from api.deps import SessionDep, SettingsDep
+from api.exports import csv_response, require_time_zone
+from api.incidents import _audit_reporter
+from api.security import P, require_page
+from gis.auth.principal import Principal
+from gis.auth.roles import Permission
+from gis.errors import InputError, Problem
+from gis.hotspots import service
+from gis.hotspots.stats import DEFAULT_PERMUTATIONS, DEFAULT_SEED
+from maps import labels
+
+router = APIRouter(tags=["hotspots"])
+
+CategoryParam = Annotated[str, Query(description="an incident category, or 'all'", max_length=20)]
+
+
+def hotspot_query(
+    unit: Annotated[
+        Literal["grid", "hexagon"], Query(description="grids of one level, or hexagons")
+    ] = "grid",
+    level: Annotated[int, Query(ge=1, le=4, description="grid level of the units (2-4)")] = 4,
+    hex_size_m: Annotated[float, Query(description="hexagon width in metres (100-5000)")] = 500.0,
+    grid_code: Annotated[
+        str | None, Query(pattern=r"^\d{15}$", description="analyse this grid's subtree")
+    ] = None,
+    category: CategoryParam = "dispute",
+    dispute_kind: Annotated[str | None, Query(max_length=20)] = None,
+    since: Annotated[
+        dt.datetime | None, Query(description="occurred at or after (with a time zone)")
+    ] = None,
+    until: Annotated[
+        dt.datetime | None, Query(description="occurred before (with a time zone)")
+    ] = None,
+    value: Annotated[
+        Literal["count", "rate"], Query(description="count, or rate per 1,000 residents")
+    ] = "count",
+    smoothing: Annotated[
+        Literal["none", "eb"], Query(description="eb: Empirical-Bayes rates")
+    ] = "none",
+    inference: Annotated[
+        Literal["both", "exact", "permutation", "normal"],
+        Query(description="which p-value decides significance"),
+    ] = "both",
+    permutations: Annotated[int, Query(ge=0, le=service.MAX_PERMUTATIONS)] = DEFAULT_PERMUTATIONS,
+    seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = DEFAULT_SEED,
+    alpha: Annotated[float, Query(gt=0, lt=0.5)] = 0.05,
+    fdr: bool = True,
+    emerging: bool = True,
+) -> service.HotspotQuery:
+    require_time_zone(since=since, until=until)
+    return service.HotspotQuery(
+        unit=unit,
+        level=level,
+        hex_size_m=hex_size_m,
+        grid_code=grid_code,
+        category=None if category == "all" else category,
+        dispute_kind=dispute_kind,
+        since=since,
+        until=until,
+        value=value,
+        smoothing=smoothing,
+        inference=inference,
+        permutations=permutations,
+        seed=seed,
+        alpha=alpha,
+        fdr=fdr,
+        emerging=emerging,
+    )
+
+
+QueryDep = Annotated[service.HotspotQuery, Depends(hotspot_query)]
+
+
+def _csv_rows(records: list[dict]) -> list[dict]:
+    return [
+        {
+            **r,
+            "bin_text": labels.HOTSPOT_BINS.get(r["bin"]),
+            "outlier": labels.HOTSPOT_OUTLIERS.get(r["outlier"] or "", ""),
+            "emerging": labels.HOTSPOT_EMERGING.get(r["emerging"] or "", r["emerging"]),
+        }
+        for r in records
+    ]
+
+
+@router.get(
+    "/hotspots",
+    summary="Hot spots of incidents: Gi*, FDR, bins, outliers, emerging trends "
+    "(JSON, GeoJSON or CSV)",
+)
+def hotspots(
+    session: SessionDep,
+    principal: P(Permission.VIEW_INCIDENTS),
+    query: QueryDep,
+    format: Literal["json", "geojson", "csv"] = "json",
+):
+    result = service.analyse(session, principal, query)
+    if format == "csv":
+        return csv_response(
+            labels.HOTSPOT_CSV_HEADERS,
+            _csv_rows(service.unit_records(result)),
+            "hotspots.csv",
+            len(result.units),
+        )
+    if format == "geojson":
+        fc = {
+            "type": "FeatureCollection",
+            "meta": result.meta,
+            "warnings": result.warnings,
+            "features": service.unit_features(result),
+        }
+        return Response(
+            json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json"
+        )
+    return JSONResponse(
+        {"meta": result.meta, "warnings": result.warnings, "units": service.unit_records(result)}
+    )
+
+
+@router.get(
+    "/hotspots/units/{unit_id}/incidents",
+    summary="The incidents behind one unit of an analysis (same filters), as the incident list shows them",
+)
+def unit_incidents(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: P(Permission.VIEW_INCIDENTS),
+    query: QueryDep,
+    unit_id: Annotated[str, PathParam(pattern=r"^(\d{15}|h\d{2,4}_-?\d{1,7}_-?\d{1,7})$")],
+    reason: Annotated[str | None, Query(max_length=500)] = None,
+):
+    rows, total = service.unit_incident_records(
+        session, principal, query, unit_id, settings.max_features_per_page
+    )
+    _audit_reporter(session, principal, request, rows, reason)
+    return JSONResponse(
+        json.loads(json.dumps({"unit_id": unit_id, "total": total, "items": rows}, default=str))
+    )
+
+
+# --- the map page ---------------------------------------------------------------------------------
+
+LOCAL_TIME = dt.timezone(dt.timedelta(hours=8))
+PAGE_UNITS = {
+    "grid4": ("grid", 4, None),
+    "grid3": ("grid", 3, None),
+    "hex250": ("hexagon", 4, 250.0),
+    "hex500": ("hexagon", 4, 500.0),
+    "hex1000": ("hexagon", 4, 1000.0),
+}
+
+
+def _month_start(value: str | None, field: str, *, after: bool = False) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        year, month = (int(x) for x in value.split("-"))
+        start = dt.datetime(year, month, 1, tzinfo=LOCAL_TIME)
+        if after:  # the first moment after the month
+            start = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=LOCAL_TIME)
+    except ValueError:
+        raise InputError(Problem(("query", field), "a month as YYYY-MM, e.g. 2024-03")) from None
+    return start
+
+
+@router.get(
+    "/maps/hotspots",
+    response_class=HTMLResponse,
+    summary="Hot-spot map: units hot to cold, outliers, the incidents behind a unit, density, time window",
+)
+def hotspot_map(
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Annotated[Principal, Depends(require_page(Permission.VIEW_INCIDENTS))],
+    units: Annotated[Literal["grid4", "grid3", "hex250", "hex500", "hex1000"], Query()] = "grid4",
+    category: CategoryParam = "dispute",
+    dispute_kind: Annotated[str | None, Query(max_length=20)] = None,
+    grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$")] = None,
+    since_month: Annotated[str | None, Query(max_length=7)] = None,
+    until_month: Annotated[str | None, Query(max_length=7)] = None,
+    value: Annotated[Literal["count", "rate"], Query()] = "count",
+    smoothing: Annotated[Literal["none", "eb"], Query()] = "none",
+):
+    from api.maps import _missing_assets_page
+    from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH
+    from gis.incidents.loop import STATE_NAMES_ZH
+    from gis.sample_load import dataset_info
+    from maps.hotspot_map import build_hotspot_map, density_overlay
+
+    missing = _missing_assets_page()
+    if missing is not None:
+        return missing
+    unit, level, size = PAGE_UNITS[units]
+    query = service.HotspotQuery(
+        unit=unit,
+        level=level,
+        hex_size_m=size or 500.0,
+        grid_code=grid_code,
+        category=None if category == "all" else category,
+        dispute_kind=dispute_kind,
+        since=_month_start(since_month, "since_month"),
+        until=_month_start(until_month, "until_month", after=True),
+        value=value,
+        smoothing=smoothing,
+    )
+    form = {
+        "since_month": since_month,
+        "until_month": until_month,
+        "units": units,
+        "category": category,
+        "hidden": {
+            "grid_code": grid_code,
+            "dispute_kind": dispute_kind,
+            "value": value,
+            "smoothing": smoothing,
+        },
+    }
+    title = labels.HOTSPOT_PAGE_TITLE if category == "dispute" else labels.HOTSPOT_PAGE_TITLE_ALL
+    page_options = {
+        "title": title,
+        "synthetic": dataset_info(session, "sample_town") is not None,
+        "asset_prefix": "/static/vendor",
+        "tile_url": settings.tile_url,
+        "tile_attribution": settings.tile_attribution,
+    }
+    try:
+        result = service.analyse(session, principal, query)
+    except InputError as exc:
+        if not all(p.type in service.GUARD_RAILS for p in exc.problems):
+            raise  # a malformed request: problem+json like every other 4xx
+        # A guard rail is an answer, not an error: the page says why and keeps the form.
+        page = build_hotspot_map(
+            [], [], form=form, refusal=[p.msg for p in exc.problems], **page_options
+        )
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+    records = service.unit_records(result)
+    frame = result.units
+    # The incidents behind each unit: only ids, category, date and state — no personal field.
+    listing: dict[str, list] = {}
+    counts: dict[str, int] = {}
+    if len(result.incident_ids):
+        from sqlalchemy import text
+
+        rows = session.execute(
+            text(
+                "SELECT id, category, dispute_kind, occurred_at, state FROM incident WHERE id = ANY(:ids) "
+                "ORDER BY occurred_at DESC, id DESC"
+            ),
+            {"ids": result.incident_ids.tolist()},
+        ).all()
+        unit_of = dict(
+            zip(result.incident_ids.tolist(), result.incident_unit.tolist(), strict=True)
+        )
+        for r in rows:
+            uid = unit_of[r.id]
+            counts[uid] = counts.get(uid, 0) + 1
+            if len(listing.setdefault(uid, [])) < 30:
+                kind = DISPUTE_NAMES_ZH.get(r.dispute_kind) if r.dispute_kind else None
+                listing[uid].append(
+                    [
+                        r.id,
+                        kind or CATEGORY_NAMES_ZH.get(r.category, r.category),
+                        r.occurred_at.astimezone(LOCAL_TIME).strftime("%Y-%m-%d"),
+                        STATE_NAMES_ZH.get(r.state, r.state),
+                    ]
+                )
+    meta = result.meta
+    unit_text = (
+        labels.HOTSPOT_UNIT_LEVEL.get(level, "")
+        if unit == "grid"
+        else labels.HOTSPOT_UNIT_HEX.format(size=int(size or 500))
+    )
+    summary = [
+        unit_text
+        + "："
+        + labels.HOTSPOT_SUMMARY.format(
+            units=meta["units"],
+            incidents=meta["incidents"],
+            hot=meta["hot_spots"],
+            cold=meta["cold_spots"],
+        ),
+        labels.HOTSPOT_METHOD.format(alpha=query.alpha),
+    ]
+    density = density_overlay(result.incident_xy, tuple(frame.total_bounds))
+    page = build_hotspot_map(
+        records,
+        frame.geometry.values,
+        unit_names={r["unit_id"]: r["name"] for r in records if r.get("name")},
+        incidents_by_unit=listing,
+        incident_counts=counts,
+        summary=summary,
+        warnings=[
+            labels.HOTSPOT_WARNINGS[kind].format(**values) for kind, values in result.notices
+        ],
+        density=density,
+        form=form,
+        **page_options,
+    )
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})

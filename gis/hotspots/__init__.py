@@ -1,0 +1,1 @@
+"""Hot-spot analysis of incidents: units and weights, Gi*/local Moran, emerging hot spots, density."""

@@ -1,0 +1,584 @@
+"""The hot-spot map page: units coloured hot to cold by Gi* confidence, outliers framed, the
+incidents behind a unit in its popup, an optional density surface, and a form for the time window.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import folium
+import numpy as np
+from branca.element import MacroElement
+from folium.map import Layer
+from folium.template import Template
+from pyproj import Transformer
+from shapely.geometry import mapping
+
+from gis.hotspots.density import kernel_density
+from gis.incidents.categories import CATEGORY_NAMES_ZH, Category
+from maps import labels
+from maps.grid_map import BACKGROUND, PageChrome, add_online_tiles, add_pane, display_geometries
+from maps.offline import DEFAULT_PREFIX, localize, remote_urls
+from maps.points import EMPTY_VIEW, script_json
+
+# Diverging hot/cold colours as in the standard hot-spot maps (red hot, blue cold, pale neutral).
+BIN_COLOURS: dict[int, str] = {
+    3: "#d62f27",
+    2: "#ed7551",
+    1: "#fab984",
+    0: "#f2f0e6",
+    -1: "#c0ccbe",
+    -2: "#849eba",
+    -3: "#4575b5",
+}
+OUTLIER_EDGE = "#111111"
+ISLAND_FILL = "#bdbdbd"
+UNIT_PANE = ("wangge-hotspot-units", 420)
+DENSITY_PANE = ("wangge-hotspot-density", 410)
+MAX_INCIDENTS_IN_POPUP = 30
+DENSITY_SHAPE = (200, 200)
+# Density colours, light to dark (a sequential ramp distinct from the hot/cold bins).
+DENSITY_RAMP = np.array(
+    [[255, 247, 188], [254, 196, 79], [236, 112, 20], [153, 52, 4]], dtype=float
+)
+
+
+def unit_style(props: Mapping[str, Any]) -> dict[str, Any]:
+    outlier = bool(props.get("outlier"))
+    fill = (
+        ISLAND_FILL
+        if props.get("island")
+        else BIN_COLOURS.get(int(props.get("bin") or 0), BIN_COLOURS[0])
+    )
+    # Units that are not significant stay light, so the density layer and base map show through.
+    neutral = not props.get("island") and int(props.get("bin") or 0) == 0
+    return {
+        "fillColor": fill,
+        "fillOpacity": 0.3 if neutral else 0.75,
+        "color": OUTLIER_EDGE if outlier else "#6b6b6b",
+        "weight": 3 if outlier else 0.6,
+        "opacity": 0.9,
+    }
+
+
+# Emerging categories: warm for hot, cool for cold; intensifying/persistent strongest, a swing
+# between hot and cold in violet/green; units without a pattern are left unfilled.
+EMERGING_COLOURS: dict[str, str] = {
+    "intensifying_hot": "#b30000",
+    "persistent_hot": "#e34a33",
+    "consecutive_hot": "#fc8d59",
+    "new_hot": "#fdcc8a",
+    "sporadic_hot": "#fee8c8",
+    "diminishing_hot": "#d7b5d8",
+    "oscillating_hot": "#c51b8a",
+    "historical_hot": "#8c6bb1",
+    "intensifying_cold": "#08519c",
+    "persistent_cold": "#3182bd",
+    "consecutive_cold": "#6baed6",
+    "new_cold": "#bdd7e7",
+    "sporadic_cold": "#eff3ff",
+    "diminishing_cold": "#a1d99b",
+    "oscillating_cold": "#31a354",
+    "historical_cold": "#636363",
+}
+
+
+def emerging_style(props: Mapping[str, Any]) -> dict[str, Any]:
+    colour = EMERGING_COLOURS.get(props.get("emerging") or "")
+    return {
+        "fillColor": colour or "#ffffff",
+        "fillOpacity": 0.8 if colour else 0.0,
+        "color": "#6b6b6b",
+        "weight": 0.6,
+        "opacity": 0.9,
+    }
+
+
+def _fmt(value, digits: int = 2):
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) >= 10**-digits or value == 0 else f"{value:.1e}"
+    return value
+
+
+def _popup_values(record: Mapping[str, Any], unit_text: str) -> list:
+    bin_text = (
+        labels.HOTSPOT_ISLAND
+        if record.get("island")
+        else labels.HOTSPOT_BINS.get(int(record.get("bin") or 0))
+    )
+    return [
+        unit_text,
+        record.get("incidents"),
+        _fmt(record.get("value")),
+        _fmt(record.get("expected"), 1),
+        _fmt(record.get("gi_z")),
+        _fmt(record.get("q_value"), 3),
+        bin_text,
+        labels.HOTSPOT_OUTLIERS.get(record.get("outlier") or ""),
+        labels.HOTSPOT_EMERGING.get(record.get("emerging") or ""),
+    ]
+
+
+class _UnitLayer(Layer):
+    """The units as polygons; popups built from text nodes when opened (names never parsed as HTML)."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = (function () {
+            var fields = {{ this.fields_json }};
+            var blank = {{ this.blank_json }};
+            var incidentsTitle = {{ this.incidents_title_json }};
+            var moreText = {{ this.more_json }};
+            function cell(row, tag, text) {
+                var c = document.createElement(tag);
+                c.textContent = text;
+                row.appendChild(c);
+            }
+            function popupContent(feature) {
+                var box = document.createElement('div');
+                var table = document.createElement('table');
+                table.className = 'wangge-popup-table';
+                table.setAttribute('data-unit-id', feature.id);
+                feature.properties.v.forEach(function (v, i) {
+                    var row = table.insertRow();
+                    var empty = v === null || v === undefined || v === '';
+                    cell(row, 'th', fields[i]);
+                    cell(row, 'td', empty ? blank : String(v));
+                });
+                box.appendChild(table);
+                var list = feature.properties.incidents || [];
+                var total = feature.properties.n || 0;
+                if (total > 0) {
+                    var h = document.createElement('div');
+                    h.className = 'wangge-hotspot-incidents-title';
+                    h.textContent = incidentsTitle.replace('{count}', total);
+                    box.appendChild(h);
+                    var ul = document.createElement('ul');
+                    ul.className = 'wangge-hotspot-incidents';
+                    list.forEach(function (item) {
+                        var li = document.createElement('li');
+                        li.setAttribute('data-incident-id', item[0]);
+                        li.textContent = '#' + item[0] + ' ' + item.slice(1).filter(Boolean).join(' · ');
+                        ul.appendChild(li);
+                    });
+                    box.appendChild(ul);
+                    if (total > list.length) {
+                        var more = document.createElement('div');
+                        more.textContent = moreText.replace('{count}', total - list.length);
+                        box.appendChild(more);
+                    }
+                }
+                return box;
+            }
+            return L.geoJson({{ this.data_json }}, {
+                pane: {{ this.pane_json }},
+                style: function (feature) { return feature.properties.s; },
+                onEachFeature: function (feature, layer) {
+                    layer.bindPopup(function () { return popupContent(feature); },
+                                    {maxWidth: 380, className: 'wangge-popup'});
+                }
+            });
+        })();
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, features: list[dict]):
+        super().__init__(name=labels.HOTSPOT_LAYER, overlay=True, control=True, show=True)
+        self._name = "WanggeHotspotUnits"
+        self.data_json = script_json({"type": "FeatureCollection", "features": features})
+        self.fields_json = script_json([label for _, label in labels.HOTSPOT_POPUP_FIELDS])
+        self.blank_json = script_json(labels.UNKNOWN)
+        self.incidents_title_json = script_json(labels.HOTSPOT_POPUP_INCIDENTS)
+        self.more_json = script_json(labels.HOTSPOT_POPUP_MORE)
+        self.pane_json = script_json(UNIT_PANE[0])
+
+
+class _Legend(MacroElement):
+    _template = Template(
+        """
+        {% macro html(this, kwargs) %}
+        <div class="wangge-ui wangge-legend" id="wangge-legend">
+            <h4>{{ this.title|e }}</h4>
+            {%- for item in this.items %}
+            <div class="row-item" data-bin="{{ item.key }}" data-legend-mode="{{ item.mode }}"
+                 {%- if item.mode != "bins" %} style="display: none"{% endif %}>
+                <svg width="34" height="14" aria-hidden="true">
+                    <rect x="1" y="1" width="32" height="12" fill="{{ item.fill }}" fill-opacity="0.8"
+                          stroke="{{ item.edge }}" stroke-width="{{ item.weight }}"/>
+                </svg>
+                <span>{{ item.label|e }}</span>
+            </div>
+            {%- endfor %}
+            {%- for line in this.lines %}
+            <div id="{{ line.id }}"{% if line.note %} class="note"{% endif %}>{{ line.text|e }}</div>
+            {%- endfor %}
+        </div>
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, items: Sequence[dict], lines: Sequence[dict]):
+        super().__init__()
+        self._name = "WanggeHotspotLegend"
+        self.title = labels.LEGEND_TITLE
+        self.items = list(items)
+        self.lines = list(lines)
+
+
+class _Controls(MacroElement):
+    """The time-window form: month inputs, unit and category; it reloads the page (GET)."""
+
+    _template = Template(
+        """
+        {% macro header(this, kwargs) %}
+        <style>
+            .wangge-hotspot-form {
+                position: fixed; top: 56px; left: 56px; z-index: 1000; font-size: 13px;
+                background: rgba(255,255,255,0.94); padding: 8px 10px; border-radius: 6px;
+                box-shadow: 0 1px 4px rgba(0,0,0,0.3); display: grid; gap: 4px;
+                grid-template-columns: auto auto;
+            }
+            .wangge-hotspot-form button { grid-column: 1 / span 2; }
+            .wangge-hotspot-incidents { margin: 4px 0 0 16px; padding: 0; max-height: 180px;
+                overflow-y: auto; font-size: 12px; }
+            .wangge-hotspot-incidents-title { margin-top: 6px; font-weight: 600; }
+            .wangge-hotspot-refused { position: fixed; top: 50%; left: 50%; z-index: 1001;
+                transform: translate(-50%, -50%); max-width: 520px; background: #fff; padding: 14px 18px;
+                border-radius: 6px; box-shadow: 0 1px 6px rgba(0,0,0,0.35); font-size: 14px; }
+            .wangge-hotspot-refused h3 { margin: 0 0 6px; font-size: 16px; color: #b2182b; }
+        </style>
+        {% endmacro %}
+        {% macro html(this, kwargs) %}
+        <form class="wangge-ui wangge-hotspot-form" id="wangge-hotspot-form" method="get" action="">
+            <label for="wangge-since">{{ this.since_label|e }}</label>
+            <input type="month" id="wangge-since" name="since_month" value="{{ this.since|e }}">
+            <label for="wangge-until">{{ this.until_label|e }}</label>
+            <input type="month" id="wangge-until" name="until_month" value="{{ this.until|e }}">
+            <label for="wangge-units">{{ this.unit_label|e }}</label>
+            <select id="wangge-units" name="units">
+            {%- for value, text in this.unit_options %}
+                <option value="{{ value|e }}"{% if value == this.unit %} selected{% endif %}>{{ text|e }}</option>
+            {%- endfor %}
+            </select>
+            <label for="wangge-category">{{ this.category_label|e }}</label>
+            <select id="wangge-category" name="category">
+            {%- for value, text in this.category_options %}
+                <option value="{{ value|e }}"{% if value == this.category %} selected{% endif %}>{{ text|e }}</option>
+            {%- endfor %}
+            </select>
+            {%- for name, value in this.hidden %}
+            <input type="hidden" name="{{ name|e }}" value="{{ value|e }}">
+            {%- endfor %}
+            <label for="wangge-colour-by">{{ this.colour_label|e }}</label>
+            {#- No name: colouring changes the map in place, it is not a new analysis. #}
+            <select id="wangge-colour-by" onchange="window.wanggeColourBy && window.wanggeColourBy(this.value)">
+                <option value="bins" selected>{{ this.colour_bins|e }}</option>
+                <option value="emerging">{{ this.colour_emerging|e }}</option>
+            </select>
+            <button type="submit">{{ this.submit_label|e }}</button>
+        </form>
+        {%- if this.refusal %}
+        <div class="wangge-ui wangge-hotspot-refused" id="wangge-hotspot-refused" role="alert">
+            <h3>{{ this.refusal_title|e }}</h3>
+            {%- for line in this.refusal %}<p>{{ line|e }}</p>{%- endfor %}
+        </div>
+        {%- endif %}
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, form: Mapping[str, Any], refusal: Sequence[str] | None):
+        super().__init__()
+        self._name = "WanggeHotspotControls"
+        self.since_label, self.until_label = labels.HOTSPOT_FORM_SINCE, labels.HOTSPOT_FORM_UNTIL
+        self.unit_label, self.category_label = (
+            labels.HOTSPOT_FORM_UNIT,
+            labels.HOTSPOT_FORM_CATEGORY,
+        )
+        self.submit_label = labels.HOTSPOT_FORM_SUBMIT
+        self.since, self.until = form.get("since_month") or "", form.get("until_month") or ""
+        self.unit = form.get("units") or "grid4"
+        self.unit_options = UNIT_OPTIONS
+        self.category = form.get("category") or Category.DISPUTE.value
+        self.category_options = [(c.value, CATEGORY_NAMES_ZH[c]) for c in Category] + [
+            ("all", labels.HOTSPOT_FORM_ALL_CATEGORIES)
+        ]
+        self.hidden = [(k, v) for k, v in (form.get("hidden") or {}).items() if v not in (None, "")]
+        self.refusal = list(refusal) if refusal else None
+        self.refusal_title = labels.HOTSPOT_REFUSED
+        self.colour_label = labels.HOTSPOT_COLOUR_BY
+        self.colour_bins, self.colour_emerging = (
+            labels.HOTSPOT_COLOUR_BINS,
+            labels.HOTSPOT_COLOUR_EMERGING,
+        )
+
+
+UNIT_OPTIONS: list[tuple[str, str]] = [
+    ("grid4", labels.HOTSPOT_UNIT_LEVEL[4]),
+    ("grid3", labels.HOTSPOT_UNIT_LEVEL[3]),
+    ("hex250", labels.HOTSPOT_UNIT_HEX.format(size=250)),
+    ("hex500", labels.HOTSPOT_UNIT_HEX.format(size=500)),
+    ("hex1000", labels.HOTSPOT_UNIT_HEX.format(size=1000)),
+]
+
+
+class _Registry(MacroElement):
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        window.wanggeMap = {{ this._parent.get_name() }};
+        window.wanggeHotspots = {{ this.units.get_name() if this.units else "null" }};
+        window.wanggeDensity = {{ this.density.get_name() if this.density else "null" }};
+        // Colour the units by confidence bin ('bins') or by emerging-hot-spot category ('emerging').
+        window.wanggeColourBy = function (mode) {
+            if (window.wanggeHotspots) {
+                window.wanggeHotspots.setStyle(function (f) {
+                    return mode === 'emerging' ? f.properties.e : f.properties.s;
+                });
+            }
+            document.querySelectorAll('[data-legend-mode]').forEach(function (el) {
+                el.style.display = el.dataset.legendMode === mode ? '' : 'none';
+            });
+            document.documentElement.setAttribute('data-wangge-colour', mode);
+        };
+        document.documentElement.setAttribute('data-wangge-ready', '1');
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, units, density):
+        super().__init__()
+        self._name = "WanggeRegistry"
+        self.units = units
+        self.density = density
+
+
+def density_overlay(
+    lonlat: np.ndarray,
+    bounds: tuple[float, float, float, float],
+    shape: tuple[int, int] = DENSITY_SHAPE,
+) -> tuple[str, list[list[float]]] | None:
+    """A PNG (data URI) of the kernel density of `lonlat` over `bounds` (lon/lat), and its corners.
+
+    Computed in Web Mercator, the projection Leaflet stretches an image overlay in, so the surface
+    sits exactly under the units; the bandwidth rule is gis.hotspots.density's (Scott's rule),
+    which does not depend on the projection's scale."""
+    from PIL import Image
+
+    if len(lonlat) < 2:
+        return None
+    fwd = Transformer.from_crs(4326, 3857, always_xy=True)
+    xy = np.column_stack(fwd.transform(lonlat[:, 0], lonlat[:, 1]))
+    x0, y0 = fwd.transform(bounds[0], bounds[1])
+    x1, y1 = fwd.transform(bounds[2], bounds[3])
+    if np.linalg.matrix_rank(np.cov(xy.T)) < 2:
+        return None
+    surface = kernel_density(xy, (x0, y0, x1, y1), shape)
+    v = surface.values / surface.values.max() if surface.values.max() > 0 else surface.values
+    pos = np.clip(v, 0, 1) * (len(DENSITY_RAMP) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(DENSITY_RAMP) - 2)
+    t = (pos - lo)[..., None]
+    rgb = DENSITY_RAMP[lo] * (1 - t) + DENSITY_RAMP[lo + 1] * t
+    alpha = np.where(v < 0.03, 0, 60 + 170 * np.sqrt(v))
+    rgba = np.dstack([rgb, alpha]).astype(np.uint8)[::-1]  # row 0 of the image is north
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG", optimize=True)
+    uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return uri, [[bounds[1], bounds[0]], [bounds[3], bounds[2]]]
+
+
+def build_hotspot_map(
+    records: list[dict],
+    geometries: Sequence,
+    *,
+    unit_names: Mapping[str, str] | None = None,
+    incidents_by_unit: Mapping[str, list] | None = None,
+    incident_counts: Mapping[str, int] | None = None,
+    summary: Sequence[str] = (),
+    warnings: Sequence[str] = (),
+    density: tuple[str, list[list[float]]] | None = None,
+    form: Mapping[str, Any] | None = None,
+    refusal: Sequence[str] | None = None,
+    title: str,
+    synthetic: bool = False,
+    asset_prefix: str = DEFAULT_PREFIX,
+    tile_url: str | None = None,
+    tile_attribution: str | None = None,
+) -> str:
+    """The page as a complete HTML document.
+
+    `records` are gis.hotspots.service.unit_records (same order as `geometries`, EPSG:4326);
+    `incidents_by_unit` maps a unit id to [id, category, date, state] rows already limited to
+    what the caller may see (no personal fields), `incident_counts` to how many there are;
+    `density` is a density_overlay; `refusal` replaces the map's content with the reason the
+    analysis was refused (the form stays, to choose again)."""
+    if tile_url and not tile_attribution:
+        raise ValueError("an online base map needs its attribution (tile_attribution)")
+    names = unit_names or {}
+    listing = incidents_by_unit or {}
+    totals = incident_counts or {}
+    features = []
+    shown = display_geometries(list(geometries)) if len(records) else []
+    for r, geom in zip(records, shown, strict=True):
+        uid = r["unit_id"]
+        unit_text = f"{names[uid]}（{uid}）" if names.get(uid) else uid
+        features.append(
+            {
+                "type": "Feature",
+                "id": uid,
+                "geometry": mapping(geom),
+                "properties": {
+                    "v": _popup_values(r, unit_text),
+                    "s": unit_style(r),
+                    "e": emerging_style(r),
+                    "bin": r.get("bin"),
+                    "significant": r.get("significant"),
+                    "outlier": r.get("outlier") or "",
+                    "emerging": r.get("emerging"),
+                    "incidents": listing.get(uid, [])[:MAX_INCIDENTS_IN_POPUP],
+                    "n": int(totals.get(uid, len(listing.get(uid, [])))),
+                },
+            }
+        )
+    m = folium.Map(location=EMPTY_VIEW[0], zoom_start=EMPTY_VIEW[1], tiles=None, control_scale=True)
+    m.options.update(maxZoom=19)
+    m._id = "wangge"
+    m.get_root().title = html.escape(title)
+    m.add_child(
+        PageChrome(
+            title,
+            labels.SYNTHETIC_BADGE if synthetic else None,
+            labels.HOTSPOT_SYNTHETIC_HINT,
+            BACKGROUND,
+        )
+    )
+    for name, z in (DENSITY_PANE, UNIT_PANE):
+        add_pane(m, name, z, clickable=name == UNIT_PANE[0])
+    add_online_tiles(m, tile_url, tile_attribution)
+
+    units_layer = None
+    if features:
+        units_layer = _UnitLayer(features)
+        units_layer._id = "units"
+        m.add_child(units_layer)
+    density_layer = None
+    if density is not None:
+        density_layer = folium.raster_layers.ImageOverlay(
+            density[0],
+            bounds=density[1],
+            name=labels.HOTSPOT_DENSITY_LAYER,
+            opacity=0.85,
+            show=False,
+            interactive=False,
+            pane=DENSITY_PANE[0],
+        )
+        density_layer._id = "density"
+        m.add_child(density_layer)
+    control = folium.LayerControl(collapsed=False, position="topright")
+    control._id = "wangge"
+    m.add_child(control)
+
+    items = [
+        {
+            "key": str(b),
+            "label": labels.HOTSPOT_BINS[b],
+            "fill": BIN_COLOURS[b],
+            "edge": "#6b6b6b",
+            "weight": 0.6,
+            "mode": "bins",
+        }
+        for b in (3, 2, 1, 0, -1, -2, -3)
+    ]
+    items.append(
+        {
+            "key": "outlier",
+            "label": labels.HOTSPOT_OUTLIER_LEGEND,
+            "fill": "#ffffff",
+            "edge": OUTLIER_EDGE,
+            "weight": 3,
+            "mode": "bins",
+        }
+    )
+    if any(r.get("island") for r in records):
+        items.append(
+            {
+                "key": "island",
+                "label": labels.HOTSPOT_ISLAND,
+                "fill": ISLAND_FILL,
+                "edge": "#6b6b6b",
+                "weight": 0.6,
+                "mode": "bins",
+            }
+        )
+    # The emerging legend lists only the categories on the map (most are usually absent).
+    present = {r.get("emerging") for r in records}
+    items += [
+        {
+            "key": c,
+            "label": labels.HOTSPOT_EMERGING[c],
+            "fill": colour,
+            "edge": "#6b6b6b",
+            "weight": 0.6,
+            "mode": "emerging",
+        }
+        for c, colour in EMERGING_COLOURS.items()
+        if c in present
+    ]
+    items.append(
+        {
+            "key": "no_pattern",
+            "label": labels.HOTSPOT_EMERGING["no_pattern"],
+            "fill": "#ffffff",
+            "edge": "#6b6b6b",
+            "weight": 0.6,
+            "mode": "emerging",
+        }
+    )
+    lines = [
+        {"id": f"wangge-hotspot-summary-{i}", "text": t, "note": False}
+        for i, t in enumerate(summary)
+    ]
+    lines += [
+        {"id": f"wangge-hotspot-warning-{i}", "text": t, "note": True}
+        for i, t in enumerate(warnings)
+    ]
+    if density is not None:
+        lines.append(
+            {
+                "id": "wangge-hotspot-density-note",
+                "text": labels.HOTSPOT_DENSITY_NOTE,
+                "note": False,
+            }
+        )
+    legend = _Legend(items, lines)
+    legend._id = "legend"
+    m.add_child(legend)
+    controls = _Controls(form or {}, refusal)
+    controls._id = "controls"
+    m.add_child(controls)
+    if features:
+        xs = np.array([b for g in shown for b in g.bounds]).reshape(-1, 4)
+        m.fit_bounds(
+            [
+                [float(xs[:, 1].min()), float(xs[:, 0].min())],
+                [float(xs[:, 3].max()), float(xs[:, 2].max())],
+            ],
+            padding=(20, 20),
+        )
+    registry = _Registry(units_layer, density_layer)
+    registry._id = "registry"
+    m.add_child(registry)
+    localize(m, asset_prefix)
+    page = m.get_root().render().replace("<html>", '<html lang="zh-CN">', 1)
+    leftover = remote_urls(page)
+    if leftover:
+        raise RuntimeError(f"the page '{title}' still loads remote assets: {leftover}")
+    return page
