@@ -23,7 +23,7 @@ from gis.incidents.categories import CATEGORY_NAMES_ZH, Category
 from maps import labels
 from maps.grid_map import BACKGROUND, PageChrome, add_online_tiles, add_pane, display_geometries
 from maps.offline import DEFAULT_PREFIX, localize, remote_urls
-from maps.points import EMPTY_VIEW, script_json
+from maps.points import EMPTY_VIEW, POPUP_TABLE_JS, script_json
 
 # Diverging hot/cold colours as in the standard hot-spot maps (red hot, blue cold, pale neutral).
 BIN_COLOURS: dict[int, str] = {
@@ -136,23 +136,10 @@ class _UnitLayer(Layer):
             var blank = {{ this.blank_json }};
             var incidentsTitle = {{ this.incidents_title_json }};
             var moreText = {{ this.more_json }};
-            function cell(row, tag, text) {
-                var c = document.createElement(tag);
-                c.textContent = text;
-                row.appendChild(c);
-            }
+            {{ this.popup_table_js }}
             function popupContent(feature) {
                 var box = document.createElement('div');
-                var table = document.createElement('table');
-                table.className = 'wangge-popup-table';
-                table.setAttribute('data-unit-id', feature.id);
-                feature.properties.v.forEach(function (v, i) {
-                    var row = table.insertRow();
-                    var empty = v === null || v === undefined || v === '';
-                    cell(row, 'th', fields[i]);
-                    cell(row, 'td', empty ? blank : String(v));
-                });
-                box.appendChild(table);
+                box.appendChild(popupTable(fields, feature.properties.v, blank, 'data-unit-id', feature.id));
                 var list = feature.properties.incidents || [];
                 var total = feature.properties.n || 0;
                 if (total > 0) {
@@ -198,6 +185,7 @@ class _UnitLayer(Layer):
         self.blank_json = script_json(labels.UNKNOWN)
         self.incidents_title_json = script_json(labels.HOTSPOT_POPUP_INCIDENTS)
         self.more_json = script_json(labels.HOTSPOT_POPUP_MORE)
+        self.popup_table_js = POPUP_TABLE_JS
         self.pane_json = script_json(UNIT_PANE[0])
 
 

@@ -105,6 +105,28 @@ def _outline_style(level: int) -> dict[str, Any]:
     return out
 
 
+# A popup's table, built from text nodes: names and descriptions never pass through an HTML parser.
+# Shared by the point layers and the hot-spot units (maps/hotspot_map.py).
+POPUP_TABLE_JS = """
+            function popupTable(fields, values, blank, idAttribute, id) {
+                var table = document.createElement('table');
+                table.className = 'wangge-popup-table';
+                table.setAttribute(idAttribute, id);
+                fields.forEach(function (label, i) {
+                    var row = table.insertRow();
+                    var th = document.createElement('th');
+                    th.textContent = label;
+                    var td = document.createElement('td');
+                    var v = values[i];
+                    td.textContent = (v === null || v === undefined || v === '') ? blank : String(v);
+                    row.appendChild(th);
+                    row.appendChild(td);
+                });
+                return table;
+            }
+"""
+
+
 class _PointLayer(Layer):
     """Circle markers on a canvas (light for thousands), popups built as text when opened."""
 
@@ -117,24 +139,9 @@ class _PointLayer(Layer):
             var blank = {{ this.blank_json }};
             var idAttribute = {{ this.id_attribute_json }};
             var renderer = L.canvas({padding: 0.5, pane: {{ this.pane_json }}});
-            // Text nodes only: names and descriptions never pass through an HTML parser.
+            {{ this.popup_table_js }}
             function popupContent(feature) {
-                var table = document.createElement('table');
-                table.className = 'wangge-popup-table';
-                table.setAttribute(idAttribute, feature.id);
-                var values = [feature.id].concat(feature.properties.v);
-                fields.forEach(function (label, i) {
-                    var row = table.insertRow();
-                    var th = document.createElement('th');
-                    th.textContent = label;
-                    var td = document.createElement('td');
-                    var v = values[i];
-                    var empty = v === null || v === undefined || v === '';
-                    td.textContent = empty ? blank : String(v);
-                    row.appendChild(th);
-                    row.appendChild(td);
-                });
-                return table;
+                return popupTable(fields, [feature.id].concat(feature.properties.v), blank, idAttribute, feature.id);
             }
             return L.geoJson({{ this.data_json }}, {
                 pane: {{ this.pane_json }},
@@ -163,6 +170,7 @@ class _PointLayer(Layer):
         self.blank_json = script_json(labels.UNKNOWN)
         self.id_attribute_json = script_json(kind.id_attribute)
         self.pane_json = script_json(POINT_PANE[0])
+        self.popup_table_js = POPUP_TABLE_JS
 
 
 def legend_marker(key: str, label: str, style: Mapping[str, Any]) -> dict[str, Any]:
