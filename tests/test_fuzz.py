@@ -427,6 +427,13 @@ def _ground_emergency(case, draw, town):
                  "extent": _polygon(draw, town)}
     if draw(st.booleans()):
         case.body["crs"] = draw(st.sampled_from(CRS_NAMES))
+    if draw(st.booleans()):
+        # Every other grounded case is a plain valid extent, so the declaration itself is reached
+        # whatever the seed (the adversarial polygons and CRS names above are mostly refused).
+        lon, lat = _point(draw, town)
+        case.body["extent"] = {"type": "Polygon", "coordinates": [
+            [[lon, lat], [lon + 0.002, lat], [lon + 0.002, lat + 0.002], [lon, lat + 0.002], [lon, lat]]]}
+        case.body.pop("crs", None)
 
 
 def _ground_create_user(case, draw, town):
