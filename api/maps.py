@@ -20,6 +20,7 @@ from api.security import require_page
 from gis import households as hh
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission, Role
+from gis.codes import in_subtree
 from gis.errors import InputError, NotFound, Problem
 from gis.grids import store
 from gis.incidents import service as incidents
@@ -118,27 +119,15 @@ def grid_map(
     return HTMLResponse(html)
 
 
-def _within(code: str, ancestors: Iterable[str], parents: Mapping[str, str | None]) -> bool:
-    """Whether grid `code` is one of `ancestors` or lies below one of them in the hierarchy."""
-    targets, seen = set(ancestors), set()
-    current: str | None = code
-    while current and current not in seen:
-        if current in targets:
-            return True
-        seen.add(current)
-        current = parents.get(current)
-    return False
-
-
 def _with_descendants(codes: Iterable[str], parents: Mapping[str, str | None]) -> set[str]:
-    return {c for c in parents if _within(c, codes, parents)}
+    return {c for c in parents if in_subtree(c, codes, parents)}
 
 
 def _scoped_focus(
     principal: Principal, grid_code: str | None, parents: Mapping[str, str | None]
 ) -> tuple[list[str], str | None]:
     """For grid staff and supervisors: (grids the page is about, the grid to query by)."""
-    if grid_code is not None and _within(grid_code, principal.scope_codes, parents):
+    if grid_code is not None and in_subtree(grid_code, principal.scope_codes, parents):
         return [grid_code], grid_code
     # A grid outside their scope is not an error, it is simply not theirs: the page shows their
     # own grids' rows, and nothing says whether the other grid has any.

@@ -13,6 +13,7 @@ west to east within a row (see `reading_order`).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from enum import IntEnum
 
 CODE_LENGTH = 15
@@ -95,6 +96,19 @@ def parent_problem(code: str, level: int, parent_code: str | None) -> str | None
     if lvl is GridLevel.GROUP and parent_code[:12] != code[:12]:
         return f"a group grid's parent is its village {code[:12]}000, not {parent_code}"
     return None
+
+
+def in_subtree(code: str, ancestors: Iterable[str], parents: Mapping[str, str | None]) -> bool:
+    """Whether grid `code` is one of `ancestors` or lies below one of them, following `parents`
+    (code -> parent code). A cycle in bad data ends the walk instead of looping."""
+    targets, seen = set(ancestors), set()
+    current: str | None = code
+    while current and current not in seen:
+        if current in targets:
+            return True
+        seen.add(current)
+        current = parents.get(current)
+    return False
 
 
 def town_code(county: str, township: str) -> str:

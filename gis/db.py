@@ -33,7 +33,7 @@ _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
 @functools.lru_cache(maxsize=256)
-def _pyformat(sql: str) -> str:
+def pyformat(sql: str) -> str:
     """`:name` parameters (SQLAlchemy's text style) as psycopg's `%(name)s`; `::casts` are left alone."""
     return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
 
@@ -49,7 +49,7 @@ def driver_rows(session: Session, sql: str, params: dict) -> list[dict]:
 
     driver = session.connection().connection.driver_connection
     with driver.cursor(row_factory=dict_row) as cur:
-        cur.execute(_pyformat(sql), params)
+        cur.execute(pyformat(sql), params)
         return cur.fetchall() if cur.description else []
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
 from gis.settings import Settings
-from tests.browser import OfflinePageChecker
+from tests.browser import OfflinePageChecker, launch_chromium, serve_app_in_thread
 
 _skipped: list[str] = []
 
@@ -170,6 +171,16 @@ def settings_for(url, **overrides) -> Settings:
     return Settings(
         DATABASE_URL=url.render_as_string(hide_password=False), database_pool_size=0, **overrides
     )
+
+
+@contextmanager
+def live_site(url) -> Iterator[tuple[str, object]]:
+    """The real app on the database at `url`, served on a local port, and a headless Chromium:
+    (base URL, browser) — what a browser-test module's `site` fixture gives `open_as`."""
+    from api.main import create_app
+
+    with serve_app_in_thread(create_app(settings_for(url))) as base, launch_chromium() as browser:
+        yield base, browser
 
 
 def make_client(url, role: str | None = "admin", **overrides):

@@ -9,8 +9,7 @@ from sqlalchemy import text
 from gis.hotspots.service import HotspotQuery, analyse
 from maps import labels
 from maps.hotspot_map import BIN_COLOURS
-from tests.browser import launch_chromium, serve_app_in_thread
-from tests.conftest import settings_for
+from tests.conftest import live_site
 
 PATH = "/maps/hotspots"
 
@@ -23,11 +22,8 @@ STYLES_JS = """
 
 @pytest.fixture(scope="module")
 def site(test_db_url, accounts):
-    from api.main import create_app
-
-    app = create_app(settings_for(test_db_url))
-    with serve_app_in_thread(app) as base, launch_chromium() as browser:
-        yield base, browser
+    with live_site(test_db_url) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ from sqlalchemy import text
 
 from maps import labels
 from maps.household_map import build_household_map
-from tests.browser import launch_chromium, serve_app_in_thread
-from tests.conftest import settings_for
+from tests.conftest import live_site
 
 PATH = "/maps/households"
 MASKED_NAME = re.compile(r"^[\u4e00-\u9fff]{1,2}\*+$")
@@ -74,11 +73,8 @@ def codes(engine, accounts) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def site(test_db_url, accounts):
-    from api.main import create_app
-
-    app = create_app(settings_for(test_db_url))
-    with serve_app_in_thread(app) as base, launch_chromium() as browser:
-        yield base, browser
+    with live_site(test_db_url) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

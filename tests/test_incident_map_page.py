@@ -15,8 +15,7 @@ from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH
 from gis.incidents.loop import STATE_NAMES_ZH
 from maps import labels
 from maps.incident_map import OVERDUE_RING, build_incident_map
-from tests.browser import launch_chromium, serve_app_in_thread
-from tests.conftest import create_database, drop_database, make_client, settings_for
+from tests.conftest import create_database, drop_database, live_site, make_client
 
 PATH = "/maps/incidents"
 MASKED_NAME = re.compile(r"^[\u4e00-\u9fff]{1,2}\*$")
@@ -104,11 +103,8 @@ def codes(engine, accounts) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def site(reported_db_url, accounts):
-    from api.main import create_app
-
-    app = create_app(settings_for(reported_db_url))
-    with serve_app_in_thread(app) as base, launch_chromium() as browser:
-        yield base, browser
+    with live_site(reported_db_url) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

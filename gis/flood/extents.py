@@ -720,14 +720,7 @@ def _read_limits():
     from gis.grids.io import ReadLimits
     from gis.settings import get_settings
 
-    s = get_settings()
-    return ReadLimits(
-        max_file_bytes=s.max_upload_bytes,
-        max_features=s.max_features_per_file,
-        max_vertices_per_geometry=s.max_vertices_per_geometry,
-        max_zip_entries=s.max_zip_entries,
-        max_unzipped_bytes=s.max_unzipped_bytes,
-    )
+    return ReadLimits.from_settings(get_settings())
 
 
 def read_extent_file(path: Path, crs: str | None = None, limits=None) -> MultiPolygon:

@@ -38,13 +38,13 @@ from sqlalchemy.types import BigInteger
 
 from gis.auth.principal import Principal
 from gis.crs import metric_crs_for, metric_transformer
+from gis.db import pyformat
 from gis.errors import InputError, Problem
 from gis.flood import priority
 from gis.households import access_for
 from gis.privacy import mask_record
 
 PIECE_VERTICES = 128
-_PARAM = re.compile(r"(?<!:):(\w+)")
 # Degrees of latitude per metre is at least 1/111,700; a grown box must be generous, never short.
 _DEG_MARGIN = 1.02
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -160,7 +160,7 @@ def household_hits(session: Session, extent, buffer_m: float = 0.0,
     sql, params = selection_sql(extent, buffer_m, piece_vertices)
     # Straight through the driver, in binary, as three arrays: ~10^5 rows come back in a quarter
     # of the time SQLAlchemy's row objects take. The SQL is ours; only the parameter style changes.
-    query = _PARAM.sub(r"%(\1)s", f"WITH hit AS ({sql}) SELECT array_agg(id), "
+    query = pyformat(f"WITH hit AS ({sql}) SELECT array_agg(id), "
                                    "array_agg(ST_X(geom)), array_agg(ST_Y(geom)) FROM hit")
     raw = session.connection().connection.driver_connection
     with raw.cursor(binary=True) as cur:

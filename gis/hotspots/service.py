@@ -38,6 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
+from gis.codes import in_subtree
 from gis.crs import metric_crs_for
 from gis.errors import InputError, NotFound, Problem
 from gis.grids import store
@@ -159,17 +160,6 @@ def check_query(q: HotspotQuery) -> None:
         raise InputError(problems)
 
 
-def _within(code: str, ancestors, parents) -> bool:
-    seen, current = set(), code
-    targets = set(ancestors)
-    while current and current not in seen:
-        if current in targets:
-            return True
-        seen.add(current)
-        current = parents.get(current)
-    return False
-
-
 # --- the analysis -------------------------------------------------------------------------------
 
 
@@ -195,7 +185,7 @@ def _area(session: Session, principal: Principal | None, q: HotspotQuery) -> _Ar
     if principal is not None and principal.scoped:
         if q.grid_code is None:
             roots = list(principal.scope_codes)
-        elif _within(q.grid_code, principal.scope_codes, parents):
+        elif in_subtree(q.grid_code, principal.scope_codes, parents):
             roots = [q.grid_code]
         else:
             raise PermissionError(
@@ -226,7 +216,7 @@ def _units(area: _Area, q: HotspotQuery):
                 )
             )
         chosen = g[
-            (g["level"] == q.level) & g["code"].map(lambda c: _within(c, area.roots, area.parents))
+            (g["level"] == q.level) & g["code"].map(lambda c: in_subtree(c, area.roots, area.parents))
         ]
         frame = gpd.GeoDataFrame(
             {

@@ -194,6 +194,19 @@ def intake(
     return IntakeResult(incident_id, True)
 
 
+# An incident's history (alias e), people (a: assignments, s: staff) and duplicate links (d: other_id,
+# distance_m) as JSON arrays: read from the tables by get_incident, from RETURNING by the intake.
+# Times go out as UTC epoch seconds (exact to the microsecond) and become ISO strings in Python.
+_HISTORY_JSON = """coalesce(json_agg(json_build_object(
+        'at', extract(epoch FROM e.at), 'actor', e.actor, 'action', e.action,
+        'from_state', e.from_state, 'to_state', e.to_state, 'note', e.note) ORDER BY e.id), '[]')"""
+_ASSIGNEES_JSON = """coalesce(json_agg(json_build_object(
+        'staff_id', s.id, 'name', s.name, 'phone', s.phone, 'role', s.role, 'grid_code', s.grid_code,
+        'duty', a.duty) ORDER BY a.duty, s.id), '[]')"""
+_DUPLICATES_JSON = """coalesce(json_agg(json_build_object(
+        'incident_id', d.other_id, 'distance_m', round(d.distance_m::numeric, 1)::float) ORDER BY d.other_id), '[]')"""
+
+
 # One statement for the common case: a point inside a group grid. The same locate rule as
 # gis/grids/locate.py (the deepest current grid containing the point, smallest code first; on_boundary
 # when it lies on that grid's boundary), then the incident, its first history event, its routing and
@@ -263,19 +276,10 @@ def _intake_inside_sql() -> str:
     -- The stored incident as get_incident reads it (what this statement wrote is seen through
     -- RETURNING: the statement's own snapshot does not show it in the tables).
     SELECT {_COLUMNS}, ({{visible}}) AS visible,
-        (SELECT coalesce(json_agg(json_build_object(
-                    'at', extract(epoch FROM e.at), 'actor', e.actor, 'action', e.action,
-                    'from_state', e.from_state, 'to_state', e.to_state, 'note', e.note) ORDER BY e.id), '[]')
-         FROM event e) AS history,
-        (SELECT coalesce(json_agg(json_build_object(
-                    'staff_id', s.id, 'name', s.name, 'phone', s.phone, 'role', s.role, 'grid_code', s.grid_code,
-                    'duty', r.duty) ORDER BY r.duty, s.id), '[]')
-         FROM routed r JOIN staff s ON s.id = r.staff_id) AS assignees,
+        (SELECT {_HISTORY_JSON} FROM event e) AS history,
+        (SELECT {_ASSIGNEES_JSON} FROM routed a JOIN staff s ON s.id = a.staff_id) AS assignees,
         '[]'::json AS attachments,
-        (SELECT coalesce(json_agg(json_build_object(
-                    'incident_id', d.other_id, 'distance_m', round(d.distance_m::numeric, 1)::float)
-                    ORDER BY d.other_id), '[]')
-         FROM duplicates d) AS possible_duplicates
+        (SELECT {_DUPLICATES_JSON} FROM duplicates d) AS possible_duplicates
     FROM ins i
 """
 
@@ -419,26 +423,20 @@ def _with_details(row: dict, principal: Principal, now: dt.datetime) -> dict:
 
 
 # An incident's history, people, attachments and duplicate links, read with the incident itself.
-# Times go out as UTC epoch seconds (exact to the microsecond) and become ISO strings in Python.
-_DETAIL = """
-    (SELECT coalesce(json_agg(json_build_object(
-                'at', extract(epoch FROM e.at), 'actor', e.actor, 'action', e.action,
-                'from_state', e.from_state, 'to_state', e.to_state, 'note', e.note) ORDER BY e.id), '[]')
-     FROM incident_event e WHERE e.incident_id = i.id) AS history,
-    (SELECT coalesce(json_agg(json_build_object(
-                'staff_id', s.id, 'name', s.name, 'phone', s.phone, 'role', s.role, 'grid_code', s.grid_code,
-                'duty', a.duty) ORDER BY a.duty, s.id), '[]')
+_DETAIL = f"""
+    (SELECT {_HISTORY_JSON} FROM incident_event e WHERE e.incident_id = i.id) AS history,
+    (SELECT {_ASSIGNEES_JSON}
      FROM incident_assignee a JOIN staff s ON s.id = a.staff_id WHERE a.incident_id = i.id) AS assignees,
     (SELECT coalesce(json_agg(json_build_object(
                 'id', f.id, 'event_id', f.event_id, 'filename', f.filename, 'content_type', f.content_type,
                 'size', f.size, 'uploaded_at', extract(epoch FROM f.uploaded_at)) ORDER BY f.id), '[]')
      FROM incident_attachment f WHERE f.incident_id = i.id) AS attachments,
-    (SELECT coalesce(json_agg(json_build_object('incident_id', d.other_id, 'distance_m', d.distance_m)
-                              ORDER BY d.other_id), '[]')
+    (SELECT {_DUPLICATES_JSON}
      FROM (SELECT other_id, round(distance_m::numeric, 1)::float AS distance_m FROM incident_duplicate
            WHERE incident_id = i.id
            UNION SELECT incident_id, round(distance_m::numeric, 1)::float FROM incident_duplicate
-           WHERE other_id = i.id) d) AS possible_duplicates
+           WHERE other_id = i.id) d
+    ) AS possible_duplicates
 """
 
 
