@@ -127,16 +127,16 @@ def import_file(
 ):
     from pathlib import Path
 
-    from gis.incidents.batch import import_incidents, read_incident_file
+    from gis.incidents.batch import import_incidents, open_incident_file
 
     suffix = Path(file.filename or "").suffix.lower()
     if suffix not in {".csv", ".xlsx", ".geojson", ".json", ".gpkg"}:
         raise InputError(Problem(("body", "file"), "file type must be .csv, .xlsx, .geojson, .json or .gpkg"))
     with saved_upload(file, suffix, settings.max_upload_bytes) as path:
-        frame = read_incident_file(path, max_rows=settings.max_incident_rows_per_file)
-    report = import_incidents(session, frame, source=f"upload:{file.filename}", crs=crs,
-                              all_or_nothing=all_or_nothing,
-                              outside_tolerance_m=settings.incident_outside_tolerance_m)
+        report = import_incidents(
+            session, open_incident_file(path, max_rows=settings.max_incident_rows_per_file),
+            source=f"upload:{file.filename}", crs=crs, all_or_nothing=all_or_nothing,
+            outside_tolerance_m=settings.incident_outside_tolerance_m)
     if report.written and report.created:
         audit.record(session, principal, "import", resource="incident", method="POST", path=request.url.path,
                      detail={"file": file.filename, "created": report.created, "failed": len(report.failed)})

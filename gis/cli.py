@@ -347,20 +347,20 @@ def incidents_import(
 
     from gis import audit
     from gis.db import transaction
-    from gis.incidents.batch import import_incidents, read_incident_file
+    from gis.incidents.batch import import_incidents, open_incident_file
     from gis.settings import get_settings
 
     settings = get_settings()
     try:
-        frame = read_incident_file(file, max_rows=settings.max_incident_rows_per_file)
+        source = open_incident_file(file, max_rows=settings.max_incident_rows_per_file)
         with transaction(_engine()) as session, Progress(console=console, transient=True) as bar:
-            task = bar.add_task("importing", total=len(frame))
+            task = bar.add_task("importing", total=source.estimated_rows or None)
             report = import_incidents(
-                session, frame, source=f"cli:{file.name}", crs=crs, all_or_nothing=all_or_nothing,
+                session, source, source=f"cli:{file.name}", crs=crs, all_or_nothing=all_or_nothing,
                 outside_tolerance_m=settings.incident_outside_tolerance_m,
                 progress=lambda n: bar.advance(task, n),
             )
-            bar.update(task, completed=len(frame))
+            bar.update(task, total=report.rows, completed=report.rows)
             audit.record(session, None, "import", resource="incident", actor=_cli_actor(),
                          detail={"file": file.name, "created": report.created, "failed": len(report.failed)})
     except InputError as exc:

@@ -19,7 +19,7 @@ CATALOGUE = """
     WHERE indrelid = ANY(CAST(:tables AS regclass[]))
     UNION ALL
     SELECT 'constraint', conrelid::regclass::text || '.' || conname, pg_get_constraintdef(oid) FROM pg_constraint
-    WHERE conrelid = ANY(CAST(:tables AS regclass[]))
+    WHERE conrelid = ANY(CAST(:tables AS regclass[])) OR confrelid = ANY(CAST(:tables AS regclass[]))
     ORDER BY 1, 2
 """
 

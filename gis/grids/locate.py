@@ -32,6 +32,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION
 from sqlalchemy.orm import Session
 
+from gis.grids.pip import AMBIGUOUS, OUTSIDE, PolygonBuckets
+
 
 @dataclass
 class GridRef:
@@ -236,12 +238,35 @@ class GridIndex:
             members = np.flatnonzero(self.levels == level)
             self.by_level.append((level, members, shapely.STRtree(self.geoms[members])))
         self.boundaries = shapely.boundary(self.geoms)
+        self.buckets = [PolygonBuckets(self.geoms[members]) for _level, members, _tree in self.by_level]
         self.lock = threading.Lock()
 
     def match(self, xs: np.ndarray, ys: np.ndarray, grid: np.ndarray, edge: np.ndarray,
               rows: np.ndarray | None = None) -> None:
-        """Fill grid[rows] (winner or -1) and edge[rows] for the points xs/ys[rows]."""
+        """Fill grid[rows] (winner or -1) and edge[rows] for the points xs/ys[rows].
+
+        A compiled pass (`gis.grids.pip`) settles every point it can prove strictly inside a grid or
+        strictly outside all of a level; GEOS (`_match_geos`) decides the rest, the points on or
+        within rounding of an edge. The answers are GEOS's either way."""
         rows = np.arange(len(xs)) if rows is None else rows
+        px, py = xs[rows], ys[rows]
+        todo = np.arange(len(rows))
+        unsure = []
+        for (_level, members, _tree), buckets in zip(self.by_level, self.buckets, strict=True):
+            if not len(todo):
+                break
+            found = buckets.classify(px[todo], py[todo])
+            hit = found >= 0
+            grid[rows[todo[hit]]] = members[found[hit]]       # strictly inside: not on an edge
+            unsure.append(todo[found == AMBIGUOUS])
+            todo = todo[found == OUTSIDE]
+        unsure = np.concatenate(unsure) if unsure else np.zeros(0, dtype=np.int64)
+        if len(unsure):
+            self._match_geos(xs, ys, grid, edge, rows[np.sort(unsure)])
+
+    def _match_geos(self, xs: np.ndarray, ys: np.ndarray, grid: np.ndarray, edge: np.ndarray,
+                    rows: np.ndarray) -> None:
+        """The rule by GEOS: deepest level first, smallest code among the grids intersecting the point."""
         pts = shapely.points(xs[rows], ys[rows])
         todo = np.arange(len(rows))
         for _level, members, tree in self.by_level:
@@ -305,9 +330,16 @@ class BulkLocation:
 
 def locate_bulk(session: Session, lons, lats, *, index: GridIndex | None = None) -> BulkLocation:
     """The rule of this module for many points, answered in memory (see the module docstring)."""
+    loc = match_bulk(index or grid_index(session), lons, lats)
+    add_nearest(session, loc, lons, lats)
+    return loc
+
+
+def match_bulk(index: GridIndex, lons, lats) -> BulkLocation:
+    """The grids holding the points, from the in-memory index alone (no database): outside points
+    are left with nearest = -1 until `add_nearest` fills them in."""
     xs = np.ascontiguousarray(lons, dtype=float)
     ys = np.ascontiguousarray(lats, dtype=float)
-    index = index or grid_index(session)
     n = len(xs)
     grid = np.full(n, -1, dtype=np.int64)
     edge = np.zeros(n, dtype=bool)
@@ -319,12 +351,16 @@ def locate_bulk(session: Session, lons, lats, *, index: GridIndex | None = None)
             else:   # shapely releases the GIL: halves on two cores
                 with ThreadPoolExecutor(len(parts)) as pool:
                     list(pool.map(lambda p: index.match(xs, ys, grid, edge, p), parts))
-    nearest = np.full(n, -1, dtype=np.int64)
-    distance = np.full(n, np.nan)
-    outside = np.flatnonzero(grid < 0)
-    if len(outside):
-        for k, (code, d) in zip(outside, nearest_groups(session, xs[outside], ys[outside]), strict=True):
-            if code is not None:
-                distance[k] = d
-                nearest[k] = index.position.get(code, -1)
-    return BulkLocation(index, grid, edge, nearest, distance)
+    return BulkLocation(index, grid, edge, np.full(n, -1, dtype=np.int64), np.full(n, np.nan))
+
+
+def add_nearest(session: Session, loc: BulkLocation, lons, lats) -> None:
+    """For the points outside every grid: the nearest group grid and the geodesic distance (SQL)."""
+    outside = np.flatnonzero(loc.grid < 0)
+    if not len(outside):
+        return
+    xs, ys = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
+    for k, (code, d) in zip(outside, nearest_groups(session, xs[outside], ys[outside]), strict=True):
+        if code is not None:
+            loc.distance_m[k] = d
+            loc.nearest[k] = loc.index.position.get(code, -1)

@@ -20,9 +20,11 @@ import datetime as dt
 import hashlib
 import logging
 import math
+import queue
+import threading
 import time
-from collections.abc import Callable
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,9 +33,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from gis.bulk import BinaryColumns, Vocabulary, copy_payload
 from gis.crs import parse_crs, to_wgs84
 from gis.errors import InputError, Problem
-from gis.grids.locate import locate_bulk
+from gis.grids.locate import BulkLocation, GridIndex, add_nearest, grid_index, match_bulk
 from gis.incidents.categories import Category, DisputeKind
 from gis.incidents.loop import State
 
@@ -70,33 +73,99 @@ class BatchReport:
 
 
 def read_incident_file(path: Path, *, max_rows: int) -> pd.DataFrame:
-    """Rows of the file with normalised column names; spatial files give lon/lat from their points."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-        elif suffix in (".xlsx", ".xlsm"):
-            frame = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
-        elif suffix in (".geojson", ".json", ".gpkg"):
-            import geopandas as gpd
+    """All rows of the file with normalised column names; spatial files give lon/lat from their points."""
+    parts = list(open_incident_file(path, max_rows=max_rows, chunk_rows=max(max_rows, 1)))
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
-            gdf = gpd.read_file(path, engine="pyogrio")
-            if gdf.crs is not None and gdf.crs.to_epsg() not in (4326, 4490):
-                gdf = gdf.to_crs(4326)
-            frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-            pts = gdf.geometry
-            frame["lon"] = [g.x if g is not None and g.geom_type == "Point" else math.nan for g in pts]
-            frame["lat"] = [g.y if g is not None and g.geom_type == "Point" else math.nan for g in pts]
-            frame = frame.astype(object).where(frame.notna(), "")
-        else:
-            raise InputError(Problem(("file",), "incident files are .csv, .xlsx, .geojson, .json or .gpkg",
-                                     "unsupported_format"))
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file, said plainly
-        raise InputError(Problem(("file",), f"the file could not be read: {exc}", "unreadable_file")) from None
-    if len(frame) > max_rows:
-        raise InputError(Problem(("file",), f"{len(frame)} rows; at most {max_rows} per file", "too_many_rows"))
+
+@dataclass
+class IncidentFile:
+    """A file of incidents read part by part: CSV is streamed `chunk_rows` rows at a time, the other
+    formats are read whole and handed out in slices. `estimated_rows` (the CSV's line count) sizes
+    progress bars and the bulk-load decision; the exact count is only known at the end, and a file
+    found to hold more than `max_rows` rows raises InputError while it is being read."""
+
+    path: Path
+    max_rows: int
+    chunk_rows: int = 100_000
+    estimated_rows: int = 0
+
+    def __iter__(self):
+        suffix = self.path.suffix.lower()
+        seen = 0
+        for frame in _guarded(lambda: self._frames(suffix)):
+            seen += len(frame)
+            if seen > self.max_rows:
+                amount = f"more than {self.max_rows}" if suffix == ".csv" else str(seen)
+                raise InputError(Problem(("file",), f"{amount} rows; at most {self.max_rows} per file",
+                                         "too_many_rows"))
+            frame = _normalise_columns(frame)
+            for a in range(0, max(len(frame), 1), self.chunk_rows):
+                yield frame.iloc[a:a + self.chunk_rows]
+
+    def _frames(self, suffix: str):
+        if suffix != ".csv":
+            yield _read_whole(self.path, suffix)
+            return
+        options = dict(dtype=object, keep_default_na=False, encoding="utf-8-sig")
+        empty = True
+        with pd.read_csv(self.path, chunksize=self.chunk_rows, **options) as reader:
+            for frame in reader:
+                empty = False
+                yield frame
+        if empty:                      # a header alone: its columns are still checked
+            yield pd.read_csv(self.path, nrows=0, **options)
+
+
+def open_incident_file(path: Path, *, max_rows: int, chunk_rows: int = 100_000) -> IncidentFile:
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".xlsx", ".xlsm", ".geojson", ".json", ".gpkg"):
+        raise InputError(Problem(("file",), "incident files are .csv, .xlsx, .geojson, .json or .gpkg",
+                                 "unsupported_format"))
+    estimated = 0
+    if suffix == ".csv":
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 24):
+                estimated += block.count(b"\n")
+        estimated = max(estimated - 1, 0)           # the header line
+    return IncidentFile(path, max_rows, chunk_rows, estimated)
+
+
+def _guarded(frames: Callable[[], Iterator[pd.DataFrame]]) -> Iterator[pd.DataFrame]:
+    """The reader's frames; any reader failure is a bad file, said plainly."""
+    it = frames()
+    try:
+        while True:
+            try:
+                frame = next(it)
+            except StopIteration:
+                return
+            except InputError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file, said plainly
+                raise InputError(Problem(("file",), f"the file could not be read: {exc}",
+                                         "unreadable_file")) from None
+            yield frame
+    finally:
+        it.close()
+
+
+def _read_whole(path: Path, suffix: str) -> pd.DataFrame:
+    if suffix in (".xlsx", ".xlsm"):
+        return pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
+    import geopandas as gpd
+
+    gdf = gpd.read_file(path, engine="pyogrio")
+    if gdf.crs is not None and gdf.crs.to_epsg() not in (4326, 4490):
+        gdf = gdf.to_crs(4326)
+    frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
+    pts = gdf.geometry
+    frame["lon"] = [g.x if g is not None and g.geom_type == "Point" else math.nan for g in pts]
+    frame["lat"] = [g.y if g is not None and g.geom_type == "Point" else math.nan for g in pts]
+    return frame.astype(object).where(frame.notna(), "")
+
+
+def _normalise_columns(frame: pd.DataFrame) -> pd.DataFrame:
     rename = {}
     lower = {str(c).strip().lower(): c for c in frame.columns}
     for target, names in COLUMN_ALIASES.items():
@@ -367,48 +436,19 @@ def _optional(values: np.ndarray) -> np.ndarray:
     return np.where(values == "", None, values)
 
 
-_EWKB_POINT_4326 = "0101000020E6100000"     # little-endian EWKB header: Point with SRID 4326
+CHUNK = 100_000            # rows of the file per part
 
 
-def _ewkb_points(xs: np.ndarray, ys: np.ndarray) -> list[str]:
-    """Hex EWKB of points (exact doubles; PostGIS reads it faster than WKT)."""
-    xy = np.empty((len(xs), 2), dtype="<f8")
-    xy[:, 0], xy[:, 1] = xs, ys
-    h = xy.tobytes().hex().upper()
-    return [_EWKB_POINT_4326 + h[k:k + 32] for k in range(0, len(h), 32)]
-
-
-# --- COPY text ------------------------------------------------------------------------------------
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_text(values) -> list[str]:
-    """Values as fields of COPY's text format: None is \\N, special characters escaped."""
-    values = ["\\N" if v is None else v for v in values]
-    joined = "".join(values)
-    if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
-        values = [v if v == "\\N" else v.translate(_COPY_ESCAPES) for v in values]
-    return values
-
-
-def _copy(cur, sql: str, lines_in_parts, progress=None) -> None:
-    """Stream text-format COPY data; a writer thread sends while the next part is being made."""
-    from psycopg.copy import QueuedLibpqWriter
-
-    with cur.copy(sql, writer=QueuedLibpqWriter(cur)) as copy:
-        for lines in lines_in_parts():
-            copy.write("".join(lines))                    # encoded in the connection's encoding
-            if progress:
-                progress(len(lines))
-
-
-CHUNK = 100_000
+def _chunks(data, chunk_rows: int) -> tuple[Iterable[pd.DataFrame], int]:
+    """(the parts of the input, its expected number of rows)."""
+    if isinstance(data, pd.DataFrame):
+        return (data.iloc[a:a + chunk_rows] for a in range(0, max(len(data), 1), chunk_rows)), len(data)
+    return data, int(getattr(data, "estimated_rows", 0))
 
 
 def import_incidents(
     session: Session,
-    frame: pd.DataFrame,
+    data: pd.DataFrame | IncidentFile | Iterable[pd.DataFrame],
     *,
     source: str,
     crs: str | None = None,
@@ -416,132 +456,350 @@ def import_incidents(
     outside_tolerance_m: float = 200.0,
     all_or_nothing: bool = False,
     progress: Callable[[int], None] | None = None,
+    chunk_rows: int = CHUNK,
 ) -> BatchReport:
-    report = BatchReport(rows=len(frame))
+    """Check, locate and store the incidents of `data` (a frame, an `open_incident_file`, or frames
+    in file order) in the session's transaction.
+
+    The file is taken a part at a time by three threads, so that PostgreSQL and Python work at the
+    same time: this one reads, checks and locates part k+2; a preparer drops the ids already stored
+    or seen earlier in the file from part k+1 and encodes its rows for binary COPY; one database
+    thread, the only user of the connection meanwhile, sends part k (and answers the preparer's
+    few queries: nearest grids of outside points, new ids). With `all_or_nothing` every part is
+    checked and placed first and nothing is written if any row fails. Failures raise out of here
+    (the caller's transaction then rolls back the rows already sent).
+    """
+    parts, expected = _chunks(data, chunk_rows)
+    report = BatchReport(rows=0)
     tz = ZoneInfo(default_tz)
     system = parse_crs(crs, field=("crs",))
-    timings: dict[str, float] = {}
-    clock = [time.perf_counter()]
-
-    def lap(name: str) -> None:
-        now = time.perf_counter()
-        timings[name] = now - clock[0]
-        clock[0] = now
-
-    def fail(i: int, column: str | None, reason: str) -> None:
-        report.failed.append({"row": i + 1, "column": column, "reason": reason})
-
-    ok = _check_rows(frame, tz, system, fail)
-    lap("check")
-    n_ok = len(ok.rows)
-    keep = np.zeros(n_ok, dtype=bool)
-    xs = ys = np.zeros(0)
-    grid = np.zeros(n_ok, dtype=np.int64)
-    edge = np.zeros(n_ok, dtype=bool)
-    out_m = np.full(n_ok, np.nan)
-    index = None
-    if n_ok:
-        xs, ys = to_wgs84(ok.lon, ok.lat, system)
-        xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
-        loc = locate_bulk(session, xs, ys)
-        index = loc.index
-        inside = loc.inside
-        near = ~inside & (loc.nearest >= 0) & (loc.distance_m <= outside_tolerance_m)
-        keep = inside | near
-        grid = np.where(inside, loc.grid, loc.nearest)
-        edge = loc.on_boundary & inside
-        out_m = np.where(near, loc.distance_m, np.nan)
-        for k in np.flatnonzero(~keep):
-            d = loc.distance_m[k]
-            dist = f"{d:.0f} m" if not np.isnan(d) else "far"
-            fail(int(ok.rows[k]), "lon", f"outside the town ({dist} from the nearest grid)")
-    lap("locate")
-    report.failed.sort(key=lambda f: f["row"])
-    if all_or_nothing and report.failed:
-        report.written = False
-        return report
-    placed = np.flatnonzero(keep)
-    ext = ok.external_id[placed]
-    raw = session.connection().connection.driver_connection
-    with raw.cursor() as cur:
-        cur.execute("SELECT count(*) FROM incident")
-        if cur.fetchone()[0] <= len(ext):     # a small table: read its ids rather than send ours
-            cur.execute("SELECT external_id FROM incident WHERE external_id IS NOT NULL")
+    main = _Timings()
+    index = grid_index(session)         # read before other threads take the connection
+    load = _Load(session, expected, source, system, outside_tolerance_m, progress)
+    main.lap("start")
+    try:
+        if all_or_nothing:
+            ready = []
+            for part in _prepared(parts, tz, system, index, main):
+                load.place_later(part)
+                load.place(part)
+                ready.append(part)
+            report.rows = sum(p.rows for p in ready)
+            report.failed = sorted((f for p in ready for f in p.failed), key=lambda f: f["row"])
+            if report.failed:
+                report.written = False
+                return report
+            for part in ready:
+                load.write(part)
         else:
-            cur.execute("SELECT external_id FROM incident WHERE external_id = ANY(%s)", (ext.tolist(),))
-        existing = {r[0] for r in cur.fetchall()}
-    lap("existing")
-    seen = pd.Series(ext, dtype=object)
-    present = (seen.isin(existing) | seen.duplicated(keep="first")).to_numpy()
-    report.already_present = int(present.sum())
-    fresh = placed[~present]
-    report.created = len(fresh)
-    if not len(fresh):
-        log.info("import %s: %s", source, _fmt(timings))
-        return report
-    # Ids from the table's own sequence, so that history and routing can be written by COPY too.
-    with raw.cursor() as cur:
-        cur.execute("SELECT pg_get_serial_sequence('incident', 'id')")
-        sequence = cur.fetchone()[0]
-        cur.execute("SELECT string_agg(nextval(%s::regclass)::text, ',') FROM generate_series(1, %s)",
-                    (sequence, len(fresh)))
-        new_ids = np.array(cur.fetchone()[0].split(","), dtype=np.int64)
-    lap("ids")
-
-    g = grid[fresh]
-    anc = index.ancestors
-    depth = anc.shape[1] - 1
-    codes = np.append(index.codes, None)                       # position -1 -> None
-
-    def level_codes(level: int) -> np.ndarray:
-        return codes[anc[g, level]] if level <= depth else np.full(len(g), None, dtype=object)
-
-    group, village, area, town = index.codes[g], level_codes(3), level_codes(2), level_codes(1)
-    when = np.datetime_as_string(ok.micros[fresh].astype("datetime64[us]"), unit="us").tolist()
-    id_text = new_ids.astype(str).tolist()
-    state = ok.state[fresh].tolist()
-
-    def incident_parts():
-        for a in range(0, len(fresh), CHUNK):
-            s = slice(a, a + CHUNK)
-            f = fresh[s]
-            geom = _ewkb_points(xs[f], ys[f])
-            dist = ["\\N" if np.isnan(d) else repr(float(d)) for d in out_m[f]]
-            fixed = f"\tcoordinates\t{_copy_text([str(system)])[0]}\t"
-            yield [
-                f"{i}\t{e}\t{c}\t{k}\t{d}\t{w}+00\t{rn}\t{rp}\t{gm}{fixed}{g4}\t{g3}\t{g2}\t{g1}\t{v}\t{b}\t{o}\t"
-                f"{st}\t{w}+00\n"
-                for i, e, c, k, d, w, rn, rp, gm, g4, g3, g2, g1, v, b, o, st in zip(
-                    id_text[s], _copy_text(ok.external_id[f]), ok.category[f].tolist(), _copy_text(ok.kind[f]),
-                    _copy_text(ok.description[f]), when[s], _copy_text(ok.reporter_name[f]),
-                    _copy_text(ok.reporter_phone[f]), geom, group[s].tolist(), _copy_text(village[s]),
-                    _copy_text(area[s]), _copy_text(town[s]), index.ids[g[s]].tolist(),
-                    np.where(edge[f], "t", "f").tolist(), dist, state[s], strict=True)
-            ]
-
-    actor = _copy_text([source])[0]
-
-    def event_parts():
-        for a in range(0, len(fresh), CHUNK):
-            s = slice(a, a + CHUNK)
-            yield [f"{i}\t{w}+00\t{actor}\timport\t\\N\t{st}\tbatch import\n"
-                   for i, w, st in zip(id_text[s], when[s], state[s], strict=True)]
-
-    with raw.cursor() as cur, _bulk_mode(cur, len(fresh), timings):
-        _copy(cur, "COPY incident (id, external_id, category, dispute_kind, description, occurred_at, "
-                   "reporter_name, reporter_phone, geom, location_source, input_crs, group_code, village_code, "
-                   "area_code, town_code, grid_version_id, on_boundary, outside_distance_m, state, "
-                   "state_entered_at) FROM STDIN", incident_parts, progress)
-        lap("copy_incident")
-        # History: one 'import' event per new incident, at the time it occurred.
-        _copy(cur, "COPY incident_event (incident_id, at, actor, action, from_state, to_state, note) FROM STDIN",
-              event_parts)
-        lap("copy_event")
-        # Routing: the group grid's leader and members, and the village's supervisor.
-        _route(cur, new_ids, group, village)
-        lap("route")
-    log.info("import %s: %s", source, _fmt(timings))
+            writer = _Writer(load.write)
+            try:
+                for part in _prepared(parts, tz, system, index, main):
+                    report.rows += part.rows
+                    load.place_later(part)
+                    writer.submit(part)
+                    main.lap("wait_writer")
+            except BaseException:
+                writer.close(cancel=True)          # this failure is the one to report
+                raise
+            writer.close()
+            main.lap("wait_writer")
+            report.failed = sorted((f for p in load.done for f in p.failed), key=lambda f: f["row"])
+        load.finish()
+    finally:
+        load.close()
+    report.created, report.already_present = load.created, load.already_present
+    log.info("import %s: %s | preparer: %s | %s", source, main, load.timings, load.finish_timings)
     return report
+
+
+class _Timings(dict):
+    """Seconds per step, summed over parts; one per thread."""
+
+    def __init__(self):
+        super().__init__()
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self[name] = self.get(name, 0.0) + now - self._t
+        self._t = now
+
+    def __str__(self) -> str:
+        return "  ".join(f"{k}={v:.2f}s" for k, v in self.items())
+
+
+@dataclass
+class _Part:
+    """One part of the file: checked and matched by the reading thread, then placed, thinned of known
+    ids and written by the writer."""
+
+    rows: int                          # rows of the file in this part
+    ok: _Checked                       # rows passing the checks; ok.rows are 0-based file rows
+    xs: np.ndarray                     # WGS84
+    ys: np.ndarray
+    loc: BulkLocation
+    failed: list[dict]
+    placed: np.ndarray | None = None   # positions in ok with a grid (inside, or near enough)
+    grid: np.ndarray | None = None     # index positions for ok (-1 where not placed)
+    edge: np.ndarray | None = None
+    out_m: np.ndarray | None = None
+    nearest: Future | None = None      # the database thread's add_nearest for the outside points
+
+
+def _prepared(parts: Iterable[pd.DataFrame], tz: ZoneInfo, system, index: GridIndex, clock: _Timings):
+    offset = 0
+    frames = iter(parts)
+    while True:
+        frame = next(frames, None)
+        clock.lap("read")
+        if frame is None:
+            return
+        failed: list[dict] = []
+
+        def fail(i: int, column: str | None, reason: str, _o=offset, _f=failed) -> None:
+            _f.append({"row": _o + i + 1, "column": column, "reason": reason})
+
+        ok = _check_rows(frame, tz, system, fail)
+        ok.rows = ok.rows + offset
+        clock.lap("check")
+        xs, ys = to_wgs84(ok.lon, ok.lat, system) if len(ok.rows) else (ok.lon, ok.lat)
+        xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+        loc = match_bulk(index, xs, ys)
+        clock.lap("locate")
+        yield _Part(len(frame), ok, xs, ys, loc, failed)
+        offset += len(frame)
+
+
+def _place(part: _Part, tolerance_m: float) -> None:
+    """Outside points (their nearest grids already added): the nearest group grid within the
+    tolerance, else a failed row."""
+    if part.placed is not None:
+        return
+    loc = part.loc
+    inside = loc.inside
+    near = ~inside & (loc.nearest >= 0) & (loc.distance_m <= tolerance_m)
+    keep = inside | near
+    part.grid = np.where(inside, loc.grid, np.where(near, loc.nearest, -1))
+    part.edge = loc.on_boundary & inside
+    part.out_m = np.where(near, loc.distance_m, np.nan)
+    for k in np.flatnonzero(~keep):
+        d = loc.distance_m[k]
+        dist = f"{d:.0f} m" if not np.isnan(d) else "far"
+        part.failed.append({"row": int(part.ok.rows[k]) + 1, "column": "lon",
+                            "reason": f"outside the town ({dist} from the nearest grid)"})
+    part.placed = np.flatnonzero(keep)
+
+
+class _Writer:
+    """One thread that runs `write(part)` for the parts in order; the first failure stops it and is
+    raised by `close`."""
+
+    def __init__(self, write: Callable[[_Part], None], depth: int = 2):
+        self._write = write
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="wangge-import-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (part := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(part)
+                except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                    self._error = exc
+
+    def submit(self, part: _Part) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(part)
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Wait for the parts handed over; with `cancel`, skip those not yet begun and raise nothing."""
+        if cancel and self._error is None:
+            self._error = _Cancelled()
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and not cancel:
+            raise self._error
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Load:
+    """The preparer's state between parts (ids already taken, bulk-load state, counts) and the
+    database thread that alone uses the connection while the import runs."""
+
+    def __init__(self, session: Session, expected: int, source: str, system, tolerance_m: float, progress):
+        self.session, self.expected, self.system = session, expected, system
+        self.tolerance_m, self.progress, self.source = tolerance_m, progress, source
+        self.raw = session.connection().connection.driver_connection
+        self.cur = self.raw.cursor()
+        self.cur.execute("SELECT count(*) FROM incident")
+        self.table_rows = self.cur.fetchone()[0]
+        self.taken: set[str] = set()
+        # A table smaller than the file: read its ids once; a larger one is asked part by part.
+        self.ask = self.table_rows > max(expected, 0)
+        if not self.ask and self.table_rows:
+            self.cur.execute("SELECT external_id FROM incident WHERE external_id IS NOT NULL")
+            self.taken.update(r[0] for r in self.cur)
+        self.cur.execute("SELECT pg_get_serial_sequence('incident', 'id')")
+        self.sequence = self.cur.fetchone()[0]
+        self.bulk: list | None = None          # the rebuild statements, once in bulk mode
+        self.decided = False
+        self.next_id = 0
+        self.staff: pd.DataFrame | None = None   # who incidents are routed to, read once
+        self.created = self.already_present = 0
+        self.done: list[_Part] = []
+        self.sent: list[Future] = []           # COPYs handed to the database thread
+        self.db = ThreadPoolExecutor(1, thread_name_prefix="wangge-import-db")
+        self.timings = _Timings()
+        self.finish_timings = _Timings()
+
+    def on_db(self, fn: Callable, *args):
+        """Run fn(*args) on the database thread and wait for its answer."""
+        return self.db.submit(fn, *args).result()
+
+    def place_later(self, part: _Part) -> None:
+        """Ask the database thread now for the nearest grids of the part's outside points."""
+        if (part.loc.grid < 0).any():
+            part.nearest = self.db.submit(add_nearest, self.session, part.loc, part.xs, part.ys)
+
+    def place(self, part: _Part) -> None:
+        if part.nearest is not None:
+            part.nearest.result()
+            part.nearest = None
+        _place(part, self.tolerance_m)
+
+    def write(self, part: _Part) -> None:
+        t = self.timings
+        t.lap("queue")
+        self.done.append(part)
+        self.place(part)
+        t.lap("place")
+        ok, placed = part.ok, part.placed
+        ext = ok.external_id[placed]
+        present = pd.Series(ext, dtype=object).duplicated(keep="first").to_numpy().copy()
+        if self.ask and len(ext):
+            stored = self.on_db(self._stored, ext.tolist())
+            present |= np.fromiter((e in stored for e in ext), dtype=bool, count=len(ext))
+        taken = self.taken
+        present |= np.fromiter((e in taken for e in ext), dtype=bool, count=len(ext))
+        fresh = placed[~present]
+        taken.update(ok.external_id[fresh].tolist())
+        self.already_present += int(present.sum())
+        self.created += len(fresh)
+        t.lap("fresh")
+        if len(fresh):
+            if not self.decided:
+                self.on_db(self._decide, len(fresh) / max(part.rows, 1))
+                t.lap("bulk_drop")
+            ids = self._ids(len(fresh))
+            t.lap("ids")
+            self._send(part, fresh, ids)
+        if self.progress:
+            self.progress(part.rows)
+
+    def _stored(self, ext: list[str]) -> set[str]:
+        self.cur.execute("SELECT external_id FROM incident WHERE external_id = ANY(%s)", (ext,))
+        return {r[0] for r in self.cur}
+
+    def _decide(self, fresh_share: float) -> None:
+        """Bulk mode when the file (by its first part with new rows) brings at least BULK_MIN_ROWS new
+        incidents and at least as many as the table holds; see `_bulk_drop`."""
+        self.decided = True
+        estimate = fresh_share * self.expected
+        if estimate >= BULK_MIN_ROWS and estimate >= self.table_rows:
+            self.bulk = _bulk_drop(self.cur)
+            # The tables are ours alone until the commit: ids are counted here, the sequence set at the end.
+            self.cur.execute("SELECT nextval(%s::regclass)", (self.sequence,))
+            self.next_id = self.cur.fetchone()[0]
+
+    def _ids(self, n: int) -> np.ndarray:
+        if self.bulk is not None:
+            ids = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
+            self.next_id += n
+            return ids
+
+        def nextvals() -> np.ndarray:
+            self.cur.execute("SELECT string_agg(nextval(%s::regclass)::text, ',') FROM generate_series(1, %s)",
+                             (self.sequence, n))
+            return np.array(self.cur.fetchone()[0].split(","), dtype=np.int64)
+
+        return self.on_db(nextvals)
+
+    def _send(self, part: _Part, fresh: np.ndarray, ids: np.ndarray) -> None:
+        """Encode the part's incidents, history and routing here; COPY them on the database thread."""
+        t = self.timings
+        ok, index = part.ok, part.loc.index
+        g = part.grid[fresh]
+        anc = index.ancestors
+        codes = self._codes(index)
+
+        def level(lv: int) -> np.ndarray:
+            return anc[g, lv] if lv < anc.shape[1] else np.full(len(g), -1, dtype=np.int64)
+
+        n = len(fresh)
+        when = ok.micros[fresh]
+        state = ok.state[fresh]
+        incident = (BinaryColumns(n).int8("id", ids).text("external_id", ok.external_id[fresh])
+                    .text("category", ok.category[fresh]).text("dispute_kind", ok.kind[fresh])
+                    .text("description", ok.description[fresh]).timestamptz("occurred_at", when)
+                    .text("reporter_name", ok.reporter_name[fresh]).text("reporter_phone", ok.reporter_phone[fresh])
+                    .points("geom", part.xs[fresh], part.ys[fresh], 4326)
+                    .constant("location_source", "coordinates").constant("input_crs", str(self.system))
+                    .choice("group_code", codes, g).choice("village_code", codes, level(3))
+                    .choice("area_code", codes, level(2)).choice("town_code", codes, level(1))
+                    .int8("grid_version_id", index.ids[g]).boolean("on_boundary", part.edge[fresh])
+                    .float8("outside_distance_m", part.out_m[fresh]).text("state", state)
+                    .timestamptz("state_entered_at", when))
+        # History: one 'import' event per new incident, at the time it occurred.
+        events = (BinaryColumns(n).int8("incident_id", ids).timestamptz("at", when).constant("actor", self.source)
+                  .constant("action", "import").constant("from_state", None).text("to_state", state)
+                  .constant("note", "batch import"))
+        payloads = [("incident", incident.names, incident.payload()),
+                    ("incident_event", events.names, events.payload())]
+        t.lap("encode")
+        # Routing: the group grid's leader and members, and the village's supervisor.
+        if self.staff is None:
+            self.staff = self.on_db(_routing_staff, self.cur)
+        village = np.append(index.codes, None)[level(3)]
+        routed = _route(ids, index.codes[g], village, self.staff)
+        if routed is not None:
+            payloads.append(("incident_assignee", routed.names, routed.payload()))
+        t.lap("route")
+        for table, names, payload in payloads:
+            self.sent.append(self.db.submit(copy_payload, self.cur, table, names, payload))
+        while len(self.sent) > 4:               # at most about two parts in flight
+            self.sent.pop(0).result()
+        t.lap("wait_db")
+
+    def _codes(self, index: GridIndex) -> Vocabulary:
+        if getattr(self, "_codes_of", None) is not index:
+            self._codes_of, self._code_vocabulary = index, Vocabulary(index.codes.tolist())
+        return self._code_vocabulary
+
+    def finish(self) -> None:
+        """After the last part: every COPY done, the sequence moved past the ids used, indexes and
+        keys rebuilt."""
+        t = self.finish_timings
+        for sent in self.sent:
+            sent.result()
+        self.sent = []
+        t.lap("writer_done")
+        if self.bulk is not None:
+            self.cur.execute("SELECT setval(%s::regclass, %s)", (self.sequence, self.next_id - 1))
+            rebuild: dict[str, float] = {}
+            _bulk_rebuild(self.cur, self.bulk, rebuild)
+            t.lap("bulk_rebuild")
+            log.debug("rebuild: %s", "; ".join(f"{v:.2f}s {k}" for k, v in rebuild.items()))
+
+    def close(self) -> None:
+        self.db.shutdown(wait=True, cancel_futures=True)
+        self.cur.close()
 
 
 # Tables a batch import writes, and whether it may rebuild their indexes and foreign keys at the end.
@@ -549,61 +807,68 @@ BULK_TABLES = ("incident", "incident_event", "incident_assignee")
 BULK_MIN_ROWS = 50_000
 
 
-@contextmanager
-def _bulk_mode(cur, n_new: int, timings: dict[str, float]):
-    """For a large load, drop and rebuild the secondary indexes and foreign keys of the written tables.
+def _bulk_drop(cur) -> list[str]:
+    """For a large load, drop the indexes and keys of the written tables; the statements that
+    re-create them are returned for `_bulk_rebuild`.
 
     PostgreSQL's own advice for populating a table ("Populating a Database" in its manual): building
     an index over loaded rows sorts once, maintaining it row by row costs several times more, and a
     foreign key added afterwards is checked by one join instead of one lookup per row. Used when the
     file brings at least BULK_MIN_ROWS incidents and at least as many as the table already holds (the
-    rebuild costs time in proportion to the whole table). Everything happens inside the import's
-    transaction: the definitions are read from the catalogue, dropped, and re-created before the
-    commit, so a failure anywhere leaves the indexes and keys exactly as they were; primary keys and
-    unique constraints (external_id) stay in place throughout. Meanwhile the tables are locked
-    (ACCESS EXCLUSIVE): other writers and readers of incidents wait until the import commits.
+    rebuild costs time in proportion to the whole table). Everything goes: secondary indexes, primary
+    keys and unique constraints (external_id) of the three tables, and every foreign key from or to
+    them (also those of attachments and duplicate links). The tables are locked (ACCESS EXCLUSIVE)
+    first, so no other transaction reads or writes them until the import commits, and it all
+    happens inside the import's transaction: the definitions are read from the catalogue, dropped,
+    and re-created before the commit — a failure anywhere leaves them exactly as they were, and the
+    re-created primary keys and unique constraints check the loaded rows once more.
     """
-    cur.execute("SELECT count(*) FROM incident")
-    existing = cur.fetchone()[0]
-    if n_new < BULK_MIN_ROWS or n_new < existing:
-        yield
-        return
-    t0 = time.perf_counter()
+    cur.execute("LOCK TABLE " + ", ".join(BULK_TABLES) + " IN ACCESS EXCLUSIVE MODE")
     cur.execute(
-        """SELECT 2, format('ALTER TABLE %%s DROP CONSTRAINT %%I', c.conrelid::regclass, c.conname),
+        """SELECT 1 AS drop_order, 3 AS create_order,
+                  format('ALTER TABLE %%s DROP CONSTRAINT %%I', c.conrelid::regclass, c.conname),
                   format('ALTER TABLE %%s ADD CONSTRAINT %%I %%s', c.conrelid::regclass, c.conname,
                          pg_get_constraintdef(c.oid))
            FROM pg_constraint c
-           WHERE c.contype = 'f' AND c.conrelid = ANY(%s::regclass[])
+           WHERE c.contype = 'f' AND (c.conrelid = ANY(%(t)s::regclass[]) OR c.confrelid = ANY(%(t)s::regclass[]))
            UNION ALL
-           SELECT 1, format('DROP INDEX %%s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid)
+           SELECT 2, 1, format('ALTER TABLE %%s DROP CONSTRAINT %%I', c.conrelid::regclass, c.conname),
+                  format('ALTER TABLE %%s ADD CONSTRAINT %%I %%s', c.conrelid::regclass, c.conname,
+                         pg_get_constraintdef(c.oid))
+           FROM pg_constraint c
+           WHERE c.contype IN ('p', 'u') AND c.conrelid = ANY(%(t)s::regclass[])
+           UNION ALL
+           SELECT 3, 2, format('DROP INDEX %%s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid)
            FROM pg_index i
-           WHERE i.indrelid = ANY(%s::regclass[]) AND NOT i.indisprimary AND NOT i.indisunique
-             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
-           ORDER BY 1, 2""",
-        (list(BULK_TABLES), list(BULK_TABLES)),
+           WHERE i.indrelid = ANY(%(t)s::regclass[])
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)""",
+        {"t": list(BULK_TABLES)},
     )
     statements = cur.fetchall()
-    for _, drop, _ in statements:
+    for _, _, drop, _ in sorted(statements, key=lambda r: (r[0], r[2])):
         cur.execute(drop)
-    timings["bulk_drop"] = time.perf_counter() - t0
-    yield
-    t0 = time.perf_counter()
+    return [create for _, _, _, create in sorted(statements, key=lambda r: (r[1], r[3]))]
+
+
+def _bulk_rebuild(cur, statements: list[str], timings: dict[str, float] | None = None) -> None:
+    """Keys and unique constraints, then the other indexes, then the foreign keys; then ANALYZE."""
     cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
-    for _, _, create in statements:                       # indexes first, then the foreign keys
+    for create in statements + [f"ANALYZE {table}" for table in BULK_TABLES]:
+        t0 = time.perf_counter()
         cur.execute(create)
-    for table in BULK_TABLES:
-        cur.execute(f"ANALYZE {table}")
-    timings["bulk_rebuild"] = time.perf_counter() - t0
+        if timings is not None:
+            timings[create] = time.perf_counter() - t0
 
 
-def _route(cur, ids: np.ndarray, group: np.ndarray, village: np.ndarray) -> None:
-    wanted = sorted({c for c in group.tolist() if c} | {c for c in village.tolist() if c})
-    cur.execute("SELECT id, role, grid_code FROM staff WHERE grid_code = ANY(%s) "
-                "AND role IN ('grid_leader', 'grid_member', 'supervisor')", (wanted,))
-    staff = pd.DataFrame(cur.fetchall(), columns=["staff_id", "role", "grid_code"])
+def _routing_staff(cur) -> pd.DataFrame:
+    cur.execute("SELECT id, role, grid_code FROM staff WHERE role IN ('grid_leader', 'grid_member', 'supervisor')")
+    return pd.DataFrame(cur.fetchall(), columns=["staff_id", "role", "grid_code"])
+
+
+def _route(ids: np.ndarray, group: np.ndarray, village: np.ndarray, staff: pd.DataFrame) -> BinaryColumns | None:
+    """The group grid's leader and members, and the village's supervisor, for each new incident."""
     if staff.empty:
-        return
+        return None
     incidents = pd.DataFrame({"incident_id": ids, "group": group, "village": village})
     crew = staff[staff["role"].isin(["grid_leader", "grid_member"])]
     sup = staff[staff["role"] == "supervisor"]
@@ -612,13 +877,5 @@ def _route(cur, ids: np.ndarray, group: np.ndarray, village: np.ndarray) -> None
         incidents.merge(sup, left_on="village", right_on="grid_code"),
     ]).drop_duplicates(["incident_id", "staff_id"])
     duty = pairs["role"].map({"grid_leader": "leader", "grid_member": "member"}).fillna("supervisor")
-
-    def parts():
-        yield [f"{i}\t{s}\t{d}\n" for i, s, d in zip(pairs["incident_id"].tolist(), pairs["staff_id"].tolist(),
-                                                     duty.tolist(), strict=True)]
-
-    _copy(cur, "COPY incident_assignee (incident_id, staff_id, duty) FROM STDIN", parts)
-
-
-def _fmt(timings: dict[str, float]) -> str:
-    return "  ".join(f"{k}={v:.2f}s" for k, v in timings.items())
+    return (BinaryColumns(len(pairs)).int8("incident_id", pairs["incident_id"].to_numpy())
+            .int8("staff_id", pairs["staff_id"].to_numpy()).text("duty", duty.to_numpy(dtype=object)))
