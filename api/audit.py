@@ -11,12 +11,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from api.deps import NoNul, SessionDep, SettingsDep
+from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import require_time_zone
 from api.security import P
 from gis import audit
 from gis.auth.roles import Permission
-from gis.errors import InputError, Problem
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -40,8 +39,7 @@ class Filters:
 def read(session: SessionDep, settings: SettingsDep, _: P(Permission.VIEW_AUDIT),
          filters: Annotated[Filters, Depends()],
          limit: Annotated[int, Query(ge=1)] = 100, offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0):
-    if limit > settings.max_features_per_page:
-        raise InputError(Problem(("query", "limit"), f"at most {settings.max_features_per_page} per page"))
+    check_page_limit(limit, settings)
     rows, total = audit.query(session, limit=limit, offset=offset, **filters.kw)
     return {"total": total, "offset": offset, "items": rows}
 

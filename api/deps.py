@@ -59,3 +59,11 @@ NoNul = AfterValidator(_no_nul)
 # answer (a login, a personal read and its audit row) never races an uncommitted transaction.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def check_page_limit(limit: int, settings: Settings) -> None:
+    """A page asks for at most `max_features_per_page` rows (422 naming `limit` otherwise)."""
+    from gis.errors import InputError, Problem
+
+    if limit > settings.max_features_per_page:
+        raise InputError(Problem(("query", "limit"), f"at most {settings.max_features_per_page} per page"))

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.deps import NoNul, SessionDep, SettingsDep
+from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import csv_response
 from api.security import P
 from gis import audit
@@ -80,8 +80,7 @@ def households(
     format: Literal["json", "geojson", "csv"] = "json",
     reason: Reason = None,
 ):
-    if limit > settings.max_features_per_page:
-        raise InputError(Problem(("query", "limit"), f"at most {settings.max_features_per_page} per page"))
+    check_page_limit(limit, settings)
     result = _find(session, principal, extent, scenario, buffer_m, grid_code)
     page = result.households[offset: offset + limit]
     _audit(session, principal, request, page, "flood_households", format, reason,

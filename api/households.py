@@ -9,14 +9,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
-from api.deps import NoNul, SessionDep, SettingsDep
+from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import csv_response
 from api.grids import parse_bbox
 from api.security import P
 from gis import audit
 from gis import households as hh
 from gis.auth.roles import Permission
-from gis.errors import InputError, Problem
 
 router = APIRouter(prefix="/households", tags=["households"])
 
@@ -51,8 +50,7 @@ def list_households(
     format: Literal["json", "geojson", "csv"] = "json",
     reason: Reason = None,
 ):
-    if limit > settings.max_features_per_page:
-        raise InputError(Problem(("query", "limit"), f"at most {settings.max_features_per_page} per page"))
+    check_page_limit(limit, settings)
     records, total = hh.list_households(session, principal, grid_code=grid_code, bbox=parse_bbox(bbox),
                                         limit=limit, offset=offset)
     _audit_read(session, principal, request, records, reason, format)

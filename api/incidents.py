@@ -11,7 +11,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from api.deps import NoNul, SessionDep, SettingsDep
+from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import csv_response, require_time_zone, saved_upload
 from api.security import P
 from gis import audit
@@ -95,8 +95,7 @@ def list_incidents(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     format: Literal["json", "geojson", "csv"] = "json",
 ):
-    if limit > settings.max_features_per_page:
-        raise InputError(Problem(("query", "limit"), f"at most {settings.max_features_per_page} per page"))
+    check_page_limit(limit, settings)
     require_time_zone(since=since, until=until)
     rows, total = service.list_incidents(
         session, principal, grid_code=grid_code, state=state.value if state else None,

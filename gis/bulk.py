@@ -135,12 +135,8 @@ class BinaryColumns:
         return encode_rows(np.frombuffer(_SIGNATURE, dtype=np.uint8), data, starts, entries).tobytes()
 
 
-def copy_columns(cur, table: str, columns: BinaryColumns) -> None:
-    """COPY the columns into `table` (names from our code, never from clients) in binary format."""
-    copy_payload(cur, table, columns.names, columns.payload())
-
-
 def copy_payload(cur, table: str, names: Sequence[str], payload: bytes) -> None:
-    """COPY an encoded `BinaryColumns.payload()` into `table`'s columns `names`."""
+    """COPY an encoded `BinaryColumns.payload()` into `table`'s columns `names` (from our code, never
+    from clients); encoding and sending are apart so that they can run on different threads."""
     with cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.write(payload)

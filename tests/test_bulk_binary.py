@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 from sqlalchemy import text
 
-from gis.bulk import BinaryColumns, Vocabulary, copy_columns
+from gis.bulk import BinaryColumns, Vocabulary, copy_payload
 
 
 def test_every_column_kind_round_trips_through_postgresql(session):
@@ -29,7 +29,7 @@ def test_every_column_kind_round_trips_through_postgresql(session):
             .text("k", kinds).boolean("b", np.arange(n) % 2 == 0).float8("f", floats)
             .timestamptz("at", micros).points("g", xs, ys, 4326).constant("z", "常量"))
     with raw.cursor() as cur:
-        copy_columns(cur, "bin_rt", cols)
+        copy_payload(cur, "bin_rt", cols.names, cols.payload())
     rows = session.execute(text("SELECT i, t, c, k, b, f, at, ST_X(g), ST_Y(g), ST_SRID(g), z FROM bin_rt ORDER BY i")).all()
     assert len(rows) == n
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -49,5 +49,6 @@ def test_an_empty_set_of_rows_is_a_valid_copy(session):
     raw = session.connection().connection.driver_connection
     with raw.cursor() as cur:
         cur.execute("CREATE TEMP TABLE bin_empty (i bigint, t text)")
-        copy_columns(cur, "bin_empty", BinaryColumns(0).int8("i", []).text("t", np.array([], dtype=object)))
+        empty = BinaryColumns(0).int8("i", []).text("t", np.array([], dtype=object))
+        copy_payload(cur, "bin_empty", empty.names, empty.payload())
     assert session.execute(text("SELECT count(*) FROM bin_empty")).scalar_one() == 0

@@ -11,11 +11,12 @@ The rule, for a point P (EPSG:4326):
 Two implementations answer by this rule:
 * `locate_points` / `locate_points_sql`: one SQL query for many points (unnest), used by the API
   and single intake; it is the reference.
-* `locate_bulk`: for batch imports of up to millions of points. The current grids are read once
-  into memory (a `GridIndex`, cached per database and grid version) and points are matched with
-  shapely's STRtree, level by level from the deepest, taking the smallest code; the boundary flag
-  is shapely's `intersects(boundary, point)`. Only points outside every grid go back to the SQL
-  nearest-grid query, so the distance is the same geodesic one.
+* `match_bulk` + `add_nearest`: for batch imports of up to millions of points. The current grids
+  are read once into memory (a `GridIndex`, cached per database and grid version); a compiled pass
+  (`gis.grids.pip`) settles the points it can prove strictly inside or outside, and the rest are
+  matched with shapely's STRtree, level by level from the deepest, taking the smallest code, the
+  boundary flag being shapely's `intersects(boundary, point)`. Only points outside every grid go
+  back to the SQL nearest-grid query (`add_nearest`), so the distance is the same geodesic one.
 """
 
 from __future__ import annotations
@@ -326,13 +327,6 @@ class BulkLocation:
     @property
     def inside(self) -> np.ndarray:
         return self.grid >= 0
-
-
-def locate_bulk(session: Session, lons, lats, *, index: GridIndex | None = None) -> BulkLocation:
-    """The rule of this module for many points, answered in memory (see the module docstring)."""
-    loc = match_bulk(index or grid_index(session), lons, lats)
-    add_nearest(session, loc, lons, lats)
-    return loc
 
 
 def match_bulk(index: GridIndex, lons, lats) -> BulkLocation:

@@ -124,9 +124,9 @@ def _classify(xs, ys, x0, y0, cw, ch, nx, ny, cell_start, cell_polys, bx0, by0, 
               poly_ring_start, ring_start, x, y, errbound, out):
     for i in range(len(xs)):
         px, py = xs[i], ys[i]
-        best = -1
+        best = OUTSIDE
         if not (np.isfinite(px) and np.isfinite(py)):
-            out[i] = -2
+            out[i] = AMBIGUOUS
             continue
         c = _cell(py, y0, ch, ny) * nx + _cell(px, x0, cw, nx)
         for k in range(cell_start[c], cell_start[c + 1]):
@@ -135,8 +135,8 @@ def _classify(xs, ys, x0, y0, cw, ch, nx, ny, cell_start, cell_polys, bx0, by0, 
                 continue
             r = _inside(p, px, py, poly_ring_start, ring_start, x, y, errbound)
             if r < 0:
-                best = -2
+                best = AMBIGUOUS
                 break
-            if r == 1 and (best == -1 or p < best):
+            if r == 1 and (best == OUTSIDE or p < best):
                 best = p
         out[i] = best

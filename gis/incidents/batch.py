@@ -4,14 +4,14 @@ Each row needs: category, description, occurred_at (ISO 8601 with time zone, or 
 in `default_tz`), and lon/lat (with the file's `crs`) — or for spatial files the point geometry.
 Optional: dispute_kind, external_id, state (loop stage reached, default visit), reporter_name,
 reporter_phone. Rows that fail are reported with their row number (1 = first data row) and
-reason; good rows are written in one COPY. Re-running a file adds nothing: a row without an
+reason; good rows are written with binary COPY. Re-running a file adds nothing: a row without an
 external_id gets one derived from its content.
 
 Built for files of a million rows: the checks run column-wise (pandas/numpy) but report exactly
 what the row-by-row reading reported (each row's first failing check, in the same words), points
-are located in memory by `gis.grids.locate.locate_bulk` (the rule of `locate_points`), and the
-incidents, their history and routing are streamed to PostgreSQL with COPY while the next part is
-being prepared.
+are located in memory by `gis.grids.locate.match_bulk` (the rule of `locate_points`), and the
+incidents, their history and routing are sent to PostgreSQL while the next part is being read and
+prepared (see `import_incidents`).
 """
 
 from __future__ import annotations
