@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import random
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -29,25 +31,58 @@ def _safe_next(next_path: str | None) -> str:
     return next_path
 
 
-def _login(request: Request, session, settings, username: str, password: str):
-    """Check the password (throttled); on success a new session. Returns (user, cookie) or a Response."""
-    ip = client_ip(request)
-    try:
-        accounts.check_throttle(
-            session, username, ip,
-            max_failures=settings.login_max_failures,
-            max_failures_per_ip=settings.login_max_failures_per_ip,
-            window_minutes=settings.login_window_minutes,
-        )
-    except accounts.TooManyAttempts as exc:
-        audit.record(session, None, "login", resource="session", outcome="throttled", actor=username,
-                     client_ip=ip, method=request.method, path=request.url.path)
-        from api.problems import problem
+# How long a login waits, in all, for other logins of the same account or address to be counted.
+_THROTTLE_WAIT_S = 2.0
 
-        resp = problem(429, "Too many failed logins", kind="throttled", detail=str(exc))
-        resp.headers["Retry-After"] = str(exc.retry_after_s)
-        return None, resp
-    user = accounts.authenticate(session, username, password, ip)
+
+def _login_policy(settings) -> accounts.LoginPolicy:
+    return accounts.LoginPolicy(
+        max_failures=settings.login_max_failures,
+        max_failures_per_ip=settings.login_max_failures_per_ip,
+        window_minutes=settings.login_window_minutes,
+        account_backoff_after=settings.login_account_backoff_after,
+        account_backoff_base_s=settings.login_account_backoff_base_s,
+        account_backoff_max_s=settings.login_account_backoff_max_s,
+    )
+
+
+def _throttled(request: Request, session, username: str, ip: str | None, retry_after_s: int) -> Response:
+    audit.record(session, None, "login", resource="session", outcome="throttled", actor=username,
+                 client_ip=ip, method=request.method, path=request.url.path)
+    # Committed here, in the endpoint's thread: the counting locks are released before the answer.
+    session.commit()
+    from api.problems import problem
+
+    resp = problem(429, "Too many failed logins", kind="throttled",
+                   detail=f"too many failed logins; try again in {retry_after_s} s")
+    resp.headers["Retry-After"] = str(retry_after_s)
+    return resp
+
+
+def _login(request: Request, session, settings, username: str, password: str):
+    """Check the password (throttled); on success a new session. Returns (user, cookie) or a Response.
+
+    Three short steps instead of one transaction: (1) count the attempt under a lock and commit, so
+    parallel guesses see it; (2) check the slow password hash holding no connection; (3) record the
+    outcome and open the session (committed with the request).
+    """
+    ip = client_ip(request)
+    policy = _login_policy(settings)
+    deadline = time.monotonic() + _THROTTLE_WAIT_S
+    while True:
+        try:
+            attempt = accounts.reserve_login_attempt(session, username, ip, policy)
+            break
+        except accounts.ThrottleBusy:
+            # Wait without a connection: the lock holder needs milliseconds, not a password hash.
+            session.rollback()
+            if time.monotonic() > deadline:
+                return None, _throttled(request, session, username, ip, 1)
+            time.sleep(random.uniform(0.005, 0.03))
+        except accounts.TooManyAttempts as exc:
+            return None, _throttled(request, session, username, ip, exc.retry_after_s)
+    session.commit()
+    user = accounts.finish_login(session, attempt, password)
     audit.record(session, None, "login", resource="session", outcome="ok" if user else "failed",
                  actor=username, client_ip=ip, method=request.method, path=request.url.path,
                  resource_ids=[user.id] if user else ())

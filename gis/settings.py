@@ -47,9 +47,14 @@ class Settings(BaseSettings):
     session_cookie_name: str = "wangge_session"
     session_cookie_secure: bool = True
     session_hours: float = 12.0
+    # Login throttling (gis.auth.accounts.LoginPolicy): failures per account and client address,
+    # per address, and a doubling back-off per account over all addresses.
     login_max_failures: int = 5
     login_max_failures_per_ip: int = 30
     login_window_minutes: int = 15
+    login_account_backoff_after: int = 10
+    login_account_backoff_base_s: float = 1.0
+    login_account_backoff_max_s: float = 60.0
     max_json_body_bytes: int = 2 * 1024 * 1024
     max_audit_export_rows: int = 100_000
 
