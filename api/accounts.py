@@ -46,7 +46,8 @@ def _login_policy(settings) -> accounts.LoginPolicy:
     )
 
 
-def _throttled(request: Request, session, username: str, ip: str | None, retry_after_s: int) -> Response:
+def _throttled(request: Request, session, username: str, ip: str | None,
+               retry_after_s: int) -> Response:
     audit.record(session, None, "login", resource="session", outcome="throttled", actor=username,
                  client_ip=ip, method=request.method, path=request.url.path)
     # Committed here, in the endpoint's thread: the counting locks are released before the answer.
@@ -60,7 +61,9 @@ def _throttled(request: Request, session, username: str, ip: str | None, retry_a
 
 
 def _login(request: Request, session, settings, username: str, password: str):
-    """Check the password (throttled); on success a new session. Returns (user, cookie) or a Response.
+    """Check the password (throttled); on success a new session.
+
+    Returns (user, cookie), or (None, a Response) when throttled.
 
     Three short steps instead of one transaction: (1) count the attempt under a lock and commit, so
     parallel guesses see it; (2) check the slow password hash holding no connection; (3) record the

@@ -59,7 +59,8 @@ def served(scratch_db_url, monkeypatch):
 
 
 def _client(base: str, address: str = "127.0.0.1") -> httpx.Client:
-    return httpx.Client(base_url=base, timeout=60, transport=httpx.HTTPTransport(local_address=address))
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=base, timeout=60, transport=transport)
 
 
 def _login(base: str, username: str, password: str, address: str = "127.0.0.1") -> httpx.Response:
@@ -125,7 +126,8 @@ def test_guessing_from_many_addresses_meets_a_per_account_back_off(served, accou
     assert _login(base, user, WRONG, "127.0.0.21").status_code == 429
     assert len(served.checks) == checks  # no password was checked while backing off
     # Other accounts from the same addresses are not affected.
-    assert _login(base, accounts["planner"]["username"], TEST_PASSWORD, "127.0.0.20").status_code == 200
+    other = _login(base, accounts["planner"]["username"], TEST_PASSWORD, "127.0.0.20")
+    assert other.status_code == 200
 
 
 def test_back_off_doubles_and_is_capped(served, accounts, scratch_db_url):
@@ -140,8 +142,8 @@ def test_back_off_doubles_and_is_capped(served, accounts, scratch_db_url):
     # ago; 10 s · 2³ = 80 s, capped at 25 s.
     engine = create_engine(scratch_db_url, poolclass=NullPool)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE login_attempt SET at = at - interval '3 minutes' WHERE username = :u"),
-                     {"u": user})
+        conn.execute(text("UPDATE login_attempt SET at = at - interval '3 minutes' "
+                          "WHERE username = :u"), {"u": user})
         conn.execute(text("INSERT INTO login_attempt (username, client_ip, success, at) "
                           "VALUES (:u, '127.0.0.32', false, now() - interval '2 minutes'), "
                           "(:u, '127.0.0.33', false, now() - interval '30 seconds')"), {"u": user})

@@ -175,7 +175,7 @@ class TooManyAttempts(Exception):
 
 
 class ThrottleBusy(Exception):
-    """Another login for the same account or address is being counted right now: try again shortly."""
+    """Another login for the same account or address is being counted now: try again shortly."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ class LoginPolicy:
 
 @dataclass(frozen=True)
 class LoginAttempt:
-    """A counted attempt (stored as a failure until the password proves right) and the account row."""
+    """A counted attempt (a failure until the password proves right) and the account row."""
 
     id: int
     user_row: object | None
@@ -226,7 +226,8 @@ def reserve_login_attempt(session: Session, username: str, client_ip: str | None
         text(
             """
             WITH recent AS (
-              SELECT lower(username) = lower(:u) AS same_user, client_ip IS NOT DISTINCT FROM :ip AS same_ip, at
+              SELECT lower(username) = lower(:u) AS same_user,
+                     client_ip IS NOT DISTINCT FROM :ip AS same_ip, at
               FROM login_attempt
               WHERE NOT success AND at > now() - make_interval(mins => :w)
                 AND (lower(username) = lower(:u) OR client_ip = :ip)
@@ -257,7 +258,8 @@ def reserve_login_attempt(session: Session, username: str, client_ip: str | None
         if wait > 0:
             raise TooManyAttempts(max(1, math.ceil(wait)))
     attempt_id = session.execute(
-        text("INSERT INTO login_attempt (username, client_ip, success) VALUES (:u, :ip, false) RETURNING id"),
+        text("INSERT INTO login_attempt (username, client_ip, success) "
+             "VALUES (:u, :ip, false) RETURNING id"),
         {"u": username[:64], "ip": client_ip},
     ).scalar_one()
     user_row = session.execute(
@@ -276,7 +278,8 @@ def finish_login(session: Session, attempt: LoginAttempt, password: str) -> User
     ok = verify_password(password, row.password_hash if row else None) and bool(row and row.active)
     if not ok:
         return None
-    session.execute(text("UPDATE login_attempt SET success = true WHERE id = :i"), {"i": attempt.id})
+    session.execute(text("UPDATE login_attempt SET success = true WHERE id = :i"),
+                    {"i": attempt.id})
     if needs_rehash(row.password_hash):
         session.execute(text("UPDATE app_user SET password_hash = :h WHERE id = :i"),
                         {"h": hash_password(password), "i": row.id})
@@ -427,7 +430,8 @@ def principal_from_token(session: Session, secret: str, client_ip: str | None) -
         """
             WITH t AS (
                 SELECT t.id, t.last_used_at, u.id AS user_id, u.username, u.role AS user_role,
-                       u.scope_codes AS user_scope, t.role AS token_role, t.scope_codes AS token_scope
+                       u.scope_codes AS user_scope, t.role AS token_role,
+                       t.scope_codes AS token_scope
                 FROM api_token t JOIN app_user u ON u.id = t.user_id
                 WHERE t.token_hash = :h AND u.active AND t.revoked_at IS NULL
                   AND (t.expires_at IS NULL OR t.expires_at > now())
@@ -444,8 +448,10 @@ def principal_from_token(session: Session, secret: str, client_ip: str | None) -
     if not rows:
         return None
     row = rows[0]
-    access = narrowed_access(row["user_role"], row["user_scope"] or (), row["token_role"], row["token_scope"])
+    access = narrowed_access(row["user_role"], row["user_scope"] or (), row["token_role"],
+                             row["token_scope"])
     if access is None:
         return None
     role, scope = access
-    return Principal(row["user_id"], row["username"], role, scope, "token", client_ip, token_id=row["id"])
+    return Principal(row["user_id"], row["username"], role, scope, "token", client_ip,
+                     token_id=row["id"])
