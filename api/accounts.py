@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import html
-import random
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -31,10 +29,6 @@ def _safe_next(next_path: str | None) -> str:
     return next_path
 
 
-# How long a login waits, in all, for other logins of the same account or address to be counted.
-_THROTTLE_WAIT_S = 2.0
-
-
 def _login_policy(settings) -> accounts.LoginPolicy:
     return accounts.LoginPolicy(
         max_failures=settings.login_max_failures,
@@ -48,10 +42,10 @@ def _login_policy(settings) -> accounts.LoginPolicy:
 
 def _throttled(request: Request, session, username: str, ip: str | None,
                retry_after_s: int) -> Response:
+    # Roll back first: nothing was written, and the counting locks are released before the audit.
+    session.rollback()
     audit.record(session, None, "login", resource="session", outcome="throttled", actor=username,
                  client_ip=ip, method=request.method, path=request.url.path)
-    # Committed here, in the endpoint's thread: the counting locks are released before the answer.
-    session.commit()
     from api.problems import problem
 
     resp = problem(429, "Too many failed logins", kind="throttled",
@@ -66,24 +60,17 @@ def _login(request: Request, session, settings, username: str, password: str):
     Returns (user, cookie), or (None, a Response) when throttled.
 
     Three short steps instead of one transaction: (1) count the attempt under a lock and commit, so
-    parallel guesses see it; (2) check the slow password hash holding no connection; (3) record the
-    outcome and open the session (committed with the request).
+    parallel guesses see it (a login waits only for other logins' counting, milliseconds each);
+    (2) check the slow password hash holding no lock and no connection; (3) record the outcome and
+    open the session (committed with the request).
     """
     ip = client_ip(request)
-    policy = _login_policy(settings)
-    deadline = time.monotonic() + _THROTTLE_WAIT_S
-    while True:
-        try:
-            attempt = accounts.reserve_login_attempt(session, username, ip, policy)
-            break
-        except accounts.ThrottleBusy:
-            # Wait without a connection: the lock holder needs milliseconds, not a password hash.
-            session.rollback()
-            if time.monotonic() > deadline:
-                return None, _throttled(request, session, username, ip, 1)
-            time.sleep(random.uniform(0.005, 0.03))
-        except accounts.TooManyAttempts as exc:
-            return None, _throttled(request, session, username, ip, exc.retry_after_s)
+    try:
+        attempt = accounts.reserve_login_attempt(session, username, ip, _login_policy(settings))
+    except accounts.ThrottleBusy:
+        return None, _throttled(request, session, username, ip, 1)
+    except accounts.TooManyAttempts as exc:
+        return None, _throttled(request, session, username, ip, exc.retry_after_s)
     session.commit()
     user = accounts.finish_login(session, attempt, password)
     audit.record(session, None, "login", resource="session", outcome="ok" if user else "failed",

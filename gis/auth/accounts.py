@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from gis.auth.passwords import hash_password, needs_rehash, password_problem, verify_password
@@ -175,7 +176,7 @@ class TooManyAttempts(Exception):
 
 
 class ThrottleBusy(Exception):
-    """Another login for the same account or address is being counted now: try again shortly."""
+    """Other logins for the same account or address kept the counter locked too long: try again."""
 
 
 @dataclass(frozen=True)
@@ -200,28 +201,43 @@ class LoginAttempt:
     user_row: object | None
 
 
-# Namespace (first key) of the two-key advisory locks that serialise counting: distinct from the
-# one-key locks used elsewhere.
-_LOGIN_LOCK_CLASS = 0x57474C4E
+# First keys of the two-key advisory locks that serialise counting (distinct from the one-key
+# locks used elsewhere). Every login takes its address's lock before its account's, so two logins
+# never wait for each other in a cycle.
+_LOGIN_LOCK_ADDRESS = 0x57474C41
+_LOGIN_LOCK_ACCOUNT = 0x57474C55
 
 
 def reserve_login_attempt(session: Session, username: str, client_ip: str | None,
-                          policy: LoginPolicy) -> LoginAttempt:
+                          policy: LoginPolicy, *, lock_timeout_ms: int = 2000) -> LoginAttempt:
     """Count the attempt before the password is checked, atomically, or refuse it.
 
     The attempt is inserted as a failure under advisory locks on its address and account, so
-    parallel guesses see each other and at most the limit get through; the caller commits at once
-    (releasing the locks) and checks the password afterwards, holding neither lock nor connection.
-    A lock held by another request is never waited for: ThrottleBusy, and the caller retries.
-    Raises TooManyAttempts with the seconds to wait.
+    parallel guesses see each other and at most the limit get through. The caller ends the
+    transaction at once (releasing the locks: they are held for a few statements, never across a
+    password hash) and checks the password afterwards, holding neither lock nor connection.
+    Raises TooManyAttempts with the seconds to wait, or ThrottleBusy when the locks were not had
+    within `lock_timeout_ms` (the transaction is then aborted: the caller rolls back).
     """
-    got = session.execute(
-        text("SELECT pg_try_advisory_xact_lock(:c, hashtext(coalesce(:ip, ''))) "
-             "AND pg_try_advisory_xact_lock(:c, hashtext(lower(:u)))"),
-        {"c": _LOGIN_LOCK_CLASS, "ip": client_ip, "u": username},
-    ).scalar_one()
-    if not got:
-        raise ThrottleBusy()
+    user_row = session.execute(
+        text(f"SELECT {_USER_COLUMNS}, password_hash FROM app_user "
+             "WHERE lower(username) = lower(:u)"),
+        {"u": username},
+    ).first()
+    session.execute(text("SELECT set_config('lock_timeout', :t, true)"),
+                    {"t": f"{lock_timeout_ms}ms"})
+    try:
+        # Two statements: the count's snapshot must be taken after the locks are held, so that
+        # it sees the attempt the previous holder committed.
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:a, hashtext(coalesce(:ip, ''))), "
+                 "pg_advisory_xact_lock(:b, hashtext(lower(:u)))"),
+            {"a": _LOGIN_LOCK_ADDRESS, "b": _LOGIN_LOCK_ACCOUNT, "ip": client_ip, "u": username},
+        )
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+            raise ThrottleBusy() from exc
+        raise
     row = session.execute(
         text(
             """
@@ -262,10 +278,6 @@ def reserve_login_attempt(session: Session, username: str, client_ip: str | None
              "VALUES (:u, :ip, false) RETURNING id"),
         {"u": username[:64], "ip": client_ip},
     ).scalar_one()
-    user_row = session.execute(
-        text(f"SELECT {_USER_COLUMNS}, password_hash FROM app_user WHERE lower(username) = lower(:u)"),
-        {"u": username},
-    ).first()
     return LoginAttempt(attempt_id, user_row)
 
 
