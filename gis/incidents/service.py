@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from gis import audit
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
-from gis.crs import check_lonlat, parse_crs, to_wgs84
+from gis.crs import parse_crs, points_to_wgs84
 from gis.db import driver_rows
 from gis.errors import InputError, NotFound, Problem
 from gis.grids.locate import current_hierarchy, locate_points, path_to_town
@@ -101,8 +101,7 @@ def place_incident(session: Session, req: IntakeRequest) -> Placement:
         hit = resolve(session, req.place, loc=("body", "place"))
         return Placement(hit.lon, hit.lat, "gazetteer", hit.precision_m, hit.label)
     system = parse_crs(req.crs, field=("body", "crs"))
-    check_lonlat(req.lon, req.lat, field_prefix=("body",))
-    xs, ys = to_wgs84([req.lon], [req.lat], system)
+    xs, ys = points_to_wgs84(req.lon, req.lat, system, field_prefix=("body",))
     # GCJ-02/BD-09 are inverted to centimetres; EPSG inputs are exact.
     return Placement(float(xs[0]), float(ys[0]), "coordinates", None, None, str(system))
 
