@@ -19,6 +19,7 @@ from gis.auth.roles import Permission
 from gis.errors import InputError, NotFound, Problem
 from gis.incidents import service
 from gis.incidents.categories import Category, DisputeKind
+from gis.incidents.gazetteer import MAX_PLACE_CHARS
 from gis.incidents.loop import Action, State
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
@@ -41,7 +42,8 @@ class IncidentIn(BaseModel):
     lon: float | None = None
     lat: float | None = None
     crs: str | None = Field(default=None, max_length=40, description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")
-    place: Annotated[str | None, NoNul] = Field(default=None, max_length=200, description="a place name or address, e.g. 尹营村三组")
+    place: Annotated[str | None, NoNul] = Field(default=None, max_length=MAX_PLACE_CHARS,
+                                                description="a place name or address, e.g. 尹营村三组")
     reporter_name: Annotated[str | None, NoNul] = Field(default=None, max_length=100)
     reporter_phone: str | None = Field(default=None, pattern=r"^[0-9+\-]{5,20}$")
     external_id: Annotated[str | None, NoNul] = Field(default=None, min_length=1, max_length=200)

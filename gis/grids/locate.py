@@ -100,6 +100,37 @@ _ANCESTORS = text(
     """
 )
 
+# The deepest current grid that holds the whole disc of radius r around a point (as far as the disc
+# lies in the town at all): where a place known only to within r metres can be assigned. The part of
+# the disc inside the top-level grids must lie in the grid up to `tol` square metres.
+_COVERING = text(
+    """
+    WITH d AS (
+        SELECT ST_Buffer(ST_SetSRID(ST_MakePoint(:x, :y), 4326)::geography, :r)::geometry AS disc
+    ),
+    part AS (
+        SELECT ST_Intersection(d.disc, ST_Union(t.geom)) AS geom
+        FROM d JOIN grid t ON t.valid_to IS NULL AND ST_Intersects(t.geom, d.disc)
+         AND t.level = (SELECT min(level) FROM grid WHERE valid_to IS NULL)
+        GROUP BY d.disc
+    )
+    SELECT g.code
+    FROM grid g, d, part
+    WHERE g.valid_to IS NULL AND ST_Intersects(g.geom, d.disc)
+      AND coalesce(ST_Area(ST_Difference(part.geom, g.geom)::geography), 0) <= :tol
+    ORDER BY g.level DESC, g.code
+    LIMIT 1
+    """
+)
+
+
+def deepest_covering(session: Session, lon: float, lat: float, radius_m: float,
+                     tol_m2: float = 1.0) -> str | None:
+    """The code of the deepest current grid holding the disc of `radius_m` around the point (its
+    part inside the town); None when the disc does not meet the town."""
+    return session.execute(_COVERING, {"x": lon, "y": lat, "r": radius_m, "tol": tol_m2}).scalar_one_or_none()
+
+
 def current_hierarchy(session: Session) -> dict[str, GridRef]:
     rows = session.execute(
         text("SELECT code, name, level, parent_code FROM grid WHERE valid_to IS NULL")
