@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -189,8 +189,11 @@ def attach(request: Request, session: SessionDep, settings: SettingsDep, princip
     from gis.incidents.attachments import add_attachment
 
     data = file.file.read(settings.max_attachment_bytes + 1)
+    if len(data) > settings.max_attachment_bytes:
+        # The same answer as a body over the route's limit (api/limits.py).
+        raise HTTPException(413, f"a photo has at most {settings.max_attachment_bytes} bytes")
     out = add_attachment(session, principal, incident_id, file.filename or "photo", data,
-                         max_bytes=settings.max_attachment_bytes)
+                         max_bytes=settings.max_attachment_bytes, max_pixels=settings.max_attachment_pixels)
     audit.record(session, principal, "create", resource="incident_attachment", resource_ids=[out["id"]],
                  method="POST", path=request.url.path, detail={"incident_id": incident_id, "size": out["size"]})
     return out
