@@ -1,4 +1,5 @@
-"""Request body caps, enforced on the bytes actually received (a missing or false Content-Length too).
+"""Request body caps, enforced on the bytes actually received (a missing or false Content-Length
+too).
 
 Every route whose body may be larger than a JSON request is in UPLOAD_ROUTES, keyed by method and
 path template as the app declares them, with the setting that caps the file it takes; its body
@@ -48,7 +49,8 @@ class BodySizeLimit:
         self.app = app
         self.default_limit = default_limit
         self.routes: list[tuple[str, re.Pattern, int]] = [
-            (method, compile_path(template)[0], limit) for (method, template), limit in route_limits.items()
+            (method, compile_path(template)[0], limit)
+            for (method, template), limit in route_limits.items()
         ]
 
     def limit_for(self, method: str, path: str) -> int:

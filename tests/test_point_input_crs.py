@@ -50,7 +50,9 @@ def points(engine):
 
 def converted(name: str, pts: np.ndarray) -> list[tuple[float, float]]:
     x, y = SYSTEMS[name](pts[:, 0], pts[:, 1])
-    return list(zip(np.asarray(x, dtype=float).tolist(), np.asarray(y, dtype=float).tolist(), strict=True))
+    return list(
+        zip(np.asarray(x, dtype=float).tolist(), np.asarray(y, dtype=float).tolist(), strict=True)
+    )
 
 
 @pytest.mark.parametrize("crs", SYSTEMS)
@@ -61,60 +63,103 @@ def test_locate_get_and_post_give_the_wgs84_grid_in_every_system(client, points,
         r = client.get("/grids/locate", params={"lon": x, "lat": y, "crs": crs})
         assert r.status_code == 200, (crs, r.text)
         assert r.json()["grids"]["4"]["code"] == code
-    r = client.post("/grids/locate", json={"crs": crs, "points": [{"lon": x, "lat": y} for x, y in given]})
+    r = client.post(
+        "/grids/locate", json={"crs": crs, "points": [{"lon": x, "lat": y} for x, y in given]}
+    )
     assert r.status_code == 200, (crs, r.text)
     assert [a["answer"]["grids"]["4"]["code"] for a in r.json()] == codes
 
 
-def test_intake_and_batch_import_give_the_wgs84_grid_in_every_system(scratch_db_url, accounts, points):
+def test_intake_and_batch_import_give_the_wgs84_grid_in_every_system(
+    scratch_db_url, accounts, points
+):
     pts, codes = points
     with make_client(scratch_db_url, "admin") as admin:
         for crs in SYSTEMS:
             for (x, y), code in zip(converted(crs, pts), codes, strict=True):
-                r = admin.post("/incidents", json={"category": "environment", "description": "垃圾堆放",
-                                                   "occurred_at": WHEN, "lon": x, "lat": y, "crs": crs})
+                r = admin.post(
+                    "/incidents",
+                    json={
+                        "category": "environment",
+                        "description": "垃圾堆放",
+                        "occurred_at": WHEN,
+                        "lon": x,
+                        "lat": y,
+                        "crs": crs,
+                    },
+                )
                 assert r.status_code == 201, (crs, r.text)
                 assert r.json()["group_code"] == code, crs
                 assert r.json()["input_crs"] == crs
             given = np.array(converted(crs, pts))
-            frame = pd.DataFrame({"category": "environment", "description": "批量", "occurred_at": WHEN,
-                                  "lon": given[:, 0], "lat": given[:, 1],
-                                  "external_id": [f"{crs}-{i}" for i in range(len(given))]})
-            r = admin.post("/incidents/import", files={"file": ("pts.csv", frame.to_csv(index=False).encode())},
-                           data={"crs": crs})
+            frame = pd.DataFrame(
+                {
+                    "category": "environment",
+                    "description": "批量",
+                    "occurred_at": WHEN,
+                    "lon": given[:, 0],
+                    "lat": given[:, 1],
+                    "external_id": [f"{crs}-{i}" for i in range(len(given))],
+                }
+            )
+            r = admin.post(
+                "/incidents/import",
+                files={"file": ("pts.csv", frame.to_csv(index=False).encode())},
+                data={"crs": crs},
+            )
             assert r.status_code == 200 and r.json()["created"] == len(given), (crs, r.text)
     eng = create_engine(scratch_db_url, poolclass=NullPool)
     with eng.connect() as c:
-        stored = dict(c.execute(text("SELECT external_id, group_code FROM incident "
-                                     "WHERE external_id LIKE '%-_'")).all())
+        stored = dict(
+            c.execute(
+                text("SELECT external_id, group_code FROM incident WHERE external_id LIKE '%-_'")
+            ).all()
+        )
     eng.dispose()
     for crs in SYSTEMS:
         assert [stored[f"{crs}-{i}"] for i in range(len(codes))] == codes, crs
 
 
-@pytest.mark.parametrize("crs, x, y, field, kind", [
-    # Metres far outside the Gauss-Kruger zone's area of use (and far outside any lon range).
-    ("EPSG:4546", 9_000_000.0, 3_650_000.0, "lon", "outside_crs_area"),
-    ("EPSG:4546", 520_000.0, 90_000_000.0, "lat", "outside_crs_area"),
-    ("EPSG:32649", -5_000_000.0, 3_650_000.0, "lon", "outside_crs_area"),
-    # Degrees are still held to the lon/lat ranges, before conversion.
-    ("gcj02", 200.0, 33.0, "lon", "out_of_range"),
-    ("wgs84", 112.2, 95.0, "lat", "out_of_range"),
-    ("bd09", 33.0, 112.2, "lon", "swapped_lonlat"),
-])
+@pytest.mark.parametrize(
+    "crs, x, y, field, kind",
+    [
+        # Metres far outside the Gauss-Kruger zone's area of use (and far outside any lon range).
+        ("EPSG:4546", 9_000_000.0, 3_650_000.0, "lon", "outside_crs_area"),
+        ("EPSG:4546", 520_000.0, 90_000_000.0, "lat", "outside_crs_area"),
+        ("EPSG:32649", -5_000_000.0, 3_650_000.0, "lon", "outside_crs_area"),
+        # Degrees are still held to the lon/lat ranges, before conversion.
+        ("gcj02", 200.0, 33.0, "lon", "out_of_range"),
+        ("wgs84", 112.2, 95.0, "lat", "out_of_range"),
+        ("bd09", 33.0, 112.2, "lon", "swapped_lonlat"),
+    ],
+)
 def test_bad_points_are_refused_naming_the_field_at_every_endpoint(client, crs, x, y, field, kind):
     r = client.get("/grids/locate", params={"lon": x, "lat": y, "crs": crs})
     assert r.status_code == 422, r.text
     (err,) = r.json()["errors"]
     assert err["loc"] == ["query", field] and err["type"] == kind, err
-    r = client.post("/grids/locate", json={"crs": crs, "points": [{"lon": 112.2, "lat": 33.0}, {"lon": x, "lat": y}]}) \
-        if crs in ("wgs84", "gcj02", "bd09") else \
-        client.post("/grids/locate", json={"crs": crs, "points": [{"lon": x, "lat": y}]})
+    r = (
+        client.post(
+            "/grids/locate",
+            json={"crs": crs, "points": [{"lon": 112.2, "lat": 33.0}, {"lon": x, "lat": y}]},
+        )
+        if crs in ("wgs84", "gcj02", "bd09")
+        else client.post("/grids/locate", json={"crs": crs, "points": [{"lon": x, "lat": y}]})
+    )
     assert r.status_code == 422, r.text
     err = r.json()["errors"][0]
     assert err["loc"][-1] == field and err["type"] == kind, err
-    r = client.post("/incidents", json={"category": "environment", "description": "x", "occurred_at": WHEN,
-                                        "lon": x, "lat": y, "crs": crs})
+    r = client.post(
+        "/incidents",
+        json={
+            "category": "environment",
+            "description": "x",
+            "occurred_at": WHEN,
+            "lon": x,
+            "lat": y,
+            "crs": crs,
+        },
+    )
     assert r.status_code == 422, r.text
     err = r.json()["errors"][0]
     assert err["loc"] == ["body", field] and err["type"] == kind, err

@@ -1,8 +1,8 @@
 """Body limits per upload route (api/limits.py) and photos accepted only once decoded.
 
 Every multipart route of the app must be in the one table of upload routes; each route in it takes a
-body just under its limit (the file it promises, in full) and refuses one just over it with 413, with
-or without a Content-Length."""
+body just under its limit (the file it promises, in full) and refuses one just over it with 413,
+with or without a Content-Length."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def api_routes(routes, prefix: str = ""):
         if isinstance(route, APIRoute):
             yield prefix + route.path, route
         elif hasattr(route, "original_router"):
-            yield from api_routes(route.original_router.routes, prefix + route.include_context.prefix)
+            yield from api_routes(
+                route.original_router.routes, prefix + route.include_context.prefix
+            )
 
 
 def multipart_routes(app) -> set[tuple[str, str]]:
@@ -41,12 +43,16 @@ def multipart_routes(app) -> set[tuple[str, str]]:
 def multipart(file_bytes: int, total: int | None = None, filename: str = "x.txt") -> bytes:
     """A multipart body with one file part of `file_bytes` bytes, padded by an ignored form field to
     exactly `total` bytes when given."""
-    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{BOUNDARY}--\r\n".encode()
     body = head + b"\x00" * file_bytes + tail
     if total is not None:
-        pad_head = f"\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"padding\"\r\n\r\n".encode()
+        pad_head = (
+            f'\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name="padding"\r\n\r\n'.encode()
+        )
         room = total - len(body) - len(pad_head)
         assert room >= 0, (total, len(body))
         body = head + b"\x00" * file_bytes + pad_head + b"p" * room + tail
@@ -54,9 +60,11 @@ def multipart(file_bytes: int, total: int | None = None, filename: str = "x.txt"
     return body
 
 
-def send(client, method: str, path: str, body: bytes, *, chunked: bool = False, json_body: bool = False):
+def send(
+    client, method: str, path: str, body: bytes, *, chunked: bool = False, json_body: bool = False
+):
     ctype = "application/json" if json_body else f"multipart/form-data; boundary={BOUNDARY}"
-    content = (body[i:i + (1 << 20)] for i in range(0, len(body), 1 << 20)) if chunked else body
+    content = (body[i : i + (1 << 20)] for i in range(0, len(body), 1 << 20)) if chunked else body
     return client.request(method, path, content=content, headers={"Content-Type": ctype})
 
 
@@ -74,8 +82,9 @@ def test_every_multipart_route_is_in_the_upload_table(test_db_url, accounts):
 
 
 @pytest.mark.parametrize("route", sorted(UPLOAD_ROUTES))
-def test_each_upload_route_takes_a_body_just_under_its_limit_and_refuses_one_just_over(test_db_url, accounts,
-                                                                                       route):
+def test_each_upload_route_takes_a_body_just_under_its_limit_and_refuses_one_just_over(
+    test_db_url, accounts, route
+):
     method, template = route
     settings = settings_for(test_db_url)
     limit = upload_limits(settings)[route]
@@ -90,25 +99,36 @@ def test_each_upload_route_takes_a_body_just_under_its_limit_and_refuses_one_jus
             # The whole promised file, padded to one byte under the limit.
             under, over = multipart(promised, total=limit - 1), multipart(promised, total=limit + 1)
         r = send(client, method, path, under, json_body=json_body)
-        assert r.status_code != 413 and r.status_code in (404, 422), (route, r.status_code, r.text[:300])
+        assert r.status_code != 413 and r.status_code in (404, 422), (
+            route,
+            r.status_code,
+            r.text[:300],
+        )
         for chunked in (False, True):
             r = send(client, method, path, over, chunked=chunked, json_body=json_body)
             assert r.status_code == 413, (route, chunked, r.status_code)
             assert r.headers["content-type"].startswith("application/problem+json")
 
 
-def test_a_photo_over_its_promised_size_is_413_at_its_size_not_the_json_limit(test_db_url, accounts):
+def test_a_photo_over_its_promised_size_is_413_at_its_size_not_the_json_limit(
+    test_db_url, accounts
+):
     settings = settings_for(test_db_url)
-    assert settings.max_attachment_bytes > settings.max_json_body_bytes   # the audit's 2 MiB trap
+    assert settings.max_attachment_bytes > settings.max_json_body_bytes  # the audit's 2 MiB trap
     with make_client(test_db_url, "admin") as client:
         path = concrete("/incidents/{incident_id}/attachments")
-        r = send(client, "POST", path, multipart(settings.max_json_body_bytes + 1, filename="a.jpg"))
-        assert r.status_code == 404, r.text[:200]                       # past the size checks
-        r = send(client, "POST", path, multipart(settings.max_attachment_bytes + 1, filename="a.jpg"))
+        r = send(
+            client, "POST", path, multipart(settings.max_json_body_bytes + 1, filename="a.jpg")
+        )
+        assert r.status_code == 404, r.text[:200]  # past the size checks
+        r = send(
+            client, "POST", path, multipart(settings.max_attachment_bytes + 1, filename="a.jpg")
+        )
         assert r.status_code == 413
 
 
-# --- photos are decoded ------------------------------------------------------------------------------
+# --- photos are decoded --------------------------------------------------------------------------
+
 
 def image_bytes(fmt: str, size=(64, 48)) -> bytes:
     buf = io.BytesIO()
@@ -121,11 +141,23 @@ def admin_incident(scratch_db_url, accounts, engine):
     from sqlalchemy import text
 
     with engine.connect() as c:
-        x, y = c.execute(text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM grid "
-                              "WHERE level = 4 AND valid_to IS NULL ORDER BY code LIMIT 1) q")).one()
+        x, y = c.execute(
+            text(
+                "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM grid "
+                "WHERE level = 4 AND valid_to IS NULL ORDER BY code LIMIT 1) q"
+            )
+        ).one()
     with make_client(scratch_db_url, "admin", max_attachment_pixels=10_000) as admin:
-        inc = admin.post("/incidents", json={"category": "environment", "description": "垃圾", "occurred_at": WHEN,
-                                             "lon": x, "lat": y}).json()
+        inc = admin.post(
+            "/incidents",
+            json={
+                "category": "environment",
+                "description": "垃圾",
+                "occurred_at": WHEN,
+                "lon": x,
+                "lat": y,
+            },
+        ).json()
         yield admin, inc["id"]
 
 
@@ -137,13 +169,21 @@ def test_only_whole_decodable_images_are_accepted(admin_incident):
         r = admin.post(path, files={"file": (f"ok.{fmt.lower()}", good)})
         assert r.status_code == 201, (fmt, r.text)
         assert r.json()["content_type"] == kind
-        for name, bad in (("signature only", good[:12] if fmt == "WEBP" else good[:8] if fmt == "PNG" else good[:3]),
-                          ("truncated", good[: len(good) // 2]),
-                          ("corrupted", good[:40] + bytes(b ^ 0x5A for b in good[40:]))):
+        for name, bad in (
+            (
+                "signature only",
+                good[:12] if fmt == "WEBP" else good[:8] if fmt == "PNG" else good[:3],
+            ),
+            ("truncated", good[: len(good) // 2]),
+            ("corrupted", good[:40] + bytes(b ^ 0x5A for b in good[40:])),
+        ):
             r = admin.post(path, files={"file": (f"bad.{fmt.lower()}", bad)})
             assert r.status_code == 422, (fmt, name, r.status_code)
             err = r.json()["errors"][0]
-            assert err["loc"] == ["body", "file"] and err["type"] in ("unreadable_image", "unsupported_type"), err
+            assert err["loc"] == ["body", "file"] and err["type"] in (
+                "unreadable_image",
+                "unsupported_type",
+            ), err
     # More pixels than allowed (here 10,000): refused before decoding them.
     r = admin.post(path, files={"file": ("big.png", image_bytes("PNG", (200, 100)))})
     assert r.status_code == 422 and r.json()["errors"][0]["type"] == "too_many_pixels"

@@ -128,7 +128,8 @@ def deepest_covering(session: Session, lon: float, lat: float, radius_m: float,
                      tol_m2: float = 1.0) -> str | None:
     """The code of the deepest current grid holding the disc of `radius_m` around the point (its
     part inside the town); None when the disc does not meet the town."""
-    return session.execute(_COVERING, {"x": lon, "y": lat, "r": radius_m, "tol": tol_m2}).scalar_one_or_none()
+    params = {"x": lon, "y": lat, "r": radius_m, "tol": tol_m2}
+    return session.execute(_COVERING, params).scalar_one_or_none()
 
 
 def current_hierarchy(session: Session) -> dict[str, GridRef]:
@@ -160,7 +161,8 @@ def nearest_groups(session: Session, xs, ys) -> list[tuple[str | None, float | N
     """For each point: the nearest current group grid (deepest level) and its geodesic distance."""
     index = grid_index(session)
     pos, dist = index.nearest(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
-    return [(str(index.codes[p]), float(d)) if p >= 0 else (None, None) for p, d in zip(pos, dist, strict=True)]
+    return [(str(index.codes[p]), float(d)) if p >= 0 else (None, None)
+            for p, d in zip(pos, dist, strict=True)]
 
 
 def locate_points_sql(session: Session, lons, lats) -> list[Location]:
@@ -244,13 +246,13 @@ class GridIndex:
             self.by_level.append((level, members, shapely.STRtree(self.geoms[members])))
         self.boundaries = shapely.boundary(self.geoms)
         self.lock = threading.Lock()
-        self.projected: dict[str, np.ndarray] = {}     # metric CRS -> densified projected boundaries
+        self.projected: dict[str, np.ndarray] = {}  # metric CRS -> densified projected boundaries
         self.lock_projected = threading.Lock()
 
     @functools.cached_property
     def buckets(self) -> list[PolygonBuckets]:
-        # Built on the first match (under self.lock): the locate endpoint's nearest-grid answers need
-        # only the trees, not the compiled pass (whose first load takes about a second).
+        # Built on the first match (under self.lock): the locate endpoint's nearest-grid answers
+        # need only the trees, not the compiled pass (whose first load takes about a second).
         return [PolygonBuckets(self.geoms[members]) for _level, members, _tree in self.by_level]
 
     def match(self, xs: np.ndarray, ys: np.ndarray, grid: np.ndarray, edge: np.ndarray,
@@ -316,26 +318,27 @@ class GridIndex:
         dy = bound / _MIN_M_PER_DEG_LAT * (1 + 1e-6) + 1e-9
         cos_far = np.cos(np.radians(np.minimum(np.abs(ys) + dy, 90.0)))
         with np.errstate(divide="ignore"):
-            dx = np.minimum(bound / (_MIN_M_PER_DEG_LON_AT_EQUATOR * cos_far) * (1 + 1e-6) + 1e-9, 360.0)
+            dx = bound / (_MIN_M_PER_DEG_LON_AT_EQUATOR * cos_far) * (1 + 1e-6) + 1e-9
+        dx = np.minimum(dx, 360.0)
         boxes = shapely.box(xs - dx, ys - dy, xs + dx, ys + dy)
         qi, qg = tree.query(boxes, predicate="intersects")
         d = self._boundary_distance(xs[qi], ys[qi], members[qg])
         order = np.lexsort((qg, d, qi))            # per point: nearest first, then smallest code
         qi, qg, d = qi[order], qg[order], d[order]
-        first = np.flatnonzero(np.r_[True, qi[1:] != qi[:-1]]) if len(qi) else np.zeros(0, dtype=np.int64)
+        first = np.flatnonzero(np.r_[True, qi[1:] != qi[:-1]]) if len(qi) else np.zeros(0, np.int64)
         pos[qi[first]] = members[qg[first]]
         dist[qi[first]] = d[first]
         return pos, dist
 
     def _boundary_distance(self, xs: np.ndarray, ys: np.ndarray, grids: np.ndarray) -> np.ndarray:
-        """Geodesic (WGS84 ellipsoid) distance in metres from each point to the boundary of its grid.
+        """Geodesic (WGS84 ellipsoid) distance in metres from each point to its grid's boundary.
 
         The foot of the shortest line is found in a conformal metric projection around the points
         (the local Gauss-Kruger zone, else UTM), on boundaries densified to 50 m in degrees so that
         the projected chords follow the stored edges within millimetres; the distance from the point
         to that foot is then measured on the ellipsoid (Karney's geodesic). Near its minimum the
         distance is stationary along the boundary, so a foot a few centimetres off changes it by far
-        less than a millimetre — unlike planar or spherical distances, which are off by up to 0.1 %."""
+        less than a millimetre — unlike planar or spherical distances (off by up to 0.1 %)."""
         from gis.crs import metric_crs_for, metric_transformer
 
         out = np.full(len(xs), np.nan)
@@ -347,7 +350,8 @@ class GridIndex:
             fwd = metric_transformer(zone)
             px, py = fwd.transform(xs[k], ys[k])
             rings = self._projected_boundaries(zone)[grids[k]]
-            feet = shapely.get_coordinates(shapely.shortest_line(shapely.points(px, py), rings))[1::2]
+            lines = shapely.shortest_line(shapely.points(px, py), rings)
+            feet = shapely.get_coordinates(lines)[1::2]
             fx, fy = metric_transformer(zone, inverse=True).transform(feet[:, 0], feet[:, 1])
             out[k] = _GEOD.inv(xs[k], ys[k], fx, fy)[2]
         return out
@@ -360,7 +364,8 @@ class GridIndex:
 
                 fwd = metric_transformer(zone)
                 dense = shapely.segmentize(self.boundaries, _DENSIFY_DEG)
-                cached = shapely.transform(dense, lambda c: np.column_stack(fwd.transform(c[:, 0], c[:, 1])))
+                cached = shapely.transform(
+                    dense, lambda c: np.column_stack(fwd.transform(c[:, 0], c[:, 1])))
                 self.projected[zone] = cached
             return cached
 

@@ -46,9 +46,10 @@ def check_photo(data: bytes, *, max_pixels: int, loc: tuple = ("body", "file")) 
             with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[kind]]) as im:
                 width, height = im.size
                 if width * height > max_pixels:
-                    raise InputError(Problem(loc, f"the photo has {width}×{height} pixels; at most "
-                                             f"{max_pixels} in all", "too_many_pixels",
-                                             ctx={"width": width, "height": height, "max_pixels": max_pixels}))
+                    raise InputError(Problem(
+                        loc, f"the photo has {width}×{height} pixels; at most {max_pixels} in all",
+                        "too_many_pixels",
+                        ctx={"width": width, "height": height, "max_pixels": max_pixels}))
                 im.verify()          # chunk checksums and structure; leaves the image unusable
             with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[kind]]) as im:
                 im.load()            # every pixel decoded: a truncated file fails here
@@ -56,7 +57,8 @@ def check_photo(data: bytes, *, max_pixels: int, loc: tuple = ("body", "file")) 
         raise
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombWarning,
             Image.DecompressionBombError) as exc:
-        raise InputError(Problem(loc, f"the file is not a readable {kind.split('/')[1].upper()} image: {exc}",
+        name = kind.split("/")[1].upper()
+        raise InputError(Problem(loc, f"the file is not a readable {name} image: {exc}",
                                  "unreadable_image")) from None
     return kind
 

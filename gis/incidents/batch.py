@@ -423,8 +423,8 @@ def _check_rows(frame: pd.DataFrame, tz: ZoneInfo, system, fail: Callable[[int, 
     ext = _texts(col["external_id"], n, fallback="")[rows]
     out = _Checked(
         rows=rows, category=cat[rows], kind=_optional(kind[rows]), description=desc[rows], micros=micros[rows],
-        lon=lon[rows], lat=lat[rows], wgs_lon=points.lon[rows], wgs_lat=points.lat[rows], state=state[rows],
-        external_id=ext,
+        lon=lon[rows], lat=lat[rows], wgs_lon=points.lon[rows], wgs_lat=points.lat[rows],
+        state=state[rows], external_id=ext,
         reporter_name=_optional(_texts(col["reporter_name"], n, fallback="")[rows]),
         reporter_phone=_optional(_texts(col["reporter_phone"], n, fallback="")[rows]),
     )

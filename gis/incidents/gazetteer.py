@@ -72,7 +72,7 @@ class Place:
     lon: float
     lat: float
     precision_m: float
-    code: str | None = None          # the grid's code, for the grid kinds (town, area, village, grid)
+    code: str | None = None  # the grid's code, for the grid kinds (town, area, village, grid)
     household_id: int | None = None  # for household addresses
 
 
@@ -90,7 +90,8 @@ SELECT name AS label, CASE level WHEN 3 THEN 'village' WHEN 4 THEN 'grid' WHEN 2
        sqrt(ST_Area(geom::geography) / pi()) AS precision_m, code, NULL::bigint AS household_id
 FROM grid WHERE valid_to IS NULL
 UNION ALL
-SELECT nv.name, 'natural_village', ST_X(nv.geom), ST_Y(nv.geom), 300, NULL, NULL FROM natural_village nv
+SELECT nv.name, 'natural_village', ST_X(nv.geom), ST_Y(nv.geom), 300, NULL, NULL
+FROM natural_village nv
 UNION ALL
 SELECT name, 'shelter', ST_X(geom), ST_Y(geom), 30, NULL, NULL FROM shelter
 UNION ALL
@@ -103,9 +104,12 @@ _VERSION_SQL = """
 SELECT current_database(),
   (SELECT row(count(*), coalesce(sum(id), 0), coalesce(sum(xmin::text::bigint), 0))::text
    FROM grid WHERE valid_to IS NULL),
-  (SELECT row(count(*), coalesce(sum(id), 0), coalesce(sum(xmin::text::bigint), 0))::text FROM natural_village),
-  (SELECT row(count(*), coalesce(sum(id), 0), coalesce(sum(xmin::text::bigint), 0))::text FROM shelter),
-  (SELECT row(count(*), coalesce(sum(id), 0), coalesce(sum(xmin::text::bigint), 0))::text FROM household)
+  (SELECT row(count(*), coalesce(sum(id), 0), coalesce(sum(xmin::text::bigint), 0))::text
+   FROM natural_village),
+  (SELECT row(count(*), coalesce(sum(id), 0), coalesce(sum(xmin::text::bigint), 0))::text
+   FROM shelter),
+  (SELECT row(count(*), coalesce(sum(id), 0), coalesce(sum(xmin::text::bigint), 0))::text
+   FROM household)
 """
 
 
@@ -127,8 +131,10 @@ class Gazetteer:
                 ids, counts = postings.setdefault(ch, ([], []))
                 ids.append(i)
                 counts.append(k)
-        self.postings = {ch: (np.array(ids, dtype=np.int64), np.array(k, dtype=np.float64))
-                         for ch, (ids, k) in postings.items()}
+        self.postings = {
+            ch: (np.array(ids, dtype=np.int64), np.array(k, dtype=np.float64))
+            for ch, (ids, k) in postings.items()
+        }
         self.longest_settlement = max((len(c) for c in self.settlements), default=0)
 
     def bounds(self, q: str) -> np.ndarray:
@@ -138,7 +144,9 @@ class Gazetteer:
         for ch, k in Counter(q).items():
             hit = self.postings.get(ch)
             if hit is not None:
-                shared += np.bincount(hit[0], weights=np.minimum(hit[1], k), minlength=len(self.places))
+                shared += np.bincount(
+                    hit[0], weights=np.minimum(hit[1], k), minlength=len(self.places)
+                )
         bound = 2.0 * shared / (len(q) + self.lengths)
         for n in range(2, min(len(q), self.longest_settlement) + 1):
             for i in self.settlements.get(q[:n], ()):
@@ -167,16 +175,22 @@ _CACHE_LOCK = threading.Lock()
 
 def gazetteer(session: Session) -> Gazetteer:
     """The named places as this session sees them, read once per database and data version."""
-    key = (session.get_bind().url.render_as_string(hide_password=True),
-           *session.execute(text(_VERSION_SQL)).one())
+    key = (
+        session.get_bind().url.render_as_string(hide_password=True),
+        *session.execute(text(_VERSION_SQL)).one(),
+    )
     with _CACHE_LOCK:
         found = _CACHE.get(key)
         if found is not None:
             _CACHE.move_to_end(key)
             return found
     rows = session.execute(text(_PLACES_SQL))
-    made = Gazetteer([Place(r.label, r.kind, r.lon, r.lat, float(r.precision_m), r.code, r.household_id)
-                      for r in rows])
+    made = Gazetteer(
+        [
+            Place(r.label, r.kind, r.lon, r.lat, float(r.precision_m), r.code, r.household_id)
+            for r in rows
+        ]
+    )
     with _CACHE_LOCK:
         _CACHE[key] = made
         while len(_CACHE) > _CACHE_SIZE:
@@ -216,8 +230,10 @@ def rank(index: Gazetteer, q: str) -> Scored:
         sc = _score(q, index.canon[i], index.places[i].kind)
         scored.append((sc, i))
         best = max(best, sc)
-    ranked = sorted(((sc, index.places[i]) for sc, i in scored),
-                    key=lambda sp: (-sp[0], sp[1].precision_m, sp[1].label))
+    ranked = sorted(
+        ((sc, index.places[i]) for sc, i in scored),
+        key=lambda sp: (-sp[0], sp[1].precision_m, sp[1].label),
+    )
     return Scored(ranked, len(scored), truncated)
 
 
@@ -229,7 +245,10 @@ def _shown_households(session: Session, principal, ids: list[int]) -> set[int]:
 
     acc = access_for(principal)
     rows = session.execute(
-        text(f"SELECT h.id FROM household h WHERE h.id = ANY(:ids) AND ({acc.rows}) AND ({acc.personal})"),
+        text(
+            f"SELECT h.id FROM household h WHERE h.id = ANY(:ids) AND ({acc.rows}) "
+            f"AND ({acc.personal})"
+        ),
         {"ids": ids, "scope": list(principal.scope_codes)},
     )
     return {r.id for r in rows}
@@ -240,30 +259,64 @@ def resolve(session: Session, query: str, loc: tuple = ("place",), principal=Non
 
     `principal` decides which house-number addresses are shown (None: a local operator, all)."""
     if len(query or "") > MAX_PLACE_CHARS:
-        raise InputError(Problem(loc, f"a place name has at most {MAX_PLACE_CHARS} characters, "
-                                 f"got {len(query)}", "too_long", ctx={"max_length": MAX_PLACE_CHARS}))
+        raise InputError(
+            Problem(
+                loc,
+                f"a place name has at most {MAX_PLACE_CHARS} characters, got {len(query)}",
+                "too_long",
+                ctx={"max_length": MAX_PLACE_CHARS},
+            )
+        )
     q = canonical(query)
     if not q:
         raise InputError(Problem(loc, "the place name is empty", "no_match"))
     result = rank(gazetteer(session), q)
     scored = result.ranked
     if not scored:
-        raise InputError(Problem(loc, f"no place matches {query!r}", "no_match", ctx={"candidates": []}))
+        raise InputError(
+            Problem(loc, f"no place matches {query!r}", "no_match", ctx={"candidates": []})
+        )
     best_score, best = scored[0]
     listed = scored[:CANDIDATES]
-    shown = _shown_households(session, principal, [p.household_id for _s, p in listed + [scored[0]]
-                                                   if p.household_id is not None])
+    shown = _shown_households(
+        session,
+        principal,
+        [p.household_id for _s, p in listed + [scored[0]] if p.household_id is not None],
+    )
 
     def label(p: Place) -> str:
-        return mask_address(p.label) if p.household_id is not None and p.household_id not in shown else p.label
+        return (
+            mask_address(p.label)
+            if p.household_id is not None and p.household_id not in shown
+            else p.label
+        )
 
     candidates = [{"label": label(p), "kind": p.kind, "score": round(sc, 3)} for sc, p in listed]
     if best_score < MIN_SCORE:
-        raise InputError(Problem(loc, f"no place matches {query!r}", "no_match", ctx={"candidates": candidates}))
-    rivals = [p for sc, p in scored[1:] if best_score - sc <= TIE_MARGIN
-              and math.dist((p.lon, p.lat), (best.lon, best.lat)) > 1e-4]
+        raise InputError(
+            Problem(loc, f"no place matches {query!r}", "no_match", ctx={"candidates": candidates})
+        )
+    rivals = [
+        p
+        for sc, p in scored[1:]
+        if best_score - sc <= TIE_MARGIN and math.dist((p.lon, p.lat), (best.lon, best.lat)) > 1e-4
+    ]
     if rivals or result.truncated:
-        raise InputError(Problem(loc, f"{query!r} matches several places equally; be more precise",
-                                 "ambiguous", ctx={"candidates": candidates}))
-    return Hit(label(best), best.kind, best.lon, best.lat, best.precision_m, best.code, best.household_id,
-               round(best_score, 3))
+        raise InputError(
+            Problem(
+                loc,
+                f"{query!r} matches several places equally; be more precise",
+                "ambiguous",
+                ctx={"candidates": candidates},
+            )
+        )
+    return Hit(
+        label(best),
+        best.kind,
+        best.lon,
+        best.lat,
+        best.precision_m,
+        best.code,
+        best.household_id,
+        round(best_score, 3),
+    )

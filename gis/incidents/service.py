@@ -109,7 +109,8 @@ class IntakeResult:
     record: dict | None = None   # the stored incident as get_incident shows it, when already read
 
 
-def place_incident(session: Session, req: IntakeRequest, principal: Principal | None = None) -> Placement:
+def place_incident(session: Session, req: IntakeRequest,
+                   principal: Principal | None = None) -> Placement:
     if req.place:
         from gis.grids.locate import deepest_covering
         from gis.incidents.gazetteer import resolve
@@ -165,7 +166,8 @@ def intake(
     _check_fields(req, now)
     placed = place_incident(session, req, principal)
     fast = None if placed.grid_code else _intake_inside(
-        session, principal, req, placed, now, duplicate_radius_m, duplicate_window_hours, audit_fields)
+        session, principal, req, placed, now, duplicate_radius_m, duplicate_window_hours,
+        audit_fields)
     if fast is not None:
         return fast
     # The general path: outside the town (nearest grid within the tolerance, or refused), a point in
@@ -179,7 +181,8 @@ def intake(
         if existing is not None:
             return IntakeResult(existing, False)
     if placed.grid_code:
-        path, on_boundary, outside_m = path_to_town(placed.grid_code, current_hierarchy(session)), False, None
+        path = path_to_town(placed.grid_code, current_hierarchy(session))
+        on_boundary, outside_m = False, None
     else:
         path, on_boundary, outside_m = assign(session, placed.lon, placed.lat, outside_tolerance_m)
     group = path[max(path)]
@@ -418,7 +421,8 @@ def _shape(row, principal: Principal, now: dt.datetime) -> dict:
     d["escalation_level"] = u.escalation_level
     d["escalated_to"] = {4: d["group_code"], 3: d["village_code"], 2: d["area_code"], 1: d["town_code"]}[
         u.escalation_level]
-    d["assigned_level"] = len({d[k] for k in ("town_code", "area_code", "village_code", "group_code") if d[k]})
+    codes = (d["town_code"], d["area_code"], d["village_code"], d["group_code"])
+    d["assigned_level"] = len({c for c in codes if c})
     d["review_reasons"] = review_reasons(d)
     d["flagged"] = bool(d["review_reasons"])
     for k in ("occurred_at", "reported_at", "state_entered_at", "reviewed_at"):
