@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     duplicate_window_hours: float = 72.0
     max_incident_rows_per_file: int = 2_000_000
     max_attachment_bytes: int = 10 * 1024 * 1024
+    # A photo is decoded to be accepted; more pixels than a 50-megapixel camera's are refused.
+    max_attachment_pixels: int = 50_000_000
 
     @field_validator("trusted_origins", mode="before")
     @classmethod
