@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # Points outside the town but closer than this are still answered with the nearest grid.
     gap_tolerance_m2: float = 1.0
     overlap_tolerance_m2: float = 1.0
+    # Grid boundaries: gaps, overlaps and parts outside the parent no wider than this are
+    # coordinate rounding (7 decimals ≈ 1 cm), and a re-imported outline that moved no more than
+    # this is unchanged (no new version).
+    boundary_tolerance_m: float = 0.1
 
     # Accounts and sessions.
     session_cookie_name: str = "wangge_session"
