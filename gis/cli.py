@@ -315,10 +315,17 @@ def sample_demo_accounts() -> None:
         if dataset_info(session, "sample_town") is None:
             err.print("not the sample town: demo accounts are made only for the synthetic sample")
             raise typer.Exit(1)
+        # The story's village (尹营村) when it still carries that name; a grid import may have
+        # renamed or redrawn it, and then the first village with group grids serves as well.
         group = session.execute(text(
-            "SELECT min(code) FROM grid WHERE level = 4 AND valid_to IS NULL AND parent_code = "
-            "(SELECT code FROM grid WHERE level = 3 AND valid_to IS NULL AND name = '尹营村')"
-        )).scalar_one()
+            "SELECT g.code FROM grid g JOIN grid v ON v.code = g.parent_code "
+            "AND v.level = 3 AND v.valid_to IS NULL "
+            "WHERE g.level = 4 AND g.valid_to IS NULL "
+            "ORDER BY v.name = '尹营村' DESC, g.code LIMIT 1"
+        )).scalar_one_or_none()
+        if group is None:
+            err.print("no village with group grids is stored: demo accounts need one to serve")
+            raise typer.Exit(1)
         scopes = {Role.GRID_STAFF: [group], Role.SUPERVISOR: [group[:12] + "000"]}
         table = Table("role", "角色", "username", "password", "scope", title="demo accounts (sample town only)")
         for role in Role:
