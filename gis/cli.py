@@ -677,13 +677,31 @@ def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
-    """Serve the API and map pages."""
+    """Serve the API and map pages. Started as root, the server runs as WANGGE_SERVICE_USER."""
+    import os
+
     import uvicorn
 
     from gis.settings import get_settings
 
     settings = get_settings()
-    uvicorn.run("api.main:app", host=host or settings.host, port=port or settings.port)
+    host, port = host or settings.host, port or settings.port
+    if os.geteuid() != 0:
+        uvicorn.run("api.main:app", host=host, port=port)
+        return
+    from gis.service_user import ServiceUserError, bind_socket, drop_root
+
+    # The settings (and var/database_url, readable by root only) are read before the switch;
+    # the socket is bound before it too, so ports below 1024 still work.
+    sock = bind_socket(host, port)
+    try:
+        user = drop_root(settings, settings.service_user)
+    except ServiceUserError as exc:
+        err.print(f"not starting: {exc}")
+        raise typer.Exit(1) from None
+    err.print(f"serving as the unprivileged user '{user.name}' (uid {user.uid}), not root")
+    config = uvicorn.Config("api.main:app", host=host, port=port)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def main() -> None:  # pragma: no cover

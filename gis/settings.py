@@ -26,6 +26,11 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # Started as root (`make serve`), the server drops to this system user (made if missing).
+    service_user: str = "wangge"
+    # When the code or Python sits in a closed folder (a checkout or pyenv under /root), grant
+    # that user search on it (an ACL, else o+x) instead of refusing to start.
+    service_open_folders: bool = True
 
     # Optional on-line base map; None keeps every page fully offline (hillshade or plain background).
     tile_url: str | None = None
