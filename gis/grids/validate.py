@@ -197,7 +197,7 @@ def _code_problems(g: _Grids) -> tuple[list[Problem], dict[str, int], list[int |
 
 
 class _Metric:
-    """Areas in square metres of shapes computed in lon/lat.
+    """Areas and widths in metres of shapes computed in lon/lat.
 
     Set operations run in EPSG:4326, where the stored edges are straight: in a projected CRS a
     long edge and its split halves bend differently and leave false slivers. Only the results
@@ -216,12 +216,6 @@ class _Metric:
             return arr
         fwd = self._fwd
         return shapely.transform(arr, lambda x, y: fwd.transform(x, y), interleaved=False)
-
-    def areas(self, geoms) -> np.ndarray:
-        arr = np.asarray(geoms, dtype=object)
-        if not len(arr):
-            return np.zeros(0)
-        return np.asarray(shapely.area(self.project(arr)), dtype=float)
 
     def wide_parts(self, piece, tol_m: float) -> tuple[object | None, float, float]:
         """The parts of a lon/lat `piece` wider than `tol_m` metres: (those parts, their area in
