@@ -235,6 +235,7 @@ def import_file(
         source=f"upload:{name}",
         gap_tolerance_m2=settings.gap_tolerance_m2,
         overlap_tolerance_m2=settings.overlap_tolerance_m2,
+        boundary_tolerance_m=settings.boundary_tolerance_m,
     )
     if savepoint is not None:
         savepoint.rollback()

@@ -38,6 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="GIS spatial analysis and mapping for grid-based governance (网格化管理)",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs and /redoc are added by api.docs with local assets (FastAPI's load from CDNs).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     problems.install(app)
@@ -52,11 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(OriginCheck, trusted_origins=settings.trusted_origins)
 
     from api import accounts, audit, emergencies, flood, flood_extents, grids, hotspots, households, incidents, maps
+    from api import docs
 
     for module in (accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
                    maps):
         app.include_router(module.router)
     maps.mount_assets(app)
+    docs.install(app, maps.ASSET_PREFIX)
 
     @app.get("/healthz", tags=["service"], summary="Liveness and database check", dependencies=[Depends(public)])
     def healthz(session: SessionDep):

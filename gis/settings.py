@@ -27,6 +27,11 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # Started as root (`make serve`), the server drops to this system user (made if missing).
+    service_user: str = "wangge"
+    # When the code or Python sits in a closed folder (a checkout or pyenv under /root), grant
+    # that user search on it (an ACL, else o+x) instead of refusing to start.
+    service_open_folders: bool = True
 
     # Optional on-line base map; None keeps every page fully offline (hillshade or plain background).
     tile_url: str | None = None
@@ -43,6 +48,10 @@ class Settings(BaseSettings):
     # Points outside the town but closer than this are still answered with the nearest grid.
     gap_tolerance_m2: float = 1.0
     overlap_tolerance_m2: float = 1.0
+    # Grid boundaries: gaps, overlaps and parts outside the parent no wider than this are
+    # coordinate rounding (7 decimals ≈ 1 cm), and a re-imported outline that moved no more than
+    # this is unchanged (no new version).
+    boundary_tolerance_m: float = 0.1
 
     # Accounts and sessions.
     session_cookie_name: str = "wangge_session"
