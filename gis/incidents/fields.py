@@ -30,13 +30,33 @@ def _by_text(codes, names_zh: dict, short: dict[str, str]) -> dict[str, str]:
     return out
 
 
-CATEGORY_BY_TEXT = _by_text(Category, CATEGORY_NAMES_ZH, {
-    "灾害": Category.DISASTER.value, "汛情": Category.DISASTER.value, "纠纷": Category.DISPUTE.value})
+CATEGORY_BY_TEXT = _by_text(
+    Category,
+    CATEGORY_NAMES_ZH,
+    {
+        "灾害": Category.DISASTER.value,
+        "汛情": Category.DISASTER.value,
+        "纠纷": Category.DISPUTE.value,
+    },
+)
 # The kinds' names without the trailing 纠纷: 土地/边界, 邻里, 婚姻家庭, 劳资, 征迁.
-DISPUTE_KIND_BY_TEXT = _by_text(DisputeKind, DISPUTE_NAMES_ZH, {
-    name.removesuffix("纠纷"): code.value for code, name in DISPUTE_NAMES_ZH.items()})
-STATE_BY_TEXT = _by_text(State, STATE_NAMES_ZH, {
-    "访": "visit", "报": "report", "研": "study", "办": "handle", "问": "follow_up", "办结": "closed"})
+DISPUTE_KIND_BY_TEXT = _by_text(
+    DisputeKind,
+    DISPUTE_NAMES_ZH,
+    {name.removesuffix("纠纷"): code.value for code, name in DISPUTE_NAMES_ZH.items()},
+)
+STATE_BY_TEXT = _by_text(
+    State,
+    STATE_NAMES_ZH,
+    {
+        "访": "visit",
+        "报": "report",
+        "研": "study",
+        "办": "handle",
+        "问": "follow_up",
+        "办结": "closed",
+    },
+)
 
 
 def _code(table: dict[str, str], value) -> str | None:
@@ -74,7 +94,7 @@ def parse_time(value, tz: ZoneInfo = BEIJING) -> dt.datetime:
     is not a time."""
     try:
         t = pd.Timestamp(value)
-    except (OverflowError, OSError) as exc:   # huge numbers: not a time either
+    except (OverflowError, OSError) as exc:  # huge numbers: not a time either
         raise ValueError(str(exc)) from None
     if pd.isna(t):
         raise ValueError("empty")

@@ -79,13 +79,15 @@ def _check_fields(req: IntakeRequest, now: dt.datetime) -> None:
         if category is not None and category != Category.DISPUTE:
             problems.append(Problem(("body", "dispute_kind"), "only disputes have a dispute_kind"))
         elif kind is None:
-            problems.append(Problem(("body", "dispute_kind"), "one of " + fields.dispute_kind_choices()))
+            problems.append(Problem(("body", "dispute_kind"),
+                                    "one of " + fields.dispute_kind_choices()))
         else:
             req.dispute_kind = kind
     try:
         req.occurred_at = fields.parse_time(req.occurred_at)
     except (ValueError, TypeError):
-        problems.append(Problem(("body", "occurred_at"), f"not a time: {req.occurred_at!r}; {fields.TIME_RULE}"))
+        problems.append(Problem(("body", "occurred_at"),
+                                f"not a time: {req.occurred_at!r}; {fields.TIME_RULE}"))
     else:
         if req.occurred_at > now + dt.timedelta(minutes=10):
             problems.append(Problem(("body", "occurred_at"), "lies in the future"))
