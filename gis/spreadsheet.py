@@ -13,7 +13,7 @@ cell, whatever column it is in and whoever wrote the text:
   form: in CSV the same leading quote (one documented convention for "take this cell as text";
   ="…" would be a formula and a leading tab is itself one of OWASP's formula characters); in
   xlsx a cell typed as text (t="s", number format @), which keeps every digit with no mark.
-  Numbers (int, float) stay numbers; an int too long for a spreadsheet's 15 digits is text.
+  Numbers (int, float) stay numbers; an int of more than 11 digits is text, like an identifier.
 - Times are Beijing time with the zone in the value: "2024-05-01 08:00:00+08:00". Sorting the
   text sorts by time, and no reader has to guess whether a time is UTC.
 - Codes are Chinese: a column's labels come from the dictionaries the pages use
@@ -46,8 +46,9 @@ FORMULA_STARTS = frozenset("=+-@\t\r")
 # What a spreadsheet would read as a number (and so round, or show as 4.1E+14, or strip of a
 # leading 0): digits with an optional sign, decimal point, thousands commas, exponent or percent.
 _NUMBER_LIKE = re.compile(r"[+-]?(\d[\d,]*\.?\d*|\.\d+)([eE][+-]?\d+)?%?")
-# Spreadsheets hold 15 significant digits: a longer int is written as text.
-_MAX_EXACT_DIGITS = 15
+# Excel's General format shows an integer of 12 or more digits as 4.11324E+14 (and keeps only 15
+# significant digits): such an int is written as text.
+_MAX_PLAIN_DIGITS = 11
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 
@@ -104,7 +105,7 @@ class Table:
         if name in self.times or isinstance(raw, dt.datetime):
             return beijing_time(raw) if raw != "" else None
         if isinstance(raw, int):
-            return raw if len(str(abs(raw))) <= _MAX_EXACT_DIGITS else str(raw)
+            return raw if len(str(abs(raw))) <= _MAX_PLAIN_DIGITS else str(raw)
         if isinstance(raw, float):
             return raw if math.isfinite(raw) else None
         if isinstance(raw, (list, tuple, dict)):
