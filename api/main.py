@@ -12,7 +12,8 @@ from sqlalchemy import text
 
 from api import problems
 from api.deps import SessionDep
-from api.limits import BodySizeLimit
+from api.limits import BodySizeLimit, upload_limits
+from api.origin import OriginCheck
 from api.security import P, public
 from gis.auth.roles import Permission
 from gis.db import make_engine, make_sessionmaker
@@ -45,9 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodySizeLimit,
         default_limit=settings.max_json_body_bytes,
-        upload_limit=settings.max_upload_bytes,
-        upload_paths=("/grids/import", "/incidents/import", "/flood/extents", "/flood/extents/drawn"),
+        route_limits=upload_limits(settings),
     )
+    # Outermost: a cross-site write is refused before anything reads its body.
+    app.add_middleware(OriginCheck, trusted_origins=settings.trusted_origins)
 
     from api import accounts, audit, emergencies, flood, flood_extents, grids, hotspots, households, incidents, maps
 

@@ -171,17 +171,16 @@ def grids_locate(
     crs: Annotated[str, typer.Option(help="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")] = "wgs84",
 ) -> None:
     """Print the grid at every level for a point."""
-    from gis.crs import check_lonlat, parse_crs, to_wgs84
+    from gis.crs import parse_crs, points_to_wgs84
     from gis.db import transaction
     from gis.grids.locate import locate_points
 
     try:
         system = parse_crs(crs, field=("crs",))
-        check_lonlat(lon, lat, field_prefix=())
+        xs, ys = points_to_wgs84(lon, lat, system, field_prefix=())
     except InputError as exc:
         _print_problems(exc)
         raise typer.Exit(2) from None
-    xs, ys = to_wgs84([lon], [lat], system)
     with transaction(_engine()) as session:
         loc = locate_points(session, xs, ys)[0]
     if not loc.inside:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,9 +48,17 @@ class Settings(BaseSettings):
     session_cookie_name: str = "wangge_session"
     session_cookie_secure: bool = True
     session_hours: float = 12.0
+    # Login throttling (gis.auth.accounts.LoginPolicy): failures per account and client address,
+    # per address, and a doubling back-off per account over all addresses.
     login_max_failures: int = 5
     login_max_failures_per_ip: int = 30
     login_window_minutes: int = 15
+    login_account_backoff_after: int = 10
+    login_account_backoff_base_s: float = 1.0
+    login_account_backoff_max_s: float = 60.0
+    # Origins (scheme://host[:port], comma-separated) besides the service's own from which browser
+    # pages may log in or write with the session cookie, e.g. a reverse proxy's public address.
+    trusted_origins: Annotated[tuple[str, ...], NoDecode] = ()
     max_json_body_bytes: int = 2 * 1024 * 1024
     max_audit_export_rows: int = 100_000
 
@@ -59,6 +68,15 @@ class Settings(BaseSettings):
     duplicate_window_hours: float = 72.0
     max_incident_rows_per_file: int = 2_000_000
     max_attachment_bytes: int = 10 * 1024 * 1024
+    # A photo is decoded to be accepted; more pixels than a 50-megapixel camera's are refused.
+    max_attachment_pixels: int = 50_000_000
+
+    @field_validator("trusted_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @model_validator(mode="after")
     def _database_from_var(self) -> Settings:
