@@ -1,31 +1,33 @@
-"""Shared pieces of the API's file handling: CSV exports for Excel, uploads to a temp file, times."""
+"""Shared pieces of the API's file handling: exports (CSV, xlsx), uploads to a temp file, times."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from fastapi import HTTPException, UploadFile
 from fastapi.responses import Response
 
 from gis.errors import InputError, Problem
+from gis.spreadsheet import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, Table
 
 
-def csv_response(headers: Mapping[str, str], rows: Iterable[Mapping], filename: str, total: int) -> Response:
-    """UTF-8 with a BOM so Excel shows the Chinese headers; `headers` maps field -> column title."""
-    buf = io.StringIO()
-    buf.write("\ufeff")
-    writer = csv.writer(buf)
-    writer.writerow(headers.values())
-    for r in rows:
-        writer.writerow([r.get(k) for k in headers])
-    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                             "X-Total-Count": str(total)})
+def table_response(
+    table: Table, rows: Iterable[Mapping], name: str, total: int,
+    fmt: Literal["csv", "xlsx"] = "csv", extra_headers: Mapping[str, str] | None = None,
+) -> Response:
+    """An export as a download: CSV (UTF-8 with a BOM so Excel shows the Chinese) or xlsx, both
+    written by `gis.spreadsheet.Table` (formula-safe, ids as text, Beijing time, Chinese labels)."""
+    if fmt == "xlsx":
+        body, media_type = table.xlsx_bytes(rows), XLSX_MEDIA_TYPE
+    else:
+        body, media_type = table.csv_bytes(rows), CSV_MEDIA_TYPE
+    return Response(body, media_type=media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"',
+                             "X-Total-Count": str(total), **(extra_headers or {})})
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
-from api.exports import csv_response
+from api.exports import table_response
 from api.security import P
 from gis import audit
 from gis.auth.roles import Permission
@@ -55,16 +55,6 @@ def _feature(h: dict) -> dict:
             "properties": props}
 
 
-def _csv_rows(households: list[dict]):
-    for h in households:
-        row = dict(h)
-        for k in ("living_alone_elderly", "upper_floor_dry"):
-            row[k] = L.YES if h.get(k) else L.NO
-        row["distance_kind"] = L.DISTANCE_KIND.get(h.get("distance_kind"), h.get("distance_kind"))
-        row["personal_fields"] = L.PERSONAL.get(h["personal_fields"], h["personal_fields"])
-        yield row
-
-
 @router.get("/households", summary="Households in a flood extent, in rescue order (JSON, GeoJSON or CSV)")
 def households(
     request: Request,
@@ -77,7 +67,7 @@ def households(
     grid_code: GridFilter = None,
     limit: Annotated[int, Query(ge=1)] = 1000,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    format: Literal["json", "geojson", "csv"] = "json",
+    format: Literal["json", "geojson", "csv", "xlsx"] = "json",
     reason: Reason = None,
 ):
     check_page_limit(limit, settings)
@@ -86,8 +76,8 @@ def households(
     _audit(session, principal, request, page, "flood_households", format, reason,
            {"extent": result.extent, "scenario": scenario, "offset": offset})
     total = len(result.households)
-    if format == "csv":
-        return csv_response(L.CSV_HEADERS, _csv_rows(page), "flood_households.csv", total)
+    if format in ("csv", "xlsx"):
+        return table_response(L.EXPORT, page, "flood_households", total, format)
     if format == "geojson":
         fc = {"type": "FeatureCollection", "numberMatched": total, "numberReturned": len(page),
               "extent": result.extent, "totals": result.totals, "features": [_feature(h) for h in page]}

@@ -11,7 +11,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api.deps import SessionDep, SettingsDep
-from api.exports import csv_response, require_time_zone
+from api.exports import require_time_zone, table_response
 from api.incidents import _audit_reporter
 from api.security import P, require_page
 from gis.auth.principal import Principal
@@ -83,18 +83,6 @@ def hotspot_query(
 QueryDep = Annotated[service.HotspotQuery, Depends(hotspot_query)]
 
 
-def _csv_rows(records: list[dict]) -> list[dict]:
-    return [
-        {
-            **r,
-            "bin_text": labels.HOTSPOT_BINS.get(r["bin"]),
-            "outlier": labels.HOTSPOT_OUTLIERS.get(r["outlier"] or "", ""),
-            "emerging": labels.HOTSPOT_EMERGING.get(r["emerging"] or "", r["emerging"]),
-        }
-        for r in records
-    ]
-
-
 @router.get(
     "/hotspots",
     summary="Hot spots of incidents: Gi*, FDR, bins, outliers, emerging trends "
@@ -104,15 +92,16 @@ def hotspots(
     session: SessionDep,
     principal: P(Permission.VIEW_INCIDENTS),
     query: QueryDep,
-    format: Literal["json", "geojson", "csv"] = "json",
+    format: Literal["json", "geojson", "csv", "xlsx"] = "json",
 ):
     result = service.analyse(session, principal, query)
-    if format == "csv":
-        return csv_response(
-            labels.HOTSPOT_CSV_HEADERS,
-            _csv_rows(service.unit_records(result)),
-            "hotspots.csv",
+    if format in ("csv", "xlsx"):
+        return table_response(
+            labels.HOTSPOT_EXPORT,
+            labels.hotspot_export_rows(service.unit_records(result)),
+            "hotspots",
             len(result.units),
+            format,
         )
     if format == "geojson":
         fc = {

@@ -10,12 +10,13 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
-from api.exports import csv_response
+from api.exports import table_response
 from api.grids import parse_bbox
 from api.security import P
 from gis import audit
 from gis import households as hh
 from gis.auth.roles import Permission
+from gis.spreadsheet import PERSONAL, Table
 
 router = APIRouter(prefix="/households", tags=["households"])
 
@@ -28,6 +29,7 @@ CSV_HEADERS = {
     "bedridden": "卧床", "floors": "楼层数", "natural_village": "自然村", "grid_code": "网格编码",
     "grid_name": "网格", "lon": "经度", "lat": "纬度", "personal_fields": "个人信息",
 }
+EXPORT = Table(CSV_HEADERS, labels={"personal_fields": PERSONAL})
 
 
 def _audit_read(session, principal, request: Request, records: list[dict], reason: str | None, fmt: str):
@@ -47,15 +49,15 @@ def list_households(
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
     limit: Annotated[int, Query(ge=1)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    format: Literal["json", "geojson", "csv"] = "json",
+    format: Literal["json", "geojson", "csv", "xlsx"] = "json",
     reason: Reason = None,
 ):
     check_page_limit(limit, settings)
     records, total = hh.list_households(session, principal, grid_code=grid_code, bbox=parse_bbox(bbox),
                                         limit=limit, offset=offset)
     _audit_read(session, principal, request, records, reason, format)
-    if format == "csv":
-        return csv_response(CSV_HEADERS, records, "households.csv", total)
+    if format in ("csv", "xlsx"):
+        return table_response(EXPORT, records, "households", total, format)
     if format == "geojson":
         fc = {
             "type": "FeatureCollection",

@@ -12,15 +12,17 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
-from api.exports import csv_response, require_time_zone, saved_upload
+from api.exports import require_time_zone, saved_upload, table_response
 from api.security import P
 from gis import audit
 from gis.auth.roles import Permission
 from gis.errors import InputError, NotFound, Problem
 from gis.incidents import service
-from gis.incidents.categories import Category, DisputeKind
+from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH, Category
+from gis.incidents.fields import TIME_RULE
 from gis.incidents.gazetteer import MAX_PLACE_CHARS
-from gis.incidents.loop import Action, State
+from gis.incidents.loop import STATE_NAMES_ZH, Action, State
+from gis.spreadsheet import Table
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
@@ -32,13 +34,23 @@ CSV_HEADERS = {
     "village_code": "行政村", "area_code": "片区", "lon": "经度", "lat": "纬度", "flagged": "待复核",
     "reporter_name": "报告人", "reporter_phone": "报告人电话",
 }
+# The export speaks the pages' Chinese (categories, kinds, loop stages) and Beijing time.
+EXPORT = Table(CSV_HEADERS, times=frozenset({"occurred_at", "deadline"}), labels={
+    "category": CATEGORY_NAMES_ZH, "dispute_kind": DISPUTE_NAMES_ZH, "state": STATE_NAMES_ZH})
 
 
 class IncidentIn(BaseModel):
-    category: Category
-    dispute_kind: DisputeKind | None = None
+    # Read by the file import's rule (gis.incidents.fields): codes or the pages' Chinese names, and
+    # a time without a zone is Beijing time.
+    category: Annotated[str, NoNul] = Field(
+        max_length=40, description="a code (dispute) or its Chinese name (矛盾纠纷)",
+        examples=["dispute", "矛盾纠纷"])
+    dispute_kind: Annotated[str | None, NoNul] = Field(
+        default=None, max_length=40, description="a code (neighbour) or its Chinese name (邻里纠纷)")
     description: Annotated[str, NoNul] = Field(min_length=1, max_length=5000)
-    occurred_at: dt.datetime
+    occurred_at: Annotated[str, NoNul] = Field(
+        min_length=1, max_length=64, description=TIME_RULE,
+        examples=["2024-05-01T08:00:00+08:00", "2024-05-01 08:00"])
     lon: float | None = None
     lat: float | None = None
     crs: str | None = Field(default=None, max_length=40, description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")
@@ -66,8 +78,6 @@ def _audit_reporter(session, principal, request, records, reason=None):
 def report(request: Request, session: SessionDep, settings: SettingsDep,
            principal: P(Permission.REPORT_INCIDENTS), body: IncidentIn):
     req = service.IntakeRequest(**body.model_dump(mode="python"))
-    req.category = body.category.value
-    req.dispute_kind = body.dispute_kind.value if body.dispute_kind else None
     result = service.intake(
         session, principal, req,
         outside_tolerance_m=settings.incident_outside_tolerance_m,
@@ -96,7 +106,7 @@ def list_incidents(
     flagged: bool | None = None,
     limit: Annotated[int, Query(ge=1)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    format: Literal["json", "geojson", "csv"] = "json",
+    format: Literal["json", "geojson", "csv", "xlsx"] = "json",
 ):
     check_page_limit(limit, settings)
     require_time_zone(since=since, until=until)
@@ -106,8 +116,8 @@ def list_incidents(
         flagged=flagged, limit=limit, offset=offset,
     )
     _audit_reporter(session, principal, request, rows)
-    if format == "csv":
-        return csv_response(CSV_HEADERS, rows, "incidents.csv", total)
+    if format in ("csv", "xlsx"):
+        return table_response(EXPORT, rows, "incidents", total, format)
     if format == "geojson":
         fc = {"type": "FeatureCollection", "numberMatched": total, "numberReturned": len(rows),
               "features": [{"type": "Feature", "id": r["id"],

@@ -343,31 +343,56 @@ def sample_demo_accounts() -> None:
     console.print(table)
 
 
+# Failed rows printed to the terminal; the rest are counted, and all go to --failures-csv.
+SHOWN_FAILURES = 200
+
+
+def _import_parts(estimated_rows: int) -> int:
+    """Rows per part for the CLI: at least 10 parts so the bar moves (150,000 rows: 15,000 a part),
+    but no fewer than 10,000 rows a part, and files of a million rows keep the import's 100,000."""
+    from gis.incidents.batch import CHUNK
+
+    return min(CHUNK, max(10_000, estimated_rows // 10))
+
+
 @incidents_app.command("import")
 def incidents_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     crs: Annotated[str | None, typer.Option(help="the coordinates' system: wgs84 | gcj02 | bd09 | EPSG:code")] = None,
     all_or_nothing: Annotated[bool, typer.Option(help="write nothing if any row fails")] = False,
+    failures_csv: Annotated[Path | None, typer.Option(
+        "--failures-csv", dir_okay=False,
+        help="write every failed row (line, column, reason) to this file: CSV, or Excel (.xlsx)",
+    )] = None,
 ) -> None:
-    """Import incidents (CSV, Excel, GeoJSON, GeoPackage): good rows in, bad rows reported by number."""
-    from rich.progress import Progress
+    """Import incidents (CSV, Excel, GeoJSON, GeoPackage): good rows in, bad rows shown by line."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from gis import audit
     from gis.db import transaction
-    from gis.incidents.batch import import_incidents, open_incident_file
+    from gis.incidents.batch import FAILURES_EXPORT, import_incidents, open_incident_file
     from gis.settings import get_settings
 
     settings = get_settings()
     try:
         source = open_incident_file(file, max_rows=settings.max_incident_rows_per_file)
-        with transaction(_engine()) as session, Progress(console=console, transient=True) as bar:
-            task = bar.add_task("importing", total=source.estimated_rows or None)
+        source.chunk_rows = _import_parts(source.estimated_rows)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())
+        # On stderr, so that stdout keeps only the result; rich draws it only on a terminal.
+        bar = Progress(*columns, console=err, transient=True)
+        with transaction(_engine()) as session, bar:
+            total = source.estimated_rows or None
+            checking = bar.add_task("检查与定位", total=total)
+            writing = bar.add_task("写入", total=total)
             report = import_incidents(
                 session, source, source=f"cli:{file.name}", crs=crs, all_or_nothing=all_or_nothing,
                 outside_tolerance_m=settings.incident_outside_tolerance_m,
-                progress=lambda n: bar.advance(task, n),
+                checked=lambda n: bar.advance(checking, n),
+                progress=lambda n: bar.advance(writing, n),
             )
-            bar.update(task, total=report.rows, completed=report.rows)
+            for task in (checking, writing):
+                bar.update(task, total=report.rows, completed=report.rows)
             audit.record(session, None, "import", resource="incident", actor=_cli_actor(),
                          detail={"file": file.name, "created": report.created, "failed": len(report.failed)})
     except InputError as exc:
@@ -375,9 +400,17 @@ def incidents_import(
         raise typer.Exit(1) from None
     if report.failed:
         table = Table("row", "column", "reason", title=f"{len(report.failed)} rows failed")
-        for f in report.failed[:200]:
+        for f in report.failed[:SHOWN_FAILURES]:
             table.add_row(str(f["row"]), f["column"] or "", f["reason"])
         err.print(table)
+        if len(report.failed) > SHOWN_FAILURES:
+            more = len(report.failed) - SHOWN_FAILURES
+            hint = (f" (all of them are in {failures_csv})" if failures_csv
+                    else " (all of them: --failures-csv FILE)")
+            err.print(f"… and {more} more{hint}")
+    if failures_csv is not None:
+        FAILURES_EXPORT.write_file(failures_csv, report.failed)
+        err.print(f"failed rows -> {failures_csv}")
     verb = "wrote" if report.written else "wrote nothing (--all-or-nothing)"
     console.print(f"{verb}: {report.created} new, {report.already_present} already present, "
                   f"{len(report.failed)} failed of {report.rows} rows")
@@ -490,11 +523,11 @@ def flood_households(
     scenario: Annotated[str | None, typer.Option(help="a named scenario (2023-09-23) or a stage in m")] = None,
     buffer_m: Annotated[float, typer.Option(help="also houses within this many metres")] = 0.0,
     grid_code: Annotated[str | None, typer.Option(help="only this grid (group, village or area code)")] = None,
-    csv: Annotated[Path | None, typer.Option(help="also write the list as CSV (UTF-8 with BOM)")] = None,
+    csv: Annotated[Path | None, typer.Option(
+        help="also write the list to this file: CSV (UTF-8 with BOM), or Excel if it ends in .xlsx",
+    )] = None,
 ) -> None:
     """The flooded households in rescue order: depth, people, grid, responsible staff, shelter."""
-    import csv as csvlib
-
     from gis.db import transaction
     from gis.flood import labels as L
 
@@ -519,11 +552,7 @@ def flood_households(
     console.print(f"villages: {'、'.join(villages)}; shelters by {result.distance_kind} ({result.shelter_method}); "
                   f"{t['unplaced_households']} households could not be placed")
     if csv is not None:
-        with csv.open("w", encoding="utf-8-sig", newline="") as f:
-            w = csvlib.writer(f)
-            w.writerow(L.CSV_HEADERS.values())
-            for h in result.households:
-                w.writerow([h.get(k) for k in L.CSV_HEADERS])
+        L.EXPORT.write_file(csv, result.households)
         console.print(f"-> {csv}")
 
 
@@ -599,7 +628,8 @@ def hotspots(
     seed: Annotated[int, typer.Option()] = 12345,
     alpha: Annotated[float, typer.Option()] = 0.05,
     fdr: Annotated[bool, typer.Option(help="Benjamini-Hochberg correction")] = True,
-    out: Annotated[Path | None, typer.Option(help="write every unit: .csv, .geojson or .json")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="write every unit: .csv, .xlsx, .geojson or .json")] = None,
 ) -> None:
     """Dispute (or other incident) hot spots: Gi*, FDR, confidence bins, outliers, emerging trends."""
     import datetime as dt
@@ -647,16 +677,17 @@ def hotspots(
     console.print(table)
     if out is not None:
         suffix = out.suffix.lower()
-        if suffix == ".csv":
-            frame = result.units.drop(columns="geometry")
-            frame.to_csv(out, index=False, encoding="utf-8-sig")
+        if suffix in (".csv", ".xlsx"):
+            from maps import labels
+
+            labels.HOTSPOT_EXPORT.write_file(out, labels.hotspot_export_rows(records))
         elif suffix in (".geojson", ".json"):
             payload = ({"type": "FeatureCollection", "meta": meta, "warnings": result.warnings,
                         "features": service.unit_features(result)} if suffix == ".geojson"
                        else {"meta": meta, "warnings": result.warnings, "units": records})
             out.write_text(json.dumps(payload, ensure_ascii=False, default=str), encoding="utf-8")
         else:
-            err.print("--out must end in .csv, .geojson or .json")
+            err.print("--out must end in .csv, .xlsx, .geojson or .json")
             raise typer.Exit(1)
         console.print(f"wrote {out}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gis.spreadsheet import Table
+
 LEVEL_LAYER_NAMES: dict[int, str] = {
     1: "一级网格·镇域",
     2: "二级网格·管理片区",
@@ -197,6 +199,19 @@ HOTSPOT_CSV_HEADERS: dict[str, str] = {
     "moran_i": "局部Moran's I", "quadrant": "象限", "outlier": "局部异常", "island": "无相邻单元",
     "emerging": "时空趋势", "trend_z": "趋势z值", "trend_p": "趋势p值",
 }
+# Local Moran's I quadrants (the unit's value, then its neighbours').
+HOTSPOT_QUADRANTS: dict[str, str] = {"HH": "高-高", "LL": "低-低", "HL": "高-低", "LH": "低-高"}
+# The export of GET /hotspots?format=csv|xlsx and `wangge hotspots --out x.csv|x.xlsx` alike;
+# rows come from `hotspot_export_rows`.
+HOTSPOT_EXPORT = Table(HOTSPOT_CSV_HEADERS, labels={
+    "bin_text": HOTSPOT_BINS, "outlier": HOTSPOT_OUTLIERS, "emerging": HOTSPOT_EMERGING,
+    "quadrant": HOTSPOT_QUADRANTS})
+
+
+def hotspot_export_rows(records: list[dict]) -> list[dict]:
+    """The analysis' unit records with the bin's wording beside its number."""
+    return [{**r, "bin_text": r["bin"]} for r in records]
+
 # Warnings of an analysis that went ahead (gis.hotspots.service notices), by type.
 HOTSPOT_WARNINGS: dict[str, str] = {
     "sparse": "{share}% 的单元没有事项，统计结果较弱；可选用更大的单元或更长的时间段",

@@ -29,7 +29,7 @@ def inside_point(engine):
 
 def mixed_rows(x, y) -> pd.DataFrame:
     good = dict(category="environment", description="垃圾堆放", occurred_at="2024-05-01T10:00:00+08:00", lon=x, lat=y)
-    rows = [
+    rows = [                                                # data rows 1-8 = lines 2-9 of the file
         {**good, "external_id": "imp-1"},                                   # 1 good
         {**good, "external_id": "imp-2", "category": "magic"},               # 2 unknown category
         {**good, "external_id": "imp-3", "lon": "abc"},                       # 3 bad coordinate
@@ -55,7 +55,7 @@ def test_mixed_file_reports_exactly_the_bad_rows_and_rerun_adds_nothing(scratch_
         assert r.status_code == 200, r.text
         body = r.json()
         assert [(f["row"], f["column"]) for f in body["failed"]] == [
-            (2, "category"), (3, "lon"), (4, "lon"), (5, "occurred_at"), (7, "dispute_kind")]
+            (3, "category"), (4, "lon"), (5, "lon"), (6, "occurred_at"), (8, "dispute_kind")]  # lines: header = 1
         assert "outside the town" in body["failed"][2]["reason"]
         assert body["created"] == 3 and count(scratch_db_url) == before + 3
         again = upload(cc, "mixed.csv", csv_bytes).json()
@@ -141,4 +141,4 @@ def test_a_nul_character_is_a_row_error_not_a_crash(scratch_db_url, inside_point
     with make_client(scratch_db_url, "admin") as admin:
         r = upload(admin, "nul.csv", rows.to_csv(index=False).encode())
         assert r.status_code == 200, r.text
-        assert r.json()["failed"] == [{"row": 1, "column": "description", "reason": "contains a NUL character"}]
+        assert r.json()["failed"] == [{"row": 2, "column": "description", "reason": "contains a NUL character"}]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gis.spreadsheet import PERSONAL, Table
+
 # CSV columns of GET /flood/households?format=csv, in order (UTF-8 with BOM for Excel).
 CSV_HEADERS = {
     "priority_rank": "优先序号", "priority_score": "优先分值", "household_no": "户号", "head_name": "户主",
@@ -14,9 +16,9 @@ CSV_HEADERS = {
     "shelter_remaining": "安置点剩余容量(人)", "lon": "经度", "lat": "纬度", "personal_fields": "个人信息",
 }
 
-YES, NO = "是", "否"
 DISTANCE_KIND = {"road": "道路", "straight": "直线"}
-PERSONAL = {"shown": "显示", "masked": "已脱敏"}
+# The export of the API and of `wangge flood households --csv` alike.
+EXPORT = Table(CSV_HEADERS, labels={"distance_kind": DISTANCE_KIND, "personal_fields": PERSONAL})
 
 MEMBER_FLAGS = {"elderly": "老人", "child": "儿童", "disabled": "残疾", "pregnant": "孕妇", "bedridden": "卧床"}
 

@@ -1,11 +1,14 @@
 """Batch import of (historical) incidents from CSV, GeoJSON, GeoPackage or Excel, assigned in bulk.
 
-Each row needs: category, description, occurred_at (ISO 8601 with time zone, or a date/time read
-in `default_tz`), and lon/lat (with the file's `crs`) — or for spatial files the point geometry.
-Optional: dispute_kind, external_id, state (loop stage reached, default visit), reporter_name,
-reporter_phone. Rows that fail are reported with their row number (1 = first data row) and
-reason; good rows are written with binary COPY. Re-running a file adds nothing: a row without an
-external_id gets one derived from its content.
+Each row needs: category, description, occurred_at, and lon/lat (with the file's `crs`) — or for
+spatial files the point geometry. Optional: dispute_kind, external_id, state (loop stage reached,
+default visit), reporter_name, reporter_phone. Category, kind, stage and time are read by the rule
+of the API (`gis.incidents.fields`): codes or the pages' Chinese names, a time without a zone in
+`default_tz` (Beijing time). Rows that fail are reported with the number the spreadsheet shows
+(`row`: the header is line 1, the first data row 2; in a CSV the physical line where the record
+starts, in an xlsx the sheet's row; in GeoJSON/GeoPackage the first feature is row 2, as if a
+header came first) and reason; good rows are written with binary COPY. Re-running a file adds
+nothing: a row without an external_id gets one derived from its content.
 
 Built for files of a million rows: the checks run column-wise (pandas/numpy) but report exactly
 what the row-by-row reading reported (each row's first failing check, in the same words), points
@@ -38,7 +41,9 @@ from gis.crs import convert_points, parse_crs
 from gis.errors import InputError, Problem
 from gis.grids.locate import BulkLocation, GridIndex, add_nearest, grid_index, match_bulk
 from gis.incidents.categories import Category, DisputeKind
+from gis.incidents.fields import category_code, dispute_kind_code, parse_time, state_code
 from gis.incidents.loop import State
+from gis.spreadsheet import Table
 
 log = logging.getLogger("wangge.incidents.batch")
 
@@ -54,9 +59,6 @@ COLUMN_ALIASES = {
     "reporter_name": ("reporter_name", "报告人"),
     "reporter_phone": ("reporter_phone", "报告人电话"),
 }
-CATEGORY_ZH = {"矛盾纠纷": "dispute", "安全隐患": "safety_hazard", "环境卫生": "environment",
-               "民生诉求": "livelihood", "治安": "public_order", "灾害": "disaster", "汛情": "disaster",
-               "灾害/汛情": "disaster"}
 
 
 @dataclass
@@ -102,6 +104,36 @@ class IncidentFile:
             frame = _normalise_columns(frame)
             for a in range(0, max(len(frame), 1), self.chunk_rows):
                 yield frame.iloc[a:a + self.chunk_rows]
+
+    def line_numbers(self, records: set[int]) -> dict[int, int]:
+        """For a CSV: the physical line (1-based) where each of these data records (0-based, in the
+        reader's order) starts. The reader skips blank lines and a quoted cell may hold line
+        breaks, so the record's index alone does not give its line. Read up to the last record
+        asked for, only when rows failed. Other formats: {} (their index + 2 is the sheet's row)."""
+        if self.path.suffix.lower() != ".csv" or not records:
+            return {}
+        import csv
+
+        last, out = max(records), {}
+        try:
+            with open(self.path, encoding="utf-8-sig", newline="") as fh:
+                reader = csv.reader(fh)
+                index, start, header = -1, 1, True
+                for row in reader:
+                    # pandas' skip_blank_lines: an empty line, or one of blanks only, is no record.
+                    if row and not (len(row) == 1 and not row[0].strip()):
+                        if header:
+                            header = False
+                        else:
+                            index += 1
+                            if index in records:
+                                out[index] = start
+                            if index >= last:
+                                break
+                    start = reader.line_num + 1
+        except (csv.Error, UnicodeDecodeError, OSError):
+            return {}           # a line the csv module reads differently: keep index + 2
+        return out
 
     def _frames(self, suffix: str):
         if suffix != ".csv":
@@ -180,17 +212,9 @@ def _normalise_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _parse_time(value: str, tz: ZoneInfo) -> dt.datetime:
-    t = pd.Timestamp(value)
-    if pd.isna(t):
-        raise ValueError("empty")
-    t = t.to_pydatetime()
-    return t.replace(tzinfo=tz) if t.tzinfo is None else t
-
-
 # --- column-wise checks ---------------------------------------------------------------------------
 # Each helper gives, for every row, exactly what the row-by-row reading of `frame.to_dict("records")`
-# gives (`str(r.get(name, default))`, `str(r.get(name) or fallback)`, `float(...)`, `_parse_time`),
+# gives (`str(r.get(name, default))`, `str(r.get(name) or fallback)`, `float(...)`, `parse_time`),
 # with a fast path for the common case (all values are strings in one of a few shapes) and the
 # row-by-row expression itself for everything else.
 
@@ -302,7 +326,7 @@ def _floats(col: pd.Series | None, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _parse_times(texts: pd.Series, rows: np.ndarray, tz: ZoneInfo) -> tuple[np.ndarray, np.ndarray]:
-    """(utc_micros, ok) for texts[rows]: the instant `_parse_time` gives, ok False where it raises
+    """(utc_micros, ok) for texts[rows]: the instant `parse_time` gives, ok False where it raises
     ValueError/TypeError (anything else propagates, as it did row by row)."""
     micros = np.zeros(len(rows), dtype=np.int64)
     done = np.zeros(len(rows), dtype=bool)
@@ -331,7 +355,7 @@ def _parse_times(texts: pd.Series, rows: np.ndarray, tz: ZoneInfo) -> tuple[np.n
     ok = done.copy()
     for k in np.flatnonzero(~done):
         try:
-            when = _parse_time(sub.iat[k], tz)
+            when = parse_time(sub.iat[k], tz)
         except (ValueError, TypeError):
             continue
         micros[k] = (when - _EPOCH) // _MICRO
@@ -384,10 +408,11 @@ def _check_rows(frame: pd.DataFrame, tz: ZoneInfo, system, fail: Callable[[int, 
         refuse(has_nul, str(name), lambda _i: "contains a NUL character")
 
     cat = _texts(col["category"], n, default="")
-    cat = _each(cat, lambda c: CATEGORY_ZH.get(c, c))
+    cat = _each(cat, lambda c: category_code(c) or c)     # codes or the pages' Chinese names
     refuse(~pd.Series(cat).isin(CATEGORY_VALUES).to_numpy(), "category",
            lambda i: f"unknown category {cat[i]!r}")
     kind = _texts(col["dispute_kind"], n, fallback="")
+    kind = _each(kind, lambda k: dispute_kind_code(k) or k)
     has_kind = kind != ""
     refuse(has_kind & ((cat != "dispute") | ~pd.Series(kind).isin(KIND_VALUES).to_numpy()), "dispute_kind",
            lambda i: f"{kind[i]!r} is not a dispute kind of this row")
@@ -415,6 +440,7 @@ def _check_rows(frame: pd.DataFrame, tz: ZoneInfo, system, fail: Callable[[int, 
         mask[[i for i, (field, _msg) in reasons.items() if field == name]] = True
         refuse(mask, name, lambda i: reasons[i][1])
     state = _texts(col["state"], n, fallback="visit")
+    state = _each(state, lambda v: state_code(v) or v)
     refuse(~pd.Series(state).isin(STATE_VALUES).to_numpy(), "state", lambda i: f"unknown state {state[i]!r}")
     for i, column, reason in sorted(failures):
         fail(i, column, reason)
@@ -430,7 +456,7 @@ def _check_rows(frame: pd.DataFrame, tz: ZoneInfo, system, fail: Callable[[int, 
     )
     # Rows without an external_id get one derived from their content, as they always did.
     for k in np.flatnonzero(ext == ""):
-        when = _parse_time(when_text[out.rows[k]], tz)
+        when = parse_time(when_text[out.rows[k]], tz)
         digest = hashlib.sha1(
             f"{out.category[k]}|{out.kind[k]}|{out.description[k]}|{when.isoformat()}|{out.lon[k]:.7f}|"
             f"{out.lat[k]:.7f}".encode()).hexdigest()
@@ -443,6 +469,8 @@ def _optional(values: np.ndarray) -> np.ndarray:
 
 
 CHUNK = 100_000            # rows of the file per part
+# The CLI's failures file (--failures-csv): every failed row, by the spreadsheet writer.
+FAILURES_EXPORT = Table({"row": "行号", "column": "列", "reason": "原因"})
 
 
 def _chunks(data, chunk_rows: int) -> tuple[Iterable[pd.DataFrame], int]:
@@ -462,6 +490,7 @@ def import_incidents(
     outside_tolerance_m: float = 200.0,
     all_or_nothing: bool = False,
     progress: Callable[[int], None] | None = None,
+    checked: Callable[[int], None] | None = None,
     chunk_rows: int = CHUNK,
 ) -> BatchReport:
     """Check, locate and store the incidents of `data` (a frame, an `open_incident_file`, or frames
@@ -474,6 +503,9 @@ def import_incidents(
     few queries: nearest grids of outside points, new ids). With `all_or_nothing` every part is
     checked and placed first and nothing is written if any row fails. Failures raise out of here
     (the caller's transaction then rolls back the rows already sent).
+
+    Progress, part by part: `checked(rows)` when this thread has checked and located a part,
+    `progress(rows)` when the preparer has handed a part to the database thread.
     """
     parts, expected = _chunks(data, chunk_rows)
     report = BatchReport(rows=0)
@@ -490,8 +522,11 @@ def import_incidents(
                 load.place_later(part)
                 load.place(part)
                 ready.append(part)
+                if checked:
+                    checked(part.rows)
             report.rows = sum(p.rows for p in ready)
             report.failed = sorted((f for p in ready for f in p.failed), key=lambda f: f["row"])
+            _renumber(report.failed, data)
             if report.failed:
                 report.written = False
                 return report
@@ -503,6 +538,8 @@ def import_incidents(
                 for part in _prepared(parts, tz, system, index, main):
                     report.rows += part.rows
                     load.place_later(part)
+                    if checked:
+                        checked(part.rows)
                     writer.submit(part)
                     main.lap("wait_writer")
             except BaseException:
@@ -511,12 +548,28 @@ def import_incidents(
             writer.close()
             main.lap("wait_writer")
             report.failed = sorted((f for p in load.done for f in p.failed), key=lambda f: f["row"])
+            _renumber(report.failed, data)
         load.finish()
     finally:
         load.close()
     report.created, report.already_present = load.created, load.already_present
     log.info("import %s: %s | preparer: %s | %s", source, main, load.timings, load.finish_timings)
     return report
+
+
+# A failed row's number is its line in the spreadsheet: the header is line 1, so the first data
+# row (index 0) is line 2. CSV files are renumbered by `IncidentFile.line_numbers` where blank
+# lines or quoted line breaks move the records off that count.
+FIRST_DATA_LINE = 2
+
+
+def _renumber(failed: list[dict], data) -> None:
+    lines = getattr(data, "line_numbers", None)
+    if not failed or lines is None:
+        return
+    where = lines({f["row"] - FIRST_DATA_LINE for f in failed})
+    for f in failed:
+        f["row"] = where.get(f["row"] - FIRST_DATA_LINE, f["row"])
 
 
 class _Timings(dict):
@@ -564,7 +617,7 @@ def _prepared(parts: Iterable[pd.DataFrame], tz: ZoneInfo, system, index: GridIn
         failed: list[dict] = []
 
         def fail(i: int, column: str | None, reason: str, _o=offset, _f=failed) -> None:
-            _f.append({"row": _o + i + 1, "column": column, "reason": reason})
+            _f.append({"row": _o + i + FIRST_DATA_LINE, "column": column, "reason": reason})
 
         ok = _check_rows(frame, tz, system, fail)
         ok.rows = ok.rows + offset
@@ -591,7 +644,7 @@ def _place(part: _Part, tolerance_m: float) -> None:
     for k in np.flatnonzero(~keep):
         d = loc.distance_m[k]
         dist = f"{d:.0f} m" if not np.isnan(d) else "far"
-        part.failed.append({"row": int(part.ok.rows[k]) + 1, "column": "lon",
+        part.failed.append({"row": int(part.ok.rows[k]) + FIRST_DATA_LINE, "column": "lon",
                             "reason": f"outside the town ({dist} from the nearest grid)"})
     part.placed = np.flatnonzero(keep)
 

@@ -24,7 +24,8 @@ from gis.crs import parse_crs, points_to_wgs84
 from gis.db import driver_rows
 from gis.errors import InputError, NotFound, Problem
 from gis.grids.locate import current_hierarchy, locate_points, path_to_town
-from gis.incidents.categories import Category, DisputeKind
+from gis.incidents import fields
+from gis.incidents.categories import Category
 from gis.incidents.loop import (
     RESTRICTED_ACTIONS,
     Action,
@@ -40,7 +41,7 @@ from gis.privacy import mask_name, mask_phone
 class IntakeRequest:
     category: str
     description: str
-    occurred_at: dt.datetime
+    occurred_at: dt.datetime | str     # read by gis.incidents.fields.parse_time
     lon: float | None = None
     lat: float | None = None
     crs: str | None = None
@@ -77,21 +78,34 @@ FLAGGED_SQL = ("(i.on_boundary OR i.outside_distance_m IS NOT NULL OR i.village_
 
 
 def _check_fields(req: IntakeRequest, now: dt.datetime) -> None:
+    """Category, kind and time by the rule of the file import (gis.incidents.fields); `req` is
+    left with the codes and an aware time."""
     problems = []
-    try:
-        Category(req.category)
-    except ValueError:
+    category = fields.category_code(req.category)
+    if category is None:
         problems.append(Problem(("body", "category"), f"unknown category {req.category!r}; one of "
-                                + ", ".join(c.value for c in Category), "unknown_category"))
+                                + fields.category_choices(), "unknown_category"))
+    else:
+        req.category = category
+    if req.dispute_kind is not None and str(req.dispute_kind).strip() == "":
+        req.dispute_kind = None                  # as an empty cell of the file import
     if req.dispute_kind is not None:
-        if req.category != Category.DISPUTE:
+        kind = fields.dispute_kind_code(req.dispute_kind)
+        if category is not None and category != Category.DISPUTE:
             problems.append(Problem(("body", "dispute_kind"), "only disputes have a dispute_kind"))
-        elif req.dispute_kind not in {k.value for k in DisputeKind}:
-            problems.append(Problem(("body", "dispute_kind"), "one of " + ", ".join(k.value for k in DisputeKind)))
-    if req.occurred_at.tzinfo is None:
-        problems.append(Problem(("body", "occurred_at"), "give a time zone, e.g. 2026-11-27T08:00:00+08:00"))
-    elif req.occurred_at > now + dt.timedelta(minutes=10):
-        problems.append(Problem(("body", "occurred_at"), "lies in the future"))
+        elif kind is None:
+            problems.append(Problem(("body", "dispute_kind"),
+                                    "one of " + fields.dispute_kind_choices()))
+        else:
+            req.dispute_kind = kind
+    try:
+        req.occurred_at = fields.parse_time(req.occurred_at)
+    except (ValueError, TypeError):
+        problems.append(Problem(("body", "occurred_at"),
+                                f"not a time: {req.occurred_at!r}; {fields.TIME_RULE}"))
+    else:
+        if req.occurred_at > now + dt.timedelta(minutes=10):
+            problems.append(Problem(("body", "occurred_at"), "lies in the future"))
     has_xy = req.lon is not None or req.lat is not None
     if has_xy == bool(req.place):
         problems.append(Problem(("body",), "give either lon/lat (with crs) or place, not both and not neither",
