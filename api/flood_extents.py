@@ -115,7 +115,7 @@ def scenarios(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES)):
 
 
 @router.get("/scenarios/{stage_or_name}",
-            summary="A stored modelled flood extent as GeoJSON (404 naming how to compute a stage not stored yet)")
+            summary="A stored modelled flood extent as GeoJSON (404 saying how to compute a new stage)")
 def scenario(
     session: SessionDep,
     _: P(Permission.VIEW_EMERGENCIES),
@@ -127,17 +127,18 @@ def scenario(
 
 
 class StageRequest(BaseModel):
-    stage_m: float = Field(description="metres above the channel (fluvial) or of ponding (pluvial): "
-                                       "a multiple of the stage step, up to the maximum stage")
+    stage_m: float = Field(description="metres above the channel (fluvial) or of ponding "
+                                       "(pluvial): a multiple of the stage step, up to the maximum")
     mode: Literal["fluvial", "pluvial"] = "fluvial"
 
 
 @router.post("/scenarios", status_code=201,
-             summary="Compute and store a modelled stage of the allowed set (admin, command center)")
+             summary="Compute and store a modelled stage of the allowed set")
 def compute_scenario(request: Request, session: SessionDep,
                      principal: P(Permission.COMPUTE_FLOOD_SCENARIOS), body: StageRequest):
     stage = extents.check_stage(body.stage_m, body.mode, ("body", "stage_m"))
     extent = extents.scenario_extent(session, stage, body.mode)
-    audit.record(session, principal, "flood_extent_model", resource="flood_extent", resource_ids=[extent.id],
-                 method="POST", path=request.url.path, detail={"stage_m": stage, "mode": body.mode})
+    audit.record(session, principal, "flood_extent_model", resource="flood_extent",
+                 resource_ids=[extent.id], method="POST", path=request.url.path,
+                 detail={"stage_m": stage, "mode": body.mode})
     return _summary(extent)

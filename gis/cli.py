@@ -562,7 +562,8 @@ def flood_risk_cmd(
     try:
         with transaction(_engine()) as session, console.status("flooding each stage ..."):
             # The CLI is a trusted caller: a stage of the allowed set not stored yet is computed.
-            out = flood_risk(session, level=level, stages=parse_stages(stages), extent_for_stage=scenario_extent)
+            out = flood_risk(session, level=level, stages=parse_stages(stages),
+                             extent_for_stage=scenario_extent)
     except InputError as exc:
         _print_problems(exc)
         raise typer.Exit(1) from None

@@ -1,4 +1,4 @@
-"""Masking of residents' personal fields (PIPL): names, phone numbers, ID numbers, birth dates, ages."""
+"""Masking of residents' personal fields (PIPL): names, phones, ID numbers, birth dates, ages."""
 
 from __future__ import annotations
 

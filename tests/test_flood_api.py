@@ -116,7 +116,8 @@ def test_command_center_gets_every_row_personal_fields_inside_the_emergency(api,
     for h in body["items"]:
         if h["id"] not in flood_db["in_emergency"]:
             assert h["head_name"].endswith("*") and "*" in h["phone"]
-            assert all(m["name"].endswith("*") and not isinstance(m["age"], int) for m in h["members"])
+            assert all(m["name"].endswith("*") and not isinstance(m["age"], int)
+                       for m in h["members"])
 
 
 def test_grid_staff_get_the_households_of_their_own_grid_only(api, flood_db):

@@ -37,9 +37,11 @@ def fingerprint(workdir: str) -> dict:
     rivers = MultiLineString([p for g in town.rivers.geometry for p in shapely.get_parts(g)])
     cond = extents._condition(dem, rivers, extents.DEFAULT_BURN_DEPTH_M, None)
     depth = hydrology.fluvial_depth(cond.hand, cond.drain, 3.0)
-    extent = extents._to_wgs84_multipolygon(extents._polygonise(np.isfinite(depth), dem.transform), dem.crs)
+    wet_cells = extents._polygonise(np.isfinite(depth), dem.transform)
+    extent = extents._to_wgs84_multipolygon(wet_cells, dem.crs)
     xy = np.array([[p.x, p.y] for p in town.households.geometry])
-    tr = pyproj.Transformer.from_crs("EPSG:4326", pyproj.CRS.from_wkt(dem.crs.to_wkt()), always_xy=True)
+    metric = pyproj.CRS.from_wkt(dem.crs.to_wkt())
+    tr = pyproj.Transformer.from_crs("EPSG:4326", metric, always_xy=True)
     x, y = tr.transform(xy[:, 0], xy[:, 1])
     wet = np.flatnonzero(np.isfinite(hydrology.sample(depth, dem.transform, x, y)))
     return {
@@ -56,8 +58,9 @@ def _run(tmp_path: Path, name: str, env: dict) -> dict:
     work.mkdir()
     code = ("import json, sys; from tests.test_flood_determinism import fingerprint; "
             "print(json.dumps(fingerprint(sys.argv[1])))")
-    out = subprocess.run([sys.executable, "-c", code, str(work)], cwd=ROOT, env={**os.environ, **env},
-                         capture_output=True, text=True, timeout=600, check=True)
+    out = subprocess.run([sys.executable, "-c", code, str(work)], cwd=ROOT,
+                         env={**os.environ, **env}, capture_output=True, text=True, timeout=600,
+                         check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -86,8 +89,8 @@ def test_the_readme_counts_are_what_the_model_gives(session):
     from gis.flood.finder import flooded_households
 
     named, at_3m = _readme_counts()
-    night = flooded_households(session, None, extents.named_scenario(session, "2023-09-23", stored_only=True),
-                               with_shelters=False, with_members=False)
+    night_extent = extents.named_scenario(session, "2023-09-23", stored_only=True)
+    night = flooded_households(session, None, night_extent, with_shelters=False, with_members=False)
     three = flooded_households(session, None, extents.stored_scenario(session, 3.0),
                                with_shelters=False, with_members=False)
     assert (len(night.households), len(three.households)) == (named, at_3m)

@@ -1,4 +1,4 @@
-"""Modelled flood stages: GETs never compute or store one; a bounded set, one limit (issue 11, item 8).
+"""Modelled flood stages: GETs never compute or store one; a bounded set, one limit (issue 11, 8).
 
 Every GET route under /flood is called with stages that would once have been computed on the spot
 (an allowed stage not stored yet, a stage off the step, named scenarios on a database whose DEM is
@@ -18,8 +18,8 @@ from tests.conftest import create_database, drop_database, make_client
 # GET routes under /flood and the requests that would have made them model a new stage.
 NOT_STORED = 8.0  # allowed (a multiple of the step, under the maximum) but not precomputed
 GET_REQUESTS = {
-    "/flood/households": [{"scenario": f"{NOT_STORED:g}"}, {"scenario": "0.37"}, {"scenario": "2023-09-23"},
-                          {"scenario": f"{NOT_STORED:g}", "format": "csv"},
+    "/flood/households": [{"scenario": f"{NOT_STORED:g}"}, {"scenario": "0.37"},
+                          {"scenario": "2023-09-23"}, {"scenario": f"{NOT_STORED:g}", "format": "csv"},
                           {"scenario": f"{NOT_STORED:g}", "format": "geojson"}],
     "/flood/checklist": [{"scenario": f"{NOT_STORED:g}"}, {"scenario": "0.37", "format": "pdf"}],
     "/flood/risk": [{"stages": f"0.5,{NOT_STORED:g}"}, {"stages": "0.37"}, {}],
@@ -38,10 +38,11 @@ def snapshot(url) -> dict:
                                 "AND tablename <> 'audit_log' ORDER BY tablename")).scalars().all()
         out = {t: c.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one() for t in tables}
         out["flood_extent rows"] = c.execute(text(
-            "SELECT array_agg(ARRAY[id::text, source, coalesce(stage_m::text, ''), coalesce(mode, ''), "
-            "md5(ST_AsBinary(geom))] ORDER BY id) FROM flood_extent")).scalar_one()
+            "SELECT array_agg(ARRAY[id::text, source, coalesce(stage_m::text, ''), "
+            "coalesce(mode, ''), md5(ST_AsBinary(geom))] ORDER BY id) FROM flood_extent")).scalar_one()
         out["flood_dem rows"] = c.execute(text(
-            "SELECT array_agg(ARRAY[id::text, digest, created_at::text] ORDER BY id) FROM flood_dem")).scalar_one()
+            "SELECT array_agg(ARRAY[id::text, digest, created_at::text] ORDER BY id) "
+            "FROM flood_dem")).scalar_one()
     engine.dispose()
     return out
 
@@ -67,7 +68,8 @@ def _requests():
 def test_every_get_route_under_flood_is_covered(client):
     from tests.test_permissions import app_routes
 
-    gets = {r.path for r in app_routes(client.app) if r.path.startswith("/flood") and "GET" in r.methods}
+    gets = {r.path for r in app_routes(client.app)
+            if r.path.startswith("/flood") and "GET" in r.methods}
     assert gets == set(GET_REQUESTS)
 
 
@@ -78,7 +80,8 @@ def test_gets_never_compute_or_store_a_stage(db):
         for path, params in _requests():
             r = admin.get(path, params=params)
             assert r.status_code < 500, (path, params, r.text)
-            if "8" in (params.get("scenario"), params.get("stages", "").split(",")[-1]) or path.endswith("/8"):
+            last_stage = params.get("stages", "").split(",")[-1]
+            if "8" in (params.get("scenario"), last_stage) or path.endswith("/8"):
                 assert r.status_code == 404, (path, r.text)
                 body = r.json()
                 assert "尚未计算" in body["detail"] and "POST /flood/scenarios" in body["detail"]
@@ -134,13 +137,13 @@ def test_one_stage_limit_for_every_entry_point(db):
     step, top = stage_limits()
     over, at_top = f"{top + step:g}", f"{top:g}"
     with make_client(db, "admin") as admin:
-        for path, params in (("/flood/households", {"scenario": over}), ("/flood/risk", {"stages": over}),
-                             (f"/flood/scenarios/{over}", {})):
+        for path, params in (("/flood/households", {"scenario": over}),
+                             ("/flood/risk", {"stages": over}), (f"/flood/scenarios/{over}", {})):
             r = admin.get(path, params=params)
             assert r.status_code == 422, (path, r.text)
             assert f"{top:g} 米" in r.json()["errors"][0]["msg"]
         assert admin.post("/flood/scenarios", json={"stage_m": top + step}).status_code == 422
         # The maximum itself is allowed: not stored yet (404), never out of range.
-        for path, params in (("/flood/households", {"scenario": at_top}), ("/flood/risk", {"stages": at_top}),
-                             (f"/flood/scenarios/{at_top}", {})):
+        for path, params in (("/flood/households", {"scenario": at_top}),
+                             ("/flood/risk", {"stages": at_top}), (f"/flood/scenarios/{at_top}", {})):
             assert admin.get(path, params=params).status_code == 404, path

@@ -518,22 +518,23 @@ def check_stage(stage_m, mode: str, loc: tuple = ("stage_m",)) -> float:
     stage = round(stage, 2) if math.isfinite(stage) else stage
     steps = stage / step if math.isfinite(stage) else math.nan
     if not (0 < stage <= top + 1e-9) or abs(steps - round(steps)) > 1e-6:
-        raise InputError(Problem(loc, L.STAGE_RANGE.format(step=step, max=top, value=stage_m), "out_of_range"))
+        raise InputError(Problem(loc, L.STAGE_RANGE.format(step=step, max=top, value=stage_m),
+                                 "out_of_range"))
     if mode not in MODES:
         raise InputError(Problem(("mode",), f"one of {', '.join(MODES)}, got {mode!r}", "unknown_mode"))
     return stage
 
 
 def precomputed_stages() -> list[tuple[float, str]]:
-    """(stage, mode) computed whenever a DEM is imported: the configured ones and the named scenarios'."""
+    """(stage, mode) computed whenever a DEM is imported: those configured, the named scenarios'."""
     from gis.settings import get_settings
 
     settings = get_settings()
     wanted = [(s, "fluvial") for s in settings.flood_precomputed_fluvial_m]
     wanted += [(s, "pluvial") for s in settings.flood_precomputed_pluvial_m]
     wanted += [(n.stage_m, n.mode) for n in NAMED_SCENARIOS.values()]
-    return sorted({(check_stage(s, m, ("settings", "flood_precomputed_stages")), m) for s, m in wanted},
-                  key=lambda sm: (sm[1], sm[0]))
+    loc = ("settings", "flood_precomputed_stages")
+    return sorted({(check_stage(s, m, loc), m) for s, m in wanted}, key=lambda sm: (sm[1], sm[0]))
 
 
 _DEPTHS: dict[tuple[str, float, str], np.ndarray] = {}
@@ -581,12 +582,12 @@ def _scenario_name(stage_m: float, mode: str) -> str:
 
 def computed_stages(session: Session, dem_id: int, mode: str) -> list[float]:
     return [float(v) for v in session.execute(
-        text("SELECT stage_m FROM flood_extent WHERE source = 'model' AND dem_id = :d AND mode = :m "
-             "ORDER BY stage_m"), {"d": dem_id, "m": mode}).scalars()]
+        text("SELECT stage_m FROM flood_extent WHERE source = 'model' AND dem_id = :d "
+             "AND mode = :m ORDER BY stage_m"), {"d": dem_id, "m": mode}).scalars()]
 
 
-def stored_scenario(session: Session, stage_m: float, mode: str = "fluvial", dem_name: str | None = None,
-                    loc: tuple = ("stage_m",)) -> FloodExtent:
+def stored_scenario(session: Session, stage_m: float, mode: str = "fluvial",
+                    dem_name: str | None = None, loc: tuple = ("stage_m",)) -> FloodExtent:
     """The stored extent at `stage_m` (reads only): StageNotComputed when that stage has not been
     computed on the DEM yet, an InputError at `loc` when it is outside the allowed set."""
     stage = check_stage(stage_m, mode, loc)

@@ -1,8 +1,8 @@
 """Per-grid flood risk: households and people at risk in each grid at each flood stage.
 
-For the stages (default 0.5, 1, 2 and 3 m above the channel) the terrain scenario's stored extent is
-taken (gis.flood.extents.stored_scenario) and the households inside it are counted per group grid with the
-finder's query, then rolled up to villages, areas and the town. A grid's risk class is the lowest
+For the stages (default 0.5, 1, 2 and 3 m above the channel) the terrain scenario's stored extent
+is taken (gis.flood.extents.stored_scenario) and the households inside it are counted per group
+grid with the finder's query, then rolled up to villages, areas and the town. A grid's risk class is the lowest
 stage that reaches any of its households (高 at the lowest stage, 较高, 中, 低, 无 when none does).
 Counts only: no personal field leaves this module.
 """
@@ -24,14 +24,15 @@ COUNTED = ("households", "residents", "elderly", "children", "disabled", "pregna
 
 
 def parse_stages(value: str | None) -> tuple[float, ...]:
-    """1 to 8 comma-separated stages, each in the bounded set of gis.flood.extents (step, maximum)."""
+    """1 to 8 comma-separated stages, each in the bounded set of gis.flood.extents."""
     from gis.flood.extents import check_stage
 
     if not value:
         return DEFAULT_STAGES
     parts = [v for v in value.split(",") if v.strip()]
     if not parts or len(parts) > 8:
-        raise InputError(Problem(("query", "stages"), "1 to 8 comma-separated stages in metres, e.g. 0.5,1,2,3"))
+        raise InputError(Problem(("query", "stages"),
+                                 "1 to 8 comma-separated stages in metres, e.g. 0.5,1,2,3"))
     return tuple(sorted({check_stage(v.strip(), "fluvial", ("query", "stages")) for v in parts}))
 
 
