@@ -94,3 +94,18 @@ def test_the_readme_counts_are_what_the_model_gives(session):
     three = flooded_households(session, None, extents.stored_scenario(session, 3.0),
                                with_shelters=False, with_members=False)
     assert (len(night.households), len(three.households)) == (named, at_3m)
+
+
+def test_no_house_sits_on_a_dem_cell_edge(sample_town):
+    # On an edge, which cell holds a house (flooded or not) rests on a transform's last bits.
+    import numpy as np
+    import pyproj
+
+    from gis.sample_town import DEM_CELL
+
+    t = sample_town.dem_transform
+    tr = pyproj.Transformer.from_crs("EPSG:4326", sample_town.dem_crs, always_xy=True)
+    x, y = tr.transform(sample_town.households.geometry.x.to_numpy(),
+                        sample_town.households.geometry.y.to_numpy())
+    for pos in ((np.asarray(x) - t.c) / DEM_CELL, (t.f - np.asarray(y)) / DEM_CELL):
+        assert (np.abs(pos - np.round(pos)) * DEM_CELL).min() > 0.002
