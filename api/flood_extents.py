@@ -106,17 +106,39 @@ def scenarios(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES)):
             for s in extents.NAMED_SCENARIOS.values()
         ],
         "standard_stages_m": list(STANDARD_STAGES),
+        "stage_step_m": extents.stage_limits()[0],
+        "max_stage_m": extents.stage_limits()[1],
         "modes": list(extents.MODES),
         "dems": extents.list_dems(session),
         "computed": extents.list_extents(session, "model"),
     }
 
 
-@router.get("/scenarios/{stage_or_name}", summary="A modelled flood extent (computed on first use) as GeoJSON")
+@router.get("/scenarios/{stage_or_name}",
+            summary="A stored modelled flood extent as GeoJSON (404 saying how to compute a new stage)")
 def scenario(
     session: SessionDep,
     _: P(Permission.VIEW_EMERGENCIES),
     stage_or_name: Annotated[str, PathParam(max_length=40, description="a stage in metres (1.5) or a name (2023-09-23)")],
     mode: Annotated[Literal["fluvial", "pluvial"], Query()] = "fluvial",
 ):
-    return extents.extent_feature_collection(session, extents.scenario(session, stage_or_name, mode))
+    extent = extents.scenario(session, stage_or_name, mode, stored_only=True)
+    return extents.extent_feature_collection(session, extent)
+
+
+class StageRequest(BaseModel):
+    stage_m: float = Field(description="metres above the channel (fluvial) or of ponding "
+                                       "(pluvial): a multiple of the stage step, up to the maximum")
+    mode: Literal["fluvial", "pluvial"] = "fluvial"
+
+
+@router.post("/scenarios", status_code=201,
+             summary="Compute and store a modelled stage of the allowed set")
+def compute_scenario(request: Request, session: SessionDep,
+                     principal: P(Permission.COMPUTE_FLOOD_SCENARIOS), body: StageRequest):
+    stage = extents.check_stage(body.stage_m, body.mode, ("body", "stage_m"))
+    extent = extents.scenario_extent(session, stage, body.mode)
+    audit.record(session, principal, "flood_extent_model", resource="flood_extent",
+                 resource_ids=[extent.id], method="POST", path=request.url.path,
+                 detail={"stage_m": stage, "mode": body.mode})
+    return _summary(extent)

@@ -507,7 +507,8 @@ def _flood_find(session, extent_id, scenario, buffer_m, grid_code, what: str):
     from gis import audit
     from gis.flood.finder import flooded_households, resolve_extent
 
-    result = flooded_households(session, None, resolve_extent(session, extent_id, scenario), buffer_m)
+    ext = resolve_extent(session, extent_id, scenario, compute=True)
+    result = flooded_households(session, None, ext, buffer_m)
     if grid_code:
         result.households = [h for h in result.households
                              if grid_code in (h["grid_code"], h["village_code"], h["area_code"])]
@@ -591,11 +592,14 @@ def flood_risk_cmd(
 ) -> None:
     """Households and people at risk per grid and stage (counts only)."""
     from gis.db import transaction
+    from gis.flood.extents import scenario_extent
     from gis.flood.risk import flood_risk, parse_stages
 
     try:
         with transaction(_engine()) as session, console.status("flooding each stage ..."):
-            out = flood_risk(session, level=level, stages=parse_stages(stages))
+            # The CLI is a trusted caller: a stage of the allowed set not stored yet is computed.
+            out = flood_risk(session, level=level, stages=parse_stages(stages),
+                             extent_for_stage=scenario_extent)
     except InputError as exc:
         _print_problems(exc)
         raise typer.Exit(1) from None

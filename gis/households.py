@@ -12,6 +12,9 @@ Personal fields (head's name, phone, address, members' names, ID numbers, birth 
 - masked (张*, 138****1234, 411324********1234) everywhere else.
 Every answer that shows personal fields is written to the audit log by the caller (api layer),
 with the ids of exactly the households whose fields were shown.
+
+`access_for` is the one predicate for every household-bearing answer (the household list, detail
+and map, the flood households list and the 明白卡); `present` the one way a row is shown or masked.
 """
 
 from __future__ import annotations
@@ -39,19 +42,22 @@ IN_EMERGENCY = (
 class Access:
     rows: str       # SQL condition on alias h: which rows the principal may see
     personal: str   # SQL condition on alias h: whether personal fields are shown unmasked
+    params: dict    # the bind parameters both conditions use
 
 
 def access_for(principal: Principal) -> Access:
+    """Which household rows `principal` may see and where their personal fields are shown."""
     role = principal.role
+    params = {"scope": list(principal.scope_codes)}
     if role is Role.ADMIN:
-        return Access("TRUE", "TRUE")
+        return Access("TRUE", "TRUE", params)
     if role is Role.COMMAND_CENTER:
-        return Access("TRUE", IN_EMERGENCY)
+        return Access("TRUE", IN_EMERGENCY, params)
     if role is Role.EMERGENCY:
-        return Access(IN_EMERGENCY, "TRUE")
+        return Access(IN_EMERGENCY, "TRUE", params)
     if role in (Role.GRID_STAFF, Role.SUPERVISOR):
-        return Access(IN_SCOPE, "TRUE")
-    return Access("FALSE", "FALSE")
+        return Access(IN_SCOPE, "TRUE", params)
+    return Access("FALSE", "FALSE", params)
 
 
 _SELECT = """
@@ -70,14 +76,19 @@ _SELECT = """
 """
 
 
-def _shape(row, members: list[dict] | None = None) -> dict:
+def present(row, members: list[dict] | None = None) -> dict:
+    """A household row (with `personal_shown` from Access.personal) as the reader may see it:
+    personal fields of the household and of its members (`members`, or the row's own "members")
+    shown or masked, and `personal_fields` saying which."""
     d = dict(row)
-    shown = d.pop("personal_shown")
+    shown = bool(d.pop("personal_shown"))
+    if members is None:
+        members = d.pop("members", None)
     if not shown:
         d = mask_record(d, "household")
     d["personal_fields"] = "shown" if shown else "masked"
     if members is not None:
-        d["members"] = [m if shown else mask_record(m, "resident") for m in members]
+        d["members"] = [dict(m) if shown else mask_record(m, "resident") for m in members]
     return d
 
 
@@ -93,7 +104,7 @@ def list_households(
     """Households visible to `principal`, filtered by a grid (any level) and/or a bbox; ordered by id."""
     acc = access_for(principal)
     where = [f"({acc.rows})"]
-    params: dict = {"scope": list(principal.scope_codes), "limit": limit, "offset": offset}
+    params: dict = {**acc.params, "limit": limit, "offset": offset}
     if grid_code is not None:
         where.append(
             "EXISTS (SELECT 1 FROM grid fg WHERE fg.valid_to IS NULL AND fg.code = :grid_code "
@@ -109,7 +120,7 @@ def list_households(
         text(_SELECT.format(personal=acc.personal) + f" WHERE {cond} ORDER BY h.id LIMIT :limit OFFSET :offset"),
         params,
     ).mappings()
-    return [_shape(r) for r in rows], total
+    return [present(r) for r in rows], total
 
 
 def get_household(session: Session, principal: Principal, household_id: int) -> dict:
@@ -117,7 +128,7 @@ def get_household(session: Session, principal: Principal, household_id: int) -> 
     acc = access_for(principal)
     row = session.execute(
         text(_SELECT.format(personal=acc.personal) + f" WHERE h.id = :id AND ({acc.rows})"),
-        {"id": household_id, "scope": list(principal.scope_codes)},
+        {**acc.params, "id": household_id},
     ).mappings().first()
     if row is None:
         # The same answer whether it does not exist or is outside the caller's access: no probing.
@@ -134,7 +145,7 @@ def get_household(session: Session, principal: Principal, household_id: int) -> 
     ]
     for m in members:
         m["birth_date"] = m["birth_date"].isoformat() if m["birth_date"] else None
-    return _shape(row, members)
+    return present(row, members)
 
 
 def counts_by_grid(session: Session, level: int | None = None) -> list[dict]:

@@ -1,11 +1,11 @@
-"""Masking of residents' personal fields (PIPL): names, phone numbers and ID numbers."""
+"""Masking of residents' personal fields (PIPL): names, phones, ID numbers, birth dates, ages."""
 
 from __future__ import annotations
 
 # The personal fields of each kind of record; everything that shows them must pass through here.
 PERSONAL_FIELDS = {
     "household": ("head_name", "phone", "address"),
-    "resident": ("name", "id_number", "birth_date"),
+    "resident": ("name", "id_number", "birth_date", "age"),
 }
 
 
@@ -49,6 +49,15 @@ def mask_address(address: str | None) -> str | None:
     return address[:cut] + ("**号" if cut < len(address) else "")
 
 
+def mask_age(age: int | str | None) -> str | None:
+    """70-79: the decade only (an exact age beside the birth year that a masked birth date keeps
+    would narrow the birth date down to a few months)."""
+    if age is None or isinstance(age, str):
+        return age
+    low = max(0, int(age)) // 10 * 10
+    return f"{low}-{low + 9}"
+
+
 COMPOUND_SURNAMES = frozenset(
     {"欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐", "长孙", "宇文", "司徒", "夏侯"}
 )
@@ -60,6 +69,7 @@ MASKERS = {
     "id_number": mask_id_number,
     "address": mask_address,
     "birth_date": lambda v: (str(v)[:4] + "-**-**") if v else v,
+    "age": mask_age,
 }
 
 

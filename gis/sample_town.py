@@ -737,10 +737,13 @@ def generate_sample_town(seed: int = SEED) -> SampleTown:
         crs="EPSG:4326",
     )
 
-    hh_xy = hh_frame.pop("_xy")
-    households = gpd.GeoDataFrame(
-        hh_frame, geometry=geo(shapely.points(np.vstack(hh_xy.to_list()))), crs="EPSG:4326"
-    )
+    hh_xy = _off_cell_edges(np.vstack(hh_frame.pop("_xy").to_list()), terrain.transform)
+    group_geom = {g["code"]: g["geom"] for v in villages for g in v["grids"]}
+    hh_points = shapely.points(hh_xy)
+    codes = hh_frame["grid_code"]
+    if not all(group_geom[c].contains(p) for c, p in zip(codes, hh_points, strict=True)):
+        raise RuntimeError("a household moved off a DEM cell edge left its group grid")
+    households = gpd.GeoDataFrame(hh_frame, geometry=geo(hh_points), crs="EPSG:4326")
 
     shelter_frame = gpd.GeoDataFrame(
         {
@@ -1093,6 +1096,22 @@ def _make_grids(rng, v: dict, k: int) -> None:
         raise RuntimeError(f"a group grid of {v['name']} has no household")
     v["grids"] = grids
     v["hh_grid"] = owner
+
+
+def _off_cell_edges(xy: np.ndarray, transform: affine.Affine, gap_m: float = 0.005) -> np.ndarray:
+    """Houses moved `gap_m` off any DEM cell edge they sit on, into the cell they are sampled in.
+
+    Houses lie on a 1 cm lattice, so about one in 500 sits exactly on an edge of the 10 m DEM
+    cells; which cell holds it, and whether a flood polygon holds it, then rests on the last bits
+    of coordinate transforms, which differ between maths libraries (machines). Off the edges, the
+    town floods the same everywhere; the sampled cell (and so every HAND check) is unchanged."""
+    out = np.array(xy, dtype=float)
+    for axis, pos, sign in ((0, (out[:, 0] - transform.c) / DEM_CELL, 1.0),
+                            (1, (transform.f - out[:, 1]) / DEM_CELL, -1.0)):
+        on_edge = np.abs(pos - np.round(pos)) * DEM_CELL < gap_m / 2
+        towards = np.where(np.floor(pos) + 0.5 > pos, 1.0, -1.0)  # the sampled cell's centre
+        out[on_edge, axis] += sign * towards[on_edge] * gap_m
+    return out
 
 
 # ----------------------------------------------------------------------------- people

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    # Flood model: the bounded set of stages that may be modelled (multiples of the step, up to the
+    # maximum, per DEM and mode), and those computed when a DEM is imported. A GET answers only
+    # stored stages; others are computed by POST /flood/scenarios (admin, command center), the CLI.
+    flood_max_stage_m: float = 20.0
+    flood_stage_step_m: float = 0.5
+    flood_precomputed_fluvial_m: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+    flood_precomputed_pluvial_m: tuple[float, ...] = (0.5, 1.0)
+
     @model_validator(mode="after")
     def _database_from_var(self) -> Settings:
         if not self.database_url:

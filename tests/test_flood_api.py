@@ -98,34 +98,38 @@ def test_admin_gets_every_household_with_personal_fields(api, flood_db):
     assert set(map(int, audit["resource_ids"])) == flood_db["inside"]
 
 
-def test_emergency_team_sees_personal_fields_only_inside_the_active_emergency(api, flood_db):
+def test_emergency_team_gets_only_the_households_inside_the_active_emergency(api, flood_db):
+    # The household list's rule (issue 11, item 3): rows inside an active emergency, nothing else.
     body = get_all(api["emergency"], flood_db["extent_id"], reason="转移核查")
-    assert {h["id"] for h in body["items"]} == flood_db["inside"]
-    assert shown(body) == flood_db["in_emergency"]
     assert flood_db["inside"] - flood_db["in_emergency"], "the extent reaches beyond the emergency"
-    for h in body["items"]:
-        if h["id"] not in flood_db["in_emergency"]:
-            assert h["head_name"].endswith("*") and "*" in h["phone"]
-            assert all(m["name"].endswith("*") for m in h["members"])
+    assert {h["id"] for h in body["items"]} == flood_db["in_emergency"] == shown(body)
     audit = last_audit(flood_db["url"], "/flood/households")
     assert audit["actor"] == "test_emergency" and audit["action"] == "read_personal"
     assert set(map(int, audit["resource_ids"])) == flood_db["in_emergency"]
-    assert audit["detail"]["households"] == len(flood_db["inside"])
+    assert audit["detail"]["households"] == len(flood_db["in_emergency"])
 
 
-def test_command_center_like_the_emergency_team(api, flood_db):
-    assert shown(get_all(api["command_center"], flood_db["extent_id"])) == flood_db["in_emergency"]
+def test_command_center_gets_every_row_personal_fields_inside_the_emergency(api, flood_db):
+    body = get_all(api["command_center"], flood_db["extent_id"])
+    assert {h["id"] for h in body["items"]} == flood_db["inside"]
+    assert shown(body) == flood_db["in_emergency"]
+    for h in body["items"]:
+        if h["id"] not in flood_db["in_emergency"]:
+            assert h["head_name"].endswith("*") and "*" in h["phone"]
+            assert all(m["name"].endswith("*") and not isinstance(m["age"], int)
+                       for m in h["members"])
 
 
-def test_grid_staff_see_personal_fields_of_their_own_grid_only(api, flood_db):
+def test_grid_staff_get_the_households_of_their_own_grid_only(api, flood_db):
     body = get_all(api["grid_staff"], flood_db["extent_id"])
     own = {h["id"] for h in body["items"] if h["grid_code"] == flood_db["staff_grid"]}
     assert own, "the extent covers part of the staff's grid"
-    assert shown(body) == own
-    # Another grid only: everything masked, and the call is still audited (as a plain read).
-    other = next(h["grid_code"] for h in body["items"] if h["grid_code"] != flood_db["staff_grid"])
+    assert {h["id"] for h in body["items"]} == own == shown(body)
+    # Another grid named: nothing of it, and the call is still audited (as a plain read).
+    admin = get_all(api["admin"], flood_db["extent_id"])
+    other = next(h["grid_code"] for h in admin["items"] if h["grid_code"] != flood_db["staff_grid"])
     body = get_all(api["grid_staff"], flood_db["extent_id"], grid_code=other)
-    assert body["items"] and shown(body) == set()
+    assert body["items"] == [] and body["total"] == 0
     audit = last_audit(flood_db["url"], "/flood/households")
     assert audit["action"] == "read" and audit["resource_ids"] == [] and audit["detail"]["shown"] == 0
 
@@ -209,16 +213,21 @@ def test_checklist_pdf_embeds_the_chinese_text(api, flood_db, one_village):
     assert any("CJK" in str(f["/BaseFont"]) for f in fonts), [f["/BaseFont"] for f in fonts]
 
 
-def test_checklist_masks_for_the_emergency_team_outside_the_emergency(api, flood_db):
+def test_checklist_masks_for_the_command_center_outside_the_emergency(api, flood_db):
     body = get_all(api["admin"], flood_db["extent_id"], grid_code=flood_db["staff_grid"])
     outside = [h for h in body["items"] if h["id"] not in flood_db["in_emergency"]]
     assert outside
-    r = api["emergency"].get("/flood/checklist", params={"extent": flood_db["extent_id"],
-                                                         "grid_code": flood_db["staff_grid"]})
+    r = api["command_center"].get("/flood/checklist", params={"extent": flood_db["extent_id"],
+                                                              "grid_code": flood_db["staff_grid"]})
     assert r.status_code == 200
     for h in outside:
         assert h["household_no"] in r.text and h["head_name"] not in r.text
     assert "个人信息已按权限脱敏" in r.text
+    # The emergency team gets none of them: they are outside the active emergency.
+    r = api["emergency"].get("/flood/checklist", params={"extent": flood_db["extent_id"],
+                                                         "grid_code": flood_db["staff_grid"]})
+    assert r.status_code == 200
+    assert not any(h["household_no"] in r.text for h in outside)
     audit = last_audit(flood_db["url"], "/flood/checklist")
     assert audit["actor"] == "test_emergency" and audit["detail"]["endpoint"] == "flood_checklist"
 

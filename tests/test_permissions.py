@@ -74,6 +74,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/flood/extents/{extent_id}"): EMERGENCY_VIEWERS,
     ("GET", "/flood/scenarios"): EMERGENCY_VIEWERS,
     ("GET", "/flood/scenarios/{stage_or_name}"): EMERGENCY_VIEWERS,
+    ("POST", "/flood/scenarios"): EMERGENCY_MANAGERS,  # models a new stage: issue 11, item 8
     ("GET", "/flood/households"): HOUSEHOLD_ROWS,
     ("GET", "/flood/checklist"): HOUSEHOLD_ROWS,
     ("GET", "/flood/risk"): ALL,

@@ -30,6 +30,7 @@ class Permission(StrEnum):
     REVIEW_INCIDENTS = "review_incidents"  # the command center's queue of flagged assignments
     IMPORT_INCIDENTS = "import_incidents"  # batch import of historical incidents
     EDIT_FLOOD_EXTENTS = "edit_flood_extents"  # upload or draw an observed flood extent
+    COMPUTE_FLOOD_SCENARIOS = "compute_flood_scenarios"  # model a stage of the allowed set (costly)
 
 
 P = Permission
@@ -38,7 +39,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.COMMAND_CENTER: frozenset(
         {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS,
          P.MANAGE_EMERGENCIES, P.VIEW_EMERGENCIES, P.REPORT_INCIDENTS, P.VIEW_INCIDENTS, P.WORK_INCIDENTS,
-         P.REVIEW_INCIDENTS, P.IMPORT_INCIDENTS, P.EDIT_FLOOD_EXTENTS}
+         P.REVIEW_INCIDENTS, P.IMPORT_INCIDENTS, P.EDIT_FLOOD_EXTENTS, P.COMPUTE_FLOOD_SCENARIOS}
     ),
     Role.EMERGENCY: frozenset(
         {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS, P.VIEW_EMERGENCIES,

@@ -4,6 +4,12 @@ Every extent is a row of `flood_extent` (MultiPolygon, EPSG:4326); a modelled on
 depth classes in `flood_extent_class` and can tell the water depth at any point (`depth_at`).
 Conditioned rasters live on disk under `<data_dir>/flood/<digest>/`, named by a digest of the DEM,
 the rivers and the method, and are rebuilt from the source DEM when that directory is missing.
+
+Modelled stages form a bounded set (multiples of settings.flood_stage_step_m up to
+settings.flood_max_stage_m, per DEM and mode). Those of settings.flood_precomputed_* and of the
+named scenarios are computed when a DEM is imported; any other one only on an explicit request
+(`scenario_extent`: POST /flood/scenarios, the CLI). Readers (`stored_scenario`, every GET) never
+compute or store one: a stage not stored yet is StageNotComputed (404), saying how to compute it.
 """
 
 from __future__ import annotations
@@ -25,11 +31,11 @@ from sqlalchemy.orm import Session
 
 from gis.errors import InputError, NotFound, Problem
 from gis.flood import hydrology
+from gis.flood import labels as L
 
 SOURCES = ("model", "upload", "drawn")
 MODES = ("fluvial", "pluvial")
 DEFAULT_BURN_DEPTH_M = 10.0
-MAX_STAGE_M = 50.0
 MAX_DEM_CELLS = 64_000_000
 # Bump when the conditioning changes, so cached rasters of the old method are not reused.
 METHOD_VERSION = "priority-flood+steepest-d8+hand-3"
@@ -53,6 +59,20 @@ NAMED_SCENARIOS: dict[str, NamedScenario] = {
         "river stage 2.0 m above the channel; reproduces the 47 flooded households",
     ),
 }
+
+
+class StageNotComputed(NotFound):
+    """A modelled stage that is allowed but not stored yet: a reader may not compute it."""
+
+    def __init__(self, loc: tuple, stage: float, mode: str, computed: list[float]):
+        super().__init__(
+            L.STAGE_NOT_COMPUTED.format(field=loc[-1], stage=stage, mode=mode,
+                                        mode_name=L.MODE_NAMES.get(mode, mode),
+                                        computed="、".join(f"{c:g}" for c in computed) or "无"),
+            {"loc": list(loc), "stage_m": stage, "mode": mode, "computed_stages_m": computed,
+             "compute": {"method": "POST", "path": "/flood/scenarios",
+                         "body": {"stage_m": stage, "mode": mode}}},
+        )
 
 
 @dataclass
@@ -269,8 +289,10 @@ def import_dem(
     crs: str | None = None,
     burn_depth_m: float = DEFAULT_BURN_DEPTH_M,
     accumulation_threshold_km2: float | None = None,
+    precompute: bool = True,
 ) -> dict:
-    """Read, condition and store a DEM (replacing one of the same name, and its cached extents).
+    """Read, condition and store a DEM (replacing one of the same name, and its cached extents),
+    then compute the precomputed stages on it (`precomputed_stages`) unless `precompute` is off.
 
     Rivers: `rivers` (EPSG:4326) when given, else the `river` table when `use_db_rivers` and its
     lines cross the DEM; with neither, drainage comes from `accumulation_threshold_km2` (default
@@ -340,8 +362,11 @@ def import_dem(
             ),
             values,
         ).scalar_one()
+    # The bounded set readers may ask for right away: computed now, in the import's transaction.
+    stages = [scenario_extent(session, stage, mode, dem_name=name).stage_m
+              for stage, mode in precomputed_stages()] if precompute else []
     return {"id": dem_id, "name": name, "digest": digest, "shape": list(dem.data.shape),
-            "cell_m": abs(dem.transform.a), **_stats(store)}
+            "cell_m": abs(dem.transform.a), "stages_m": sorted(set(stages)), **_stats(store)}
 
 
 def _stats(store: Path) -> dict:
@@ -411,7 +436,9 @@ class _DemRow:
     accumulation_threshold_km2: float | None
 
 
-def _dem_row(session: Session, dem_name: str | None) -> _DemRow:
+def _dem_row(session: Session, dem_name: str | None, import_sample: bool = True) -> _DemRow:
+    """The named DEM or the latest one; with none imported yet, `import_sample` imports the one the
+    loaded dataset names (a write: never on a reader's path)."""
     import affine
     from rasterio.crs import CRS
 
@@ -426,6 +453,8 @@ def _dem_row(session: Session, dem_name: str | None) -> _DemRow:
     else:
         row = session.execute(text(sql + "ORDER BY created_at DESC, id DESC LIMIT 1")).one_or_none()
         if row is None:
+            if not import_sample:
+                raise NotFound("no DEM is loaded; import one with `wangge flood dem import FILE`")
             _import_sample_dem(session)
             row = session.execute(text(sql + "ORDER BY created_at DESC, id DESC LIMIT 1")).one_or_none()
     return _DemRow(
@@ -470,17 +499,42 @@ def conditioned(row: _DemRow) -> hydrology.Conditioned:
 # ----------------------------------------------------------------------------- scenarios
 
 
-def _check_stage(stage_m, mode: str) -> float:
+def stage_limits() -> tuple[float, float]:
+    """(step, maximum) in metres: the modelled stages are the multiples of step up to maximum."""
+    from gis.settings import get_settings
+
+    settings = get_settings()
+    return float(settings.flood_stage_step_m), float(settings.flood_max_stage_m)
+
+
+def check_stage(stage_m, mode: str, loc: tuple = ("stage_m",)) -> float:
+    step, top = stage_limits()
     try:
         stage = float(stage_m)
     except (TypeError, ValueError):
-        raise InputError(Problem(("stage_m",), f"a number of metres, got {stage_m!r}", "not_a_number")) from None
+        raise InputError(Problem(loc, L.STAGE_RANGE.format(step=step, max=top, value=stage_m),
+                                 "not_a_number")) from None
     # Centimetres: stages that differ below that are the same scenario (and the same cache row).
-    if not math.isfinite(stage) or not (0 < round(stage, 2) <= MAX_STAGE_M):
-        raise InputError(Problem(("stage_m",), f"0.01 to {MAX_STAGE_M:g} m, got {stage_m!r}", "out_of_range"))
+    stage = round(stage, 2) if math.isfinite(stage) else stage
+    steps = stage / step if math.isfinite(stage) else math.nan
+    if not (0 < stage <= top + 1e-9) or abs(steps - round(steps)) > 1e-6:
+        raise InputError(Problem(loc, L.STAGE_RANGE.format(step=step, max=top, value=stage_m),
+                                 "out_of_range"))
     if mode not in MODES:
         raise InputError(Problem(("mode",), f"one of {', '.join(MODES)}, got {mode!r}", "unknown_mode"))
-    return round(stage, 2)
+    return stage
+
+
+def precomputed_stages() -> list[tuple[float, str]]:
+    """(stage, mode) computed whenever a DEM is imported: those configured, the named scenarios'."""
+    from gis.settings import get_settings
+
+    settings = get_settings()
+    wanted = [(s, "fluvial") for s in settings.flood_precomputed_fluvial_m]
+    wanted += [(s, "pluvial") for s in settings.flood_precomputed_pluvial_m]
+    wanted += [(n.stage_m, n.mode) for n in NAMED_SCENARIOS.values()]
+    loc = ("settings", "flood_precomputed_stages")
+    return sorted({(check_stage(s, m, loc), m) for s, m in wanted}, key=lambda sm: (sm[1], sm[0]))
 
 
 _DEPTHS: dict[tuple[str, float, str], np.ndarray] = {}
@@ -526,12 +580,31 @@ def _scenario_name(stage_m: float, mode: str) -> str:
     return f"{'河道水位' if mode == 'fluvial' else '洼地积水'} {stage_m:g} m"
 
 
+def computed_stages(session: Session, dem_id: int, mode: str) -> list[float]:
+    return [float(v) for v in session.execute(
+        text("SELECT stage_m FROM flood_extent WHERE source = 'model' AND dem_id = :d "
+             "AND mode = :m ORDER BY stage_m"), {"d": dem_id, "m": mode}).scalars()]
+
+
+def stored_scenario(session: Session, stage_m: float, mode: str = "fluvial",
+                    dem_name: str | None = None, loc: tuple = ("stage_m",)) -> FloodExtent:
+    """The stored extent at `stage_m` (reads only): StageNotComputed when that stage has not been
+    computed on the DEM yet, an InputError at `loc` when it is outside the allowed set."""
+    stage = check_stage(stage_m, mode, loc)
+    row = _dem_row(session, dem_name, import_sample=False)
+    found = _find_model_extent(session, row, stage, mode)
+    if found is None:
+        raise StageNotComputed(loc, stage, mode, computed_stages(session, row.id, mode))
+    return found
+
+
 def scenario_extent(
     session: Session, stage_m: float, mode: str = "fluvial", dem_name: str | None = None
 ) -> FloodExtent:
     """The flood extent at `stage_m` metres above the channel (fluvial) or of ponding up to that
-    depth (pluvial), on the named DEM or the latest one; computed and stored on first use."""
-    stage = _check_stage(stage_m, mode)
+    depth (pluvial), on the named DEM or the latest one; computed and stored when missing (a write:
+    DEM import, POST /flood/scenarios and the CLI only; readers use `stored_scenario`)."""
+    stage = check_stage(stage_m, mode)
     row = _dem_row(session, dem_name)
     found = _find_model_extent(session, row, stage, mode)
     if found is not None:
@@ -619,21 +692,29 @@ def _extent(r, depth_at=None) -> FloodExtent:
     )
 
 
-def named_scenario(session: Session, name: str) -> FloodExtent:
-    """A scenario known by name (e.g. "2023-09-23"), as its stage on the latest DEM."""
+def named_scenario(session: Session, name: str, *, stored_only: bool = False,
+                   loc: tuple = ("scenario",)) -> FloodExtent:
+    """A scenario known by name (e.g. "2023-09-23"), as its stage on the latest DEM (only when
+    already stored, with `stored_only`)."""
     named = NAMED_SCENARIOS.get(str(name).strip())
     if named is None:
         raise NotFound(f"no scenario named {name!r}; known: {', '.join(NAMED_SCENARIOS)}")
-    extent = scenario_extent(session, named.stage_m, named.mode)
+    if stored_only:
+        extent = stored_scenario(session, named.stage_m, named.mode, loc=loc)
+    else:
+        extent = scenario_extent(session, named.stage_m, named.mode)
     extent.name = named.name
     return extent
 
 
-def scenario(session: Session, stage_or_name: str, mode: str = "fluvial") -> FloodExtent:
-    """A stage in metres ("1.5") or a scenario name ("2023-09-23")."""
+def scenario(session: Session, stage_or_name: str, mode: str = "fluvial", *,
+             stored_only: bool = False) -> FloodExtent:
+    """A stage in metres ("1.5") or a scenario name ("2023-09-23"); with `stored_only` (readers)
+    only one already stored."""
     value = str(stage_or_name).strip()
+    loc = ("path", "stage_or_name")
     if value in NAMED_SCENARIOS:
-        return named_scenario(session, value)
+        return named_scenario(session, value, stored_only=stored_only, loc=loc)
     try:
         stage = float(value.removesuffix("m").strip())
     except ValueError:
@@ -641,10 +722,9 @@ def scenario(session: Session, stage_or_name: str, mode: str = "fluvial") -> Flo
             f"{stage_or_name!r} is neither a stage in metres nor a scenario name "
             f"({', '.join(NAMED_SCENARIOS)})"
         ) from None
-    try:
-        stage = _check_stage(stage, mode)
-    except InputError as exc:
-        raise InputError([Problem(("path", "stage_or_name"), p.msg, p.type) for p in exc.problems]) from None
+    stage = check_stage(stage, mode, loc)
+    if stored_only:
+        return stored_scenario(session, stage, mode, loc=loc)
     return scenario_extent(session, stage, mode)
 
 

@@ -13,11 +13,13 @@ index of gis/grids/locate.py (same rule: smallest code among the level-4 grids h
 A buffer (metres) finds the houses within that distance of the extent: the same pieces, a bounding
 box grown by the buffer in degrees to use the index, then ``ST_DWithin`` in the local metric CRS.
 
-Access: any role that may view households gets every household of the extent (the list must be
-whole before the water comes); the personal fields (head's name, phone, address, members' names
-and birth dates) are shown only where gis.households.access_for would show both the row and its
-personal fields (emergency teams and the command center inside an active emergency, grid staff and
-supervisors in their own grids, admins), masked elsewhere; planners get counts only (/flood/risk). The staff contact cards (grid member and leader, phones) are public inside the service.
+Access: the rows and the personal fields follow gis.households.access_for, the predicate of the
+household list, detail and map: a reader gets the flooded households they could see there (grid
+staff and supervisors those of their own grids, emergency teams those inside an active emergency,
+the command center and admins all), personal fields shown or masked as there (masked members show
+an age band, not their age); planners get counts only (/flood/risk). Priority ranks and shelters
+are worked out over every household of the extent, so a household gets the same rank and shelter
+whoever asks. The staff contact cards (grid member and leader, phones) are public in the service.
 """
 
 from __future__ import annotations
@@ -41,8 +43,7 @@ from gis.crs import metric_crs_for, metric_transformer
 from gis.db import pyformat
 from gis.errors import InputError, Problem
 from gis.flood import priority
-from gis.households import access_for
-from gis.privacy import mask_record
+from gis.households import access_for, present
 
 PIECE_VERTICES = 128
 # Degrees of latitude per metre is at least 1/111,700; a grown box must be generous, never short.
@@ -386,7 +387,7 @@ _SELECT = """
            h.disabled, h.pregnant, h.bedridden, h.floors, nv.name AS natural_village,
            ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat, grp.code AS grid_code, grp.name AS grid_name,
            vil.code AS village_code, vil.name AS village_name, area.code AS area_code,
-           area.name AS area_name, ({personal}) AS personal_shown
+           area.name AS area_name, ({visible}) AS row_visible, ({personal}) AS personal_shown
     FROM unnest(CAST(:ids AS bigint[]), CAST(:codes AS text[])) AS hit(id, code)
     JOIN household h ON h.id = hit.id
     LEFT JOIN natural_village nv ON nv.id = h.natural_village_id
@@ -408,15 +409,14 @@ def flooded_households(session: Session, principal: Principal | None, ext, buffe
     geom = ext.geom
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
-    # Personal fields where the role could see the household's row *and* its personal fields in
-    # gis.households (e.g. emergency teams: rows inside an active emergency, shown there).
+    # The one access predicate of gis.households: which rows, and whether shown or masked.
     acc = access_for(principal) if principal is not None else None
-    personal = f"({acc.rows}) AND ({acc.personal})" if acc is not None else "TRUE"
     hits = household_ids_with_grids(session, geom, buffer_m)
-    params = {"ids": [i for i, _ in hits], "codes": [c for _, c in hits],
-              "scope": list(principal.scope_codes) if principal is not None else []}
-    rows = session.execute(text(_SELECT.format(personal=personal)), params).mappings()
-    households = [dict(r) for r in rows]
+    params = {**(acc.params if acc is not None else {}),
+              "ids": [i for i, _ in hits], "codes": [c for _, c in hits]}
+    sql = _SELECT.format(visible=acc.rows if acc is not None else "TRUE",
+                         personal=acc.personal if acc is not None else "TRUE")
+    households = [dict(r) for r in session.execute(text(sql), params).mappings()]
     today = today or dt.datetime.now(BEIJING).date()
     for h in households:
         h["living_alone_elderly"] = priority.living_alone_elderly(h)
@@ -426,20 +426,23 @@ def flooded_households(session: Session, principal: Principal | None, ext, buffe
     households = priority.rank(households)
     for h in households:
         h["upper_floor_dry"] = priority.dry_upper_floor(int(h["floors"]), h["depth_m"])
-    result = FinderResult(_extent_meta(ext, buffer_m), households, [], [])
-    if with_shelters:
+    visible = [h for h in households if h["row_visible"]]
+    result = FinderResult(_extent_meta(ext, buffer_m), [], [], [])
+    if with_shelters and visible:
         blocked = geom if buffer_m <= 0 else _grown(geom, buffer_m)
         assignment, usable = place_in_shelters(session, households, blocked)
         result.shelters = usable
         result.shelter_method, result.distance_kind = assignment.method, assignment.distance_kind
         result.unplaced = [{"id": households[i]["id"], "household_no": households[i]["household_no"],
-                            "residents": households[i]["residents"]} for i in assignment.unplaced]
+                            "residents": households[i]["residents"]} for i in assignment.unplaced
+                           if households[i]["row_visible"]]
     if with_members:
-        members = _members(session, [h["id"] for h in households], today)
-        for h in households:
+        members = _members(session, [h["id"] for h in visible], today)
+        for h in visible:
             h["members"] = members[h["id"]]
-    for i, h in enumerate(households):
-        households[i] = _masked(h)
+    for h in visible:
+        del h["row_visible"]
+    households = result.households = [present(h) for h in visible]
     result.totals = {
         "households": len(households),
         "residents": sum(h["residents"] for h in households),
@@ -458,24 +461,16 @@ def _grown(geom, buffer_m: float):
     return shapely.transform(m.buffer(buffer_m), lambda c: np.column_stack(inv.transform(c[:, 0], c[:, 1])))
 
 
-def _masked(h: dict) -> dict:
-    shown = h.pop("personal_shown")
-    if not shown:
-        h = mask_record(h, "household")
-        if "members" in h:
-            h["members"] = [mask_record(m, "resident") for m in h["members"]]
-    h["personal_fields"] = "shown" if shown else "masked"
-    return h
-
-
 # --- naming an extent -----------------------------------------------------------------------------
 
 _STAGE = re.compile(r"^\d+(\.\d+)?$")
 
 
-def resolve_extent(session: Session, extent_id: int | None = None, scenario: str | None = None):
+def resolve_extent(session: Session, extent_id: int | None = None, scenario: str | None = None,
+                   *, compute: bool = False):
     """The FloodExtent named by an id (stored extents) or a scenario (a name such as '2023-09-23',
-    or a stage in metres such as '1.5')."""
+    or a stage in metres such as '1.5'). A modelled stage must be stored already (readers never
+    write) unless `compute` (a trusted caller: the CLI) asks to compute a missing one."""
     from gis.flood import extents
 
     if (extent_id is None) == (scenario is None):
@@ -483,9 +478,9 @@ def resolve_extent(session: Session, extent_id: int | None = None, scenario: str
     if extent_id is not None:
         return extents.get_extent(session, extent_id)
     scenario = scenario.strip()
+    loc = ("query", "scenario")
     if _STAGE.match(scenario):
-        stage = float(scenario)
-        if not 0 < stage <= 20:
-            raise InputError(Problem(("query", "scenario"), "a stage between 0 and 20 m above the channel"))
-        return extents.scenario_extent(session, stage)
-    return extents.named_scenario(session, scenario)
+        if compute:
+            return extents.scenario_extent(session, extents.check_stage(scenario, "fluvial", loc))
+        return extents.stored_scenario(session, scenario, loc=loc)
+    return extents.named_scenario(session, scenario, stored_only=not compute, loc=loc)

@@ -48,3 +48,13 @@ CHECKLIST_PAGE = "第 {page} 页"
 AGE = "{age}岁"
 
 RISK_CLASSES = {0.5: "高", 1.0: "较高", 2.0: "中", 3.0: "低", None: "无"}
+
+# Modelled stages (gis/flood/extents.py): what a reader is told when a stage is not available.
+MODE_NAMES = {"fluvial": "河道水位", "pluvial": "洼地积水"}
+STAGE_RANGE = ("水位须为 {step:g} 米的整数倍，介于 {step:g} 与 {max:g} 米之间"
+               "（设置 WANGGE_FLOOD_STAGE_STEP_M、WANGGE_FLOOD_MAX_STAGE_M），收到 {value!r}；"
+               "未计算的水位由管理员或指挥中心 POST /flood/scenarios 计算")
+STAGE_NOT_COMPUTED = ("{field}：{mode_name} {stage:g} 米（mode={mode}）的淹没范围尚未计算，"
+                      "查询（GET）不会计算新水位。请由管理员或指挥中心 POST /flood/scenarios "
+                      "{{\"stage_m\": {stage:g}, \"mode\": \"{mode}\"}} 计算，"
+                      "或运行 wangge flood scenario --stage {stage:g}；已计算的水位（米）：{computed}")

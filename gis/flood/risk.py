@@ -1,8 +1,8 @@
 """Per-grid flood risk: households and people at risk in each grid at each flood stage.
 
-For the stages (default 0.5, 1, 2 and 3 m above the channel) the terrain scenario's extent is taken
-(gis.flood.extents.scenario_extent) and the households inside it are counted per group grid with the
-finder's query, then rolled up to villages, areas and the town. A grid's risk class is the lowest
+For the stages (default 0.5, 1, 2 and 3 m above the channel) the terrain scenario's stored extent
+is taken (gis.flood.extents.stored_scenario) and the households inside it are counted per group
+grid with the finder's query, then rolled up to villages, areas and the town. A grid's risk class is the lowest
 stage that reaches any of its households (高 at the lowest stage, 较高, 中, 低, 无 when none does).
 Counts only: no personal field leaves this module.
 """
@@ -24,15 +24,16 @@ COUNTED = ("households", "residents", "elderly", "children", "disabled", "pregna
 
 
 def parse_stages(value: str | None) -> tuple[float, ...]:
+    """1 to 8 comma-separated stages, each in the bounded set of gis.flood.extents."""
+    from gis.flood.extents import check_stage
+
     if not value:
         return DEFAULT_STAGES
-    try:
-        stages = tuple(sorted({float(v) for v in value.split(",") if v.strip()}))
-    except ValueError:
-        raise InputError(Problem(("query", "stages"), "comma-separated stages in metres, e.g. 0.5,1,2,3")) from None
-    if not stages or len(stages) > 8 or not all(0 < s <= 20 for s in stages):
-        raise InputError(Problem(("query", "stages"), "1 to 8 stages, each between 0 and 20 m"))
-    return stages
+    parts = [v for v in value.split(",") if v.strip()]
+    if not parts or len(parts) > 8:
+        raise InputError(Problem(("query", "stages"),
+                                 "1 to 8 comma-separated stages in metres, e.g. 0.5,1,2,3"))
+    return tuple(sorted({check_stage(v.strip(), "fluvial", ("query", "stages")) for v in parts}))
 
 
 def counts_per_group(session: Session, extent) -> dict[str, dict[str, int]]:
@@ -68,9 +69,11 @@ def flood_risk(session: Session, level: int = 4, stages: Sequence[float] = DEFAU
     if level not in (1, 2, 3, 4):
         raise InputError(Problem(("query", "level"), "a grid level from 1 (town) to 4 (group)"))
     if extent_for_stage is None:
-        from gis.flood.extents import scenario_extent
+        from gis.flood.extents import stored_scenario
 
-        extent_for_stage = scenario_extent
+        # Stored stages only: a GET must not compute one (StageNotComputed says how to).
+        def extent_for_stage(s: Session, stage: float):
+            return stored_scenario(s, stage, loc=("query", "stages"))
     stages = tuple(sorted(stages))
     parent, info = _ancestors(session)
 
