@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
 from gis.errors import InputError, NotFound, Problem
-from gis.incidents.service import visible_condition
+from gis.incidents.service import access_params, visible_condition
 
 
 def sniff_image(data: bytes) -> str | None:
@@ -26,7 +26,7 @@ def sniff_image(data: bytes) -> str | None:
 def _visible(session: Session, principal: Principal, incident_id: int) -> None:
     ok = session.execute(
         text(f"SELECT 1 FROM incident i WHERE i.id = :id AND {visible_condition(principal)}"),
-        {"id": incident_id, "scope": list(principal.scope_codes)},
+        {"id": incident_id, **access_params(principal)},
     ).first()
     if ok is None:
         raise NotFound(f"no incident {incident_id} that you may see")
