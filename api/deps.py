@@ -25,18 +25,17 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     in the threadpool, where the blocking commit belongs; a sync generator would cost two thread
     hops per request instead of one.
 
-    A request first waits for one of as many places as the pool has connections (see
-    `_admission`): it waits on the event loop, holding neither a connection nor a worker thread,
-    and answers 503 with Retry-After when none frees up in `database_pool_timeout_s`. Admitted
-    requests then never wait for a connection, and one held by a request never waits for a thread
-    (there are more threads than places): no request holds a connection while it waits for another.
+    A request first waits for one of as many places as the pool has connections (`Admission`):
+    it waits on the event loop, holding neither a connection nor a worker thread, and answers 503
+    with Retry-After when none frees up in `database_pool_timeout_s`. Admitted requests then never
+    wait for a connection, and one held by a request never waits for a thread (there are more
+    threads than places): no request holds a connection while it waits for another. One client
+    (one credential) holds at most half the places, so a burst from it (fifty posts of one
+    external_id) leaves room for everyone else.
     """
     admission = _admission(request)
     if admission is not None:
-        try:
-            await asyncio.wait_for(admission.acquire(), request.app.state.settings.database_pool_timeout_s)
-        except TimeoutError:
-            raise busy() from None
+        await admission.enter(request)
     try:
         session = request.app.state.sessionmaker()
         try:
@@ -50,21 +49,73 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
             session.close()
     finally:
         if admission is not None:
-            admission.release()
+            admission.leave(request)
 
 
-def _admission(request: Request) -> asyncio.Semaphore | None:
-    """The app's request places, one per pooled connection; None without a pool (NullPool)."""
+class Admission:
+    """Places for requests that use the database: one per pooled connection, half per client."""
+
+    def __init__(self, places: int, wait_s: float):
+        self.places = asyncio.Semaphore(places)
+        self.per_client = max(1, places // 2)
+        self.wait_s = wait_s
+        self.clients: dict[str, list] = {}   # client key -> [its semaphore, requests holding or waiting]
+
+    @staticmethod
+    def client_key(request: Request) -> str:
+        """The credential the request carries (its hash), else its address: who a burst comes from."""
+        import hashlib
+
+        settings = request.app.state.settings
+        credential = request.headers.get("authorization") or request.cookies.get(settings.session_cookie_name)
+        if credential:
+            return hashlib.sha256(credential.encode("utf-8", "surrogatepass")).hexdigest()
+        return "addr:" + (request.client.host if request.client else "")
+
+    async def enter(self, request: Request) -> None:
+        key = request.state.admission_key = self.client_key(request)
+        entry = self.clients.setdefault(key, [asyncio.Semaphore(self.per_client), 0])
+        entry[1] += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
+        try:
+            await asyncio.wait_for(entry[0].acquire(), self.wait_s)
+            try:
+                await asyncio.wait_for(self.places.acquire(), max(0.0, deadline - loop.time()))
+            except BaseException:
+                entry[0].release()
+                raise
+        except BaseException as exc:
+            self._forget(key)
+            if isinstance(exc, TimeoutError):
+                raise busy() from None
+            raise
+
+    def leave(self, request: Request) -> None:
+        key = request.state.admission_key
+        self.places.release()
+        self.clients[key][0].release()
+        self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        entry = self.clients[key]
+        entry[1] -= 1
+        if entry[1] == 0:   # nobody of this client holds or waits: drop its entry
+            del self.clients[key]
+
+
+def _admission(request: Request) -> Admission | None:
+    """The app's admission; None without a pool (NullPool: connections are not limited)."""
     state = request.app.state
-    places = getattr(state, "admission", None)
-    if places is None:
+    admission = getattr(state, "admission", None)
+    if admission is None:
         settings = state.settings
         if settings.database_pool_size <= 0:
             return None
         # Made on first use, inside the event loop that serves the app.
-        places = state.admission = asyncio.Semaphore(settings.database_pool_size
-                                                     + settings.database_pool_max_overflow)
-    return places
+        admission = state.admission = Admission(
+            settings.database_pool_size + settings.database_pool_max_overflow, settings.database_pool_timeout_s)
+    return admission
 
 
 def busy() -> Exception:
