@@ -546,6 +546,60 @@ def _subtree_condition(session: Session, grid_code: str) -> str:
     return "(i.group_code = :g OR i.village_code = :g OR i.area_code = :g OR i.town_code = :g)"
 
 
+# One page in the list's order: the page's ids first (an index scan in that order, often
+# index-only), then its rows.
+PAGE_SQL = """
+    WITH page AS (
+        SELECT i.id, i.occurred_at FROM incident i WHERE {cond}
+        ORDER BY i.occurred_at DESC, i.id DESC LIMIT :limit OFFSET :offset)
+    SELECT """ + _COLUMNS + """ FROM page JOIN incident i ON i.id = page.id
+    ORDER BY page.occurred_at DESC, page.id DESC"""
+
+
+def incident_filter(
+    session: Session,
+    principal: Principal,
+    *,
+    grid_code: str | None = None,
+    state: str | None = None,
+    category: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    overdue: bool | None = None,
+    flagged: bool | None = None,
+    open_only: bool = False,
+    pending_review: bool = False,
+    now: dt.datetime,
+) -> tuple[str, dict]:
+    """(SQL condition on alias i, its parameters): the incidents the principal may see that match."""
+    where = [visible_condition(principal)]
+    params: dict = {**access_params(principal), "now": now}
+    if grid_code:
+        where.append(_subtree_condition(session, grid_code))
+        params["g"] = grid_code
+    for name, value in (("state", state), ("category", category)):
+        if value is not None:
+            where.append(f"i.{name} = :{name}")
+            params[name] = value
+    if open_only and state is None:
+        where.append("i.state <> 'closed'")
+    if since is not None:
+        where.append("i.occurred_at >= :since")
+        params["since"] = since
+    if until is not None:
+        where.append("i.occurred_at < :until")
+        params["until"] = until
+    if flagged is not None:
+        where.append(("" if flagged else "NOT ") + "(i.on_boundary OR i.outside_distance_m IS NOT NULL)")
+    if pending_review:
+        where.append("i.reviewed_at IS NULL")
+    if overdue is not None:
+        # The rule of gis.incidents.loop.urgency: overdue once `now` is past the stage deadline.
+        where.append("i.stage_deadline < :now" if overdue
+                     else "(i.stage_deadline IS NULL OR i.stage_deadline >= :now)")
+    return " AND ".join(where), params
+
+
 @dataclass
 class IncidentPage:
     items: list[dict]
@@ -583,38 +637,11 @@ def list_incidents(
     planner (`total_exact` False): counting a million rows costs more than the page.
     """
     now = now or dt.datetime.now(dt.UTC)
-    where = [visible_condition(principal)]
-    params: dict = {**access_params(principal), "now": now, "limit": limit, "offset": offset}
-    if grid_code:
-        where.append(_subtree_condition(session, grid_code))
-        params["g"] = grid_code
-    for name, value in (("state", state), ("category", category)):
-        if value is not None:
-            where.append(f"i.{name} = :{name}")
-            params[name] = value
-    if open_only and state is None:
-        where.append("i.state <> 'closed'")
-    if since is not None:
-        where.append("i.occurred_at >= :since")
-        params["since"] = since
-    if until is not None:
-        where.append("i.occurred_at < :until")
-        params["until"] = until
-    if flagged is not None:
-        where.append(("" if flagged else "NOT ") + "(i.on_boundary OR i.outside_distance_m IS NOT NULL)")
-    if pending_review:
-        where.append("i.reviewed_at IS NULL")
-    if overdue is not None:
-        # The rule of gis.incidents.loop.urgency: overdue once `now` is past the stage deadline.
-        where.append("i.stage_deadline < :now" if overdue else "(i.stage_deadline IS NULL OR i.stage_deadline >= :now)")
-    cond = " AND ".join(where)
-    # The page's ids first (an index scan in the list's order, often index-only), then its rows.
-    rows = driver_rows(session, f"""
-        WITH page AS (
-            SELECT i.id, i.occurred_at FROM incident i WHERE {cond}
-            ORDER BY i.occurred_at DESC, i.id DESC LIMIT :limit OFFSET :offset)
-        SELECT {_COLUMNS} FROM page JOIN incident i ON i.id = page.id
-        ORDER BY page.occurred_at DESC, page.id DESC""", params)
+    cond, params = incident_filter(session, principal, grid_code=grid_code, state=state, category=category,
+                                   since=since, until=until, overdue=overdue, flagged=flagged,
+                                   open_only=open_only, pending_review=pending_review, now=now)
+    params.update(limit=limit, offset=offset)
+    rows = driver_rows(session, PAGE_SQL.format(cond=cond), params)
     items = [_shape(r, principal, now) for r in rows]
     if offset == 0 and len(items) < limit:   # the whole match is on this page: no count needed
         return IncidentPage(items, len(items))
