@@ -59,15 +59,17 @@ class Admission:
         self.places = asyncio.Semaphore(places)
         self.per_client = max(1, places // 2)
         self.wait_s = wait_s
-        self.clients: dict[str, list] = {}   # client key -> [its semaphore, requests holding or waiting]
+        # client key -> [its semaphore, how many of its requests hold or wait for a place]
+        self.clients: dict[str, list] = {}
 
     @staticmethod
     def client_key(request: Request) -> str:
-        """The credential the request carries (its hash), else its address: who a burst comes from."""
+        """Who a burst comes from: the credential the request carries (hashed), else its address."""
         import hashlib
 
         settings = request.app.state.settings
-        credential = request.headers.get("authorization") or request.cookies.get(settings.session_cookie_name)
+        credential = (request.headers.get("authorization")
+                      or request.cookies.get(settings.session_cookie_name))
         if credential:
             return hashlib.sha256(credential.encode("utf-8", "surrogatepass")).hexdigest()
         return "addr:" + (request.client.host if request.client else "")
@@ -114,7 +116,8 @@ def _admission(request: Request) -> Admission | None:
             return None
         # Made on first use, inside the event loop that serves the app.
         admission = state.admission = Admission(
-            settings.database_pool_size + settings.database_pool_max_overflow, settings.database_pool_timeout_s)
+            settings.database_pool_size + settings.database_pool_max_overflow,
+            settings.database_pool_timeout_s)
     return admission
 
 

@@ -105,6 +105,7 @@ def list_incidents(
     )
     rows, total = page.items, page.total
     _audit_reporter(session, principal, request, rows)
+    session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
     if format == "csv":
         return csv_response(CSV_HEADERS, rows, "incidents.csv", total)
     if format == "geojson":
@@ -114,9 +115,9 @@ def list_incidents(
                             "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
                             "properties": {k: v for k, v in r.items() if k not in ("lon", "lat")}} for r in rows]}
         return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
-    # total_exact False: more than max_exact_incident_count matched, and `total` is the planner's estimate.
-    return Response(json.dumps({"total": total, "total_exact": page.total_exact, "offset": offset, "items": rows},
-                               default=str, ensure_ascii=False), media_type="application/json")
+    # total_exact False: more than max_exact_incident_count matched; `total` is the planner's estimate.
+    out = {"total": total, "total_exact": page.total_exact, "offset": offset, "items": rows}
+    return Response(json.dumps(out, default=str, ensure_ascii=False), media_type="application/json")
 
 
 @router.post("/import", summary="Batch import (CSV, Excel, GeoJSON, GeoPackage); failed rows by number")
@@ -160,7 +161,8 @@ def stats(session: SessionDep, principal: P(Permission.VIEW_INCIDENTS),
 
 @router.get("/review", summary="Flagged assignments (shared edge, or outside the town) not yet reviewed")
 def review_queue(session: SessionDep, principal: P(Permission.REVIEW_INCIDENTS)):
-    pending, total = service.list_incidents(session, principal, flagged=True, pending_review=True, limit=10_000)
+    pending, total = service.list_incidents(session, principal, flagged=True, pending_review=True,
+                                            limit=10_000)
     return JSONResponse(json.loads(json.dumps({"total": total, "items": pending}, default=str)))
 
 

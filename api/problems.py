@@ -111,7 +111,8 @@ def install(app: FastAPI) -> None:
         log.warning("no database connection free for %s %s", request.method, request.url.path)
         return _busy()
 
-    @app.exception_handler(psycopg.errors.LockNotAvailable)   # lock_timeout (statements run on the driver)
+    # lock_timeout, raised by psycopg itself where a statement runs on the driver (driver_rows)
+    @app.exception_handler(psycopg.errors.LockNotAvailable)
     async def _lock_busy(request: Request, exc: Exception):
         return _busy()
 

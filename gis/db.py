@@ -28,14 +28,16 @@ def make_engine(settings: Settings | None = None, url: str | None = None, *,
     """
     settings = settings or get_settings()
     url = url or settings.require_database_url()
-    connect_args = {"options": f"-c lock_timeout={int(settings.database_lock_timeout_ms)}"} if serving else {}
+    lock_timeout = int(settings.database_lock_timeout_ms)
+    connect_args = {"options": f"-c lock_timeout={lock_timeout}"} if serving else {}
     if settings.database_pool_size <= 0:
         from sqlalchemy.pool import NullPool
 
         return create_engine(url, poolclass=NullPool, connect_args=connect_args)
     return create_engine(
         url, pool_pre_ping=True, pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_max_overflow, pool_timeout=settings.database_pool_timeout_s,
+        max_overflow=settings.database_pool_max_overflow,
+        pool_timeout=settings.database_pool_timeout_s,
         connect_args=connect_args,
     )
 

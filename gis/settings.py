@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     max_attachment_bytes: int = 10 * 1024 * 1024
     # GET /incidents counts its matches exactly up to this many; beyond, the total is the planner's
     # estimate (answered with total_exact false): counting a million rows costs more than a page.
-    max_exact_incident_count: int = 100_000
+    max_exact_incident_count: int = 10_000
 
     @model_validator(mode="after")
     def _database_from_var(self) -> Settings:

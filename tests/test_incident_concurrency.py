@@ -1,4 +1,4 @@
-"""Concurrent duplicates and a busy database: no request waits holding a connection (issue 11 item 4).
+"""Concurrent duplicates, a busy database: no request waits holding a connection (issue 11, 4).
 
 Served by a live uvicorn with the production pool (5 + 10 connections), as `make serve` runs it:
 50 parallel POSTs of one external_id, accepted or refused as outside the town, must answer
@@ -18,8 +18,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from api.problems import BUSY_DETAIL
-from tests.browser import serve_app_in_thread
 from gis.settings import Settings
+from tests.browser import serve_app_in_thread
 from tests.conftest import auth
 
 WHEN = "2026-11-20T09:30:00+08:00"
@@ -45,12 +45,18 @@ def served(scratch_db_url, accounts):
 
 def _points(eng) -> dict:
     with eng.connect() as c:
-        inside = c.execute(text(
-            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM grid "
-            "WHERE level = 4 AND valid_to IS NULL ORDER BY code LIMIT 1) q")).one()
-        east, mid = c.execute(text(
-            "SELECT ST_XMax(geom), (ST_YMin(geom) + ST_YMax(geom)) / 2 FROM grid "
-            "WHERE level = 1 AND valid_to IS NULL")).one()
+        inside = c.execute(
+            text(
+                "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM grid "
+                "WHERE level = 4 AND valid_to IS NULL ORDER BY code LIMIT 1) q"
+            )
+        ).one()
+        east, mid = c.execute(
+            text(
+                "SELECT ST_XMax(geom), (ST_YMin(geom) + ST_YMax(geom)) / 2 FROM grid "
+                "WHERE level = 1 AND valid_to IS NULL"
+            )
+        ).one()
     # 0.05° (~4.7 km) east of the town: far beyond the 200 m tolerance.
     return {"inside": (inside[0], inside[1]), "outside": (east + 0.05, mid)}
 
@@ -58,11 +64,19 @@ def _points(eng) -> dict:
 def _storm(base: str, lon: float, lat: float, external_id: str):
     """PARALLEL posts of one external_id at once, and an unrelated GET issued while they run:
     (answers of the posts, seconds the GET took, its status)."""
-    body = {"category": "dispute", "description": "同一编号并发上报", "occurred_at": WHEN,
-            "lon": lon, "lat": lat, "external_id": external_id}
+    body = {
+        "category": "dispute",
+        "description": "同一编号并发上报",
+        "occurred_at": WHEN,
+        "lon": lon,
+        "lat": lat,
+        "external_id": external_id,
+    }
     start = threading.Barrier(PARALLEL + 1)
     limits = httpx.Limits(max_connections=PARALLEL + 5)
-    with httpx.Client(base_url=base, headers=auth("command_center"), timeout=60, limits=limits) as client:
+    with httpx.Client(
+        base_url=base, headers=auth("command_center"), timeout=60, limits=limits
+    ) as client:
 
         def one(_):
             start.wait()
@@ -72,10 +86,11 @@ def _storm(base: str, lon: float, lat: float, external_id: str):
         with ThreadPoolExecutor(PARALLEL) as pool:
             answers = pool.map(one, range(PARALLEL))
             start.wait()
-            time.sleep(0.05)   # the posts are in flight
+            time.sleep(0.05)  # the posts are in flight
             t0 = time.monotonic()
-            other = client.get("/incidents", params={"limit": 1, "category": "environment"},
-                               headers=auth("admin"))
+            other = client.get(
+                "/incidents", params={"limit": 1, "category": "environment"}, headers=auth("admin")
+            )
             took = time.monotonic() - t0
             answers = list(answers)
     return answers, took, other.status_code
@@ -83,8 +98,9 @@ def _storm(base: str, lon: float, lat: float, external_id: str):
 
 def _stored(eng, external_id: str) -> int:
     with eng.connect() as c:
-        return c.execute(text("SELECT count(*) FROM incident WHERE external_id = :x"),
-                         {"x": external_id}).scalar_one()
+        return c.execute(
+            text("SELECT count(*) FROM incident WHERE external_id = :x"), {"x": external_id}
+        ).scalar_one()
 
 
 def test_fifty_concurrent_posts_of_one_accepted_id_make_one_incident_and_stall_nobody(served):
@@ -113,17 +129,29 @@ def test_a_busy_database_answers_503_with_retry_after_quickly(scratch_db_url, ac
     its pool timeout and gets 503; the stuck one ends at the lock timeout with 503 too."""
     from api.main import create_app
 
-    settings = pooled_settings(scratch_db_url, database_pool_size=1, database_pool_max_overflow=0,
-                               database_pool_timeout_s=0.5, database_lock_timeout_ms=1500)
+    settings = pooled_settings(
+        scratch_db_url,
+        database_pool_size=1,
+        database_pool_max_overflow=0,
+        database_pool_timeout_s=0.5,
+        database_lock_timeout_ms=1500,
+    )
     eng = create_engine(scratch_db_url, poolclass=NullPool)
     with eng.connect() as c:
-        incident_id = c.execute(text("SELECT min(id) FROM incident WHERE state = 'visit'")).scalar_one()
-    with serve_app_in_thread(create_app(settings)) as base, eng.connect() as holder, \
-            httpx.Client(base_url=base, headers=auth("admin"), timeout=30) as client:
+        incident_id = c.execute(
+            text("SELECT min(id) FROM incident WHERE state = 'visit'")
+        ).scalar_one()
+    with (
+        serve_app_in_thread(create_app(settings)) as base,
+        eng.connect() as holder,
+        httpx.Client(base_url=base, headers=auth("admin"), timeout=30) as client,
+    ):
         holder.execute(text("SELECT 1 FROM incident WHERE id = :i FOR UPDATE"), {"i": incident_id})
         with ThreadPoolExecutor(1) as pool:
-            stuck = pool.submit(client.post, f"/incidents/{incident_id}/transitions", json={"action": "advance"})
-            time.sleep(0.4)   # the transition holds the one place, waiting for the row lock
+            stuck = pool.submit(
+                client.post, f"/incidents/{incident_id}/transitions", json={"action": "advance"}
+            )
+            time.sleep(0.4)  # the transition holds the one place, waiting for the row lock
             t0 = time.monotonic()
             other = client.get("/incidents", params={"limit": 1})
             took = time.monotonic() - t0
@@ -136,4 +164,4 @@ def test_a_busy_database_answers_503_with_retry_after_quickly(scratch_db_url, ac
         assert r.headers["Retry-After"].isdigit()
         assert r.json()["detail"] == BUSY_DETAIL
     assert took < 2.0, f"the 503 took {took:.2f} s"
-    assert after.status_code == 200   # nothing stays stuck
+    assert after.status_code == 200  # nothing stays stuck

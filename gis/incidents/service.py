@@ -151,7 +151,7 @@ def intake(
     # The general path: outside the town (nearest grid within the tolerance, or refused), a point in
     # a grid without group grids below it, or an external_id this reporter already used. It never
     # waits for another request: the unique index decides between concurrent posts of one id
-    # (ON CONFLICT below), and a refused location stores nothing, so each duplicate is refused alike.
+    # (ON CONFLICT below), and a refused location stores nothing: each duplicate is refused alike.
     if req.external_id is not None:
         existing = _reported_before(session, principal, req.external_id)
         if existing is not None:
@@ -384,7 +384,8 @@ def routing(session: Session, principal: Principal, record: dict) -> dict:
     path = [{"level": level, "code": code, "name": names.get(code)}
             for level, code in enumerate(codes, start=1) if code]
     own = not principal.scoped or bool(set(principal.scope_codes) & set(codes))
-    place = "".join(p["name"] or p["code"] for p in path[2:] or path) + f"（{record['group_code']}）"
+    named = "".join(p["name"] or p["code"] for p in path[2:] or path)
+    place = f"{named}（{record['group_code']}）"
     return {"grid_path": path, "outside_your_grids": not own,
             "routing_notice": (ROUTED_OWN_GRID if own else ROUTED_ELSEWHERE).format(place=place)}
 
@@ -509,7 +510,8 @@ def transition(
     if row is None:
         raise NotFound(f"no incident {incident_id} that you may see")
     if not row.workable:   # a report of theirs in another grid: that grid's staff work it
-        raise PermissionError(f"incident {incident_id} lies outside your grids: its own grid's staff work it")
+        raise PermissionError(
+            f"incident {incident_id} lies outside your grids: its own grid's staff work it")
     try:
         act = Action(action)
     except ValueError:
@@ -537,12 +539,16 @@ def transition(
 _LEVEL_COLUMN = {1: "town_code", 2: "area_code", 3: "village_code", 4: "group_code"}
 
 
-def _subtree_condition(session: Session, grid_code: str) -> str:
-    """SQL on alias i (parameter :g): the incidents in the subtree of `grid_code`, any level."""
-    levels = session.execute(text("SELECT DISTINCT level FROM grid WHERE code = :g"), {"g": grid_code}).scalars().all()
-    if len(levels) == 1 and levels[0] in _LEVEL_COLUMN:
-        return f"i.{_LEVEL_COLUMN[levels[0]]} = :g"
-    # A code no grid (current or past) has: match it at any level, as before.
+def _subtree_condition(grid_code: str) -> str:
+    """SQL on alias i (parameter :g): the incidents in the subtree of `grid_code`, any level.
+
+    The code's pattern names its level (gis.codes, the same rule the grid table CHECKs), so the
+    filter is one column and its (column, occurred_at, id) index serves the page."""
+    from gis.codes import level_of_code
+
+    level = level_of_code(grid_code)
+    if level is not None and int(level) in _LEVEL_COLUMN:
+        return f"i.{_LEVEL_COLUMN[int(level)]} = :g"
     return "(i.group_code = :g OR i.village_code = :g OR i.area_code = :g OR i.town_code = :g)"
 
 
@@ -571,11 +577,11 @@ def incident_filter(
     pending_review: bool = False,
     now: dt.datetime,
 ) -> tuple[str, dict]:
-    """(SQL condition on alias i, its parameters): the incidents the principal may see that match."""
+    """(SQL condition on alias i, its parameters): the incidents the principal may see, filtered."""
     where = [visible_condition(principal)]
     params: dict = {**access_params(principal), "now": now}
     if grid_code:
-        where.append(_subtree_condition(session, grid_code))
+        where.append(_subtree_condition(grid_code))
         params["g"] = grid_code
     for name, value in (("state", state), ("category", category)):
         if value is not None:
@@ -637,21 +643,25 @@ def list_incidents(
     planner (`total_exact` False): counting a million rows costs more than the page.
     """
     now = now or dt.datetime.now(dt.UTC)
-    cond, params = incident_filter(session, principal, grid_code=grid_code, state=state, category=category,
-                                   since=since, until=until, overdue=overdue, flagged=flagged,
-                                   open_only=open_only, pending_review=pending_review, now=now)
+    cond, params = incident_filter(
+        session, principal, grid_code=grid_code, state=state, category=category, since=since,
+        until=until, overdue=overdue, flagged=flagged, open_only=open_only,
+        pending_review=pending_review, now=now)
     params.update(limit=limit, offset=offset)
     rows = driver_rows(session, PAGE_SQL.format(cond=cond), params)
     items = [_shape(r, principal, now) for r in rows]
     if offset == 0 and len(items) < limit:   # the whole match is on this page: no count needed
         return IncidentPage(items, len(items))
     if count_up_to is None:
-        total = driver_rows(session, f"SELECT count(*) AS n FROM incident i WHERE {cond}", params)[0]["n"]
+        total = driver_rows(session, f"SELECT count(*) AS n FROM incident i WHERE {cond}",
+                            params)[0]["n"]
         return IncidentPage(items, total)
-    total = driver_rows(session, f"SELECT count(*) AS n FROM (SELECT 1 FROM incident i WHERE {cond} "
-                                 "LIMIT :cap) c", {**params, "cap": count_up_to + 1})[0]["n"]
+    total = driver_rows(session, f"SELECT count(*) AS n FROM (SELECT 1 FROM incident i "
+                                 f"WHERE {cond} LIMIT :cap) c", {**params, "cap": count_up_to + 1})[0]["n"]
     if total <= count_up_to:
         return IncidentPage(items, total)
-    plan = driver_rows(session, f"EXPLAIN (FORMAT JSON) SELECT 1 FROM incident i WHERE {cond}", params)
+    plan = driver_rows(session, f"EXPLAIN (FORMAT JSON) SELECT 1 FROM incident i WHERE {cond}",
+                       params)
     estimate = int(plan[0]["QUERY PLAN"][0]["Plan"]["Plan Rows"])
-    return IncidentPage(items, max(estimate, count_up_to + 1, offset + len(items)), total_exact=False)
+    total = max(estimate, count_up_to + 1, offset + len(items))
+    return IncidentPage(items, total, total_exact=False)

@@ -1,4 +1,4 @@
-"""Incidents: a stored stage deadline, indexes that serve the list's order, external ids per reporter.
+"""Incidents: a stored stage deadline, indexes in the list's order, external ids per reporter.
 
 - `stage_deadline`: when the incident's current stage is due (NULL once closed), a column
   generated from (category, state, state_entered_at) by `incident_stage_deadline`, whose hours
@@ -39,7 +39,8 @@ STAGE_HOURS = {
 def _deadline_function() -> str:
     cases = "\n".join(
         f"    WHEN category = '{c}' AND state = '{s}' THEN {float(h)}"
-        for c, stages in STAGE_HOURS.items() for s, h in stages.items()
+        for c, stages in STAGE_HOURS.items()
+        for s, h in stages.items()
     )
     # IMMUTABLE is true here although timestamptz + interval is only STABLE in general: an
     # interval of hours alone means the same span in every time zone.
@@ -59,21 +60,31 @@ def upgrade() -> None:
         "(incident_stage_deadline(category, state, state_entered_at)) STORED"
     )
     op.execute("ALTER TABLE incident DROP CONSTRAINT incident_external_id_key")
-    op.execute("CREATE UNIQUE INDEX incident_external_id_per_reporter ON incident "
-               "((coalesce(created_by, 0)), external_id)")
+    op.execute(
+        "CREATE UNIQUE INDEX incident_external_id_per_reporter ON incident "
+        "((coalesce(created_by, 0)), external_id)"
+    )
     for col in ("group_code", "village_code", "area_code", "occurred_at"):
         op.execute(f"DROP INDEX incident_{col}")
     op.execute("CREATE INDEX incident_newest ON incident (occurred_at, id)")
     for col in ("group_code", "village_code", "area_code", "town_code"):
         op.execute(f"CREATE INDEX incident_{col}_newest ON incident ({col}, occurred_at, id)")
-    op.execute("CREATE INDEX incident_stage_deadline ON incident (stage_deadline) "
-               "WHERE stage_deadline IS NOT NULL")
-    op.execute("CREATE INDEX incident_created_by ON incident (created_by) WHERE created_by IS NOT NULL")
+    op.execute(
+        "CREATE INDEX incident_stage_deadline ON incident (stage_deadline) "
+        "WHERE stage_deadline IS NOT NULL"
+    )
+    op.execute(
+        "CREATE INDEX incident_created_by ON incident (created_by) WHERE created_by IS NOT NULL"
+    )
 
 
 def downgrade() -> None:
-    for name in ("incident_created_by", "incident_stage_deadline", "incident_newest",
-                 *(f"incident_{c}_newest" for c in ("group_code", "village_code", "area_code", "town_code"))):
+    for name in (
+        "incident_created_by",
+        "incident_stage_deadline",
+        "incident_newest",
+        *(f"incident_{c}_newest" for c in ("group_code", "village_code", "area_code", "town_code")),
+    ):
         op.execute(f"DROP INDEX {name}")
     for col in ("group_code", "village_code", "area_code", "occurred_at"):
         op.execute(f"CREATE INDEX incident_{col} ON incident ({col})")

@@ -1,0 +1,293 @@
+"""One page of incidents at 10,000, 100,000 and 1,000,000 incidents: `GET /incidents` through the
+ASGI app against the same SQL run directly, in one run (issue 11 item 5).
+
+    .venv/bin/python bench/incident_list_bench.py                    # ~10 min on 2 busy cores
+    .venv/bin/python bench/incident_list_bench.py --sizes 10000,100000   # quicker
+
+Makes its own database (`wangge_bench_list`, recreated): bench/city.py's hierarchy (60,000 group
+grids), then the city incidents (bench/city.py's generator, same seed) imported through
+gis.incidents.batch in slices so the table holds each size in turn (VACUUM ANALYZE after each).
+
+At each size, for each case (first page; a deep page at offset 10,000; filters incl.
+overdue=true): (a) the app: `GET /incidents?limit=50&...` as the command center (sees the whole
+town, reporters masked, so no audit row per read), through the real ASGI app (Starlette's
+TestClient, in this process, bearer token checked against the database); (b) direct: the
+statements the list runs (page, then the count: exact up to `max_exact_incident_count`, beyond it
+the planner's estimate) built by the same `gis.incidents.service.incident_filter` and run on one
+psycopg connection. The two alternate run after run (REPEAT pairs after WARMUP); the ratio is the
+median of the per-pair app / direct ratios. Server memory: growth of this process's peak RSS
+(ru_maxrss) while the app answers a size's cases, plus 8 parallel deep-page requests. Results are
+printed and written to var/bench/incident_list_results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from city import bench_url, build_city, incident_frame, load_database  # noqa: E402
+
+RESULTS = ROOT / "var" / "bench" / "incident_list_results.json"
+DB = "wangge_bench_list"
+WARMUP, REPEAT = 3, 21
+LIMIT = 50
+
+
+def cases(village: str) -> dict[str, dict]:
+    return {
+        "first page": {},
+        "deep page (offset 10,000)": {"offset": 10_000},
+        "overdue=true": {"overdue": True},
+        "overdue=true, deep": {"overdue": True, "offset": 10_000},
+        "category+state": {"category": "dispute", "state": "handle"},
+        "village subtree": {"grid_code": village},
+        "since/until (2023)": {
+            "since": "2023-01-01T00:00:00+08:00",
+            "until": "2024-01-01T00:00:00+08:00",
+        },
+    }
+
+
+def import_slice(engine, frame, path: Path) -> dict:
+    from gis.db import transaction
+    from gis.incidents.batch import import_incidents, open_incident_file
+
+    frame.to_csv(path, index=False, encoding="utf-8")
+    t0 = time.perf_counter()
+    with transaction(engine) as session:
+        report = import_incidents(
+            session,
+            open_incident_file(path, max_rows=2_000_000),
+            source="bench:list",
+            crs=None,
+            outside_tolerance_m=200.0,
+        )
+    path.unlink()
+    return {
+        "created": report.created,
+        "failed": len(report.failed),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def median_ms(fn) -> float:
+    for _ in range(WARMUP):
+        fn()
+    times = []
+    for _ in range(REPEAT):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def paired_ms(app, sql) -> tuple[float, float, float]:
+    """(median app ms, median sql ms, median of the per-pair ratios): the two alternate, run after
+    run, so a change in the machine's load falls on both alike."""
+    for _ in range(WARMUP):
+        app()
+        sql()
+    a_ms, s_ms = [], []
+    for _ in range(REPEAT):
+        t = time.perf_counter()
+        app()
+        t1 = time.perf_counter()
+        sql()
+        t2 = time.perf_counter()
+        a_ms.append((t1 - t) * 1000)
+        s_ms.append((t2 - t1) * 1000)
+    return (
+        statistics.median(a_ms),
+        statistics.median(s_ms),
+        statistics.median(a / s for a, s in zip(a_ms, s_ms, strict=True)),
+    )
+
+
+def direct(raw, principal, settings, now, params: dict):
+    """The list's statements for one page, run directly: (page rows, total)."""
+    from gis.db import pyformat
+    from gis.incidents import service
+
+    filters = {
+        k: (dt.datetime.fromisoformat(v) if k in ("since", "until") else v)
+        for k, v in params.items()
+        if k not in ("offset",)
+    }
+    with raw.transaction(), raw.cursor() as cur:
+        cond, p = service.incident_filter(_Session(raw), principal, now=now, **filters)
+        p.update(limit=LIMIT, offset=params.get("offset", 0))
+        cur.execute(pyformat(service.PAGE_SQL.format(cond=cond)), p)
+        rows = cur.fetchall()
+        cap = settings.max_exact_incident_count
+        cur.execute(
+            pyformat(f"SELECT count(*) FROM (SELECT 1 FROM incident i WHERE {cond} LIMIT :cap) c"),
+            {**p, "cap": cap + 1},
+        )
+        total = cur.fetchone()[0]
+        if total > cap:
+            cur.execute(pyformat(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM incident i WHERE {cond}"), p)
+            total = cur.fetchone()[0][0]["Plan"]["Plan Rows"]
+    return rows, total
+
+
+class _Session:
+    """Just enough of a Session for incident_filter's grid-level lookup, on a raw connection."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def execute(self, statement, params):
+        from gis.db import pyformat
+
+        cur = self.raw.execute(pyformat(str(statement)), params)
+
+        class _R:
+            def scalars(self):
+                return self
+
+            def all(self):
+                return [r[0] for r in cur.fetchall()]
+
+        return _R()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    import psycopg
+    from fastapi.testclient import TestClient
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from api.main import create_app
+    from gis.auth import accounts
+    from gis.auth.roles import Role
+    from gis.db import transaction
+    from gis.settings import Settings
+
+    info = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "loadavg_before": [round(v, 2) for v in os.getloadavg()],
+    }
+    print(f"{info['date']}  {info['cpus']} cpus  load {info['loadavg_before']}", flush=True)
+    t = time.perf_counter()
+    grids, lattice = build_city()
+    url = bench_url(DB)
+    load_database(url, grids)
+    print(f"city of {len(grids)} grids in {time.perf_counter() - t:.0f} s", flush=True)
+    frame, _ = incident_frame(lattice, max(sizes))
+    engine = create_engine(url, poolclass=NullPool)
+    with transaction(engine) as s:
+        user = accounts.create_user(
+            s, "bench_cc", "correct-horse-battery-staple", Role.COMMAND_CENTER
+        )
+        secret, _ = accounts.create_token(s, user.id, "bench")
+    village = grids[grids["level"] == 3]["code"].min()
+    settings = Settings(DATABASE_URL=url.render_as_string(hide_password=False))
+    from gis.auth.principal import Principal
+
+    principal = Principal(user.id, "bench_cc", Role.COMMAND_CENTER)
+    raw = psycopg.connect(
+        url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True
+    )
+    results: dict = {"machine": info, "sizes": {}}
+    loaded = 0
+    with tempfile.TemporaryDirectory() as tmp, TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {secret}"
+        for size in sizes:
+            imp = import_slice(engine, frame.iloc[loaded:size], Path(tmp) / "slice.csv")
+            loaded = size
+            with engine.connect() as c:
+                c.execution_options(isolation_level="AUTOCOMMIT").execute(
+                    text("VACUUM ANALYZE incident")
+                )
+                stored = c.execute(text("SELECT count(*) FROM incident")).scalar_one()
+            print(f"\n{stored:,} incidents (slice imported in {imp['seconds']:.0f} s)", flush=True)
+            now = dt.datetime.now(dt.UTC)
+            rss0 = peak_rss_mb()
+            # What any request costs through this client and app (auth, one query, thread hops):
+            # the part of `app` that no list query can remove.
+            fixed_ms = median_ms(lambda: client.get("/healthz"))
+            print(f"  GET /healthz (fixed cost of a request here): {fixed_ms:.2f} ms", flush=True)
+            per_case = {"healthz_ms": round(fixed_ms, 2)}
+            for name, params in cases(village).items():
+                query = {
+                    "limit": LIMIT,
+                    **{k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()},
+                }
+                answer = client.get("/incidents", params=query)
+                assert answer.status_code == 200, answer.text
+                body = answer.json()
+                rows, total = direct(raw, principal, settings, now, params)
+                # The same page both ways (ids in order) and the same total.
+                assert [r["id"] for r in body["items"]] == [r[0] for r in rows], name
+                assert body["total"] == total, (name, body["total"], total)
+                app_ms, sql_ms, ratio = paired_ms(
+                    lambda q=query: client.get("/incidents", params=q),
+                    lambda p=params, t=now: direct(raw, principal, settings, t, p),
+                )
+                per_case[name] = {
+                    "app_ms": round(app_ms, 2),
+                    "sql_ms": round(sql_ms, 2),
+                    "ratio": round(ratio, 2),
+                    "total": body["total"],
+                    "total_exact": body["total_exact"],
+                }
+                print(
+                    f"  {name:28s} app {app_ms:7.2f} ms  sql {sql_ms:7.2f} ms  ratio {ratio:4.2f}"
+                    f"  total {body['total']:>9,}{'' if body['total_exact'] else ' (estimate)'}",
+                    flush=True,
+                )
+            with ThreadPoolExecutor(8) as pool:
+                list(
+                    pool.map(
+                        lambda _: client.get(
+                            "/incidents", params={"limit": LIMIT, "offset": 10_000}
+                        ),
+                        range(32),
+                    )
+                )
+            growth = peak_rss_mb() - rss0
+            print(
+                f"  peak RSS growth while answering: {growth:.1f} MB (peak {peak_rss_mb():.0f} MB)",
+                flush=True,
+            )
+            results["sizes"][size] = {
+                "stored": stored,
+                "import": imp,
+                "cases": per_case,
+                "rss_growth_mb": round(growth, 1),
+                "peak_rss_mb": round(peak_rss_mb()),
+            }
+    raw.close()
+    engine.dispose()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    print(f"written {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
