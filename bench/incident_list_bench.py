@@ -127,41 +127,23 @@ def direct(raw, principal, settings, now, params: dict):
         if k not in ("offset",)
     }
     with raw.transaction(), raw.cursor() as cur:
-        cond, p = service.incident_filter(_Session(raw), principal, now=now, **filters)
+        cond, p = service.incident_filter(None, principal, now=now, **filters)
         p.update(limit=LIMIT, offset=params.get("offset", 0))
         cur.execute(pyformat(service.PAGE_SQL.format(cond=cond)), p)
         rows = cur.fetchall()
-        cap = settings.max_exact_incident_count
-        cur.execute(
-            pyformat(f"SELECT count(*) FROM (SELECT 1 FROM incident i WHERE {cond} LIMIT :cap) c"),
-            {**p, "cap": cap + 1},
-        )
-        total = cur.fetchone()[0]
-        if total > cap:
-            cur.execute(pyformat(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM incident i WHERE {cond}"), p)
-            total = cur.fetchone()[0][0]["Plan"]["Plan Rows"]
+
+        def run(sql, q):
+            cur.execute(pyformat(sql), q)
+            names = [d.name for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+        offset = params.get("offset", 0)
+        if offset == 0 and len(rows) < LIMIT:
+            return rows, len(rows)
+        total, exact = service.count_matches(run, cond, p, settings.max_exact_incident_count)
+        if not exact and rows:
+            total = max(total, offset + len(rows))
     return rows, total
-
-
-class _Session:
-    """Just enough of a Session for incident_filter's grid-level lookup, on a raw connection."""
-
-    def __init__(self, raw):
-        self.raw = raw
-
-    def execute(self, statement, params):
-        from gis.db import pyformat
-
-        cur = self.raw.execute(pyformat(str(statement)), params)
-
-        class _R:
-            def scalars(self):
-                return self
-
-            def all(self):
-                return [r[0] for r in cur.fetchall()]
-
-        return _R()
 
 
 def peak_rss_mb() -> float:

@@ -563,7 +563,7 @@ PAGE_SQL = """
 
 
 def incident_filter(
-    session: Session,
+    session: Session | None,
     principal: Principal,
     *,
     grid_code: str | None = None,
@@ -577,7 +577,9 @@ def incident_filter(
     pending_review: bool = False,
     now: dt.datetime,
 ) -> tuple[str, dict]:
-    """(SQL condition on alias i, its parameters): the incidents the principal may see, filtered."""
+    """(SQL condition on alias i, its parameters): the incidents the principal may see, filtered.
+
+    Needs no query (`session` may be None): the subtree level comes from the code itself."""
     where = [visible_condition(principal)]
     params: dict = {**access_params(principal), "now": now}
     if grid_code:
@@ -652,16 +654,27 @@ def list_incidents(
     items = [_shape(r, principal, now) for r in rows]
     if offset == 0 and len(items) < limit:   # the whole match is on this page: no count needed
         return IncidentPage(items, len(items))
-    if count_up_to is None:
-        total = driver_rows(session, f"SELECT count(*) AS n FROM incident i WHERE {cond}",
-                            params)[0]["n"]
-        return IncidentPage(items, total)
-    total = driver_rows(session, f"SELECT count(*) AS n FROM (SELECT 1 FROM incident i "
-                                 f"WHERE {cond} LIMIT :cap) c", {**params, "cap": count_up_to + 1})[0]["n"]
-    if total <= count_up_to:
-        return IncidentPage(items, total)
-    plan = driver_rows(session, f"EXPLAIN (FORMAT JSON) SELECT 1 FROM incident i WHERE {cond}",
-                       params)
+    total, exact = count_matches(lambda sql, p: driver_rows(session, sql, p), cond, params,
+                                 count_up_to)
+    if not exact and items:   # an estimate is at least what this page shows to have matched
+        total = max(total, offset + len(items))
+    return IncidentPage(items, total, total_exact=exact)
+
+
+def count_matches(run, cond: str, params: dict, cap: int | None) -> tuple[int, bool]:
+    """(how many incidents match `cond`, whether that is exact); `run(sql, params)` -> dict rows.
+
+    Without a cap: count(*). With one, the rule that keeps the cost of a total bounded: when the
+    planner expects more than `cap` matches, its estimate is the answer (not exact); otherwise the
+    matches are counted, stopping at cap + 1 (a planner that guessed low costs at most that), and
+    past the cap the answer is again an estimate, at least cap + 1.
+    """
+    if cap is None:
+        return run(f"SELECT count(*) AS n FROM incident i WHERE {cond}", params)[0]["n"], True
+    plan = run(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM incident i WHERE {cond}", params)
     estimate = int(plan[0]["QUERY PLAN"][0]["Plan"]["Plan Rows"])
-    total = max(estimate, count_up_to + 1, offset + len(items))
-    return IncidentPage(items, total, total_exact=False)
+    if estimate > cap:
+        return estimate, False
+    counted = run(f"SELECT count(*) AS n FROM (SELECT 1 FROM incident i WHERE {cond} LIMIT :cap) c",
+                  {**params, "cap": cap + 1})[0]["n"]
+    return (counted, True) if counted <= cap else (max(estimate, cap + 1), False)

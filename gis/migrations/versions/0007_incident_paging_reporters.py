@@ -6,8 +6,9 @@
   general intake, the batch import's COPY, loop transitions) gets it without writing it, and the
   list's `overdue` filter is a plain comparison with it. A change of STAGE_HOURS needs a migration
   that redefines the function and rewrites the column (tests compare it with the Python rule).
-- The list pages newest first (occurred_at DESC, id DESC): one index for the whole town, one per
-  grid level for a subtree, so a page reads about as many rows as it shows.
+- The list pages newest first (occurred_at DESC, id DESC): one index for the whole town (carrying
+  the filter columns), one per grid level for a subtree, so a page reads about as many rows as it
+  shows.
 - external_id is unique per reporting account (imports, with no account, share one namespace):
   one reporter re-sending gets their incident back; another account's id never collides with it,
   so the answer cannot tell whether someone else used the same id.
@@ -66,7 +67,12 @@ def upgrade() -> None:
     )
     for col in ("group_code", "village_code", "area_code", "occurred_at"):
         op.execute(f"DROP INDEX incident_{col}")
-    op.execute("CREATE INDEX incident_newest ON incident (occurred_at, id)")
+    # The filters of the list (but the grid codes, which have their own indexes) ride along, so a
+    # filtered or deep page reads the index alone for the rows it skips.
+    op.execute(
+        "CREATE INDEX incident_newest ON incident (occurred_at, id) INCLUDE (category, state, "
+        "stage_deadline, on_boundary, outside_distance_m, reviewed_at, created_by)"
+    )
     for col in ("group_code", "village_code", "area_code", "town_code"):
         op.execute(f"CREATE INDEX incident_{col}_newest ON incident ({col}, occurred_at, id)")
     op.execute(
