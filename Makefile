@@ -6,13 +6,21 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup python assets database system browser migrate sample serve test fuzz clean-db
+.PHONY: setup python python-test assets database system browser migrate sample serve test fuzz clean-db
 
+# Everything below is idempotent: once set up, `make serve` needs no network (apt, pip, npm).
 setup: python assets database system
 
-python: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml scripts/ensure_python.sh
+# The service's environment gets the runtime dependencies only; `make test` adds the test extras.
+# Each has its own stamp, so neither reinstalls when nothing changed.
+python: $(VENV)/.installed-runtime
+$(VENV)/.installed-runtime: pyproject.toml scripts/ensure_python.sh
 	bash scripts/ensure_python.sh $(VENV)
+	touch $@
+
+python-test: $(VENV)/.installed-test
+$(VENV)/.installed-test: $(VENV)/.installed-runtime
+	bash scripts/ensure_python.sh $(VENV) test
 	touch $@
 
 assets: maps/assets/node_modules/.installed
@@ -41,7 +49,7 @@ serve: setup sample
 	$(PY) -m gis.cli sample demo-accounts
 	WANGGE_HOST=$(HOST) WANGGE_PORT=$(PORT) $(PY) -m gis.cli serve
 
-test: setup browser
+test: setup python-test browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean-db:

@@ -29,25 +29,50 @@ def _safe_next(next_path: str | None) -> str:
     return next_path
 
 
+def _login_policy(settings) -> accounts.LoginPolicy:
+    return accounts.LoginPolicy(
+        max_failures=settings.login_max_failures,
+        max_failures_per_ip=settings.login_max_failures_per_ip,
+        window_minutes=settings.login_window_minutes,
+        account_backoff_after=settings.login_account_backoff_after,
+        account_backoff_base_s=settings.login_account_backoff_base_s,
+        account_backoff_max_s=settings.login_account_backoff_max_s,
+    )
+
+
+def _throttled(request: Request, session, username: str, ip: str | None,
+               retry_after_s: int) -> Response:
+    # Roll back first: nothing was written, and the counting locks are released before the audit.
+    session.rollback()
+    audit.record(session, None, "login", resource="session", outcome="throttled", actor=username,
+                 client_ip=ip, method=request.method, path=request.url.path)
+    from api.problems import problem
+
+    resp = problem(429, "Too many failed logins", kind="throttled",
+                   detail=f"too many failed logins; try again in {retry_after_s} s")
+    resp.headers["Retry-After"] = str(retry_after_s)
+    return resp
+
+
 def _login(request: Request, session, settings, username: str, password: str):
-    """Check the password (throttled); on success a new session. Returns (user, cookie) or a Response."""
+    """Check the password (throttled); on success a new session.
+
+    Returns (user, cookie), or (None, a Response) when throttled.
+
+    Three short steps instead of one transaction: (1) count the attempt under a lock and commit, so
+    parallel guesses see it (a login waits only for other logins' counting, milliseconds each);
+    (2) check the slow password hash holding no lock and no connection; (3) record the outcome and
+    open the session (committed with the request).
+    """
     ip = client_ip(request)
     try:
-        accounts.check_throttle(
-            session, username, ip,
-            max_failures=settings.login_max_failures,
-            max_failures_per_ip=settings.login_max_failures_per_ip,
-            window_minutes=settings.login_window_minutes,
-        )
+        attempt = accounts.reserve_login_attempt(session, username, ip, _login_policy(settings))
+    except accounts.ThrottleBusy:
+        return None, _throttled(request, session, username, ip, 1)
     except accounts.TooManyAttempts as exc:
-        audit.record(session, None, "login", resource="session", outcome="throttled", actor=username,
-                     client_ip=ip, method=request.method, path=request.url.path)
-        from api.problems import problem
-
-        resp = problem(429, "Too many failed logins", kind="throttled", detail=str(exc))
-        resp.headers["Retry-After"] = str(exc.retry_after_s)
-        return None, resp
-    user = accounts.authenticate(session, username, password, ip)
+        return None, _throttled(request, session, username, ip, exc.retry_after_s)
+    session.commit()
+    user = accounts.finish_login(session, attempt, password)
     audit.record(session, None, "login", resource="session", outcome="ok" if user else "failed",
                  actor=username, client_ip=ip, method=request.method, path=request.url.path,
                  resource_ids=[user.id] if user else ())

@@ -17,7 +17,7 @@ from api.exports import saved_upload
 from api.security import P
 from gis import audit
 from gis.auth.roles import Permission
-from gis.crs import check_lonlat, parse_crs, to_wgs84
+from gis.crs import parse_crs, points_to_wgs84
 from gis.errors import InputError, NotFound, Problem
 from gis.grids import store
 from gis.grids.locate import Location, locate_points
@@ -157,8 +157,7 @@ def locate(
     crs: Annotated[str, Query(description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")] = "wgs84",
 ):
     system = parse_crs(crs, field=("query", "crs"))
-    check_lonlat(lon, lat, field_prefix=("query",))
-    xs, ys = to_wgs84([lon], [lat], system)
+    xs, ys = points_to_wgs84(lon, lat, system, field_prefix=("query",))
     loc = locate_points(session, xs, ys)[0]
     if not loc.inside:
         raise _outside(loc)
@@ -191,9 +190,8 @@ def locate_many(session: SessionDep, settings: SettingsDep, _: P(Permission.VIEW
             Problem(("body", "points"), f"at most {settings.max_points_per_locate} points per request")
         )
     system = parse_crs(body.crs, field=("body", "crs"))
-    for i, p in enumerate(body.points):
-        check_lonlat(p.lon, p.lat, field_prefix=("body", "points", i))
-    xs, ys = to_wgs84([p.lon for p in body.points], [p.lat for p in body.points], system)
+    xs, ys = points_to_wgs84([p.lon for p in body.points], [p.lat for p in body.points], system,
+                             field_prefix=("body", "points"))
     locs = locate_points(session, xs, ys)
     codes = {g.code for loc in locs for g in loc.path.values()}
     staff = staff_by_grid(session, list(codes)) if body.include_staff else {}
@@ -237,6 +235,7 @@ def import_file(
         source=f"upload:{name}",
         gap_tolerance_m2=settings.gap_tolerance_m2,
         overlap_tolerance_m2=settings.overlap_tolerance_m2,
+        boundary_tolerance_m=settings.boundary_tolerance_m,
     )
     if savepoint is not None:
         savepoint.rollback()

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -19,6 +19,7 @@ from gis.auth.roles import Permission
 from gis.errors import InputError, NotFound, Problem
 from gis.incidents import service
 from gis.incidents.categories import Category, DisputeKind
+from gis.incidents.gazetteer import MAX_PLACE_CHARS
 from gis.incidents.loop import Action, State
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
@@ -41,7 +42,9 @@ class IncidentIn(BaseModel):
     lon: float | None = None
     lat: float | None = None
     crs: str | None = Field(default=None, max_length=40, description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")
-    place: Annotated[str | None, NoNul] = Field(default=None, max_length=200, description="a place name or address, e.g. 尹营村三组")
+    place: Annotated[str | None, NoNul] = Field(
+        default=None, max_length=MAX_PLACE_CHARS,
+        description="a place name or address, e.g. 尹营村三组")
     reporter_name: Annotated[str | None, NoNul] = Field(default=None, max_length=100)
     reporter_phone: str | None = Field(default=None, pattern=r"^[0-9+\-]{5,20}$")
     external_id: Annotated[str | None, NoNul] = Field(default=None, min_length=1, max_length=200)
@@ -193,8 +196,12 @@ def attach(request: Request, session: SessionDep, settings: SettingsDep, princip
     from gis.incidents.attachments import add_attachment
 
     data = file.file.read(settings.max_attachment_bytes + 1)
+    if len(data) > settings.max_attachment_bytes:
+        # The same answer as a body over the route's limit (api/limits.py).
+        raise HTTPException(413, f"a photo has at most {settings.max_attachment_bytes} bytes")
     out = add_attachment(session, principal, incident_id, file.filename or "photo", data,
-                         max_bytes=settings.max_attachment_bytes)
+                         max_bytes=settings.max_attachment_bytes,
+                         max_pixels=settings.max_attachment_pixels)
     audit.record(session, principal, "create", resource="incident_attachment", resource_ids=[out["id"]],
                  method="POST", path=request.url.path, detail={"incident_id": incident_id, "size": out["size"]})
     return out

@@ -1,10 +1,36 @@
-"""Request body caps, enforced on the bytes actually received (a missing or false Content-Length too)."""
+"""Request body caps, enforced on the bytes actually received (a missing or false Content-Length
+too).
+
+Every route whose body may be larger than a JSON request is in UPLOAD_ROUTES, keyed by method and
+path template as the app declares them, with the setting that caps the file it takes; its body
+limit is that cap plus MULTIPART_ENVELOPE_BYTES for the multipart headers and the other form fields.
+Any other route gets `max_json_body_bytes`."""
 
 from __future__ import annotations
 
 import json
+import re
 
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
+
+# (method, path template) -> the setting capping the file (or drawn geometry) the route takes.
+UPLOAD_ROUTES: dict[tuple[str, str], str] = {
+    ("POST", "/grids/import"): "max_upload_bytes",
+    ("POST", "/incidents/import"): "max_upload_bytes",
+    ("POST", "/flood/extents"): "max_upload_bytes",
+    ("POST", "/flood/extents/drawn"): "max_upload_bytes",
+    ("POST", "/incidents/{incident_id}/attachments"): "max_attachment_bytes",
+}
+# Room for the multipart boundaries, part headers and small form fields around the file: a file of
+# exactly the promised size must fit.
+MULTIPART_ENVELOPE_BYTES = 64 * 1024
+
+
+def upload_limits(settings) -> dict[tuple[str, str], int]:
+    """(method, path template) -> body limit in bytes, for every route in UPLOAD_ROUTES."""
+    return {route: int(getattr(settings, name)) + MULTIPART_ENVELOPE_BYTES
+            for route, name in UPLOAD_ROUTES.items()}
 
 
 class BodyTooLarge(HTTPException):
@@ -19,16 +45,24 @@ class BodyTooLarge(HTTPException):
 class BodySizeLimit:
     """Pure ASGI middleware: 413 problem+json when a body exceeds its path's cap."""
 
-    def __init__(self, app, *, default_limit: int, upload_limit: int, upload_paths: tuple[str, ...]):
+    def __init__(self, app, *, default_limit: int, route_limits: dict[tuple[str, str], int]):
         self.app = app
         self.default_limit = default_limit
-        self.upload_limit = upload_limit
-        self.upload_paths = upload_paths
+        self.routes: list[tuple[str, re.Pattern, int]] = [
+            (method, compile_path(template)[0], limit)
+            for (method, template), limit in route_limits.items()
+        ]
+
+    def limit_for(self, method: str, path: str) -> int:
+        for m, pattern, limit in self.routes:
+            if m == method and pattern.match(path):
+                return limit
+        return self.default_limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.upload_limit if scope["path"] in self.upload_paths else self.default_limit
+        limit = self.limit_for(scope["method"], scope["path"])
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None:

@@ -12,7 +12,8 @@ from sqlalchemy import text
 
 from api import problems
 from api.deps import SessionDep
-from api.limits import BodySizeLimit
+from api.limits import BodySizeLimit, upload_limits
+from api.origin import OriginCheck
 from api.security import P, public
 from gis.auth.roles import Permission
 from gis.db import make_engine, make_sessionmaker
@@ -37,6 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="GIS spatial analysis and mapping for grid-based governance (网格化管理)",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs and /redoc are added by api.docs with local assets (FastAPI's load from CDNs).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     problems.install(app)
@@ -45,16 +49,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodySizeLimit,
         default_limit=settings.max_json_body_bytes,
-        upload_limit=settings.max_upload_bytes,
-        upload_paths=("/grids/import", "/incidents/import", "/flood/extents", "/flood/extents/drawn"),
+        route_limits=upload_limits(settings),
     )
+    # Outermost: a cross-site write is refused before anything reads its body.
+    app.add_middleware(OriginCheck, trusted_origins=settings.trusted_origins)
 
     from api import accounts, audit, emergencies, flood, flood_extents, grids, hotspots, households, incidents, maps
+    from api import docs
 
     for module in (accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
                    maps):
         app.include_router(module.router)
     maps.mount_assets(app)
+    docs.install(app, maps.ASSET_PREFIX)
 
     @app.get("/healthz", tags=["service"], summary="Liveness and database check", dependencies=[Depends(public)])
     def healthz(session: SessionDep):

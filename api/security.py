@@ -44,7 +44,9 @@ def resolve_principal(request: Request, session) -> Principal | None:
         principal = accounts.principal_from_token(session, credential.strip(), ip)
         if principal is None:
             raise HTTPException(
-                401, "the token is unknown, expired or revoked",
+                401,
+                "the token is unknown, expired or revoked, or its user no longer holds its role "
+                "or grids",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
     else:

@@ -128,6 +128,7 @@ def grids_import(
                 source=f"cli:{file.name}",
                 gap_tolerance_m2=settings.gap_tolerance_m2,
                 overlap_tolerance_m2=settings.overlap_tolerance_m2,
+                boundary_tolerance_m=settings.boundary_tolerance_m,
             )
             if savepoint is not None:
                 savepoint.rollback()
@@ -171,17 +172,16 @@ def grids_locate(
     crs: Annotated[str, typer.Option(help="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")] = "wgs84",
 ) -> None:
     """Print the grid at every level for a point."""
-    from gis.crs import check_lonlat, parse_crs, to_wgs84
+    from gis.crs import parse_crs, points_to_wgs84
     from gis.db import transaction
     from gis.grids.locate import locate_points
 
     try:
         system = parse_crs(crs, field=("crs",))
-        check_lonlat(lon, lat, field_prefix=())
+        xs, ys = points_to_wgs84(lon, lat, system, field_prefix=())
     except InputError as exc:
         _print_problems(exc)
         raise typer.Exit(2) from None
-    xs, ys = to_wgs84([lon], [lat], system)
     with transaction(_engine()) as session:
         loc = locate_points(session, xs, ys)[0]
     if not loc.inside:
@@ -314,10 +314,17 @@ def sample_demo_accounts() -> None:
         if dataset_info(session, "sample_town") is None:
             err.print("not the sample town: demo accounts are made only for the synthetic sample")
             raise typer.Exit(1)
+        # The story's village (尹营村) when it still carries that name; a grid import may have
+        # renamed or redrawn it, and then the first village with group grids serves as well.
         group = session.execute(text(
-            "SELECT min(code) FROM grid WHERE level = 4 AND valid_to IS NULL AND parent_code = "
-            "(SELECT code FROM grid WHERE level = 3 AND valid_to IS NULL AND name = '尹营村')"
-        )).scalar_one()
+            "SELECT g.code FROM grid g JOIN grid v ON v.code = g.parent_code "
+            "AND v.level = 3 AND v.valid_to IS NULL "
+            "WHERE g.level = 4 AND g.valid_to IS NULL "
+            "ORDER BY v.name = '尹营村' DESC, g.code LIMIT 1"
+        )).scalar_one_or_none()
+        if group is None:
+            err.print("no village with group grids is stored: demo accounts need one to serve")
+            raise typer.Exit(1)
         scopes = {Role.GRID_STAFF: [group], Role.SUPERVISOR: [group[:12] + "000"]}
         table = Table("role", "角色", "username", "password", "scope", title="demo accounts (sample town only)")
         for role in Role:
@@ -669,13 +676,31 @@ def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
-    """Serve the API and map pages."""
+    """Serve the API and map pages. Started as root, the server runs as WANGGE_SERVICE_USER."""
+    import os
+
     import uvicorn
 
     from gis.settings import get_settings
 
     settings = get_settings()
-    uvicorn.run("api.main:app", host=host or settings.host, port=port or settings.port)
+    host, port = host or settings.host, port or settings.port
+    if os.geteuid() != 0:
+        uvicorn.run("api.main:app", host=host, port=port)
+        return
+    from gis.service_user import ServiceUserError, bind_socket, drop_root
+
+    # The settings (and var/database_url, readable by root only) are read before the switch;
+    # the socket is bound before it too, so ports below 1024 still work.
+    sock = bind_socket(host, port)
+    try:
+        user = drop_root(settings, settings.service_user)
+    except ServiceUserError as exc:
+        err.print(f"not starting: {exc}")
+        raise typer.Exit(1) from None
+    err.print(f"serving as the unprivileged user '{user.name}' (uid {user.uid}), not root")
+    config = uvicorn.Config("api.main:app", host=host, port=port)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def main() -> None:  # pragma: no cover

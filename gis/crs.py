@@ -414,6 +414,159 @@ def check_lonlat(lon, lat, field_prefix: tuple = ("query",)) -> None:
         raise InputError(problems, "Invalid coordinates")
 
 
+# A projected CRS is used a little beyond its area of use (a Gauss-Kruger zone's neighbours overlap
+# it): inputs within this share of the area's extent outside its edges are still converted.
+_AREA_OF_USE_MARGIN = 0.1
+
+
+@lru_cache(maxsize=64)
+def _projected_bounds(wkt: str) -> tuple[float, float, float, float] | None:
+    """The area of use of a projected CRS in its units, widened by the margin (None: unknown)."""
+    crs = pyproj.CRS.from_wkt(wkt)
+    area = crs.area_of_use
+    if area is None:
+        return None
+    tr = pyproj.Transformer.from_crs(WGS84_EPSG, crs, always_xy=True)
+    x0, y0, x1, y1 = tr.transform_bounds(
+        area.west, area.south, area.east, area.north, densify_pts=41
+    )
+    if not all(map(math.isfinite, (x0, y0, x1, y1))):
+        return None
+    mx, my = (x1 - x0) * _AREA_OF_USE_MARGIN, (y1 - y0) * _AREA_OF_USE_MARGIN
+    return x0 - mx, y0 - my, x1 + mx, y1 + my
+
+
+@dataclass
+class ConvertedPoints:
+    """Points given in some coordinate system, converted to WGS84 and checked.
+
+    `problems` holds (index, field, message, type) for each refused point, field being "lon" (x) or
+    "lat" (y); a refused point is NaN in lon/lat and True in `refused`."""
+
+    lon: np.ndarray
+    lat: np.ndarray
+    refused: np.ndarray
+    problems: list[tuple[int, str, str, str]]
+
+
+def convert_points(x, y, system: CoordSystem) -> ConvertedPoints:
+    """The one rule for point input in any supported system (API, CLI and batch import alike):
+    finite numbers; for degrees, the lon/lat ranges (and the swapped-axes mistake) on the input;
+    for a projected CRS, its area of use on the input (it has no degree range); then the
+    conversion, and the WGS84 result checked against the lon/lat ranges."""
+    x = np.atleast_1d(np.asarray(x, dtype=float))
+    y = np.atleast_1d(np.asarray(y, dtype=float))
+    n = len(x)
+    refused = np.zeros(n, dtype=bool)
+    problems: list[tuple[int, str, str, str]] = []
+
+    def refuse(mask: np.ndarray, field: str, message, kind: str) -> None:
+        for i in np.flatnonzero(mask & ~refused):
+            problems.append((int(i), field, message(int(i)), kind))
+        refused[mask] = True
+
+    with np.errstate(invalid="ignore"):
+        refuse(
+            ~np.isfinite(x),
+            "lon",
+            lambda i: f"lon must be a finite number, got {x[i]}",
+            "not_finite",
+        )
+        refuse(
+            ~np.isfinite(y),
+            "lat",
+            lambda i: f"lat must be a finite number, got {y[i]}",
+            "not_finite",
+        )
+        if system.is_lonlat:
+            swapped = (x >= 3.0) & (x <= 54.0) & (y >= 73.0) & (y <= 136.0)
+            refuse(
+                swapped,
+                "lon",
+                lambda i: (
+                    f"lon and lat look swapped: got lon={_fmt(x[i])}, "
+                    f"lat={_fmt(y[i])}; give longitude first"
+                ),
+                "swapped_lonlat",
+            )
+            refuse(
+                ~((x >= -180.0) & (x <= 180.0)),
+                "lon",
+                lambda i: f"lon must be between -180 and 180, got {_fmt(x[i])}",
+                "out_of_range",
+            )
+            refuse(
+                ~((y >= -90.0) & (y <= 90.0)),
+                "lat",
+                lambda i: f"lat must be between -90 and 90, got {_fmt(y[i])}",
+                "out_of_range",
+            )
+        else:
+            box = _projected_bounds(system.crs.to_wkt())
+            if box is not None:
+                x0, y0, x1, y1 = box
+                where = f"the area of use of {system.label}"
+                refuse(
+                    ~((x >= x0) & (x <= x1)),
+                    "lon",
+                    lambda i: (
+                        f"x (lon) = {_fmt(x[i])} is outside "
+                        f"{where} ({x0:.0f} to {x1:.0f}); is this the right crs?"
+                    ),
+                    "outside_crs_area",
+                )
+                refuse(
+                    ~((y >= y0) & (y <= y1)),
+                    "lat",
+                    lambda i: (
+                        f"y (lat) = {_fmt(y[i])} is outside "
+                        f"{where} ({y0:.0f} to {y1:.0f}); is this the right crs?"
+                    ),
+                    "outside_crs_area",
+                )
+    lon = np.full(n, np.nan)
+    lat = np.full(n, np.nan)
+    ok = np.flatnonzero(~refused)
+    if len(ok):
+        cx, cy = to_wgs84(x[ok], y[ok], system)
+        lon[ok], lat[ok] = cx, cy
+    with np.errstate(invalid="ignore"):
+        bad = ~refused & ~(
+            np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180.0) & (np.abs(lat) <= 90.0)
+        )
+    refuse(
+        bad,
+        "lon",
+        lambda i: f"({_fmt(x[i])}, {_fmt(y[i])}) in {system.label} is no point on the earth",
+        "out_of_range",
+    )
+    lon[refused] = np.nan
+    lat[refused] = np.nan
+    return ConvertedPoints(lon, lat, refused, sorted(problems))
+
+
+def points_to_wgs84(x, y, system: CoordSystem, field_prefix: tuple = ("query",)):
+    """`convert_points` for request input: WGS84 arrays, or InputError naming each refused point's
+    field (prefix + (field,) for one point, prefix + (index, field) for a list)."""
+    single = np.ndim(x) == 0 and np.ndim(y) == 0
+    try:
+        out = convert_points(x, y, system)
+    except (TypeError, ValueError):
+        raise InputError(
+            Problem(tuple(field_prefix), "lon and lat must be numbers", "not_a_number")
+        ) from None
+    if out.problems:
+        prefix = tuple(field_prefix)
+        raise InputError(
+            [
+                Problem(prefix + ((f,) if single else (i, f)), msg, kind)
+                for i, f, msg, kind in out.problems[:50]
+            ],
+            "Invalid coordinates",
+        )
+    return out.lon, out.lat
+
+
 def utm_epsg(lon: float, lat: float) -> int:
     """EPSG code of the WGS84 UTM zone containing the point."""
     zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +32,11 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # Started as root (`make serve`), the server drops to this system user (made if missing).
+    service_user: str = "wangge"
+    # When the code or Python sits in a closed folder (a checkout or pyenv under /root), grant
+    # that user search on it (an ACL, else o+x) instead of refusing to start.
+    service_open_folders: bool = True
 
     # Optional on-line base map; None keeps every page fully offline (hillshade or plain background).
     tile_url: str | None = None
@@ -47,14 +53,26 @@ class Settings(BaseSettings):
     # Points outside the town but closer than this are still answered with the nearest grid.
     gap_tolerance_m2: float = 1.0
     overlap_tolerance_m2: float = 1.0
+    # Grid boundaries: gaps, overlaps and parts outside the parent no wider than this are
+    # coordinate rounding (7 decimals ≈ 1 cm), and a re-imported outline that moved no more than
+    # this is unchanged (no new version).
+    boundary_tolerance_m: float = 0.1
 
     # Accounts and sessions.
     session_cookie_name: str = "wangge_session"
     session_cookie_secure: bool = True
     session_hours: float = 12.0
+    # Login throttling (gis.auth.accounts.LoginPolicy): failures per account and client address,
+    # per address, and a doubling back-off per account over all addresses.
     login_max_failures: int = 5
     login_max_failures_per_ip: int = 30
     login_window_minutes: int = 15
+    login_account_backoff_after: int = 10
+    login_account_backoff_base_s: float = 1.0
+    login_account_backoff_max_s: float = 60.0
+    # Origins (scheme://host[:port], comma-separated) besides the service's own from which browser
+    # pages may log in or write with the session cookie, e.g. a reverse proxy's public address.
+    trusted_origins: Annotated[tuple[str, ...], NoDecode] = ()
     max_json_body_bytes: int = 2 * 1024 * 1024
     max_audit_export_rows: int = 100_000
 
@@ -67,6 +85,15 @@ class Settings(BaseSettings):
     # GET /incidents counts its matches exactly up to this many; beyond, the total is the planner's
     # estimate (answered with total_exact false): counting a million rows costs more than a page.
     max_exact_incident_count: int = 10_000
+    # A photo is decoded to be accepted; more pixels than a 50-megapixel camera's are refused.
+    max_attachment_pixels: int = 50_000_000
+
+    @field_validator("trusted_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @model_validator(mode="after")
     def _database_from_var(self) -> Settings:

@@ -18,7 +18,8 @@ from folium.utilities import JsCode
 from shapely.geometry import mapping
 
 from maps import labels
-from maps.offline import DEFAULT_PREFIX, localize, remote_urls
+from maps.offline import DEFAULT_PREFIX
+from maps.render import render_page
 
 LEVELS = (1, 2, 3, 4)
 
@@ -576,10 +577,4 @@ def build_grid_map(
     m.fit_bounds([[south, west], [north, east]], padding=(20, 20))
     m.add_child(_Registry(layers, groups))
 
-    localize(m, asset_prefix)
-    # branca's template has no lang attribute; without it browsers guess the language.
-    page = m.get_root().render().replace("<html>", '<html lang="zh-CN">', 1)
-    leftover = remote_urls(page)
-    if leftover:
-        raise RuntimeError(f"the map page still loads remote assets: {leftover}")
-    return page
+    return render_page(m, "grid map", asset_prefix)

@@ -22,7 +22,8 @@ from gis.hotspots.density import kernel_density
 from gis.incidents.categories import CATEGORY_NAMES_ZH, Category
 from maps import labels
 from maps.grid_map import BACKGROUND, PageChrome, add_online_tiles, add_pane, display_geometries
-from maps.offline import DEFAULT_PREFIX, localize, remote_urls
+from maps.offline import DEFAULT_PREFIX
+from maps.render import render_page
 from maps.points import EMPTY_VIEW, POPUP_TABLE_JS, script_json
 
 # Diverging hot/cold colours as in the standard hot-spot maps (red hot, blue cold, pale neutral).
@@ -564,9 +565,4 @@ def build_hotspot_map(
     registry = _Registry(units_layer, density_layer)
     registry._id = "registry"
     m.add_child(registry)
-    localize(m, asset_prefix)
-    page = m.get_root().render().replace("<html>", '<html lang="zh-CN">', 1)
-    leftover = remote_urls(page)
-    if leftover:
-        raise RuntimeError(f"the page '{title}' still loads remote assets: {leftover}")
-    return page
+    return render_page(m, title, asset_prefix)

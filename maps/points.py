@@ -29,7 +29,8 @@ from maps.grid_map import (
     add_pane,
     display_geometries,
 )
-from maps.offline import DEFAULT_PREFIX, localize, remote_urls
+from maps.offline import DEFAULT_PREFIX
+from maps.render import render_page
 
 OUTLINE_PANE = ("wangge-outlines", 410)
 POINT_PANE = ("wangge-points", 450)
@@ -381,9 +382,4 @@ def build_point_page(
     registry._id = "registry"
     m.add_child(registry)
 
-    localize(m, asset_prefix)
-    page = m.get_root().render().replace("<html>", '<html lang="zh-CN">', 1)
-    leftover = remote_urls(page)
-    if leftover:
-        raise RuntimeError(f"the page '{title}' still loads remote assets: {leftover}")
-    return page
+    return render_page(m, title, asset_prefix)

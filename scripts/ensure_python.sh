@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Create the virtualenv (Python 3.11+) and install Wangge with its test extras.
+# Create the virtualenv (Python 3.11+) and install Wangge: `ensure_python.sh VENV` installs what the
+# service runs on; `ensure_python.sh VENV test` adds the test extras (Playwright, schemathesis,
+# GPL-licensed pysheds, ...), which the service never needs.
 set -euo pipefail
 venv="${1:-.venv}"
+extras="${2:-}"
 find_python() {
   for py in python3.11 python3.12 python3.13 python3; do
     if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import sys, venv; assert sys.version_info >= (3, 11)' 2>/dev/null; then
@@ -22,4 +25,8 @@ if ! py=$(find_python) || ! "$py" -c 'import ensurepip' 2>/dev/null; then
 fi
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -e '.[test]'
+if [ -n "$extras" ]; then
+  "$venv/bin/python" -m pip install -q -e ".[$extras]"
+else
+  "$venv/bin/python" -m pip install -q -e .
+fi

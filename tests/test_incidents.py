@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import threading
 
 import numpy as np
@@ -247,8 +248,16 @@ def test_stats_per_grid_follow_the_loop_and_the_scope(db, town):
     assert len(town_stats) == 20 and sum(s["total"] for s in town_stats) >= 5000
 
 
-PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
-       b"\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+def _png() -> bytes:
+    # A whole, decodable image: photos are accepted only once Pillow has decoded them (issue 11).
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (2, 2), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+PNG = _png()
 
 
 def test_photos_are_checked_by_content_listed_as_metadata_and_scoped(db, town):

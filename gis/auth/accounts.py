@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from gis.auth.passwords import hash_password, needs_rehash, password_problem, verify_password
-from gis.auth.principal import Principal
+from gis.auth.principal import Principal, narrowed_access
 from gis.auth.roles import SCOPED_ROLES, Role
 from gis.db import driver_rows
 from gis.errors import InputError, NotFound, Problem
@@ -154,7 +156,13 @@ def update_user(
     changed_access = new_role != user.role or new_scope != user.scope_codes or active is False
     if changed_access or password is not None:
         # A changed role, scope, password or a deactivation takes effect at once: end every session.
+        # Tokens are narrowed to the user's current role and scope on every request
+        # (principal_from_token), so they follow a role or scope change by themselves.
         end_sessions(session, user_id)
+    if password is not None:
+        # A new password is how an owner shuts out whoever learnt the old one: that person may
+        # also have issued themselves tokens, so none issued before it stays valid.
+        revoke_tokens(session, user_id)
     return get_user(session, user_id)
 
 
@@ -167,43 +175,123 @@ class TooManyAttempts(Exception):
         super().__init__(f"too many failed logins; try again in {retry_after_s} s")
 
 
-def check_throttle(session: Session, username: str, client_ip: str | None, *, max_failures: int,
-                   max_failures_per_ip: int, window_minutes: int) -> None:
+class ThrottleBusy(Exception):
+    """Other logins for the same account or address kept the counter locked too long: try again."""
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    """When logins are refused (see README, "Accounts"): per account *and* client address, so
+    guessing from elsewhere cannot lock the owner out; per address over all accounts; and a
+    back-off per account over all addresses, so guessing spread over many addresses stays slow."""
+
+    max_failures: int = 5             # per account and client address, within the window
+    max_failures_per_ip: int = 30     # per client address, all accounts
+    window_minutes: int = 15
+    account_backoff_after: int = 10   # failures for the account from all addresses, then back off
+    account_backoff_base_s: float = 1.0
+    account_backoff_max_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A counted attempt (a failure until the password proves right) and the account row."""
+
+    id: int
+    user_row: object | None
+
+
+# First keys of the two-key advisory locks that serialise counting (distinct from the one-key
+# locks used elsewhere). Every login takes its address's lock before its account's, so two logins
+# never wait for each other in a cycle.
+_LOGIN_LOCK_ADDRESS = 0x57474C41
+_LOGIN_LOCK_ACCOUNT = 0x57474C55
+
+
+def reserve_login_attempt(session: Session, username: str, client_ip: str | None,
+                          policy: LoginPolicy, *, lock_timeout_ms: int = 2000) -> LoginAttempt:
+    """Count the attempt before the password is checked, atomically, or refuse it.
+
+    The attempt is inserted as a failure under advisory locks on its address and account, so
+    parallel guesses see each other and at most the limit get through. The caller ends the
+    transaction at once (releasing the locks: they are held for a few statements, never across a
+    password hash) and checks the password afterwards, holding neither lock nor connection.
+    Raises TooManyAttempts with the seconds to wait, or ThrottleBusy when the locks were not had
+    within `lock_timeout_ms` (the transaction is then aborted: the caller rolls back).
+    """
+    user_row = session.execute(
+        text(f"SELECT {_USER_COLUMNS}, password_hash FROM app_user "
+             "WHERE lower(username) = lower(:u)"),
+        {"u": username},
+    ).first()
+    session.execute(text("SELECT set_config('lock_timeout', :t, true)"),
+                    {"t": f"{lock_timeout_ms}ms"})
+    try:
+        # Two statements: the count's snapshot must be taken after the locks are held, so that
+        # it sees the attempt the previous holder committed.
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:a, hashtext(coalesce(:ip, ''))), "
+                 "pg_advisory_xact_lock(:b, hashtext(lower(:u)))"),
+            {"a": _LOGIN_LOCK_ADDRESS, "b": _LOGIN_LOCK_ACCOUNT, "ip": client_ip, "u": username},
+        )
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+            raise ThrottleBusy() from exc
+        raise
     row = session.execute(
         text(
             """
+            WITH recent AS (
+              SELECT lower(username) = lower(:u) AS same_user,
+                     client_ip IS NOT DISTINCT FROM :ip AS same_ip, at
+              FROM login_attempt
+              WHERE NOT success AND at > now() - make_interval(mins => :w)
+                AND (lower(username) = lower(:u) OR client_ip = :ip)
+            )
             SELECT
-              count(*) FILTER (WHERE lower(username) = lower(:u)) AS by_user,
-              count(*) FILTER (WHERE client_ip = :ip) AS by_ip,
-              min(at) FILTER (WHERE lower(username) = lower(:u)) AS first_user,
-              min(at) FILTER (WHERE client_ip = :ip) AS first_ip
-            FROM login_attempt
-            WHERE NOT success AND at > now() - make_interval(mins => :w)
-              AND (lower(username) = lower(:u) OR client_ip = :ip)
+              count(*) FILTER (WHERE same_user AND same_ip) AS by_user_ip,
+              min(at) FILTER (WHERE same_user AND same_ip) AS first_user_ip,
+              count(*) FILTER (WHERE same_ip) AS by_ip,
+              min(at) FILTER (WHERE same_ip) AS first_ip,
+              count(*) FILTER (WHERE same_user) AS by_user,
+              max(at) FILTER (WHERE same_user) AS last_user,
+              now() AS now
+            FROM recent
             """
         ),
-        {"u": username, "ip": client_ip, "w": window_minutes},
+        {"u": username, "ip": client_ip, "w": policy.window_minutes},
     ).one()
-    now = session.execute(text("SELECT now()")).scalar_one()
-    for count, first, cap in ((row.by_user, row.first_user, max_failures), (row.by_ip, row.first_ip, max_failures_per_ip)):
+    window = dt.timedelta(minutes=policy.window_minutes)
+    for count, first, cap in ((row.by_user_ip, row.first_user_ip, policy.max_failures),
+                              (row.by_ip, row.first_ip, policy.max_failures_per_ip)):
         if count >= cap and first is not None:
-            retry = first + dt.timedelta(minutes=window_minutes) - now
-            raise TooManyAttempts(max(1, int(retry.total_seconds())))
+            raise TooManyAttempts(max(1, int((first + window - row.now).total_seconds())))
+    over = row.by_user - policy.account_backoff_after
+    if over >= 0 and row.last_user is not None:
+        # Doubling per failure beyond the threshold, capped: the owner waits at most the cap.
+        delay = min(policy.account_backoff_base_s * 2.0 ** over, policy.account_backoff_max_s)
+        wait = (row.last_user + dt.timedelta(seconds=delay) - row.now).total_seconds()
+        if wait > 0:
+            raise TooManyAttempts(max(1, math.ceil(wait)))
+    attempt_id = session.execute(
+        text("INSERT INTO login_attempt (username, client_ip, success) "
+             "VALUES (:u, :ip, false) RETURNING id"),
+        {"u": username[:64], "ip": client_ip},
+    ).scalar_one()
+    return LoginAttempt(attempt_id, user_row)
 
 
-def authenticate(session: Session, username: str, password: str, client_ip: str | None) -> User | None:
-    """The user when the password is right and the account active; the attempt is recorded either way."""
-    row = session.execute(
-        text(f"SELECT {_USER_COLUMNS}, password_hash FROM app_user WHERE lower(username) = lower(:u)"),
-        {"u": username},
-    ).first()
+def finish_login(session: Session, attempt: LoginAttempt, password: str) -> User | None:
+    """Check the password of a reserved attempt: the user when it is right and the account active.
+
+    The (slow) hash is checked before the session is used again, so no connection is held meanwhile.
+    """
+    row = attempt.user_row
     ok = verify_password(password, row.password_hash if row else None) and bool(row and row.active)
-    session.execute(
-        text("INSERT INTO login_attempt (username, client_ip, success) VALUES (:u, :ip, :ok)"),
-        {"u": username[:64], "ip": client_ip, "ok": ok},
-    )
     if not ok:
         return None
+    session.execute(text("UPDATE login_attempt SET success = true WHERE id = :i"),
+                    {"i": attempt.id})
     if needs_rehash(row.password_hash):
         session.execute(text("UPDATE app_user SET password_hash = :h WHERE id = :i"),
                         {"h": hash_password(password), "i": row.id})
@@ -341,13 +429,21 @@ def revoke_token(session: Session, token_id: int) -> Token:
     return Token(*row)
 
 
+def revoke_tokens(session: Session, user_id: int) -> None:
+    session.execute(
+        text("UPDATE api_token SET revoked_at = now() WHERE user_id = :u AND revoked_at IS NULL"),
+        {"u": user_id},
+    )
+
+
 def principal_from_token(session: Session, secret: str, client_ip: str | None) -> Principal | None:
     rows = driver_rows(
         session,
         """
             WITH t AS (
-                SELECT t.id, t.last_used_at, u.id AS user_id, u.username, coalesce(t.role, u.role) AS role,
-                       coalesce(t.scope_codes, u.scope_codes) AS scope_codes
+                SELECT t.id, t.last_used_at, u.id AS user_id, u.username, u.role AS user_role,
+                       u.scope_codes AS user_scope, t.role AS token_role,
+                       t.scope_codes AS token_scope
                 FROM api_token t JOIN app_user u ON u.id = t.user_id
                 WHERE t.token_hash = :h AND u.active AND t.revoked_at IS NULL
                   AND (t.expires_at IS NULL OR t.expires_at > now())
@@ -361,12 +457,17 @@ def principal_from_token(session: Session, secret: str, client_ip: str | None) -
                             WHERE t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'
                             FOR UPDATE OF a SKIP LOCKED)
             )
-            SELECT id, user_id, username, role, scope_codes FROM t
+            SELECT id, user_id, username, user_role, user_scope, token_role, token_scope FROM t
         """,
         {"h": _sha256(secret)},
     )
     if not rows:
         return None
     row = rows[0]
-    return Principal(row["user_id"], row["username"], Role(row["role"]), tuple(row["scope_codes"] or ()), "token",
-                     client_ip, token_id=row["id"])
+    access = narrowed_access(row["user_role"], row["user_scope"] or (), row["token_role"],
+                             row["token_scope"])
+    if access is None:
+        return None
+    role, scope = access
+    return Principal(row["user_id"], row["username"], role, scope, "token", client_ip,
+                     token_id=row["id"])

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import geopandas as gpd
+import numpy as np
 import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.bulk import copy_rows, ewkt
+from gis.crs import metric_crs_for, metric_transformer
 from gis.errors import InputError
+from gis.grids.validate import DEFAULT_TOLERANCE_M, validate_grids
 
 GRID_COLUMNS = ["code", "name", "level", "parent_code", "valid_from", "geometry"]
 
@@ -81,6 +84,30 @@ def _frame(rows, extra: tuple[str, ...] = ()) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"), crs="EPSG:4326")
 
 
+def _code_or_none(value) -> str | None:
+    """A parent code as stored or read; pandas turns a missing one into NaN or None."""
+    return value if isinstance(value, str) and value else None
+
+
+def _moved_m(new: gpd.GeoDataFrame, by_code: dict) -> dict[str, float]:
+    """For each code in `new` that is stored: how far its outline moved, in metres (the Hausdorff
+    distance between the stored and the new outline, in the metric CRS of the file's area)."""
+    pairs = [(c, by_code[c][1], g) for c, g in zip(new["code"], new.geometry, strict=True)
+             if c in by_code and g is not None and by_code[c][1] is not None]
+    if not pairs:
+        return {}
+    old = np.asarray([p[1] for p in pairs], dtype=object)
+    cur = np.asarray([p[2] for p in pairs], dtype=object)
+    xmin, ymin, xmax, ymax = shapely.total_bounds(cur)
+    fwd = metric_transformer(metric_crs_for((xmin + xmax) / 2, (ymin + ymax) / 2))
+
+    def project(a):
+        return shapely.transform(a, lambda x, y: fwd.transform(x, y), interleaved=False)
+
+    dist = shapely.hausdorff_distance(project(old), project(cur))
+    return {p[0]: float(d) for p, d in zip(pairs, dist, strict=True)}
+
+
 @dataclass
 class ImportReport:
     created: list[str] = field(default_factory=list)
@@ -103,14 +130,16 @@ def import_grids(
     source: str,
     gap_tolerance_m2: float = 1.0,
     overlap_tolerance_m2: float = 1.0,
+    boundary_tolerance_m: float = DEFAULT_TOLERANCE_M,
 ) -> ImportReport:
     """Validate `new` against the stored hierarchy, then write it as new versions — or nothing.
 
     A code already stored gets a new version (the old one is closed, kept as history) unless name,
-    parent and geometry are all unchanged. Codes not in the file stay as they are. Every problem
-    found is reported at once (InputError) and the caller's transaction is left untouched.
+    parent and level are the same and no vertex of either outline lies farther than
+    `boundary_tolerance_m` from the other (a file exported and read back with rounded coordinates
+    is unchanged). Codes not in the file stay as they are. Every problem found is reported at once
+    (InputError) and the caller's transaction is left untouched.
     """
-    from gis.grids.validate import validate_grids
 
     # Serialise imports: two concurrent redraws must not both validate against the old state.
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext('wangge.grid_import'))"))
@@ -122,20 +151,26 @@ def import_grids(
         kept,
         gap_tolerance_m2=gap_tolerance_m2,
         overlap_tolerance_m2=overlap_tolerance_m2,
+        boundary_tolerance_m=boundary_tolerance_m,
     )
     if problems:
         raise InputError(problems, title="The grid file was not imported")
 
     by_code = {r.code: (r, g) for r, g in zip(stored.itertuples(), stored.geometry, strict=True)}
+    moved = _moved_m(new, by_code)
     report = ImportReport()
     to_write = []
     for r, g in zip(new.itertuples(), new.geometry, strict=True):
-        parent = r.parent_code if isinstance(r.parent_code, str) and r.parent_code else None
+        parent = _code_or_none(r.parent_code)
         old = by_code.get(r.code)
         if old is not None:
-            o, og = old
-            same = o.name == r.name and o.parent_code == parent and int(o.level) == int(r.level)
-            if same and shapely.equals_exact(og.normalize(), g.normalize(), tolerance=1e-9):
+            o, _ = old
+            same = (
+                o.name == r.name
+                and _code_or_none(o.parent_code) == parent
+                and int(o.level) == int(r.level)
+            )
+            if same and moved[r.code] <= boundary_tolerance_m:
                 report.unchanged.append(r.code)
                 continue
             report.replaced.append(r.code)

@@ -45,8 +45,20 @@ class _Grids:
     n_new: int
 
 
+# Named in every message about a sliver, so the reader knows which knob decides it.
+TOLERANCE_SETTING = "WANGGE_BOUNDARY_TOLERANCE_M"
+DEFAULT_TOLERANCE_M = 0.1
+
+
 def _fmt_area(a: float) -> str:
     return f"{a:.1f}" if a < 10 else f"{a:,.0f}"
+
+
+def _tolerance_note(width: float, tol_m: float) -> str:
+    return (
+        f"up to {width:.2f} m wide; parts narrower than {TOLERANCE_SETTING} = {tol_m:g} m "
+        "count as coordinate rounding"
+    )
 
 
 def _text(v) -> str:
@@ -185,7 +197,7 @@ def _code_problems(g: _Grids) -> tuple[list[Problem], dict[str, int], list[int |
 
 
 class _Metric:
-    """Areas in square metres of shapes computed in lon/lat.
+    """Areas and widths in metres of shapes computed in lon/lat.
 
     Set operations run in EPSG:4326, where the stored edges are straight: in a projected CRS a
     long edge and its split halves bend differently and leave false slivers. Only the results
@@ -198,13 +210,38 @@ class _Metric:
         self.crs = metric_crs_for((xmin + xmax) / 2, (ymin + ymax) / 2)
         self._fwd = metric_transformer(self.crs)
 
-    def areas(self, geoms) -> np.ndarray:
+    def project(self, geoms) -> np.ndarray:
         arr = np.asarray(geoms, dtype=object)
         if not len(arr):
-            return np.zeros(0)
+            return arr
         fwd = self._fwd
-        moved = shapely.transform(arr, lambda x, y: fwd.transform(x, y), interleaved=False)
-        return np.asarray(shapely.area(moved), dtype=float)
+        return shapely.transform(arr, lambda x, y: fwd.transform(x, y), interleaved=False)
+
+    def wide_parts(self, piece, tol_m: float) -> tuple[object | None, float, float]:
+        """The parts of a lon/lat `piece` wider than `tol_m` metres: (those parts, their area in
+        m², the widest one's width in m). Rounding coordinates (7 decimals ≈ 1 cm) leaves long
+        slivers a few centimetres wide along shared edges; those are not gaps or overlaps."""
+        piece = _polygonal(piece)
+        if piece is None:
+            return None, 0.0, 0.0
+        parts = shapely.get_parts(piece)
+        metric = self.project(parts)
+        if tol_m > 0:
+            # A part is wider than tol_m exactly when shrinking it by tol_m / 2 leaves something.
+            keep = ~shapely.is_empty(shapely.buffer(metric, -tol_m / 2))
+            parts, metric = parts[keep], metric[keep]
+        if not len(parts):
+            return None, 0.0, 0.0
+        # GEOS's default precision (1/1000 of the longer side) is metres for a kilometre-long
+        # sliver; the shorter side keeps it proportionate, and a millimetre floor keeps it fast.
+        b = shapely.bounds(metric)
+        precision = np.maximum(np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) / 1000, 1e-3)
+        radii = shapely.length(shapely.maximum_inscribed_circle(metric, precision))
+        return (
+            shapely.union_all(parts),
+            float(shapely.area(metric).sum()),
+            2 * float(np.max(radii)),
+        )
 
     @staticmethod
     def lonlat(geom) -> tuple[float, float]:
@@ -215,7 +252,7 @@ class _Metric:
         return round(float(p.x), 6), round(float(p.y), 6)
 
 
-def _outside_parent(g: _Grids, m: _Metric, parent_of, tol: float) -> list[Problem]:
+def _outside_parent(g: _Grids, m: _Metric, parent_of, tol: float, tol_m: float) -> list[Problem]:
     pairs = [
         (i, j)
         for i, j in enumerate(parent_of)
@@ -226,29 +263,32 @@ def _outside_parent(g: _Grids, m: _Metric, parent_of, tol: float) -> list[Proble
     child = np.asarray([g.geoms[i] for i, _ in pairs], dtype=object)
     parent = np.asarray([g.geoms[j] for _, j in pairs], dtype=object)
     outside = shapely.difference(child, parent)
-    areas = m.areas(outside)
     problems = []
-    for (i, j), part, area in zip(pairs, outside, areas, strict=True):
-        if area > tol:
-            lon, lat = m.lonlat(part)
-            problems.append(
-                Problem(
-                    ("features", g.rows[i], "geometry"),
-                    f"{_fmt_area(area)} m² of grid {g.codes[i]} "
-                    f"lies outside its parent {g.codes[j]}",
-                    "outside_parent",
-                    {
-                        "area_m2": round(float(area), 1),
-                        "other_code": g.codes[j],
-                        "lon": lon,
-                        "lat": lat,
-                    },
-                )
+    for (i, j), piece in zip(pairs, outside, strict=True):
+        part, area, width = m.wide_parts(piece, tol_m)
+        if part is None or area <= tol:
+            continue
+        lon, lat = m.lonlat(part)
+        problems.append(
+            Problem(
+                ("features", g.rows[i], "geometry"),
+                f"{_fmt_area(area)} m² of grid {g.codes[i]} lies outside its parent "
+                f"{g.codes[j]} ({_tolerance_note(width, tol_m)})",
+                "outside_parent",
+                {
+                    "area_m2": round(area, 1),
+                    "width_m": round(width, 3),
+                    "tolerance_m": tol_m,
+                    "other_code": g.codes[j],
+                    "lon": lon,
+                    "lat": lat,
+                },
             )
+        )
     return problems
 
 
-def _overlaps(g: _Grids, m: _Metric, tol: float) -> list[Problem]:
+def _overlaps(g: _Grids, m: _Metric, tol: float, tol_m: float) -> list[Problem]:
     present = np.asarray([k for k in range(len(g.geoms)) if g.geoms[k] is not None], dtype=int)
     if len(present) < 2:
         return []
@@ -270,10 +310,10 @@ def _overlaps(g: _Grids, m: _Metric, tol: float) -> list[Problem]:
         np.asarray([g.geoms[i] for i, _ in keep], dtype=object),
         np.asarray([g.geoms[j] for _, j in keep], dtype=object),
     )
-    areas = m.areas(inter)
     problems = []
-    for (i, j), part, area in zip(keep, inter, areas, strict=True):
-        if area <= tol:
+    for (i, j), piece in zip(keep, inter, strict=True):
+        part, area, width = m.wide_parts(piece, tol_m)
+        if part is None or area <= tol:
             continue
         # Report on the later new row, naming the grid it collides with.
         at, other = (j, i) if j < g.n_new else (i, j)
@@ -281,10 +321,13 @@ def _overlaps(g: _Grids, m: _Metric, tol: float) -> list[Problem]:
         problems.append(
             Problem(
                 ("features", g.rows[at], "geometry"),
-                f"grid {g.codes[at]} overlaps its sibling {g.codes[other]} by {_fmt_area(area)} m²",
+                f"grid {g.codes[at]} overlaps its sibling {g.codes[other]} by "
+                f"{_fmt_area(area)} m² ({_tolerance_note(width, tol_m)})",
                 "overlap",
                 {
-                    "area_m2": round(float(area), 1),
+                    "area_m2": round(area, 1),
+                    "width_m": round(width, 3),
+                    "tolerance_m": tol_m,
                     "other_code": g.codes[other],
                     "lon": lon,
                     "lat": lat,
@@ -294,7 +337,9 @@ def _overlaps(g: _Grids, m: _Metric, tol: float) -> list[Problem]:
     return problems
 
 
-def _gaps(g: _Grids, m: _Metric, index: dict[str, int], parent_of, tol: float) -> list[Problem]:
+def _gaps(
+    g: _Grids, m: _Metric, index: dict[str, int], parent_of, tol: float, tol_m: float
+) -> list[Problem]:
     children: dict[str, list[int]] = {}
     for k, p in enumerate(g.parents):
         if p is not None:
@@ -312,9 +357,9 @@ def _gaps(g: _Grids, m: _Metric, index: dict[str, int], parent_of, tol: float) -
         kids = [g.geoms[k] for k in children.get(g.codes[p], []) if g.geoms[k] is not None]
         if pg is None or not kids:
             continue
-        gap = shapely.difference(pg, shapely.union_all(np.asarray(kids, dtype=object)))
-        area = float(m.areas([gap])[0])
-        if area <= tol:
+        whole = shapely.difference(pg, shapely.union_all(np.asarray(kids, dtype=object)))
+        gap, area, width = m.wide_parts(whole, tol_m)
+        if gap is None or area <= tol:
             continue
         lon, lat = m.lonlat(gap)
         pieces = int(shapely.get_num_geometries(gap))
@@ -332,13 +377,13 @@ def _gaps(g: _Grids, m: _Metric, index: dict[str, int], parent_of, tol: float) -
             loc = ("features", g.rows[p], "geometry")
             msg = (
                 f"{_fmt_area(area)} m² of grid {g.codes[p]} is not covered by its children "
-                f"(near {lon}, {lat})"
+                f"(near {lon}, {lat}; {_tolerance_note(width, tol_m)})"
             )
         else:
             loc = ("features", g.rows[report_at], "parent_code")
             msg = (
                 f"{_fmt_area(area)} m² of parent grid {g.codes[p]} is not covered by its children "
-                f"(near {lon}, {lat})"
+                f"(near {lon}, {lat}; {_tolerance_note(width, tol_m)})"
             )
         problems.append(
             Problem(
@@ -347,6 +392,8 @@ def _gaps(g: _Grids, m: _Metric, index: dict[str, int], parent_of, tol: float) -
                 "gap",
                 {
                     "area_m2": round(area, 1),
+                    "width_m": round(width, 3),
+                    "tolerance_m": tol_m,
                     "parent_code": g.codes[p],
                     "pieces": pieces,
                     "lon": lon,
@@ -363,12 +410,16 @@ def validate_grids(
     *,
     gap_tolerance_m2: float = 1.0,
     overlap_tolerance_m2: float = 1.0,
+    boundary_tolerance_m: float = DEFAULT_TOLERANCE_M,
 ) -> list[Problem]:
     """Every hierarchy problem in `new` (as read by read_grid_file), judged together with `current`.
 
     `current` holds stored grids that stay (a stored grid with a code in `new` counts as
-    replaced). Problems point at ("features", row, field). Areas are computed in a metric CRS;
-    `overlap_tolerance_m2` also bounds how far a child may stick out of its parent."""
+    replaced). Problems point at ("features", row, field). Areas and widths are computed in a
+    metric CRS. A gap, overlap or part outside the parent is ignored where it is no wider than
+    `boundary_tolerance_m` (files round coordinates, and shared edges then disagree by
+    centimetres) or no larger than the area tolerance (`overlap_tolerance_m2` also bounds how far
+    a child may stick out of its parent)."""
     if len(new) == 0:
         return []
     g, problems = _collect(new, current)
@@ -376,8 +427,9 @@ def validate_grids(
     problems += code_probs
     if any(x is not None for x in g.geoms[: g.n_new]):
         m = _Metric(g.geoms, g.n_new)
-        problems += _outside_parent(g, m, parent_of, overlap_tolerance_m2)
-        problems += _overlaps(g, m, overlap_tolerance_m2)
-        problems += _gaps(g, m, index, parent_of, gap_tolerance_m2)
+        tol_m = boundary_tolerance_m
+        problems += _outside_parent(g, m, parent_of, overlap_tolerance_m2, tol_m)
+        problems += _overlaps(g, m, overlap_tolerance_m2, tol_m)
+        problems += _gaps(g, m, index, parent_of, gap_tolerance_m2, tol_m)
     problems.sort(key=lambda p: (p.loc[1] if len(p.loc) > 1 else 0, _TYPE_ORDER.get(p.type, 99)))
     return problems

@@ -1,8 +1,11 @@
-"""Photos of an incident: checked by their bytes (not their name), size-capped, stored with a hash."""
+"""Photos of an incident: decoded to be accepted (not judged by name or signature), size- and
+pixel-capped, stored with a hash."""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import warnings
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -23,6 +26,43 @@ def sniff_image(data: bytes) -> str | None:
     return None
 
 
+_PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+
+
+def check_photo(data: bytes, *, max_pixels: int, loc: tuple = ("body", "file")) -> str:
+    """The photo's content type once Pillow has decoded all of it; InputError (at `loc`) for
+    anything that is not a whole JPEG, PNG or WebP image, or has more than `max_pixels` pixels.
+
+    The signature only picks the decoder: a file that merely starts like an image (a bare PNG
+    signature, a truncated or corrupted file, HTML behind a JPEG marker) fails to decode."""
+    from PIL import Image
+
+    kind = sniff_image(data)
+    if kind is None:
+        raise InputError(Problem(loc, "photos are JPEG, PNG or WebP", "unsupported_type"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[kind]]) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise InputError(Problem(
+                        loc, f"the photo has {width}×{height} pixels; at most {max_pixels} in all",
+                        "too_many_pixels",
+                        ctx={"width": width, "height": height, "max_pixels": max_pixels}))
+                im.verify()          # chunk checksums and structure; leaves the image unusable
+            with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[kind]]) as im:
+                im.load()            # every pixel decoded: a truncated file fails here
+    except InputError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as exc:
+        name = kind.split("/")[1].upper()
+        raise InputError(Problem(loc, f"the file is not a readable {name} image: {exc}",
+                                 "unreadable_image")) from None
+    return kind
+
+
 def _visible(session: Session, principal: Principal, incident_id: int) -> None:
     ok = session.execute(
         text(f"SELECT 1 FROM incident i WHERE i.id = :id AND {visible_condition(principal)}"),
@@ -33,15 +73,13 @@ def _visible(session: Session, principal: Principal, incident_id: int) -> None:
 
 
 def add_attachment(session: Session, principal: Principal, incident_id: int, filename: str, data: bytes,
-                   *, max_bytes: int) -> dict:
+                   *, max_bytes: int, max_pixels: int) -> dict:
     _visible(session, principal, incident_id)
     if not data:
         raise InputError(Problem(("body", "file"), "the file is empty", "empty_file"))
     if len(data) > max_bytes:
         raise InputError(Problem(("body", "file"), f"at most {max_bytes} bytes per photo", "file_too_large"))
-    kind = sniff_image(data)
-    if kind is None:
-        raise InputError(Problem(("body", "file"), "photos are JPEG, PNG or WebP", "unsupported_type"))
+    kind = check_photo(data, max_pixels=max_pixels)
     name = (filename or "photo").replace("\\", "/").rsplit("/", 1)[-1][:200] or "photo"
     # The photo belongs to the incident's latest step (the one it documents).
     event_id = session.execute(

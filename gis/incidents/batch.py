@@ -34,7 +34,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from gis.bulk import BinaryColumns, Vocabulary, copy_payload
-from gis.crs import parse_crs, to_wgs84
+from gis.crs import convert_points, parse_crs
 from gis.errors import InputError, Problem
 from gis.grids.locate import BulkLocation, GridIndex, add_nearest, grid_index, match_bulk
 from gis.incidents.categories import Category, DisputeKind
@@ -348,8 +348,10 @@ class _Checked:
     kind: np.ndarray           # None for no kind
     description: np.ndarray
     micros: np.ndarray         # occurred_at, UTC microseconds since 1970
-    lon: np.ndarray
+    lon: np.ndarray            # as given, in the file's system
     lat: np.ndarray
+    wgs_lon: np.ndarray        # converted to WGS84
+    wgs_lat: np.ndarray
     state: np.ndarray
     external_id: np.ndarray
     reporter_name: np.ndarray  # None for empty
@@ -404,11 +406,14 @@ def _check_rows(frame: pd.DataFrame, tz: ZoneInfo, system, fail: Callable[[int, 
     lon, lon_ok = _floats(col["lon"], n)
     lat, lat_ok = _floats(col["lat"], n)
     refuse(~(lon_ok & lat_ok), "lon", lambda _i: "lon/lat are not numbers")
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.isfinite(lon) & np.isfinite(lat))
-        if system.is_lonlat:
-            bad |= ~((lon >= -180) & (lon <= 180) & (lat >= -90) & (lat <= 90))
-    refuse(bad, "lon", lambda _i: "lon/lat out of range or not finite")
+    # The same point rule as the API (gis.crs.convert_points): checked in the stated system,
+    # converted, and the WGS84 result checked.
+    points = convert_points(np.where(alive, lon, np.nan), np.where(alive, lat, np.nan), system)
+    reasons = {i: (field, msg) for i, field, msg, _kind in points.problems}
+    for name in ("lon", "lat"):
+        mask = np.zeros(n, dtype=bool)
+        mask[[i for i, (field, _msg) in reasons.items() if field == name]] = True
+        refuse(mask, name, lambda i: reasons[i][1])
     state = _texts(col["state"], n, fallback="visit")
     refuse(~pd.Series(state).isin(STATE_VALUES).to_numpy(), "state", lambda i: f"unknown state {state[i]!r}")
     for i, column, reason in sorted(failures):
@@ -418,7 +423,8 @@ def _check_rows(frame: pd.DataFrame, tz: ZoneInfo, system, fail: Callable[[int, 
     ext = _texts(col["external_id"], n, fallback="")[rows]
     out = _Checked(
         rows=rows, category=cat[rows], kind=_optional(kind[rows]), description=desc[rows], micros=micros[rows],
-        lon=lon[rows], lat=lat[rows], state=state[rows], external_id=ext,
+        lon=lon[rows], lat=lat[rows], wgs_lon=points.lon[rows], wgs_lat=points.lat[rows],
+        state=state[rows], external_id=ext,
         reporter_name=_optional(_texts(col["reporter_name"], n, fallback="")[rows]),
         reporter_phone=_optional(_texts(col["reporter_phone"], n, fallback="")[rows]),
     )
@@ -563,8 +569,7 @@ def _prepared(parts: Iterable[pd.DataFrame], tz: ZoneInfo, system, index: GridIn
         ok = _check_rows(frame, tz, system, fail)
         ok.rows = ok.rows + offset
         clock.lap("check")
-        xs, ys = to_wgs84(ok.lon, ok.lat, system) if len(ok.rows) else (ok.lon, ok.lat)
-        xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+        xs, ys = np.asarray(ok.wgs_lon, dtype=float), np.asarray(ok.wgs_lat, dtype=float)
         loc = match_bulk(index, xs, ys)
         clock.lap("locate")
         yield _Part(len(frame), ok, xs, ys, loc, failed)

@@ -7,6 +7,16 @@ of a sequence-similarity ratio and a prefix rule (a query that starts with a vil
 village name, e.g. "李邦相村玉雕创意园", falls back to that settlement, with its precision). A
 query that matches nothing well enough, or two different places equally well, is refused with the
 candidates.
+
+Cost is bounded: the query is at most MAX_PLACE_CHARS long, and the names are kept in memory (per
+database and data version) with an index from each character to the names holding it. The shared
+characters give every name an upper bound of its similarity ratio (the multiset bound that
+difflib's quick_ratio uses), so only names whose bound could reach a match or a tie with the best
+one are compared exactly, best bound first, at most MAX_COMPARISONS of them.
+
+House-number addresses obey the household access rule (gis.households.access_for): a caller who
+may not see a household's personal fields gets its address masked (gis.privacy.mask_address) in
+candidates and in the match itself.
 """
 
 from __future__ import annotations
@@ -14,15 +24,25 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import threading
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.errors import InputError, Problem
+from gis.privacy import mask_address
 
 MIN_SCORE = 0.72
 TIE_MARGIN = 0.02
+# Longer than any real place name or address; the API refuses longer input with a 422 (place).
+MAX_PLACE_CHARS = 100
+# Exact comparisons per query at most (a query that many names resemble equally is refused as
+# ambiguous), and how many of the best are listed as candidates.
+MAX_COMPARISONS = 400
+CANDIDATES = 5
 
 _DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 
@@ -52,6 +72,8 @@ class Place:
     lon: float
     lat: float
     precision_m: float
+    code: str | None = None  # the grid's code, for the grid kinds (town, area, village, grid)
+    household_id: int | None = None  # for household addresses
 
 
 @dataclass(frozen=True)
@@ -59,51 +81,242 @@ class Hit(Place):
     score: float = 1.0
 
 
+GRID_KINDS = {1: "town", 2: "area", 3: "village", 4: "grid"}
+SETTLEMENT_KINDS = ("village", "natural_village")
+
 _PLACES_SQL = """
 SELECT name AS label, CASE level WHEN 3 THEN 'village' WHEN 4 THEN 'grid' WHEN 2 THEN 'area' ELSE 'town' END AS kind,
        ST_X(ST_PointOnSurface(geom)) AS lon, ST_Y(ST_PointOnSurface(geom)) AS lat,
-       sqrt(ST_Area(geom::geography) / pi()) AS precision_m
+       sqrt(ST_Area(geom::geography) / pi()) AS precision_m, code, NULL::bigint AS household_id
 FROM grid WHERE valid_to IS NULL
 UNION ALL
-SELECT nv.name, 'natural_village', ST_X(nv.geom), ST_Y(nv.geom), 300 FROM natural_village nv
+SELECT nv.name, 'natural_village', ST_X(nv.geom), ST_Y(nv.geom), 300, NULL, NULL
+FROM natural_village nv
 UNION ALL
-SELECT name, 'shelter', ST_X(geom), ST_Y(geom), 30 FROM shelter
+SELECT name, 'shelter', ST_X(geom), ST_Y(geom), 30, NULL, NULL FROM shelter
 UNION ALL
-SELECT address, 'household', ST_X(geom), ST_Y(geom), 10 FROM household
+SELECT address, 'household', ST_X(geom), ST_Y(geom), 10, NULL, id FROM household
+"""
+
+# One state of the named places as this session sees it (any added, removed or edited row changes
+# a count, an id sum or a row version).
+_VERSION_SQL = """
+SELECT current_database(),
+  (SELECT row(count(*), coalesce(sum(id), 0), coalesce(sum(xmin::text::bigint), 0))::text
+   FROM grid WHERE valid_to IS NULL),
+  (SELECT row(count(*), coalesce(sum(id), 0), coalesce(sum(xmin::text::bigint), 0))::text
+   FROM natural_village),
+  (SELECT row(count(*), coalesce(sum(id), 0), coalesce(sum(xmin::text::bigint), 0))::text
+   FROM shelter),
+  (SELECT row(count(*), coalesce(sum(id), 0), coalesce(sum(xmin::text::bigint), 0))::text
+   FROM household)
 """
 
 
-def _places(session: Session) -> list[Place]:
-    return [Place(r.label, r.kind, r.lon, r.lat, float(r.precision_m)) for r in session.execute(text(_PLACES_SQL))]
+class Gazetteer:
+    """The named places in memory: canonical names, and for each character the names holding it."""
+
+    def __init__(self, places: list[Place]):
+        self.places = places
+        self.canon = [canonical(p.label) for p in places]
+        self.lengths = np.array([len(c) for c in self.canon], dtype=np.float64)
+        self.exact: dict[str, list[int]] = {}
+        self.settlements: dict[str, list[int]] = {}
+        postings: dict[str, tuple[list[int], list[int]]] = {}
+        for i, (c, p) in enumerate(zip(self.canon, places, strict=True)):
+            self.exact.setdefault(c, []).append(i)
+            if p.kind in SETTLEMENT_KINDS and len(c) >= 2:
+                self.settlements.setdefault(c, []).append(i)
+            for ch, k in Counter(c).items():
+                ids, counts = postings.setdefault(ch, ([], []))
+                ids.append(i)
+                counts.append(k)
+        self.postings = {
+            ch: (np.array(ids, dtype=np.int64), np.array(k, dtype=np.float64))
+            for ch, (ids, k) in postings.items()
+        }
+        self.longest_settlement = max((len(c) for c in self.settlements), default=0)
+
+    def bounds(self, q: str) -> np.ndarray:
+        """For every place, an upper bound of `_score(q, it)`: 2 * shared characters / total length
+        (never below the sequence ratio), or its prefix score where the prefix rule applies."""
+        shared = np.zeros(len(self.places))
+        for ch, k in Counter(q).items():
+            hit = self.postings.get(ch)
+            if hit is not None:
+                shared += np.bincount(
+                    hit[0], weights=np.minimum(hit[1], k), minlength=len(self.places)
+                )
+        bound = 2.0 * shared / (len(q) + self.lengths)
+        for n in range(2, min(len(q), self.longest_settlement) + 1):
+            for i in self.settlements.get(q[:n], ()):
+                bound[i] = max(bound[i], _prefix_score(self.canon[i]))
+        return bound
+
+
+def _prefix_score(cand: str) -> float:
+    return min(0.95, 0.65 + 0.03 * len(cand))
 
 
 def _score(q: str, cand: str, kind: str) -> float:
     if q == cand:
         return 1.0
     ratio = difflib.SequenceMatcher(None, q, cand).ratio()
-    if kind in ("village", "natural_village") and len(cand) >= 2 and q.startswith(cand):
+    if kind in SETTLEMENT_KINDS and len(cand) >= 2 and q.startswith(cand):
         # The longest settlement name the query starts with is the most specific fallback.
-        ratio = max(ratio, min(0.95, 0.65 + 0.03 * len(cand)))
+        ratio = max(ratio, _prefix_score(cand))
     return ratio
 
 
-def resolve(session: Session, query: str, loc: tuple = ("place",)) -> Hit:
+_CACHE: OrderedDict[tuple, Gazetteer] = OrderedDict()
+_CACHE_SIZE = 2
+_CACHE_LOCK = threading.Lock()
+
+
+def gazetteer(session: Session) -> Gazetteer:
+    """The named places as this session sees them, read once per database and data version."""
+    key = (
+        session.get_bind().url.render_as_string(hide_password=True),
+        *session.execute(text(_VERSION_SQL)).one(),
+    )
+    with _CACHE_LOCK:
+        found = _CACHE.get(key)
+        if found is not None:
+            _CACHE.move_to_end(key)
+            return found
+    rows = session.execute(text(_PLACES_SQL))
+    made = Gazetteer(
+        [
+            Place(r.label, r.kind, r.lon, r.lat, float(r.precision_m), r.code, r.household_id)
+            for r in rows
+        ]
+    )
+    with _CACHE_LOCK:
+        _CACHE[key] = made
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return made
+
+
+@dataclass
+class Scored:
+    """What `rank` compared: (score, place) best first, and how many exact comparisons it took."""
+
+    ranked: list[tuple[float, Place]]
+    comparisons: int
+    truncated: bool
+
+
+def rank(index: Gazetteer, q: str) -> Scored:
+    """The places that can decide the answer for canonical query q, scored exactly, best first.
+
+    Names are compared in decreasing order of their bound; the loop stops once no remaining name
+    can reach a match (MIN_SCORE) or a tie with the best so far, after at least CANDIDATES names
+    (for the candidate list), or after MAX_COMPARISONS."""
+    bound = index.bounds(q)
+    for i in index.exact.get(q, ()):
+        bound[i] = 1.0
+    order = np.argsort(-bound, kind="stable")
+    scored: list[tuple[float, int]] = []
+    best = 0.0
+    truncated = False
+    for i in order.tolist():
+        b = bound[i]
+        if b <= 0.0 or (b < max(MIN_SCORE, best) - TIE_MARGIN and len(scored) >= CANDIDATES):
+            break
+        if len(scored) >= MAX_COMPARISONS:
+            truncated = True
+            break
+        sc = _score(q, index.canon[i], index.places[i].kind)
+        scored.append((sc, i))
+        best = max(best, sc)
+    ranked = sorted(
+        ((sc, index.places[i]) for sc, i in scored),
+        key=lambda sp: (-sp[0], sp[1].precision_m, sp[1].label),
+    )
+    return Scored(ranked, len(scored), truncated)
+
+
+def _shown_households(session: Session, principal, ids: list[int]) -> set[int]:
+    """The households among `ids` whose personal fields (the address) `principal` may see."""
+    if principal is None or not ids:
+        return set(ids)
+    from gis.households import access_for
+
+    acc = access_for(principal)
+    rows = session.execute(
+        text(
+            f"SELECT h.id FROM household h WHERE h.id = ANY(:ids) AND ({acc.rows}) "
+            f"AND ({acc.personal})"
+        ),
+        {"ids": ids, "scope": list(principal.scope_codes)},
+    )
+    return {r.id for r in rows}
+
+
+def resolve(session: Session, query: str, loc: tuple = ("place",), principal=None) -> Hit:
+    """The one place `query` names; InputError (at `loc`) for none, several, or an over-long query.
+
+    `principal` decides which house-number addresses are shown (None: a local operator, all)."""
+    if len(query or "") > MAX_PLACE_CHARS:
+        raise InputError(
+            Problem(
+                loc,
+                f"a place name has at most {MAX_PLACE_CHARS} characters, got {len(query)}",
+                "too_long",
+                ctx={"max_length": MAX_PLACE_CHARS},
+            )
+        )
     q = canonical(query)
     if not q:
         raise InputError(Problem(loc, "the place name is empty", "no_match"))
-    scored = sorted(
-        ((_score(q, canonical(p.label), p.kind), p) for p in _places(session)),
-        key=lambda sp: (-sp[0], sp[1].precision_m, sp[1].label),
-    )
+    result = rank(gazetteer(session), q)
+    scored = result.ranked
+    if not scored:
+        raise InputError(
+            Problem(loc, f"no place matches {query!r}", "no_match", ctx={"candidates": []})
+        )
     best_score, best = scored[0]
-    candidates = [
-        {"label": p.label, "kind": p.kind, "score": round(s, 3)} for s, p in scored[:5]
-    ]
+    listed = scored[:CANDIDATES]
+    shown = _shown_households(
+        session,
+        principal,
+        [p.household_id for _s, p in listed + [scored[0]] if p.household_id is not None],
+    )
+
+    def label(p: Place) -> str:
+        return (
+            mask_address(p.label)
+            if p.household_id is not None and p.household_id not in shown
+            else p.label
+        )
+
+    candidates = [{"label": label(p), "kind": p.kind, "score": round(sc, 3)} for sc, p in listed]
     if best_score < MIN_SCORE:
-        raise InputError(Problem(loc, f"no place matches {query!r}", "no_match", ctx={"candidates": candidates}))
-    rivals = [p for s, p in scored[1:6] if best_score - s <= TIE_MARGIN
-              and math.dist((p.lon, p.lat), (best.lon, best.lat)) > 1e-4]
-    if rivals:
-        raise InputError(Problem(loc, f"{query!r} matches several places equally; be more precise",
-                                 "ambiguous", ctx={"candidates": candidates}))
-    return Hit(best.label, best.kind, best.lon, best.lat, best.precision_m, round(best_score, 3))
+        raise InputError(
+            Problem(loc, f"no place matches {query!r}", "no_match", ctx={"candidates": candidates})
+        )
+    rivals = [
+        p
+        for sc, p in scored[1:]
+        if best_score - sc <= TIE_MARGIN and math.dist((p.lon, p.lat), (best.lon, best.lat)) > 1e-4
+    ]
+    if rivals or result.truncated:
+        raise InputError(
+            Problem(
+                loc,
+                f"{query!r} matches several places equally; be more precise",
+                "ambiguous",
+                ctx={"candidates": candidates},
+            )
+        )
+    return Hit(
+        label(best),
+        best.kind,
+        best.lon,
+        best.lat,
+        best.precision_m,
+        best.code,
+        best.household_id,
+        round(best_score, 3),
+    )

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from gis import audit
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
-from gis.crs import check_lonlat, parse_crs, to_wgs84
+from gis.crs import parse_crs, points_to_wgs84
 from gis.db import driver_rows
 from gis.errors import InputError, NotFound, Problem
 from gis.grids.locate import current_hierarchy, locate_points, path_to_town
@@ -59,6 +59,21 @@ class Placement:
     precision_m: float | None
     place_match: str | None = None
     input_crs: str | None = None
+    # Set when the location is known only as an area (a named grid, or a place whose precision
+    # spans several grids): the grid to assign, at its own level, instead of the point rule.
+    grid_code: str | None = None
+
+
+# A place-name match at most this vague (a house, a shelter) is located like coordinates; a vaguer
+# one (a natural village, a grid, a village named alone) is assigned no deeper than its precision
+# allows: the deepest grid holding the whole disc of that radius, or the grid it names.
+POINT_MATCH_M = 50.0
+
+# The incidents waiting for the command center's review: on a shared edge, outside the town, or
+# assigned above the group level (a vague place name, a point in a gap between group grids). The
+# assigned level is the number of distinct codes on the path (group_code holds the deepest one).
+FLAGGED_SQL = ("(i.on_boundary OR i.outside_distance_m IS NOT NULL OR i.village_code IS NULL "
+               "OR i.group_code = i.village_code)")
 
 
 def _check_fields(req: IntakeRequest, now: dt.datetime) -> None:
@@ -94,15 +109,21 @@ class IntakeResult:
     record: dict | None = None   # the stored incident as get_incident shows it, when already read
 
 
-def place_incident(session: Session, req: IntakeRequest) -> Placement:
+def place_incident(session: Session, req: IntakeRequest,
+                   principal: Principal | None = None) -> Placement:
     if req.place:
+        from gis.grids.locate import deepest_covering
         from gis.incidents.gazetteer import resolve
 
-        hit = resolve(session, req.place, loc=("body", "place"))
-        return Placement(hit.lon, hit.lat, "gazetteer", hit.precision_m, hit.label)
+        hit = resolve(session, req.place, loc=("body", "place"), principal=principal)
+        placed = Placement(hit.lon, hit.lat, "gazetteer", hit.precision_m, hit.label)
+        if hit.code is not None:
+            placed.grid_code = hit.code
+        elif hit.precision_m > POINT_MATCH_M:
+            placed.grid_code = deepest_covering(session, hit.lon, hit.lat, hit.precision_m)
+        return placed
     system = parse_crs(req.crs, field=("body", "crs"))
-    check_lonlat(req.lon, req.lat, field_prefix=("body",))
-    xs, ys = to_wgs84([req.lon], [req.lat], system)
+    xs, ys = points_to_wgs84(req.lon, req.lat, system, field_prefix=("body",))
     # GCJ-02/BD-09 are inverted to centimetres; EPSG inputs are exact.
     return Placement(float(xs[0]), float(ys[0]), "coordinates", None, None, str(system))
 
@@ -143,9 +164,10 @@ def intake(
     """
     now = now or dt.datetime.now(dt.UTC)
     _check_fields(req, now)
-    placed = place_incident(session, req)
-    fast = _intake_inside(session, principal, req, placed, now, duplicate_radius_m, duplicate_window_hours,
-                          audit_fields)
+    placed = place_incident(session, req, principal)
+    fast = None if placed.grid_code else _intake_inside(
+        session, principal, req, placed, now, duplicate_radius_m, duplicate_window_hours,
+        audit_fields)
     if fast is not None:
         return fast
     # The general path: outside the town (nearest grid within the tolerance, or refused), a point in
@@ -156,7 +178,11 @@ def intake(
         existing = _reported_before(session, principal, req.external_id)
         if existing is not None:
             return IntakeResult(existing, False)
-    path, on_boundary, outside_m = assign(session, placed.lon, placed.lat, outside_tolerance_m)
+    if placed.grid_code:
+        path = path_to_town(placed.grid_code, current_hierarchy(session))
+        on_boundary, outside_m = False, None
+    else:
+        path, on_boundary, outside_m = assign(session, placed.lon, placed.lat, outside_tolerance_m)
     group = path[max(path)]
     version_id = session.execute(
         text("SELECT id FROM grid WHERE code = :c AND valid_to IS NULL"), {"c": group.code}
@@ -377,15 +403,17 @@ def routing(session: Session, principal: Principal, record: dict) -> dict:
     whether that lies outside the reporter's own grids, and a sentence saying so in Chinese."""
     from gis.incidents.labels import ROUTED_ELSEWHERE, ROUTED_OWN_GRID
 
-    codes = [record.get(k) for k in ("town_code", "area_code", "village_code", "group_code")]
+    from gis.codes import level_of_code
+
+    # group_code holds the deepest assigned code (a village's own, when assigned at its level).
+    codes = list(dict.fromkeys(
+        c for c in (record.get(k) for k in ("town_code", "area_code", "village_code", "group_code")) if c))
     names = dict(session.execute(
-        text("SELECT code, name FROM grid WHERE code = ANY(:c) AND valid_to IS NULL"),
-        {"c": [c for c in codes if c]}).all())
-    path = [{"level": level, "code": code, "name": names.get(code)}
-            for level, code in enumerate(codes, start=1) if code]
+        text("SELECT code, name FROM grid WHERE code = ANY(:c) AND valid_to IS NULL"), {"c": codes}).all())
+    path = [{"level": int(level_of_code(code) or 0), "code": code, "name": names.get(code)} for code in codes]
     own = not principal.scoped or bool(set(principal.scope_codes) & set(codes))
     named = "".join(p["name"] or p["code"] for p in path[2:] or path)
-    place = f"{named}（{record['group_code']}）"
+    place = f"{named}（{codes[-1]}）"
     return {"grid_path": path, "outside_your_grids": not own,
             "routing_notice": (ROUTED_OWN_GRID if own else ROUTED_ELSEWHERE).format(place=place)}
 
@@ -439,10 +467,27 @@ def _shape(row, principal: Principal, now: dt.datetime) -> dict:
     d["escalation_level"] = u.escalation_level
     d["escalated_to"] = {4: d["group_code"], 3: d["village_code"], 2: d["area_code"], 1: d["town_code"]}[
         u.escalation_level]
-    d["flagged"] = bool(d["on_boundary"] or d["outside_distance_m"] is not None)
+    codes = (d["town_code"], d["area_code"], d["village_code"], d["group_code"])
+    d["assigned_level"] = len({c for c in codes if c})
+    d["review_reasons"] = review_reasons(d)
+    d["flagged"] = bool(d["review_reasons"])
     for k in ("occurred_at", "reported_at", "state_entered_at", "reviewed_at"):
         d[k] = d[k].isoformat() if d[k] else None
     return d
+
+
+def review_reasons(d: dict) -> list[str]:
+    """Why an incident waits for review (FLAGGED_SQL says the same in SQL): on_boundary,
+    outside_town, vague_place (a place name matched only an area above the group grids) or
+    no_group_grid (a point in no group grid, e.g. a gap between them)."""
+    reasons = []
+    if d["on_boundary"]:
+        reasons.append("on_boundary")
+    if d["outside_distance_m"] is not None:
+        reasons.append("outside_town")
+    if not d["village_code"] or d["group_code"] == d["village_code"]:
+        reasons.append("vague_place" if d["location_source"] == "gazetteer" else "no_group_grid")
+    return reasons
 
 
 def get_incident(session: Session, principal: Principal, incident_id: int, now: dt.datetime | None = None) -> dict:
@@ -598,7 +643,7 @@ def incident_filter(
         where.append("i.occurred_at < :until")
         params["until"] = until
     if flagged is not None:
-        where.append(("" if flagged else "NOT ") + "(i.on_boundary OR i.outside_distance_m IS NOT NULL)")
+        where.append(("" if flagged else "NOT ") + FLAGGED_SQL)
     if pending_review:
         where.append("i.reviewed_at IS NULL")
     if overdue is not None:
