@@ -15,7 +15,19 @@ from gis.incidents.labels import ROUTED_ELSEWHERE, ROUTED_OWN_GRID
 from tests.conftest import make_client
 
 WHEN = "2026-11-20T09:30:00+08:00"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (2, 2), (30, 120, 200)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+PNG = _png()
 REPORTING_ROLES = ("grid_staff", "supervisor", "command_center", "emergency", "admin")
 
 

@@ -401,16 +401,17 @@ def _link_duplicates(session, incident_id: int, radius_m: float, window_h: float
 def routing(session: Session, principal: Principal, record: dict) -> dict:
     """Where a reported incident went, for the reporter: its grid path (town → group, with names),
     whether that lies outside the reporter's own grids, and a sentence saying so in Chinese."""
+    from gis.codes import level_of_code
     from gis.incidents.labels import ROUTED_ELSEWHERE, ROUTED_OWN_GRID
 
-    from gis.codes import level_of_code
-
     # group_code holds the deepest assigned code (a village's own, when assigned at its level).
-    codes = list(dict.fromkeys(
-        c for c in (record.get(k) for k in ("town_code", "area_code", "village_code", "group_code")) if c))
+    levels = ("town_code", "area_code", "village_code", "group_code")
+    codes = list(dict.fromkeys(c for c in (record.get(k) for k in levels) if c))
     names = dict(session.execute(
-        text("SELECT code, name FROM grid WHERE code = ANY(:c) AND valid_to IS NULL"), {"c": codes}).all())
-    path = [{"level": int(level_of_code(code) or 0), "code": code, "name": names.get(code)} for code in codes]
+        text("SELECT code, name FROM grid WHERE code = ANY(:c) AND valid_to IS NULL"),
+        {"c": codes}).all())
+    path = [{"level": int(level_of_code(code) or 0), "code": code, "name": names.get(code)}
+            for code in codes]
     own = not principal.scoped or bool(set(principal.scope_codes) & set(codes))
     named = "".join(p["name"] or p["code"] for p in path[2:] or path)
     place = f"{named}（{codes[-1]}）"
