@@ -14,10 +14,12 @@ town, reporters masked, so no audit row per read), through the real ASGI app (St
 TestClient, in this process, bearer token checked against the database); (b) direct: the
 statements the list runs (page, then the count: exact up to `max_exact_incident_count`, beyond it
 the planner's estimate) built by the same `gis.incidents.service.incident_filter` and run on one
-psycopg connection. The two alternate run after run (REPEAT pairs after WARMUP); the ratio is the
-median of the per-pair app / direct ratios. Server memory: growth of this process's peak RSS
-(ru_maxrss) while the app answers a size's cases, plus 8 parallel deep-page requests. Results are
-printed and written to var/bench/incident_list_results.json.
+psycopg connection; (s) between them, `service.list_incidents` in this process (the SQL plus
+shaping the rows: what the endpoint adds before HTTP, auth and JSON). The three run in turn
+(REPEAT rounds after WARMUP); a ratio is the median of the per-round ratios to (b). Server
+memory: this process's peak RSS (VmHWM, reset through /proc/self/clear_refs) over its RSS before,
+while the app answers a size's cases and 32 deep-page requests 8 at a time. Results are printed
+and written to var/bench/incident_list_results.json.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -94,26 +95,46 @@ def median_ms(fn) -> float:
     return statistics.median(times)
 
 
-def paired_ms(app, sql) -> tuple[float, float, float]:
-    """(median app ms, median sql ms, median of the per-pair ratios): the two alternate, run after
-    run, so a change in the machine's load falls on both alike."""
+def interleaved_ms(app, service, sql) -> dict:
+    """Medians (ms) of the three, run in turn REPEAT times after WARMUP, so a change in the
+    machine's load falls on all alike; ratios are medians of the per-round ratios to `sql`."""
+    fns = {"app": app, "service": service, "sql": sql}
     for _ in range(WARMUP):
-        app()
-        sql()
-    a_ms, s_ms = [], []
+        for fn in fns.values():
+            fn()
+    ms: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(REPEAT):
-        t = time.perf_counter()
-        app()
-        t1 = time.perf_counter()
-        sql()
-        t2 = time.perf_counter()
-        a_ms.append((t1 - t) * 1000)
-        s_ms.append((t2 - t1) * 1000)
-    return (
-        statistics.median(a_ms),
-        statistics.median(s_ms),
-        statistics.median(a / s for a, s in zip(a_ms, s_ms, strict=True)),
-    )
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            ms[k].append((time.perf_counter() - t) * 1000)
+    out = {f"{k}_ms": round(statistics.median(v), 2) for k, v in ms.items()}
+    for k in ("app", "service"):
+        out[f"{k}_ratio"] = round(
+            statistics.median(x / y for x, y in zip(ms[k], ms["sql"], strict=True)), 2
+        )
+    return out
+
+
+def in_service(session, principal, settings, now, params: dict):
+    """The list as the endpoint calls it (SQL plus shaping each row), without HTTP or auth."""
+    from gis.incidents import service
+
+    filters = {
+        k: (dt.datetime.fromisoformat(v) if k in ("since", "until") else v)
+        for k, v in params.items()
+    }
+    try:
+        return service.list_incidents(
+            session,
+            principal,
+            limit=LIMIT,
+            now=now,
+            count_up_to=settings.max_exact_incident_count,
+            **filters,
+        )
+    finally:
+        session.rollback()
 
 
 def direct(raw, principal, settings, now, params: dict):
@@ -146,8 +167,20 @@ def direct(raw, principal, settings, now, params: dict):
     return rows, total
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def reset_peak_rss() -> float:
+    """Start a new peak-RSS window (Linux: clear_refs 5 resets VmHWM); the RSS now, in MB."""
+    import gc
+
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mb("VmRSS")
 
 
 def main() -> None:
@@ -197,7 +230,15 @@ def main() -> None:
     )
     results: dict = {"machine": info, "sizes": {}}
     loaded = 0
-    with tempfile.TemporaryDirectory() as tmp, TestClient(create_app(settings)) as client:
+    from gis.db import make_sessionmaker
+
+    pooled = create_engine(url, pool_size=1)   # the service's session keeps its connection
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        TestClient(create_app(settings)) as client,
+        make_sessionmaker(pooled)() as session,
+    ):
         client.headers["Authorization"] = f"Bearer {secret}"
         for size in sizes:
             imp = import_slice(engine, frame.iloc[loaded:size], Path(tmp) / "slice.csv")
@@ -209,7 +250,7 @@ def main() -> None:
                 stored = c.execute(text("SELECT count(*) FROM incident")).scalar_one()
             print(f"\n{stored:,} incidents (slice imported in {imp['seconds']:.0f} s)", flush=True)
             now = dt.datetime.now(dt.UTC)
-            rss0 = peak_rss_mb()
+            rss0 = reset_peak_rss()
             # What any request costs through this client and app (auth, one query, thread hops):
             # the part of `app` that no list query can remove.
             fixed_ms = median_ms(lambda: client.get("/healthz"))
@@ -227,20 +268,17 @@ def main() -> None:
                 # The same page both ways (ids in order) and the same total.
                 assert [r["id"] for r in body["items"]] == [r[0] for r in rows], name
                 assert body["total"] == total, (name, body["total"], total)
-                app_ms, sql_ms, ratio = paired_ms(
+                m = interleaved_ms(
                     lambda q=query: client.get("/incidents", params=q),
+                    lambda p=params, t=now: in_service(session, principal, settings, t, p),
                     lambda p=params, t=now: direct(raw, principal, settings, t, p),
                 )
-                per_case[name] = {
-                    "app_ms": round(app_ms, 2),
-                    "sql_ms": round(sql_ms, 2),
-                    "ratio": round(ratio, 2),
-                    "total": body["total"],
-                    "total_exact": body["total_exact"],
-                }
+                per_case[name] = {**m, "total": body["total"], "total_exact": body["total_exact"]}
                 print(
-                    f"  {name:28s} app {app_ms:7.2f} ms  sql {sql_ms:7.2f} ms  ratio {ratio:4.2f}"
-                    f"  total {body['total']:>9,}{'' if body['total_exact'] else ' (estimate)'}",
+                    f"  {name:26s} app {m['app_ms']:6.2f} ms ({m['app_ratio']:4.2f}x)"
+                    f"  service {m['service_ms']:6.2f} ms ({m['service_ratio']:4.2f}x)"
+                    f"  sql {m['sql_ms']:6.2f} ms"
+                    f"  total {body['total']:>9,}{'' if body['total_exact'] else ' (est.)'}",
                     flush=True,
                 )
             with ThreadPoolExecutor(8) as pool:
@@ -252,9 +290,10 @@ def main() -> None:
                         range(32),
                     )
                 )
-            growth = peak_rss_mb() - rss0
+            peak = _status_mb("VmHWM")
+            growth = peak - rss0
             print(
-                f"  peak RSS growth while answering: {growth:.1f} MB (peak {peak_rss_mb():.0f} MB)",
+                f"  peak RSS growth while answering: {growth:.1f} MB (RSS {rss0:.0f} MB before)",
                 flush=True,
             )
             results["sizes"][size] = {
@@ -262,9 +301,10 @@ def main() -> None:
                 "import": imp,
                 "cases": per_case,
                 "rss_growth_mb": round(growth, 1),
-                "peak_rss_mb": round(peak_rss_mb()),
+                "rss_before_mb": round(rss0),
             }
     raw.close()
+    pooled.dispose()
     engine.dispose()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False))
