@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -23,17 +24,108 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     The session is made on the event loop (that does no I/O: it connects on first use) and finished
     in the threadpool, where the blocking commit belongs; a sync generator would cost two thread
     hops per request instead of one.
+
+    A request first waits for one of as many places as the pool has connections (`Admission`):
+    it waits on the event loop, holding neither a connection nor a worker thread, and answers 503
+    with Retry-After when none frees up in `database_pool_timeout_s`. Admitted requests then never
+    wait for a connection, and one held by a request never waits for a thread (there are more
+    threads than places): no request holds a connection while it waits for another. One client
+    (one credential) holds at most half the places, so a burst from it (fifty posts of one
+    external_id) leaves room for everyone else.
     """
-    session = request.app.state.sessionmaker()
+    admission = _admission(request)
+    if admission is not None:
+        await admission.enter(request)
     try:
-        yield session
-    except BaseException:
-        await run_in_threadpool(_finish, session, False)
-        raise
-    if session.in_transaction():
-        await run_in_threadpool(_finish, session, True)
-    else:   # nothing began, or the endpoint committed its own work: closing does no I/O
-        session.close()
+        session = request.app.state.sessionmaker()
+        try:
+            yield session
+        except BaseException:
+            await run_in_threadpool(_finish, session, False)
+            raise
+        if session.in_transaction():
+            await run_in_threadpool(_finish, session, True)
+        else:   # nothing began, or the endpoint committed its own work: closing does no I/O
+            session.close()
+    finally:
+        if admission is not None:
+            admission.leave(request)
+
+
+class Admission:
+    """Places for requests that use the database: one per pooled connection, half per client."""
+
+    def __init__(self, places: int, wait_s: float):
+        self.places = asyncio.Semaphore(places)
+        self.per_client = max(1, places // 2)
+        self.wait_s = wait_s
+        # client key -> [its semaphore, how many of its requests hold or wait for a place]
+        self.clients: dict[str, list] = {}
+
+    @staticmethod
+    def client_key(request: Request) -> str:
+        """Who a burst comes from: the credential the request carries (hashed), else its address."""
+        import hashlib
+
+        settings = request.app.state.settings
+        credential = (request.headers.get("authorization")
+                      or request.cookies.get(settings.session_cookie_name))
+        if credential:
+            return hashlib.sha256(credential.encode("utf-8", "surrogatepass")).hexdigest()
+        return "addr:" + (request.client.host if request.client else "")
+
+    async def enter(self, request: Request) -> None:
+        key = request.state.admission_key = self.client_key(request)
+        entry = self.clients.setdefault(key, [asyncio.Semaphore(self.per_client), 0])
+        entry[1] += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
+        try:
+            await asyncio.wait_for(entry[0].acquire(), self.wait_s)
+            try:
+                await asyncio.wait_for(self.places.acquire(), max(0.0, deadline - loop.time()))
+            except BaseException:
+                entry[0].release()
+                raise
+        except BaseException as exc:
+            self._forget(key)
+            if isinstance(exc, TimeoutError):
+                raise busy() from None
+            raise
+
+    def leave(self, request: Request) -> None:
+        key = request.state.admission_key
+        self.places.release()
+        self.clients[key][0].release()
+        self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        entry = self.clients[key]
+        entry[1] -= 1
+        if entry[1] == 0:   # nobody of this client holds or waits: drop its entry
+            del self.clients[key]
+
+
+def _admission(request: Request) -> Admission | None:
+    """The app's admission; None without a pool (NullPool: connections are not limited)."""
+    state = request.app.state
+    admission = getattr(state, "admission", None)
+    if admission is None:
+        settings = state.settings
+        if settings.database_pool_size <= 0:
+            return None
+        # Made on first use, inside the event loop that serves the app.
+        admission = state.admission = Admission(
+            settings.database_pool_size + settings.database_pool_max_overflow,
+            settings.database_pool_timeout_s)
+    return admission
+
+
+def busy() -> Exception:
+    """Answered 503 with Retry-After and a Chinese message by api.problems."""
+    from api.problems import ServiceBusy
+
+    return ServiceBusy()
 
 
 def _finish(session: Session, commit: bool) -> None:

@@ -86,6 +86,7 @@ def report(request: Request, session: SessionDep, settings: SettingsDep,
         audit_fields={"method": "POST", "path": request.url.path},
     )
     out = result.record or service.get_incident(session, principal, result.id)
+    out.update(service.routing(session, principal, out))
     session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
     return Response(json.dumps(out, default=str, ensure_ascii=False), status_code=201 if result.created else 200,
                     media_type="application/json")
@@ -110,21 +111,26 @@ def list_incidents(
 ):
     check_page_limit(limit, settings)
     require_time_zone(since=since, until=until)
-    rows, total = service.list_incidents(
+    page = service.list_incidents(
         session, principal, grid_code=grid_code, state=state.value if state else None,
         category=category.value if category else None, since=since, until=until, overdue=overdue,
-        flagged=flagged, limit=limit, offset=offset,
+        flagged=flagged, limit=limit, offset=offset, count_up_to=settings.max_exact_incident_count,
     )
+    rows, total = page.items, page.total
     _audit_reporter(session, principal, request, rows)
+    session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
     if format in ("csv", "xlsx"):
         return table_response(EXPORT, rows, "incidents", total, format)
     if format == "geojson":
-        fc = {"type": "FeatureCollection", "numberMatched": total, "numberReturned": len(rows),
+        fc = {"type": "FeatureCollection", **({"numberMatched": total} if page.total_exact else {}),
+              "numberReturned": len(rows),
               "features": [{"type": "Feature", "id": r["id"],
                             "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
                             "properties": {k: v for k, v in r.items() if k not in ("lon", "lat")}} for r in rows]}
         return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
-    return JSONResponse(json.loads(json.dumps({"total": total, "offset": offset, "items": rows}, default=str)))
+    # total_exact False: more than max_exact_incident_count matched; `total` is the planner's estimate.
+    out = {"total": total, "total_exact": page.total_exact, "offset": offset, "items": rows}
+    return Response(json.dumps(out, default=str, ensure_ascii=False), media_type="application/json")
 
 
 @router.post("/import", summary="Batch import (CSV, Excel, GeoJSON, GeoPackage); failed rows by number")
@@ -168,9 +174,9 @@ def stats(session: SessionDep, principal: P(Permission.VIEW_INCIDENTS),
 
 @router.get("/review", summary="Flagged assignments (shared edge, or outside the town) not yet reviewed")
 def review_queue(session: SessionDep, principal: P(Permission.REVIEW_INCIDENTS)):
-    rows, total = service.list_incidents(session, principal, flagged=True, limit=10_000)
-    pending = [r for r in rows if r["reviewed_at"] is None]
-    return JSONResponse(json.loads(json.dumps({"total": len(pending), "items": pending}, default=str)))
+    pending, total = service.list_incidents(session, principal, flagged=True, pending_review=True,
+                                            limit=10_000)
+    return JSONResponse(json.loads(json.dumps({"total": total, "items": pending}, default=str)))
 
 
 @router.post("/{incident_id}/review", summary="Mark a flagged assignment as checked")

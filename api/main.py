@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = make_engine(settings)
+        engine = make_engine(settings, serving=True)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         yield

@@ -16,6 +16,13 @@ log = logging.getLogger("wangge.api")
 
 PROBLEM_TYPE_BASE = "https://wangge.invalid/problems/"  # a name, never fetched
 MEDIA_TYPE = "application/problem+json"
+# A request that found the database busy (no connection free in time, or a lock held too long).
+BUSY_DETAIL = "服务器繁忙，请稍后重试"
+BUSY_RETRY_AFTER_S = 2
+
+
+class ServiceBusy(Exception):
+    """Answered 503 with Retry-After: the request waited its allowed time for the database."""
 
 
 class ProblemResponse(JSONResponse):
@@ -89,6 +96,32 @@ def install(app: FastAPI) -> None:
         for k, v in (getattr(exc, "headers", None) or {}).items():
             resp.headers[k] = v
         return resp
+
+    import psycopg.errors
+    import sqlalchemy.exc
+
+    def _busy():
+        resp = problem(503, "Service busy", kind="busy", detail=BUSY_DETAIL)
+        resp.headers["Retry-After"] = str(BUSY_RETRY_AFTER_S)
+        return resp
+
+    @app.exception_handler(ServiceBusy)
+    @app.exception_handler(sqlalchemy.exc.TimeoutError)   # no pooled connection free in time
+    async def _pool_busy(request: Request, exc: Exception):
+        log.warning("no database connection free for %s %s", request.method, request.url.path)
+        return _busy()
+
+    # lock_timeout, raised by psycopg itself where a statement runs on the driver (driver_rows)
+    @app.exception_handler(psycopg.errors.LockNotAvailable)
+    async def _lock_busy(request: Request, exc: Exception):
+        return _busy()
+
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    async def _operational(request: Request, exc: sqlalchemy.exc.OperationalError):
+        if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
+            return _busy()
+        log.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem(500, "Internal error", kind="internal", detail="The error was logged.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -17,15 +17,28 @@ from gis.settings import Settings, get_settings
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-def make_engine(settings: Settings | None = None, url: str | None = None) -> Engine:
+def make_engine(settings: Settings | None = None, url: str | None = None, *,
+                serving: bool = False) -> Engine:
+    """The engine; `serving` (the web app) bounds how long a statement waits for another's lock.
+
+    A request never queues behind another for long: a lock held past `database_lock_timeout_ms`
+    ends the statement (SQLSTATE 55P03, answered 503 with Retry-After), and a connection not free
+    within `database_pool_timeout_s` likewise (the pool's default, 30 s, stalled every request).
+    The CLI keeps waiting: an import may have to wait for readers to let go of a table.
+    """
     settings = settings or get_settings()
     url = url or settings.require_database_url()
+    lock_timeout = int(settings.database_lock_timeout_ms)
+    connect_args = {"options": f"-c lock_timeout={lock_timeout}"} if serving else {}
     if settings.database_pool_size <= 0:
         from sqlalchemy.pool import NullPool
 
-        return create_engine(url, poolclass=NullPool)
+        return create_engine(url, poolclass=NullPool, connect_args=connect_args)
     return create_engine(
-        url, pool_pre_ping=True, pool_size=settings.database_pool_size, max_overflow=10
+        url, pool_pre_ping=True, pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_max_overflow,
+        pool_timeout=settings.database_pool_timeout_s,
+        connect_args=connect_args,
     )
 
 

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
 
     # 0 = no pooling (tests copy databases by TEMPLATE, which needs no idle connections).
     database_pool_size: int = 5
+    database_pool_max_overflow: int = 10
+    # How long a request may wait for a database connection before it answers 503 (Retry-After).
+    database_pool_timeout_s: float = 3.0
+    # How long a request's statement may wait for a lock another transaction holds (then 503).
+    database_lock_timeout_ms: int = 5000
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -77,6 +82,9 @@ class Settings(BaseSettings):
     duplicate_window_hours: float = 72.0
     max_incident_rows_per_file: int = 2_000_000
     max_attachment_bytes: int = 10 * 1024 * 1024
+    # GET /incidents counts its matches exactly up to this many; beyond, the total is the planner's
+    # estimate (answered with total_exact false): counting a million rows costs more than a page.
+    max_exact_incident_count: int = 10_000
     # A photo is decoded to be accepted; more pixels than a 50-megapixel camera's are refused.
     max_attachment_pixels: int = 50_000_000
 

@@ -449,9 +449,13 @@ def principal_from_token(session: Session, secret: str, client_ip: str | None) -
                   AND (t.expires_at IS NULL OR t.expires_at > now())
             ), touched AS (
                 -- last_used_at to the minute: a busy device does not rewrite (and lock) its token row
-                -- on every request.
+                -- on every request; and never waits for it: while a concurrent request of the same
+                -- token holds the row, that one records the use (parallel requests would otherwise
+                -- queue here one by one, each holding its connection).
                 UPDATE api_token SET last_used_at = now()
-                WHERE id = (SELECT id FROM t WHERE last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+                WHERE id = (SELECT a.id FROM api_token a JOIN t ON t.id = a.id
+                            WHERE t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'
+                            FOR UPDATE OF a SKIP LOCKED)
             )
             SELECT id, user_id, username, user_role, user_scope, token_role, token_scope FROM t
         """,

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
 from gis.errors import InputError, NotFound, Problem
-from gis.incidents.service import visible_condition
+from gis.incidents.service import access_params, visible_condition
 
 
 def sniff_image(data: bytes) -> str | None:
@@ -66,7 +66,7 @@ def check_photo(data: bytes, *, max_pixels: int, loc: tuple = ("body", "file")) 
 def _visible(session: Session, principal: Principal, incident_id: int) -> None:
     ok = session.execute(
         text(f"SELECT 1 FROM incident i WHERE i.id = :id AND {visible_condition(principal)}"),
-        {"id": incident_id, "scope": list(principal.scope_codes)},
+        {"id": incident_id, **access_params(principal)},
     ).first()
     if ok is None:
         raise NotFound(f"no incident {incident_id} that you may see")

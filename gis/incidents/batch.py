@@ -702,7 +702,9 @@ class _Load:
         # A table smaller than the file: read its ids once; a larger one is asked part by part.
         self.ask = self.table_rows > max(expected, 0)
         if not self.ask and self.table_rows:
-            self.cur.execute("SELECT external_id FROM incident WHERE external_id IS NOT NULL")
+            # Imports share one namespace of external ids (no reporting account; migration 0007).
+            self.cur.execute("SELECT external_id FROM incident WHERE coalesce(created_by, 0) = 0 "
+                             "AND external_id IS NOT NULL")
             self.taken.update(r[0] for r in self.cur)
         self.cur.execute("SELECT pg_get_serial_sequence('incident', 'id')")
         self.sequence = self.cur.fetchone()[0]
@@ -762,7 +764,8 @@ class _Load:
             self.progress(part.rows)
 
     def _stored(self, ext: list[str]) -> set[str]:
-        self.cur.execute("SELECT external_id FROM incident WHERE external_id = ANY(%s)", (ext,))
+        self.cur.execute("SELECT external_id FROM incident WHERE coalesce(created_by, 0) = 0 AND external_id = ANY(%s)",
+                         (ext,))
         return {r[0] for r in self.cur}
 
     def _decide(self, fresh_share: float) -> None:

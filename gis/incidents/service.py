@@ -185,13 +185,11 @@ def intake(
     if fast is not None:
         return fast
     # The general path: outside the town (nearest grid within the tolerance, or refused), a point in
-    # a grid without group grids below it, or the same external_id as a stored incident.
+    # a grid without group grids below it, or an external_id this reporter already used. It never
+    # waits for another request: the unique index decides between concurrent posts of one id
+    # (ON CONFLICT below), and a refused location stores nothing: each duplicate is refused alike.
     if req.external_id is not None:
-        # Two concurrent posts of one external_id: the second waits here, then finds the first.
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('wangge.incident:' || :x))"),
-                        {"x": req.external_id})
-        existing = session.execute(text("SELECT id FROM incident WHERE external_id = :x"),
-                                   {"x": req.external_id}).scalar_one_or_none()
+        existing = _reported_before(session, principal, req.external_id)
         if existing is not None:
             return IntakeResult(existing, False)
     if placed.grid_code:
@@ -212,6 +210,7 @@ def intake(
                 outside_distance_m, state, state_entered_at, created_by)
             VALUES (:ext, :cat, :kind, :desc, :occ, :rname, :rphone, ST_SetSRID(ST_MakePoint(:x, :y), 4326),
                 :src, :crs, :place, :match, :prec, :g4, :g3, :g2, :g1, :ver, :edge, :out, 'visit', :now, :by)
+            ON CONFLICT ((coalesce(created_by, 0)), external_id) DO NOTHING
             RETURNING id
             """
         ),
@@ -225,7 +224,9 @@ def intake(
             "ver": version_id, "edge": on_boundary, "out": outside_m, "now": now,
             "by": principal.user_id if principal else None,
         },
-    ).scalar_one()
+    ).scalar_one_or_none()
+    if incident_id is None:   # a concurrent post of the same id stored it first
+        return IntakeResult(_reported_before(session, principal, req.external_id), False)
     _event(session, incident_id, principal, "intake", None, State.VISIT, None, now)
     _route(session, incident_id, group.code, path.get(3).code if 3 in path else None)
     _link_duplicates(session, incident_id, duplicate_radius_m, duplicate_window_hours)
@@ -280,7 +281,7 @@ def _intake_inside_sql() -> str:
         SELECT :ext, :cat, :kind, :desc, :occ, :rname, :rphone, p.g, :src, :crs, :place, :match, :prec,
                path.g4, path.g3, path.g2, path.g1, path.id, path.on_edge, NULL, 'visit', :now, :by
         FROM path, p
-        ON CONFLICT (external_id) DO NOTHING
+        ON CONFLICT ((coalesce(created_by, 0)), external_id) DO NOTHING
         RETURNING *
     ),
     event AS (
@@ -336,18 +337,29 @@ def _intake_inside(session, principal, req: IntakeRequest, placed: Placement, no
         "rphone": req.reporter_phone, "src": placed.source, "crs": placed.input_crs, "place": req.place,
         "match": placed.place_match, "prec": placed.precision_m, "now": now,
         "by": principal.user_id if principal else None, "actor": principal.username if principal else None,
-        "r": radius_m, "w": window_h, "scope": list(principal.scope_codes) if principal else [],
+        "r": radius_m, "w": window_h, **(access_params(principal) if principal else {}),
     })
     if rows:
         row = rows[0]
         record = _with_details(row, principal, now) if row.pop("visible") and principal else None
         return IntakeResult(row["id"], True, record)
     if req.external_id is not None:
-        existing = session.execute(text("SELECT id FROM incident WHERE external_id = :x"),
-                                   {"x": req.external_id}).scalar_one_or_none()
+        existing = _reported_before(session, principal, req.external_id)
         if existing is not None:
             return IntakeResult(existing, False)
     return None
+
+
+def _reported_before(session: Session, principal: Principal | None, external_id: str) -> int | None:
+    """The incident this reporter (None: imports and the CLI) stored under `external_id`.
+
+    External ids are unique per reporting account (migration 0007): another account's use of the
+    same id is neither found here nor blocks a new incident, so the answer reveals nothing of it.
+    """
+    return session.execute(
+        text("SELECT id FROM incident WHERE coalesce(created_by, 0) = :by AND external_id = :x"),
+        {"by": principal.user_id if principal else 0, "x": external_id},
+    ).scalar_one_or_none()
 
 
 def _event(session, incident_id, principal, action, from_state, to_state, note, at):
@@ -400,16 +412,51 @@ def _link_duplicates(session, incident_id: int, radius_m: float, window_h: float
     )
 
 
+def routing(session: Session, principal: Principal, record: dict) -> dict:
+    """Where a reported incident went, for the reporter: its grid path (town → group, with names),
+    whether that lies outside the reporter's own grids, and a sentence saying so in Chinese."""
+    from gis.codes import level_of_code
+    from gis.incidents.labels import ROUTED_ELSEWHERE, ROUTED_OWN_GRID
+
+    # group_code holds the deepest assigned code (a village's own, when assigned at its level).
+    levels = ("town_code", "area_code", "village_code", "group_code")
+    codes = list(dict.fromkeys(c for c in (record.get(k) for k in levels) if c))
+    names = dict(session.execute(
+        text("SELECT code, name FROM grid WHERE code = ANY(:c) AND valid_to IS NULL"),
+        {"c": codes}).all())
+    path = [{"level": int(level_of_code(code) or 0), "code": code, "name": names.get(code)}
+            for code in codes]
+    own = not principal.scoped or bool(set(principal.scope_codes) & set(codes))
+    named = "".join(p["name"] or p["code"] for p in path[2:] or path)
+    place = f"{named}（{codes[-1]}）"
+    return {"grid_path": path, "outside_your_grids": not own,
+            "routing_notice": (ROUTED_OWN_GRID if own else ROUTED_ELSEWHERE).format(place=place)}
+
+
 # --- access -------------------------------------------------------------------------------------
 
-def visible_condition(principal: Principal) -> str:
-    """SQL on alias i: the incidents a principal may see (grid staff: their own grids only)."""
+def scope_condition(principal: Principal) -> str:
+    """SQL on alias i: the incidents of the principal's grids (grid staff: their own grids only);
+    those they may work through the loop."""
     if principal.role in (Role.GRID_STAFF, Role.SUPERVISOR):
         return ("(i.group_code = ANY(:scope) OR i.village_code = ANY(:scope) OR i.area_code = ANY(:scope) "
                 "OR i.town_code = ANY(:scope))")
     if principal.role in (Role.ADMIN, Role.COMMAND_CENTER, Role.EMERGENCY):
         return "TRUE"
     return "FALSE"
+
+
+def visible_condition(principal: Principal) -> str:
+    """SQL on alias i: the incidents a principal may see: their grids' and those they reported
+    (a grid member reporting what they saw in a neighbouring grid follows it there). Takes the
+    parameters of `access_params`."""
+    scope = scope_condition(principal)
+    return scope if scope == "TRUE" else f"({scope} OR i.created_by = :uid)"
+
+
+def access_params(principal: Principal) -> dict:
+    """The parameters `visible_condition` and `scope_condition` refer to."""
+    return {"scope": list(principal.scope_codes), "uid": principal.user_id}
 
 
 def reporter_shown(principal: Principal) -> bool:
@@ -462,7 +509,7 @@ def get_incident(session: Session, principal: Principal, incident_id: int, now: 
     now = now or dt.datetime.now(dt.UTC)
     rows = driver_rows(
         session, f"SELECT {_COLUMNS}, {_DETAIL} FROM incident i WHERE i.id = :id AND {visible_condition(principal)}",
-        {"id": incident_id, "scope": list(principal.scope_codes)},
+        {"id": incident_id, **access_params(principal)},
     )
     if not rows:
         raise NotFound(f"no incident {incident_id} that you may see")
@@ -516,12 +563,15 @@ def transition(
     """Move an incident one step through the loop; refused steps are 422s naming what is allowed."""
     now = now or dt.datetime.now(dt.UTC)
     row = session.execute(
-        text(f"SELECT i.id, i.state FROM incident i WHERE i.id = :id AND {visible_condition(principal)} "
-             "FOR UPDATE"),
-        {"id": incident_id, "scope": list(principal.scope_codes)},
+        text(f"SELECT i.id, i.state, {scope_condition(principal)} AS workable FROM incident i "
+             f"WHERE i.id = :id AND {visible_condition(principal)} FOR UPDATE"),
+        {"id": incident_id, **access_params(principal)},
     ).first()
     if row is None:
         raise NotFound(f"no incident {incident_id} that you may see")
+    if not row.workable:   # a report of theirs in another grid: that grid's staff work it
+        raise PermissionError(
+            f"incident {incident_id} lies outside your grids: its own grid's staff work it")
     try:
         act = Action(action)
     except ValueError:
@@ -545,6 +595,89 @@ def transition(
     return get_incident(session, principal, incident_id, now)
 
 
+# A grid level's column: a subtree filter reads the index (column, occurred_at, id) of its level.
+_LEVEL_COLUMN = {1: "town_code", 2: "area_code", 3: "village_code", 4: "group_code"}
+
+
+def _subtree_condition(grid_code: str) -> str:
+    """SQL on alias i (parameter :g): the incidents in the subtree of `grid_code`, any level.
+
+    The code's pattern names its level (gis.codes, the same rule the grid table CHECKs), so the
+    filter is one column and its (column, occurred_at, id) index serves the page."""
+    from gis.codes import level_of_code
+
+    level = level_of_code(grid_code)
+    if level is not None and int(level) in _LEVEL_COLUMN:
+        return f"i.{_LEVEL_COLUMN[int(level)]} = :g"
+    return "(i.group_code = :g OR i.village_code = :g OR i.area_code = :g OR i.town_code = :g)"
+
+
+# One page in the list's order: the page's ids first (an index scan in that order, often
+# index-only), then its rows.
+PAGE_SQL = """
+    WITH page AS (
+        SELECT i.id, i.occurred_at FROM incident i WHERE {cond}
+        ORDER BY i.occurred_at DESC, i.id DESC LIMIT :limit OFFSET :offset)
+    SELECT """ + _COLUMNS + """ FROM page JOIN incident i ON i.id = page.id
+    ORDER BY page.occurred_at DESC, page.id DESC"""
+
+
+def incident_filter(
+    session: Session | None,
+    principal: Principal,
+    *,
+    grid_code: str | None = None,
+    state: str | None = None,
+    category: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    overdue: bool | None = None,
+    flagged: bool | None = None,
+    open_only: bool = False,
+    pending_review: bool = False,
+    now: dt.datetime,
+) -> tuple[str, dict]:
+    """(SQL condition on alias i, its parameters): the incidents the principal may see, filtered.
+
+    Needs no query (`session` may be None): the subtree level comes from the code itself."""
+    where = [visible_condition(principal)]
+    params: dict = {**access_params(principal), "now": now}
+    if grid_code:
+        where.append(_subtree_condition(grid_code))
+        params["g"] = grid_code
+    for name, value in (("state", state), ("category", category)):
+        if value is not None:
+            where.append(f"i.{name} = :{name}")
+            params[name] = value
+    if open_only and state is None:
+        where.append("i.state <> 'closed'")
+    if since is not None:
+        where.append("i.occurred_at >= :since")
+        params["since"] = since
+    if until is not None:
+        where.append("i.occurred_at < :until")
+        params["until"] = until
+    if flagged is not None:
+        where.append(("" if flagged else "NOT ") + FLAGGED_SQL)
+    if pending_review:
+        where.append("i.reviewed_at IS NULL")
+    if overdue is not None:
+        # The rule of gis.incidents.loop.urgency: overdue once `now` is past the stage deadline.
+        where.append("i.stage_deadline < :now" if overdue
+                     else "(i.stage_deadline IS NULL OR i.stage_deadline >= :now)")
+    return " AND ".join(where), params
+
+
+@dataclass
+class IncidentPage:
+    items: list[dict]
+    total: int
+    total_exact: bool = True
+
+    def __iter__(self):   # rows, total = list_incidents(...)
+        return iter((self.items, self.total))
+
+
 def list_incidents(
     session: Session,
     principal: Principal,
@@ -556,34 +689,52 @@ def list_incidents(
     until: dt.datetime | None = None,
     overdue: bool | None = None,
     flagged: bool | None = None,
+    open_only: bool = False,
+    pending_review: bool = False,
     limit: int = 100,
     offset: int = 0,
+    count_up_to: int | None = None,
     now: dt.datetime | None = None,
-) -> tuple[list[dict], int]:
-    """Filtered incidents the principal may see. A grid code of any level selects its whole subtree."""
+) -> IncidentPage:
+    """One page of the incidents the principal may see, newest first (occurred_at, then id).
+
+    Filtering, order and paging all happen in SQL: a page reads about `offset + limit` index
+    entries and `limit` rows, whatever the table holds. A grid code of any level selects its whole
+    subtree; `overdue` compares the stored stage deadline (migration 0007) with `now`. The total is
+    counted exactly, or, with `count_up_to`, exactly up to that many and beyond it estimated by the
+    planner (`total_exact` False): counting a million rows costs more than the page.
+    """
     now = now or dt.datetime.now(dt.UTC)
-    where = [visible_condition(principal)]
-    params: dict = {"scope": list(principal.scope_codes)}
-    if grid_code:
-        where.append("(i.group_code = :g OR i.village_code = :g OR i.area_code = :g OR i.town_code = :g)")
-        params["g"] = grid_code
-    for name, value in (("state", state), ("category", category)):
-        if value is not None:
-            where.append(f"i.{name} = :{name}")
-            params[name] = value
-    if since is not None:
-        where.append("i.occurred_at >= :since")
-        params["since"] = since
-    if until is not None:
-        where.append("i.occurred_at < :until")
-        params["until"] = until
-    if flagged is not None:
-        where.append(("" if flagged else "NOT ") + FLAGGED_SQL)
-    cond = " AND ".join(where)
-    rows = session.execute(
-        text(f"SELECT {_COLUMNS} FROM incident i WHERE {cond} ORDER BY i.id"), params
-    ).mappings()
-    shaped = [_shape(r, principal, now) for r in rows]
-    if overdue is not None:
-        shaped = [r for r in shaped if r["overdue"] is overdue]
-    return shaped[offset: offset + limit], len(shaped)
+    cond, params = incident_filter(
+        session, principal, grid_code=grid_code, state=state, category=category, since=since,
+        until=until, overdue=overdue, flagged=flagged, open_only=open_only,
+        pending_review=pending_review, now=now)
+    params.update(limit=limit, offset=offset)
+    rows = driver_rows(session, PAGE_SQL.format(cond=cond), params)
+    items = [_shape(r, principal, now) for r in rows]
+    if offset == 0 and len(items) < limit:   # the whole match is on this page: no count needed
+        return IncidentPage(items, len(items))
+    total, exact = count_matches(lambda sql, p: driver_rows(session, sql, p), cond, params,
+                                 count_up_to)
+    if not exact and items:   # an estimate is at least what this page shows to have matched
+        total = max(total, offset + len(items))
+    return IncidentPage(items, total, total_exact=exact)
+
+
+def count_matches(run, cond: str, params: dict, cap: int | None) -> tuple[int, bool]:
+    """(how many incidents match `cond`, whether that is exact); `run(sql, params)` -> dict rows.
+
+    Without a cap: count(*). With one, the rule that keeps the cost of a total bounded: when the
+    planner expects more than `cap` matches, its estimate is the answer (not exact); otherwise the
+    matches are counted, stopping at cap + 1 (a planner that guessed low costs at most that), and
+    past the cap the answer is again an estimate, at least cap + 1.
+    """
+    if cap is None:
+        return run(f"SELECT count(*) AS n FROM incident i WHERE {cond}", params)[0]["n"], True
+    plan = run(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM incident i WHERE {cond}", params)
+    estimate = int(plan[0]["QUERY PLAN"][0]["Plan"]["Plan Rows"])
+    if estimate > cap:
+        return estimate, False
+    counted = run(f"SELECT count(*) AS n FROM (SELECT 1 FROM incident i WHERE {cond} LIMIT :cap) c",
+                  {**params, "cap": cap + 1})[0]["n"]
+    return (counted, True) if counted <= cap else (max(estimate, cap + 1), False)

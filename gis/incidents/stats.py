@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
 from gis.incidents.categories import STAGE_HOURS
-from gis.incidents.service import visible_condition
+from gis.incidents.service import scope_condition
 
 LEVEL_COLUMN = {1: "town_code", 2: "area_code", 3: "village_code", 4: "group_code"}
 
@@ -23,7 +23,7 @@ def grid_stats(session: Session, principal: Principal, level: int, since=None, u
     params = {"scope": list(principal.scope_codes), "since": since, "until": until}
     window = ("(CAST(:since AS timestamptz) IS NULL OR i.occurred_at >= :since) AND "
               "(CAST(:until AS timestamptz) IS NULL OR i.occurred_at < :until)")
-    cond = f"{visible_condition(principal)} AND {window}"
+    cond = f"{scope_condition(principal)} AND {window}"   # per grid: their grids only
     base = session.execute(text(
         f"SELECT i.{col} AS code, count(*) AS total FROM incident i WHERE {cond} GROUP BY 1 ORDER BY 1"
     ), params).mappings().all()
