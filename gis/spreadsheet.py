@@ -73,14 +73,22 @@ def is_number_like(text: str) -> bool:
 
 
 def needs_text_mark(text: str) -> bool:
-    """Text that a CSV reader would take as a formula or a number unless marked as text."""
-    return is_formula_like(text) or is_number_like(text)
+    """Text that a CSV reader would take as a formula or a number unless marked as text; text
+    that already begins with the mark gets one more, so the mark can always be taken off again
+    (`csv_text_read`) and the value comes back exactly."""
+    return text.startswith("'") or is_formula_like(text) or is_number_like(text)
 
 
 def csv_text(text: str) -> str:
     """The CSV cell for a text value: marked with a leading ' when a spreadsheet would otherwise
     run it as a formula or read it as a number."""
     return "'" + text if needs_text_mark(text) else text
+
+
+def csv_text_read(cell: str) -> str:
+    """The text a CSV cell written by `csv_text` stands for (its text mark taken off): how a reader
+    of our own exports, such as a re-import, gets the value back."""
+    return cell[1:] if cell.startswith("'") and needs_text_mark(cell[1:]) else cell
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from sqlalchemy.pool import NullPool
 
 from gis.incidents.categories import Category, DisputeKind
 from gis.incidents.loop import State
-from gis.spreadsheet import FORMULA_STARTS, Table, csv_text, is_number_like
+from gis.spreadsheet import FORMULA_STARTS, Table, csv_text, csv_text_read, is_number_like
 from tests.conftest import create_database, drop_database, make_client
 
 # OWASP's formula starts, each in front of a payload; one planted row per prefix.
@@ -70,7 +70,9 @@ def test_the_writer_marks_formulas_and_numbers_as_text_and_keeps_digits():
     for ident in ("4113241050070040123", "411324105007004", "0377123456", "1.5e3", "12,345"):
         kind, value = excel_csv_value(csv_text(ident))
         assert (kind, value) == ("text", ident)
-    assert csv_text("张三") == "张三" and csv_text("'=x") == "'=x"
+    assert csv_text("张三") == "张三" and csv_text("'=x") == "''=x"
+    for value in ("张三", "'=x", "'", "''1", "=1+1", "-3", "411324105007004", "a'b", ""):
+        assert csv_text_read(csv_text(value)) == value
     assert table.value("b", "2024-04-30T16:00:00+00:00") == "2024-05-01 00:00:00+08:00"
     assert (
         table.value("a", "x") == "叉"

@@ -21,6 +21,7 @@ import shapely
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from gis.spreadsheet import csv_text_read
 from tests.conftest import TEST_PASSWORD, create_database, drop_database, make_client
 
 SCENARIO = "2023-09-23"
@@ -206,9 +207,10 @@ def check_every_route(town, url, emergency) -> None:
             for row in table:
                 hid = int(re.sub(r"\D", "", row["编号"]))  # however an identifier is kept as text
                 assert hid in visible, role
-                check_household(town, {"id": hid, "head_name": row["户主"], "phone": row["电话"],
-                                       "personal_fields": "shown" if row["个人信息"] in ("shown", "显示")
-                                       else "masked"}, hid in shown, f"{role} csv")
+                fields = "shown" if row["个人信息"] in ("shown", "显示") else "masked"
+                check_household(town, {"id": hid, "head_name": csv_text_read(row["户主"]),
+                                       "phone": csv_text_read(row["电话"]),
+                                       "personal_fields": fields}, hid in shown, f"{role} csv")
             # /households/{id}: a flooded one and one of another grid; invisible ones are 404.
             for hid in sorted(town["inside"])[:2] + [int(town["ids"][0]), int(town["ids"][-1])]:
                 r = c.get(f"/households/{hid}")
