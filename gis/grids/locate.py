@@ -246,7 +246,8 @@ class GridIndex:
             self.by_level.append((level, members, shapely.STRtree(self.geoms[members])))
         self.boundaries = shapely.boundary(self.geoms)
         self.lock = threading.Lock()
-        self.projected: dict[str, np.ndarray] = {}  # metric CRS -> densified projected boundaries
+        # metric CRS -> {grid position: its densified boundary in that CRS}, filled as asked
+        self.projected: dict[str, dict[int, shapely.Geometry]] = {}
         self.lock_projected = threading.Lock()
 
     @functools.cached_property
@@ -349,25 +350,29 @@ class GridIndex:
             k = np.flatnonzero(zones == zone)
             fwd = metric_transformer(zone)
             px, py = fwd.transform(xs[k], ys[k])
-            rings = self._projected_boundaries(zone)[grids[k]]
+            rings = self._projected_boundaries(zone, grids[k])
             lines = shapely.shortest_line(shapely.points(px, py), rings)
             feet = shapely.get_coordinates(lines)[1::2]
             fx, fy = metric_transformer(zone, inverse=True).transform(feet[:, 0], feet[:, 1])
             out[k] = _GEOD.inv(xs[k], ys[k], fx, fy)[2]
         return out
 
-    def _projected_boundaries(self, zone: str) -> np.ndarray:
+    def _projected_boundaries(self, zone: str, grids: np.ndarray) -> np.ndarray:
+        """The boundaries of `grids` (positions), densified and projected into `zone`. Only the
+        grids asked for are projected (and kept): at city scale projecting every boundary took a
+        second per zone, for the few candidates of a few outside points."""
         with self.lock_projected:
-            cached = self.projected.get(zone)
-            if cached is None:
+            cache = self.projected.setdefault(zone, {})
+            missing = [int(g) for g in np.unique(grids) if int(g) not in cache]
+            if missing:
                 from gis.crs import metric_transformer
 
                 fwd = metric_transformer(zone)
-                dense = shapely.segmentize(self.boundaries, _DENSIFY_DEG)
-                cached = shapely.transform(
+                dense = shapely.segmentize(self.boundaries[missing], _DENSIFY_DEG)
+                done = shapely.transform(
                     dense, lambda c: np.column_stack(fwd.transform(c[:, 0], c[:, 1])))
-                self.projected[zone] = cached
-            return cached
+                cache.update(zip(missing, done, strict=True))
+            return np.array([cache[int(g)] for g in grids], dtype=object)
 
     def path(self, i: int) -> dict[int, GridRef]:
         return {lv: self.refs[j] for lv, j in enumerate(self.ancestors[i]) if j >= 0}

@@ -439,8 +439,16 @@ def scope_condition(principal: Principal) -> str:
     """SQL on alias i: the incidents of the principal's grids (grid staff: their own grids only);
     those they may work through the loop."""
     if principal.role in (Role.GRID_STAFF, Role.SUPERVISOR):
-        return ("(i.group_code = ANY(:scope) OR i.village_code = ANY(:scope) OR i.area_code = ANY(:scope) "
-                "OR i.town_code = ANY(:scope))")
+        # Only the columns of the levels the scope's codes are at: each arm is served by its
+        # column's index (a condition on all four would make every arm of a BitmapOr need one).
+        from gis.codes import level_of_code
+
+        columns = {4: "group_code", 3: "village_code", 2: "area_code", 1: "town_code"}
+        levels = {level_of_code(code) for code in principal.scope_codes}
+        if None in levels or not levels:
+            levels = set(columns)
+        arms = [f"i.{columns[int(level)]} = ANY(:scope)" for level in sorted(levels, reverse=True)]
+        return "(" + " OR ".join(arms) + ")"
     if principal.role in (Role.ADMIN, Role.COMMAND_CENTER, Role.EMERGENCY):
         return "TRUE"
     return "FALSE"

@@ -7,8 +7,8 @@
   list's `overdue` filter is a plain comparison with it. A change of STAGE_HOURS needs a migration
   that redefines the function and rewrites the column (tests compare it with the Python rule).
 - The list pages newest first (occurred_at DESC, id DESC): one index for the whole town (carrying
-  the filter columns), one per grid level for a subtree, so a page reads about as many rows as it
-  shows.
+  the filter columns), one per village and per group grid for their subtrees, so a page reads
+  about as many rows as it shows (an area's or a town's page filters the town's index).
 - external_id is unique per reporting account (imports, with no account, share one namespace):
   one reporter re-sending gets their incident back; another account's id never collides with it,
   so the answer cannot tell whether someone else used the same id.
@@ -43,14 +43,17 @@ def _deadline_function() -> str:
         for c, stages in STAGE_HOURS.items()
         for s, h in stages.items()
     )
-    # IMMUTABLE is true here although timestamptz + interval is only STABLE in general: an
-    # interval of hours alone means the same span in every time zone.
+    # The span is added to the instant read as UTC wall time: timestamptz + interval is only
+    # STABLE (a day or a month depends on the session's zone), timestamp + interval and AT TIME
+    # ZONE 'UTC' are IMMUTABLE. With a truly immutable body PostgreSQL inlines the function into
+    # the generated column; a body it may not inline ran per row through the SQL-function
+    # executor and made a 1,000,000-row import's COPY ~14 s slower (bench/README.md).
     return f"""
 CREATE FUNCTION incident_stage_deadline(category text, state text, entered timestamptz)
 RETURNS timestamptz LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT entered + make_interval(secs => 3600 * CASE
+  SELECT ((entered AT TIME ZONE 'UTC') + make_interval(secs => 3600 * CASE
 {cases}
-  END)
+  END)) AT TIME ZONE 'UTC'
 $$"""
 
 
@@ -65,15 +68,20 @@ def upgrade() -> None:
         "CREATE UNIQUE INDEX incident_external_id_per_reporter ON incident "
         "((coalesce(created_by, 0)), external_id)"
     )
-    for col in ("group_code", "village_code", "area_code", "occurred_at"):
+    for col in ("group_code", "village_code", "area_code", "occurred_at", "category", "state"):
         op.execute(f"DROP INDEX incident_{col}")
-    # The filters of the list (but the grid codes, which have their own indexes) ride along, so a
-    # filtered or deep page reads the index alone for the rows it skips.
+    # The filters of the list ride along, so a filtered or deep page reads the index alone for the
+    # rows it skips. Areas and towns are large shares of the table (a town is all of it in a
+    # one-town database): their pages read this index and filter, instead of an index of their own.
+    # Every index is rebuilt by a bulk import: the six-valued category and state columns got none
+    # (a filter on them alone selects a sixth of the table, a sequential scan's job), and the
+    # whole set costs a 1,000,000-row import about 8 s (bench/README.md).
     op.execute(
         "CREATE INDEX incident_newest ON incident (occurred_at, id) INCLUDE (category, state, "
-        "stage_deadline, on_boundary, outside_distance_m, reviewed_at, created_by)"
+        "stage_deadline, on_boundary, outside_distance_m, reviewed_at, created_by, area_code, "
+        "town_code, village_code)"
     )
-    for col in ("group_code", "village_code", "area_code", "town_code"):
+    for col in ("group_code", "village_code"):
         op.execute(f"CREATE INDEX incident_{col}_newest ON incident ({col}, occurred_at, id)")
     op.execute(
         "CREATE INDEX incident_stage_deadline ON incident (stage_deadline) "
@@ -89,10 +97,10 @@ def downgrade() -> None:
         "incident_created_by",
         "incident_stage_deadline",
         "incident_newest",
-        *(f"incident_{c}_newest" for c in ("group_code", "village_code", "area_code", "town_code")),
+        *(f"incident_{c}_newest" for c in ("group_code", "village_code")),
     ):
         op.execute(f"DROP INDEX {name}")
-    for col in ("group_code", "village_code", "area_code", "occurred_at"):
+    for col in ("group_code", "village_code", "area_code", "occurred_at", "category", "state"):
         op.execute(f"CREATE INDEX incident_{col} ON incident ({col})")
     op.execute("DROP INDEX incident_external_id_per_reporter")
     op.execute("ALTER TABLE incident ADD CONSTRAINT incident_external_id_key UNIQUE (external_id)")
