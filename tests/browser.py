@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -58,10 +57,11 @@ def serve_app_in_thread(app, host: str = "127.0.0.1", timeout: float = 15.0) -> 
     """Serve an ASGI app with uvicorn on a free local port; yields the base URL."""
     import uvicorn
 
-    # Binding the socket here (port 0) avoids the race of probing for a free port first.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    from gis.service_user import bind_socket
+
+    # Binding the socket here (port 0) avoids the race of probing for a free port first; the
+    # service's own binding, so tests see the service's TCP behaviour.
+    sock = bind_socket(host, 0)
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
     server = uvicorn.Server(config)
