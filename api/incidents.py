@@ -86,7 +86,7 @@ def report(request: Request, session: SessionDep, settings: SettingsDep,
         audit_fields={"method": "POST", "path": request.url.path},
     )
     out = result.record or service.get_incident(session, principal, result.id)
-    out.update(service.routing(session, principal, out))
+    out.update(service.routing(session, principal, out, result.grid_names))
     session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
     return Response(json.dumps(out, default=str, ensure_ascii=False), status_code=201 if result.created else 200,
                     media_type="application/json")

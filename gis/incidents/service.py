@@ -121,6 +121,7 @@ class IntakeResult:
     id: int
     created: bool
     record: dict | None = None   # the stored incident as get_incident shows it, when already read
+    grid_names: dict | None = None   # code -> name of its grid path, when already read
 
 
 def place_incident(session: Session, req: IntakeRequest,
@@ -259,14 +260,17 @@ def _intake_inside_sql() -> str:
     return f"""
     WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4326) AS g),
     hit AS (
-        SELECT g.id, g.code, g.level, g.parent_code, ST_Intersects(ST_Boundary(g.geom), p.g) AS on_edge
+        SELECT g.id, g.code, g.name, g.level, g.parent_code,
+               ST_Intersects(ST_Boundary(g.geom), p.g) AS on_edge
         FROM grid g, p
         WHERE g.valid_to IS NULL AND ST_Intersects(g.geom, p.g)
         ORDER BY g.level DESC, g.code
         LIMIT 1
     ),
     path AS (
-        SELECT h.id, h.code AS g4, v.code AS g3, a.code AS g2, t.code AS g1, h.on_edge
+        SELECT h.id, h.code AS g4, v.code AS g3, a.code AS g2, t.code AS g1, h.on_edge,
+               json_build_object(h.code, h.name, v.code, v.name, a.code, a.name, t.code, t.name)
+                 AS names
         FROM hit h
         JOIN grid v ON v.code = h.parent_code AND v.valid_to IS NULL
         JOIN grid a ON a.code = v.parent_code AND a.valid_to IS NULL
@@ -320,7 +324,8 @@ def _intake_inside_sql() -> str:
         (SELECT {_HISTORY_JSON} FROM event e) AS history,
         (SELECT {_ASSIGNEES_JSON} FROM routed a JOIN staff s ON s.id = a.staff_id) AS assignees,
         '[]'::json AS attachments,
-        (SELECT {_DUPLICATES_JSON} FROM duplicates d) AS possible_duplicates
+        (SELECT {_DUPLICATES_JSON} FROM duplicates d) AS possible_duplicates,
+        (SELECT names FROM path) AS grid_names
     FROM ins i
 """
 
@@ -341,8 +346,9 @@ def _intake_inside(session, principal, req: IntakeRequest, placed: Placement, no
     })
     if rows:
         row = rows[0]
+        names = row.pop("grid_names")
         record = _with_details(row, principal, now) if row.pop("visible") and principal else None
-        return IntakeResult(row["id"], True, record)
+        return IntakeResult(row["id"], True, record, names)
     if req.external_id is not None:
         existing = _reported_before(session, principal, req.external_id)
         if existing is not None:
@@ -412,18 +418,21 @@ def _link_duplicates(session, incident_id: int, radius_m: float, window_h: float
     )
 
 
-def routing(session: Session, principal: Principal, record: dict) -> dict:
+def routing(session: Session, principal: Principal, record: dict,
+            names: dict | None = None) -> dict:
     """Where a reported incident went, for the reporter: its grid path (town → group, with names),
-    whether that lies outside the reporter's own grids, and a sentence saying so in Chinese."""
+    whether that lies outside the reporter's own grids, and a sentence saying so in Chinese.
+    `names` (code -> name) when the intake already read them (the one-statement path)."""
     from gis.codes import level_of_code
     from gis.incidents.labels import ROUTED_ELSEWHERE, ROUTED_OWN_GRID
 
     # group_code holds the deepest assigned code (a village's own, when assigned at its level).
     levels = ("town_code", "area_code", "village_code", "group_code")
     codes = list(dict.fromkeys(c for c in (record.get(k) for k in levels) if c))
-    names = dict(session.execute(
-        text("SELECT code, name FROM grid WHERE code = ANY(:c) AND valid_to IS NULL"),
-        {"c": codes}).all())
+    if names is None:
+        names = dict(session.execute(
+            text("SELECT code, name FROM grid WHERE code = ANY(:c) AND valid_to IS NULL"),
+            {"c": codes}).all())
     path = [{"level": int(level_of_code(code) or 0), "code": code, "name": names.get(code)}
             for code in codes]
     own = not principal.scoped or bool(set(principal.scope_codes) & set(codes))
