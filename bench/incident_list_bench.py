@@ -192,8 +192,8 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    import psycopg
     import httpx
+    import psycopg
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 

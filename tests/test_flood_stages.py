@@ -19,7 +19,8 @@ from tests.conftest import create_database, drop_database, make_client
 NOT_STORED = 8.0  # allowed (a multiple of the step, under the maximum) but not precomputed
 GET_REQUESTS = {
     "/flood/households": [{"scenario": f"{NOT_STORED:g}"}, {"scenario": "0.37"},
-                          {"scenario": "2023-09-23"}, {"scenario": f"{NOT_STORED:g}", "format": "csv"},
+                          {"scenario": "2023-09-23"},
+                          {"scenario": f"{NOT_STORED:g}", "format": "csv"},
                           {"scenario": f"{NOT_STORED:g}", "format": "geojson"}],
     "/flood/checklist": [{"scenario": f"{NOT_STORED:g}"}, {"scenario": "0.37", "format": "pdf"}],
     "/flood/risk": [{"stages": f"0.5,{NOT_STORED:g}"}, {"stages": "0.37"}, {}],
@@ -39,7 +40,8 @@ def snapshot(url) -> dict:
         out = {t: c.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one() for t in tables}
         out["flood_extent rows"] = c.execute(text(
             "SELECT array_agg(ARRAY[id::text, source, coalesce(stage_m::text, ''), "
-            "coalesce(mode, ''), md5(ST_AsBinary(geom))] ORDER BY id) FROM flood_extent")).scalar_one()
+            "coalesce(mode, ''), md5(ST_AsBinary(geom))] ORDER BY id) FROM flood_extent")
+        ).scalar_one()
         out["flood_dem rows"] = c.execute(text(
             "SELECT array_agg(ARRAY[id::text, digest, created_at::text] ORDER BY id) "
             "FROM flood_dem")).scalar_one()
@@ -145,5 +147,6 @@ def test_one_stage_limit_for_every_entry_point(db):
         assert admin.post("/flood/scenarios", json={"stage_m": top + step}).status_code == 422
         # The maximum itself is allowed: not stored yet (404), never out of range.
         for path, params in (("/flood/households", {"scenario": at_top}),
-                             ("/flood/risk", {"stages": at_top}), (f"/flood/scenarios/{at_top}", {})):
+                             ("/flood/risk", {"stages": at_top}),
+                             (f"/flood/scenarios/{at_top}", {})):
             assert admin.get(path, params=params).status_code == 404, path

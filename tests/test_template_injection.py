@@ -155,9 +155,10 @@ def test_exports_carry_the_text_unevaluated(admin, planted_db, path):
 
 def test_branca_never_compiles_rendered_output():
     """The root of the class: whatever element wraps rendered text, it stays text."""
-    import maps  # noqa: F401  (installs the literal rendering)
     from branca.element import Element, Figure, MacroElement
     from folium.template import Template
+
+    import maps  # noqa: F401  (installs the literal rendering)
 
     class Echo(MacroElement):
         _template = Template("{% macro script(this, kwargs) %}{{ this.text }}{% endmacro %}"
