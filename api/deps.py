@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -65,8 +66,6 @@ class Admission:
     @staticmethod
     def client_key(request: Request) -> str:
         """Who a burst comes from: the credential the request carries (hashed), else its address."""
-        import hashlib
-
         settings = request.app.state.settings
         credential = (request.headers.get("authorization")
                       or request.cookies.get(settings.session_cookie_name))

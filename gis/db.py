@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import time
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,6 +18,36 @@ from sqlalchemy.orm import Session, sessionmaker
 from gis.settings import Settings, get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+T = TypeVar("T")
+
+
+class PerDataVersion(Generic[T]):
+    """Something built from the database (an index, a gazetteer), kept per database and data
+    version: `version_sql` returns one row that changes whenever the data it is built from does;
+    `build(key)` makes the thing for that (database, version) key.
+    The last `size` versions are kept (least recently used first out); threads share them."""
+
+    def __init__(self, version_sql: str, size: int = 2):
+        self.version_sql = text(version_sql)
+        self.size = size
+        self._kept: OrderedDict[tuple, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, build: Callable[[tuple], T]) -> T:
+        key = (session.get_bind().url.render_as_string(hide_password=True),
+               *session.execute(self.version_sql).one())
+        with self._lock:
+            found = self._kept.get(key)
+            if found is not None:
+                self._kept.move_to_end(key)
+                return found
+        made = build(key)
+        with self._lock:
+            self._kept[key] = made
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+        return made
 
 
 def make_engine(settings: Settings | None = None, url: str | None = None, *,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -36,6 +35,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION
 from sqlalchemy.orm import Session
 
+from gis.db import PerDataVersion
 from gis.grids.pip import AMBIGUOUS, OUTSIDE, PolygonBuckets
 
 
@@ -208,7 +208,7 @@ def locate_points(session: Session, lons, lats) -> list[Location]:
 
 # What identifies one state of the current grids as this session sees it: any added, closed or
 # edited row changes the count, the ids or the rows' xmin (every UPDATE writes a new row version).
-_GRID_VERSION = text(
+_GRID_VERSION = (
     "SELECT current_database(), count(*), coalesce(max(id), 0), coalesce(sum(id), 0), "
     "coalesce(sum(xmin::text::bigint), 0) FROM grid WHERE valid_to IS NULL"
 )
@@ -385,30 +385,22 @@ _MIN_M_PER_DEG_LON_AT_EQUATOR = 111_000.0
 _DENSIFY_DEG = 0.0005
 _GEOD = pyproj.Geod(ellps="WGS84")
 
-_INDEX_CACHE: OrderedDict[tuple, GridIndex] = OrderedDict()
-_INDEX_CACHE_SIZE = 2                  # a city-sized index holds ~130 MB
+# A city-sized index holds ~130 MB: two versions at most.
+_INDEXES: PerDataVersion[GridIndex] = PerDataVersion(_GRID_VERSION, size=2)
 _THREADS = max(1, min(4, os.cpu_count() or 1))
-_INDEX_LOCK = threading.Lock()
 
 
 def grid_index(session: Session) -> GridIndex:
     """The current grids as this session sees them, read once per database and grid version."""
-    bind = session.get_bind()
-    key = (bind.url.render_as_string(hide_password=True), *session.execute(_GRID_VERSION).one())
-    with _INDEX_LOCK:
-        index = _INDEX_CACHE.get(key)
-        if index is not None:
-            _INDEX_CACHE.move_to_end(key)
-            return index
-    rows = session.execute(text(
-        "SELECT id, code, name, level, parent_code, ST_AsBinary(geom) FROM grid WHERE valid_to IS NULL"
-    )).all()
-    index = GridIndex(key, rows)
-    with _INDEX_LOCK:
-        _INDEX_CACHE[key] = index
-        while len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
-            _INDEX_CACHE.popitem(last=False)
-    return index
+
+    def read(key: tuple) -> GridIndex:
+        rows = session.execute(text(
+            "SELECT id, code, name, level, parent_code, ST_AsBinary(geom) FROM grid "
+            "WHERE valid_to IS NULL"
+        )).all()
+        return GridIndex(key, rows)
+
+    return _INDEXES.get(session, read)
 
 
 @dataclass

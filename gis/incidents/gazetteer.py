@@ -24,14 +24,14 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis.db import PerDataVersion
 from gis.errors import InputError, Problem
 from gis.privacy import mask_address
 
@@ -168,34 +168,20 @@ def _score(q: str, cand: str, kind: str) -> float:
     return ratio
 
 
-_CACHE: OrderedDict[tuple, Gazetteer] = OrderedDict()
-_CACHE_SIZE = 2
-_CACHE_LOCK = threading.Lock()
+_GAZETTEERS: PerDataVersion[Gazetteer] = PerDataVersion(_VERSION_SQL)
 
 
 def gazetteer(session: Session) -> Gazetteer:
     """The named places as this session sees them, read once per database and data version."""
-    key = (
-        session.get_bind().url.render_as_string(hide_password=True),
-        *session.execute(text(_VERSION_SQL)).one(),
-    )
-    with _CACHE_LOCK:
-        found = _CACHE.get(key)
-        if found is not None:
-            _CACHE.move_to_end(key)
-            return found
-    rows = session.execute(text(_PLACES_SQL))
-    made = Gazetteer(
-        [
+
+    def read(_key: tuple) -> Gazetteer:
+        rows = session.execute(text(_PLACES_SQL))
+        return Gazetteer([
             Place(r.label, r.kind, r.lon, r.lat, float(r.precision_m), r.code, r.household_id)
             for r in rows
-        ]
-    )
-    with _CACHE_LOCK:
-        _CACHE[key] = made
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return made
+        ])
+
+    return _GAZETTEERS.get(session, read)
 
 
 @dataclass
