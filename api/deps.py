@@ -116,7 +116,8 @@ def _admission(request: Request) -> Admission | None:
         # Made on first use, inside the event loop that serves the app.
         # As many places as connections the pool keeps: an overflow connection is opened for one
         # request and closed after it, and at 15 places two thirds of the requests under load
-        # paid a new PostgreSQL backend each (bench/intake_bench.py: 0.23x -> 0.40x the minimal app).
+        # paid a new PostgreSQL backend each (bench/intake_bench.py: 0.23x -> 0.40x the minimal
+        # app).
         admission = state.admission = Admission(
             settings.database_pool_size,
             settings.database_pool_timeout_s)

@@ -115,7 +115,8 @@ def scenarios(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES)):
 
 
 @router.get("/scenarios/{stage_or_name}",
-            summary="A stored modelled flood extent as GeoJSON (404 saying how to compute a new stage)")
+            summary="A stored modelled flood extent as GeoJSON "
+                    "(404 saying how to compute a new stage)")
 def scenario(
     session: SessionDep,
     _: P(Permission.VIEW_EMERGENCIES),

@@ -46,7 +46,8 @@ class IncidentIn(BaseModel):
         max_length=40, description="a code (dispute) or its Chinese name (矛盾纠纷)",
         examples=["dispute", "矛盾纠纷"])
     dispute_kind: Annotated[str | None, NoNul] = Field(
-        default=None, max_length=40, description="a code (neighbour) or its Chinese name (邻里纠纷)")
+        default=None, max_length=40,
+        description="a code (neighbour) or its Chinese name (邻里纠纷)")
     description: Annotated[str, NoNul] = Field(min_length=1, max_length=5000)
     occurred_at: Annotated[str, NoNul] = Field(
         min_length=1, max_length=64, description=TIME_RULE,
@@ -128,7 +129,8 @@ def list_incidents(
                             "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
                             "properties": {k: v for k, v in r.items() if k not in ("lon", "lat")}} for r in rows]}
         return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
-    # total_exact False: more than max_exact_incident_count matched; `total` is the planner's estimate.
+    # total_exact False: more than max_exact_incident_count matched; `total` is the planner's
+    # estimate.
     out = {"total": total, "total_exact": page.total_exact, "offset": offset, "items": rows}
     return Response(json.dumps(out, default=str, ensure_ascii=False), media_type="application/json")
 

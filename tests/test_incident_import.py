@@ -55,7 +55,8 @@ def test_mixed_file_reports_exactly_the_bad_rows_and_rerun_adds_nothing(scratch_
         assert r.status_code == 200, r.text
         body = r.json()
         assert [(f["row"], f["column"]) for f in body["failed"]] == [
-            (3, "category"), (4, "lon"), (5, "lon"), (6, "occurred_at"), (8, "dispute_kind")]  # lines: header = 1
+            # spreadsheet lines: the header is line 1
+            (3, "category"), (4, "lon"), (5, "lon"), (6, "occurred_at"), (8, "dispute_kind")]
         assert "outside the town" in body["failed"][2]["reason"]
         assert body["created"] == 3 and count(scratch_db_url) == before + 3
         again = upload(cc, "mixed.csv", csv_bytes).json()
@@ -141,4 +142,5 @@ def test_a_nul_character_is_a_row_error_not_a_crash(scratch_db_url, inside_point
     with make_client(scratch_db_url, "admin") as admin:
         r = upload(admin, "nul.csv", rows.to_csv(index=False).encode())
         assert r.status_code == 200, r.text
-        assert r.json()["failed"] == [{"row": 2, "column": "description", "reason": "contains a NUL character"}]
+        assert r.json()["failed"] == [
+            {"row": 2, "column": "description", "reason": "contains a NUL character"}]

@@ -51,7 +51,8 @@ def test_parts_give_the_same_report_and_rows_as_the_whole_file(scratch, tmp_path
         report = batch.import_incidents(
             session, batch.open_incident_file(path, max_rows=1_000, chunk_rows=chunk_rows), source="stream")
         session.commit()
-    assert [(f["row"], f["column"]) for f in report.failed] == [(5, "category"), (13, "lon"), (19, "lon")]
+    assert [(f["row"], f["column"]) for f in report.failed] == [
+        (5, "category"), (13, "lon"), (19, "lon")]
     assert "outside the town" in report.failed[2]["reason"]
     assert report.rows == 40 and report.created == 35 and report.already_present == 2
     rows = stored(scratch, "bulk-21-")

@@ -454,7 +454,8 @@ def principal_from_token(session: Session, secret: str, client_ip: str | None) -
                 -- queue here one by one, each holding its connection).
                 UPDATE api_token SET last_used_at = now()
                 WHERE id = (SELECT a.id FROM api_token a JOIN t ON t.id = a.id
-                            WHERE t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'
+                            WHERE t.last_used_at IS NULL
+                               OR t.last_used_at < now() - interval '1 minute'
                             FOR UPDATE OF a SKIP LOCKED)
             )
             SELECT id, user_id, username, user_role, user_scope, token_role, token_scope FROM t

@@ -57,4 +57,5 @@ STAGE_RANGE = ("水位须为 {step:g} 米的整数倍，介于 {step:g} 与 {max
 STAGE_NOT_COMPUTED = ("{field}：{mode_name} {stage:g} 米（mode={mode}）的淹没范围尚未计算，"
                       "查询（GET）不会计算新水位。请由管理员或指挥中心 POST /flood/scenarios "
                       "{{\"stage_m\": {stage:g}, \"mode\": \"{mode}\"}} 计算，"
-                      "或运行 wangge flood scenario --stage {stage:g}；已计算的水位（米）：{computed}")
+                      "或运行 wangge flood scenario --stage {stage:g}；"
+                      "已计算的水位（米）：{computed}")

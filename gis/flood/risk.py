@@ -2,8 +2,8 @@
 
 For the stages (default 0.5, 1, 2 and 3 m above the channel) the terrain scenario's stored extent
 is taken (gis.flood.extents.stored_scenario) and the households inside it are counted per group
-grid with the finder's query, then rolled up to villages, areas and the town. A grid's risk class is the lowest
-stage that reaches any of its households (高 at the lowest stage, 较高, 中, 低, 无 when none does).
+grid with the finder's query, then rolled up to villages, areas and the town. A grid's risk
+class is the lowest stage that reaches any of its households (高 at the lowest stage, 较高, 中, 低, 无 when none does).
 Counts only: no personal field leaves this module.
 """
 

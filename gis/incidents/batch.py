@@ -764,8 +764,8 @@ class _Load:
             self.progress(part.rows)
 
     def _stored(self, ext: list[str]) -> set[str]:
-        self.cur.execute("SELECT external_id FROM incident WHERE coalesce(created_by, 0) = 0 AND external_id = ANY(%s)",
-                         (ext,))
+        self.cur.execute("SELECT external_id FROM incident "
+                         "WHERE coalesce(created_by, 0) = 0 AND external_id = ANY(%s)", (ext,))
         return {r[0] for r in self.cur}
 
     def _decide(self, fresh_share: float) -> None:
