@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup python python-test assets database system browser migrate sample serve test fuzz clean-db
+.PHONY: setup python python-test assets database system browser migrate sample serve check test fuzz clean-db
 
 # Everything below is idempotent: once set up, `make serve` needs no network (apt, pip, npm).
 setup: python assets database system
@@ -49,7 +49,13 @@ serve: setup sample
 	$(PY) -m gis.cli sample demo-accounts
 	WANGGE_HOST=$(HOST) WANGGE_PORT=$(PORT) $(PY) -m gis.cli serve
 
-test: setup python-test browser
+# The gates: lint, types and "the models and the migrations describe the same schema". Any finding fails.
+check: python-test database
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PY) -m gis.cli db check
+
+test: setup python-test browser check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean-db:

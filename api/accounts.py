@@ -11,9 +11,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, Field
 
 from api.deps import NoNul, SessionDep, SettingsDep
-from api.security import P, client_ip, public, resolve_principal
+from api.security import client_ip, public, requires, resolve_principal
 from gis import audit
 from gis.auth import accounts
+from gis.auth.principal import Principal
 from gis.auth.roles import ROLE_NAMES_ZH, Permission, Role
 
 router = APIRouter(tags=["accounts"])
@@ -105,7 +106,8 @@ input{{width:100%;padding:.45rem;box-sizing:border-box}} button{{margin-top:1.2r
 {error}
 <input type="hidden" name="next" value="{next}">
 <label for="username">用户名</label><input id="username" name="username" autocomplete="username" required>
-<label for="password">密码</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<label for="password">密码</label><input id="password" name="password" type="password" \
+autocomplete="current-password" required>
 <button type="submit">登录</button>
 </form></body></html>"""
 
@@ -166,7 +168,7 @@ def logout(request: Request, session: SessionDep, settings: SettingsDep):
 
 
 @router.get("/auth/me", summary="Who am I: user, role, scope")
-def me(principal: P(Permission.VIEW_GRIDS)):
+def me(principal: Annotated[Principal, requires(Permission.VIEW_GRIDS)]):
     return {
         "username": principal.username,
         "role": str(principal.role),
@@ -207,12 +209,17 @@ UserId = Annotated[int, PathParam(ge=1, le=2**62)]
 
 
 @router.get("/admin/users", summary="All accounts")
-def users(session: SessionDep, _: P(Permission.MANAGE_USERS)):
+def users(session: SessionDep, _: Annotated[Principal, requires(Permission.MANAGE_USERS)]):
     return [u.as_dict() for u in accounts.list_users(session)]
 
 
 @router.post("/admin/users", status_code=201, summary="Create an account")
-def create_user(request: Request, session: SessionDep, principal: P(Permission.MANAGE_USERS), body: UserIn):
+def create_user(
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, requires(Permission.MANAGE_USERS)],
+    body: UserIn,
+):
     user = accounts.create_user(session, body.username, body.password, body.role,
                                 scope_codes=body.scope_codes, display_name=body.display_name)
     audit.record(session, principal, "create", resource="user", resource_ids=[user.id],
@@ -221,7 +228,8 @@ def create_user(request: Request, session: SessionDep, principal: P(Permission.M
 
 
 @router.patch("/admin/users/{user_id}", summary="Change role, scope, password or deactivate")
-def patch_user(request: Request, session: SessionDep, principal: P(Permission.MANAGE_USERS),
+def patch_user(request: Request, session: SessionDep,
+               principal: Annotated[Principal, requires(Permission.MANAGE_USERS)],
                user_id: UserId, body: UserPatch):
     fields = body.model_dump(exclude_unset=True)
     user = accounts.update_user(session, user_id, **fields)
@@ -232,13 +240,14 @@ def patch_user(request: Request, session: SessionDep, principal: P(Permission.MA
 
 
 @router.get("/admin/users/{user_id}/tokens", summary="A user's API tokens (never the secrets)")
-def user_tokens(session: SessionDep, _: P(Permission.MANAGE_USERS), user_id: UserId):
+def user_tokens(session: SessionDep, _: Annotated[Principal, requires(Permission.MANAGE_USERS)], user_id: UserId):
     accounts.get_user(session, user_id)
     return [t.as_dict() for t in accounts.list_tokens(session, user_id)]
 
 
 @router.post("/admin/users/{user_id}/tokens", status_code=201, summary="Issue an API token (shown once)")
-def issue_token(request: Request, session: SessionDep, principal: P(Permission.MANAGE_USERS),
+def issue_token(request: Request, session: SessionDep,
+                principal: Annotated[Principal, requires(Permission.MANAGE_USERS)],
                 user_id: UserId, body: TokenIn):
     secret, token = accounts.create_token(session, user_id, body.name, role=body.role,
                                           scope_codes=body.scope_codes, expires_days=body.expires_days)
@@ -248,7 +257,7 @@ def issue_token(request: Request, session: SessionDep, principal: P(Permission.M
 
 
 @router.delete("/admin/tokens/{token_id}", summary="Revoke an API token at once")
-def revoke(request: Request, session: SessionDep, principal: P(Permission.MANAGE_USERS),
+def revoke(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.MANAGE_USERS)],
            token_id: Annotated[int, PathParam(ge=1, le=2**62)]):
     token = accounts.revoke_token(session, token_id)
     audit.record(session, principal, "revoke", resource="api_token", resource_ids=[token_id],

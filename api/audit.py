@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import require_time_zone, table_response
-from api.security import P
+from api.security import requires
 from gis import audit
+from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.spreadsheet import Table
 
@@ -37,7 +38,7 @@ class Filters:
 
 
 @router.get("", summary="Audit rows, oldest first, with filters and paging")
-def read(session: SessionDep, settings: SettingsDep, _: P(Permission.VIEW_AUDIT),
+def read(session: SessionDep, settings: SettingsDep, _: Annotated[Principal, requires(Permission.VIEW_AUDIT)],
          filters: Annotated[Filters, Depends()],
          limit: Annotated[int, Query(ge=1)] = 100, offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0):
     check_page_limit(limit, settings)
@@ -47,7 +48,7 @@ def read(session: SessionDep, settings: SettingsDep, _: P(Permission.VIEW_AUDIT)
 
 @router.get("/export", summary="The filtered audit log as CSV or xlsx (the export is audited too)")
 def export(request: Request, session: SessionDep, settings: SettingsDep,
-           principal: P(Permission.VIEW_AUDIT), filters: Annotated[Filters, Depends()],
+           principal: Annotated[Principal, requires(Permission.VIEW_AUDIT)], filters: Annotated[Filters, Depends()],
            format: Literal["csv", "xlsx"] = "csv"):
     cap = settings.max_audit_export_rows
     rows, total = audit.query(session, limit=cap, offset=0, **filters.kw)

@@ -9,8 +9,9 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from api.deps import NoNul, SessionDep, SettingsDep
-from api.security import P
+from api.security import requires
 from gis import audit, emergencies
+from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.geometry_input import polygon_from_geojson
 
@@ -32,13 +33,13 @@ EmergencyId = Annotated[int, PathParam(ge=1, le=2**62)]
 
 
 @router.get("", summary="Emergencies, newest last")
-def list_all(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES), active: bool = False):
+def list_all(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)], active: bool = False):
     return emergencies.list_emergencies(session, active_only=active)
 
 
 @router.post("", status_code=201, summary="Declare an emergency over an extent")
 def declare(request: Request, session: SessionDep, settings: SettingsDep,
-            principal: P(Permission.MANAGE_EMERGENCIES), body: Declare):
+            principal: Annotated[Principal, requires(Permission.MANAGE_EMERGENCIES)], body: Declare):
     extent = polygon_from_geojson(body.extent, ("body", "extent"), max_vertices=settings.max_vertices_per_geometry,
                                   crs=body.crs)
     out = emergencies.declare(session, principal.user_id, body.title, body.reason, extent)
@@ -48,12 +49,13 @@ def declare(request: Request, session: SessionDep, settings: SettingsDep,
 
 
 @router.get("/{emergency_id}", summary="One emergency")
-def one(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES), emergency_id: EmergencyId):
+def one(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)], emergency_id: EmergencyId):
     return emergencies.get(session, emergency_id)
 
 
 @router.post("/{emergency_id}/close", summary="Close an emergency; its extent stops opening personal fields")
-def close(request: Request, session: SessionDep, principal: P(Permission.MANAGE_EMERGENCIES),
+def close(request: Request, session: SessionDep,
+          principal: Annotated[Principal, requires(Permission.MANAGE_EMERGENCIES)],
           emergency_id: EmergencyId, body: Close):
     out = emergencies.close(session, emergency_id, principal.user_id, body.reason)
     audit.record(session, principal, "close_emergency", resource="emergency", resource_ids=[emergency_id],

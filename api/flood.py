@@ -10,8 +10,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import table_response
-from api.security import P
+from api.security import requires
 from gis import audit
+from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.errors import InputError, Problem
 from gis.flood import finder
@@ -60,7 +61,7 @@ def households(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: P(Permission.VIEW_HOUSEHOLDS),
+    principal: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLDS)],
     extent: ExtentId = None,
     scenario: Scenario = None,
     buffer_m: BufferM = 0.0,
@@ -93,7 +94,7 @@ def households(
 def checklist(
     request: Request,
     session: SessionDep,
-    principal: P(Permission.VIEW_HOUSEHOLDS),
+    principal: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLDS)],
     extent: ExtentId = None,
     scenario: Scenario = None,
     buffer_m: BufferM = 0.0,
@@ -124,9 +125,11 @@ def checklist(
 def risk(
     request: Request,
     session: SessionDep,
-    principal: P(Permission.VIEW_HOUSEHOLD_COUNTS),
+    principal: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLD_COUNTS)],
     level: Annotated[int, Query(ge=1, le=4)] = 4,
-    stages: Annotated[str | None, Query(max_length=100, description="comma-separated metres; default 0.5,1,2,3")] = None,
+    stages: Annotated[
+        str | None, Query(max_length=100, description="comma-separated metres; default 0.5,1,2,3")
+    ] = None,
 ):
     from gis.flood.risk import flood_risk, parse_stages
 

@@ -11,8 +11,9 @@ from pydantic import BaseModel, Field
 
 from api.deps import NoNul, SessionDep, SettingsDep
 from api.exports import saved_upload
-from api.security import P
+from api.security import requires
 from gis import audit
+from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.errors import InputError, Problem
 from gis.flood import extents
@@ -51,10 +52,12 @@ def upload(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: P(Permission.EDIT_FLOOD_EXTENTS),
+    principal: Annotated[Principal, requires(Permission.EDIT_FLOOD_EXTENTS)],
     file: Annotated[UploadFile, File(description="GeoJSON, GeoPackage, zipped Shapefile or KML of flood polygons")],
     name: Annotated[str | None, Form(max_length=200, description="default: the file name")] = None,
-    crs: Annotated[str | None, Form(max_length=40, description="gcj02 | bd09 | EPSG:code, when the file does not say")] = None,
+    crs: Annotated[
+        str | None, Form(max_length=40, description="gcj02 | bd09 | EPSG:code, when the file does not say")
+    ] = None,
 ):
     from gis.grids.io import ReadLimits
 
@@ -78,7 +81,7 @@ def upload(
 
 @router.post("/extents/drawn", status_code=201, summary="Store a flood extent drawn on the map")
 def drawn(request: Request, session: SessionDep, settings: SettingsDep,
-          principal: P(Permission.EDIT_FLOOD_EXTENTS), body: Drawn):
+          principal: Annotated[Principal, requires(Permission.EDIT_FLOOD_EXTENTS)], body: Drawn):
     geom = polygon_from_geojson(body.geometry, ("body", "geometry"),
                                 max_vertices=settings.max_vertices_per_geometry, crs=body.crs)
     extent = extents.save_extent(session, geom, "drawn", body.name, user_id=principal.user_id,
@@ -88,18 +91,18 @@ def drawn(request: Request, session: SessionDep, settings: SettingsDep,
 
 
 @router.get("/extents", summary="Stored flood extents (no geometry), newest first")
-def list_all(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES),
+def list_all(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)],
              source: Annotated[Literal["model", "upload", "drawn"] | None, Query()] = None):
     return extents.list_extents(session, source)
 
 
 @router.get("/extents/{extent_id}", summary="One flood extent as GeoJSON, with its depth classes when modelled")
-def one(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES), extent_id: ExtentId):
+def one(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)], extent_id: ExtentId):
     return extents.extent_feature_collection(session, extents.get_extent(session, extent_id))
 
 
 @router.get("/scenarios", summary="Named scenarios, standard stages and the DEMs they run on")
-def scenarios(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES)):
+def scenarios(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)]):
     return {
         "named": [
             {"name": s.name, "stage_m": s.stage_m, "mode": s.mode, "title": s.title, "note": s.note}
@@ -119,8 +122,10 @@ def scenarios(session: SessionDep, _: P(Permission.VIEW_EMERGENCIES)):
                     "(404 saying how to compute a new stage)")
 def scenario(
     session: SessionDep,
-    _: P(Permission.VIEW_EMERGENCIES),
-    stage_or_name: Annotated[str, PathParam(max_length=40, description="a stage in metres (1.5) or a name (2023-09-23)")],
+    _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)],
+    stage_or_name: Annotated[
+        str, PathParam(max_length=40, description="a stage in metres (1.5) or a name (2023-09-23)")
+    ],
     mode: Annotated[Literal["fluvial", "pluvial"], Query()] = "fluvial",
 ):
     extent = extents.scenario(session, stage_or_name, mode, stored_only=True)
@@ -136,7 +141,7 @@ class StageRequest(BaseModel):
 @router.post("/scenarios", status_code=201,
              summary="Compute and store a modelled stage of the allowed set")
 def compute_scenario(request: Request, session: SessionDep,
-                     principal: P(Permission.COMPUTE_FLOOD_SCENARIOS), body: StageRequest):
+                     principal: Annotated[Principal, requires(Permission.COMPUTE_FLOOD_SCENARIOS)], body: StageRequest):
     stage = extents.check_stage(body.stage_m, body.mode, ("body", "stage_m"))
     extent = extents.scenario_extent(session, stage, body.mode)
     audit.record(session, principal, "flood_extent_model", resource="flood_extent",

@@ -14,8 +14,9 @@ from pydantic import BaseModel, Field
 
 from api.deps import SessionDep, SettingsDep
 from api.exports import saved_upload
-from api.security import P
+from api.security import requires
 from gis import audit
+from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.crs import parse_crs, points_to_wgs84
 from gis.errors import InputError, NotFound, Problem
@@ -80,7 +81,7 @@ def _feature_collection(frame, extra: dict | None = None) -> dict:
 def list_grids(
     session: SessionDep,
     settings: SettingsDep,
-    _: P(Permission.VIEW_GRIDS),
+    _: Annotated[Principal, requires(Permission.VIEW_GRIDS)],
     level: Annotated[int | None, Query(ge=1, le=4, description="1 town … 4 group grid")] = None,
     parent_code: Annotated[str | None, Query(pattern=r"^\d{15}$")] = None,
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS84)")] = None,
@@ -151,7 +152,7 @@ def _outside(loc: Location) -> NotFound:
 )
 def locate(
     session: SessionDep,
-    _: P(Permission.VIEW_GRIDS),
+    _: Annotated[Principal, requires(Permission.VIEW_GRIDS)],
     lon: Annotated[float, Query(description="longitude (east), first")],
     lat: Annotated[float, Query(description="latitude (north)")],
     crs: Annotated[str, Query(description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")] = "wgs84",
@@ -184,7 +185,12 @@ class LocateManyItem(BaseModel):
 
 
 @router.post("/locate", response_model=list[LocateManyItem], summary="Locate many points at once")
-def locate_many(session: SessionDep, settings: SettingsDep, _: P(Permission.VIEW_GRIDS), body: LocateMany):
+def locate_many(
+    session: SessionDep,
+    settings: SettingsDep,
+    _: Annotated[Principal, requires(Permission.VIEW_GRIDS)],
+    body: LocateMany,
+):
     if len(body.points) > settings.max_points_per_locate:
         raise InputError(
             Problem(("body", "points"), f"at most {settings.max_points_per_locate} points per request")
@@ -212,7 +218,7 @@ def import_file(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: P(Permission.EDIT_GRIDS),
+    principal: Annotated[Principal, requires(Permission.EDIT_GRIDS)],
     file: Annotated[UploadFile, File(description="GeoJSON, GeoPackage, zipped Shapefile or KML")],
     crs: Annotated[str | None, Form(description="override: gcj02 | bd09 | EPSG:code")] = None,
     dry_run: Annotated[bool, Form(description="validate and report, write nothing")] = False,
@@ -247,7 +253,11 @@ def import_file(
 
 
 @router.get("/{code}/history", summary="Every version of one grid", response_class=Response)
-def history(session: SessionDep, _: P(Permission.VIEW_GRIDS), code: Annotated[str, PathParam(pattern=r"^\d{15}$")]):
+def history(
+    session: SessionDep,
+    _: Annotated[Principal, requires(Permission.VIEW_GRIDS)],
+    code: Annotated[str, PathParam(pattern=r"^\d{15}$")],
+):
     frame = store.grid_history(session, code)
     if frame.empty:
         raise NotFound(f"no grid has the code {code}")

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from api.deps import SessionDep, SettingsDep
 from api.exports import require_time_zone, table_response
 from api.incidents import _audit_reporter
-from api.security import P, require_page
+from api.security import require_page, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.errors import InputError, Problem
@@ -90,7 +90,7 @@ QueryDep = Annotated[service.HotspotQuery, Depends(hotspot_query)]
 )
 def hotspots(
     session: SessionDep,
-    principal: P(Permission.VIEW_INCIDENTS),
+    principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
     query: QueryDep,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
 ):
@@ -126,7 +126,7 @@ def unit_incidents(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: P(Permission.VIEW_INCIDENTS),
+    principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
     query: QueryDep,
     unit_id: Annotated[str, PathParam(pattern=r"^(\d{15}|h\d{2,4}_-?\d{1,7}_-?\d{1,7})$")],
     reason: Annotated[str | None, Query(max_length=500)] = None,

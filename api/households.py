@@ -12,9 +12,10 @@ from fastapi.responses import Response
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import table_response
 from api.grids import parse_bbox
-from api.security import P
+from api.security import requires
 from gis import audit
 from gis import households as hh
+from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.spreadsheet import PERSONAL, Table
 
@@ -44,7 +45,7 @@ def list_households(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: P(Permission.VIEW_HOUSEHOLDS),
+    principal: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLDS)],
     grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$")] = None,
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
     limit: Annotated[int, Query(ge=1)] = 100,
@@ -75,13 +76,13 @@ def list_households(
 
 
 @router.get("/counts", summary="Households, residents and vulnerable members per grid (no personal fields)")
-def counts(session: SessionDep, _: P(Permission.VIEW_HOUSEHOLD_COUNTS),
+def counts(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLD_COUNTS)],
            level: Annotated[int | None, Query(ge=1, le=4)] = None):
     return hh.counts_by_grid(session, level)
 
 
 @router.get("/{household_id}", summary="One household with its members")
-def one(request: Request, session: SessionDep, principal: P(Permission.VIEW_HOUSEHOLDS),
+def one(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLDS)],
         household_id: Annotated[int, PathParam(ge=1, le=2**62)], reason: Reason = None):
     record = hh.get_household(session, principal, household_id)
     _audit_read(session, principal, request, [record], reason, "json")

@@ -13,8 +13,9 @@ from pydantic import BaseModel, Field
 
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import require_time_zone, saved_upload, table_response
-from api.security import P
+from api.security import requires
 from gis import audit
+from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.errors import InputError, NotFound, Problem
 from gis.incidents import service
@@ -77,7 +78,7 @@ def _audit_reporter(session, principal, request, records, reason=None):
 
 @router.post("", status_code=201, summary="Report an incident: located, assigned to its grids, routed")
 def report(request: Request, session: SessionDep, settings: SettingsDep,
-           principal: P(Permission.REPORT_INCIDENTS), body: IncidentIn):
+           principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)], body: IncidentIn):
     req = service.IntakeRequest(**body.model_dump(mode="python"))
     result = service.intake(
         session, principal, req,
@@ -98,7 +99,7 @@ def list_incidents(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: P(Permission.VIEW_INCIDENTS),
+    principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
     grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")] = None,
     state: State | None = None,
     category: Category | None = None,
@@ -140,7 +141,7 @@ def import_file(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: P(Permission.IMPORT_INCIDENTS),
+    principal: Annotated[Principal, requires(Permission.IMPORT_INCIDENTS)],
     file: Annotated[UploadFile, File(description=".csv, .xlsx, .geojson, .json or .gpkg")],
     crs: Annotated[str | None, Form(max_length=40)] = None,
     all_or_nothing: Annotated[bool, Form()] = False,
@@ -165,7 +166,7 @@ def import_file(
 
 @router.get("/stats", summary="Per grid at a level: counts by state/category, median hours per stage, "
             "on-time rate, satisfaction")
-def stats(session: SessionDep, principal: P(Permission.VIEW_INCIDENTS),
+def stats(session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
           level: Annotated[int, Query(ge=1, le=4)] = 3,
           since: dt.datetime | None = None, until: dt.datetime | None = None):
     from gis.incidents.stats import grid_stats
@@ -175,14 +176,15 @@ def stats(session: SessionDep, principal: P(Permission.VIEW_INCIDENTS),
 
 
 @router.get("/review", summary="Flagged assignments (shared edge, or outside the town) not yet reviewed")
-def review_queue(session: SessionDep, principal: P(Permission.REVIEW_INCIDENTS)):
+def review_queue(session: SessionDep, principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)]):
     pending, total = service.list_incidents(session, principal, flagged=True, pending_review=True,
                                             limit=10_000)
     return JSONResponse(json.loads(json.dumps({"total": total, "items": pending}, default=str)))
 
 
 @router.post("/{incident_id}/review", summary="Mark a flagged assignment as checked")
-def mark_reviewed(request: Request, session: SessionDep, principal: P(Permission.REVIEW_INCIDENTS),
+def mark_reviewed(request: Request, session: SessionDep,
+                  principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)],
                   incident_id: IncidentId):
     from sqlalchemy import text
 
@@ -196,14 +198,20 @@ def mark_reviewed(request: Request, session: SessionDep, principal: P(Permission
 
 
 @router.get("/{incident_id}", summary="One incident with its history, assignees and possible duplicates")
-def one(request: Request, session: SessionDep, principal: P(Permission.VIEW_INCIDENTS), incident_id: IncidentId):
+def one(
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
+    incident_id: IncidentId,
+):
     out = service.get_incident(session, principal, incident_id)
     _audit_reporter(session, principal, request, [out])
     return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
 @router.post("/{incident_id}/attachments", status_code=201, summary="Attach a photo (JPEG, PNG or WebP)")
-def attach(request: Request, session: SessionDep, settings: SettingsDep, principal: P(Permission.REPORT_INCIDENTS),
+def attach(request: Request, session: SessionDep, settings: SettingsDep,
+           principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)],
            incident_id: IncidentId, file: Annotated[UploadFile, File()]):
     from gis.incidents.attachments import add_attachment
 
@@ -220,14 +228,17 @@ def attach(request: Request, session: SessionDep, settings: SettingsDep, princip
 
 
 @router.get("/{incident_id}/attachments", summary="Photos of an incident (metadata only)")
-def attachments(session: SessionDep, principal: P(Permission.VIEW_INCIDENTS), incident_id: IncidentId):
+def attachments(
+    session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)], incident_id: IncidentId
+):
     from gis.incidents.attachments import list_attachments
 
     return list_attachments(session, principal, incident_id)
 
 
 @router.get("/{incident_id}/attachments/{attachment_id}", summary="One photo's bytes")
-def attachment(session: SessionDep, principal: P(Permission.VIEW_INCIDENTS), incident_id: IncidentId,
+def attachment(session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
+               incident_id: IncidentId,
                attachment_id: Annotated[int, PathParam(ge=1, le=2**62)]):
     from urllib.parse import quote
 
@@ -240,7 +251,7 @@ def attachment(session: SessionDep, principal: P(Permission.VIEW_INCIDENTS), inc
 
 
 @router.post("/{incident_id}/transitions", summary="Move the incident one step through the closed loop")
-def move(request: Request, session: SessionDep, principal: P(Permission.WORK_INCIDENTS),
+def move(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.WORK_INCIDENTS)],
          incident_id: IncidentId, body: TransitionIn):
     out = service.transition(session, principal, incident_id, body.action.value, body.note)
     audit.record(session, principal, "update", resource="incident", resource_ids=[incident_id],

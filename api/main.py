@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from typing import Annotated
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
@@ -14,7 +15,8 @@ from api import problems
 from api.deps import SessionDep
 from api.limits import BodySizeLimit, upload_limits
 from api.origin import OriginCheck
-from api.security import P, public
+from api.security import public, requires
+from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.db import make_engine, make_sessionmaker
 from gis.settings import Settings, get_settings
@@ -54,8 +56,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: a cross-site write is refused before anything reads its body.
     app.add_middleware(OriginCheck, trusted_origins=settings.trusted_origins)
 
-    from api import accounts, audit, emergencies, flood, flood_extents, grids, hotspots, households, incidents, maps
-    from api import docs
+    from api import (
+        accounts,
+        audit,
+        docs,
+        emergencies,
+        flood,
+        flood_extents,
+        grids,
+        hotspots,
+        households,
+        incidents,
+        maps,
+    )
 
     for module in (accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
                    maps):
@@ -69,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "postgis": postgis}
 
     @app.get("/stats", tags=["service"], summary="What is loaded: counts per layer and level")
-    def stats(session: SessionDep, _: P(Permission.VIEW_GRIDS)):
+    def stats(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_GRIDS)]):
         from gis.stats import town_counts
 
         return town_counts(session)

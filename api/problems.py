@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gis.errors import InputError, NotFound
+from gis.errors import Forbidden, InputError, NotFound
 
 log = logging.getLogger("wangge.api")
 
@@ -73,9 +73,9 @@ def install(app: FastAPI) -> None:
     async def _input(request: Request, exc: InputError):
         return problem(422, exc.title, kind="invalid-input", errors=[p.as_dict() for p in exc.problems])
 
-    @app.exception_handler(PermissionError)
-    async def _forbidden(request: Request, exc: PermissionError):
-        return problem(403, "Forbidden", kind="http-403", detail=str(exc))
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden):
+        return problem(403, "Forbidden", kind="http-403", detail=exc.detail)
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound):

@@ -7,7 +7,7 @@ without one, so a new endpoint cannot ship without a rule.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
@@ -99,5 +99,6 @@ def login_redirect_url(next_path: str) -> str:
     return "/login?next=" + quote(next_path, safe="/")
 
 
-def P(permission: Permission):  # noqa: N802 - reads like a type in signatures
-    return Annotated[Principal, Depends(require(permission))]
+def requires(permission: Permission) -> Any:
+    """The dependency of a route parameter `principal: Annotated[Principal, requires(Permission.X)]`."""
+    return Depends(require(permission))

@@ -421,7 +421,9 @@ def incidents_import(
 @flood_dem_app.command("import")
 def flood_dem_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="GeoTIFF DEM")],
-    rivers: Annotated[Path | None, typer.Option(help="river lines (GeoJSON, GPKG, zipped SHP, KML); default: the river layer")] = None,
+    rivers: Annotated[
+        Path | None, typer.Option(help="river lines (GeoJSON, GPKG, zipped SHP, KML); default: the river layer")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="default: the file name")] = None,
     crs: Annotated[str | None, typer.Option(help="the DEM's CRS when the file does not say (EPSG:code)")] = None,
     rivers_crs: Annotated[str | None, typer.Option(help="gcj02 | bd09 | EPSG:code for the river file")] = None,

@@ -37,3 +37,15 @@ class NotFound(LookupError):
         self.detail = detail
         self.extra = extra or {}
         super().__init__(detail)
+
+
+class Forbidden(Exception):
+    """The caller may not do this (their role or grids do not allow it); `detail` says why.
+
+    The domain's own refusal, answered 403 by the API. Not the built-in PermissionError, which an
+    operating-system error (a file the service user cannot read) would also raise.
+    """
+
+    def __init__(self, detail: str):
+        self.detail = detail
+        super().__init__(detail)

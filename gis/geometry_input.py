@@ -13,7 +13,11 @@ from gis.errors import InputError, Problem
 
 def _walk_positions(coords, loc, problems, dims: set[int], counter: list[int]):
     """Check every position of a GeoJSON coordinates array; positions are [lon, lat(, z)]."""
-    if isinstance(coords, list | tuple) and coords and all(isinstance(v, int | float) and not isinstance(v, bool) for v in coords):
+    if (
+        isinstance(coords, list | tuple)
+        and coords
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in coords)
+    ):
         counter[0] += 1
         dims.add(len(coords))
         if len(coords) not in (2, 3):
@@ -45,10 +49,14 @@ def polygon_from_geojson(
         value = value.get("geometry") or {}
         loc = loc + ("geometry",)
     if value.get("crs") is not None:
-        raise InputError(Problem(loc + ("crs",), "GeoJSON geometries carry no crs member; give crs separately", "unknown_crs"))
+        raise InputError(
+            Problem(loc + ("crs",), "GeoJSON geometries carry no crs member; give crs separately", "unknown_crs")
+        )
     gtype = value.get("type")
     if gtype not in ("Polygon", "MultiPolygon"):
-        raise InputError(Problem(loc + ("type",), f"expected Polygon or MultiPolygon, got {gtype!r}", "bad_geometry_type"))
+        raise InputError(
+            Problem(loc + ("type",), f"expected Polygon or MultiPolygon, got {gtype!r}", "bad_geometry_type")
+        )
     coords = value.get("coordinates")
     problems: list[Problem] = []
     dims: set[int] = set()
@@ -57,7 +65,9 @@ def polygon_from_geojson(
     if problems:
         raise InputError(problems)
     if counter[0] > max_vertices:
-        raise InputError(Problem(loc + ("coordinates",), f"{counter[0]} vertices; at most {max_vertices}", "too_many_vertices"))
+        raise InputError(
+            Problem(loc + ("coordinates",), f"{counter[0]} vertices; at most {max_vertices}", "too_many_vertices")
+        )
     if len(dims) > 1:
         raise InputError(Problem(loc + ("coordinates",), "positions mix 2D and 3D coordinates", "mixed_dimensions"))
     system = crs if isinstance(crs, CoordSystem) else parse_crs(crs, field=loc[:-1] + ("crs",) if loc else ("crs",))
@@ -80,7 +90,7 @@ def polygon_from_geojson(
 def _check_lonlat_bounds(geom, loc) -> None:
     x0, y0, x1, y1 = geom.bounds
     if x0 < -180 or x1 > 180 or y0 < -90 or y1 > 90:
-        if -90 <= x0 and x1 <= 90 and -180 <= y0 and y1 <= 180:
+        if x0 >= -90 and x1 <= 90 and y0 >= -180 and y1 <= 180:
             msg = "coordinates look like [lat, lon]; GeoJSON positions are [lon, lat]"
             kind = "swapped_lonlat"
         else:
@@ -88,7 +98,11 @@ def _check_lonlat_bounds(geom, loc) -> None:
             kind = "out_of_range"
         raise InputError(Problem(loc + ("coordinates",), msg, kind))
     # Inside the valid range but with axes swapped for China: lon 73-136, lat 3-54.
-    if 3 <= x0 and x1 <= 54 and 73 <= y0 and y1 <= 136:
+    if x0 >= 3 and x1 <= 54 and y0 >= 73 and y1 <= 136:
         raise InputError(
-            Problem(loc + ("coordinates",), "coordinates look like [lat, lon]; GeoJSON positions are [lon, lat]", "swapped_lonlat")
+            Problem(
+                loc + ("coordinates",),
+                "coordinates look like [lat, lon]; GeoJSON positions are [lon, lat]",
+                "swapped_lonlat",
+            )
         )

@@ -52,7 +52,9 @@ def _hand(town: SampleTown, xy: np.ndarray) -> np.ndarray:
         c = np.clip(np.floor(cols).astype(int), 0, town.dem.shape[1] - 1)
         return town.dem[r, c].astype(float)
 
-    near = shapely.get_coordinates(shapely.line_interpolate_point(river, shapely.line_locate_point(river, shapely.points(xy))))
+    near = shapely.get_coordinates(
+        shapely.line_interpolate_point(river, shapely.line_locate_point(river, shapely.points(xy)))
+    )
     return z(xy) - z(near)
 
 

@@ -545,10 +545,7 @@ def _household_members(
 ) -> list[tuple[str, str, str, int]]:
     """(name, gender, relation, age) of the members of one rural household, head first."""
     members: list[tuple[str, str, str, int]] = []
-    if size == 1:
-        head_age = rnd.randint(45, 88)
-    else:
-        head_age = min(88, max(26, int(rnd.triangular(26, 82, 50))))
+    head_age = rnd.randint(45, 88) if size == 1 else min(88, max(26, int(rnd.triangular(26, 82, 50))))
     head_gender = "男" if rnd.random() < 0.84 else "女"
     year = REFERENCE_DATE.year
     head_surname = surname if (head_gender == "男" or rnd.random() < 0.4) else _random_surname(rnd)

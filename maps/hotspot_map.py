@@ -23,8 +23,8 @@ from gis.incidents.categories import CATEGORY_NAMES_ZH, Category
 from maps import labels
 from maps.grid_map import BACKGROUND, PageChrome, add_online_tiles, add_pane, display_geometries
 from maps.offline import DEFAULT_PREFIX
-from maps.render import render_page
 from maps.points import EMPTY_VIEW, POPUP_TABLE_JS, script_json
+from maps.render import render_page
 
 # Diverging hot/cold colours as in the standard hot-spot maps (red hot, blue cold, pale neutral).
 BIN_COLOURS: dict[int, str] = {

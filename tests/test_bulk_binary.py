@@ -30,7 +30,9 @@ def test_every_column_kind_round_trips_through_postgresql(session):
             .timestamptz("at", micros).points("g", xs, ys, 4326).constant("z", "常量"))
     with raw.cursor() as cur:
         copy_payload(cur, "bin_rt", cols.names, cols.payload())
-    rows = session.execute(text("SELECT i, t, c, k, b, f, at, ST_X(g), ST_Y(g), ST_SRID(g), z FROM bin_rt ORDER BY i")).all()
+    rows = session.execute(
+        text("SELECT i, t, c, k, b, f, at, ST_X(g), ST_Y(g), ST_SRID(g), z FROM bin_rt ORDER BY i")
+    ).all()
     assert len(rows) == n
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     for j, (i, t, c, k, b, f, at, x, y, srid, z) in enumerate(rows):

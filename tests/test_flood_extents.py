@@ -99,7 +99,9 @@ def test_depth_at_is_nan_where_dry_and_off_the_dem(session):
     extent = extents.scenario_extent(session, 3.0)
     inside = extent.geom.geoms[0].representative_point()
     far = (100.0, 20.0)
-    town = session.execute(text("SELECT ST_X(ST_Centroid(geom)), ST_Y(ST_Centroid(geom)) FROM grid WHERE level = 1")).one()
+    town = session.execute(
+        text("SELECT ST_X(ST_Centroid(geom)), ST_Y(ST_Centroid(geom)) FROM grid WHERE level = 1")
+    ).one()
     depth = extent.depth_at(np.array([[inside.x, inside.y], far, tuple(town)]))
     assert 0 <= depth[0] <= 3.0 and np.isnan(depth[1])
     assert np.isnan(depth[2]) == (not extent.geom.contains(shapely.Point(town)))
@@ -200,7 +202,9 @@ def test_api_upload_geojson_in_gcj02_gpkg_and_zipped_shapefile(scratch_db_url, a
         gx, gy = wgs84_to_gcj02(*np.array(wgs.exterior.coords).T)
         gcj = Polygon(np.column_stack([gx, gy]))
         body = json.dumps(_feature_collection(gcj), ensure_ascii=False).encode()
-        r = em.post("/flood/extents", files={"file": ("survey.geojson", body)}, data={"crs": "gcj02", "name": "航测范围"})
+        r = em.post(
+            "/flood/extents", files={"file": ("survey.geojson", body)}, data={"crs": "gcj02", "name": "航测范围"}
+        )
         assert r.status_code == 201, r.text
         made = r.json()
         assert made["source"] == "upload" and made["name"] == "航测范围" and made["modelled"] is False
@@ -331,7 +335,9 @@ def test_a_dem_away_from_the_stored_rivers_drains_by_upstream_area(session, tmp_
         dst.write(dem, 1)
     info = extents.import_dem(session, path, name="elsewhere", accumulation_threshold_km2=None)
     assert info["drainage_cells"] > 20  # the lower channel, found from 1 km² of upstream area
-    row = session.execute(text("SELECT rivers IS NULL, accumulation_threshold_km2 FROM flood_dem WHERE name = 'elsewhere'")).one()
+    row = session.execute(
+        text("SELECT rivers IS NULL, accumulation_threshold_km2 FROM flood_dem WHERE name = 'elsewhere'")
+    ).one()
     assert row[0] is True and row[1] == 1.0
     extent = extents.scenario_extent(session, 1.0, dem_name="elsewhere")
     assert extent.area_m2 > 0 and extent.depth_at is not None

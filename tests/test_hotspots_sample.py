@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
-from gis.errors import InputError
+from gis.errors import Forbidden, InputError
 from gis.hotspots import emerging, service, stats, units
 from gis.hotspots.service import HotspotQuery, analyse
 from maps import labels
@@ -325,7 +325,7 @@ def test_grid_staff_see_only_their_scope(session, accounts):
     other = session.execute(
         text("SELECT max(code) FROM grid WHERE level = 3 AND valid_to IS NULL")
     ).scalar_one()
-    with pytest.raises(PermissionError):
+    with pytest.raises(Forbidden):
         analyse(session, principal, HotspotQuery(grid_code=other))
     with pytest.raises(InputError) as exc:
         analyse(session, principal, HotspotQuery())

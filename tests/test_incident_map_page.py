@@ -409,7 +409,7 @@ def test_page_is_deterministic_with_overdue_last_and_local_times():
     b = build_incident_map(records, _grids(), title="t", total=7, grid_names=names,
                            reporter_masked=True, synthetic=True)
     assert a == b
-    assert [2, 3, 1] == [int(i) for i in re.findall(r'"id":(\d+),"properties"', a)]
+    assert [int(i) for i in re.findall(r'"id":(\d+),"properties"', a)] == [2, 3, 1]
     assert "112.141235" in a and "112.141234567" not in a
     assert "2024-05-01 08:30" in a  # UTC 00:30 is 08:30 in the town
     assert labels.INCIDENT_OVERDUE.format(place="尹营村（411324105001000）") in a

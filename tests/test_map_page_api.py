@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import text
 
 from maps import labels
-from tests.conftest import settings_for  # noqa: F401
 from tests.browser import OfflinePageChecker, launch_chromium, serve_app_in_thread
+from tests.conftest import settings_for  # noqa: F401
 
 pytestmark = pytest.mark.browser
 

@@ -179,11 +179,23 @@ def test_emergency_opens_personal_fields_inside_its_extent_only(scratch_db_url, 
 @pytest.mark.parametrize(
     ("extent", "kind"),
     [
-        ({"type": "Polygon", "coordinates": [[[112.1, 32.9], [112.2, 33.0], [112.2, 32.9], [112.1, 33.0], [112.1, 32.9]]]}, "invalid_geometry"),
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [[[112.1, 32.9], [112.2, 33.0], [112.2, 32.9], [112.1, 33.0], [112.1, 32.9]]],
+            },
+            "invalid_geometry",
+        ),
         ({"type": "Polygon", "coordinates": [[[112.1, 32.9], [112.2, 32.9], [112.2, "NaN"], [112.1, 32.9]]]}, ""),
-        ({"type": "Polygon", "coordinates": [[[32.9, 112.1], [32.9, 112.2], [33.0, 112.2], [32.9, 112.1]]]}, "swapped_lonlat"),
+        (
+            {"type": "Polygon", "coordinates": [[[32.9, 112.1], [32.9, 112.2], [33.0, 112.2], [32.9, 112.1]]]},
+            "swapped_lonlat",
+        ),
         ({"type": "Polygon", "coordinates": [[[500, 32.9], [600, 32.9], [600, 33], [500, 32.9]]]}, "out_of_range"),
-        ({"type": "Polygon", "coordinates": [[[112.1, 32.9, 1], [112.2, 32.9], [112.2, 33], [112.1, 32.9, 1]]]}, "mixed_dimensions"),
+        (
+            {"type": "Polygon", "coordinates": [[[112.1, 32.9, 1], [112.2, 32.9], [112.2, 33], [112.1, 32.9, 1]]]},
+            "mixed_dimensions",
+        ),
         ({"type": "Point", "coordinates": [112.1, 32.9]}, "bad_geometry_type"),
     ],
 )

@@ -317,7 +317,7 @@ def create_session(session: Session, user: User, client_ip: str | None, hours: f
 def principal_from_session(session: Session, cookie_value: str, client_ip: str | None) -> Principal | None:
     row = session.execute(
         text(
-            f"""
+            """
             SELECT u.id, u.username, u.role, u.scope_codes, s.id_hash FROM web_session s
             JOIN app_user u ON u.id = s.user_id
             WHERE s.id_hash = :h AND s.revoked_at IS NULL AND s.expires_at > now() AND u.active

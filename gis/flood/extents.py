@@ -168,7 +168,9 @@ def _warp_to_metric(data, transform, src_crs) -> _Dem:
     left, top = transform.c, transform.f
     right, bottom = left + transform.a * w, top + transform.e * h
     lon, lat = (left + right) / 2.0, (top + bottom) / 2.0
-    if not (min(left, right) >= -180 and max(left, right) <= 180 and min(top, bottom) >= -90 and max(top, bottom) <= 90):
+    if not (
+        min(left, right) >= -180 and max(left, right) <= 180 and min(top, bottom) >= -90 and max(top, bottom) <= 90
+    ):
         raise _dem_problem("the raster says it is in degrees but its coordinates are not", "wrong_crs")
     dst_crs = CRS.from_user_input(metric_crs_for(lon, lat))
     dst_t, dw, dh = calculate_default_transform(src_crs, dst_crs, w, h, left, bottom, right, top)
@@ -219,7 +221,11 @@ def _to_crs(geom, crs, inverse: bool = False):
     import pyproj
 
     tr = pyproj.Transformer.from_crs(
-        *(("EPSG:4326", pyproj.CRS.from_user_input(crs.to_wkt())) if not inverse else (pyproj.CRS.from_user_input(crs.to_wkt()), "EPSG:4326")),
+        *(
+            ("EPSG:4326", pyproj.CRS.from_user_input(crs.to_wkt()))
+            if not inverse
+            else (pyproj.CRS.from_user_input(crs.to_wkt()), "EPSG:4326")
+        ),
         always_xy=True,
     )
     return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
@@ -778,10 +784,14 @@ def save_extent(
     if geom is None or geom.is_empty:
         raise InputError(Problem(("geometry",), "the extent is empty", "empty_geometry"))
     if not isinstance(geom, Polygon | MultiPolygon):
-        raise InputError(Problem(("geometry",), f"a Polygon or MultiPolygon, got {geom.geom_type}", "bad_geometry_type"))
+        raise InputError(
+            Problem(("geometry",), f"a Polygon or MultiPolygon, got {geom.geom_type}", "bad_geometry_type")
+        )
     geom = _as_multipolygon(shapely.force_2d(geom))
     if not geom.is_valid:
-        raise InputError(Problem(("geometry",), f"invalid polygon: {shapely.is_valid_reason(geom)}", "invalid_geometry"))
+        raise InputError(
+            Problem(("geometry",), f"invalid polygon: {shapely.is_valid_reason(geom)}", "invalid_geometry")
+        )
     minx, miny, maxx, maxy = geom.bounds
     if not (minx >= -180 and maxx <= 180 and miny >= -90 and maxy <= 90):
         raise InputError(Problem(("geometry",), "coordinates are not longitude/latitude", "wrong_crs"))

@@ -474,7 +474,9 @@ def resolve_extent(session: Session, extent_id: int | None = None, scenario: str
     from gis.flood import extents
 
     if (extent_id is None) == (scenario is None):
-        raise InputError(Problem(("query", "extent"), "give either extent (an id) or scenario (a name or a stage in m)"))
+        raise InputError(
+            Problem(("query", "extent"), "give either extent (an id) or scenario (a name or a stage in m)")
+        )
     if extent_id is not None:
         return extents.get_extent(session, extent_id)
     scenario = scenario.strip()

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from gis.auth.principal import Principal
 from gis.codes import in_subtree
 from gis.crs import metric_crs_for
-from gis.errors import InputError, NotFound, Problem
+from gis.errors import Forbidden, InputError, NotFound, Problem
 from gis.grids import store
 from gis.hotspots import emerging, stats, units
 from gis.incidents.categories import Category, DisputeKind
@@ -188,7 +188,7 @@ def _area(session: Session, principal: Principal | None, q: HotspotQuery) -> _Ar
         elif in_subtree(q.grid_code, principal.scope_codes, parents):
             roots = [q.grid_code]
         else:
-            raise PermissionError(
+            raise Forbidden(
                 f"grid {q.grid_code} is outside your grids; hot spots are computed "
                 "only from incidents you may see"
             )

@@ -29,7 +29,8 @@ Which p-value decides (`inference`):
   spot once most incidents sit in a few clusters; the normal approximation alone is too generous
   in the upper tail of sparse counts (uniform random incidents then give false hot spots). Both
   together give the standard Gi* map, with its significance checked exactly.
-* "exact": conditional on the total N, under "no clustering" each incident falls in unit j with probability share_j (its share of the area, or of the
+* "exact": conditional on the total N, under "no clustering" each incident falls in unit j with
+  probability share_j (its share of the area, or of the
   residents for rates), so the count S_i in unit i's neighbourhood (the unit included, as in Gi*)
   is Binomial(N, Σ share). The two-sided p is 2 × the smaller tail, at most 1. This is exact for
   counts, however small, and is the test behind "a uniform random set gives no hot spots": the

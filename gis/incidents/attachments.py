@@ -106,7 +106,9 @@ def list_attachments(session: Session, principal: Principal, incident_id: int) -
     return [{**dict(r), "uploaded_at": r["uploaded_at"].isoformat()} for r in rows]
 
 
-def get_attachment(session: Session, principal: Principal, incident_id: int, attachment_id: int) -> tuple[str, str, bytes]:
+def get_attachment(
+    session: Session, principal: Principal, incident_id: int, attachment_id: int
+) -> tuple[str, str, bytes]:
     _visible(session, principal, incident_id)
     row = session.execute(
         text("SELECT filename, content_type, data FROM incident_attachment WHERE id = :a AND incident_id = :i"),

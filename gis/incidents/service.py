@@ -22,7 +22,7 @@ from gis.auth.principal import Principal
 from gis.auth.roles import Role
 from gis.crs import parse_crs, points_to_wgs84
 from gis.db import driver_rows
-from gis.errors import InputError, NotFound, Problem
+from gis.errors import Forbidden, InputError, NotFound, Problem
 from gis.grids.locate import current_hierarchy, locate_points, path_to_town
 from gis.incidents import fields
 from gis.incidents.categories import Category
@@ -587,7 +587,7 @@ def transition(
     if row is None:
         raise NotFound(f"no incident {incident_id} that you may see")
     if not row.workable:   # a report of theirs in another grid: that grid's staff work it
-        raise PermissionError(
+        raise Forbidden(
             f"incident {incident_id} lies outside your grids: its own grid's staff work it")
     try:
         act = Action(action)
@@ -595,7 +595,7 @@ def transition(
         raise InputError(Problem(("body", "action"), "one of " + ", ".join(a.value for a in Action))) from None
     allowed_roles = RESTRICTED_ACTIONS.get(act)
     if allowed_roles is not None and principal.role.value not in allowed_roles:
-        raise PermissionError(f"only {' or '.join(sorted(allowed_roles))} may {act.value}")
+        raise Forbidden(f"only {' or '.join(sorted(allowed_roles))} may {act.value}")
     state = State(row.state)
     try:
         new = next_state(state, act)

@@ -39,7 +39,8 @@ def grid_stats(session: Session, principal: Principal, level: int, since=None, u
         allowance(category, stage, hours) AS (VALUES {_ALLOWANCE})
         SELECT s.code, s.stage,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.left_at - s.at) / 3600) AS median_h,
-               avg(CASE WHEN s.left_at - s.at <= make_interval(secs => a.hours * 3600) THEN 1.0 ELSE 0.0 END) AS on_time,
+               avg(CASE WHEN s.left_at - s.at <= make_interval(secs => a.hours * 3600)
+                   THEN 1.0 ELSE 0.0 END) AS on_time,
                count(*) AS finished
         FROM steps s JOIN allowance a ON a.category = s.category AND a.stage = s.stage
         WHERE s.left_at IS NOT NULL
