@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -12,10 +13,10 @@ class Problem:
     loc: tuple[str | int, ...]
     msg: str
     type: str = "invalid"
-    ctx: dict | None = field(default=None, compare=False)
+    ctx: dict[str, Any] | None = field(default=None, compare=False)
 
-    def as_dict(self) -> dict:
-        out: dict = {"loc": list(self.loc), "msg": self.msg, "type": self.type}
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"loc": list(self.loc), "msg": self.msg, "type": self.type}
         if self.ctx:
             out["ctx"] = self.ctx
         return out
@@ -33,7 +34,7 @@ class InputError(ValueError):
 class NotFound(LookupError):
     """A thing the caller named does not exist; `detail` says what was looked for."""
 
-    def __init__(self, detail: str, extra: dict | None = None):
+    def __init__(self, detail: str, extra: dict[str, Any] | None = None):
         self.detail = detail
         self.extra = extra or {}
         super().__init__(detail)
