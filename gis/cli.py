@@ -63,6 +63,22 @@ def db_upgrade() -> None:
     console.print("schema up to date")
 
 
+@db_app.command("check")
+def db_check() -> None:
+    """Do the models and the migrations describe the same schema? Upgrades a throwaway database (next
+    to DATABASE_URL's, dropped after) to head and runs Alembic's check; exit 1 on any difference."""
+    from gis.schema_check import check_schema
+    from gis.settings import get_settings
+
+    differences = check_schema(get_settings().require_database_url())
+    if differences:
+        err.print(f"the models (gis/models.py) and the migrations differ in {len(differences)} place(s):")
+        for difference in differences:
+            err.print(f"  {difference!r}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    console.print("models and migrations agree")
+
+
 @sample_app.command("load")
 def sample_load(
     if_empty: Annotated[bool, typer.Option(help="do nothing when grids are already stored")] = False,
