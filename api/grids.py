@@ -15,9 +15,9 @@ from pydantic import BaseModel, Field
 from api.deps import SessionDep, SettingsDep
 from api.exports import saved_upload
 from api.security import requires
-from gis import audit
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
+from gis.context import Context
 from gis.crs import parse_crs, points_to_wgs84
 from gis.errors import InputError, NotFound, Problem
 from gis.grids import store
@@ -79,6 +79,7 @@ def _feature_collection(frame, extra: dict | None = None) -> dict:
 
 @router.get("", summary="Current grids as GeoJSON", response_class=Response)
 def list_grids(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     _: Annotated[Principal, requires(Permission.VIEW_GRIDS)],
@@ -97,8 +98,11 @@ def list_grids(
         session, level=level, parent_code=parent_code, bbox=box, limit=limit, offset=offset
     )
     matched = store.count_current_grids(session, level=level, parent_code=parent_code, bbox=box)
+    # Pages follow the code order (unique among current grids), so consecutive pages neither repeat nor skip.
+    after = offset + len(frame)
+    next_url = str(request.url.include_query_params(offset=after, limit=limit)) if after < matched else None
     body = _feature_collection(
-        frame, {"numberMatched": matched, "numberReturned": len(frame), "offset": offset}
+        frame, {"numberMatched": matched, "numberReturned": len(frame), "offset": offset, "next": next_url}
     )
     return Response(json.dumps(body, ensure_ascii=False), media_type=GEOJSON)
 
@@ -223,32 +227,17 @@ def import_file(
     crs: Annotated[str | None, Form(description="override: gcj02 | bd09 | EPSG:code")] = None,
     dry_run: Annotated[bool, Form(description="validate and report, write nothing")] = False,
 ):
-    from gis.grids.io import ReadLimits, read_grid_file
-
     name = Path(file.filename or "upload").name
     suffix = "".join(Path(name).suffixes[-1:]).lower()
     if suffix not in {".geojson", ".json", ".gpkg", ".zip", ".kml"}:
         raise InputError(
             Problem(("body", "file"), "file type must be .geojson, .json, .gpkg, .zip (Shapefile) or .kml")
         )
-    limits = ReadLimits.from_settings(settings)
+    ctx = Context(principal, method=request.method, path=request.url.path)
     with saved_upload(file, suffix, settings.max_upload_bytes) as path:
-        frame = read_grid_file(path, crs=crs, limits=limits)
-    savepoint = session.begin_nested() if dry_run else None
-    report = store.import_grids(
-        session,
-        frame,
-        source=f"upload:{name}",
-        gap_tolerance_m2=settings.gap_tolerance_m2,
-        overlap_tolerance_m2=settings.overlap_tolerance_m2,
-        boundary_tolerance_m=settings.boundary_tolerance_m,
-    )
-    if savepoint is not None:
-        savepoint.rollback()
-    else:
-        audit.record(session, principal, "import", resource="grid",
-                     resource_ids=report.created + report.replaced, method="POST", path=request.url.path,
-                     detail={"file": name, "created": len(report.created), "replaced": len(report.replaced)})
+        report = store.import_grid_file(
+            session, ctx, path, file_name=name, source=f"upload:{name}", settings=settings, crs=crs, dry_run=dry_run
+        )
     return {"dry_run": dry_run, **report.as_dict()}
 
 

@@ -127,27 +127,18 @@ def grids_import(
     dry_run: Annotated[bool, typer.Option(help="validate and report; write nothing")] = False,
 ) -> None:
     """Validate a grid file and store it as new grid versions — all or nothing."""
+    from gis.context import Context
     from gis.db import transaction
-    from gis.grids.io import ReadLimits, read_grid_file
-    from gis.grids.store import import_grids
+    from gis.grids.store import import_grid_file
     from gis.settings import get_settings
 
-    settings = get_settings()
-    limits = ReadLimits.from_settings(settings)
+    ctx = Context.cli(f"grids import {file.name}" + (" --dry-run" if dry_run else ""))
     try:
-        frame = read_grid_file(file, crs=crs, limits=limits)
         with transaction(_engine()) as session:
-            savepoint = session.begin_nested() if dry_run else None
-            report = import_grids(
-                session,
-                frame,
-                source=f"cli:{file.name}",
-                gap_tolerance_m2=settings.gap_tolerance_m2,
-                overlap_tolerance_m2=settings.overlap_tolerance_m2,
-                boundary_tolerance_m=settings.boundary_tolerance_m,
+            report = import_grid_file(
+                session, ctx, file, file_name=file.name, source=f"cli:{file.name}", settings=get_settings(),
+                crs=crs, dry_run=dry_run,
             )
-            if savepoint is not None:
-                savepoint.rollback()
     except InputError as exc:
         _print_problems(exc)
         raise typer.Exit(1) from None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -14,6 +16,10 @@ from gis.bulk import copy_rows, ewkt
 from gis.crs import metric_crs_for, metric_transformer
 from gis.errors import InputError
 from gis.grids.validate import DEFAULT_TOLERANCE_M, validate_grids
+
+if TYPE_CHECKING:
+    from gis.context import Context
+    from gis.settings import Settings
 
 GRID_COLUMNS = ["code", "name", "level", "parent_code", "valid_from", "geometry"]
 
@@ -186,4 +192,47 @@ def import_grids(
         )
     if to_write:
         copy_rows(session, "grid", ("code", "name", "level", "parent_code", "geom", "source"), to_write)
+    return report
+
+
+def import_grid_file(
+    session: Session,
+    ctx: Context,
+    path: Path,
+    *,
+    file_name: str,
+    source: str,
+    settings: Settings,
+    crs: str | None = None,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Read a grid file (`file_name` is what its sender called it), validate it against the stored
+    hierarchy and store it as new grid versions — all or nothing — with its audit row.
+
+    With `dry_run` everything is checked and the report says what would be written, inside a
+    savepoint that is rolled back: nothing is written, so nothing is audited either. Every problem
+    is an InputError; the caller's transaction is left as it was.
+    """
+    from gis.grids.io import read_grid_file
+    from gis.vector_files import ReadLimits
+
+    frame = read_grid_file(path, crs=crs, limits=ReadLimits.from_settings(settings))
+    savepoint = session.begin_nested() if dry_run else None
+    try:
+        report = import_grids(
+            session,
+            frame,
+            source=source,
+            gap_tolerance_m2=settings.gap_tolerance_m2,
+            overlap_tolerance_m2=settings.overlap_tolerance_m2,
+            boundary_tolerance_m=settings.boundary_tolerance_m,
+        )
+    finally:
+        if savepoint is not None:
+            savepoint.rollback()
+    if not dry_run:
+        ctx.audit(
+            session, "import", resource="grid", resource_ids=report.created + report.replaced,
+            detail={"file": file_name, "created": len(report.created), "replaced": len(report.replaced)},
+        )
     return report
