@@ -325,6 +325,9 @@ class AuditLog(Base):
         Index("audit_log_at", "at"),
         Index("audit_log_actor", "actor", "at"),
         Index("audit_log_resource", "resource", "at"),
+        # The list's filters (gis.audit.AuditFilters) each have an index in its order (migration 0011).
+        Index("audit_log_action", "action", "at"),
+        Index("audit_log_resource_ids", "resource_ids", postgresql_using="gin"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -66,9 +66,9 @@ def check_schema(url: str | URL, metadata: MetaData | None = None) -> list[Any]:
 # Alembic's autogenerate compares tables, columns, types, nullability, server defaults, indexes
 # (expression ones included), unique constraints and FKs, and with its opt-in plugin check
 # constraints by name and text. It does not compare a column's collation, a generated column's
-# expression, or an index's WHERE and INCLUDE: `_compare_beyond_alembic` does, for the columns and
-# indexes present on both sides, and reports a difference as the drop-and-create Alembic would
-# need (so `check` fails and names it).
+# expression, or an index's WHERE, INCLUDE and method (btree, GiST, GIN): `_compare_beyond_alembic`
+# does, for the columns and indexes present on both sides, and reports a difference as the
+# change Alembic would need (so `check` fails and names it).
 PLUGIN_NAME = "wangge.schema_check"
 
 
@@ -116,11 +116,13 @@ def _compare_beyond_alembic(
         want = (
             _normalised_sql(options["where"]) if options["where"] is not None else None,
             [str(c) for c in options["include"] or []],
+            options["using"] or "btree",
         )
         have_options = found_ix.get("dialect_options", {})
         have = (
             _normalised_sql(have_options["postgresql_where"]) if "postgresql_where" in have_options else None,
             list(have_options.get("postgresql_include") or []),
+            have_options.get("postgresql_using") or "btree",
         )
         if want != have:
             modify_table_ops.ops.append(ops.DropIndexOp(found_ix["name"], tname, schema=schema))

@@ -100,6 +100,10 @@ def _drop_check_constraint(metadata: MetaData) -> None:
     table.constraints.discard(next(c for c in table.constraints if c.name == "level_range"))
 
 
+def _other_index_method(metadata: MetaData) -> None:
+    _index(metadata, "audit_log", "audit_log_resource_ids").dialect_options["postgresql"]["using"] = "btree"
+
+
 def _nullable_column(metadata: MetaData) -> None:
     metadata.tables["household"].c["address"].nullable = True
 
@@ -114,6 +118,7 @@ def _nullable_column(metadata: MetaData) -> None:
         (_default_collation, "group_code"),
         (_other_generated_expression, "stage_deadline"),
         (_drop_check_constraint, "level_range"),
+        (_other_index_method, "audit_log_resource_ids"),
         (_nullable_column, "address"),
     ],
 )
