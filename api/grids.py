@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import shapely
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -48,14 +48,14 @@ def parse_bbox(bbox: str | None) -> tuple[float, float, float, float] | None:
     return x0, y0, x1, y1
 
 
-def _iso(value) -> str | None:
+def _iso(value: Any) -> str | None:
     """ISO time, or None for a missing one (pandas turns a missing time into NaT)."""
     import pandas as pd
 
     return None if value is None or pd.isna(value) else value.isoformat()
 
 
-def _feature_collection(frame, extra: dict | None = None) -> dict:
+def _feature_collection(frame: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     features = []
     for r, g in zip(frame.itertuples(), frame.geometry, strict=True):
         features.append(
@@ -88,7 +88,7 @@ def list_grids(
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS84)")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-):
+) -> Response:
     box = parse_bbox(bbox)
     cap = settings.max_features_per_page
     if limit is not None and limit > cap:
@@ -111,7 +111,7 @@ class LocatedGrid(BaseModel):
     code: str
     name: str
     level: int
-    staff: list[dict] = Field(default_factory=list)
+    staff: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class LocateAnswer(BaseModel):
@@ -122,7 +122,7 @@ class LocateAnswer(BaseModel):
     grids: dict[str, LocatedGrid] = Field(description="level (1-4) -> grid")
 
 
-def _answer(loc: Location, staff: dict[str, list[dict]]) -> LocateAnswer:
+def _answer(loc: Location, staff: dict[str, list[dict[str, Any]]]) -> LocateAnswer:
     return LocateAnswer(
         lon=loc.lon,
         lat=loc.lat,
@@ -160,7 +160,7 @@ def locate(
     lon: Annotated[float, Query(description="longitude (east), first")],
     lat: Annotated[float, Query(description="latitude (north)")],
     crs: Annotated[str, Query(description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")] = "wgs84",
-):
+) -> LocateAnswer:
     system = parse_crs(crs, field=("query", "crs"))
     xs, ys = points_to_wgs84(lon, lat, system, field_prefix=("query",))
     loc = locate_points(session, xs, ys)[0]
@@ -194,7 +194,7 @@ def locate_many(
     settings: SettingsDep,
     _: Annotated[Principal, requires(Permission.VIEW_GRIDS)],
     body: LocateMany,
-):
+) -> list[LocateManyItem]:
     if len(body.points) > settings.max_points_per_locate:
         raise InputError(
             Problem(("body", "points"), f"at most {settings.max_points_per_locate} points per request")
@@ -226,7 +226,7 @@ def import_file(
     file: Annotated[UploadFile, File(description="GeoJSON, GeoPackage, zipped Shapefile or KML")],
     crs: Annotated[str | None, Form(description="override: gcj02 | bd09 | EPSG:code")] = None,
     dry_run: Annotated[bool, Form(description="validate and report, write nothing")] = False,
-):
+) -> dict[str, Any]:
     name = Path(file.filename or "upload").name
     suffix = "".join(Path(name).suffixes[-1:]).lower()
     if suffix not in {".geojson", ".json", ".gpkg", ".zip", ".kml"}:
@@ -246,7 +246,7 @@ def history(
     session: SessionDep,
     _: Annotated[Principal, requires(Permission.VIEW_GRIDS)],
     code: Annotated[str, PathParam(pattern=r"^\d{15}$")],
-):
+) -> Response:
     frame = store.grid_history(session, code)
     if frame.empty:
         raise NotFound(f"no grid has the code {code}")

@@ -39,15 +39,15 @@ def params(
     action: str,
     *,
     resource: str | None = None,
-    resource_ids: Iterable = (),
+    resource_ids: Iterable[object] = (),
     reason: str | None = None,
     outcome: str = "ok",
     method: str | None = None,
     path: str | None = None,
     client_ip: str | None = None,
     actor: str | None = None,
-    detail: dict | None = None,
-) -> dict:
+    detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The values of one audit row, as bind parameters named like the columns (ip, ids)."""
     return {
         "actor_id": principal.user_id if principal else None,
@@ -66,7 +66,7 @@ def params(
     }
 
 
-def record(session: Session, principal: Principal | None, action: str, **fields) -> None:
+def record(session: Session, principal: Principal | None, action: str, **fields: Any) -> None:
     """Append one row in the caller's transaction, so the record and the act commit together.
 
     `fields` are those of `params` (resource, resource_ids, reason, outcome, method, path, ...).

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from gis.errors import InputError, NotFound
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(help="Wangge 网格: grid-based governance GIS.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -36,7 +39,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
-def _engine():
+def _engine() -> Engine:
     from gis.db import make_engine, wait_for_database
 
     engine = make_engine()
@@ -193,7 +196,8 @@ def grids_locate(
         loc = locate_points(session, xs, ys)[0]
     if not loc.inside:
         near = loc.nearest
-        err.print(f"outside the town; nearest grid {near.name} ({near.code}), {loc.distance_m:.0f} m")
+        where = f"; nearest grid {near.name} ({near.code}), {loc.distance_m:.0f} m" if near is not None else ""
+        err.print(f"outside the town{where}")
         raise typer.Exit(1)
     for level, ref in sorted(loc.path.items()):
         console.print(f"{level}  {ref.code}  {ref.name}")

@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -22,9 +22,13 @@ import pandas as pd
 import pyogrio
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry.base import BaseGeometry
 
 from gis.crs import CoordSystem, from_pyproj, parse_crs, transform_geometry
 from gis.errors import InputError, Problem
+
+if TYPE_CHECKING:
+    from gis.settings import Settings
 
 # The title of a problem with a file as read; a reader of one kind of file (grids) may give its own.
 FILE_TITLE = "Cannot read the file"
@@ -54,7 +58,7 @@ class ReadLimits:
     max_compression_ratio: float = 200.0
 
     @classmethod
-    def from_settings(cls, settings) -> ReadLimits:
+    def from_settings(cls, settings: Settings) -> ReadLimits:
         """The caps configured for uploads (gis.settings.Settings)."""
         return cls(
             max_file_bytes=settings.max_upload_bytes,
@@ -77,7 +81,7 @@ def _mb(n: int) -> str:
 # --- zip handling ---------------------------------------------------------------------
 
 
-def _unsafe(msg: str, ctx: dict | None = None) -> InputError:
+def _unsafe(msg: str, ctx: dict[str, Any] | None = None) -> InputError:
     return file_error(msg, "unsafe_archive", ctx, "Refused archive")
 
 
@@ -315,7 +319,7 @@ def read_features(path: Path, layer: str | None, limits: ReadLimits) -> tuple[gp
     )
 
 
-def as_multipolygon(geom) -> MultiPolygon | None:
+def as_multipolygon(geom: BaseGeometry | None) -> MultiPolygon | None:
     """The geometry as a MultiPolygon, or None when it is not polygonal."""
     if geom is None or geom.is_empty:
         return MultiPolygon()
@@ -394,7 +398,7 @@ def geometries_in_wgs84(gdf: gpd.GeoDataFrame, crs: str | None, default_wgs84: b
         _check_projected_fit(geoms, label, stated)
     if cs.kind == "wgs84":
         return geoms
-    out = transform_geometry(geoms, cs)
+    out: np.ndarray = transform_geometry(geoms, cs)
     present = out[~shapely.is_empty(out) & ~shapely.is_missing(out)]
     if len(present):
         b = shapely.total_bounds(present)

@@ -7,6 +7,7 @@ module finds the grid columns under their many names and checks each feature.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def _norm_name(col: str) -> str:
     return re.sub(r"[\s_\-]+", "", str(col)).lower()
 
 
-def _map_columns(columns) -> dict[str, str]:
+def _map_columns(columns: Iterable[Any]) -> dict[str, str]:
     """Target column -> the file's column that provides it."""
     by_norm: dict[str, str] = {}
     for col in columns:
@@ -88,7 +89,7 @@ def _map_columns(columns) -> dict[str, str]:
     return found
 
 
-def _is_missing(v) -> bool:
+def _is_missing(v: object) -> bool:
     if v is None:
         return True
     try:
@@ -97,7 +98,7 @@ def _is_missing(v) -> bool:
         return False
 
 
-def _code_text(v) -> str:
+def _code_text(v: object) -> str:
     if _is_missing(v):
         return ""
     if isinstance(v, (bool, np.bool_)):
@@ -112,7 +113,7 @@ def _code_text(v) -> str:
     return m.group(1) if m else s
 
 
-def _level_value(v) -> int | None:
+def _level_value(v: object) -> int | None:
     """The level as an int, None when blank; raises ValueError when it is not a whole number."""
     if _is_missing(v):
         return None
