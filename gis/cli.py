@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -203,6 +204,50 @@ def grids_locate(
         console.print(f"{level}  {ref.code}  {ref.name}")
     if loc.on_boundary:
         console.print("(on a shared boundary: chosen by the smallest-code rule)")
+
+
+audit_app = typer.Typer(help="The audit log (read-only): export.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+def _aware_time(value: str | None, option: str) -> dt.datetime | None:
+    """An ISO time with its zone (a bare time is ambiguous between UTC and +08:00)."""
+    if value is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO time: {value!r}", param_hint=option) from None
+    if when.tzinfo is None:
+        raise typer.BadParameter("give a time zone, e.g. 2026-11-27T08:00:00+08:00", param_hint=option)
+    return when
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Argument(help=".csv or .xlsx")],
+    actor: Annotated[str | None, typer.Option()] = None,
+    action: Annotated[str | None, typer.Option()] = None,
+    resource: Annotated[str | None, typer.Option()] = None,
+    resource_id: Annotated[str | None, typer.Option()] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time with zone, inclusive")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time with zone, exclusive")] = None,
+) -> None:
+    """The filtered audit log, oldest first, as the API's /audit/export writes it (the export is audited too)."""
+    from gis import audit
+    from gis.context import Context
+    from gis.db import transaction
+    from gis.settings import get_settings
+
+    filters = audit.AuditFilters(actor=actor, action=action, resource=resource, resource_id=resource_id,
+                                 since=_aware_time(since, "--since"), until=_aware_time(until, "--until"))
+    fmt = "xlsx" if out.suffix.lower() == ".xlsx" else "csv"
+    cap = get_settings().max_audit_export_rows
+    with transaction(_engine()) as session:
+        page = audit.export_audit(session, Context.cli(f"audit export {out.name}"), filters, max_rows=cap, fmt=fmt)
+    written = audit.EXPORT.write_file(out, page.items)
+    more = "" if page.total_exact else f" (the first {cap}; more match: narrow the filters)"
+    console.print(f"{written} audit rows -> {out}{more}")
 
 
 def _cli_actor() -> str:
