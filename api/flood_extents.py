@@ -59,7 +59,7 @@ def upload(
         str | None, Form(max_length=40, description="gcj02 | bd09 | EPSG:code, when the file does not say")
     ] = None,
 ):
-    from gis.grids.io import ReadLimits
+    from gis.vector_files import ReadLimits
 
     filename = Path(file.filename or "upload").name
     suffix = Path(filename).suffix.lower()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import shapely
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -15,9 +15,9 @@ from pydantic import BaseModel, Field
 from api.deps import SessionDep, SettingsDep
 from api.exports import saved_upload
 from api.security import requires
-from gis import audit
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
+from gis.context import Context
 from gis.crs import parse_crs, points_to_wgs84
 from gis.errors import InputError, NotFound, Problem
 from gis.grids import store
@@ -48,14 +48,14 @@ def parse_bbox(bbox: str | None) -> tuple[float, float, float, float] | None:
     return x0, y0, x1, y1
 
 
-def _iso(value) -> str | None:
+def _iso(value: Any) -> str | None:
     """ISO time, or None for a missing one (pandas turns a missing time into NaT)."""
     import pandas as pd
 
     return None if value is None or pd.isna(value) else value.isoformat()
 
 
-def _feature_collection(frame, extra: dict | None = None) -> dict:
+def _feature_collection(frame: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     features = []
     for r, g in zip(frame.itertuples(), frame.geometry, strict=True):
         features.append(
@@ -79,6 +79,7 @@ def _feature_collection(frame, extra: dict | None = None) -> dict:
 
 @router.get("", summary="Current grids as GeoJSON", response_class=Response)
 def list_grids(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     _: Annotated[Principal, requires(Permission.VIEW_GRIDS)],
@@ -87,7 +88,7 @@ def list_grids(
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS84)")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-):
+) -> Response:
     box = parse_bbox(bbox)
     cap = settings.max_features_per_page
     if limit is not None and limit > cap:
@@ -97,8 +98,11 @@ def list_grids(
         session, level=level, parent_code=parent_code, bbox=box, limit=limit, offset=offset
     )
     matched = store.count_current_grids(session, level=level, parent_code=parent_code, bbox=box)
+    # Pages follow the code order (unique among current grids), so consecutive pages neither repeat nor skip.
+    after = offset + len(frame)
+    next_url = str(request.url.include_query_params(offset=after, limit=limit)) if after < matched else None
     body = _feature_collection(
-        frame, {"numberMatched": matched, "numberReturned": len(frame), "offset": offset}
+        frame, {"numberMatched": matched, "numberReturned": len(frame), "offset": offset, "next": next_url}
     )
     return Response(json.dumps(body, ensure_ascii=False), media_type=GEOJSON)
 
@@ -107,7 +111,7 @@ class LocatedGrid(BaseModel):
     code: str
     name: str
     level: int
-    staff: list[dict] = Field(default_factory=list)
+    staff: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class LocateAnswer(BaseModel):
@@ -118,7 +122,7 @@ class LocateAnswer(BaseModel):
     grids: dict[str, LocatedGrid] = Field(description="level (1-4) -> grid")
 
 
-def _answer(loc: Location, staff: dict[str, list[dict]]) -> LocateAnswer:
+def _answer(loc: Location, staff: dict[str, list[dict[str, Any]]]) -> LocateAnswer:
     return LocateAnswer(
         lon=loc.lon,
         lat=loc.lat,
@@ -156,7 +160,7 @@ def locate(
     lon: Annotated[float, Query(description="longitude (east), first")],
     lat: Annotated[float, Query(description="latitude (north)")],
     crs: Annotated[str, Query(description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")] = "wgs84",
-):
+) -> LocateAnswer:
     system = parse_crs(crs, field=("query", "crs"))
     xs, ys = points_to_wgs84(lon, lat, system, field_prefix=("query",))
     loc = locate_points(session, xs, ys)[0]
@@ -190,7 +194,7 @@ def locate_many(
     settings: SettingsDep,
     _: Annotated[Principal, requires(Permission.VIEW_GRIDS)],
     body: LocateMany,
-):
+) -> list[LocateManyItem]:
     if len(body.points) > settings.max_points_per_locate:
         raise InputError(
             Problem(("body", "points"), f"at most {settings.max_points_per_locate} points per request")
@@ -222,33 +226,18 @@ def import_file(
     file: Annotated[UploadFile, File(description="GeoJSON, GeoPackage, zipped Shapefile or KML")],
     crs: Annotated[str | None, Form(description="override: gcj02 | bd09 | EPSG:code")] = None,
     dry_run: Annotated[bool, Form(description="validate and report, write nothing")] = False,
-):
-    from gis.grids.io import ReadLimits, read_grid_file
-
+) -> dict[str, Any]:
     name = Path(file.filename or "upload").name
     suffix = "".join(Path(name).suffixes[-1:]).lower()
     if suffix not in {".geojson", ".json", ".gpkg", ".zip", ".kml"}:
         raise InputError(
             Problem(("body", "file"), "file type must be .geojson, .json, .gpkg, .zip (Shapefile) or .kml")
         )
-    limits = ReadLimits.from_settings(settings)
+    ctx = Context(principal, method=request.method, path=request.url.path)
     with saved_upload(file, suffix, settings.max_upload_bytes) as path:
-        frame = read_grid_file(path, crs=crs, limits=limits)
-    savepoint = session.begin_nested() if dry_run else None
-    report = store.import_grids(
-        session,
-        frame,
-        source=f"upload:{name}",
-        gap_tolerance_m2=settings.gap_tolerance_m2,
-        overlap_tolerance_m2=settings.overlap_tolerance_m2,
-        boundary_tolerance_m=settings.boundary_tolerance_m,
-    )
-    if savepoint is not None:
-        savepoint.rollback()
-    else:
-        audit.record(session, principal, "import", resource="grid",
-                     resource_ids=report.created + report.replaced, method="POST", path=request.url.path,
-                     detail={"file": name, "created": len(report.created), "replaced": len(report.replaced)})
+        report = store.import_grid_file(
+            session, ctx, path, file_name=name, source=f"upload:{name}", settings=settings, crs=crs, dry_run=dry_run
+        )
     return {"dry_run": dry_run, **report.as_dict()}
 
 
@@ -257,7 +246,7 @@ def history(
     session: SessionDep,
     _: Annotated[Principal, requires(Permission.VIEW_GRIDS)],
     code: Annotated[str, PathParam(pattern=r"^\d{15}$")],
-):
+) -> Response:
     frame = store.grid_history(session, code)
     if frame.empty:
         raise NotFound(f"no grid has the code {code}")

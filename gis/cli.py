@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from gis.errors import InputError, NotFound
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(help="Wangge 网格: grid-based governance GIS.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -36,7 +40,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
-def _engine():
+def _engine() -> Engine:
     from gis.db import make_engine, wait_for_database
 
     engine = make_engine()
@@ -61,6 +65,22 @@ def db_upgrade() -> None:
 
     upgrade(_engine())
     console.print("schema up to date")
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Do the models and the migrations describe the same schema? Upgrades a throwaway database (next
+    to DATABASE_URL's, dropped after) to head and runs Alembic's check; exit 1 on any difference."""
+    from gis.schema_check import check_schema
+    from gis.settings import get_settings
+
+    differences = check_schema(get_settings().require_database_url())
+    if differences:
+        err.print(f"the models (gis/models.py) and the migrations differ in {len(differences)} place(s):")
+        for difference in differences:
+            err.print(f"  {difference!r}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    console.print("models and migrations agree")
 
 
 @sample_app.command("load")
@@ -111,27 +131,18 @@ def grids_import(
     dry_run: Annotated[bool, typer.Option(help="validate and report; write nothing")] = False,
 ) -> None:
     """Validate a grid file and store it as new grid versions — all or nothing."""
+    from gis.context import Context
     from gis.db import transaction
-    from gis.grids.io import ReadLimits, read_grid_file
-    from gis.grids.store import import_grids
+    from gis.grids.store import import_grid_file
     from gis.settings import get_settings
 
-    settings = get_settings()
-    limits = ReadLimits.from_settings(settings)
+    ctx = Context.cli(f"grids import {file.name}" + (" --dry-run" if dry_run else ""))
     try:
-        frame = read_grid_file(file, crs=crs, limits=limits)
         with transaction(_engine()) as session:
-            savepoint = session.begin_nested() if dry_run else None
-            report = import_grids(
-                session,
-                frame,
-                source=f"cli:{file.name}",
-                gap_tolerance_m2=settings.gap_tolerance_m2,
-                overlap_tolerance_m2=settings.overlap_tolerance_m2,
-                boundary_tolerance_m=settings.boundary_tolerance_m,
+            report = import_grid_file(
+                session, ctx, file, file_name=file.name, source=f"cli:{file.name}", settings=get_settings(),
+                crs=crs, dry_run=dry_run,
             )
-            if savepoint is not None:
-                savepoint.rollback()
     except InputError as exc:
         _print_problems(exc)
         raise typer.Exit(1) from None
@@ -186,12 +197,57 @@ def grids_locate(
         loc = locate_points(session, xs, ys)[0]
     if not loc.inside:
         near = loc.nearest
-        err.print(f"outside the town; nearest grid {near.name} ({near.code}), {loc.distance_m:.0f} m")
+        where = f"; nearest grid {near.name} ({near.code}), {loc.distance_m:.0f} m" if near is not None else ""
+        err.print(f"outside the town{where}")
         raise typer.Exit(1)
     for level, ref in sorted(loc.path.items()):
         console.print(f"{level}  {ref.code}  {ref.name}")
     if loc.on_boundary:
         console.print("(on a shared boundary: chosen by the smallest-code rule)")
+
+
+audit_app = typer.Typer(help="The audit log (read-only): export.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+def _aware_time(value: str | None, option: str) -> dt.datetime | None:
+    """An ISO time with its zone (a bare time is ambiguous between UTC and +08:00)."""
+    if value is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO time: {value!r}", param_hint=option) from None
+    if when.tzinfo is None:
+        raise typer.BadParameter("give a time zone, e.g. 2026-11-27T08:00:00+08:00", param_hint=option)
+    return when
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Argument(help=".csv or .xlsx")],
+    actor: Annotated[str | None, typer.Option()] = None,
+    action: Annotated[str | None, typer.Option()] = None,
+    resource: Annotated[str | None, typer.Option()] = None,
+    resource_id: Annotated[str | None, typer.Option()] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time with zone, inclusive")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time with zone, exclusive")] = None,
+) -> None:
+    """The filtered audit log, oldest first, as the API's /audit/export writes it (the export is audited too)."""
+    from gis import audit
+    from gis.context import Context
+    from gis.db import transaction
+    from gis.settings import get_settings
+
+    filters = audit.AuditFilters(actor=actor, action=action, resource=resource, resource_id=resource_id,
+                                 since=_aware_time(since, "--since"), until=_aware_time(until, "--until"))
+    fmt = "xlsx" if out.suffix.lower() == ".xlsx" else "csv"
+    cap = get_settings().max_audit_export_rows
+    with transaction(_engine()) as session:
+        page = audit.export_audit(session, Context.cli(f"audit export {out.name}"), filters, max_rows=cap, fmt=fmt)
+    written = audit.EXPORT.write_file(out, page.items)
+    more = "" if page.total_exact else f" (the first {cap}; more match: narrow the filters)"
+    console.print(f"{written} audit rows -> {out}{more}")
 
 
 def _cli_actor() -> str:

@@ -1,35 +1,64 @@
-"""Database tables: the versioned grid hierarchy and the people and places inside it."""
+"""Database tables: every table the migrations create, with its indexes and constraints.
+
+The migrations (gis/migrations/versions) make the schema; these models say the same thing in Python,
+and `wangge db check` (gis/schema_check.py) fails when the two disagree. Triggers and SQL functions
+(the grid hierarchy, the append-only audit log and incident history, `incident_stage_deadline`,
+`grid_at`) live only in the migrations: Alembic does not compare them.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
+from typing import Any
 
 from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Text,
+    UniqueConstraint,
+    false,
     func,
     text,
+    true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from gis.auth.roles import Role
 from gis.codes import SQL_PATTERNS, GridLevel
+from gis.incidents.categories import Category, DisputeKind
+from gis.incidents.loop import State
 
 STAFF_ROLES = ("grid_leader", "grid_member", "party_household", "supervisor")
+DEPTH_CLASSES = ("0-0.5", "0.5-1", "1-2", ">2")
 
-_code_rule = " OR ".join(
-    f"(level = {int(lvl)} AND code ~ '{pattern}')" for lvl, pattern in SQL_PATTERNS.items()
-)
+_code_rule = " OR ".join(f"(level = {int(lvl)} AND code ~ '{pattern}')" for lvl, pattern in SQL_PATTERNS.items())
+
+
+def _one_of(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+_ROLE_CHECK = _one_of("role", Role)
+
+
+def _bytewise(length: int | None = None) -> String:
+    """ASCII identifiers of incidents, compared byte by byte (migration 0006 says why)."""
+    return Text(collation="C") if length is None else String(length, collation="C")
 
 
 class Base(DeclarativeBase):
@@ -186,5 +215,328 @@ class DatasetInfo(Base):
     __tablename__ = "dataset_info"
 
     key: Mapped[str] = mapped_column(Text, primary_key=True)
-    value: Mapped[dict] = mapped_column(JSONB)
+    value: Mapped[dict[str, Any]] = mapped_column(JSONB)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# --- accounts, sessions, emergencies, the audit log (migration 0002) ---
+
+
+class AppUser(Base):
+    """An account: a role, and for grid staff and supervisors the grids they serve."""
+
+    __tablename__ = "app_user"
+    __table_args__ = (
+        CheckConstraint(_ROLE_CHECK, name="known_role"),
+        CheckConstraint("username ~ '^[A-Za-z0-9_.@-]{2,64}$'", name="username_chars"),
+        CheckConstraint(
+            "role NOT IN ('grid_staff', 'supervisor') OR cardinality(scope_codes) > 0", name="scoped_roles_have_scope"
+        ),
+        # User names are unique regardless of case.
+        Index("app_user_username", func.lower(text("username")), unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(Text)
+    display_name: Mapped[str | None] = mapped_column(Text)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(20))
+    scope_codes: Mapped[list[str]] = mapped_column(ARRAY(String(15)), server_default="{}")
+    active: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    is_demo: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ApiToken(Base):
+    """An API token of an account, stored as its hash; it may narrow the account's role and scope."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (CheckConstraint("role IS NULL OR " + _ROLE_CHECK, name="known_role"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    token_prefix: Mapped[str] = mapped_column(String(12))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str | None] = mapped_column(String(20))
+    scope_codes: Mapped[list[str] | None] = mapped_column(ARRAY(String(15)))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebSession(Base):
+    """A browser session, stored as the hash of its cookie."""
+
+    __tablename__ = "web_session"
+    __table_args__ = (Index("web_session_user", "user_id"),)
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    client_ip: Mapped[str | None] = mapped_column(Text)
+
+
+class LoginAttempt(Base):
+    """One login try, kept to throttle guessing per user name and per address."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (
+        Index("login_attempt_recent", func.lower(text("username")), "at"),
+        Index("login_attempt_ip", "client_ip", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(Text)
+    client_ip: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    success: Mapped[bool] = mapped_column(Boolean)
+
+
+class Emergency(Base):
+    """A declared emergency: while open, emergency staff may see the households inside its extent."""
+
+    __tablename__ = "emergency"
+    __table_args__ = (
+        CheckConstraint("ST_IsValid(extent) AND NOT ST_IsEmpty(extent)", name="extent_valid"),
+        CheckConstraint("(closed_at IS NULL) = (closed_by IS NULL)", name="closed_by_whom"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    extent: Mapped[WKBElement] = mapped_column(Geometry("MULTIPOLYGON", srid=4326))
+    declared_by: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    declared_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    closed_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    close_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditLog(Base):
+    """Who did what, to which resources, why and from where. Append-only (a trigger refuses changes)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("audit_log_at", "at"),
+        Index("audit_log_actor", "actor", "at"),
+        Index("audit_log_resource", "resource", "at"),
+        # The list's filters (gis.audit.AuditFilters) each have an index in its order (migration 0011).
+        Index("audit_log_action", "action", "at"),
+        Index("audit_log_resource_ids", "resource_ids", postgresql_using="gin"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # clock_timestamp(): rows written in one transaction keep the order they happened in.
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=text("clock_timestamp()"))
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str | None] = mapped_column(String(20))
+    via: Mapped[str | None] = mapped_column(String(10))
+    client_ip: Mapped[str | None] = mapped_column(Text)
+    method: Mapped[str | None] = mapped_column(String(10))
+    path: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(40))
+    resource: Mapped[str | None] = mapped_column(String(40))
+    resource_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    reason: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(20), server_default="ok")
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+# --- incidents and their loop (migrations 0003, 0004, 0006, 0007) ---
+
+
+class Incident(Base):
+    """A matter reported in a grid, assigned at all four levels and worked through the closed loop."""
+
+    __tablename__ = "incident"
+    __table_args__ = (
+        CheckConstraint(_one_of("category", Category), name="known_category"),
+        CheckConstraint(
+            "dispute_kind IS NULL OR (category = 'dispute' AND " + _one_of("dispute_kind", DisputeKind) + ")",
+            name="dispute_kind_only_for_disputes",
+        ),
+        CheckConstraint(_one_of("state", State), name="known_state"),
+        CheckConstraint(_one_of("location_source", ("coordinates", "gazetteer")), name="known_location_source"),
+        CheckConstraint("outside_distance_m IS NULL OR outside_distance_m >= 0", name="distance_positive"),
+        # External ids are unique per reporting account; imports (no account) share one namespace.
+        Index("incident_external_id_per_reporter", func.coalesce(text("created_by"), 0), "external_id", unique=True),
+        # The list pages newest first; the town-wide index carries the filter columns (migration 0007).
+        Index(
+            "incident_newest",
+            "occurred_at",
+            "id",
+            postgresql_include=[
+                "category", "state", "stage_deadline", "on_boundary", "outside_distance_m", "reviewed_at",
+                "created_by", "area_code", "town_code", "village_code",
+            ],
+        ),
+        Index("incident_group_code_newest", "group_code", "occurred_at", "id"),
+        Index("incident_village_code_newest", "village_code", "occurred_at", "id"),
+        Index("incident_stage_deadline", "stage_deadline", postgresql_where=text("stage_deadline IS NOT NULL")),
+        Index("incident_created_by", "created_by", postgresql_where=text("created_by IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(_bytewise())
+    category: Mapped[str] = mapped_column(_bytewise(20))
+    dispute_kind: Mapped[str | None] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    reported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    reporter_name: Mapped[str | None] = mapped_column(Text)
+    reporter_phone: Mapped[str | None] = mapped_column(String(20))
+    geom: Mapped[WKBElement] = mapped_column(Geometry("POINT", srid=4326))
+    location_source: Mapped[str] = mapped_column(String(20))
+    input_crs: Mapped[str | None] = mapped_column(Text)
+    place_query: Mapped[str | None] = mapped_column(Text)
+    place_match: Mapped[str | None] = mapped_column(Text)
+    precision_m: Mapped[float | None] = mapped_column(Float)
+    group_code: Mapped[str] = mapped_column(_bytewise(15))
+    village_code: Mapped[str | None] = mapped_column(_bytewise(15))
+    area_code: Mapped[str | None] = mapped_column(_bytewise(15))
+    town_code: Mapped[str | None] = mapped_column(_bytewise(15))
+    grid_version_id: Mapped[int] = mapped_column(ForeignKey("grid.id"))
+    on_boundary: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    outside_distance_m: Mapped[float | None] = mapped_column(Float)
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    state: Mapped[str] = mapped_column(_bytewise(12), server_default="visit")
+    state_entered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    satisfied: Mapped[bool | None] = mapped_column(Boolean)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    # When the current stage is due (NULL once closed): generated by the database (migration 0007).
+    stage_deadline: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), Computed("incident_stage_deadline(category, state, state_entered_at)", persisted=True)
+    )
+
+
+class IncidentEvent(Base):
+    """One step of an incident's loop. Immutable (a trigger refuses UPDATE, DELETE and TRUNCATE)."""
+
+    __tablename__ = "incident_event"
+    __table_args__ = (Index("incident_event_incident", "incident_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=text("clock_timestamp()"))
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(20))
+    from_state: Mapped[str | None] = mapped_column(String(12))
+    to_state: Mapped[str] = mapped_column(String(12))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class IncidentAssignee(Base):
+    """A staff member an incident was routed to, and in which duty."""
+
+    __tablename__ = "incident_assignee"
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), primary_key=True)
+    duty: Mapped[str] = mapped_column(String(20))
+
+
+class IncidentDuplicate(Base):
+    """A possible duplicate: an open incident of the same category nearby and recent. Linked, never merged."""
+
+    __tablename__ = "incident_duplicate"
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), primary_key=True)
+    other_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), primary_key=True)
+    distance_m: Mapped[float] = mapped_column(Float)
+
+
+class IncidentAttachment(Base):
+    """A photo of an incident, or of one step of its loop, stored in the database."""
+
+    __tablename__ = "incident_attachment"
+    __table_args__ = (
+        CheckConstraint("size = octet_length(data)", name="size_matches"),
+        CheckConstraint("content_type IN ('image/jpeg', 'image/png', 'image/webp')", name="image_types"),
+        Index("incident_attachment_incident", "incident_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("incident_event.id"))
+    filename: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    uploaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# --- flood (migration 0005) ---
+
+
+class FloodDem(Base):
+    """An imported terrain model and how it was conditioned; its rasters live under var/data/flood/<digest>/."""
+
+    __tablename__ = "flood_dem"
+    __table_args__ = (CheckConstraint("height > 0 AND width > 0", name="shape_positive"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    crs: Mapped[str] = mapped_column(Text)
+    transform: Mapped[list[float]] = mapped_column(JSONB)
+    height: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+    source_path: Mapped[str] = mapped_column(Text)
+    store_path: Mapped[str] = mapped_column(Text)
+    rivers: Mapped[WKBElement | None] = mapped_column(Geometry("MULTILINESTRING", srid=4326, spatial_index=False))
+    burn_depth_m: Mapped[float] = mapped_column(Float)
+    accumulation_threshold_km2: Mapped[float | None] = mapped_column(Float)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class FloodExtent(Base):
+    """A flooded area: modelled from a DEM at a stage, uploaded, or drawn."""
+
+    __tablename__ = "flood_extent"
+    __table_args__ = (
+        CheckConstraint(_one_of("source", ("model", "upload", "drawn")), name="known_source"),
+        CheckConstraint("mode IS NULL OR " + _one_of("mode", ("fluvial", "pluvial")), name="known_mode"),
+        CheckConstraint(
+            "(source = 'model') = (dem_id IS NOT NULL AND stage_m IS NOT NULL AND mode IS NOT NULL)",
+            name="model_has_dem_stage_mode",
+        ),
+        CheckConstraint("area_m2 >= 0", name="area_positive"),
+        UniqueConstraint("dem_id", "stage_m", "mode", name="one_model_extent_per_stage"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(10))
+    stage_m: Mapped[float | None] = mapped_column(Float)
+    mode: Mapped[str | None] = mapped_column(String(10))
+    dem_id: Mapped[int | None] = mapped_column(ForeignKey("flood_dem.id", ondelete="CASCADE"))
+    geom: Mapped[WKBElement] = mapped_column(Geometry("MULTIPOLYGON", srid=4326))
+    area_m2: Mapped[float] = mapped_column(Float)
+    input_crs: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_by_user: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+
+
+class FloodExtentClass(Base):
+    """The part of a modelled extent in one depth class."""
+
+    __tablename__ = "flood_extent_class"
+    __table_args__ = (
+        PrimaryKeyConstraint("extent_id", "depth_class"),
+        CheckConstraint(_one_of("depth_class", DEPTH_CLASSES), name="known_depth_class"),
+    )
+
+    extent_id: Mapped[int] = mapped_column(ForeignKey("flood_extent.id", ondelete="CASCADE"))
+    depth_class: Mapped[str] = mapped_column(String(8))
+    geom: Mapped[WKBElement] = mapped_column(Geometry("MULTIPOLYGON", srid=4326))
+    area_m2: Mapped[float] = mapped_column(Float)

@@ -17,7 +17,8 @@ from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
 
 from gis.crs import wgs84_to_gcj02
 from gis.errors import InputError
-from gis.grids.io import ReadLimits, read_grid_file
+from gis.grids.io import read_grid_file
+from gis.vector_files import ReadLimits
 
 GEOD = Geod(ellps="WGS84")
 TOWN = "411324105000000"

@@ -188,7 +188,8 @@ def _warp_to_metric(data, transform, src_crs) -> _Dem:
 
 def read_river_file(path: Path, crs: str | None = None) -> MultiLineString:
     """River lines (any vector file the grid reader takes) as one MultiLineString in EPSG:4326."""
-    from gis.grids.io import _read_raw, _to_wgs84
+    from gis.vector_files import geometries_in_wgs84 as _to_wgs84
+    from gis.vector_files import read_features as _read_raw
 
     path = Path(path)
     if not path.is_file():
@@ -807,8 +808,8 @@ def save_extent(
 
 
 def _read_limits():
-    from gis.grids.io import ReadLimits
     from gis.settings import get_settings
+    from gis.vector_files import ReadLimits
 
     return ReadLimits.from_settings(get_settings())
 
@@ -826,8 +827,10 @@ def read_extent_file(path: Path, crs: str | None = None, limits=None) -> MultiPo
 
 def _read_extent_file(path: Path, crs: str | None, limits) -> MultiPolygon:
     from gis.crs import parse_crs
-    from gis.grids.io import _as_multipolygon as grid_multipolygon
-    from gis.grids.io import _file_error, _read_raw, _to_wgs84
+    from gis.vector_files import as_multipolygon as grid_multipolygon
+    from gis.vector_files import file_error as _file_error
+    from gis.vector_files import geometries_in_wgs84 as _to_wgs84
+    from gis.vector_files import read_features as _read_raw
 
     limits = limits or _read_limits()
     path = Path(path)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
 import shapely
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.orm import Session
 
 from gis.bulk import copy_rows, ewkt
@@ -15,21 +18,19 @@ from gis.crs import metric_crs_for, metric_transformer
 from gis.errors import InputError
 from gis.grids.validate import DEFAULT_TOLERANCE_M, validate_grids
 
+if TYPE_CHECKING:
+    from gis.context import Context
+    from gis.settings import Settings
+
 GRID_COLUMNS = ["code", "name", "level", "parent_code", "valid_from", "geometry"]
 
 
-def current_grids(
-    session: Session,
-    *,
-    level: int | None = None,
-    parent_code: str | None = None,
-    bbox: tuple[float, float, float, float] | None = None,
-    limit: int | None = None,
-    offset: int = 0,
-) -> gpd.GeoDataFrame:
-    """Current versions, ordered by code; filters are optional and combine with AND."""
-    where = ["valid_to IS NULL"]
-    params: dict = {"offset": offset}
+Bbox = tuple[float, float, float, float]
+
+
+def _current(level: int | None, parent_code: str | None, bbox: Bbox | None) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (and its parameters) of the current grids with these filters."""
+    where, params = ["valid_to IS NULL"], dict[str, Any]()
     if level is not None:
         where.append("level = :level")
         params["level"] = level
@@ -39,30 +40,38 @@ def current_grids(
     if bbox is not None:
         where.append("geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
         params.update(x0=bbox[0], y0=bbox[1], x1=bbox[2], y1=bbox[3])
+    return " AND ".join(where), params
+
+
+def current_grids(
+    session: Session,
+    *,
+    level: int | None = None,
+    parent_code: str | None = None,
+    bbox: Bbox | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> gpd.GeoDataFrame:
+    """Current versions, ordered by code (unique among current grids: pages neither repeat nor
+    skip); filters are optional and combine with AND."""
+    where, params = _current(level, parent_code, bbox)
     sql = (
         "SELECT code, name, level, parent_code, valid_from, ST_AsBinary(geom) AS wkb FROM grid "
-        f"WHERE {' AND '.join(where)} ORDER BY code"
+        f"WHERE {where} ORDER BY code"
     )
     if limit is not None:
         sql += " LIMIT :limit"
         params["limit"] = limit
     sql += " OFFSET :offset"
-    rows = session.execute(text(sql), params).all()
-    return _frame(rows)
+    params["offset"] = offset
+    return _frame(session.execute(text(sql), params).all())
 
 
-def count_current_grids(session: Session, **filters) -> int:
-    where = ["valid_to IS NULL"]
-    if filters.get("level") is not None:
-        where.append("level = :level")
-    if filters.get("parent_code") is not None:
-        where.append("parent_code = :parent_code")
-    if filters.get("bbox") is not None:
-        x0, y0, x1, y1 = filters["bbox"]
-        filters = {**filters, "x0": x0, "y0": y0, "x1": x1, "y1": y1}
-        where.append("geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
-    params = {k: v for k, v in filters.items() if k != "bbox" and v is not None}
-    return session.execute(text(f"SELECT count(*) FROM grid WHERE {' AND '.join(where)}"), params).scalar_one()
+def count_current_grids(
+    session: Session, *, level: int | None = None, parent_code: str | None = None, bbox: Bbox | None = None
+) -> int:
+    where, params = _current(level, parent_code, bbox)
+    return int(session.execute(text(f"SELECT count(*) FROM grid WHERE {where}"), params).scalar_one())
 
 
 def grid_history(session: Session, code: str) -> gpd.GeoDataFrame:
@@ -77,19 +86,19 @@ def grid_history(session: Session, code: str) -> gpd.GeoDataFrame:
     return frame
 
 
-def _frame(rows, extra: tuple[str, ...] = ()) -> gpd.GeoDataFrame:
+def _frame(rows: Sequence[Row[Any]], extra: tuple[str, ...] = ()) -> gpd.GeoDataFrame:
     cols = GRID_COLUMNS[:-1] + list(extra)
     data = {c: [getattr(r, c) for r in rows] for c in cols}
     geoms = shapely.from_wkb([bytes(r.wkb) for r in rows]) if rows else []
     return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"), crs="EPSG:4326")
 
 
-def _code_or_none(value) -> str | None:
+def _code_or_none(value: object) -> str | None:
     """A parent code as stored or read; pandas turns a missing one into NaN or None."""
     return value if isinstance(value, str) and value else None
 
 
-def _moved_m(new: gpd.GeoDataFrame, by_code: dict) -> dict[str, float]:
+def _moved_m(new: gpd.GeoDataFrame, by_code: dict[str, tuple[Any, Any]]) -> dict[str, float]:
     """For each code in `new` that is stored: how far its outline moved, in metres (the Hausdorff
     distance between the stored and the new outline, in the metric CRS of the file's area)."""
     pairs = [(c, by_code[c][1], g) for c, g in zip(new["code"], new.geometry, strict=True)
@@ -101,8 +110,9 @@ def _moved_m(new: gpd.GeoDataFrame, by_code: dict) -> dict[str, float]:
     xmin, ymin, xmax, ymax = shapely.total_bounds(cur)
     fwd = metric_transformer(metric_crs_for((xmin + xmax) / 2, (ymin + ymax) / 2))
 
-    def project(a):
-        return shapely.transform(a, lambda x, y: fwd.transform(x, y), interleaved=False)
+    def project(a: np.ndarray) -> np.ndarray:
+        moved: np.ndarray = shapely.transform(a, lambda x, y: fwd.transform(x, y), interleaved=False)
+        return moved
 
     dist = shapely.hausdorff_distance(project(old), project(cur))
     return {p[0]: float(d) for p, d in zip(pairs, dist, strict=True)}
@@ -114,7 +124,7 @@ class ImportReport:
     replaced: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "created": len(self.created),
             "replaced": len(self.replaced),
@@ -186,4 +196,47 @@ def import_grids(
         )
     if to_write:
         copy_rows(session, "grid", ("code", "name", "level", "parent_code", "geom", "source"), to_write)
+    return report
+
+
+def import_grid_file(
+    session: Session,
+    ctx: Context,
+    path: Path,
+    *,
+    file_name: str,
+    source: str,
+    settings: Settings,
+    crs: str | None = None,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Read a grid file (`file_name` is what its sender called it), validate it against the stored
+    hierarchy and store it as new grid versions — all or nothing — with its audit row.
+
+    With `dry_run` everything is checked and the report says what would be written, inside a
+    savepoint that is rolled back: nothing is written, so nothing is audited either. Every problem
+    is an InputError; the caller's transaction is left as it was.
+    """
+    from gis.grids.io import read_grid_file
+    from gis.vector_files import ReadLimits
+
+    frame = read_grid_file(path, crs=crs, limits=ReadLimits.from_settings(settings))
+    savepoint = session.begin_nested() if dry_run else None
+    try:
+        report = import_grids(
+            session,
+            frame,
+            source=source,
+            gap_tolerance_m2=settings.gap_tolerance_m2,
+            overlap_tolerance_m2=settings.overlap_tolerance_m2,
+            boundary_tolerance_m=settings.boundary_tolerance_m,
+        )
+    finally:
+        if savepoint is not None:
+            savepoint.rollback()
+    if not dry_run:
+        ctx.audit(
+            session, "import", resource="grid", resource_ids=report.created + report.replaced,
+            detail={"file": file_name, "created": len(report.created), "replaced": len(report.replaced)},
+        )
     return report

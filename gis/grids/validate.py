@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import shapely
 from shapely import STRtree
+from shapely.geometry.base import BaseGeometry
 
 from gis.codes import code_problem, parent_problem
 from gis.crs import metric_crs_for, metric_transformer
@@ -44,6 +46,12 @@ class _Grids:
     geoms: np.ndarray  # EPSG:4326, repaired where invalid, None when empty
     n_new: int
 
+    def row(self, i: int) -> int:
+        """The file row of new grid i (a stored grid has none, and no problem is reported on it)."""
+        row = self.rows[i]
+        assert row is not None, f"grid {self.codes[i]} is stored, not a row of the file"
+        return row
+
 
 # Named in every message about a sliver, so the reader knows which knob decides it.
 TOLERANCE_SETTING = "WANGGE_BOUNDARY_TOLERANCE_M"
@@ -61,13 +69,13 @@ def _tolerance_note(width: float, tol_m: float) -> str:
     )
 
 
-def _text(v) -> str:
+def _text(v: object) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return ""
     return str(v)
 
 
-def _polygonal(g):
+def _polygonal(g: BaseGeometry | None) -> BaseGeometry | None:
     """The polygonal part of a repaired geometry (make_valid may add stray lines/points)."""
     if g is None or g.is_empty:
         return None
@@ -76,10 +84,11 @@ def _polygonal(g):
     parts = [p for p in shapely.get_parts(g) if p.geom_type in ("Polygon", "MultiPolygon")]
     if not parts:
         return None
-    return shapely.union_all(parts)
+    merged: BaseGeometry = shapely.union_all(parts)
+    return merged
 
 
-def _geometry_problems(codes, geoms, rows) -> tuple[list[Problem], np.ndarray]:
+def _geometry_problems(codes: list[str], geoms: np.ndarray, rows: list[int]) -> tuple[list[Problem], np.ndarray]:
     problems: list[Problem] = []
     usable = np.empty(len(geoms), dtype=object)
     for i, g in enumerate(geoms):
@@ -96,7 +105,7 @@ def _geometry_problems(codes, geoms, rows) -> tuple[list[Problem], np.ndarray]:
             continue
         if not shapely.is_valid(g):
             reason = shapely.is_valid_reason(g)
-            ctx: dict = {"reason": reason}
+            ctx: dict[str, Any] = {"reason": reason}
             m = _REASON_POINT.search(reason)
             if m:
                 ctx["lon"], ctx["lat"] = float(m.group(1)), float(m.group(2))
@@ -120,9 +129,10 @@ def _collect(
 ) -> tuple[_Grids, list[Problem]]:
     n = len(new)
     new_codes = [_text(c) for c in new["code"]]
-    rows = [int(r) for r in new["row"]] if "row" in new.columns else list(range(1, n + 1))
+    new_rows = [int(r) for r in new["row"]] if "row" in new.columns else list(range(1, n + 1))
     new_geoms = np.asarray(new.geometry.array, dtype=object) if n else np.empty(0, dtype=object)
-    problems, usable_new = _geometry_problems(new_codes, new_geoms, rows)
+    problems, usable_new = _geometry_problems(new_codes, new_geoms, new_rows)
+    rows: list[int | None] = list(new_rows)
 
     codes = list(new_codes)
     levels = [int(v) for v in new["level"]]
@@ -156,11 +166,11 @@ def _code_problems(g: _Grids) -> tuple[list[Problem], dict[str, int], list[int |
     index: dict[str, int] = {}
     for i, code in enumerate(g.codes):
         if i < g.n_new and code in index:
-            first = g.rows[index[code]]
+            first = g.row(index[code])
             problems.append(
                 Problem(
-                    ("features", g.rows[i], "code"),
-                    f"code {code} is used by rows {first} and {g.rows[i]}",
+                    ("features", g.row(i), "code"),
+                    f"code {code} is used by rows {first} and {g.row(i)}",
                     "duplicate_code",
                     {"other_row": first},
                 )
@@ -170,14 +180,14 @@ def _code_problems(g: _Grids) -> tuple[list[Problem], dict[str, int], list[int |
 
     parent_of: list[int | None] = [None] * g.n_new
     for i in range(g.n_new):
-        code, level, parent, row = g.codes[i], g.levels[i], g.parents[i], g.rows[i]
+        code, level, parent, row = g.codes[i], g.levels[i], g.parents[i], g.row(i)
         why = code_problem(code, level)
         if why is not None:
             problems.append(Problem(("features", row, "code"), why, "bad_code"))
             continue
         why = parent_problem(code, level, parent)
         if why is None and level > 1:
-            j = index.get(parent)
+            j = index.get(parent) if parent is not None else None
             if j is None:
                 why = f"parent {parent} is not in the file or among the stored grids"
             elif g.levels[j] != level - 1:
@@ -210,14 +220,15 @@ class _Metric:
         self.crs = metric_crs_for((xmin + xmax) / 2, (ymin + ymax) / 2)
         self._fwd = metric_transformer(self.crs)
 
-    def project(self, geoms) -> np.ndarray:
+    def project(self, geoms: Any) -> np.ndarray:
         arr = np.asarray(geoms, dtype=object)
         if not len(arr):
             return arr
         fwd = self._fwd
-        return shapely.transform(arr, lambda x, y: fwd.transform(x, y), interleaved=False)
+        moved: np.ndarray = shapely.transform(arr, lambda x, y: fwd.transform(x, y), interleaved=False)
+        return moved
 
-    def wide_parts(self, piece, tol_m: float) -> tuple[object | None, float, float]:
+    def wide_parts(self, piece: BaseGeometry | None, tol_m: float) -> tuple[object | None, float, float]:
         """The parts of a lon/lat `piece` wider than `tol_m` metres: (those parts, their area in
         m², the widest one's width in m). Rounding coordinates (7 decimals ≈ 1 cm) leaves long
         slivers a few centimetres wide along shared edges; those are not gaps or overlaps."""
@@ -244,7 +255,7 @@ class _Metric:
         )
 
     @staticmethod
-    def lonlat(geom) -> tuple[float, float]:
+    def lonlat(geom: BaseGeometry) -> tuple[float, float]:
         """A point inside the largest part of a lon/lat geometry."""
         parts = shapely.get_parts(geom)
         biggest = parts[int(np.argmax(shapely.area(parts)))] if len(parts) else geom
@@ -252,7 +263,7 @@ class _Metric:
         return round(float(p.x), 6), round(float(p.y), 6)
 
 
-def _outside_parent(g: _Grids, m: _Metric, parent_of, tol: float, tol_m: float) -> list[Problem]:
+def _outside_parent(g: _Grids, m: _Metric, parent_of: list[int | None], tol: float, tol_m: float) -> list[Problem]:
     pairs = [
         (i, j)
         for i, j in enumerate(parent_of)
@@ -271,7 +282,7 @@ def _outside_parent(g: _Grids, m: _Metric, parent_of, tol: float, tol_m: float) 
         lon, lat = m.lonlat(part)
         problems.append(
             Problem(
-                ("features", g.rows[i], "geometry"),
+                ("features", g.row(i), "geometry"),
                 f"{_fmt_area(area)} m² of grid {g.codes[i]} lies outside its parent "
                 f"{g.codes[j]} ({_tolerance_note(width, tol_m)})",
                 "outside_parent",
@@ -320,7 +331,7 @@ def _overlaps(g: _Grids, m: _Metric, tol: float, tol_m: float) -> list[Problem]:
         lon, lat = m.lonlat(part)
         problems.append(
             Problem(
-                ("features", g.rows[at], "geometry"),
+                ("features", g.row(at), "geometry"),
                 f"grid {g.codes[at]} overlaps its sibling {g.codes[other]} by "
                 f"{_fmt_area(area)} m² ({_tolerance_note(width, tol_m)})",
                 "overlap",
@@ -338,19 +349,20 @@ def _overlaps(g: _Grids, m: _Metric, tol: float, tol_m: float) -> list[Problem]:
 
 
 def _gaps(
-    g: _Grids, m: _Metric, index: dict[str, int], parent_of, tol: float, tol_m: float
+    g: _Grids, m: _Metric, index: dict[str, int], parent_of: list[int | None], tol: float, tol_m: float
 ) -> list[Problem]:
     children: dict[str, list[int]] = {}
-    for k, p in enumerate(g.parents):
-        if p is not None:
-            children.setdefault(p, []).append(k)
+    for k, parent in enumerate(g.parents):
+        if parent is not None:
+            children.setdefault(parent, []).append(k)
     # Only parents the upload touches: a new parent, or a stored one with a new child.
     wanted: dict[int, None] = {}
     for i in range(g.n_new):
         if g.codes[i] in children and index.get(g.codes[i]) == i:
             wanted[i] = None
-        if parent_of[i] is not None:
-            wanted[parent_of[i]] = None
+        parent_row = parent_of[i]
+        if parent_row is not None:
+            wanted[parent_row] = None
     problems = []
     for p in wanted:
         pg = g.geoms[p]
@@ -374,13 +386,13 @@ def _gaps(
             ]
             report_at = new_kids[int(np.argmin(dist))]
         if report_at == p:
-            loc = ("features", g.rows[p], "geometry")
+            loc = ("features", g.row(p), "geometry")
             msg = (
                 f"{_fmt_area(area)} m² of grid {g.codes[p]} is not covered by its children "
                 f"(near {lon}, {lat}; {_tolerance_note(width, tol_m)})"
             )
         else:
-            loc = ("features", g.rows[report_at], "parent_code")
+            loc = ("features", g.row(report_at), "parent_code")
             msg = (
                 f"{_fmt_area(area)} m² of parent grid {g.codes[p]} is not covered by its children "
                 f"(near {lon}, {lat}; {_tolerance_note(width, tol_m)})"

@@ -5,11 +5,9 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 """
 
+import sqlalchemy as sa  # noqa: F401  (the operations autogenerate writes use it)
 from alembic import op
-import sqlalchemy as sa
-import geoalchemy2
 ${imports if imports else ""}
-
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}

@@ -5,8 +5,10 @@ Revises:
 Create Date: 2026-11-27
 """
 
+from typing import Any
+
 import sqlalchemy as sa
-from alembic import op
+from alembic import op as alembic_op
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects import postgresql
 
@@ -14,6 +16,10 @@ revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+# GeoAlchemy2's alembic helpers (imported by env.py) add create/drop_geospatial_table and _index to
+# Alembic's operations at run time, which its type stubs cannot know.
+op: Any = alembic_op
 
 # Checked at commit (deferred) so that a whole hierarchy, or a parent and its redrawn children,
 # can be written in any order inside one transaction.

@@ -5,6 +5,8 @@ Revises: 0002
 Create Date: 2026-11-27
 """
 
+from collections.abc import Iterable
+
 import sqlalchemy as sa
 from alembic import op
 from geoalchemy2 import Geometry
@@ -19,7 +21,7 @@ DISPUTE_KINDS = ("land", "neighbour", "family", "wages", "demolition")
 STATES = ("visit", "report", "study", "handle", "follow_up", "closed")
 
 
-def _in(column: str, values) -> str:
+def _in(column: str, values: Iterable[str]) -> str:
     return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
 
 

@@ -5,6 +5,8 @@ Revises: 0004
 Create Date: 2026-11-28
 """
 
+from collections.abc import Iterable
+
 import sqlalchemy as sa
 from alembic import op
 from geoalchemy2 import Geometry
@@ -18,7 +20,7 @@ depends_on = None
 DEPTH_CLASSES = ("0-0.5", "0.5-1", "1-2", ">2")
 
 
-def _in(column: str, values) -> str:
+def _in(column: str, values: Iterable[str]) -> str:
     return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
 
 
