@@ -13,11 +13,11 @@ from pydantic import BaseModel, Field
 
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import require_time_zone, saved_upload, table_response
-from api.security import requires
-from gis import audit
+from api.security import client_ip, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.errors import InputError, NotFound, Problem
+from gis.context import Context
+from gis.errors import InputError, Problem
 from gis.incidents import service
 from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH, Category
 from gis.incidents.fields import TIME_RULE
@@ -28,6 +28,9 @@ from gis.spreadsheet import Table
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
 IncidentId = Annotated[int, PathParam(ge=1, le=2**62)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+EscalationLevel = Annotated[int | None, Query(ge=1, le=4, description="the grid level now responsible: "
+                                              "4 group (on time) … 1 town")]
 
 CSV_HEADERS = {
     "id": "编号", "category": "类别", "dispute_kind": "纠纷类型", "description": "描述", "occurred_at": "发生时间",
@@ -69,11 +72,25 @@ class TransitionIn(BaseModel):
     note: Annotated[str | None, NoNul] = Field(default=None, max_length=5000)
 
 
+def request_context(request: Request, principal: Principal) -> Context:
+    """Who calls, through which request: what the incident operations audit with. (A local helper
+    until api.deps offers a shared one.)"""
+    return Context(principal=principal, method=request.method, path=request.url.path,
+                   client_ip=client_ip(request))
+
+
 def _audit_reporter(session, principal, request, records, reason=None):
-    ids = [r["id"] for r in records if r.get("reporter_name") or r.get("reporter_phone")]
-    if ids and service.reporter_shown(principal):
-        audit.record(session, principal, "read_personal", resource="incident", resource_ids=ids,
-                     reason=reason, method=request.method, path=request.url.path)
+    """Kept for the hot-spot and map routes, which list incidents themselves: the reporter fields
+    shown unmasked, audited by the incident rule (service.record_reporter_reads)."""
+    ctx = request_context(request, principal).with_reason(reason)
+    service.record_reporter_reads(session, ctx, records)
+
+
+def next_link(request: Request, offset: int, limit: int, shown: int, total: int) -> str | None:
+    """The URL of the following page (the same query, offset moved on), or None on the last one."""
+    if shown < limit or offset + shown >= total:
+        return None
+    return str(request.url.include_query_params(offset=offset + limit))
 
 
 @router.post("", status_code=201, summary="Report an incident: located, assigned to its grids, routed")
@@ -81,11 +98,10 @@ def report(request: Request, session: SessionDep, settings: SettingsDep,
            principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)], body: IncidentIn):
     req = service.IntakeRequest(**body.model_dump(mode="python"))
     result = service.intake(
-        session, principal, req,
+        session, request_context(request, principal), req,
         outside_tolerance_m=settings.incident_outside_tolerance_m,
         duplicate_radius_m=settings.duplicate_radius_m,
         duplicate_window_hours=settings.duplicate_window_hours,
-        audit_fields={"method": "POST", "path": request.url.path},
     )
     out = result.record or service.get_incident(session, principal, result.id)
     out.update(service.routing(session, principal, out, result.grid_names))
@@ -106,20 +122,21 @@ def list_incidents(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     overdue: bool | None = None,
+    escalation_level: EscalationLevel = None,
     flagged: bool | None = None,
     limit: Annotated[int, Query(ge=1)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: Offset = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
 ):
     check_page_limit(limit, settings)
     require_time_zone(since=since, until=until)
     page = service.list_incidents(
-        session, principal, grid_code=grid_code, state=state.value if state else None,
+        session, request_context(request, principal), grid_code=grid_code, state=state.value if state else None,
         category=category.value if category else None, since=since, until=until, overdue=overdue,
-        flagged=flagged, limit=limit, offset=offset, count_up_to=settings.max_exact_incident_count,
+        escalation_level=escalation_level, flagged=flagged, limit=limit, offset=offset,
+        count_up_to=settings.max_exact_incident_count,
     )
     rows, total = page.items, page.total
-    _audit_reporter(session, principal, request, rows)
     session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
     if format in ("csv", "xlsx"):
         return table_response(EXPORT, rows, "incidents", total, format)
@@ -132,7 +149,8 @@ def list_incidents(
         return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
     # total_exact False: more than max_exact_incident_count matched; `total` is the planner's
     # estimate.
-    out = {"total": total, "total_exact": page.total_exact, "offset": offset, "items": rows}
+    out = {"total": total, "total_exact": page.total_exact, "offset": offset,
+           "next": next_link(request, offset, limit, len(rows), total), "items": rows}
     return Response(json.dumps(out, default=str, ensure_ascii=False), media_type="application/json")
 
 
@@ -157,10 +175,8 @@ def import_file(
         report = import_incidents(
             session, open_incident_file(path, max_rows=settings.max_incident_rows_per_file),
             source=f"upload:{file.filename}", crs=crs, all_or_nothing=all_or_nothing,
-            outside_tolerance_m=settings.incident_outside_tolerance_m)
-    if report.written and report.created:
-        audit.record(session, principal, "import", resource="incident", method="POST", path=request.url.path,
-                     detail={"file": file.filename, "created": report.created, "failed": len(report.failed)})
+            outside_tolerance_m=settings.incident_outside_tolerance_m,
+            ctx=request_context(request, principal), file_name=file.filename)
     return report.as_dict()
 
 
@@ -175,26 +191,36 @@ def stats(session: SessionDep, principal: Annotated[Principal, requires(Permissi
     return grid_stats(session, principal, level, since, until)
 
 
-@router.get("/review", summary="Flagged assignments (shared edge, or outside the town) not yet reviewed")
-def review_queue(session: SessionDep, principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)]):
-    pending, total = service.list_incidents(session, principal, flagged=True, pending_review=True,
-                                            limit=10_000)
-    return JSONResponse(json.loads(json.dumps({"total": total, "items": pending}, default=str)))
+@router.get("/review", summary="Flagged assignments (shared edge, outside the town, above the group level) "
+            "not yet reviewed, newest first, paged")
+def review_queue(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)],
+    grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")] = None,
+    category: Category | None = None,
+    overdue: bool | None = None,
+    escalation_level: EscalationLevel = None,
+    limit: Annotated[int, Query(ge=1)] = 100,
+    offset: Offset = 0,
+):
+    check_page_limit(limit, settings)
+    page = service.review_queue(
+        session, request_context(request, principal), grid_code=grid_code,
+        category=category.value if category else None, overdue=overdue, escalation_level=escalation_level,
+        limit=limit, offset=offset, count_up_to=settings.max_exact_incident_count)
+    out = {"total": page.total, "total_exact": page.total_exact, "offset": offset,
+           "next": next_link(request, offset, limit, len(page.items), page.total), "items": page.items}
+    return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
 @router.post("/{incident_id}/review", summary="Mark a flagged assignment as checked")
 def mark_reviewed(request: Request, session: SessionDep,
                   principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)],
                   incident_id: IncidentId):
-    from sqlalchemy import text
-
-    done = session.execute(text("UPDATE incident SET reviewed_at = now() WHERE id = :i RETURNING id"),
-                           {"i": incident_id}).first()
-    if done is None:
-        raise NotFound(f"no incident {incident_id}")
-    audit.record(session, principal, "review", resource="incident", resource_ids=[incident_id],
-                 method="POST", path=request.url.path)
-    return JSONResponse(json.loads(json.dumps(service.get_incident(session, principal, incident_id), default=str)))
+    out = service.mark_reviewed(session, request_context(request, principal), incident_id)
+    return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
 @router.get("/{incident_id}", summary="One incident with its history, assignees and possible duplicates")
@@ -204,8 +230,7 @@ def one(
     principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
     incident_id: IncidentId,
 ):
-    out = service.get_incident(session, principal, incident_id)
-    _audit_reporter(session, principal, request, [out])
+    out = service.get_incident(session, request_context(request, principal), incident_id)
     return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
@@ -219,12 +244,9 @@ def attach(request: Request, session: SessionDep, settings: SettingsDep,
     if len(data) > settings.max_attachment_bytes:
         # The same answer as a body over the route's limit (api/limits.py).
         raise HTTPException(413, f"a photo has at most {settings.max_attachment_bytes} bytes")
-    out = add_attachment(session, principal, incident_id, file.filename or "photo", data,
-                         max_bytes=settings.max_attachment_bytes,
-                         max_pixels=settings.max_attachment_pixels)
-    audit.record(session, principal, "create", resource="incident_attachment", resource_ids=[out["id"]],
-                 method="POST", path=request.url.path, detail={"incident_id": incident_id, "size": out["size"]})
-    return out
+    return add_attachment(session, request_context(request, principal), incident_id, file.filename or "photo",
+                          data, max_bytes=settings.max_attachment_bytes,
+                          max_pixels=settings.max_attachment_pixels)
 
 
 @router.get("/{incident_id}/attachments", summary="Photos of an incident (metadata only)")
@@ -253,7 +275,6 @@ def attachment(session: SessionDep, principal: Annotated[Principal, requires(Per
 @router.post("/{incident_id}/transitions", summary="Move the incident one step through the closed loop")
 def move(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.WORK_INCIDENTS)],
          incident_id: IncidentId, body: TransitionIn):
-    out = service.transition(session, principal, incident_id, body.action.value, body.note)
-    audit.record(session, principal, "update", resource="incident", resource_ids=[incident_id],
-                 method="POST", path=request.url.path, detail={"action": body.action.value, "state": out["state"]})
+    out = service.transition(session, request_context(request, principal), incident_id, body.action.value,
+                             body.note)
     return JSONResponse(json.loads(json.dumps(out, default=str)))

@@ -64,23 +64,12 @@ class Location:
         return self.path[max(self.path)] if self.path else None
 
 
+# The point → grid rule is the SQL function grid_at (migration 0008), once per point.
 _CONTAINING = text(
     """
-    WITH pts AS (
-        SELECT t.i, ST_SetSRID(ST_MakePoint(t.x, t.y), 4326) AS g
-        FROM unnest(:xs, :ys) WITH ORDINALITY AS t(x, y, i)
-    )
-    SELECT p.i, c.code, c.n, c.on_edge
-    FROM pts p
-    LEFT JOIN LATERAL (
-        SELECT g.code,
-               count(*) OVER () AS n,
-               ST_Intersects(ST_Boundary(g.geom), p.g) AS on_edge
-        FROM grid g
-        WHERE g.valid_to IS NULL AND ST_Intersects(g.geom, p.g)
-        ORDER BY g.level DESC, g.code
-        LIMIT 1
-    ) c ON true
+    SELECT t.i, c.code, c.candidates AS n, c.on_boundary AS on_edge
+    FROM unnest(:xs, :ys) WITH ORDINALITY AS t(x, y, i)
+    LEFT JOIN LATERAL grid_at(ST_SetSRID(ST_MakePoint(t.x, t.y), 4326)) c ON true
     """
 ).bindparams(
     bindparam("xs", type_=ARRAY(DOUBLE_PRECISION)), bindparam("ys", type_=ARRAY(DOUBLE_PRECISION))
