@@ -179,18 +179,20 @@ def intake(
     duplicate_radius_m: float,
     duplicate_window_hours: float,
     now: dt.datetime | None = None,
+    one_statement: bool = True,
 ) -> IntakeResult:
     """Store one incident. The same external_id again returns the first one (created False).
 
     A new incident is written to the audit log ("create") in the same transaction (for the common
-    case, in the same statement).
+    case, in the same statement). With `one_statement` False every location takes the general path
+    (tests/test_intake_paths_property.py holds the two to the same answers).
     """
     ctx = as_context(actor)
     principal = ctx.principal
     now = now or dt.datetime.now(dt.UTC)
     _check_fields(req, now)
     placed = place_incident(session, req, principal)
-    fast = None if placed.grid_code else _intake_inside(
+    fast = None if placed.grid_code or not one_statement else _intake_inside(
         session, ctx, req, placed, now, duplicate_radius_m, duplicate_window_hours)
     if fast is not None:
         return fast
