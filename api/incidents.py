@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import require_time_zone, saved_upload, table_response
@@ -29,6 +30,7 @@ router = APIRouter(prefix="/incidents", tags=["incidents"])
 
 IncidentId = Annotated[int, PathParam(ge=1, le=2**62)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+GridCodeQuery = Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")]
 EscalationLevel = Annotated[int | None, Query(ge=1, le=4, description="the grid level now responsible: "
                                               "4 group (on time) … 1 town")]
 
@@ -79,7 +81,8 @@ def request_context(request: Request, principal: Principal) -> Context:
                    client_ip=client_ip(request))
 
 
-def _audit_reporter(session, principal, request, records, reason=None):
+def _audit_reporter(session: Session, principal: Principal, request: Request, records: list[dict[str, Any]],
+                    reason: str | None = None) -> None:
     """Kept for the hot-spot and map routes, which list incidents themselves: the reporter fields
     shown unmasked, audited by the incident rule (service.record_reporter_reads)."""
     ctx = request_context(request, principal).with_reason(reason)
@@ -95,7 +98,7 @@ def next_link(request: Request, offset: int, limit: int, shown: int, total: int)
 
 @router.post("", status_code=201, summary="Report an incident: located, assigned to its grids, routed")
 def report(request: Request, session: SessionDep, settings: SettingsDep,
-           principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)], body: IncidentIn):
+           principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)], body: IncidentIn) -> Response:
     req = service.IntakeRequest(**body.model_dump(mode="python"))
     result = service.intake(
         session, request_context(request, principal), req,
@@ -116,7 +119,7 @@ def list_incidents(
     session: SessionDep,
     settings: SettingsDep,
     principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
-    grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")] = None,
+    grid_code: GridCodeQuery = None,
     state: State | None = None,
     category: Category | None = None,
     since: dt.datetime | None = None,
@@ -127,7 +130,7 @@ def list_incidents(
     limit: Annotated[int, Query(ge=1)] = 100,
     offset: Offset = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
-):
+) -> Response:
     check_page_limit(limit, settings)
     require_time_zone(since=since, until=until)
     page = service.list_incidents(
@@ -154,7 +157,8 @@ def list_incidents(
     return Response(json.dumps(out, default=str, ensure_ascii=False), media_type="application/json")
 
 
-@router.post("/import", summary="Batch import (CSV, Excel, GeoJSON, GeoPackage); failed rows by number")
+@router.post("/import", response_model=None,
+             summary="Batch import (CSV, Excel, GeoJSON, GeoPackage); failed rows by number")
 def import_file(
     request: Request,
     session: SessionDep,
@@ -163,7 +167,7 @@ def import_file(
     file: Annotated[UploadFile, File(description=".csv, .xlsx, .geojson, .json or .gpkg")],
     crs: Annotated[str | None, Form(max_length=40)] = None,
     all_or_nothing: Annotated[bool, Form()] = False,
-):
+) -> dict[str, Any]:
     from pathlib import Path
 
     from gis.incidents.batch import import_incidents, open_incident_file
@@ -180,11 +184,11 @@ def import_file(
     return report.as_dict()
 
 
-@router.get("/stats", summary="Per grid at a level: counts by state/category, median hours per stage, "
-            "on-time rate, satisfaction")
+@router.get("/stats", response_model=None,
+            summary="Per grid at a level: counts by state/category, median hours per stage, on-time rate, satisfaction")
 def stats(session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
           level: Annotated[int, Query(ge=1, le=4)] = 3,
-          since: dt.datetime | None = None, until: dt.datetime | None = None):
+          since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[dict[str, Any]]:
     from gis.incidents.stats import grid_stats
 
     require_time_zone(since=since, until=until)
@@ -198,13 +202,13 @@ def review_queue(
     session: SessionDep,
     settings: SettingsDep,
     principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)],
-    grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")] = None,
+    grid_code: GridCodeQuery = None,
     category: Category | None = None,
     overdue: bool | None = None,
     escalation_level: EscalationLevel = None,
     limit: Annotated[int, Query(ge=1)] = 100,
     offset: Offset = 0,
-):
+) -> JSONResponse:
     check_page_limit(limit, settings)
     page = service.review_queue(
         session, request_context(request, principal), grid_code=grid_code,
@@ -218,7 +222,7 @@ def review_queue(
 @router.post("/{incident_id}/review", summary="Mark a flagged assignment as checked")
 def mark_reviewed(request: Request, session: SessionDep,
                   principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)],
-                  incident_id: IncidentId):
+                  incident_id: IncidentId) -> JSONResponse:
     out = service.mark_reviewed(session, request_context(request, principal), incident_id)
     return JSONResponse(json.loads(json.dumps(out, default=str)))
 
@@ -229,15 +233,16 @@ def one(
     session: SessionDep,
     principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
     incident_id: IncidentId,
-):
+) -> JSONResponse:
     out = service.get_incident(session, request_context(request, principal), incident_id)
     return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
-@router.post("/{incident_id}/attachments", status_code=201, summary="Attach a photo (JPEG, PNG or WebP)")
+@router.post("/{incident_id}/attachments", status_code=201, response_model=None,
+             summary="Attach a photo (JPEG, PNG or WebP)")
 def attach(request: Request, session: SessionDep, settings: SettingsDep,
            principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)],
-           incident_id: IncidentId, file: Annotated[UploadFile, File()]):
+           incident_id: IncidentId, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
     from gis.incidents.attachments import add_attachment
 
     data = file.file.read(settings.max_attachment_bytes + 1)
@@ -249,10 +254,10 @@ def attach(request: Request, session: SessionDep, settings: SettingsDep,
                           max_pixels=settings.max_attachment_pixels)
 
 
-@router.get("/{incident_id}/attachments", summary="Photos of an incident (metadata only)")
+@router.get("/{incident_id}/attachments", response_model=None, summary="Photos of an incident (metadata only)")
 def attachments(
     session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)], incident_id: IncidentId
-):
+) -> list[dict[str, Any]]:
     from gis.incidents.attachments import list_attachments
 
     return list_attachments(session, principal, incident_id)
@@ -261,7 +266,7 @@ def attachments(
 @router.get("/{incident_id}/attachments/{attachment_id}", summary="One photo's bytes")
 def attachment(session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
                incident_id: IncidentId,
-               attachment_id: Annotated[int, PathParam(ge=1, le=2**62)]):
+               attachment_id: Annotated[int, PathParam(ge=1, le=2**62)]) -> Response:
     from urllib.parse import quote
 
     from gis.incidents.attachments import get_attachment
@@ -274,7 +279,7 @@ def attachment(session: SessionDep, principal: Annotated[Principal, requires(Per
 
 @router.post("/{incident_id}/transitions", summary="Move the incident one step through the closed loop")
 def move(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.WORK_INCIDENTS)],
-         incident_id: IncidentId, body: TransitionIn):
+         incident_id: IncidentId, body: TransitionIn) -> JSONResponse:
     out = service.transition(session, request_context(request, principal), incident_id, body.action.value,
                              body.note)
     return JSONResponse(json.loads(json.dumps(out, default=str)))

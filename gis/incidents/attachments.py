@@ -31,7 +31,7 @@ def sniff_image(data: bytes) -> str | None:
 _PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 
 
-def check_photo(data: bytes, *, max_pixels: int, loc: tuple = ("body", "file")) -> str:
+def check_photo(data: bytes, *, max_pixels: int, loc: tuple[str | int, ...] = ("body", "file")) -> str:
     """The photo's content type once Pillow has decoded all of it; InputError (at `loc`) for
     anything that is not a whole JPEG, PNG or WebP image, or has more than `max_pixels` pixels.
 
@@ -106,7 +106,7 @@ def add_attachment(session: Session, actor: Context | Principal, incident_id: in
     return out
 
 
-def list_attachments(session: Session, principal: Principal, incident_id: int) -> list[dict]:
+def list_attachments(session: Session, principal: Principal, incident_id: int) -> list[dict[str, Any]]:
     """Metadata only; the bytes come from get_attachment."""
     _visible(session, principal, incident_id)
     rows = session.execute(

@@ -25,9 +25,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -36,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from gis.bulk import BinaryColumns, Vocabulary, copy_payload
 from gis.context import Context
-from gis.crs import parse_crs
+from gis.crs import CoordSystem, parse_crs
 from gis.grids.locate import BulkLocation, GridIndex, add_nearest, grid_index, match_bulk
 from gis.incidents import routing
 from gis.incidents.bulk_indexes import BULK_MIN_ROWS, BULK_TABLES, drop_indexes, rebuild_indexes
@@ -49,16 +50,17 @@ __all__ = ["BULK_TABLES", "CHUNK", "FAILURES_EXPORT", "BatchReport", "IncidentFi
            "open_incident_file", "read_incident_file"]
 
 log = logging.getLogger("wangge.incidents.batch")
+_T = TypeVar("_T")
 
 @dataclass
 class BatchReport:
     rows: int = 0
     created: int = 0
     already_present: int = 0
-    failed: list[dict] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
     written: bool = True
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "created": self.created, "already_present": self.already_present,
                 "failed": self.failed, "written": self.written}
 
@@ -69,7 +71,8 @@ CHUNK = 100_000            # rows of the file per part
 FAILURES_EXPORT = Table({"row": "行号", "column": "列", "reason": "原因"})
 
 
-def _chunks(data, chunk_rows: int) -> tuple[Iterable[pd.DataFrame], int]:
+def _chunks(data: pd.DataFrame | IncidentFile | Iterable[pd.DataFrame],
+            chunk_rows: int) -> tuple[Iterable[pd.DataFrame], int]:
     """(the parts of the input, its expected number of rows)."""
     if isinstance(data, pd.DataFrame):
         return (data.iloc[a:a + chunk_rows] for a in range(0, max(len(data), 1), chunk_rows)), len(data)
@@ -167,7 +170,7 @@ def import_incidents(
 FIRST_DATA_LINE = 2
 
 
-def _renumber(failed: list[dict], data) -> None:
+def _renumber(failed: list[dict[str, Any]], data: object) -> None:
     lines = getattr(data, "line_numbers", None)
     if not failed or lines is None:
         return
@@ -176,10 +179,10 @@ def _renumber(failed: list[dict], data) -> None:
         f["row"] = where.get(f["row"] - FIRST_DATA_LINE, f["row"])
 
 
-class _Timings(dict):
+class _Timings(dict[str, float]):
     """Seconds per step, summed over parts; one per thread."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self._t = time.perf_counter()
 
@@ -202,15 +205,16 @@ class _Part:
     xs: np.ndarray                     # WGS84
     ys: np.ndarray
     loc: BulkLocation
-    failed: list[dict]
+    failed: list[dict[str, Any]]
     placed: np.ndarray | None = None   # positions in ok with a grid (inside, or near enough)
     grid: np.ndarray | None = None     # index positions for ok (-1 where not placed)
     edge: np.ndarray | None = None
     out_m: np.ndarray | None = None
-    nearest: Future | None = None      # the database thread's add_nearest for the outside points
+    nearest: Future[None] | None = None      # the database thread's add_nearest for the outside points
 
 
-def _prepared(parts: Iterable[pd.DataFrame], tz: ZoneInfo, system, index: GridIndex, clock: _Timings):
+def _prepared(parts: Iterable[pd.DataFrame], tz: ZoneInfo, system: CoordSystem, index: GridIndex,
+              clock: _Timings) -> Iterator[_Part]:
     offset = 0
     frames = iter(parts)
     while True:
@@ -218,9 +222,10 @@ def _prepared(parts: Iterable[pd.DataFrame], tz: ZoneInfo, system, index: GridIn
         clock.lap("read")
         if frame is None:
             return
-        failed: list[dict] = []
+        failed: list[dict[str, Any]] = []
 
-        def fail(i: int, column: str | None, reason: str, _o=offset, _f=failed) -> None:
+        def fail(i: int, column: str | None, reason: str, _o: int = offset,
+                 _f: list[dict[str, Any]] = failed) -> None:
             _f.append({"row": _o + i + FIRST_DATA_LINE, "column": column, "reason": reason})
 
         ok = check_rows(frame, tz, system, fail)
@@ -259,7 +264,7 @@ class _Writer:
 
     def __init__(self, write: Callable[[_Part], None], depth: int = 2):
         self._write = write
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[_Part | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="wangge-import-writer", daemon=True)
         self._thread.start()
@@ -295,10 +300,11 @@ class _Load:
     """The preparer's state between parts (ids already taken, bulk-load state, counts) and the
     database thread that alone uses the connection while the import runs."""
 
-    def __init__(self, session: Session, expected: int, source: str, system, tolerance_m: float, progress):
+    def __init__(self, session: Session, expected: int, source: str, system: CoordSystem, tolerance_m: float,
+                 progress: Callable[[int], None] | None):
         self.session, self.expected, self.system = session, expected, system
         self.tolerance_m, self.progress, self.source = tolerance_m, progress, source
-        self.raw = session.connection().connection.driver_connection
+        self.raw = cast(Any, session.connection().connection.driver_connection)   # a psycopg connection
         self.cur = self.raw.cursor()
         self.cur.execute("SELECT count(*) FROM incident")
         self.table_rows = self.cur.fetchone()[0]
@@ -312,18 +318,18 @@ class _Load:
             self.taken.update(r[0] for r in self.cur)
         self.cur.execute("SELECT pg_get_serial_sequence('incident', 'id')")
         self.sequence = self.cur.fetchone()[0]
-        self.bulk: list | None = None          # the rebuild statements, once in bulk mode
+        self.bulk: list[str] | None = None          # the rebuild statements, once in bulk mode
         self.decided = False
         self.next_id = 0
         self.staff: pd.DataFrame | None = None   # who incidents are routed to, read once
         self.created = self.already_present = 0
         self.done: list[_Part] = []
-        self.sent: list[Future] = []           # COPYs handed to the database thread
+        self.sent: list[Future[Any]] = []           # COPYs handed to the database thread
         self.db = ThreadPoolExecutor(1, thread_name_prefix="wangge-import-db")
         self.timings = _Timings()
         self.finish_timings = _Timings()
 
-    def on_db(self, fn: Callable, *args):
+    def on_db(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run fn(*args) on the database thread and wait for its answer."""
         return self.db.submit(fn, *args).result()
 
@@ -345,6 +351,7 @@ class _Load:
         self.place(part)
         t.lap("place")
         ok, placed = part.ok, part.placed
+        assert placed is not None          # (placed just above)
         ext = ok.external_id[placed]
         present = pd.Series(ext, dtype=object).duplicated(keep="first").to_numpy().copy()
         if self.ask and len(ext):
@@ -400,6 +407,7 @@ class _Load:
         """Encode the part's incidents, history and routing here; COPY them on the database thread."""
         t = self.timings
         ok, index = part.ok, part.loc.index
+        assert part.grid is not None and part.edge is not None and part.out_m is not None   # (placed)
         g = part.grid[fresh]
         anc = index.ancestors
         codes = self._codes(index)
@@ -431,7 +439,7 @@ class _Load:
         # Routing: the group grid's leader and members, and the village's supervisor.
         if self.staff is None:
             self.staff = self.on_db(_routing_staff, self.cur)
-        village = np.append(index.codes, None)[level(3)]
+        village = np.append(index.codes, np.array([None], dtype=object))[level(3)]
         routed = _route(ids, index.codes[g], village, self.staff)
         if routed is not None:
             payloads.append(("incident_assignee", routed.names, routed.payload()))
@@ -468,7 +476,7 @@ class _Load:
 
 
 
-def _routing_staff(cur) -> pd.DataFrame:
+def _routing_staff(cur: Any) -> pd.DataFrame:
     cur.execute(routing.ROUTED_STAFF_SQL)
     return pd.DataFrame(cur.fetchall(), columns=["staff_id", "role", "grid_code"])
 

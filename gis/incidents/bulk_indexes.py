@@ -4,13 +4,14 @@ manual advises (indexes and keys dropped, rows copied, everything re-created bef
 from __future__ import annotations
 
 import time
+from typing import Any
 
 # Tables a batch import writes, and whether it may rebuild their indexes and foreign keys at the end.
 BULK_TABLES = ("incident", "incident_event", "incident_assignee")
 BULK_MIN_ROWS = 50_000
 
 
-def drop_indexes(cur) -> list[str]:
+def drop_indexes(cur: Any) -> list[str]:
     """For a large load, drop the indexes and keys of the written tables; the statements that
     re-create them are returned for `rebuild_indexes`.
 
@@ -53,7 +54,7 @@ def drop_indexes(cur) -> list[str]:
     return [create for _, _, _, create in sorted(statements, key=lambda r: (r[1], r[3]))]
 
 
-def rebuild_indexes(cur, statements: list[str], timings: dict[str, float] | None = None) -> None:
+def rebuild_indexes(cur: Any, statements: list[str], timings: dict[str, float] | None = None) -> None:
     """Keys and unique constraints, then the other indexes, then the foreign keys; then ANALYZE."""
     cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
     for create in statements + [f"ANALYZE {table}" for table in BULK_TABLES]:

@@ -4,7 +4,7 @@ import's column names; what a row must hold is checked later (gis.incidents.row_
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +45,7 @@ class IncidentFile:
     chunk_rows: int = 100_000
     estimated_rows: int = 0
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[pd.DataFrame]:
         suffix = self.path.suffix.lower()
         seen = 0
         for frame in _guarded(lambda: self._frames(suffix)):
@@ -88,7 +88,7 @@ class IncidentFile:
             return {}           # a line the csv module reads differently: keep index + 2
         return out
 
-    def _frames(self, suffix: str):
+    def _frames(self, suffix: str) -> Generator[pd.DataFrame]:
         if suffix != ".csv":
             yield _read_whole(self.path, suffix)
             return
@@ -116,7 +116,7 @@ def open_incident_file(path: Path, *, max_rows: int, chunk_rows: int = 100_000) 
     return IncidentFile(path, max_rows, chunk_rows, estimated)
 
 
-def _guarded(frames: Callable[[], Iterator[pd.DataFrame]]) -> Iterator[pd.DataFrame]:
+def _guarded(frames: Callable[[], Generator[pd.DataFrame]]) -> Iterator[pd.DataFrame]:
     """The reader's frames; any reader failure is a bad file, said plainly."""
     it = frames()
     try:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from gis.crs import convert_points
+from gis.crs import CoordSystem, convert_points
 from gis.incidents.categories import Category, DisputeKind
 from gis.incidents.fields import category_code, dispute_kind_code, parse_time, state_code
 from gis.incidents.loop import State
@@ -41,10 +41,10 @@ def _all_str(col: pd.Series) -> bool:
     """Every value is a str (then `v or fallback` only replaces "", and str(v) is v)."""
     if isinstance(col.dtype, pd.StringDtype):
         return not col.isna().any()
-    return col.dtype == object and pd.api.types.infer_dtype(col, skipna=False) == "string"
+    return bool(col.dtype == object and pd.api.types.infer_dtype(col, skipna=False) == "string")
 
 
-def _texts(col: pd.Series | None, n: int, *, default=None, fallback: str | None = None,
+def _texts(col: pd.Series | None, n: int, *, default: object = None, fallback: str | None = None,
            strip: bool = True) -> np.ndarray:
     """str(v) per row, v = r.get(name, default), or `v or fallback` when fallback is given; then
     str.strip() unless strip is False. An object array of str."""
@@ -69,8 +69,10 @@ def _each(values: np.ndarray, fn: Callable[[str], object]) -> np.ndarray:
     if len(pd.unique(values[:1000])) < 100:
         codes, uniques = pd.factorize(values)
         if len(uniques) < 10_000:
-            return np.array([fn(u) for u in uniques] + [None], dtype=object)[codes]
-    return np.array([fn(v) for v in values.tolist()], dtype=object)
+            once: np.ndarray = np.array([fn(u) for u in uniques] + [None], dtype=object)
+            return np.asarray(once[codes])
+    each: np.ndarray = np.array([fn(v) for v in values.tolist()], dtype=object)
+    return each
 
 
 def _iso_shape(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,10 +87,12 @@ def _iso_shape(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     digit = (u >= 48) & (u <= 57)
 
     def at(pos: np.ndarray) -> np.ndarray:                  # the code at a per-row position
-        return u[rows, np.clip(pos, 0, 31)]
+        code: np.ndarray = u[rows, np.clip(pos, 0, 31)]
+        return code
 
     def is_digit(pos: np.ndarray) -> np.ndarray:
-        return digit[rows, np.clip(pos, 0, 31)]
+        found: np.ndarray = digit[rows, np.clip(pos, 0, 31)]
+        return found
 
     z = at(lens - 1) == ord("Z")
     offset = (np.isin(at(lens - 6), (ord("+"), ord("-"))) & (at(lens - 3) == ord(":")) & is_digit(lens - 5)
@@ -152,7 +156,7 @@ def _parse_times(texts: pd.Series, rows: np.ndarray, tz: ZoneInfo) -> tuple[np.n
         # The zone's offset for each wall time, as `replace(tzinfo=tz)` reads it (fold=0).
         uniq, inverse = np.unique(wall, return_inverse=True)
         offsets = np.array([
-            tz.utcoffset(w) // _MICRO
+            (tz.utcoffset(w) or dt.timedelta(0)) // _MICRO
             for w in uniq.astype("datetime64[us]").astype(dt.datetime)], dtype=np.int64)
         micros[idx] = wall - offsets[inverse]
         done[idx] = True
@@ -186,7 +190,8 @@ class CheckedRows:
     reporter_phone: np.ndarray
 
 
-def check_rows(frame: pd.DataFrame, tz: ZoneInfo, system, fail: Callable[[int, str | None, str], None]) -> CheckedRows:
+def check_rows(frame: pd.DataFrame, tz: ZoneInfo, system: CoordSystem,
+               fail: Callable[[int, str | None, str], None]) -> CheckedRows:
     """The row checks of the batch import, column-wise; failures reported in row order."""
     n = len(frame)
     col = {name: _column(frame, name) for name in (
@@ -203,6 +208,7 @@ def check_rows(frame: pd.DataFrame, tz: ZoneInfo, system, fail: Callable[[int, s
     # PostgreSQL text cannot hold NUL: the first such cell of a row (in column order) fails it.
     for name in dict.fromkeys(frame.columns):
         values = _column(frame, name)
+        assert values is not None          # (a name of the frame's own columns)
         if _all_str(values):
             if "\x00" not in "".join(values.to_numpy(dtype=object)):
                 continue
@@ -269,5 +275,7 @@ def check_rows(frame: pd.DataFrame, tz: ZoneInfo, system, fail: Callable[[int, s
 
 
 def _optional(values: np.ndarray) -> np.ndarray:
-    return np.where(values == "", None, values)
+    out = values.astype(object)
+    out[values == ""] = None
+    return out
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,7 +26,7 @@ from gis.context import Context
 from gis.crs import parse_crs, points_to_wgs84
 from gis.db import driver_rows
 from gis.errors import Forbidden, InputError, NotFound, Problem
-from gis.grids.locate import current_hierarchy, locate_points, path_to_town
+from gis.grids.locate import GridRef, current_hierarchy, locate_points, path_to_town
 from gis.incidents import fields
 from gis.incidents.categories import Category
 from gis.incidents.loop import (
@@ -124,8 +124,8 @@ def _check_fields(req: IntakeRequest, now: dt.datetime) -> None:
 class IntakeResult:
     id: int
     created: bool
-    record: dict | None = None   # the stored incident as get_incident shows it, when already read
-    grid_names: dict | None = None   # code -> name of its grid path, when already read
+    record: dict[str, Any] | None = None   # the stored incident as get_incident shows it, when already read
+    grid_names: dict[str, str] | None = None   # code -> name of its grid path, when already read
 
 
 def place_incident(session: Session, req: IntakeRequest,
@@ -147,12 +147,13 @@ def place_incident(session: Session, req: IntakeRequest,
     return Placement(float(xs[0]), float(ys[0]), "coordinates", None, None, str(system))
 
 
-def assign(session: Session, lon: float, lat: float, outside_tolerance_m: float):
+def assign(session: Session, lon: float, lat: float,
+           outside_tolerance_m: float) -> tuple[dict[int, GridRef], bool, float | None]:
     """(path level->GridRef, on_boundary, outside_distance_m) by the locate rule; refuses far points."""
     loc = locate_points(session, [lon], [lat])[0]
     if loc.inside:
         return loc.path, loc.on_boundary, None
-    if loc.nearest is None:
+    if loc.nearest is None or loc.distance_m is None:
         raise InputError(Problem(("body",), "no grids are loaded: import the town's grids first", "no_grids"))
     if loc.distance_m > outside_tolerance_m:
         raise InputError(Problem(
@@ -210,6 +211,7 @@ def intake(
     else:
         path, on_boundary, outside_m = assign(session, placed.lon, placed.lat, outside_tolerance_m)
     group = path[max(path)]
+    codes = {level: ref.code for level, ref in path.items()}
     version_id = session.execute(
         text("SELECT id FROM grid WHERE code = :c AND valid_to IS NULL"), {"c": group.code}
     ).scalar_one()
@@ -231,16 +233,18 @@ def intake(
             "occ": req.occurred_at, "rname": req.reporter_name, "rphone": req.reporter_phone,
             "x": placed.lon, "y": placed.lat, "src": placed.source, "crs": placed.input_crs,
             "place": req.place, "match": placed.place_match, "prec": placed.precision_m,
-            "g4": group.code, "g3": path.get(3).code if 3 in path else None,
-            "g2": path.get(2).code if 2 in path else None, "g1": path.get(1).code if 1 in path else None,
+            "g4": group.code, "g3": codes.get(3), "g2": codes.get(2), "g1": codes.get(1),
             "ver": version_id, "edge": on_boundary, "out": outside_m, "now": now,
             "by": principal.user_id if principal else None,
         },
     ).scalar_one_or_none()
     if incident_id is None:   # a concurrent post of the same id stored it first
-        return IntakeResult(_reported_before(session, principal, req.external_id), False)
+        assert req.external_id is not None   # (only the unique external id makes the INSERT do nothing)
+        first = _reported_before(session, principal, req.external_id)
+        assert first is not None
+        return IntakeResult(first, False)
     _event(session, incident_id, principal, "intake", None, State.VISIT, None, now)
-    _route(session, incident_id, group.code, path.get(3).code if 3 in path else None)
+    _route(session, incident_id, group.code, codes.get(3))
     _link_duplicates(session, incident_id, duplicate_radius_m, duplicate_window_hours)
     ctx.audit(session, "create", resource="incident", resource_ids=[incident_id])
     return IntakeResult(incident_id, True)
@@ -373,7 +377,8 @@ def _reported_before(session: Session, principal: Principal | None, external_id:
     ).scalar_one_or_none()
 
 
-def _event(session, incident_id, principal, action, from_state, to_state, note, at):
+def _event(session: Session, incident_id: int, principal: Principal | None, action: str, from_state: State | None,
+           to_state: State, note: str | None, at: dt.datetime) -> None:
     session.execute(
         text(
             "INSERT INTO incident_event (incident_id, at, actor_id, actor, action, from_state, to_state, note) "
@@ -385,7 +390,7 @@ def _event(session, incident_id, principal, action, from_state, to_state, note, 
     )
 
 
-def _route(session, incident_id: int, group_code: str, village_code: str | None) -> None:
+def _route(session: Session, incident_id: int, group_code: str, village_code: str | None) -> None:
     """Attach the group grid's leader and members, and the village's supervisor."""
     session.execute(text(_ROUTE_SQL), {"i": incident_id, "g": group_code, "v": village_code})
 
@@ -394,7 +399,7 @@ _ROUTE_SQL = ("INSERT INTO incident_assignee (incident_id, staff_id, duty) "
               + assignees_select(":i", {4: ":g", 3: ":v"}))
 
 
-def _link_duplicates(session, incident_id: int, radius_m: float, window_h: float) -> None:
+def _link_duplicates(session: Session, incident_id: int, radius_m: float, window_h: float) -> None:
     """Open incidents of the same category nearby in space and time: offered, never merged."""
     session.execute(
         text(
@@ -415,8 +420,8 @@ def _link_duplicates(session, incident_id: int, radius_m: float, window_h: float
     )
 
 
-def routing(session: Session, principal: Principal, record: dict,
-            names: dict | None = None) -> dict:
+def routing(session: Session, principal: Principal, record: dict[str, Any],
+            names: dict[str, str] | None = None) -> dict[str, Any]:
     """Where a reported incident went, for the reporter: its grid path (town → group, with names),
     whether that lies outside the reporter's own grids, and a sentence saying so in Chinese.
     `names` (code -> name) when the intake already read them (the one-statement path)."""
@@ -450,10 +455,11 @@ def scope_condition(principal: Principal) -> str:
         from gis.codes import level_of_code
 
         columns = {4: "group_code", 3: "village_code", 2: "area_code", 1: "town_code"}
-        levels = {level_of_code(code) for code in principal.scope_codes}
-        if None in levels or not levels:
+        found = [level_of_code(code) for code in principal.scope_codes]
+        levels = {int(level) for level in found if level is not None}
+        if None in found or not levels:
             levels = set(columns)
-        arms = [f"i.{columns[int(level)]} = ANY(:scope)" for level in sorted(levels, reverse=True)]
+        arms = [f"i.{columns[level]} = ANY(:scope)" for level in sorted(levels, reverse=True)]
         return "(" + " OR ".join(arms) + ")"
     if principal.role in (Role.ADMIN, Role.COMMAND_CENTER, Role.EMERGENCY):
         return "TRUE"
@@ -468,7 +474,7 @@ def visible_condition(principal: Principal) -> str:
     return scope if scope == "TRUE" else f"({scope} OR i.created_by = :uid)"
 
 
-def access_params(principal: Principal) -> dict:
+def access_params(principal: Principal) -> dict[str, Any]:
     """The parameters `visible_condition` and `scope_condition` refer to."""
     return {"scope": list(principal.scope_codes), "uid": principal.user_id}
 
@@ -486,7 +492,7 @@ _COLUMNS = """
 """
 
 
-def _shape(row, principal: Principal, now: dt.datetime) -> dict:
+def _shape(row: dict[str, Any], principal: Principal, now: dt.datetime) -> dict[str, Any]:
     d = dict(row)
     if not reporter_shown(principal):
         d["reporter_name"], d["reporter_phone"] = mask_name(d["reporter_name"]), mask_phone(d["reporter_phone"])
@@ -505,7 +511,7 @@ def _shape(row, principal: Principal, now: dt.datetime) -> dict:
     return d
 
 
-def review_reasons(d: dict) -> list[str]:
+def review_reasons(d: dict[str, Any]) -> list[str]:
     """Why an incident waits for review (FLAGGED_SQL says the same in SQL): on_boundary,
     outside_town, vague_place (a place name matched only an area above the group grids) or
     no_group_grid (a point in no group grid, e.g. a gap between them)."""
@@ -537,7 +543,7 @@ def get_incident(session: Session, actor: Context | Principal, incident_id: int,
     return out
 
 
-def _with_details(row: dict, principal: Principal, now: dt.datetime) -> dict:
+def _with_details(row: dict[str, Any], principal: Principal, now: dt.datetime) -> dict[str, Any]:
     details = {k: row.pop(k) for k in ("history", "assignees", "attachments", "possible_duplicates")}
     out = _shape(row, principal, now)
     out["history"] = [{**e, "at": _iso(e["at"])} for e in details["history"]]
@@ -565,7 +571,7 @@ _DETAIL = f"""
 """
 
 
-def _iso(epoch) -> str:
+def _iso(epoch: float | str) -> str:
     """An epoch from PostgreSQL (a JSON number, microseconds exact) as the ISO time the API returns."""
     seconds = decimal.Decimal(str(epoch))
     whole = int(seconds // 1)
@@ -835,7 +841,8 @@ def review_queue(session: Session, actor: Context | Principal, *, limit: int = 1
                           count_up_to=count_up_to, now=now, **criteria)
 
 
-def count_matches(run, cond: str, params: dict, cap: int | None) -> tuple[int, bool]:
+def count_matches(run: Callable[[str, dict[str, Any]], list[dict[str, Any]]], cond: str, params: dict[str, Any],
+                  cap: int | None) -> tuple[int, bool]:
     """(how many incidents match `cond`, whether that is exact); `run(sql, params)` -> dict rows.
 
     Without a cap: count(*). With one, the rule that keeps the cost of a total bounded: when the
