@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -222,13 +223,17 @@ def wgs84_to_gcj02(lon, lat):
     return _out(lon, x + dlon, y + dlat)
 
 
-def _fixed_point_inverse(forward, gx, gy):
+def _fixed_point_inverse(
+    forward: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]], gx: np.ndarray, gy: np.ndarray,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     # The shifts vary slowly with position, so w <- w - (forward(w) - g) contracts fast
-    # (a handful of iterations reach micrometres). Each point stops once it has converged, so its
-    # answer does not depend on the other points converted with it (one point from the API and the
-    # same point in a file of a million give the same bits: tests/test_intake_paths_property.py).
+    # (a handful of iterations reach micrometres), from `start` (default: g itself). Each point
+    # stops once it has converged, so its answer does not depend on the other points converted with
+    # it (one point from the API and the same point in a file of a million give the same bits:
+    # tests/test_intake_paths_property.py).
     gx, gy = np.ravel(gx), np.ravel(gy)
-    wx, wy = gx.copy(), gy.copy()
+    wx, wy = (gx.copy(), gy.copy()) if start is None else (np.ravel(start[0]).copy(), np.ravel(start[1]).copy())
     active = np.arange(len(wx))
     for _ in range(_INVERSE_MAX_ITER):
         fx, fy = forward(wx[active], wy[active])
@@ -241,8 +246,9 @@ def _fixed_point_inverse(forward, gx, gy):
     return wx, wy
 
 
-def _converged_each(ex, ey):
-    return (np.abs(ex) <= _INVERSE_TOL_DEG) & (np.abs(ey) <= _INVERSE_TOL_DEG)
+def _converged_each(ex: np.ndarray, ey: np.ndarray) -> np.ndarray:
+    done: np.ndarray = (np.abs(ex) <= _INVERSE_TOL_DEG) & (np.abs(ey) <= _INVERSE_TOL_DEG)
+    return done
 
 
 def gcj02_to_wgs84(lon, lat):
@@ -278,18 +284,8 @@ def bd09_to_gcj02(lon, lat):
     y = by1 - 0.006
     z = np.sqrt(x * x + y * y) - 0.00002 * np.sin(y * _BD_X_PI)
     theta = np.arctan2(y, x) - 0.000003 * np.cos(x * _BD_X_PI)
-    gx, gy = z * np.cos(theta), z * np.sin(theta)
-    # Start from the closed form and polish against the exact forward formula (point by point, as
-    # _fixed_point_inverse does).
-    active = np.arange(len(gx))
-    for _ in range(_INVERSE_MAX_ITER):
-        fx, fy = _gcj_to_bd(gx[active], gy[active])
-        ex, ey = fx - bx1[active], fy - by1[active]
-        gx[active] -= ex
-        gy[active] -= ey
-        active = active[~_converged_each(ex, ey)]
-        if not len(active):
-            break
+    # Start from the closed form and polish against the exact forward formula.
+    gx, gy = _fixed_point_inverse(_gcj_to_bd, bx1, by1, start=(z * np.cos(theta), z * np.sin(theta)))
     return _out(lon, gx.reshape(bx.shape), gy.reshape(by.shape))
 
 
