@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import require_time_zone, saved_upload, table_response
-from api.security import requires
-from gis import audit
+from api.security import client_ip, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.errors import InputError, NotFound, Problem
+from gis.context import Context
+from gis.errors import InputError, Problem
 from gis.incidents import service
 from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH, Category
 from gis.incidents.fields import TIME_RULE
@@ -28,6 +29,10 @@ from gis.spreadsheet import Table
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
 IncidentId = Annotated[int, PathParam(ge=1, le=2**62)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+GridCodeQuery = Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")]
+EscalationLevel = Annotated[int | None, Query(ge=1, le=4, description="the grid level now responsible: "
+                                              "4 group (on time) … 1 town")]
 
 CSV_HEADERS = {
     "id": "编号", "category": "类别", "dispute_kind": "纠纷类型", "description": "描述", "occurred_at": "发生时间",
@@ -69,23 +74,37 @@ class TransitionIn(BaseModel):
     note: Annotated[str | None, NoNul] = Field(default=None, max_length=5000)
 
 
-def _audit_reporter(session, principal, request, records, reason=None):
-    ids = [r["id"] for r in records if r.get("reporter_name") or r.get("reporter_phone")]
-    if ids and service.reporter_shown(principal):
-        audit.record(session, principal, "read_personal", resource="incident", resource_ids=ids,
-                     reason=reason, method=request.method, path=request.url.path)
+def request_context(request: Request, principal: Principal) -> Context:
+    """Who calls, through which request: what the incident operations audit with. (A local helper
+    until api.deps offers a shared one.)"""
+    return Context(principal=principal, method=request.method, path=request.url.path,
+                   client_ip=client_ip(request))
+
+
+def _audit_reporter(session: Session, principal: Principal, request: Request, records: list[dict[str, Any]],
+                    reason: str | None = None) -> None:
+    """Kept for the hot-spot and map routes, which list incidents themselves: the reporter fields
+    shown unmasked, audited by the incident rule (service.record_reporter_reads)."""
+    ctx = request_context(request, principal).with_reason(reason)
+    service.record_reporter_reads(session, ctx, records)
+
+
+def next_link(request: Request, offset: int, limit: int, shown: int, total: int) -> str | None:
+    """The URL of the following page (the same query, offset moved on), or None on the last one."""
+    if shown < limit or offset + shown >= total:
+        return None
+    return str(request.url.include_query_params(offset=offset + limit))
 
 
 @router.post("", status_code=201, summary="Report an incident: located, assigned to its grids, routed")
 def report(request: Request, session: SessionDep, settings: SettingsDep,
-           principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)], body: IncidentIn):
+           principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)], body: IncidentIn) -> Response:
     req = service.IntakeRequest(**body.model_dump(mode="python"))
     result = service.intake(
-        session, principal, req,
+        session, request_context(request, principal), req,
         outside_tolerance_m=settings.incident_outside_tolerance_m,
         duplicate_radius_m=settings.duplicate_radius_m,
         duplicate_window_hours=settings.duplicate_window_hours,
-        audit_fields={"method": "POST", "path": request.url.path},
     )
     out = result.record or service.get_incident(session, principal, result.id)
     out.update(service.routing(session, principal, out, result.grid_names))
@@ -100,26 +119,27 @@ def list_incidents(
     session: SessionDep,
     settings: SettingsDep,
     principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
-    grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")] = None,
+    grid_code: GridCodeQuery = None,
     state: State | None = None,
     category: Category | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     overdue: bool | None = None,
+    escalation_level: EscalationLevel = None,
     flagged: bool | None = None,
     limit: Annotated[int, Query(ge=1)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: Offset = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
-):
+) -> Response:
     check_page_limit(limit, settings)
     require_time_zone(since=since, until=until)
     page = service.list_incidents(
-        session, principal, grid_code=grid_code, state=state.value if state else None,
+        session, request_context(request, principal), grid_code=grid_code, state=state.value if state else None,
         category=category.value if category else None, since=since, until=until, overdue=overdue,
-        flagged=flagged, limit=limit, offset=offset, count_up_to=settings.max_exact_incident_count,
+        escalation_level=escalation_level, flagged=flagged, limit=limit, offset=offset,
+        count_up_to=settings.max_exact_incident_count,
     )
     rows, total = page.items, page.total
-    _audit_reporter(session, principal, request, rows)
     session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
     if format in ("csv", "xlsx"):
         return table_response(EXPORT, rows, "incidents", total, format)
@@ -132,11 +152,13 @@ def list_incidents(
         return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
     # total_exact False: more than max_exact_incident_count matched; `total` is the planner's
     # estimate.
-    out = {"total": total, "total_exact": page.total_exact, "offset": offset, "items": rows}
+    out = {"total": total, "total_exact": page.total_exact, "offset": offset,
+           "next": next_link(request, offset, limit, len(rows), total), "items": rows}
     return Response(json.dumps(out, default=str, ensure_ascii=False), media_type="application/json")
 
 
-@router.post("/import", summary="Batch import (CSV, Excel, GeoJSON, GeoPackage); failed rows by number")
+@router.post("/import", response_model=None,
+             summary="Batch import (CSV, Excel, GeoJSON, GeoPackage); failed rows by number")
 def import_file(
     request: Request,
     session: SessionDep,
@@ -145,7 +167,7 @@ def import_file(
     file: Annotated[UploadFile, File(description=".csv, .xlsx, .geojson, .json or .gpkg")],
     crs: Annotated[str | None, Form(max_length=40)] = None,
     all_or_nothing: Annotated[bool, Form()] = False,
-):
+) -> dict[str, Any]:
     from pathlib import Path
 
     from gis.incidents.batch import import_incidents, open_incident_file
@@ -157,44 +179,52 @@ def import_file(
         report = import_incidents(
             session, open_incident_file(path, max_rows=settings.max_incident_rows_per_file),
             source=f"upload:{file.filename}", crs=crs, all_or_nothing=all_or_nothing,
-            outside_tolerance_m=settings.incident_outside_tolerance_m)
-    if report.written and report.created:
-        audit.record(session, principal, "import", resource="incident", method="POST", path=request.url.path,
-                     detail={"file": file.filename, "created": report.created, "failed": len(report.failed)})
+            outside_tolerance_m=settings.incident_outside_tolerance_m,
+            ctx=request_context(request, principal), file_name=file.filename)
     return report.as_dict()
 
 
-@router.get("/stats", summary="Per grid at a level: counts by state/category, median hours per stage, "
-            "on-time rate, satisfaction")
+@router.get("/stats", response_model=None,
+            summary="Per grid at a level: counts by state/category, median hours per stage, on-time rate, satisfaction")
 def stats(session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
           level: Annotated[int, Query(ge=1, le=4)] = 3,
-          since: dt.datetime | None = None, until: dt.datetime | None = None):
+          since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[dict[str, Any]]:
     from gis.incidents.stats import grid_stats
 
     require_time_zone(since=since, until=until)
     return grid_stats(session, principal, level, since, until)
 
 
-@router.get("/review", summary="Flagged assignments (shared edge, or outside the town) not yet reviewed")
-def review_queue(session: SessionDep, principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)]):
-    pending, total = service.list_incidents(session, principal, flagged=True, pending_review=True,
-                                            limit=10_000)
-    return JSONResponse(json.loads(json.dumps({"total": total, "items": pending}, default=str)))
+@router.get("/review", summary="Flagged assignments (shared edge, outside the town, above the group level) "
+            "not yet reviewed, newest first, paged")
+def review_queue(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)],
+    grid_code: GridCodeQuery = None,
+    category: Category | None = None,
+    overdue: bool | None = None,
+    escalation_level: EscalationLevel = None,
+    limit: Annotated[int, Query(ge=1)] = 100,
+    offset: Offset = 0,
+) -> JSONResponse:
+    check_page_limit(limit, settings)
+    page = service.review_queue(
+        session, request_context(request, principal), grid_code=grid_code,
+        category=category.value if category else None, overdue=overdue, escalation_level=escalation_level,
+        limit=limit, offset=offset, count_up_to=settings.max_exact_incident_count)
+    out = {"total": page.total, "total_exact": page.total_exact, "offset": offset,
+           "next": next_link(request, offset, limit, len(page.items), page.total), "items": page.items}
+    return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
 @router.post("/{incident_id}/review", summary="Mark a flagged assignment as checked")
 def mark_reviewed(request: Request, session: SessionDep,
                   principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)],
-                  incident_id: IncidentId):
-    from sqlalchemy import text
-
-    done = session.execute(text("UPDATE incident SET reviewed_at = now() WHERE id = :i RETURNING id"),
-                           {"i": incident_id}).first()
-    if done is None:
-        raise NotFound(f"no incident {incident_id}")
-    audit.record(session, principal, "review", resource="incident", resource_ids=[incident_id],
-                 method="POST", path=request.url.path)
-    return JSONResponse(json.loads(json.dumps(service.get_incident(session, principal, incident_id), default=str)))
+                  incident_id: IncidentId) -> JSONResponse:
+    out = service.mark_reviewed(session, request_context(request, principal), incident_id)
+    return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
 @router.get("/{incident_id}", summary="One incident with its history, assignees and possible duplicates")
@@ -203,34 +233,31 @@ def one(
     session: SessionDep,
     principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
     incident_id: IncidentId,
-):
-    out = service.get_incident(session, principal, incident_id)
-    _audit_reporter(session, principal, request, [out])
+) -> JSONResponse:
+    out = service.get_incident(session, request_context(request, principal), incident_id)
     return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
-@router.post("/{incident_id}/attachments", status_code=201, summary="Attach a photo (JPEG, PNG or WebP)")
+@router.post("/{incident_id}/attachments", status_code=201, response_model=None,
+             summary="Attach a photo (JPEG, PNG or WebP)")
 def attach(request: Request, session: SessionDep, settings: SettingsDep,
            principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)],
-           incident_id: IncidentId, file: Annotated[UploadFile, File()]):
+           incident_id: IncidentId, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
     from gis.incidents.attachments import add_attachment
 
     data = file.file.read(settings.max_attachment_bytes + 1)
     if len(data) > settings.max_attachment_bytes:
         # The same answer as a body over the route's limit (api/limits.py).
         raise HTTPException(413, f"a photo has at most {settings.max_attachment_bytes} bytes")
-    out = add_attachment(session, principal, incident_id, file.filename or "photo", data,
-                         max_bytes=settings.max_attachment_bytes,
-                         max_pixels=settings.max_attachment_pixels)
-    audit.record(session, principal, "create", resource="incident_attachment", resource_ids=[out["id"]],
-                 method="POST", path=request.url.path, detail={"incident_id": incident_id, "size": out["size"]})
-    return out
+    return add_attachment(session, request_context(request, principal), incident_id, file.filename or "photo",
+                          data, max_bytes=settings.max_attachment_bytes,
+                          max_pixels=settings.max_attachment_pixels)
 
 
-@router.get("/{incident_id}/attachments", summary="Photos of an incident (metadata only)")
+@router.get("/{incident_id}/attachments", response_model=None, summary="Photos of an incident (metadata only)")
 def attachments(
     session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)], incident_id: IncidentId
-):
+) -> list[dict[str, Any]]:
     from gis.incidents.attachments import list_attachments
 
     return list_attachments(session, principal, incident_id)
@@ -239,7 +266,7 @@ def attachments(
 @router.get("/{incident_id}/attachments/{attachment_id}", summary="One photo's bytes")
 def attachment(session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
                incident_id: IncidentId,
-               attachment_id: Annotated[int, PathParam(ge=1, le=2**62)]):
+               attachment_id: Annotated[int, PathParam(ge=1, le=2**62)]) -> Response:
     from urllib.parse import quote
 
     from gis.incidents.attachments import get_attachment
@@ -252,8 +279,7 @@ def attachment(session: SessionDep, principal: Annotated[Principal, requires(Per
 
 @router.post("/{incident_id}/transitions", summary="Move the incident one step through the closed loop")
 def move(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.WORK_INCIDENTS)],
-         incident_id: IncidentId, body: TransitionIn):
-    out = service.transition(session, principal, incident_id, body.action.value, body.note)
-    audit.record(session, principal, "update", resource="incident", resource_ids=[incident_id],
-                 method="POST", path=request.url.path, detail={"action": body.action.value, "state": out["state"]})
+         incident_id: IncidentId, body: TransitionIn) -> JSONResponse:
+    out = service.transition(session, request_context(request, principal), incident_id, body.action.value,
+                             body.note)
     return JSONResponse(json.loads(json.dumps(out, default=str)))

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sqlalchemy.orm import Session
 
 
-def ewkt(geom, srid: int = 4326) -> str:
+def ewkt(geom: Any, srid: int = 4326) -> str:
     """A shapely geometry as EWKT, the text form COPY accepts for a geometry column."""
     return f"SRID={srid};{geom.wkt}"
 
 
-def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
+def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
     """COPY rows into `table`; table and column names come from our code, never from clients."""
-    raw = session.connection().connection.driver_connection
+    raw = cast(Any, session.connection().connection.driver_connection)   # a psycopg connection
     n = 0
     cols = ", ".join(columns)
     with raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
@@ -67,38 +69,38 @@ class BinaryColumns:
         self._rows.append(rows)
         return self
 
-    def _fixed(self, name: str, values, dtype: str, null: np.ndarray | None = None) -> BinaryColumns:
+    def _fixed(self, name: str, values: ArrayLike, dtype: str, null: np.ndarray | None = None) -> BinaryColumns:
         raw = np.ascontiguousarray(np.asarray(values).astype(dtype)).view(np.uint8)
         rows = np.arange(self.n, dtype=np.int64)
         if null is not None:
             rows[null] = -1
         return self._add(name, raw, np.full(self.n, np.dtype(dtype).itemsize, dtype=np.int64), rows)
 
-    def int8(self, name: str, values) -> BinaryColumns:
+    def int8(self, name: str, values: ArrayLike) -> BinaryColumns:
         return self._fixed(name, values, ">i8")
 
-    def float8(self, name: str, values) -> BinaryColumns:
+    def float8(self, name: str, values: ArrayLike) -> BinaryColumns:
         """NaN is NULL."""
-        values = np.asarray(values, dtype=float)
-        return self._fixed(name, values, ">f8", null=np.isnan(values))
+        floats = np.asarray(values, dtype=float)
+        return self._fixed(name, floats, ">f8", null=np.isnan(floats))
 
-    def boolean(self, name: str, values) -> BinaryColumns:
+    def boolean(self, name: str, values: ArrayLike) -> BinaryColumns:
         return self._fixed(name, np.asarray(values, dtype=bool), "u1")
 
-    def timestamptz(self, name: str, micros) -> BinaryColumns:
+    def timestamptz(self, name: str, micros: ArrayLike) -> BinaryColumns:
         """Microseconds since 1970-01-01 UTC."""
         return self._fixed(name, np.asarray(micros, dtype=np.int64) - _EPOCH_2000_US, ">i8")
 
-    def text(self, name: str, values) -> BinaryColumns:
+    def text(self, name: str, values: ArrayLike) -> BinaryColumns:
         """str or None per row; a column of few distinct values keeps each once."""
-        values = np.asarray(values, dtype=object)
-        if len(pd.unique(values[:1000])) < 100:
-            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        texts = np.asarray(values, dtype=object)
+        if len(pd.unique(texts[:1000])) < 100:
+            codes, uniques = pd.factorize(texts, use_na_sentinel=True)
             if len(uniques) * 4 <= self.n:
                 return self.choice(name, Vocabulary(list(uniques)), codes)
-        return self.choice(name, Vocabulary(values.tolist()), np.arange(self.n, dtype=np.int64))
+        return self.choice(name, Vocabulary(texts.tolist()), np.arange(self.n, dtype=np.int64))
 
-    def choice(self, name: str, vocabulary: Vocabulary, codes) -> BinaryColumns:
+    def choice(self, name: str, vocabulary: Vocabulary, codes: ArrayLike) -> BinaryColumns:
         """Row i holds vocabulary[codes[i]]; a code of -1 (or a None in the vocabulary) is NULL."""
         rows = np.asarray(codes, dtype=np.int64)
         if vocabulary.has_none:
@@ -108,7 +110,7 @@ class BinaryColumns:
     def constant(self, name: str, value: str | None) -> BinaryColumns:
         return self.choice(name, Vocabulary([value]), np.zeros(self.n, dtype=np.int64))
 
-    def points(self, name: str, xs, ys, srid: int) -> BinaryColumns:
+    def points(self, name: str, xs: ArrayLike, ys: ArrayLike, srid: int) -> BinaryColumns:
         """Points as little-endian EWKB with SRID, which PostGIS's geometry receive function reads."""
         wkb = np.empty((self.n, 25), dtype=np.uint8)
         wkb[:, 0] = 1
@@ -132,10 +134,11 @@ class BinaryColumns:
         for j, rows in enumerate(self._rows):
             entries[:, j] = np.where(rows >= 0, rows + bases[j], -1)
         data = np.concatenate(self._data) if self._data else np.zeros(0, dtype=np.uint8)
-        return encode_rows(np.frombuffer(_SIGNATURE, dtype=np.uint8), data, starts, entries).tobytes()
+        stream: np.ndarray = encode_rows(np.frombuffer(_SIGNATURE, dtype=np.uint8), data, starts, entries)
+        return stream.tobytes()
 
 
-def copy_payload(cur, table: str, names: Sequence[str], payload: bytes) -> None:
+def copy_payload(cur: Any, table: str, names: Sequence[str], payload: bytes) -> None:
     """COPY an encoded `BinaryColumns.payload()` into `table`'s columns `names` (from our code, never
     from clients); encoding and sending are apart so that they can run on different threads."""
     with cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy:

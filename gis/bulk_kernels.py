@@ -7,7 +7,7 @@ import numpy as np
 
 
 @numba.njit(nogil=True, cache=True)
-def encode_rows(signature, data, starts, entries):
+def encode_rows(signature: np.ndarray, data: np.ndarray, starts: np.ndarray, entries: np.ndarray) -> np.ndarray:
     """Rows of binary COPY: per row the field count, then per field its length (-1 = NULL) and the
     bytes data[starts[e]:starts[e + 1]] of its entry e; all integers big-endian."""
     n, k = entries.shape

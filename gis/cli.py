@@ -424,7 +424,7 @@ def incidents_import(
     """Import incidents (CSV, Excel, GeoJSON, GeoPackage): good rows in, bad rows shown by line."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from gis import audit
+    from gis.context import Context
     from gis.db import transaction
     from gis.incidents.batch import FAILURES_EXPORT, import_incidents, open_incident_file
     from gis.settings import get_settings
@@ -446,11 +446,10 @@ def incidents_import(
                 outside_tolerance_m=settings.incident_outside_tolerance_m,
                 checked=lambda n: bar.advance(checking, n),
                 progress=lambda n: bar.advance(writing, n),
+                ctx=Context.cli("incidents import"), file_name=file.name,
             )
             for task in (checking, writing):
                 bar.update(task, total=report.rows, completed=report.rows)
-            audit.record(session, None, "import", resource="incident", actor=_cli_actor(),
-                         detail={"file": file.name, "created": report.created, "failed": len(report.failed)})
     except InputError as exc:
         _print_problems(exc)
         raise typer.Exit(1) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -222,24 +223,32 @@ def wgs84_to_gcj02(lon, lat):
     return _out(lon, x + dlon, y + dlat)
 
 
-def _converged(ex, ey) -> bool:
-    err = np.abs(np.concatenate([np.ravel(ex), np.ravel(ey)]))
-    err = err[np.isfinite(err)]
-    return err.size == 0 or float(err.max()) <= _INVERSE_TOL_DEG
-
-
-def _fixed_point_inverse(forward, gx, gy):
+def _fixed_point_inverse(
+    forward: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]], gx: np.ndarray, gy: np.ndarray,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     # The shifts vary slowly with position, so w <- w - (forward(w) - g) contracts fast
-    # (a handful of iterations reach micrometres).
-    wx, wy = gx.copy(), gy.copy()
+    # (a handful of iterations reach micrometres), from `start` (default: g itself). Each point
+    # stops once it has converged, so its answer does not depend on the other points converted with
+    # it (one point from the API and the same point in a file of a million give the same bits:
+    # tests/test_intake_paths_property.py).
+    gx, gy = np.ravel(gx), np.ravel(gy)
+    wx, wy = (gx.copy(), gy.copy()) if start is None else (np.ravel(start[0]).copy(), np.ravel(start[1]).copy())
+    active = np.arange(len(wx))
     for _ in range(_INVERSE_MAX_ITER):
-        fx, fy = forward(wx, wy)
-        ex, ey = fx - gx, fy - gy
-        wx = wx - ex
-        wy = wy - ey
-        if _converged(ex, ey):
+        fx, fy = forward(wx[active], wy[active])
+        ex, ey = fx - gx[active], fy - gy[active]
+        wx[active] -= ex
+        wy[active] -= ey
+        active = active[~_converged_each(ex, ey)]
+        if not len(active):
             break
     return wx, wy
+
+
+def _converged_each(ex: np.ndarray, ey: np.ndarray) -> np.ndarray:
+    done: np.ndarray = (np.abs(ex) <= _INVERSE_TOL_DEG) & (np.abs(ey) <= _INVERSE_TOL_DEG)
+    return done
 
 
 def gcj02_to_wgs84(lon, lat):
@@ -270,19 +279,13 @@ def gcj02_to_bd09(lon, lat):
 def bd09_to_gcj02(lon, lat):
     """BD-09 -> GCJ-02, refined by iteration because the usual closed form is only approximate."""
     bx, by = _as_float_arrays(lon, lat)
-    bx1, by1 = np.atleast_1d(bx), np.atleast_1d(by)
+    bx1, by1 = np.ravel(bx), np.ravel(by)
     x = bx1 - 0.0065
     y = by1 - 0.006
     z = np.sqrt(x * x + y * y) - 0.00002 * np.sin(y * _BD_X_PI)
     theta = np.arctan2(y, x) - 0.000003 * np.cos(x * _BD_X_PI)
-    gx, gy = z * np.cos(theta), z * np.sin(theta)
     # Start from the closed form and polish against the exact forward formula.
-    for _ in range(_INVERSE_MAX_ITER):
-        fx, fy = _gcj_to_bd(gx, gy)
-        ex, ey = fx - bx1, fy - by1
-        gx, gy = gx - ex, gy - ey
-        if _converged(ex, ey):
-            break
+    gx, gy = _fixed_point_inverse(_gcj_to_bd, bx1, by1, start=(z * np.cos(theta), z * np.sin(theta)))
     return _out(lon, gx.reshape(bx.shape), gy.reshape(by.shape))
 
 

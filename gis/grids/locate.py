@@ -9,10 +9,13 @@ The rule, for a point P (EPSG:4326):
 4. A point that no grid contains is "outside": the answer names the nearest group grid (deepest
    level; the smallest code on a tie) and the geodesic distance on the WGS84 ellipsoid to its
    boundary in metres (`GridIndex.nearest`, the one implementation every path uses).
-Two implementations answer by this rule:
-* `locate_points` / `locate_points_sql`: one SQL query for many points (unnest), used by the API
-  and single intake; it is the reference.
-* `match_bulk` + `add_nearest`: for batch imports of up to millions of points. The current grids
+The rule's one definition for points inside the grids is the SQL function `grid_at` (migration
+0008), which every SQL path calls:
+* `locate_points` / `locate_points_sql`: one SQL query for many points (unnest, LATERAL grid_at),
+  used by the API; the one-statement intake calls grid_at itself (gis.incidents.service).
+* `match_bulk` + `add_nearest`: the batch import's kernel, for up to millions of points, held to
+  grid_at on the same points — random, on shared edges and vertices, just outside
+  (tests/test_intake_paths_property.py). The current grids
   are read once into memory (a `GridIndex`, cached per database and grid version); a compiled pass
   (`gis.grids.pip`) settles the points it can prove strictly inside or outside, and the rest are
   matched with shapely's STRtree, level by level from the deepest, taking the smallest code, the
@@ -25,12 +28,15 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyproj
 import shapely
+from numpy.typing import ArrayLike
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION
 from sqlalchemy.orm import Session
@@ -64,23 +70,12 @@ class Location:
         return self.path[max(self.path)] if self.path else None
 
 
+# The point → grid rule is the SQL function grid_at (migration 0008), once per point.
 _CONTAINING = text(
     """
-    WITH pts AS (
-        SELECT t.i, ST_SetSRID(ST_MakePoint(t.x, t.y), 4326) AS g
-        FROM unnest(:xs, :ys) WITH ORDINALITY AS t(x, y, i)
-    )
-    SELECT p.i, c.code, c.n, c.on_edge
-    FROM pts p
-    LEFT JOIN LATERAL (
-        SELECT g.code,
-               count(*) OVER () AS n,
-               ST_Intersects(ST_Boundary(g.geom), p.g) AS on_edge
-        FROM grid g
-        WHERE g.valid_to IS NULL AND ST_Intersects(g.geom, p.g)
-        ORDER BY g.level DESC, g.code
-        LIMIT 1
-    ) c ON true
+    SELECT t.i, c.code, c.candidates AS n, c.on_boundary AS on_edge
+    FROM unnest(:xs, :ys) WITH ORDINALITY AS t(x, y, i)
+    LEFT JOIN LATERAL grid_at(ST_SetSRID(ST_MakePoint(t.x, t.y), 4326)) c ON true
     """
 ).bindparams(
     bindparam("xs", type_=ARRAY(DOUBLE_PRECISION)), bindparam("ys", type_=ARRAY(DOUBLE_PRECISION))
@@ -139,12 +134,12 @@ def current_hierarchy(session: Session) -> dict[str, GridRef]:
     return {r.code: GridRef(r.code, r.name, r.level, r.parent_code) for r in rows}
 
 
-def hierarchy_for(session: Session, codes) -> dict[str, GridRef]:
+def hierarchy_for(session: Session, codes: Iterable[str | None]) -> dict[str, GridRef]:
     """The part of `current_hierarchy` that `path_to_town` needs for `codes`: them and their ancestors."""
-    codes = sorted({c for c in codes if c})
-    if not codes:
+    wanted = sorted({c for c in codes if c})
+    if not wanted:
         return {}
-    rows = session.execute(_ANCESTORS, {"codes": codes})
+    rows = session.execute(_ANCESTORS, {"codes": wanted})
     return {r.code: GridRef(r.code, r.name, r.level, r.parent_code) for r in rows}
 
 
@@ -157,7 +152,7 @@ def path_to_town(code: str, hierarchy: dict[str, GridRef]) -> dict[int, GridRef]
     return path
 
 
-def nearest_groups(session: Session, xs, ys) -> list[tuple[str | None, float | None]]:
+def nearest_groups(session: Session, xs: ArrayLike, ys: ArrayLike) -> list[tuple[str | None, float | None]]:
     """For each point: the nearest current group grid (deepest level) and its geodesic distance."""
     index = grid_index(session)
     pos, dist = index.nearest(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
@@ -165,7 +160,7 @@ def nearest_groups(session: Session, xs, ys) -> list[tuple[str | None, float | N
             for p, d in zip(pos, dist, strict=True)]
 
 
-def locate_points_sql(session: Session, lons, lats) -> list[Location]:
+def locate_points_sql(session: Session, lons: ArrayLike, lats: ArrayLike) -> list[Location]:
     """Locate many WGS84 points at once in SQL; the i-th answer belongs to the i-th point."""
     xs = np.asarray(lons, dtype=float).tolist()
     ys = np.asarray(lats, dtype=float).tolist()
@@ -199,7 +194,7 @@ def locate_points_sql(session: Session, lons, lats) -> list[Location]:
     return out
 
 
-def locate_points(session: Session, lons, lats) -> list[Location]:
+def locate_points(session: Session, lons: ArrayLike, lats: ArrayLike) -> list[Location]:
     """Locate many WGS84 points at once; the i-th answer belongs to the i-th point."""
     return locate_points_sql(session, lons, lats)
 
@@ -217,7 +212,7 @@ _GRID_VERSION = (
 class GridIndex:
     """The current grids in memory: codes in code order, their parents, ids and a tree per level."""
 
-    def __init__(self, key: tuple, rows):
+    def __init__(self, key: tuple[Any, ...], rows: Sequence[Any]):
         rows = sorted(rows, key=lambda r: r[1])                 # by code, as SQL's ORDER BY code
         self.key = key
         self.ids = np.array([r[0] for r in rows], dtype=np.int64)
@@ -233,7 +228,8 @@ class GridIndex:
         depth = int(self.levels.max()) if len(rows) else 0
         self.ancestors = np.full((len(rows), depth + 1), -1, dtype=np.int64)
         for i in range(len(rows)):
-            j, seen = i, 0
+            j: int | None = i
+            seen = 0
             while j is not None and seen <= depth:
                 self.ancestors[i, self.levels[j]] = j
                 parent = self.parent_codes[j]
@@ -266,7 +262,7 @@ class GridIndex:
         rows = np.arange(len(xs)) if rows is None else rows
         px, py = xs[rows], ys[rows]
         todo = np.arange(len(rows))
-        unsure = []
+        unsure: list[np.ndarray] = []
         for (_level, members, _tree), buckets in zip(self.by_level, self.buckets, strict=True):
             if not len(todo):
                 break
@@ -275,9 +271,9 @@ class GridIndex:
             grid[rows[todo[hit]]] = members[found[hit]]       # strictly inside: not on an edge
             unsure.append(todo[found == AMBIGUOUS])
             todo = todo[found == OUTSIDE]
-        unsure = np.concatenate(unsure) if unsure else np.zeros(0, dtype=np.int64)
-        if len(unsure):
-            self._match_geos(xs, ys, grid, edge, rows[np.sort(unsure)])
+        near_edges = np.concatenate(unsure) if unsure else np.zeros(0, dtype=np.int64)
+        if len(near_edges):
+            self._match_geos(xs, ys, grid, edge, rows[np.sort(near_edges)])
 
     def _match_geos(self, xs: np.ndarray, ys: np.ndarray, grid: np.ndarray, edge: np.ndarray,
                     rows: np.ndarray) -> None:
@@ -393,7 +389,7 @@ _THREADS = max(1, min(4, os.cpu_count() or 1))
 def grid_index(session: Session) -> GridIndex:
     """The current grids as this session sees them, read once per database and grid version."""
 
-    def read(key: tuple) -> GridIndex:
+    def read(key: tuple[Any, ...]) -> GridIndex:
         rows = session.execute(text(
             "SELECT id, code, name, level, parent_code, ST_AsBinary(geom) FROM grid "
             "WHERE valid_to IS NULL"
@@ -418,7 +414,7 @@ class BulkLocation:
         return self.grid >= 0
 
 
-def match_bulk(index: GridIndex, lons, lats) -> BulkLocation:
+def match_bulk(index: GridIndex, lons: ArrayLike, lats: ArrayLike) -> BulkLocation:
     """The grids holding the points, from the in-memory index alone (no database): outside points
     are left with nearest = -1 until `add_nearest` fills them in."""
     xs = np.ascontiguousarray(lons, dtype=float)
@@ -437,7 +433,7 @@ def match_bulk(index: GridIndex, lons, lats) -> BulkLocation:
     return BulkLocation(index, grid, edge, np.full(n, -1, dtype=np.int64), np.full(n, np.nan))
 
 
-def add_nearest(session: Session, loc: BulkLocation, lons, lats) -> None:
+def add_nearest(session: Session, loc: BulkLocation, lons: ArrayLike, lats: ArrayLike) -> None:
     """For the points outside every grid: the nearest group grid and the geodesic distance (SQL)."""
     outside = np.flatnonzero(loc.grid < 0)
     if not len(outside):

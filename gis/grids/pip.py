@@ -70,13 +70,14 @@ class PolygonBuckets:
 
 
 @numba.njit(cache=True)
-def _cell(v, origin, size, count):
+def _cell(v: float, origin: float, size: float, count: int) -> int:
     c = int(np.floor((v - origin) / size))
     return min(max(c, 0), count - 1)
 
 
 @numba.njit(cache=True)
-def _fill_buckets(bx0, by0, bx1, by1, x0, y0, cw, ch, nx, ny):
+def _fill_buckets(bx0: np.ndarray, by0: np.ndarray, bx1: np.ndarray, by1: np.ndarray, x0: float, y0: float,
+                  cw: float, ch: float, nx: int, ny: int) -> tuple[np.ndarray, np.ndarray]:
     n = len(bx0)
     counts = np.zeros(nx * ny + 1, dtype=np.int64)
     for p in range(n):
@@ -100,7 +101,8 @@ def _fill_buckets(bx0, by0, bx1, by1, x0, y0, cw, ch, nx, ny):
 
 
 @numba.njit(nogil=True, cache=True)
-def _inside(p, px, py, poly_ring_start, ring_start, x, y, errbound):
+def _inside(p: int, px: float, py: float, poly_ring_start: np.ndarray, ring_start: np.ndarray, x: np.ndarray,
+            y: np.ndarray, errbound: float) -> int:
     """1 strictly inside, 0 strictly outside and off the boundary, -1 not proven."""
     inside = False
     for r in range(poly_ring_start[p], poly_ring_start[p + 1]):
@@ -120,8 +122,10 @@ def _inside(p, px, py, poly_ring_start, ring_start, x, y, errbound):
 
 
 @numba.njit(nogil=True, cache=True)
-def _classify(xs, ys, x0, y0, cw, ch, nx, ny, cell_start, cell_polys, bx0, by0, bx1, by1,
-              poly_ring_start, ring_start, x, y, errbound, out):
+def _classify(xs: np.ndarray, ys: np.ndarray, x0: float, y0: float, cw: float, ch: float, nx: int, ny: int,
+              cell_start: np.ndarray, cell_polys: np.ndarray, bx0: np.ndarray, by0: np.ndarray, bx1: np.ndarray,
+              by1: np.ndarray, poly_ring_start: np.ndarray, ring_start: np.ndarray, x: np.ndarray, y: np.ndarray,
+              errbound: float, out: np.ndarray) -> None:
     for i in range(len(xs)):
         px, py = xs[i], ys[i]
         best = OUTSIDE

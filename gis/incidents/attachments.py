@@ -6,13 +6,15 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
-from gis.errors import InputError, NotFound, Problem
-from gis.incidents.service import access_params, visible_condition
+from gis.context import Context
+from gis.errors import Forbidden, InputError, NotFound, Problem
+from gis.incidents.service import access_params, as_context, visible_condition
 
 
 def sniff_image(data: bytes) -> str | None:
@@ -29,7 +31,7 @@ def sniff_image(data: bytes) -> str | None:
 _PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 
 
-def check_photo(data: bytes, *, max_pixels: int, loc: tuple = ("body", "file")) -> str:
+def check_photo(data: bytes, *, max_pixels: int, loc: tuple[str | int, ...] = ("body", "file")) -> str:
     """The photo's content type once Pillow has decoded all of it; InputError (at `loc`) for
     anything that is not a whole JPEG, PNG or WebP image, or has more than `max_pixels` pixels.
 
@@ -72,8 +74,13 @@ def _visible(session: Session, principal: Principal, incident_id: int) -> None:
         raise NotFound(f"no incident {incident_id} that you may see")
 
 
-def add_attachment(session: Session, principal: Principal, incident_id: int, filename: str, data: bytes,
-                   *, max_bytes: int, max_pixels: int) -> dict:
+def add_attachment(session: Session, actor: Context | Principal, incident_id: int, filename: str, data: bytes,
+                   *, max_bytes: int, max_pixels: int) -> dict[str, Any]:
+    """Store a photo of the incident, documenting its latest step (audited as "create")."""
+    ctx = as_context(actor)
+    principal = ctx.principal
+    if principal is None:
+        raise Forbidden("attaching a photo needs a signed-in account")
     _visible(session, principal, incident_id)
     if not data:
         raise InputError(Problem(("body", "file"), "the file is empty", "empty_file"))
@@ -93,10 +100,13 @@ def add_attachment(session: Session, principal: Principal, incident_id: int, fil
         {"i": incident_id, "e": event_id, "n": name, "t": kind, "s": len(data),
          "h": hashlib.sha256(data).hexdigest(), "d": data, "u": principal.user_id},
     ).one()
-    return next(a for a in list_attachments(session, principal, incident_id) if a["id"] == row.id)
+    out = next(a for a in list_attachments(session, principal, incident_id) if a["id"] == row.id)
+    ctx.audit(session, "create", resource="incident_attachment", resource_ids=[out["id"]],
+              detail={"incident_id": incident_id, "size": out["size"]})
+    return out
 
 
-def list_attachments(session: Session, principal: Principal, incident_id: int) -> list[dict]:
+def list_attachments(session: Session, principal: Principal, incident_id: int) -> list[dict[str, Any]]:
     """Metadata only; the bytes come from get_attachment."""
     _visible(session, principal, incident_id)
     rows = session.execute(

@@ -12,6 +12,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -23,7 +26,7 @@ BEIJING = ZoneInfo("Asia/Shanghai")
 TIME_RULE = "a date and time, e.g. 2024-05-01T08:00:00+08:00; without a zone it is Beijing time"
 
 
-def _by_text(codes, names_zh: dict, short: dict[str, str]) -> dict[str, str]:
+def _by_text(codes: Iterable[StrEnum], names_zh: Mapping[Any, str], short: dict[str, str]) -> dict[str, str]:
     out = {c.value: c.value for c in codes}
     out.update({name: code.value for code, name in names_zh.items()})
     out.update(short)
@@ -59,24 +62,24 @@ STATE_BY_TEXT = _by_text(
 )
 
 
-def _code(table: dict[str, str], value) -> str | None:
+def _code(table: dict[str, str], value: object) -> str | None:
     if not isinstance(value, str):
         return None
     text = value.strip()
     return table.get(text) or table.get(text.lower())
 
 
-def category_code(value) -> str | None:
+def category_code(value: object) -> str | None:
     """The category code of a code or Chinese name; None when it is neither."""
     return _code(CATEGORY_BY_TEXT, value)
 
 
-def dispute_kind_code(value) -> str | None:
+def dispute_kind_code(value: object) -> str | None:
     """The dispute kind's code of a code or Chinese name; None when it is neither."""
     return _code(DISPUTE_KIND_BY_TEXT, value)
 
 
-def state_code(value) -> str | None:
+def state_code(value: object) -> str | None:
     """The loop stage's code of a code or Chinese name; None when it is neither."""
     return _code(STATE_BY_TEXT, value)
 
@@ -89,7 +92,7 @@ def dispute_kind_choices() -> str:
     return ", ".join(f"{k.value} ({DISPUTE_NAMES_ZH[k]})" for k in DisputeKind)
 
 
-def parse_time(value, tz: ZoneInfo = BEIJING) -> dt.datetime:
+def parse_time(value: object, tz: ZoneInfo = BEIJING) -> dt.datetime:
     """The instant of a time text (or datetime); without a zone it is in `tz`. ValueError when it
     is not a time."""
     try:
@@ -98,5 +101,5 @@ def parse_time(value, tz: ZoneInfo = BEIJING) -> dt.datetime:
         raise ValueError(str(exc)) from None
     if pd.isna(t):
         raise ValueError("empty")
-    t = t.to_pydatetime()
-    return t.replace(tzinfo=tz) if t.tzinfo is None else t
+    when: dt.datetime = t.to_pydatetime()
+    return when.replace(tzinfo=tz) if when.tzinfo is None else when

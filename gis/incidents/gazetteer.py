@@ -26,11 +26,13 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis.auth.principal import Principal
 from gis.db import PerDataVersion
 from gis.errors import InputError, Problem
 from gis.privacy import mask_address
@@ -174,7 +176,7 @@ _GAZETTEERS: PerDataVersion[Gazetteer] = PerDataVersion(_VERSION_SQL)
 def gazetteer(session: Session) -> Gazetteer:
     """The named places as this session sees them, read once per database and data version."""
 
-    def read(_key: tuple) -> Gazetteer:
+    def read(_key: tuple[Any, ...]) -> Gazetteer:
         rows = session.execute(text(_PLACES_SQL))
         return Gazetteer([
             Place(r.label, r.kind, r.lon, r.lat, float(r.precision_m), r.code, r.household_id)
@@ -223,7 +225,7 @@ def rank(index: Gazetteer, q: str) -> Scored:
     return Scored(ranked, len(scored), truncated)
 
 
-def _shown_households(session: Session, principal, ids: list[int]) -> set[int]:
+def _shown_households(session: Session, principal: Principal | None, ids: list[int]) -> set[int]:
     """The households among `ids` whose personal fields (the address) `principal` may see."""
     if principal is None or not ids:
         return set(ids)
@@ -240,7 +242,8 @@ def _shown_households(session: Session, principal, ids: list[int]) -> set[int]:
     return {r.id for r in rows}
 
 
-def resolve(session: Session, query: str, loc: tuple = ("place",), principal=None) -> Hit:
+def resolve(session: Session, query: str, loc: tuple[str | int, ...] = ("place",),
+            principal: Principal | None = None) -> Hit:
     """The one place `query` names; InputError (at `loc`) for none, several, or an over-long query.
 
     `principal` decides which house-number addresses are shown (None: a local operator, all)."""
@@ -271,11 +274,9 @@ def resolve(session: Session, query: str, loc: tuple = ("place",), principal=Non
     )
 
     def label(p: Place) -> str:
-        return (
-            mask_address(p.label)
-            if p.household_id is not None and p.household_id not in shown
-            else p.label
-        )
+        if p.household_id is not None and p.household_id not in shown:
+            return mask_address(p.label) or ""
+        return p.label
 
     candidates = [{"label": label(p), "kind": p.kind, "score": round(sc, 3)} for sc, p in listed]
     if best_score < MIN_SCORE:

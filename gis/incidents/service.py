@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import functools
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -20,10 +22,11 @@ from sqlalchemy.orm import Session
 from gis import audit
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
+from gis.context import Context
 from gis.crs import parse_crs, points_to_wgs84
 from gis.db import driver_rows
 from gis.errors import Forbidden, InputError, NotFound, Problem
-from gis.grids.locate import current_hierarchy, locate_points, path_to_town
+from gis.grids.locate import GridRef, current_hierarchy, locate_points, path_to_town
 from gis.incidents import fields
 from gis.incidents.categories import Category
 from gis.incidents.loop import (
@@ -34,6 +37,7 @@ from gis.incidents.loop import (
     next_state,
     urgency,
 )
+from gis.incidents.routing import assignees_select
 from gis.privacy import mask_name, mask_phone
 
 
@@ -120,8 +124,8 @@ def _check_fields(req: IntakeRequest, now: dt.datetime) -> None:
 class IntakeResult:
     id: int
     created: bool
-    record: dict | None = None   # the stored incident as get_incident shows it, when already read
-    grid_names: dict | None = None   # code -> name of its grid path, when already read
+    record: dict[str, Any] | None = None   # the stored incident as get_incident shows it, when already read
+    grid_names: dict[str, str] | None = None   # code -> name of its grid path, when already read
 
 
 def place_incident(session: Session, req: IntakeRequest,
@@ -143,12 +147,13 @@ def place_incident(session: Session, req: IntakeRequest,
     return Placement(float(xs[0]), float(ys[0]), "coordinates", None, None, str(system))
 
 
-def assign(session: Session, lon: float, lat: float, outside_tolerance_m: float):
+def assign(session: Session, lon: float, lat: float,
+           outside_tolerance_m: float) -> tuple[dict[int, GridRef], bool, float | None]:
     """(path level->GridRef, on_boundary, outside_distance_m) by the locate rule; refuses far points."""
     loc = locate_points(session, [lon], [lat])[0]
     if loc.inside:
         return loc.path, loc.on_boundary, None
-    if loc.nearest is None:
+    if loc.nearest is None or loc.distance_m is None:
         raise InputError(Problem(("body",), "no grids are loaded: import the town's grids first", "no_grids"))
     if loc.distance_m > outside_tolerance_m:
         raise InputError(Problem(
@@ -161,28 +166,35 @@ def assign(session: Session, lon: float, lat: float, outside_tolerance_m: float)
     return path_to_town(loc.nearest.code, current_hierarchy(session)), False, loc.distance_m
 
 
+def as_context(actor: Context | Principal | None) -> Context:
+    """The context of an operation called with a bare principal (or none: the system itself)."""
+    return actor if isinstance(actor, Context) else Context(principal=actor)
+
+
 def intake(
     session: Session,
-    principal: Principal | None,
+    actor: Context | Principal | None,
     req: IntakeRequest,
     *,
     outside_tolerance_m: float,
     duplicate_radius_m: float,
     duplicate_window_hours: float,
     now: dt.datetime | None = None,
-    audit_fields: dict | None = None,
+    one_statement: bool = True,
 ) -> IntakeResult:
     """Store one incident. The same external_id again returns the first one (created False).
 
-    With `audit_fields` (method, path, ... of gis.audit.params) a new incident is written to the
-    audit log in the same transaction (for the common case, in the same statement).
+    A new incident is written to the audit log ("create") in the same transaction (for the common
+    case, in the same statement). With `one_statement` False every location takes the general path
+    (tests/test_intake_paths_property.py holds the two to the same answers).
     """
+    ctx = as_context(actor)
+    principal = ctx.principal
     now = now or dt.datetime.now(dt.UTC)
     _check_fields(req, now)
     placed = place_incident(session, req, principal)
-    fast = None if placed.grid_code else _intake_inside(
-        session, principal, req, placed, now, duplicate_radius_m, duplicate_window_hours,
-        audit_fields)
+    fast = None if placed.grid_code or not one_statement else _intake_inside(
+        session, ctx, req, placed, now, duplicate_radius_m, duplicate_window_hours)
     if fast is not None:
         return fast
     # The general path: outside the town (nearest grid within the tolerance, or refused), a point in
@@ -199,6 +211,7 @@ def intake(
     else:
         path, on_boundary, outside_m = assign(session, placed.lon, placed.lat, outside_tolerance_m)
     group = path[max(path)]
+    codes = {level: ref.code for level, ref in path.items()}
     version_id = session.execute(
         text("SELECT id FROM grid WHERE code = :c AND valid_to IS NULL"), {"c": group.code}
     ).scalar_one()
@@ -220,19 +233,20 @@ def intake(
             "occ": req.occurred_at, "rname": req.reporter_name, "rphone": req.reporter_phone,
             "x": placed.lon, "y": placed.lat, "src": placed.source, "crs": placed.input_crs,
             "place": req.place, "match": placed.place_match, "prec": placed.precision_m,
-            "g4": group.code, "g3": path.get(3).code if 3 in path else None,
-            "g2": path.get(2).code if 2 in path else None, "g1": path.get(1).code if 1 in path else None,
+            "g4": group.code, "g3": codes.get(3), "g2": codes.get(2), "g1": codes.get(1),
             "ver": version_id, "edge": on_boundary, "out": outside_m, "now": now,
             "by": principal.user_id if principal else None,
         },
     ).scalar_one_or_none()
     if incident_id is None:   # a concurrent post of the same id stored it first
-        return IntakeResult(_reported_before(session, principal, req.external_id), False)
+        assert req.external_id is not None   # (only the unique external id makes the INSERT do nothing)
+        first = _reported_before(session, principal, req.external_id)
+        assert first is not None
+        return IntakeResult(first, False)
     _event(session, incident_id, principal, "intake", None, State.VISIT, None, now)
-    _route(session, incident_id, group.code, path.get(3).code if 3 in path else None)
+    _route(session, incident_id, group.code, codes.get(3))
     _link_duplicates(session, incident_id, duplicate_radius_m, duplicate_window_hours)
-    if audit_fields is not None:
-        audit.record(session, principal, "create", resource="incident", resource_ids=[incident_id], **audit_fields)
+    ctx.audit(session, "create", resource="incident", resource_ids=[incident_id])
     return IntakeResult(incident_id, True)
 
 
@@ -249,10 +263,10 @@ _DUPLICATES_JSON = """coalesce(json_agg(json_build_object(
         'incident_id', d.other_id, 'distance_m', round(d.distance_m::numeric, 1)::float) ORDER BY d.other_id), '[]')"""
 
 
-# One statement for the common case: a point inside a group grid. The same locate rule as
-# gis/grids/locate.py (the deepest current grid containing the point, smallest code first; on_boundary
-# when it lies on that grid's boundary), then the incident, its first history event, its routing and
-# its possible duplicates, all written by one round trip. An external_id already stored makes the
+# One statement for the common case: a point inside a group grid. The point → grid rule is the SQL
+# function grid_at (migration 0008; the planner inlines it, so the grid table's GiST index serves
+# it) and the routing that of gis.incidents.routing; the incident, its first history event, its
+# assignees and its possible duplicates are all written by one round trip. An external_id already stored makes the
 # INSERT do nothing (the unique index also serialises two concurrent posts of one id), and so does a
 # point outside every group grid: the caller then takes the general path.
 @functools.cache
@@ -260,12 +274,9 @@ def _intake_inside_sql() -> str:
     return f"""
     WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4326) AS g),
     hit AS (
-        SELECT g.id, g.code, g.name, g.level, g.parent_code,
-               ST_Intersects(ST_Boundary(g.geom), p.g) AS on_edge
-        FROM grid g, p
-        WHERE g.valid_to IS NULL AND ST_Intersects(g.geom, p.g)
-        ORDER BY g.level DESC, g.code
-        LIMIT 1
+        SELECT g.id, g.code, g.name, g.level, g.parent_code, at.on_boundary AS on_edge
+        FROM p CROSS JOIN LATERAL grid_at(p.g) at
+        JOIN grid g ON g.code = at.code AND g.valid_to IS NULL
     ),
     path AS (
         SELECT h.id, h.code AS g4, v.code AS g3, a.code AS g2, t.code AS g1, h.on_edge,
@@ -295,11 +306,7 @@ def _intake_inside_sql() -> str:
     ),
     routed AS (
         INSERT INTO incident_assignee (incident_id, staff_id, duty)
-        SELECT ins.id, s.id, CASE s.role WHEN 'grid_leader' THEN 'leader' WHEN 'grid_member' THEN 'member'
-                                          ELSE 'supervisor' END
-        FROM ins JOIN staff s
-          ON (s.grid_code = ins.group_code AND s.role IN ('grid_leader', 'grid_member'))
-          OR (s.grid_code = ins.village_code AND s.role = 'supervisor')
+        {assignees_select("ins.id", {4: "ins.group_code", 3: "ins.village_code"}, "ins")}
         RETURNING *
     ),
     duplicates AS (
@@ -316,7 +323,7 @@ def _intake_inside_sql() -> str:
         INSERT INTO audit_log ({audit.INSERT_COLUMNS})
         SELECT :actor_id, :actor, :role, :via, :ip, :method, :path, :action, :resource, ARRAY[ins.id::text],
                :reason, :outcome, CAST(:detail AS jsonb)
-        FROM ins WHERE :audited
+        FROM ins
     )
     -- The stored incident as get_incident reads it (what this statement wrote is seen through
     -- RETURNING: the statement's own snapshot does not show it in the tables).
@@ -330,13 +337,15 @@ def _intake_inside_sql() -> str:
 """
 
 
-def _intake_inside(session, principal, req: IntakeRequest, placed: Placement, now, radius_m, window_h,
-                   audit_fields: dict | None):
+def _intake_inside(session: Session, ctx: Context, req: IntakeRequest, placed: Placement, now: dt.datetime,
+                   radius_m: float, window_h: float) -> IntakeResult | None:
     """The result when the one-statement path applies, else None (see _intake_inside_sql)."""
+    principal = ctx.principal
     sql = _intake_inside_sql().replace("{visible}", visible_condition(principal) if principal else "TRUE")
+    # The audit row Context.audit would write, written by the statement itself.
     rows = driver_rows(session, sql, {
-        **audit.params(principal, "create", resource="incident", **(audit_fields or {})),
-        "audited": audit_fields is not None,
+        **audit.params(principal, "create", resource="incident", method=ctx.method, path=ctx.path,
+                       client_ip=ctx.client_ip, actor=ctx.actor, reason=ctx.reason),
         "x": placed.lon, "y": placed.lat, "ext": req.external_id, "cat": req.category, "kind": req.dispute_kind,
         "desc": req.description, "occ": req.occurred_at, "rname": req.reporter_name,
         "rphone": req.reporter_phone, "src": placed.source, "crs": placed.input_crs, "place": req.place,
@@ -368,7 +377,8 @@ def _reported_before(session: Session, principal: Principal | None, external_id:
     ).scalar_one_or_none()
 
 
-def _event(session, incident_id, principal, action, from_state, to_state, note, at):
+def _event(session: Session, incident_id: int, principal: Principal | None, action: str, from_state: State | None,
+           to_state: State, note: str | None, at: dt.datetime) -> None:
     session.execute(
         text(
             "INSERT INTO incident_event (incident_id, at, actor_id, actor, action, from_state, to_state, note) "
@@ -380,24 +390,16 @@ def _event(session, incident_id, principal, action, from_state, to_state, note, 
     )
 
 
-def _route(session, incident_id: int, group_code: str, village_code: str | None) -> None:
+def _route(session: Session, incident_id: int, group_code: str, village_code: str | None) -> None:
     """Attach the group grid's leader and members, and the village's supervisor."""
-    session.execute(
-        text(
-            """
-            INSERT INTO incident_assignee (incident_id, staff_id, duty)
-            SELECT :i, s.id, CASE s.role WHEN 'grid_leader' THEN 'leader' WHEN 'grid_member' THEN 'member'
-                                          ELSE 'supervisor' END
-            FROM staff s
-            WHERE (s.grid_code = :g AND s.role IN ('grid_leader', 'grid_member'))
-               OR (s.grid_code = :v AND s.role = 'supervisor')
-            """
-        ),
-        {"i": incident_id, "g": group_code, "v": village_code},
-    )
+    session.execute(text(_ROUTE_SQL), {"i": incident_id, "g": group_code, "v": village_code})
 
 
-def _link_duplicates(session, incident_id: int, radius_m: float, window_h: float) -> None:
+_ROUTE_SQL = ("INSERT INTO incident_assignee (incident_id, staff_id, duty) "
+              + assignees_select(":i", {4: ":g", 3: ":v"}))
+
+
+def _link_duplicates(session: Session, incident_id: int, radius_m: float, window_h: float) -> None:
     """Open incidents of the same category nearby in space and time: offered, never merged."""
     session.execute(
         text(
@@ -418,8 +420,8 @@ def _link_duplicates(session, incident_id: int, radius_m: float, window_h: float
     )
 
 
-def routing(session: Session, principal: Principal, record: dict,
-            names: dict | None = None) -> dict:
+def routing(session: Session, principal: Principal, record: dict[str, Any],
+            names: dict[str, str] | None = None) -> dict[str, Any]:
     """Where a reported incident went, for the reporter: its grid path (town → group, with names),
     whether that lies outside the reporter's own grids, and a sentence saying so in Chinese.
     `names` (code -> name) when the intake already read them (the one-statement path)."""
@@ -453,10 +455,11 @@ def scope_condition(principal: Principal) -> str:
         from gis.codes import level_of_code
 
         columns = {4: "group_code", 3: "village_code", 2: "area_code", 1: "town_code"}
-        levels = {level_of_code(code) for code in principal.scope_codes}
-        if None in levels or not levels:
+        found = [level_of_code(code) for code in principal.scope_codes]
+        levels = {int(level) for level in found if level is not None}
+        if None in found or not levels:
             levels = set(columns)
-        arms = [f"i.{columns[int(level)]} = ANY(:scope)" for level in sorted(levels, reverse=True)]
+        arms = [f"i.{columns[level]} = ANY(:scope)" for level in sorted(levels, reverse=True)]
         return "(" + " OR ".join(arms) + ")"
     if principal.role in (Role.ADMIN, Role.COMMAND_CENTER, Role.EMERGENCY):
         return "TRUE"
@@ -471,7 +474,7 @@ def visible_condition(principal: Principal) -> str:
     return scope if scope == "TRUE" else f"({scope} OR i.created_by = :uid)"
 
 
-def access_params(principal: Principal) -> dict:
+def access_params(principal: Principal) -> dict[str, Any]:
     """The parameters `visible_condition` and `scope_condition` refer to."""
     return {"scope": list(principal.scope_codes), "uid": principal.user_id}
 
@@ -489,7 +492,7 @@ _COLUMNS = """
 """
 
 
-def _shape(row, principal: Principal, now: dt.datetime) -> dict:
+def _shape(row: dict[str, Any], principal: Principal, now: dt.datetime) -> dict[str, Any]:
     d = dict(row)
     if not reporter_shown(principal):
         d["reporter_name"], d["reporter_phone"] = mask_name(d["reporter_name"]), mask_phone(d["reporter_phone"])
@@ -508,7 +511,7 @@ def _shape(row, principal: Principal, now: dt.datetime) -> dict:
     return d
 
 
-def review_reasons(d: dict) -> list[str]:
+def review_reasons(d: dict[str, Any]) -> list[str]:
     """Why an incident waits for review (FLAGGED_SQL says the same in SQL): on_boundary,
     outside_town, vague_place (a place name matched only an area above the group grids) or
     no_group_grid (a point in no group grid, e.g. a gap between them)."""
@@ -522,7 +525,11 @@ def review_reasons(d: dict) -> list[str]:
     return reasons
 
 
-def get_incident(session: Session, principal: Principal, incident_id: int, now: dt.datetime | None = None) -> dict:
+def get_incident(session: Session, actor: Context | Principal, incident_id: int,
+                 now: dt.datetime | None = None) -> dict[str, Any]:
+    """One incident with its history, people, photos and duplicate links. Given a Context (a
+    reader's request), reading its reporter's name and phone unmasked is audited."""
+    principal = _acting(as_context(actor))
     now = now or dt.datetime.now(dt.UTC)
     rows = driver_rows(
         session, f"SELECT {_COLUMNS}, {_DETAIL} FROM incident i WHERE i.id = :id AND {visible_condition(principal)}",
@@ -530,10 +537,13 @@ def get_incident(session: Session, principal: Principal, incident_id: int, now: 
     )
     if not rows:
         raise NotFound(f"no incident {incident_id} that you may see")
-    return _with_details(rows[0], principal, now)
+    out = _with_details(rows[0], principal, now)
+    if isinstance(actor, Context):
+        record_reporter_reads(session, actor, [out])
+    return out
 
 
-def _with_details(row: dict, principal: Principal, now: dt.datetime) -> dict:
+def _with_details(row: dict[str, Any], principal: Principal, now: dt.datetime) -> dict[str, Any]:
     details = {k: row.pop(k) for k in ("history", "assignees", "attachments", "possible_duplicates")}
     out = _shape(row, principal, now)
     out["history"] = [{**e, "at": _iso(e["at"])} for e in details["history"]]
@@ -561,7 +571,7 @@ _DETAIL = f"""
 """
 
 
-def _iso(epoch) -> str:
+def _iso(epoch: float | str) -> str:
     """An epoch from PostgreSQL (a JSON number, microseconds exact) as the ISO time the API returns."""
     seconds = decimal.Decimal(str(epoch))
     whole = int(seconds // 1)
@@ -571,13 +581,16 @@ def _iso(epoch) -> str:
 
 def transition(
     session: Session,
-    principal: Principal,
+    actor: Context | Principal,
     incident_id: int,
     action: str,
     note: str | None = None,
     now: dt.datetime | None = None,
-) -> dict:
-    """Move an incident one step through the loop; refused steps are 422s naming what is allowed."""
+) -> dict[str, Any]:
+    """Move an incident one step through the loop (audited as "update"); refused steps are 422s
+    naming what is allowed."""
+    ctx = as_context(actor)
+    principal = _acting(ctx)
     now = now or dt.datetime.now(dt.UTC)
     row = session.execute(
         text(f"SELECT i.id, i.state, {scope_condition(principal)} AS workable FROM incident i "
@@ -609,7 +622,37 @@ def transition(
         {"s": new.value, "now": now, "sat": satisfied, "id": incident_id},
     )
     _event(session, incident_id, principal, act.value, state, new, note, now)
-    return get_incident(session, principal, incident_id, now)
+    out = get_incident(session, principal, incident_id, now)
+    ctx.audit(session, "update", resource="incident", resource_ids=[incident_id],
+              detail={"action": act.value, "state": out["state"]})
+    return out
+
+
+def mark_reviewed(session: Session, actor: Context | Principal, incident_id: int) -> dict[str, Any]:
+    """The command center has checked a flagged assignment: it leaves the review queue (audited as
+    "review"); the incident as the reviewer sees it."""
+    ctx = as_context(actor)
+    done = session.execute(text("UPDATE incident SET reviewed_at = now() WHERE id = :i RETURNING id"),
+                           {"i": incident_id}).first()
+    if done is None:
+        raise NotFound(f"no incident {incident_id}")
+    ctx.audit(session, "review", resource="incident", resource_ids=[incident_id])
+    return get_incident(session, _acting(ctx), incident_id)
+
+
+def _acting(ctx: Context) -> Principal:
+    """The principal an operation that needs an account acts as."""
+    if ctx.principal is None:
+        raise Forbidden("this operation needs a signed-in account")
+    return ctx.principal
+
+
+def record_reporter_reads(session: Session, ctx: Context, records: list[dict[str, Any]]) -> None:
+    """Audit ("read_personal") the reporter names and phones these records showed unmasked."""
+    principal = ctx.principal
+    ids = [r["id"] for r in records if r.get("reporter_name") or r.get("reporter_phone")]
+    if ids and principal is not None and reporter_shown(principal):
+        ctx.audit(session, "read_personal", resource="incident", resource_ids=ids)
 
 
 # A grid level's column: a subtree filter reads the index (column, occurred_at, id) of its level.
@@ -629,6 +672,103 @@ def _subtree_condition(grid_code: str) -> str:
     return "(i.group_code = :g OR i.village_code = :g OR i.area_code = :g OR i.town_code = :g)"
 
 
+def _subtrees_condition(codes: Sequence[str], params: dict[str, Any]) -> str:
+    """SQL on alias i: the incidents in the subtree of any of `codes` (parameters :roots_<level>),
+    one arm per level present, each served by its column."""
+    from gis.codes import level_of_code
+
+    by_column: dict[str, list[str]] = {}
+    for code in codes:
+        level = level_of_code(code)
+        columns = [_LEVEL_COLUMN[int(level)]] if level is not None else list(_LEVEL_COLUMN.values())
+        for column in columns:
+            by_column.setdefault(column, []).append(code)
+    if not by_column:
+        return "FALSE"
+    arms = []
+    for column, values in sorted(by_column.items()):
+        params[f"roots_{column}"] = values
+        arms.append(f"i.{column} = ANY(:roots_{column})")
+    return "(" + " OR ".join(arms) + ")"
+
+
+# The grid level now responsible for an incident (gis.incidents.loop.urgency, in SQL on alias i,
+# parameter :now): 4 until its stage deadline, then one level up at the deadline and one more per
+# stage period (the stored deadline minus the stage's start), never above the town (1).
+ESCALATION_LEVEL_SQL = (
+    "(CASE WHEN i.stage_deadline IS NULL OR :now <= i.stage_deadline THEN 4 ELSE greatest(1, 3 - floor("
+    "extract(epoch FROM :now - i.stage_deadline) / extract(epoch FROM i.stage_deadline - i.state_entered_at)"
+    ")::int) END)")
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    """Which incidents a list, an export or an analysis asks for; every criterion is optional.
+
+    The one place the incident filters are written: `where` turns them (and the caller's access)
+    into one SQL condition on alias i, used by `list_incidents`, the review queue and hot spots."""
+
+    grid_code: str | None = None              # any level: its whole subtree
+    grid_codes: tuple[str, ...] | None = None  # several subtrees (an analysis' area)
+    state: str | None = None
+    category: str | None = None
+    dispute_kind: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    overdue: bool | None = None
+    escalation_level: int | None = None       # the grid level now responsible (4 group … 1 town)
+    flagged: bool | None = None
+    open_only: bool = False
+    pending_review: bool = False
+
+    def where(self, principal: Principal | None, now: dt.datetime) -> tuple[str, dict[str, Any]]:
+        """(SQL condition on alias i, its parameters); `principal` None: no access restriction
+        (the CLI, analyses run by the system)."""
+        where = [visible_condition(principal)] if principal is not None else []
+        params: dict[str, Any] = {**(access_params(principal) if principal is not None else {}), "now": now}
+        if self.grid_code:
+            where.append(_subtree_condition(self.grid_code))
+            params["g"] = self.grid_code
+        if self.grid_codes is not None:
+            where.append(_subtrees_condition(self.grid_codes, params))
+        for name in ("state", "category", "dispute_kind"):
+            value = getattr(self, name)
+            if value is not None:
+                where.append(f"i.{name} = :{name}")
+                params[name] = value
+        if self.open_only and self.state is None:
+            where.append("i.state <> 'closed'")
+        if self.since is not None:
+            where.append("i.occurred_at >= :since")
+            params["since"] = self.since
+        if self.until is not None:
+            where.append("i.occurred_at < :until")
+            params["until"] = self.until
+        if self.flagged is not None:
+            where.append(("" if self.flagged else "NOT ") + FLAGGED_SQL)
+        if self.pending_review:
+            where.append("i.reviewed_at IS NULL")
+        if self.overdue is not None:
+            # The rule of gis.incidents.loop.urgency: overdue once `now` is past the stage deadline.
+            where.append("i.stage_deadline < :now" if self.overdue
+                         else "(i.stage_deadline IS NULL OR i.stage_deadline >= :now)")
+        if self.escalation_level is not None:
+            if self.escalation_level < 4:   # escalated means overdue: the deadline's index narrows it
+                where.append("i.stage_deadline < :now")
+            where.append(f"{ESCALATION_LEVEL_SQL} = :escalation_level")
+            params["escalation_level"] = int(self.escalation_level)
+        return " AND ".join(where) or "TRUE", params
+
+
+def incident_filter(session: Session | None, principal: Principal | None, *, now: dt.datetime,
+                    **criteria: Any) -> tuple[str, dict[str, Any]]:
+    """(SQL condition on alias i, its parameters): the incidents the principal may see (None: all),
+    filtered by `criteria` (the fields of `IncidentFilter`).
+
+    Needs no query (`session` may be None): the subtree level comes from the code itself."""
+    return IncidentFilter(**criteria).where(principal, now)
+
+
 # One page in the list's order: the page's ids first (an index scan in that order, often
 # index-only), then its rows.
 PAGE_SQL = """
@@ -639,96 +779,46 @@ PAGE_SQL = """
     ORDER BY page.occurred_at DESC, page.id DESC"""
 
 
-def incident_filter(
-    session: Session | None,
-    principal: Principal,
-    *,
-    grid_code: str | None = None,
-    state: str | None = None,
-    category: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    overdue: bool | None = None,
-    flagged: bool | None = None,
-    open_only: bool = False,
-    pending_review: bool = False,
-    now: dt.datetime,
-) -> tuple[str, dict]:
-    """(SQL condition on alias i, its parameters): the incidents the principal may see, filtered.
-
-    Needs no query (`session` may be None): the subtree level comes from the code itself."""
-    where = [visible_condition(principal)]
-    params: dict = {**access_params(principal), "now": now}
-    if grid_code:
-        where.append(_subtree_condition(grid_code))
-        params["g"] = grid_code
-    for name, value in (("state", state), ("category", category)):
-        if value is not None:
-            where.append(f"i.{name} = :{name}")
-            params[name] = value
-    if open_only and state is None:
-        where.append("i.state <> 'closed'")
-    if since is not None:
-        where.append("i.occurred_at >= :since")
-        params["since"] = since
-    if until is not None:
-        where.append("i.occurred_at < :until")
-        params["until"] = until
-    if flagged is not None:
-        where.append(("" if flagged else "NOT ") + FLAGGED_SQL)
-    if pending_review:
-        where.append("i.reviewed_at IS NULL")
-    if overdue is not None:
-        # The rule of gis.incidents.loop.urgency: overdue once `now` is past the stage deadline.
-        where.append("i.stage_deadline < :now" if overdue
-                     else "(i.stage_deadline IS NULL OR i.stage_deadline >= :now)")
-    return " AND ".join(where), params
-
-
 @dataclass
 class IncidentPage:
-    items: list[dict]
+    items: list[dict[str, Any]]
     total: int
     total_exact: bool = True
 
-    def __iter__(self):   # rows, total = list_incidents(...)
+    def __iter__(self) -> Iterator[Any]:   # rows, total = list_incidents(...)
         return iter((self.items, self.total))
 
 
 def list_incidents(
     session: Session,
-    principal: Principal,
+    actor: Context | Principal,
+    filters: IncidentFilter | None = None,
     *,
-    grid_code: str | None = None,
-    state: str | None = None,
-    category: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    overdue: bool | None = None,
-    flagged: bool | None = None,
-    open_only: bool = False,
-    pending_review: bool = False,
     limit: int = 100,
     offset: int = 0,
     count_up_to: int | None = None,
     now: dt.datetime | None = None,
+    **criteria: Any,
 ) -> IncidentPage:
-    """One page of the incidents the principal may see, newest first (occurred_at, then id).
+    """One page of the incidents the principal may see, newest first (occurred_at, then id), by
+    `filters` and/or `criteria` (the fields of `IncidentFilter`).
 
     Filtering, order and paging all happen in SQL: a page reads about `offset + limit` index
     entries and `limit` rows, whatever the table holds. A grid code of any level selects its whole
     subtree; `overdue` compares the stored stage deadline (migration 0007) with `now`. The total is
     counted exactly, or, with `count_up_to`, exactly up to that many and beyond it estimated by the
-    planner (`total_exact` False): counting a million rows costs more than the page.
+    planner (`total_exact` False): counting a million rows costs more than the page. Given a
+    Context (a reader's request), the reporter names and phones shown unmasked are audited.
     """
+    principal = _acting(as_context(actor))
     now = now or dt.datetime.now(dt.UTC)
-    cond, params = incident_filter(
-        session, principal, grid_code=grid_code, state=state, category=category, since=since,
-        until=until, overdue=overdue, flagged=flagged, open_only=open_only,
-        pending_review=pending_review, now=now)
+    chosen = replace(filters or IncidentFilter(), **criteria)
+    cond, params = chosen.where(principal, now)
     params.update(limit=limit, offset=offset)
     rows = driver_rows(session, PAGE_SQL.format(cond=cond), params)
     items = [_shape(r, principal, now) for r in rows]
+    if isinstance(actor, Context):
+        record_reporter_reads(session, actor, items)
     if offset == 0 and len(items) < limit:   # the whole match is on this page: no count needed
         return IncidentPage(items, len(items))
     total, exact = count_matches(lambda sql, p: driver_rows(session, sql, p), cond, params,
@@ -738,7 +828,21 @@ def list_incidents(
     return IncidentPage(items, total, total_exact=exact)
 
 
-def count_matches(run, cond: str, params: dict, cap: int | None) -> tuple[int, bool]:
+# The command center's review queue: flagged assignments nobody has checked yet. Migration 0009's
+# partial index holds exactly these rows in the list's order.
+REVIEW_QUEUE = IncidentFilter(flagged=True, pending_review=True)
+
+
+def review_queue(session: Session, actor: Context | Principal, *, limit: int = 100, offset: int = 0,
+                 count_up_to: int | None = None, now: dt.datetime | None = None,
+                 **criteria: Any) -> IncidentPage:
+    """One page of the review queue (newest first), filtered further by `criteria`."""
+    return list_incidents(session, actor, REVIEW_QUEUE, limit=limit, offset=offset,
+                          count_up_to=count_up_to, now=now, **criteria)
+
+
+def count_matches(run: Callable[[str, dict[str, Any]], list[dict[str, Any]]], cond: str, params: dict[str, Any],
+                  cap: int | None) -> tuple[int, bool]:
     """(how many incidents match `cond`, whether that is exact); `run(sql, params)` -> dict rows.
 
     Without a cap: count(*). With one, the rule that keeps the cost of a total bounded: when the
