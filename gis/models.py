@@ -380,6 +380,16 @@ class Incident(Base):
         Index("incident_village_code_newest", "village_code", "occurred_at", "id"),
         Index("incident_stage_deadline", "stage_deadline", postgresql_where=text("stage_deadline IS NOT NULL")),
         Index("incident_created_by", "created_by", postgresql_where=text("created_by IS NOT NULL")),
+        # The review queue: flagged and not yet reviewed, in the queue's order (migration 0009).
+        Index(
+            "incident_review_queue",
+            "occurred_at",
+            "id",
+            postgresql_where=text(
+                "reviewed_at IS NULL AND (on_boundary OR outside_distance_m IS NOT NULL "
+                "OR village_code IS NULL OR group_code = village_code)"
+            ),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
