@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import require_time_zone, table_response
 from api.security import requires
@@ -37,7 +38,8 @@ class Filters:
                        since=since, until=until)
 
 
-@router.get("", summary="Audit rows, oldest first, with filters and paging")
+@router.get("", summary="Audit rows, oldest first, with filters and paging", response_model=schemas.AuditPage,
+            **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def read(session: SessionDep, settings: SettingsDep, _: Annotated[Principal, requires(Permission.VIEW_AUDIT)],
          filters: Annotated[Filters, Depends()],
          limit: Annotated[int, Query(ge=1)] = 100, offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0):
@@ -46,7 +48,9 @@ def read(session: SessionDep, settings: SettingsDep, _: Annotated[Principal, req
     return {"total": total, "offset": offset, "items": rows}
 
 
-@router.get("/export", summary="The filtered audit log as CSV or xlsx (the export is audited too)")
+@router.get("/export", summary="The filtered audit log as CSV or xlsx (the export is audited too)",
+            response_class=schemas.DownloadResponse,
+            responses=schemas.download(schemas.CSV_MEDIA_TYPE, schemas.XLSX_MEDIA_TYPE))
 def export(request: Request, session: SessionDep, settings: SettingsDep,
            principal: Annotated[Principal, requires(Permission.VIEW_AUDIT)], filters: Annotated[Filters, Depends()],
            format: Literal["csv", "xlsx"] = "csv"):

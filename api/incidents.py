@@ -11,6 +11,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import require_time_zone, saved_upload, table_response
 from api.security import requires
@@ -76,7 +77,9 @@ def _audit_reporter(session, principal, request, records, reason=None):
                      reason=reason, method=request.method, path=request.url.path)
 
 
-@router.post("", status_code=201, summary="Report an incident: located, assigned to its grids, routed")
+@router.post("", status_code=201, summary="Report an incident: located, assigned to its grids, routed",
+             response_model=schemas.ReportedIncident, **schemas.DATA,
+             responses=schemas.reported_again(schemas.ReportedIncident))
 def report(request: Request, session: SessionDep, settings: SettingsDep,
            principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)], body: IncidentIn):
     req = service.IntakeRequest(**body.model_dump(mode="python"))
@@ -94,7 +97,8 @@ def report(request: Request, session: SessionDep, settings: SettingsDep,
                     media_type="application/json")
 
 
-@router.get("", summary="Incidents you may see, filtered (JSON, GeoJSON or CSV)")
+@router.get("", summary="Incidents you may see, filtered (JSON, GeoJSON or CSV)", response_model=schemas.IncidentPage,
+            **schemas.DATA, responses=schemas.formats(geojson=schemas.IncidentCollection))
 def list_incidents(
     request: Request,
     session: SessionDep,
@@ -136,7 +140,9 @@ def list_incidents(
     return Response(json.dumps(out, default=str, ensure_ascii=False), media_type="application/json")
 
 
-@router.post("/import", summary="Batch import (CSV, Excel, GeoJSON, GeoPackage); failed rows by number")
+@router.post("/import", summary="Batch import (CSV, Excel, GeoJSON, GeoPackage); failed rows by number",
+             response_model=schemas.IncidentImportReport, **schemas.DATA,
+             responses=schemas.problems(*schemas.READ, 413))
 def import_file(
     request: Request,
     session: SessionDep,
@@ -165,7 +171,8 @@ def import_file(
 
 
 @router.get("/stats", summary="Per grid at a level: counts by state/category, median hours per stage, "
-            "on-time rate, satisfaction")
+            "on-time rate, satisfaction", response_model=list[schemas.GridIncidentStats], **schemas.DATA,
+            responses=schemas.problems(*schemas.READ))
 def stats(session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
           level: Annotated[int, Query(ge=1, le=4)] = 3,
           since: dt.datetime | None = None, until: dt.datetime | None = None):
@@ -175,14 +182,16 @@ def stats(session: SessionDep, principal: Annotated[Principal, requires(Permissi
     return grid_stats(session, principal, level, since, until)
 
 
-@router.get("/review", summary="Flagged assignments (shared edge, or outside the town) not yet reviewed")
+@router.get("/review", summary="Flagged assignments (shared edge, or outside the town) not yet reviewed",
+            response_model=schemas.ReviewQueue, **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def review_queue(session: SessionDep, principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)]):
     pending, total = service.list_incidents(session, principal, flagged=True, pending_review=True,
                                             limit=10_000)
     return JSONResponse(json.loads(json.dumps({"total": total, "items": pending}, default=str)))
 
 
-@router.post("/{incident_id}/review", summary="Mark a flagged assignment as checked")
+@router.post("/{incident_id}/review", summary="Mark a flagged assignment as checked",
+             response_model=schemas.IncidentDetail, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def mark_reviewed(request: Request, session: SessionDep,
                   principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)],
                   incident_id: IncidentId):
@@ -197,7 +206,8 @@ def mark_reviewed(request: Request, session: SessionDep,
     return JSONResponse(json.loads(json.dumps(service.get_incident(session, principal, incident_id), default=str)))
 
 
-@router.get("/{incident_id}", summary="One incident with its history, assignees and possible duplicates")
+@router.get("/{incident_id}", summary="One incident with its history, assignees and possible duplicates",
+            response_model=schemas.IncidentDetail, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def one(
     request: Request,
     session: SessionDep,
@@ -209,7 +219,8 @@ def one(
     return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
-@router.post("/{incident_id}/attachments", status_code=201, summary="Attach a photo (JPEG, PNG or WebP)")
+@router.post("/{incident_id}/attachments", status_code=201, summary="Attach a photo (JPEG, PNG or WebP)",
+             response_model=schemas.Attachment, **schemas.DATA, responses=schemas.problems(*schemas.ONE, 413))
 def attach(request: Request, session: SessionDep, settings: SettingsDep,
            principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)],
            incident_id: IncidentId, file: Annotated[UploadFile, File()]):
@@ -227,7 +238,8 @@ def attach(request: Request, session: SessionDep, settings: SettingsDep,
     return out
 
 
-@router.get("/{incident_id}/attachments", summary="Photos of an incident (metadata only)")
+@router.get("/{incident_id}/attachments", summary="Photos of an incident (metadata only)",
+            response_model=list[schemas.Attachment], **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def attachments(
     session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)], incident_id: IncidentId
 ):
@@ -236,7 +248,9 @@ def attachments(
     return list_attachments(session, principal, incident_id)
 
 
-@router.get("/{incident_id}/attachments/{attachment_id}", summary="One photo's bytes")
+@router.get("/{incident_id}/attachments/{attachment_id}", summary="One photo's bytes",
+            response_class=schemas.DownloadResponse,
+            responses=schemas.download("image/jpeg", "image/png", "image/webp", also=schemas.ONE))
 def attachment(session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
                incident_id: IncidentId,
                attachment_id: Annotated[int, PathParam(ge=1, le=2**62)]):
@@ -250,7 +264,8 @@ def attachment(session: SessionDep, principal: Annotated[Principal, requires(Per
         "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
 
 
-@router.post("/{incident_id}/transitions", summary="Move the incident one step through the closed loop")
+@router.post("/{incident_id}/transitions", summary="Move the incident one step through the closed loop",
+             response_model=schemas.IncidentDetail, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def move(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.WORK_INCIDENTS)],
          incident_id: IncidentId, body: TransitionIn):
     out = service.transition(session, principal, incident_id, body.action.value, body.note)
