@@ -10,6 +10,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep
 from api.security import client_ip, public, requires, resolve_principal
 from gis import audit
@@ -142,7 +143,8 @@ class LoginBody(BaseModel):
     password: str = Field(max_length=256)
 
 
-@router.post("/auth/login", summary="Log in; sets the session cookie", dependencies=[Depends(public)])
+@router.post("/auth/login", summary="Log in; sets the session cookie", dependencies=[Depends(public)],
+             response_model=schemas.LoginAnswer, **schemas.DATA, responses=schemas.problems(401, 422, 429, 503))
 def login_json(request: Request, session: SessionDep, settings: SettingsDep, body: LoginBody):
     user, cookie = _login(request, session, settings, body.username, body.password)
     if isinstance(cookie, Response):
@@ -156,7 +158,8 @@ def login_json(request: Request, session: SessionDep, settings: SettingsDep, bod
     return response
 
 
-@router.post("/auth/logout", summary="End this browser session at once", dependencies=[Depends(public)])
+@router.post("/auth/logout", summary="End this browser session at once", dependencies=[Depends(public)],
+             response_model=schemas.LogoutAnswer, **schemas.DATA, responses=schemas.problems(503))
 def logout(request: Request, session: SessionDep, settings: SettingsDep):
     principal = resolve_principal(request, session)
     if principal is not None and principal.session_id_hash:
@@ -167,7 +170,8 @@ def logout(request: Request, session: SessionDep, settings: SettingsDep):
     return response
 
 
-@router.get("/auth/me", summary="Who am I: user, role, scope")
+@router.get("/auth/me", summary="Who am I: user, role, scope", response_model=schemas.Me, **schemas.DATA,
+            responses=schemas.problems(*schemas.SIGNED_IN))
 def me(principal: Annotated[Principal, requires(Permission.VIEW_GRIDS)]):
     return {
         "username": principal.username,
@@ -208,12 +212,14 @@ class TokenIn(BaseModel):
 UserId = Annotated[int, PathParam(ge=1, le=2**62)]
 
 
-@router.get("/admin/users", summary="All accounts")
+@router.get("/admin/users", summary="All accounts", response_model=list[schemas.User], **schemas.DATA,
+            responses=schemas.problems(*schemas.SIGNED_IN))
 def users(session: SessionDep, _: Annotated[Principal, requires(Permission.MANAGE_USERS)]):
     return [u.as_dict() for u in accounts.list_users(session)]
 
 
-@router.post("/admin/users", status_code=201, summary="Create an account")
+@router.post("/admin/users", status_code=201, summary="Create an account", response_model=schemas.User,
+             **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def create_user(
     request: Request,
     session: SessionDep,
@@ -227,7 +233,8 @@ def create_user(
     return user.as_dict()
 
 
-@router.patch("/admin/users/{user_id}", summary="Change role, scope, password or deactivate")
+@router.patch("/admin/users/{user_id}", summary="Change role, scope, password or deactivate",
+              response_model=schemas.User, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def patch_user(request: Request, session: SessionDep,
                principal: Annotated[Principal, requires(Permission.MANAGE_USERS)],
                user_id: UserId, body: UserPatch):
@@ -239,13 +246,15 @@ def patch_user(request: Request, session: SessionDep,
     return user.as_dict()
 
 
-@router.get("/admin/users/{user_id}/tokens", summary="A user's API tokens (never the secrets)")
+@router.get("/admin/users/{user_id}/tokens", summary="A user's API tokens (never the secrets)",
+            response_model=list[schemas.Token], **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def user_tokens(session: SessionDep, _: Annotated[Principal, requires(Permission.MANAGE_USERS)], user_id: UserId):
     accounts.get_user(session, user_id)
     return [t.as_dict() for t in accounts.list_tokens(session, user_id)]
 
 
-@router.post("/admin/users/{user_id}/tokens", status_code=201, summary="Issue an API token (shown once)")
+@router.post("/admin/users/{user_id}/tokens", status_code=201, summary="Issue an API token (shown once)",
+             response_model=schemas.NewToken, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def issue_token(request: Request, session: SessionDep,
                 principal: Annotated[Principal, requires(Permission.MANAGE_USERS)],
                 user_id: UserId, body: TokenIn):
@@ -256,7 +265,8 @@ def issue_token(request: Request, session: SessionDep,
     return {"token": secret, **token.as_dict()}
 
 
-@router.delete("/admin/tokens/{token_id}", summary="Revoke an API token at once")
+@router.delete("/admin/tokens/{token_id}", summary="Revoke an API token at once", response_model=schemas.Token,
+               **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def revoke(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.MANAGE_USERS)],
            token_id: Annotated[int, PathParam(ge=1, le=2**62)]):
     token = accounts.revoke_token(session, token_id)

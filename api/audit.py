@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import require_time_zone, table_response
 from api.security import requires
@@ -32,7 +33,8 @@ def audit_filters(
                               since=since, until=until)
 
 
-@router.get("", summary="Audit rows, oldest first, with filters and paging")
+@router.get("", summary="Audit rows, oldest first, with filters and paging", response_model=schemas.AuditPage,
+            **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def read(
     request: Request,
     session: SessionDep,
@@ -52,7 +54,9 @@ def read(
             "next": next_url}
 
 
-@router.get("/export", summary="The filtered audit log as CSV or xlsx (the export is audited too)")
+@router.get("/export", summary="The filtered audit log as CSV or xlsx (the export is audited too)",
+            response_class=schemas.DownloadResponse,
+            responses=schemas.download(schemas.CSV_MEDIA_TYPE, schemas.XLSX_MEDIA_TYPE))
 def export(
     request: Request,
     session: SessionDep,

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
+from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep
 from api.security import requires
 from gis import audit, emergencies
@@ -32,12 +33,14 @@ class Close(BaseModel):
 EmergencyId = Annotated[int, PathParam(ge=1, le=2**62)]
 
 
-@router.get("", summary="Emergencies, newest last")
+@router.get("", summary="Emergencies, newest last", response_model=list[schemas.Emergency], **schemas.DATA,
+            responses=schemas.problems(*schemas.READ))
 def list_all(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)], active: bool = False):
     return emergencies.list_emergencies(session, active_only=active)
 
 
-@router.post("", status_code=201, summary="Declare an emergency over an extent")
+@router.post("", status_code=201, summary="Declare an emergency over an extent", response_model=schemas.Emergency,
+             **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def declare(request: Request, session: SessionDep, settings: SettingsDep,
             principal: Annotated[Principal, requires(Permission.MANAGE_EMERGENCIES)], body: Declare):
     extent = polygon_from_geojson(body.extent, ("body", "extent"), max_vertices=settings.max_vertices_per_geometry,
@@ -48,12 +51,14 @@ def declare(request: Request, session: SessionDep, settings: SettingsDep,
     return out
 
 
-@router.get("/{emergency_id}", summary="One emergency")
+@router.get("/{emergency_id}", summary="One emergency", response_model=schemas.Emergency, **schemas.DATA,
+            responses=schemas.problems(*schemas.ONE))
 def one(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)], emergency_id: EmergencyId):
     return emergencies.get(session, emergency_id)
 
 
-@router.post("/{emergency_id}/close", summary="Close an emergency; its extent stops opening personal fields")
+@router.post("/{emergency_id}/close", summary="Close an emergency; its extent stops opening personal fields",
+             response_model=schemas.Emergency, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def close(request: Request, session: SessionDep,
           principal: Annotated[Principal, requires(Permission.MANAGE_EMERGENCIES)],
           emergency_id: EmergencyId, body: Close):

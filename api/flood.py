@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import table_response
 from api.security import requires
@@ -56,7 +57,9 @@ def _feature(h: dict) -> dict:
             "properties": props}
 
 
-@router.get("/households", summary="Households in a flood extent, in rescue order (JSON, GeoJSON or CSV)")
+@router.get("/households", summary="Households in a flood extent, in rescue order (JSON, GeoJSON or CSV)",
+            response_model=schemas.FloodHouseholdPage, **schemas.DATA,
+            responses=schemas.formats(geojson=schemas.FloodHouseholdCollection, also=schemas.ONE))
 def households(
     request: Request,
     session: SessionDep,
@@ -90,7 +93,8 @@ def households(
     }
 
 
-@router.get("/checklist", summary="The printable 明白卡 checklist per grid member (HTML or PDF)")
+@router.get("/checklist", summary="The printable 明白卡 checklist per grid member (HTML or PDF)",
+            response_class=HTMLResponse, responses=schemas.download("application/pdf", also=schemas.ONE))
 def checklist(
     request: Request,
     session: SessionDep,
@@ -121,7 +125,8 @@ def checklist(
     return HTMLResponse(html)
 
 
-@router.get("/risk", summary="Per-grid flood risk: households and people at risk per stage (counts only)")
+@router.get("/risk", summary="Per-grid flood risk: households and people at risk per stage (counts only)",
+            response_model=schemas.FloodRisk, **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def risk(
     request: Request,
     session: SessionDep,

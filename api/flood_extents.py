@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
+from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep
 from api.exports import saved_upload
 from api.security import requires
@@ -47,7 +48,9 @@ def _audit_write(session, principal, request: Request, extent: extents.FloodExte
                  resource_ids=[extent.id], method="POST", path=request.url.path, detail=detail)
 
 
-@router.post("/extents", status_code=201, summary="Upload a flood extent (GeoJSON, KML, zipped Shapefile, GeoPackage)")
+@router.post("/extents", status_code=201, summary="Upload a flood extent (GeoJSON, KML, zipped Shapefile, GeoPackage)",
+             response_model=schemas.FloodExtentSummary, **schemas.DATA,
+             responses=schemas.problems(*schemas.READ, 413))
 def upload(
     request: Request,
     session: SessionDep,
@@ -79,7 +82,8 @@ def upload(
     return _summary(extent)
 
 
-@router.post("/extents/drawn", status_code=201, summary="Store a flood extent drawn on the map")
+@router.post("/extents/drawn", status_code=201, summary="Store a flood extent drawn on the map",
+             response_model=schemas.FloodExtentSummary, **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def drawn(request: Request, session: SessionDep, settings: SettingsDep,
           principal: Annotated[Principal, requires(Permission.EDIT_FLOOD_EXTENTS)], body: Drawn):
     geom = polygon_from_geojson(body.geometry, ("body", "geometry"),
@@ -90,18 +94,21 @@ def drawn(request: Request, session: SessionDep, settings: SettingsDep,
     return _summary(extent)
 
 
-@router.get("/extents", summary="Stored flood extents (no geometry), newest first")
+@router.get("/extents", summary="Stored flood extents (no geometry), newest first",
+            response_model=list[schemas.StoredFloodExtent], **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def list_all(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)],
              source: Annotated[Literal["model", "upload", "drawn"] | None, Query()] = None):
     return extents.list_extents(session, source)
 
 
-@router.get("/extents/{extent_id}", summary="One flood extent as GeoJSON, with its depth classes when modelled")
+@router.get("/extents/{extent_id}", summary="One flood extent as GeoJSON, with its depth classes when modelled",
+            response_model=schemas.FloodExtentCollection, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def one(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)], extent_id: ExtentId):
     return extents.extent_feature_collection(session, extents.get_extent(session, extent_id))
 
 
-@router.get("/scenarios", summary="Named scenarios, standard stages and the DEMs they run on")
+@router.get("/scenarios", summary="Named scenarios, standard stages and the DEMs they run on",
+            response_model=schemas.Scenarios, **schemas.DATA, responses=schemas.problems(*schemas.SIGNED_IN))
 def scenarios(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)]):
     return {
         "named": [
@@ -119,7 +126,8 @@ def scenarios(session: SessionDep, _: Annotated[Principal, requires(Permission.V
 
 @router.get("/scenarios/{stage_or_name}",
             summary="A stored modelled flood extent as GeoJSON "
-                    "(404 saying how to compute a new stage)")
+                    "(404 saying how to compute a new stage)",
+            response_model=schemas.FloodExtentCollection, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def scenario(
     session: SessionDep,
     _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)],
@@ -139,7 +147,8 @@ class StageRequest(BaseModel):
 
 
 @router.post("/scenarios", status_code=201,
-             summary="Compute and store a modelled stage of the allowed set")
+             summary="Compute and store a modelled stage of the allowed set",
+             response_model=schemas.FloodExtentSummary, **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def compute_scenario(request: Request, session: SessionDep,
                      principal: Annotated[Principal, requires(Permission.COMPUTE_FLOOD_SCENARIOS)], body: StageRequest):
     stage = extents.check_stage(body.stage_m, body.mode, ("body", "stage_m"))

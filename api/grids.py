@@ -12,6 +12,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from api import schemas
 from api.deps import SessionDep, SettingsDep
 from api.exports import saved_upload
 from api.security import requires
@@ -77,7 +78,8 @@ def _feature_collection(frame: Any, extra: dict[str, Any] | None = None) -> dict
     return out
 
 
-@router.get("", summary="Current grids as GeoJSON", response_class=Response)
+@router.get("", summary="Current grids as GeoJSON", response_class=schemas.GeoJSONResponse,
+            response_model=schemas.GridCollection, **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def list_grids(
     request: Request,
     session: SessionDep,
@@ -152,7 +154,9 @@ def _outside(loc: Location) -> NotFound:
     "/locate",
     response_model=LocateAnswer,
     summary="The grid at every level for one point",
-    responses={404: {"description": "outside the town: names the nearest grid and distance"}},
+    responses={**schemas.problems(*schemas.READ),
+               404: {"description": "outside the town: names the nearest grid and distance",
+                     "content": {schemas.PROBLEM_MEDIA_TYPE: {"schema": schemas.PROBLEM_SCHEMA}}}},
 )
 def locate(
     session: SessionDep,
@@ -188,7 +192,8 @@ class LocateManyItem(BaseModel):
     distance_m: float | None = None
 
 
-@router.post("/locate", response_model=list[LocateManyItem], summary="Locate many points at once")
+@router.post("/locate", response_model=list[LocateManyItem], summary="Locate many points at once",
+             responses=schemas.problems(*schemas.READ))
 def locate_many(
     session: SessionDep,
     settings: SettingsDep,
@@ -217,7 +222,8 @@ def locate_many(
     ]
 
 
-@router.post("/import", summary="Import a grid boundary file (all-or-nothing)")
+@router.post("/import", summary="Import a grid boundary file (all-or-nothing)", response_model=schemas.GridImportReport,
+             **schemas.DATA, responses=schemas.problems(*schemas.READ, 413))
 def import_file(
     request: Request,
     session: SessionDep,
@@ -241,7 +247,8 @@ def import_file(
     return {"dry_run": dry_run, **report.as_dict()}
 
 
-@router.get("/{code}/history", summary="Every version of one grid", response_class=Response)
+@router.get("/{code}/history", summary="Every version of one grid", response_class=schemas.GeoJSONResponse,
+            response_model=schemas.GridHistory, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def history(
     session: SessionDep,
     _: Annotated[Principal, requires(Permission.VIEW_GRIDS)],

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from api import schemas
 from api.deps import SessionDep, SettingsDep
 from api.exports import require_time_zone, table_response
 from api.incidents import _audit_reporter
@@ -87,6 +88,9 @@ QueryDep = Annotated[service.HotspotQuery, Depends(hotspot_query)]
     "/hotspots",
     summary="Hot spots of incidents: Gi*, FDR, bins, outliers, emerging trends "
     "(JSON, GeoJSON or CSV)",
+    response_model=schemas.Hotspots,
+    **schemas.DATA,
+    responses=schemas.formats(geojson=schemas.HotspotCollection),
 )
 def hotspots(
     session: SessionDep,
@@ -121,6 +125,9 @@ def hotspots(
 @router.get(
     "/hotspots/units/{unit_id}/incidents",
     summary="The incidents behind one unit of an analysis (same filters), as the incident list shows them",
+    response_model=schemas.UnitIncidents,
+    **schemas.DATA,
+    responses=schemas.problems(*schemas.ONE),
 )
 def unit_incidents(
     request: Request,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
+from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import table_response
 from api.grids import parse_bbox
@@ -40,7 +41,8 @@ def _audit_read(session, principal, request: Request, records: list[dict], reaso
                      reason=reason, method=request.method, path=request.url.path, detail={"format": fmt})
 
 
-@router.get("", summary="Households you may see (JSON, GeoJSON or CSV)")
+@router.get("", summary="Households you may see (JSON, GeoJSON or CSV)", response_model=schemas.HouseholdPage,
+            **schemas.DATA, responses=schemas.formats(geojson=schemas.HouseholdCollection))
 def list_households(
     request: Request,
     session: SessionDep,
@@ -75,13 +77,16 @@ def list_households(
     return {"total": total, "offset": offset, "items": records}
 
 
-@router.get("/counts", summary="Households, residents and vulnerable members per grid (no personal fields)")
+@router.get("/counts", summary="Households, residents and vulnerable members per grid (no personal fields)",
+            response_model=list[schemas.GridHouseholdCounts], **schemas.DATA,
+            responses=schemas.problems(*schemas.READ))
 def counts(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLD_COUNTS)],
            level: Annotated[int | None, Query(ge=1, le=4)] = None):
     return hh.counts_by_grid(session, level)
 
 
-@router.get("/{household_id}", summary="One household with its members")
+@router.get("/{household_id}", summary="One household with its members", response_model=schemas.HouseholdDetail,
+            **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def one(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLDS)],
         household_id: Annotated[int, PathParam(ge=1, le=2**62)], reason: Reason = None):
     record = hh.get_household(session, principal, household_id)

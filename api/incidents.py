@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import require_time_zone, saved_upload, table_response
 from api.security import client_ip, requires
@@ -96,7 +97,9 @@ def next_link(request: Request, offset: int, limit: int, shown: int, total: int)
     return str(request.url.include_query_params(offset=offset + limit))
 
 
-@router.post("", status_code=201, summary="Report an incident: located, assigned to its grids, routed")
+@router.post("", status_code=201, summary="Report an incident: located, assigned to its grids, routed",
+             response_model=schemas.ReportedIncident, **schemas.DATA,
+             responses=schemas.reported_again(schemas.ReportedIncident))
 def report(request: Request, session: SessionDep, settings: SettingsDep,
            principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)], body: IncidentIn) -> Response:
     req = service.IntakeRequest(**body.model_dump(mode="python"))
@@ -113,7 +116,8 @@ def report(request: Request, session: SessionDep, settings: SettingsDep,
                     media_type="application/json")
 
 
-@router.get("", summary="Incidents you may see, filtered (JSON, GeoJSON or CSV)")
+@router.get("", summary="Incidents you may see, filtered (JSON, GeoJSON or CSV)", response_model=schemas.IncidentPage,
+            **schemas.DATA, responses=schemas.formats(geojson=schemas.IncidentCollection))
 def list_incidents(
     request: Request,
     session: SessionDep,
@@ -157,8 +161,9 @@ def list_incidents(
     return Response(json.dumps(out, default=str, ensure_ascii=False), media_type="application/json")
 
 
-@router.post("/import", response_model=None,
-             summary="Batch import (CSV, Excel, GeoJSON, GeoPackage); failed rows by number")
+@router.post("/import", summary="Batch import (CSV, Excel, GeoJSON, GeoPackage); failed rows by number",
+             response_model=schemas.IncidentImportReport, **schemas.DATA,
+             responses=schemas.problems(*schemas.READ, 413))
 def import_file(
     request: Request,
     session: SessionDep,
@@ -184,8 +189,9 @@ def import_file(
     return report.as_dict()
 
 
-@router.get("/stats", response_model=None,
-            summary="Per grid at a level: counts by state/category, median hours per stage, on-time rate, satisfaction")
+@router.get("/stats", summary="Per grid at a level: counts by state/category, median hours per stage, "
+            "on-time rate, satisfaction", response_model=list[schemas.GridIncidentStats], **schemas.DATA,
+            responses=schemas.problems(*schemas.READ))
 def stats(session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
           level: Annotated[int, Query(ge=1, le=4)] = 3,
           since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[dict[str, Any]]:
@@ -195,8 +201,8 @@ def stats(session: SessionDep, principal: Annotated[Principal, requires(Permissi
     return grid_stats(session, principal, level, since, until)
 
 
-@router.get("/review", summary="Flagged assignments (shared edge, outside the town, above the group level) "
-            "not yet reviewed, newest first, paged")
+@router.get("/review", summary="Flagged assignments (shared edge, or outside the town) not yet reviewed",
+            response_model=schemas.ReviewQueue, **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def review_queue(
     request: Request,
     session: SessionDep,
@@ -219,7 +225,8 @@ def review_queue(
     return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
-@router.post("/{incident_id}/review", summary="Mark a flagged assignment as checked")
+@router.post("/{incident_id}/review", summary="Mark a flagged assignment as checked",
+             response_model=schemas.IncidentDetail, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def mark_reviewed(request: Request, session: SessionDep,
                   principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)],
                   incident_id: IncidentId) -> JSONResponse:
@@ -227,7 +234,8 @@ def mark_reviewed(request: Request, session: SessionDep,
     return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
-@router.get("/{incident_id}", summary="One incident with its history, assignees and possible duplicates")
+@router.get("/{incident_id}", summary="One incident with its history, assignees and possible duplicates",
+            response_model=schemas.IncidentDetail, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def one(
     request: Request,
     session: SessionDep,
@@ -238,8 +246,8 @@ def one(
     return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
-@router.post("/{incident_id}/attachments", status_code=201, response_model=None,
-             summary="Attach a photo (JPEG, PNG or WebP)")
+@router.post("/{incident_id}/attachments", status_code=201, summary="Attach a photo (JPEG, PNG or WebP)",
+             response_model=schemas.Attachment, **schemas.DATA, responses=schemas.problems(*schemas.ONE, 413))
 def attach(request: Request, session: SessionDep, settings: SettingsDep,
            principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)],
            incident_id: IncidentId, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
@@ -254,7 +262,8 @@ def attach(request: Request, session: SessionDep, settings: SettingsDep,
                           max_pixels=settings.max_attachment_pixels)
 
 
-@router.get("/{incident_id}/attachments", response_model=None, summary="Photos of an incident (metadata only)")
+@router.get("/{incident_id}/attachments", summary="Photos of an incident (metadata only)",
+            response_model=list[schemas.Attachment], **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def attachments(
     session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)], incident_id: IncidentId
 ) -> list[dict[str, Any]]:
@@ -263,7 +272,9 @@ def attachments(
     return list_attachments(session, principal, incident_id)
 
 
-@router.get("/{incident_id}/attachments/{attachment_id}", summary="One photo's bytes")
+@router.get("/{incident_id}/attachments/{attachment_id}", summary="One photo's bytes",
+            response_class=schemas.DownloadResponse,
+            responses=schemas.download("image/jpeg", "image/png", "image/webp", also=schemas.ONE))
 def attachment(session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
                incident_id: IncidentId,
                attachment_id: Annotated[int, PathParam(ge=1, le=2**62)]) -> Response:
@@ -277,7 +288,8 @@ def attachment(session: SessionDep, principal: Annotated[Principal, requires(Per
         "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
 
 
-@router.post("/{incident_id}/transitions", summary="Move the incident one step through the closed loop")
+@router.post("/{incident_id}/transitions", summary="Move the incident one step through the closed loop",
+             response_model=schemas.IncidentDetail, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def move(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.WORK_INCIDENTS)],
          incident_id: IncidentId, body: TransitionIn) -> JSONResponse:
     out = service.transition(session, request_context(request, principal), incident_id, body.action.value,

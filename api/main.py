@@ -11,7 +11,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 
-from api import problems
+from api import problems, schemas
 from api.deps import SessionDep
 from api.limits import BodySizeLimit, upload_limits
 from api.origin import OriginCheck
@@ -76,12 +76,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     maps.mount_assets(app)
     docs.install(app, maps.ASSET_PREFIX)
 
-    @app.get("/healthz", tags=["service"], summary="Liveness and database check", dependencies=[Depends(public)])
+    @app.get("/healthz", tags=["service"], summary="Liveness and database check", dependencies=[Depends(public)],
+             response_model=schemas.Health, **schemas.DATA, responses=schemas.problems(503))
     def healthz(session: SessionDep):
         postgis = session.execute(text("SELECT postgis_lib_version()")).scalar_one()
         return {"status": "ok", "postgis": postgis}
 
-    @app.get("/stats", tags=["service"], summary="What is loaded: counts per layer and level")
+    @app.get("/stats", tags=["service"], summary="What is loaded: counts per layer and level",
+             response_model=schemas.TownCounts, **schemas.DATA, responses=schemas.problems(*schemas.SIGNED_IN))
     def stats(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_GRIDS)]):
         from gis.stats import town_counts
 

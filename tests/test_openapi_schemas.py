@@ -1,0 +1,409 @@
+"""Every JSON route documents its response in /openapi.json, and real answers match what it says."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema_rs
+import pytest
+from fastapi.encoders import jsonable_encoder
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from gis.auth.principal import Principal
+from gis.auth.roles import Role
+from tests.conftest import create_database, drop_database, make_client
+
+WHEN = "2026-11-20T09:30:00+08:00"
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (2, 2), (30, 120, 200)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _square(lon: float, lat: float, half: float = 0.002) -> dict[str, Any]:
+    ring = [[lon - half, lat - half], [lon + half, lat - half], [lon + half, lat + half],
+            [lon - half, lat + half], [lon - half, lat - half]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+class Exchange:
+    """One request made and its answer, keyed by the operation it reached ("GET /incidents/{incident_id}")."""
+
+    def __init__(self, operation: str, role: str, response: Any):
+        self.operation, self.role, self.response = operation, role, response
+        self.status = response.status_code
+        self.media_type = response.headers.get("content-type", "").split(";")[0]
+
+    def json(self) -> Any:
+        return self.response.json()
+
+    def __repr__(self) -> str:
+        return f"{self.operation} as {self.role}: {self.status}"
+
+
+def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exchange]:
+    """Call every JSON route as the admin (who sees every field) and as roles that see masked fields."""
+    out: list[Exchange] = []
+    clients = {role: make_client(url, role) for role in ("admin", "command_center", "grid_staff", "emergency")}
+    clients["anonymous"] = make_client(url, None)
+    for c in clients.values():
+        c.__enter__()
+    try:
+        def call(role: str, method: str, operation: str, path: str, **kw: Any) -> Any:
+            r = clients[role].request(method, path, **kw)
+            out.append(Exchange(f"{method} {operation}", role, r))
+            return r
+
+        eng = create_engine(url, poolclass=NullPool)
+        with eng.connect() as c:
+            group = c.execute(text("SELECT min(code) FROM grid WHERE level = 4 AND valid_to IS NULL")).scalar_one()
+            lon, lat = c.execute(text(
+                "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM grid WHERE code = :c "
+                "AND valid_to IS NULL) s"), {"c": group}).one()
+            household = c.execute(text("SELECT min(id) FROM household")).scalar_one()
+            # A point on the edge two group grids share: its incident is flagged for review.
+            edge_lon, edge_lat = c.execute(text(
+                "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(ST_Intersection(ST_Boundary(a.geom), "
+                "ST_Boundary(b.geom))) p FROM grid a JOIN grid b ON a.code < b.code AND ST_Touches(a.geom, b.geom) "
+                "WHERE a.code = :c AND b.level = 4 AND a.valid_to IS NULL AND b.valid_to IS NULL LIMIT 1) s"),
+                {"c": group}).one()
+        eng.dispose()
+
+        # service and accounts
+        call("admin", "GET", "/healthz", "/healthz")
+        call("admin", "GET", "/stats", "/stats")
+        call("anonymous", "POST", "/auth/login", "/auth/login",
+             json={"username": accounts["planner"]["username"], "password": accounts["planner"]["password"]})
+        call("anonymous", "POST", "/auth/login", "/auth/login",
+             json={"username": accounts["planner"]["username"], "password": "wrong-password"})
+        call("anonymous", "POST", "/auth/logout", "/auth/logout")
+        for role in ("admin", "grid_staff"):
+            call(role, "GET", "/auth/me", "/auth/me")
+        call("admin", "GET", "/admin/users", "/admin/users")
+        user = call("admin", "POST", "/admin/users", "/admin/users",
+                    json={"username": "schema_probe", "password": "x-long-password", "role": "supervisor",
+                          "scope_codes": [group], "display_name": "探针"}).json()
+        call("admin", "PATCH", "/admin/users/{user_id}", f"/admin/users/{user['id']}",
+             json={"display_name": "探针二", "active": True})
+        token = call("admin", "POST", "/admin/users/{user_id}/tokens", f"/admin/users/{user['id']}/tokens",
+                     json={"name": "probe", "expires_days": 3}).json()
+        call("admin", "GET", "/admin/users/{user_id}/tokens", f"/admin/users/{user['id']}/tokens")
+        call("admin", "DELETE", "/admin/tokens/{token_id}", f"/admin/tokens/{token['id']}")
+
+        # grids
+        for params in ({"level": 4, "limit": 3}, {"level": 1}):
+            call("admin", "GET", "/grids", "/grids", params=params)
+        call("admin", "GET", "/grids/{code}/history", f"/grids/{group}/history")
+        call("admin", "GET", "/grids/locate", "/grids/locate", params={"lon": lon, "lat": lat})
+        call("admin", "GET", "/grids/locate", "/grids/locate", params={"lon": 100.0, "lat": 20.0})
+        call("admin", "POST", "/grids/locate", "/grids/locate",
+             json={"points": [{"lon": lon, "lat": lat}, {"lon": 100.0, "lat": 20.0}], "include_staff": True})
+        grids_fc = clients["admin"].get("/grids", params={"parent_code": group[:12] + "000"}).content
+        call("admin", "POST", "/grids/import", "/grids/import",
+             files={"file": ("grids.geojson", grids_fc)}, data={"dry_run": "true"})
+
+        # households
+        for role in ("admin", "command_center", "grid_staff"):
+            call(role, "GET", "/households", "/households", params={"limit": 3})
+            call(role, "GET", "/households", "/households", params={"limit": 2, "format": "geojson"})
+        call("admin", "GET", "/households/counts", "/households/counts", params={"level": 3})
+        for role in ("admin", "command_center"):
+            call(role, "GET", "/households/{household_id}", f"/households/{household}")
+
+        # incidents
+        body = {"category": "dispute", "dispute_kind": "neighbour", "description": "探针：邻里纠纷",
+                "external_id": "schema-probe-1",
+                "occurred_at": WHEN, "lon": lon, "lat": lat, "reporter_name": "王五", "reporter_phone": "13800001111"}
+        incident = call("admin", "POST", "/incidents", "/incidents", json=body).json()
+        call("admin", "POST", "/incidents", "/incidents", json=body)  # the same external_id again: 200
+        call("admin", "POST", "/incidents", "/incidents",
+             json={"category": "矛盾纠纷", "description": "探针：地名", "occurred_at": "2026-11-20 09:00",
+                   "place": "尹营村三组"})
+        call("admin", "POST", "/incidents", "/incidents",
+             json={**body, "external_id": "schema-probe-2", "description": "探针：边界", "lon": edge_lon,
+                   "lat": edge_lat})
+        for role in ("admin", "command_center"):
+            call(role, "GET", "/incidents", "/incidents", params={"limit": 3})
+            call(role, "GET", "/incidents", "/incidents", params={"limit": 2, "format": "geojson"})
+            call(role, "GET", "/incidents/{incident_id}", f"/incidents/{incident['id']}")
+        call("admin", "GET", "/incidents", "/incidents", params={"limit": 2, "overdue": "true"})
+        call("admin", "GET", "/incidents/stats", "/incidents/stats", params={"level": 3})
+        call("admin", "GET", "/incidents/stats", "/incidents/stats", params={"level": 4})
+        call("admin", "GET", "/incidents/review", "/incidents/review")
+        call("admin", "POST", "/incidents/{incident_id}/review", f"/incidents/{incident['id']}/review")
+        call("admin", "POST", "/incidents/{incident_id}/transitions", f"/incidents/{incident['id']}/transitions",
+             json={"action": "advance", "note": "已受理"})
+        call("admin", "POST", "/incidents/{incident_id}/attachments", f"/incidents/{incident['id']}/attachments",
+             files={"file": ("a.png", _png(), "image/png")})
+        call("admin", "GET", "/incidents/{incident_id}/attachments", f"/incidents/{incident['id']}/attachments")
+        csv = ("category,description,occurred_at,lon,lat\n"
+               f"dispute,导入一,{WHEN},{lon},{lat}\n"
+               f"dispute,导入二,not-a-time,{lon},{lat}\n").encode()
+        call("admin", "POST", "/incidents/import", "/incidents/import", files={"file": ("probe.csv", csv)})
+        call("admin", "GET", "/incidents/{incident_id}", "/incidents/999999999")
+
+        # emergencies
+        em = call("admin", "POST", "/emergencies", "/emergencies",
+                  json={"title": "汛情", "reason": "探针", "extent": _square(lon, lat)}).json()
+        call("admin", "GET", "/emergencies", "/emergencies")
+        call("admin", "GET", "/emergencies/{emergency_id}", f"/emergencies/{em['id']}")
+        call("emergency", "GET", "/households", "/households", params={"limit": 2})
+        call("admin", "POST", "/emergencies/{emergency_id}/close", f"/emergencies/{em['id']}/close",
+             json={"reason": "结束"})
+        call("admin", "GET", "/emergencies", "/emergencies")
+
+        # flood
+        call("admin", "GET", "/flood/scenarios", "/flood/scenarios")
+        scen = call("admin", "POST", "/flood/scenarios", "/flood/scenarios", json={"stage_m": 1.0}).json()
+        call("admin", "GET", "/flood/scenarios/{stage_or_name}", "/flood/scenarios/1.0")
+        call("admin", "GET", "/flood/scenarios", "/flood/scenarios")
+        drawn = call("admin", "POST", "/flood/extents/drawn", "/flood/extents/drawn",
+                     json={"name": "画的范围", "geometry": _square(lon, lat, 0.004)}).json()
+        fc = json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {}, "geometry": _square(lon, lat, 0.003)}]})
+        call("admin", "POST", "/flood/extents", "/flood/extents", files={"file": ("survey.geojson", fc.encode())})
+        call("admin", "GET", "/flood/extents", "/flood/extents")
+        call("admin", "GET", "/flood/extents/{extent_id}", f"/flood/extents/{scen['id']}")
+        call("admin", "GET", "/flood/extents/{extent_id}", f"/flood/extents/{drawn['id']}")
+        for role in ("admin", "command_center"):
+            call(role, "GET", "/flood/households", "/flood/households",
+                 params={"scenario": "2023-09-23", "limit": 3, "buffer_m": 50})
+            call(role, "GET", "/flood/households", "/flood/households",
+                 params={"extent": drawn["id"], "limit": 2, "format": "geojson"})
+        call("admin", "GET", "/flood/households", "/flood/households", params={"extent": scen["id"], "limit": 3})
+        call("admin", "GET", "/flood/risk", "/flood/risk", params={"level": 3})
+
+        # hot spots and audit
+        call("admin", "GET", "/hotspots", "/hotspots", params={"permutations": 99})
+        hs = call("admin", "GET", "/hotspots", "/hotspots", params={"format": "geojson", "permutations": 99}).json()
+        unit = next(f["properties"]["unit_id"] for f in hs["features"] if f["properties"].get("incidents"))
+        for role in ("admin", "command_center"):
+            call(role, "GET", "/hotspots/units/{unit_id}/incidents", f"/hotspots/units/{unit}/incidents")
+        call("admin", "GET", "/audit", "/audit", params={"limit": 5})
+        call("admin", "GET", "/audit", "/audit", params={"limit": 5, "offset": 3, "action": "read_personal"})
+    finally:
+        for c in clients.values():
+            c.__exit__(None, None, None)
+    return out
+
+
+JSON_MEDIA_TYPES = ("application/json", "application/geo+json", "application/problem+json")
+
+
+@pytest.fixture(scope="module")
+def database_url(test_db_url: Any) -> Iterator[Any]:
+    """A private copy of the sample town: the routes below write (accounts, incidents, extents)."""
+    url = test_db_url.set(database=f"{test_db_url.database}_{uuid.uuid4().hex[:8]}")
+    create_database(url, template=test_db_url.database)
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def exchanges(database_url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exchange]:
+    return _run_every_route(database_url, accounts)
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    from api.main import create_app
+
+    return create_app().openapi()
+
+
+def _json_operations(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """'METHOD /path' -> the operation, for every operation that answers JSON on success."""
+    out: dict[str, dict[str, Any]] = {}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            success = [r for status, r in op["responses"].items() if status.startswith("2")]
+            media = {m.split(";")[0] for r in success for m in (r.get("content") or {})}
+            if media & {"application/json", "application/geo+json"}:
+                out[f"{method.upper()} {path}"] = op
+    return out
+
+
+def _strict(node: Any) -> Any:
+    """A copy of a JSON schema where an object lists every key it may have: `additionalProperties`
+    false wherever the schema declares properties and says nothing else, so an undeclared key fails."""
+    if isinstance(node, list):
+        return [_strict(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("properties", "patternProperties", "$defs", "schemas"):
+            out[key] = {name: _strict(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not", "contains", "anyOf", "oneOf", "allOf",
+                     "prefixItems"):
+            out[key] = _strict(value)
+        else:
+            out[key] = value
+    if "properties" in out and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
+def _validator(doc: dict[str, Any], schema: dict[str, Any]) -> Any:
+    models = {name: _strict(model) for name, model in doc["components"]["schemas"].items()}
+    root = {**_strict(schema), "components": {"schemas": models}}
+    return jsonschema_rs.Draft202012Validator(root, validate_formats=True)
+
+
+def _documented_schema(doc: dict[str, Any], exchange: Exchange) -> dict[str, Any] | None:
+    method, path = exchange.operation.split(" ", 1)
+    response = doc["paths"][path][method.lower()]["responses"].get(str(exchange.status))
+    if response is None:
+        return None
+    for media, content in (response.get("content") or {}).items():
+        if media.split(";")[0] == exchange.media_type:
+            schema: dict[str, Any] | None = content.get("schema")
+            return schema
+    return None
+
+
+def test_every_json_operation_documents_a_success_shape(doc: dict[str, Any]) -> None:
+    ops = _json_operations(doc)
+    assert len(ops) >= 40  # the JSON API: accounts, grids, households, incidents, flood, hot spots, audit …
+    empty = []
+    for name, op in ops.items():
+        for status, response in op["responses"].items():
+            if not status.startswith("2"):
+                continue
+            for media, content in (response.get("content") or {}).items():
+                schema = content.get("schema") or {}
+                if media.split(";")[0] in JSON_MEDIA_TYPES and not (
+                        "$ref" in schema or "properties" in schema or "$ref" in (schema.get("items") or {})):
+                    empty.append(f"{name} {status} {media}")
+    assert empty == []
+
+
+def test_every_json_error_is_documented_as_problem_json(doc: dict[str, Any]) -> None:
+    undocumented = [
+        f"{name} {status}"
+        for name, op in _json_operations(doc).items()
+        for status, response in op["responses"].items()
+        if status[0] in "45" and set(response.get("content") or {}) != {"application/problem+json"}
+    ]
+    assert undocumented == []
+
+
+def test_every_json_operation_was_called(doc: dict[str, Any], exchanges: list[Exchange]) -> None:
+    answered = {e.operation for e in exchanges if 200 <= e.status < 300}
+    assert sorted(set(_json_operations(doc)) - answered) == []
+    masked = {e.operation for e in exchanges if e.role in ("command_center", "grid_staff") and e.status == 200}
+    assert {"GET /households", "GET /households/{household_id}", "GET /incidents", "GET /flood/households",
+            "GET /hotspots/units/{unit_id}/incidents"} <= masked
+
+
+def test_real_answers_match_the_documented_schema_key_for_key(doc: dict[str, Any], exchanges: list[Exchange]) -> None:
+    """Every JSON answer (2xx and problem+json), as admin and as roles that see masked fields,
+    validates against the operation's schema with no key the schema does not declare."""
+    failures: list[str] = []
+    checked = 0
+    for e in exchanges:
+        if e.media_type not in JSON_MEDIA_TYPES:
+            continue
+        schema = _documented_schema(doc, e)
+        if schema is None:
+            failures.append(f"{e}: no schema for {e.media_type}")
+            continue
+        errors = [f"{'/'.join(map(str, err.instance_path))}: {err.message}"[:300]
+                  for err in _validator(doc, schema).iter_errors(e.json())]
+        failures += [f"{e}: {m}" for m in errors[:5]]
+        checked += 1
+    assert failures == []
+    assert checked >= 70
+
+
+def test_the_key_for_key_check_fails_on_an_undeclared_or_mistyped_field(
+        doc: dict[str, Any], exchanges: list[Exchange]) -> None:
+    e = next(x for x in exchanges if x.operation == "GET /households/{household_id}" and x.status == 200)
+    validator = _validator(doc, _documented_schema(doc, e) or {})
+    body = e.json()
+    assert validator.is_valid(body)
+    assert not validator.is_valid({**body, "undeclared": 1})
+    assert not validator.is_valid({**body, "members": [{**body["members"][0], "undeclared": 1}]})
+    assert not validator.is_valid({**body, "residents": "4"})
+    assert not validator.is_valid({**body, "personal_fields": "partly"})
+
+
+def _typed(value: Any) -> Any:
+    """JSON data where an int and a float of the same value differ (3 != 3.0), to catch a model that
+    turns one into the other; keys compared as they are."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_typed(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    return (type(value).__name__, value)
+
+
+def _principal(accounts: dict[str, dict[str, Any]], role: str) -> Principal:
+    a = accounts[role]
+    return Principal(a["id"], a["username"], Role(role), tuple(a["scope_codes"]))
+
+
+def test_models_drop_no_field_and_change_no_value(
+        database_url: Any, accounts: dict[str, dict[str, Any]], exchanges: list[Exchange]) -> None:
+    """Routes whose data FastAPI validates through the model answer exactly what the gis/ function
+    returns: every key (the union of the masked and the full fields), every value and number type."""
+    from gis import audit, emergencies
+    from gis import households as hh
+    from gis.auth import accounts as users
+    from gis.db import make_sessionmaker
+    from gis.flood import extents, finder
+    from gis.flood.risk import flood_risk, parse_stages
+    from gis.incidents.stats import grid_stats
+    from gis.stats import town_counts
+
+    engine = create_engine(database_url, poolclass=NullPool)
+    admin_p, cc_p = _principal(accounts, "admin"), _principal(accounts, "command_center")
+    with make_client(database_url, "admin") as admin, make_client(database_url, "command_center") as cc, \
+            make_sessionmaker(engine)() as session:
+        def same(api_body: Any, data: Any) -> None:
+            assert _typed(api_body) == _typed(jsonable_encoder(data))
+
+        page = admin.get("/households", params={"limit": 5}).json()
+        rows, total = hh.list_households(session, admin_p, limit=5)
+        same(page, {"total": total, "offset": 0, "items": rows})
+        masked = cc.get("/households", params={"limit": 5}).json()
+        same(masked["items"], hh.list_households(session, cc_p, limit=5)[0])
+        assert {r["personal_fields"] for r in masked["items"]} == {"masked"}
+        first = rows[0]["id"]
+        same(admin.get(f"/households/{first}").json(), hh.get_household(session, admin_p, first))
+        same(cc.get(f"/households/{first}").json(), hh.get_household(session, cc_p, first))
+        same(admin.get("/households/counts", params={"level": 4}).json(), hh.counts_by_grid(session, 4))
+        same(admin.get("/stats").json(), town_counts(session))
+        same(admin.get("/admin/users").json(), [u.as_dict() for u in users.list_users(session)])
+        same(admin.get("/emergencies").json(), emergencies.list_emergencies(session))
+        same(admin.get("/flood/extents").json(), extents.list_extents(session, None))
+        scenarios = admin.get("/flood/scenarios").json()
+        same(scenarios["dems"], extents.list_dems(session))
+        same(scenarios["computed"], extents.list_extents(session, "model"))
+        same(admin.get("/flood/risk", params={"level": 3}).json(),
+             flood_risk(session, level=3, stages=parse_stages(None)))
+        same(admin.get("/incidents/stats", params={"level": 4}).json(), grid_stats(session, admin_p, 4, None, None))
+        rows, total = audit.query(session, action="login", limit=100, offset=0)
+        same(admin.get("/audit", params={"action": "login"}).json(), {"total": total, "offset": 0, "items": rows})
+
+        # The flood list: a masked page and the finder's own rows (shelters, members, priority parts).
+        ext = finder.resolve_extent(session, None, "2023-09-23")
+        found = finder.flooded_households(session, cc_p, ext, 50.0)
+        flood = cc.get("/flood/households", params={"scenario": "2023-09-23", "buffer_m": 50, "limit": 7}).json()
+        same(flood["items"], found.households[:7])
+        same({k: flood[k] for k in ("extent", "totals", "shelter_method", "distance_kind", "unplaced", "shelters")},
+             {"extent": found.extent, "totals": found.totals, "shelter_method": found.shelter_method,
+              "distance_kind": found.distance_kind, "unplaced": found.unplaced, "shelters": found.shelters})
+        session.rollback()
+    engine.dispose()
