@@ -504,7 +504,8 @@ class IncidentCollection(BaseModel):
 
 
 class ReviewQueue(BaseModel):
-    total: int
+    total: int = Field(description="exact, or the planner's estimate when total_exact is false")
+    total_exact: bool
     items: list[Incident]
     offset: Offset | None = None
     next: NextLink = None
@@ -579,7 +580,8 @@ class AuditRow(BaseModel):
 
 
 class AuditPage(BaseModel):
-    total: int
+    total: int = Field(description="exact up to 10,000; beyond, total_exact is false and total is that bound")
+    total_exact: bool
     offset: Offset
     items: list[AuditRow]
     next: NextLink = None
