@@ -18,7 +18,7 @@ from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.errors import InputError, Problem
 from gis.hotspots import service
-from gis.hotspots.stats import DEFAULT_PERMUTATIONS, DEFAULT_SEED
+from gis.hotspots.local_indicators import DEFAULT_PERMUTATIONS, DEFAULT_SEED
 from maps import labels
 
 router = APIRouter(tags=["hotspots"])
@@ -184,9 +184,9 @@ def hotspot_map(
     smoothing: Annotated[Literal["none", "eb"], Query()] = "none",
 ):
     from api.maps import _missing_assets_page
+    from gis.dataset_info import dataset_info
     from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH
     from gis.incidents.loop import STATE_NAMES_ZH
-    from gis.sample_load import dataset_info
     from maps.hotspot_map import build_hotspot_map, density_overlay
 
     missing = _missing_assets_page()

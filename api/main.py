@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/stats", tags=["service"], summary="What is loaded: counts per layer and level")
     def stats(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_GRIDS)]):
-        from gis.stats import town_counts
+        from gis.town_summary import town_counts
 
         return town_counts(session)
 

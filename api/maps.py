@@ -21,13 +21,13 @@ from gis import households as hh
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission, Role
 from gis.codes import in_subtree
+from gis.dataset_info import dataset_info
 from gis.errors import InputError, NotFound, Problem
 from gis.grids import store
 from gis.incidents import service as incidents
 from gis.incidents.categories import Category
 from gis.incidents.loop import State
 from gis.people import household_counts, staff_by_grid
-from gis.sample_load import dataset_info
 
 router = APIRouter(prefix="/maps", tags=["maps"])
 

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.bulk import copy_rows, ewkt
+from gis.dataset_info import set_dataset_info
 
 
 def database_is_empty(session: Session) -> bool:
@@ -130,25 +131,6 @@ def load_sample_town(session: Session, town, dem_path: Path | None = None) -> di
 
         counts["flood_stages"] = len(import_dem(session, Path(dem_path), name="sample")["stages_m"])
     return counts
-
-
-def set_dataset_info(session: Session, key: str, value: dict) -> None:
-    from sqlalchemy.dialects.postgresql import insert
-
-    from gis.models import DatasetInfo
-
-    stmt = insert(DatasetInfo).values(key=key, value=value)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[DatasetInfo.key], set_={"value": stmt.excluded.value, "updated_at": text("now()")}
-        )
-    )
-
-
-def dataset_info(session: Session, key: str) -> dict | None:
-    return session.execute(
-        text("SELECT value FROM dataset_info WHERE key = :k"), {"k": key}
-    ).scalar_one_or_none()
 
 
 def load_sample_incidents(session: Session, town, csv_path: Path) -> dict:

@@ -15,7 +15,8 @@ from sqlalchemy import text
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
 from gis.errors import Forbidden, InputError
-from gis.hotspots import emerging, service, stats, units
+from gis.hotspots import emerging, service, units
+from gis.hotspots import local_indicators as stats
 from gis.hotspots.service import HotspotQuery, analyse
 from maps import labels
 

@@ -2,7 +2,7 @@
 
 Each unit gets one category from its series of monthly Gi* results. A month is a *hot* (*cold*)
 bin when the unit's neighbourhood is significantly above (below) expectation that month, at
-`alpha` (0.05), by the exact binomial test of the month's counts (gis.hotspots.stats.exact_p),
+`alpha` (0.05), by the exact binomial test of the month's counts (gis.hotspots.local_indicators.exact_p),
 with the Benjamini–Hochberg correction within each month when FDR is on; with inference
 "normal" or "permutation", by the normal p of the month's Gi* z. A month holds few incidents,
 where the normal approximation of z is poor: requiring it too (as the whole-window map does)
@@ -42,7 +42,7 @@ import math
 import numpy as np
 from scipy import stats as sps
 
-from gis.hotspots.stats import exact_p, fdr_bh, gi_star
+from gis.hotspots.local_indicators import exact_p, fdr_bh, gi_star
 
 HOT_CATEGORIES = (
     "new",

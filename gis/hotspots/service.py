@@ -20,7 +20,7 @@
 6. Gi* z, the p-values (by default Gi* z and the exact binomial test against the expectation —
    by area for counts, by residents for rates — must agree; or conditional permutations, or the
    normal approximation alone), FDR, bins, local Moran's I outliers
-   (gis.hotspots.stats), and, over the months of the window, the emerging-hot-spot category
+   (gis.hotspots.local_indicators), and, over the months of the window, the emerging-hot-spot category
    (gis.hotspots.emerging).
 """
 
@@ -42,7 +42,7 @@ from gis.codes import in_subtree
 from gis.crs import metric_crs_for
 from gis.errors import Forbidden, InputError, NotFound, Problem
 from gis.grids import store
-from gis.hotspots import emerging, stats, units
+from gis.hotspots import emerging, local_indicators, units
 from gis.incidents.categories import Category, DisputeKind
 from gis.incidents.service import visible_condition
 
@@ -72,8 +72,8 @@ class HotspotQuery:
     value: str = "count"  # count | rate (per 1,000 residents)
     smoothing: str = "none"  # none | eb (Empirical Bayes, rates only)
     inference: str = "both"  # both | exact | permutation | normal: which p decides
-    permutations: int = stats.DEFAULT_PERMUTATIONS
-    seed: int = stats.DEFAULT_SEED
+    permutations: int = local_indicators.DEFAULT_PERMUTATIONS
+    seed: int = local_indicators.DEFAULT_SEED
     alpha: float = 0.05
     fdr: bool = True
     emerging: bool = True
@@ -446,7 +446,7 @@ def analyse(session: Session, principal: Principal | None, q: HotspotQuery) -> H
         if residents is not None
         else np.array([g.area for g in metric[keep]], dtype=float)
     )
-    local = stats.local_statistics(
+    local = local_indicators.local_statistics(
         values_kept,
         nb_kept.indptr,
         nb_kept.indices,
