@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -408,7 +408,7 @@ def _point_problems(lon: float, lat: float, prefix: tuple[Any, ...]) -> list[Pro
     return problems
 
 
-def check_lonlat(lon: Coords, lat: Coords, field_prefix: tuple[Any, ...] = ("query",)) -> None:
+def check_lonlat(lon: object, lat: object, field_prefix: tuple[Any, ...] = ("query",)) -> None:
     """Raise InputError when lon/lat are not finite, out of range, or look swapped.
 
     Scalars report at field_prefix + ("lon",); arrays at field_prefix + (index, "lon")."""
@@ -466,7 +466,7 @@ class ConvertedPoints:
     problems: list[tuple[int, str, str, str]]
 
 
-def convert_points(x: Coords, y: Coords, system: CoordSystem) -> ConvertedPoints:
+def convert_points(x: object, y: object, system: CoordSystem) -> ConvertedPoints:
     """The one rule for point input in any supported system (API, CLI and batch import alike):
     finite numbers; for degrees, the lon/lat ranges (and the swapped-axes mistake) on the input;
     for a projected CRS, its area of use on the input (it has no degree range); then the
@@ -563,11 +563,12 @@ def convert_points(x: Coords, y: Coords, system: CoordSystem) -> ConvertedPoints
 
 
 def points_to_wgs84(
-    x: Coords, y: Coords, system: CoordSystem, field_prefix: tuple[Any, ...] = ("query",)
+    x: object, y: object, system: CoordSystem, field_prefix: tuple[Any, ...] = ("query",)
 ) -> Arrays:
     """`convert_points` for request input: WGS84 arrays, or InputError naming each refused point's
     field (prefix + (field,) for one point, prefix + (index, field) for a list)."""
-    single = np.ndim(x) == 0 and np.ndim(y) == 0
+    # Anything may come in (None, text): it is refused below, so only its shape is looked at here.
+    single = np.ndim(cast(Coords, x)) == 0 and np.ndim(cast(Coords, y)) == 0
     try:
         out = convert_points(x, y, system)
     except (TypeError, ValueError):
