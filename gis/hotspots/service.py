@@ -334,7 +334,8 @@ def _incident_condition(principal: Principal | None, q: HotspotQuery, area: _Are
     cond, params = incident_filter(
         None, principal or _SYSTEM, category=q.category, since=q.since, until=q.until, now=dt.datetime.now(dt.UTC)
     )
-    # The area may be several subtrees (a staff member's grids), and the subtype belongs to disputes.
+    # Two criteria the shared builder does not take yet: an area of several subtrees (a staff
+    # member's grids) and the dispute subtype.
     where = [cond, _AREA_CONDITION]
     params["roots"] = area.roots
     if q.dispute_kind is not None:
