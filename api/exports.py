@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import HTTPException, UploadFile
 from fastapi.responses import Response
@@ -16,7 +16,7 @@ from gis.spreadsheet import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, Table
 
 
 def table_response(
-    table: Table, rows: Iterable[Mapping], name: str, total: int,
+    table: Table, rows: Iterable[Mapping[str, Any]], name: str, total: int,
     fmt: Literal["csv", "xlsx"] = "csv", extra_headers: Mapping[str, str] | None = None,
 ) -> Response:
     """An export as a download: CSV (UTF-8 with a BOM so Excel shows the Chinese) or xlsx, both

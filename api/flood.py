@@ -106,8 +106,8 @@ def checklist(
     format: Literal["html", "pdf"] = "html",
     reason: Reason = None,
 ):
+    from gis.dataset_info import dataset_info
     from gis.flood.checklist import checklist_html, checklist_pdf
-    from gis.sample_load import dataset_info
 
     result = _find(session, principal, extent, scenario, buffer_m, grid_code)
     if len(result.households) > MAX_CHECKLIST_HOUSEHOLDS:

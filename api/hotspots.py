@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
@@ -19,7 +19,7 @@ from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.errors import InputError, Problem
 from gis.hotspots import service
-from gis.hotspots.stats import DEFAULT_PERMUTATIONS, DEFAULT_SEED
+from gis.hotspots.local_indicators import DEFAULT_PERMUTATIONS, DEFAULT_SEED
 from maps import labels
 
 router = APIRouter(tags=["hotspots"])
@@ -97,7 +97,7 @@ def hotspots(
     principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
     query: QueryDep,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
-):
+) -> Response:
     result = service.analyse(session, principal, query)
     if format in ("csv", "xlsx"):
         return table_response(
@@ -137,7 +137,7 @@ def unit_incidents(
     query: QueryDep,
     unit_id: Annotated[str, PathParam(pattern=r"^(\d{15}|h\d{2,4}_-?\d{1,7}_-?\d{1,7})$")],
     reason: Annotated[str | None, Query(max_length=500)] = None,
-):
+) -> Response:
     rows, total = service.unit_incident_records(
         session, principal, query, unit_id, settings.max_features_per_page
     )
@@ -189,11 +189,11 @@ def hotspot_map(
     until_month: Annotated[str | None, Query(max_length=7)] = None,
     value: Annotated[Literal["count", "rate"], Query()] = "count",
     smoothing: Annotated[Literal["none", "eb"], Query()] = "none",
-):
+) -> Response:
     from api.maps import _missing_assets_page
+    from gis.dataset_info import dataset_info
     from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH
     from gis.incidents.loop import STATE_NAMES_ZH
-    from gis.sample_load import dataset_info
     from maps.hotspot_map import build_hotspot_map, density_overlay
 
     missing = _missing_assets_page()
@@ -225,7 +225,7 @@ def hotspot_map(
         },
     }
     title = labels.HOTSPOT_PAGE_TITLE if category == "dispute" else labels.HOTSPOT_PAGE_TITLE_ALL
-    page_options = {
+    page_options: dict[str, Any] = {
         "title": title,
         "synthetic": dataset_info(session, "sample_town") is not None,
         "asset_prefix": "/static/vendor",
@@ -245,7 +245,7 @@ def hotspot_map(
     records = service.unit_records(result)
     frame = result.units
     # The incidents behind each unit: only ids, category, date and state — no personal field.
-    listing: dict[str, list] = {}
+    listing: dict[str, list[Any]] = {}
     counts: dict[str, int] = {}
     if len(result.incident_ids):
         from sqlalchemy import text

@@ -195,7 +195,7 @@ def import_file(
 def stats(session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
           level: Annotated[int, Query(ge=1, le=4)] = 3,
           since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[dict[str, Any]]:
-    from gis.incidents.stats import grid_stats
+    from gis.incidents.grid_stats import grid_stats
 
     require_time_zone(since=since, until=until)
     return grid_stats(session, principal, level, since, until)

@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/stats", tags=["service"], summary="What is loaded: counts per layer and level",
              response_model=schemas.TownCounts, **schemas.DATA, responses=schemas.problems(*schemas.SIGNED_IN))
     def stats(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_GRIDS)]):
-        from gis.stats import town_counts
+        from gis.town_summary import town_counts
 
         return town_counts(session)
 

@@ -6,11 +6,13 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import geopandas as gpd
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, SettingsDep
 from api.exports import require_time_zone
@@ -21,25 +23,27 @@ from gis import households as hh
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission, Role
 from gis.codes import in_subtree
+from gis.dataset_info import dataset_info
 from gis.errors import InputError, NotFound, Problem
 from gis.grids import store
 from gis.incidents import service as incidents
 from gis.incidents.categories import Category
 from gis.incidents.loop import State
 from gis.people import household_counts, staff_by_grid
-from gis.sample_load import dataset_info
+from gis.settings import Settings
 
 router = APIRouter(prefix="/maps", tags=["maps"])
 
 ASSET_PREFIX = "/static/vendor"
 
 
-def PagePrincipal(permission: Permission):  # noqa: N802 - reads like a type in signatures
-    return Annotated[Principal, Depends(require_page(permission))]
-
-
-def GridCodeQuery(description: str):  # noqa: N802 - reads like a type in signatures
-    return Annotated[str | None, Query(pattern=r"^\d{15}$", description=description)]
+GRID_CODE_PATTERN = r"^\d{15}$"
+HouseholdGridCode = Annotated[
+    str | None, Query(pattern=GRID_CODE_PATTERN, description="a grid of any level; required for town-wide roles")
+]
+IncidentGridCode = Annotated[
+    str | None, Query(pattern=GRID_CODE_PATTERN, description="a grid of any level: its whole subtree")
+]
 
 
 OccurredSince = Annotated[
@@ -58,7 +62,7 @@ def mount_assets(app: FastAPI) -> None:
 
 
 @lru_cache(maxsize=4)
-def _hillshade_for(path: str, mtime: float):
+def _hillshade_for(path: str, mtime: float) -> tuple[bytes, list[list[float]]]:
     import rasterio
 
     from maps.hillshade import hillshade_png
@@ -68,7 +72,7 @@ def _hillshade_for(path: str, mtime: float):
         return hillshade_png(dem, src.transform, src.crs)
 
 
-def hillshade_layer(session) -> tuple[bytes, tuple] | None:
+def hillshade_layer(session: Session) -> tuple[bytes, list[list[float]]] | None:
     info = dataset_info(session, "dem")
     if not info:
         return None
@@ -97,8 +101,8 @@ def _missing_assets_page() -> HTMLResponse | None:
 def grid_map(
     session: SessionDep,
     settings: SettingsDep,
-    _: PagePrincipal(Permission.VIEW_GRIDS),
-):
+    _: Annotated[Principal, Depends(require_page(Permission.VIEW_GRIDS))],
+) -> HTMLResponse:
     from maps.grid_map import build_grid_map
 
     missing = _missing_assets_page()
@@ -155,7 +159,7 @@ def _household_focus(
     return [grid_code], grid_code
 
 
-def _page_options(session, settings, title: str, place: str | None) -> dict:
+def _page_options(session: Session, settings: Settings, title: str, place: str | None) -> dict[str, Any]:
     """What every point map page takes from the app: its title, assets, badge and base map."""
     return {
         "title": f"{title} — {place}" if place else title,
@@ -179,7 +183,7 @@ def _place_name(codes: list[str], names: Mapping[str, str]) -> str:
 class _Hierarchy:
     """The current grids with their parent links and names, as the map pages need them."""
 
-    def __init__(self, session):
+    def __init__(self, session: Session) -> None:
         self.grids = store.current_grids(session)
         g = self.grids
         self.parents = {
@@ -195,7 +199,7 @@ class _Hierarchy:
         if grid_code is not None and grid_code not in self.parents:
             raise NotFound(f"no current grid {grid_code}")
 
-    def outlines(self, codes: Iterable[str], max_level: int = 4):
+    def outlines(self, codes: Iterable[str], max_level: int = 4) -> gpd.GeoDataFrame:
         """The grids `codes` down to `max_level`; the town when there is nothing to outline."""
         g = self.grids
         chosen = g[g["code"].isin(set(codes)) & (g["level"] <= max_level)]
@@ -212,10 +216,10 @@ def household_map(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: PagePrincipal(Permission.VIEW_HOUSEHOLDS),
-    grid_code: GridCodeQuery("a grid of any level; required for town-wide roles") = None,
+    principal: Annotated[Principal, Depends(require_page(Permission.VIEW_HOUSEHOLDS))],
+    grid_code: HouseholdGridCode = None,
     reason: Reason = None,
-):
+) -> HTMLResponse:
     from maps import labels
     from maps.household_map import build_household_map
 
@@ -257,15 +261,15 @@ def incident_map(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: PagePrincipal(Permission.VIEW_INCIDENTS),
-    grid_code: GridCodeQuery("a grid of any level: its whole subtree") = None,
+    principal: Annotated[Principal, Depends(require_page(Permission.VIEW_INCIDENTS))],
+    grid_code: IncidentGridCode = None,
     category: Category | None = None,
     state: State | None = None,
     since: OccurredSince = None,
     until: OccurredUntil = None,
     overdue: bool | None = None,
     reason: Reason = None,
-):
+) -> HTMLResponse:
     from maps import labels
     from maps.incident_map import build_incident_map
 
@@ -280,7 +284,7 @@ def incident_map(
     else:
         focus = [grid_code] if grid_code else [c for c, level in town.levels.items() if level == 1]
         query_code = grid_code
-    filters = {
+    filters: dict[str, Any] = {
         "category": category.value if category else None,
         "state": state.value if state else None,
         "since": since,

@@ -1,7 +1,7 @@
 """Hot-spot speed, in one run, against the reference libraries on the same input:
 
 1. Gi* with 999 conditional permutations on the 60,000 group grids of bench/city.py's lattice
-   (built in-process, no database), Wangge (gis.hotspots.stats, numba) vs esda's
+   (built in-process, no database), Wangge (gis.hotspots.local_indicators, numba) vs esda's
    G_Local(y, w, transform="B", star=True, permutations=999) on the same weights, both on one
    thread (esda n_jobs=1; Wangge's loop is single-threaded). The analytic z-scores are compared too.
 2. Kernel density of 100,000 points to a 200 x 200 raster: gis.hotspots.density (binned + FFT)
@@ -68,7 +68,8 @@ def bench_gi(results: dict, permutations: int) -> None:
     from esda import G_Local
     from libpysal.weights import W
 
-    from gis.hotspots import stats, units
+    from gis.hotspots import local_indicators as stats
+    from gis.hotspots import units
 
     metric, t_units = timed(city_units)
     nb, t_w = timed(units.queen_neighbours, metric)

@@ -363,8 +363,8 @@ def sample_demo_accounts() -> None:
     from gis import audit
     from gis.auth import accounts
     from gis.auth.roles import ROLE_NAMES_ZH, Role
+    from gis.dataset_info import dataset_info
     from gis.db import transaction
-    from gis.sample_load import dataset_info
 
     with transaction(_engine()) as session:
         if dataset_info(session, "sample_town") is None:
@@ -623,9 +623,9 @@ def flood_checklist(
     grid_code: Annotated[str | None, typer.Option(help="only this grid (group, village or area code)")] = None,
 ) -> None:
     """The printable 明白卡 checklist, one card per responsible grid member (HTML or PDF)."""
+    from gis.dataset_info import dataset_info
     from gis.db import transaction
     from gis.flood.checklist import checklist_html, checklist_pdf
-    from gis.sample_load import dataset_info
 
     try:
         with transaction(_engine()) as session, console.status("finding households ..."):
@@ -757,7 +757,7 @@ def hotspots(
 def stats() -> None:
     """Counts of what is loaded."""
     from gis.db import transaction
-    from gis.stats import town_counts
+    from gis.town_summary import town_counts
 
     with transaction(_engine()) as session:
         console.print_json(json.dumps(town_counts(session), ensure_ascii=False))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from enum import IntEnum
+from typing import Any
 
 CODE_LENGTH = 15
 AREA_BLOCK = "9"
@@ -127,7 +128,7 @@ def group_code(village: str, number: int) -> str:
     return f"{village[:12]}{number:03d}"
 
 
-def reading_order(xs, ys, row_height: float):
+def reading_order(xs: Any, ys: Any, row_height: float) -> Any:
     """Indices sorted in map reading order: rows of `row_height` north to south, west to east.
 
     xs/ys are projected (metres, y growing northwards)."""

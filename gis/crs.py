@@ -7,8 +7,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import pyproj
 import shapely
 
@@ -34,6 +36,14 @@ _CHINA_LAT = (0.8293, 55.8271)
 _INVERSE_TOL_DEG = 1e-11
 _INVERSE_MAX_ITER = 30
 
+# Coordinates: a number or an array of numbers (x = longitude/easting first).
+Coords = npt.ArrayLike
+# Converted coordinates come back as they came: floats for numbers, float arrays for arrays.
+Pair = tuple[Any, Any]
+Arrays = tuple[np.ndarray, np.ndarray]
+# Where an error points: a field name, or a full loc tuple such as ("query", "crs").
+Field = str | tuple[Any, ...]
+
 
 @dataclass(frozen=True)
 class CoordSystem:
@@ -56,7 +66,7 @@ class CoordSystem:
     @property
     def is_lonlat(self) -> bool:
         """True when coordinates are degrees of longitude/latitude."""
-        if self.kind == "pyproj":
+        if self.kind == "pyproj" and self.crs is not None:
             return bool(self.crs.is_geographic)
         return True
 
@@ -87,14 +97,14 @@ _NAMED = {
 _EPSG_RE = re.compile(r"^\s*(?:epsg\s*:\s*)?(\d{4,6})\s*$", re.IGNORECASE)
 
 
-def _crs_problem(field: str | tuple, msg: str, value) -> InputError:
+def _crs_problem(field: Field, msg: str, value: object) -> InputError:
     loc = tuple(field) if isinstance(field, (tuple, list)) else (field,)
     return InputError(
         Problem(loc, msg, "invalid_crs", {"value": str(value)}), "Invalid coordinate system"
     )
 
 
-def parse_crs(value: str | int | None, field: str | tuple = "crs") -> CoordSystem:
+def parse_crs(value: str | int | CoordSystem | None, field: Field = "crs") -> CoordSystem:
     """The coordinate system named by `value`; wgs84 when it is None or empty.
 
     `field` is where errors point: a name, or a full loc tuple such as ("query", "crs")."""
@@ -124,7 +134,7 @@ def parse_crs(value: str | int | None, field: str | tuple = "crs") -> CoordSyste
     return from_epsg(code, field)
 
 
-def from_epsg(code: int, field: str | tuple = "crs") -> CoordSystem:
+def from_epsg(code: int, field: Field = "crs") -> CoordSystem:
     """The coordinate system for an EPSG code; unknown or non-horizontal codes are refused."""
     if code in (WGS84_EPSG, CGCS2000_EPSG):
         return CoordSystem("wgs84", None, "wgs84" if code == WGS84_EPSG else "cgcs2000")
@@ -173,17 +183,17 @@ def metric_transformer(metric_crs: str, inverse: bool = False) -> pyproj.Transfo
 # --- GCJ-02 / BD-09 -------------------------------------------------------------------
 
 
-def _as_float_arrays(lon, lat):
+def _as_float_arrays(lon: Coords, lat: Coords) -> Arrays:
     return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
 
 
-def _out(lon_in, x, y):
+def _out(lon_in: Coords, x: np.ndarray, y: np.ndarray) -> Pair:
     if np.ndim(lon_in) == 0:
         return float(x), float(y)
     return x, y
 
 
-def in_china(lon, lat):
+def in_china(lon: Coords, lat: Coords) -> np.ndarray:
     """Whether points fall in the rough mainland box where GCJ-02 shifting applies."""
     lon, lat = _as_float_arrays(lon, lat)
     return (
@@ -194,7 +204,7 @@ def in_china(lon, lat):
     )
 
 
-def _gcj_offset(lon, lat):
+def _gcj_offset(lon: np.ndarray, lat: np.ndarray) -> Arrays:
     """The GCJ-02 shift (degrees) at WGS84 points; zero outside China."""
     x = lon - 105.0
     y = lat - 35.0
@@ -216,7 +226,7 @@ def _gcj_offset(lon, lat):
     return np.where(inside, dlon, 0.0), np.where(inside, dlat, 0.0)
 
 
-def wgs84_to_gcj02(lon, lat):
+def wgs84_to_gcj02(lon: Coords, lat: Coords) -> Pair:
     """WGS84 -> GCJ-02 (Amap, Tencent); identity outside mainland China."""
     x, y = _as_float_arrays(lon, lat)
     dlon, dlat = _gcj_offset(x, y)
@@ -224,9 +234,9 @@ def wgs84_to_gcj02(lon, lat):
 
 
 def _fixed_point_inverse(
-    forward: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]], gx: np.ndarray, gy: np.ndarray,
-    start: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    forward: Callable[[np.ndarray, np.ndarray], Arrays], gx: np.ndarray, gy: np.ndarray,
+    start: Arrays | None = None,
+) -> Arrays:
     # The shifts vary slowly with position, so w <- w - (forward(w) - g) contracts fast
     # (a handful of iterations reach micrometres), from `start` (default: g itself). Each point
     # stops once it has converged, so its answer does not depend on the other points converted with
@@ -251,11 +261,11 @@ def _converged_each(ex: np.ndarray, ey: np.ndarray) -> np.ndarray:
     return done
 
 
-def gcj02_to_wgs84(lon, lat):
+def gcj02_to_wgs84(lon: Coords, lat: Coords) -> Pair:
     """GCJ-02 -> WGS84 by iterating the forward shift (well under 1 cm)."""
     gx, gy = _as_float_arrays(lon, lat)
 
-    def forward(x, y):
+    def forward(x: np.ndarray, y: np.ndarray) -> Arrays:
         dlon, dlat = _gcj_offset(x, y)
         return x + dlon, y + dlat
 
@@ -263,20 +273,20 @@ def gcj02_to_wgs84(lon, lat):
     return _out(lon, wx.reshape(gx.shape), wy.reshape(gy.shape))
 
 
-def _gcj_to_bd(x, y):
+def _gcj_to_bd(x: np.ndarray, y: np.ndarray) -> Arrays:
     z = np.sqrt(x * x + y * y) + 0.00002 * np.sin(y * _BD_X_PI)
     theta = np.arctan2(y, x) + 0.000003 * np.cos(x * _BD_X_PI)
     return z * np.cos(theta) + 0.0065, z * np.sin(theta) + 0.006
 
 
-def gcj02_to_bd09(lon, lat):
+def gcj02_to_bd09(lon: Coords, lat: Coords) -> Pair:
     """GCJ-02 -> BD-09 (Baidu)."""
     x, y = _as_float_arrays(lon, lat)
     bx, by = _gcj_to_bd(x, y)
     return _out(lon, bx, by)
 
 
-def bd09_to_gcj02(lon, lat):
+def bd09_to_gcj02(lon: Coords, lat: Coords) -> Pair:
     """BD-09 -> GCJ-02, refined by iteration because the usual closed form is only approximate."""
     bx, by = _as_float_arrays(lon, lat)
     bx1, by1 = np.ravel(bx), np.ravel(by)
@@ -289,14 +299,14 @@ def bd09_to_gcj02(lon, lat):
     return _out(lon, gx.reshape(bx.shape), gy.reshape(by.shape))
 
 
-def wgs84_to_bd09(lon, lat):
+def wgs84_to_bd09(lon: Coords, lat: Coords) -> Pair:
     """WGS84 -> BD-09."""
     gx, gy = wgs84_to_gcj02(*_as_float_arrays(lon, lat))
     bx, by = gcj02_to_bd09(gx, gy)
     return _out(lon, bx, by)
 
 
-def bd09_to_wgs84(lon, lat):
+def bd09_to_wgs84(lon: Coords, lat: Coords) -> Pair:
     """BD-09 -> WGS84."""
     gx, gy = bd09_to_gcj02(*_as_float_arrays(lon, lat))
     wx, wy = gcj02_to_wgs84(gx, gy)
@@ -306,7 +316,13 @@ def bd09_to_wgs84(lon, lat):
 # --- generic conversion ---------------------------------------------------------------
 
 
-def to_wgs84(lon, lat, crs: CoordSystem):
+def _pyproj_crs(system: CoordSystem) -> pyproj.CRS:
+    if system.crs is None:
+        raise ValueError(f"{system.label} is not a pyproj coordinate system")
+    return system.crs
+
+
+def to_wgs84(lon: Coords, lat: Coords, crs: CoordSystem) -> Arrays:
     """Coordinates in `crs` (x = easting/longitude first) as WGS84 lon/lat arrays."""
     x, y = _as_float_arrays(lon, lat)
     if crs.kind == "wgs84":
@@ -315,19 +331,19 @@ def to_wgs84(lon, lat, crs: CoordSystem):
         return gcj02_to_wgs84(x, y)
     if crs.kind == "bd09":
         return bd09_to_wgs84(x, y)
-    tr = _to_wgs84_transformer(crs.crs.to_wkt())
+    tr = _to_wgs84_transformer(_pyproj_crs(crs).to_wkt())
     ox, oy = tr.transform(x, y)
     return np.asarray(ox, dtype=float), np.asarray(oy, dtype=float)
 
 
-def transform_geometry(geoms, crs: CoordSystem):
+def transform_geometry(geoms: Any, crs: CoordSystem) -> Any:
     """Geometries in `crs` moved to EPSG:4326.
 
     A GeoSeries comes back as a GeoSeries (crs set to EPSG:4326), a single geometry as a
     geometry, anything else as a numpy array of shapely geometries."""
     import geopandas as gpd
 
-    def func(x, y):
+    def func(x: np.ndarray, y: np.ndarray) -> Arrays:
         return to_wgs84(x, y, crs)
 
     if isinstance(geoms, gpd.GeoSeries):
@@ -354,7 +370,7 @@ def _fmt(v: float) -> str:
     return repr(float(v)) if math.isfinite(v) else str(v)
 
 
-def _point_problems(lon: float, lat: float, prefix: tuple) -> list[Problem]:
+def _point_problems(lon: float, lat: float, prefix: tuple[Any, ...]) -> list[Problem]:
     problems: list[Problem] = []
     bad_number = False
     for name, v in (("lon", lon), ("lat", lat)):
@@ -394,7 +410,7 @@ def _point_problems(lon: float, lat: float, prefix: tuple) -> list[Problem]:
     return problems
 
 
-def check_lonlat(lon, lat, field_prefix: tuple = ("query",)) -> None:
+def check_lonlat(lon: object, lat: object, field_prefix: tuple[Any, ...] = ("query",)) -> None:
     """Raise InputError when lon/lat are not finite, out of range, or look swapped.
 
     Scalars report at field_prefix + ("lon",); arrays at field_prefix + (index, "lon")."""
@@ -452,7 +468,7 @@ class ConvertedPoints:
     problems: list[tuple[int, str, str, str]]
 
 
-def convert_points(x, y, system: CoordSystem) -> ConvertedPoints:
+def convert_points(x: object, y: object, system: CoordSystem) -> ConvertedPoints:
     """The one rule for point input in any supported system (API, CLI and batch import alike):
     finite numbers; for degrees, the lon/lat ranges (and the swapped-axes mistake) on the input;
     for a projected CRS, its area of use on the input (it has no degree range); then the
@@ -463,7 +479,7 @@ def convert_points(x, y, system: CoordSystem) -> ConvertedPoints:
     refused = np.zeros(n, dtype=bool)
     problems: list[tuple[int, str, str, str]] = []
 
-    def refuse(mask: np.ndarray, field: str, message, kind: str) -> None:
+    def refuse(mask: np.ndarray, field: str, message: Callable[[int], str], kind: str) -> None:
         for i in np.flatnonzero(mask & ~refused):
             problems.append((int(i), field, message(int(i)), kind))
         refused[mask] = True
@@ -505,7 +521,7 @@ def convert_points(x, y, system: CoordSystem) -> ConvertedPoints:
                 "out_of_range",
             )
         else:
-            box = _projected_bounds(system.crs.to_wkt())
+            box = _projected_bounds(_pyproj_crs(system).to_wkt())
             if box is not None:
                 x0, y0, x1, y1 = box
                 where = f"the area of use of {system.label}"
@@ -548,10 +564,13 @@ def convert_points(x, y, system: CoordSystem) -> ConvertedPoints:
     return ConvertedPoints(lon, lat, refused, sorted(problems))
 
 
-def points_to_wgs84(x, y, system: CoordSystem, field_prefix: tuple = ("query",)):
+def points_to_wgs84(
+    x: object, y: object, system: CoordSystem, field_prefix: tuple[Any, ...] = ("query",)
+) -> Arrays:
     """`convert_points` for request input: WGS84 arrays, or InputError naming each refused point's
     field (prefix + (field,) for one point, prefix + (index, field) for a list)."""
-    single = np.ndim(x) == 0 and np.ndim(y) == 0
+    # Anything may come in (None, text): it is refused below, so only its shape is looked at here.
+    single = np.ndim(cast(Coords, x)) == 0 and np.ndim(cast(Coords, y)) == 0
     try:
         out = convert_points(x, y, system)
     except (TypeError, ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
@@ -11,7 +12,9 @@ from gis.crs import CoordSystem, parse_crs, transform_geometry
 from gis.errors import InputError, Problem
 
 
-def _walk_positions(coords, loc, problems, dims: set[int], counter: list[int]):
+def _walk_positions(
+    coords: Any, loc: tuple[Any, ...], problems: list[Problem], dims: set[int], counter: list[int]
+) -> None:
     """Check every position of a GeoJSON coordinates array; positions are [lon, lat(, z)]."""
     if (
         isinstance(coords, list | tuple)
@@ -36,8 +39,8 @@ def _walk_positions(coords, loc, problems, dims: set[int], counter: list[int]):
 
 
 def polygon_from_geojson(
-    value: dict,
-    loc: tuple,
+    value: dict[str, Any],
+    loc: tuple[Any, ...],
     *,
     max_vertices: int,
     crs: str | CoordSystem | None = None,
@@ -87,7 +90,7 @@ def polygon_from_geojson(
     return geom if isinstance(geom, MultiPolygon) else MultiPolygon([geom]) if isinstance(geom, Polygon) else geom
 
 
-def _check_lonlat_bounds(geom, loc) -> None:
+def _check_lonlat_bounds(geom: Any, loc: tuple[Any, ...]) -> None:
     x0, y0, x1, y1 = geom.bounds
     if x0 < -180 or x1 > 180 or y0 < -90 or y1 > 90:
         if x0 >= -90 and x1 <= 90 and y0 >= -180 and y1 <= 180:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 # The personal fields of each kind of record; everything that shows them must pass through here.
 PERSONAL_FIELDS = {
     "household": ("head_name", "phone", "address"),
@@ -73,7 +75,7 @@ MASKERS = {
 }
 
 
-def mask_record(record: dict, kind: str) -> dict:
+def mask_record(record: dict[str, Any], kind: str) -> dict[str, Any]:
     """A copy of `record` with every personal field of `kind` masked."""
     out = dict(record)
     for f in PERSONAL_FIELDS[kind]:

@@ -13,6 +13,7 @@ Written as an import file (CSV) and loaded through gis.incidents.batch, the same
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,19 +47,21 @@ def _hand(town: SampleTown, xy: np.ndarray) -> np.ndarray:
     river = shapely.union_all(town.rivers.to_crs(METRIC_CRS).geometry.values)
     inv = ~town.dem_transform
 
-    def z(pts):
+    def z(pts: np.ndarray) -> np.ndarray:
         cols, rows = inv * (pts[:, 0], pts[:, 1])
         r = np.clip(np.floor(rows).astype(int), 0, town.dem.shape[0] - 1)
         c = np.clip(np.floor(cols).astype(int), 0, town.dem.shape[1] - 1)
-        return town.dem[r, c].astype(float)
+        heights: np.ndarray = town.dem[r, c].astype(float)
+        return heights
 
     near = shapely.get_coordinates(
         shapely.line_interpolate_point(river, shapely.line_locate_point(river, shapely.points(xy)))
     )
-    return z(xy) - z(near)
+    height: np.ndarray = z(xy) - z(near)
+    return height
 
 
-def _times(rng, n, start, end) -> list[dt.datetime]:
+def _times(rng: np.random.Generator, n: int, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
     span = (end - start).total_seconds()
     return [start + dt.timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, span, n))]
 
@@ -73,9 +76,11 @@ def generate_sample_incidents(town: SampleTown, seed: int = SEED) -> pd.DataFram
     to_m = Transformer.from_crs("EPSG:4326", METRIC_CRS, always_xy=True)
     xy = np.column_stack(to_m.transform(hh.geometry.x.to_numpy(), hh.geometry.y.to_numpy()))
     lon, lat = hh.geometry.x.to_numpy(), hh.geometry.y.to_numpy()
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
 
-    def add(idx, category, kind, when, state, jitter_m=15.0, n=1):
+    def add(
+        idx: Any, category: str, kind: str | None, when: dt.datetime, state: str, jitter_m: float = 15.0, n: int = 1
+    ) -> None:
         dx, dy = rng.normal(0, jitter_m / 111_000, 2)
         rows.append({
             "category": category, "dispute_kind": kind,
@@ -83,11 +88,11 @@ def generate_sample_incidents(town: SampleTown, seed: int = SEED) -> pd.DataFram
             "lon": round(float(lon[idx] + dx), 7), "lat": round(float(lat[idx] + dy), 7), "state": state,
         })
 
-    def state_for(when):
+    def state_for(when: dt.datetime) -> str:
         age = (END - when).days
         if age > 60:
             return "closed"
-        return rng.choice(["visit", "report", "study", "handle", "follow_up", "closed"])
+        return str(rng.choice(["visit", "report", "study", "handle", "follow_up", "closed"]))
 
     # 李邦相村: the compound sits at the natural village with the most households.
     lbx = np.flatnonzero(hh_village.to_numpy() == "李邦相村")

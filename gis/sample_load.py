@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from shapely.geometry import MultiPolygon
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.bulk import copy_rows, ewkt
+from gis.dataset_info import set_dataset_info
+
+if TYPE_CHECKING:
+    from gis.sample_town import SampleTown
 
 
 def database_is_empty(session: Session) -> bool:
-    return session.execute(text("SELECT NOT EXISTS (SELECT 1 FROM grid)")).scalar_one()
+    return bool(session.execute(text("SELECT NOT EXISTS (SELECT 1 FROM grid)")).scalar_one())
 
 
-def load_sample_town(session: Session, town, dem_path: Path | None = None) -> dict[str, int]:
+def load_sample_town(session: Session, town: SampleTown, dem_path: Path | None = None) -> dict[str, int]:
     """Write every layer of `town` (a gis.sample_town.SampleTown); returns rows written per table."""
     from gis.sample_town import SEED, SYNTHETIC_NOTICE
 
@@ -65,7 +70,7 @@ def load_sample_town(session: Session, town, dem_path: Path | None = None) -> di
             for r, g in zip(hh.itertuples(), hh.geometry, strict=True)
         ),
     )
-    hh_ids = dict(session.execute(text("SELECT household_no, id FROM household")).all())
+    hh_ids: dict[str, int] = dict(session.execute(text("SELECT household_no, id FROM household")).all())
     counts["resident"] = copy_rows(
         session,
         "resident",
@@ -132,26 +137,7 @@ def load_sample_town(session: Session, town, dem_path: Path | None = None) -> di
     return counts
 
 
-def set_dataset_info(session: Session, key: str, value: dict) -> None:
-    from sqlalchemy.dialects.postgresql import insert
-
-    from gis.models import DatasetInfo
-
-    stmt = insert(DatasetInfo).values(key=key, value=value)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[DatasetInfo.key], set_={"value": stmt.excluded.value, "updated_at": text("now()")}
-        )
-    )
-
-
-def dataset_info(session: Session, key: str) -> dict | None:
-    return session.execute(
-        text("SELECT value FROM dataset_info WHERE key = :k"), {"k": key}
-    ).scalar_one_or_none()
-
-
-def load_sample_incidents(session: Session, town, csv_path: Path) -> dict:
+def load_sample_incidents(session: Session, town: SampleTown, csv_path: Path) -> dict[str, Any]:
     """Two years of synthetic incidents, written as an import file and loaded through the batch path."""
     from gis.incidents.batch import import_incidents, read_incident_file
     from gis.sample_incidents import generate_sample_incidents

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import affine
 import geopandas as gpd
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import shapely
 from pyproj import Transformer
@@ -164,7 +167,7 @@ def _cn_number(n: int) -> str:
     return ("" if tens == 1 else _CN_DIGITS[tens]) + "十" + (_CN_DIGITS[units] if units else "")
 
 
-def _largest_remainder(weights, total: int, minimum: int = 0) -> np.ndarray:
+def _largest_remainder(weights: npt.ArrayLike, total: int, minimum: int = 0) -> np.ndarray:
     """Integers proportional to `weights`, each >= minimum, summing exactly to `total`."""
     w = np.asarray(weights, dtype=float)
     base = np.full(len(w), minimum, dtype=int)
@@ -175,15 +178,16 @@ def _largest_remainder(weights, total: int, minimum: int = 0) -> np.ndarray:
     out = np.floor(share).astype(int)
     order = np.argsort(-(share - out), kind="stable")
     out[order[: rest - int(out.sum())]] += 1
-    return base + out
+    result: np.ndarray = base + out
+    return result
 
 
-def _smoothstep(t):
+def _smoothstep(t: Any) -> Any:
     t = np.clip(t, 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
 
-def _sample_in(rng: np.random.Generator, geom, n: int) -> np.ndarray:
+def _sample_in(rng: np.random.Generator, geom: Any, n: int) -> np.ndarray:
     """`n` uniform random points inside `geom` (rejection from its bounding box)."""
     shapely.prepare(geom)
     minx, miny, maxx, maxy = geom.bounds
@@ -194,19 +198,21 @@ def _sample_in(rng: np.random.Generator, geom, n: int) -> np.ndarray:
     return out[:n]
 
 
-def _kmeans(xy: np.ndarray, k: int, rng: np.random.Generator, iters: int = 100, init=None):
+def _kmeans(
+    xy: np.ndarray, k: int, rng: np.random.Generator, iters: int = 100, init: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Lloyd k-means from a k-means++ start; once converged every point is nearest its centre."""
     if init is None:
-        centres = [xy[rng.integers(len(xy))]]
-        d2 = ((xy - centres[0]) ** 2).sum(1)
+        seeds = [xy[rng.integers(len(xy))]]
+        d2 = ((xy - seeds[0]) ** 2).sum(1)
         for _ in range(1, k):
             i = rng.choice(len(xy), p=d2 / d2.sum())
-            centres.append(xy[i])
+            seeds.append(xy[i])
             d2 = np.minimum(d2, ((xy - xy[i]) ** 2).sum(1))
-        centres = np.array(centres, dtype=float)
+        centres = np.array(seeds, dtype=float)
     else:
         centres = np.array(init, dtype=float)
-    labels = None
+    labels: np.ndarray | None = None
     for _ in range(iters):
         d = ((xy[:, None, :] - centres[None, :, :]) ** 2).sum(2)
         new = d.argmin(1)
@@ -222,10 +228,12 @@ def _kmeans(xy: np.ndarray, k: int, rng: np.random.Generator, iters: int = 100, 
                 # point worst served by its current centre.
                 far = int(d[np.arange(len(xy)), labels].argmax())
                 centres[j] = xy[far]
+    if labels is None:
+        raise ValueError("k-means needs at least one iteration")
     return centres, labels
 
 
-def _tile(parent, seeds: np.ndarray, members: tuple[np.ndarray, np.ndarray] | None = None) -> list:
+def _tile(parent: Any, seeds: np.ndarray, members: tuple[np.ndarray, np.ndarray] | None = None) -> list[Any]:
     """Split `parent` into one connected polygon per seed (Voronoi cells clipped to it).
 
     A Voronoi cell clipped to a non-convex parent can fall apart; the part that keeps the seed's
@@ -250,7 +258,7 @@ def _tile(parent, seeds: np.ndarray, members: tuple[np.ndarray, np.ndarray] | No
         if not parts:
             raise RuntimeError("a seed's cell misses its parent")
 
-        def score(p, i=i):
+        def score(p: Any, i: int = i) -> Any:
             n_members = 0
             if members is not None:
                 xy, labels = members
@@ -284,24 +292,26 @@ def _tile(parent, seeds: np.ndarray, members: tuple[np.ndarray, np.ndarray] | No
     return kept
 
 
-def _rep_points(geoms) -> np.ndarray:
+def _rep_points(geoms: Any) -> np.ndarray:
     """Representative points of `geoms` as an (n, 2) array."""
-    return shapely.get_coordinates(shapely.point_on_surface(np.asarray(geoms, dtype=object)))
+    points: np.ndarray = shapely.get_coordinates(shapely.point_on_surface(np.asarray(geoms, dtype=object)))
+    return points
 
 
-def _order(geoms, parent) -> np.ndarray:
+def _order(geoms: Any, parent: Any) -> np.ndarray:
     """Sibling numbering: reading order of centroids (gis.codes.reading_order), in rows a third
     of the parent's north-south extent high. Centroids, unlike points on surface, do not jump
     when a vertex is inserted on an edge, so the numbering survives noding and reprojection."""
     pts = shapely.get_coordinates(shapely.centroid(np.asarray(geoms, dtype=object)))
     height = (parent.bounds[3] - parent.bounds[1]) / 3.0
-    return reading_order(pts[:, 0], pts[:, 1], height)
+    order: np.ndarray = reading_order(pts[:, 0], pts[:, 1], height)
+    return order
 
 
 # ----------------------------------------------------------------------------- town shape
 
 
-def _town_outline(rng: np.random.Generator, cx: float, cy: float):
+def _town_outline(rng: np.random.Generator, cx: float, cy: float) -> Any:
     """A star-shaped irregular outline of 92-104 km² around (cx, cy)."""
     n = 480
     theta = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
@@ -322,7 +332,7 @@ def _town_outline(rng: np.random.Generator, cx: float, cy: float):
     return town
 
 
-def _river(rng: np.random.Generator, cx: float, cy: float, frame):
+def _river(rng: np.random.Generator, cx: float, cy: float, frame: Any) -> Any:
     """A meandering river flowing east-south-east, south of the town centre, across `frame`.
 
     The course is a graph over its straight base line (lateral offset as a function of the
@@ -358,14 +368,15 @@ class _Terrain:
     lowland: np.ndarray  # 0..1 weight of the low-lying villages' floodplain landscape
     river: shapely.LineString
 
-    def cells(self, xy: np.ndarray):
+    def cells(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         col = np.floor((xy[:, 0] - self.transform.c) / DEM_CELL).astype(int)
         row = np.floor((self.transform.f - xy[:, 1]) / DEM_CELL).astype(int)
         return np.clip(row, 0, self.dem.shape[0] - 1), np.clip(col, 0, self.dem.shape[1] - 1)
 
     def at(self, name: str, xy: np.ndarray) -> np.ndarray:
         row, col = self.cells(xy)
-        return getattr(self, name)[row, col]
+        values: np.ndarray = getattr(self, name)[row, col]
+        return values
 
     def height_above_river(self, xy: np.ndarray) -> np.ndarray:
         """DEM at the points minus DEM at the nearest point of the river line (the channel bed):
@@ -373,16 +384,17 @@ class _Terrain:
         foot = shapely.line_interpolate_point(
             self.river, shapely.line_locate_point(self.river, shapely.points(xy))
         )
-        return self.at("dem", xy) - self.at("dem", shapely.get_coordinates(foot))
+        height: np.ndarray = self.at("dem", xy) - self.at("dem", shapely.get_coordinates(foot))
+        return height
 
 
 def _upsample(coarse: np.ndarray, factor: int, shape: tuple[int, int], order: int) -> np.ndarray:
-    fine = ndimage.zoom(coarse, factor, order=order, mode="nearest", grid_mode=True)
+    fine: np.ndarray = ndimage.zoom(coarse, factor, order=order, mode="nearest", grid_mode=True)
     return fine[: shape[0], : shape[1]]
 
 
 def _terrain(
-    rng: np.random.Generator, town, river, lowland_polys, low_start: float, centre
+    rng: np.random.Generator, town: Any, river: Any, lowland_polys: Any, low_start: float, centre: Any
 ) -> _Terrain:
     """A 10 m DEM: a valley along the river, Funiu foothills rising to the north-west, a flat
     floodplain in the low-lying villages, smooth seeded noise and a burned-in channel."""
@@ -585,7 +597,7 @@ def _household_members(
                     age,
                     family if parent_gender == "男" else _random_surname(rnd),
                 )
-    child_ages = []
+    child_ages: list[int] = []
     while len(members) < size:
         if head_age < 55 or not child_ages:
             age = head_age - rnd.randint(22, 36)
@@ -633,7 +645,7 @@ def generate_sample_town(seed: int = SEED) -> SampleTown:
     area_polys = _tile(town, area_seeds)
     area_polys = [area_polys[i] for i in _order(area_polys, town)]
 
-    villages: list[dict] = []
+    villages: list[dict[str, Any]] = []
     for a, apoly in enumerate(area_polys):
         seeds, _ = _kmeans(_sample_in(r_split, apoly, 3000), VILLAGES_PER_AREA, r_split, iters=3)
         vpolys = _tile(apoly, seeds)
@@ -688,14 +700,15 @@ def generate_sample_town(seed: int = SEED) -> SampleTown:
     # --- output, EPSG:4326
     to_geo = Transformer.from_crs(METRIC_CRS, "EPSG:4326", always_xy=True)
 
-    def geo(geoms):
+    def geo(geoms: Any) -> np.ndarray:
         arr = np.asarray(list(geoms), dtype=object)
-        return shapely.transform(arr, lambda c: np.column_stack(to_geo.transform(c[:, 0], c[:, 1])))
+        moved: np.ndarray = shapely.transform(arr, lambda c: np.column_stack(to_geo.transform(c[:, 0], c[:, 1])))
+        return moved
 
-    def multi(p):
+    def multi(p: Any) -> Any:
         return p if p.geom_type == "MultiPolygon" else shapely.MultiPolygon([p])
 
-    grid_rows = [(TOWN_CODE, TOWN_NAME, 1, None, town)]
+    grid_rows: list[tuple[str, str, int, str | None, Any]] = [(TOWN_CODE, TOWN_NAME, 1, None, town)]
     for a, apoly in enumerate(area_polys):
         grid_rows.append((area_code(TOWN_CODE, a + 1), area_names[a], 2, TOWN_CODE, apoly))
     for v in villages:
@@ -777,7 +790,7 @@ def generate_sample_town(seed: int = SEED) -> SampleTown:
 # ----------------------------------------------------------------------------- naming
 
 
-def _node_polygons(polygons: list) -> list:
+def _node_polygons(polygons: list[Any]) -> list[Any]:
     """The same polygons with every vertex a neighbour has on a shared edge inserted (no T-junctions).
 
     A vertex in the middle of a straight edge stays on that edge in metres but not after projecting
@@ -788,7 +801,7 @@ def _node_polygons(polygons: list) -> list:
     owners = shapely.STRtree(np.asarray(polygons, dtype=object)).query(
         shapely.point_on_surface(faces), predicate="within"
     )
-    parts: list[list] = [[] for _ in polygons]
+    parts: list[list[Any]] = [[] for _ in polygons]
     for face_i, poly_i in zip(*owners, strict=True):
         parts[poly_i].append(faces[face_i])
     out = []
@@ -803,7 +816,7 @@ def _node_polygons(polygons: list) -> list:
     return out
 
 
-def _name_villages(rng: np.random.Generator, villages: list[dict], river, centre) -> float:
+def _name_villages(rng: np.random.Generator, villages: list[dict[str, Any]], river: Any, centre: Any) -> float:
     """Pick the low-lying villages (the last ones along the river) and give every village a name;
     returns the chainage (m) where the river's gentle lower course begins."""
     length = river.length
@@ -852,15 +865,15 @@ def _name_villages(rng: np.random.Generator, villages: list[dict], river, centre
         villages[i]["name"] = name
     for v in villages:
         v.setdefault("seat", False)
-    return low_start
+    return float(low_start)
 
 
-def _name_areas(area_polys, villages) -> list[str]:
+def _name_areas(area_polys: list[Any], villages: list[dict[str, Any]]) -> list[str]:
     """第N片区（theme片区）; the themes follow what lies in each area."""
     remaining = list(range(len(area_polys)))
     theme_of: dict[int, str] = {}
 
-    def take(theme, key):
+    def take(theme: str, key: Callable[[int], float]) -> None:
         best = max(remaining, key=key)
         remaining.remove(best)
         theme_of[best] = theme
@@ -878,7 +891,9 @@ def _name_areas(area_polys, villages) -> list[str]:
 # ----------------------------------------------------------------------------- settlements
 
 
-def _place_natural_villages(rng, v: dict, n: int, terrain: _Terrain, used: list[str]) -> list[dict]:
+def _place_natural_villages(
+    rng: np.random.Generator, v: dict[str, Any], n: int, terrain: _Terrain, used: list[str]
+) -> list[dict[str, Any]]:
     """Natural-village centres inside village `v`: the seat (village committee) most central, in a
     low-lying village one hamlet at the floodplain edge, the rest spread out on dry ground."""
     poly = v["geom"]
@@ -964,8 +979,8 @@ def _hand_between(terrain: _Terrain, xy: np.ndarray, low: float, high: float) ->
     return ok
 
 
-def _on_floodplain(terrain: _Terrain, poly, xy: np.ndarray) -> np.ndarray:
-    ok = shapely.contains_xy(poly, xy[:, 0], xy[:, 1]) & (terrain.at("dist", xy) >= 40.0)
+def _on_floodplain(terrain: _Terrain, poly: Any, xy: np.ndarray) -> np.ndarray:
+    ok: np.ndarray = shapely.contains_xy(poly, xy[:, 0], xy[:, 1]) & (terrain.at("dist", xy) >= 40.0)
     ok[ok] = _hand_between(terrain, xy[ok], 0.7, FLOODPLAIN_MAX_HAND - 0.1)
     return ok
 
@@ -975,7 +990,9 @@ def _random_surname_np(rng: np.random.Generator) -> str:
     return _SURNAMES[rng.choice(len(_SURNAMES), p=p / p.sum())]
 
 
-def _cluster(rng, centre, sigma: float, n: int, accept) -> np.ndarray:
+def _cluster(
+    rng: np.random.Generator, centre: Any, sigma: float, n: int, accept: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
     """`n` points around `centre`, Gaussian, keeping those `accept` allows; widens if starved."""
     got = np.empty((0, 2))
     tries = 0
@@ -991,7 +1008,7 @@ def _cluster(rng, centre, sigma: float, n: int, accept) -> np.ndarray:
     return got[:n]
 
 
-def _place_households(rng, v: dict, n: int, flood: int, terrain: _Terrain) -> None:
+def _place_households(rng: np.random.Generator, v: dict[str, Any], n: int, flood: int, terrain: _Terrain) -> None:
     """`n` households of village `v` around its natural villages, `flood` of them on the
     floodplain below the riverside hamlet; all others on ground that stays dry."""
     poly = v["geom"]
@@ -1002,8 +1019,8 @@ def _place_households(rng, v: dict, n: int, flood: int, terrain: _Terrain) -> No
     min_hand = LOW_VILLAGE_MIN_HAND if v["low"] else OTHER_VILLAGE_MIN_HAND
     min_dist = 40.0 if v["low"] else 100.0
 
-    def dry(xy):
-        ok = shapely.contains_xy(poly, xy[:, 0], xy[:, 1]) & (terrain.at("dist", xy) >= min_dist)
+    def dry(xy: np.ndarray) -> np.ndarray:
+        ok: np.ndarray = shapely.contains_xy(poly, xy[:, 0], xy[:, 1]) & (terrain.at("dist", xy) >= min_dist)
         ok[ok] = _hand_between(terrain, xy[ok], min_hand, np.inf)
         return ok
 
@@ -1036,7 +1053,7 @@ def _place_households(rng, v: dict, n: int, flood: int, terrain: _Terrain) -> No
 # ----------------------------------------------------------------------------- grids
 
 
-def _make_grids(rng, v: dict, k: int) -> None:
+def _make_grids(rng: np.random.Generator, v: dict[str, Any], k: int) -> None:
     """Group grids of a village: k-means clusters of its households (each natural village gets
     at least one), refined over the whole village, then Voronoi cells clipped to the village."""
     xy, nv_of = v["hh_xy"], v["hh_nv"]
@@ -1050,7 +1067,7 @@ def _make_grids(rng, v: dict, k: int) -> None:
         kj = int(min(per_nv[j], len(pts)))
         # k-means++ likes to start on an outlying house and keep a one-house cluster: take the
         # most even of a few starts.
-        best = None
+        best: tuple[int, np.ndarray] | None = None
         for _ in range(8):
             c, lab = _kmeans(pts, kj, rng)
             smallest = int(np.bincount(lab, minlength=kj).min())
@@ -1058,6 +1075,8 @@ def _make_grids(rng, v: dict, k: int) -> None:
                 best = (smallest, c)
             if smallest >= 0.4 * len(pts) / kj:
                 break
+        if best is None:
+            raise RuntimeError("no k-means start")
         init.append(best[1])
     centres, labels = _kmeans(xy, k, rng, iters=300, init=np.vstack(init))
     polys = _tile(v["geom"], centres, members=(xy, labels))
@@ -1115,7 +1134,7 @@ def _off_cell_edges(xy: np.ndarray, transform: affine.Affine, gap_m: float = 0.0
 
 
 def _make_people(
-    rng: np.random.Generator, villages: list[dict]
+    rng: np.random.Generator, villages: list[dict[str, Any]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     n_households = sum(len(v["hh_xy"]) for v in villages)
     p = np.array([0.12, 0.22, 0.17, 0.22, 0.15, 0.08, 0.03, 0.01])
@@ -1128,8 +1147,8 @@ def _make_people(
     phones = _phones(rng, n_households)
     rnd = random.Random(int(rng.integers(2**62)))
 
-    hh_rows: list[dict] = []
-    people: list[tuple] = []
+    hh_rows: list[dict[str, Any]] = []
+    people: list[tuple[Any, ...]] = []
     h = 0
     for v in villages:
         xy = v["hh_xy"]
@@ -1237,14 +1256,16 @@ def _make_people(
 # ----------------------------------------------------------------------------- shelters
 
 
-def _grid_at(v: dict, xy) -> str:
+def _grid_at(v: dict[str, Any], xy: np.ndarray) -> str:
     for g in v["grids"]:
         if shapely.contains_xy(g["geom"], *xy):
-            return g["code"]
+            return str(g["code"])
     raise RuntimeError("shelter outside its village's grids")
 
 
-def _high_spot(rng, v: dict, centre, radius: float, terrain: _Terrain, avoid: list) -> np.ndarray:
+def _high_spot(
+    rng: np.random.Generator, v: dict[str, Any], centre: Any, radius: float, terrain: _Terrain, avoid: list[Any]
+) -> np.ndarray:
     """The highest dry spot near `centre` inside the village, away from the other shelters."""
     poly = v["geom"]
     for r in (radius, radius * 1.5, radius * 2.5, 1e9):
@@ -1256,15 +1277,16 @@ def _high_spot(rng, v: dict, centre, radius: float, terrain: _Terrain, avoid: li
             inside &= ((pts - other) ** 2).sum(1) >= 120.0**2
         if inside.any():
             pts = pts[inside]
-            return pts[np.argmax(terrain.at("dem", pts))]
+            highest: np.ndarray = pts[np.argmax(terrain.at("dem", pts))]
+            return highest
     raise RuntimeError(f"no high ground for a shelter in {v['name']}")
 
 
-def _make_shelters(rng, villages: list[dict], terrain: _Terrain) -> list[dict]:
-    shelters: list[dict] = []
+def _make_shelters(rng: np.random.Generator, villages: list[dict[str, Any]], terrain: _Terrain) -> list[dict[str, Any]]:
+    shelters: list[dict[str, Any]] = []
     taken: list[np.ndarray] = []
 
-    def add(v, name, kind, capacity, xy):
+    def add(v: dict[str, Any], name: str, kind: str, capacity: int, xy: np.ndarray) -> None:
         taken.append(xy)
         shelters.append(
             {
@@ -1333,11 +1355,18 @@ def _make_shelters(rng, villages: list[dict], terrain: _Terrain) -> list[dict]:
 # ----------------------------------------------------------------------------- roads
 
 
-def _make_roads(rng, town, river, villages: list[dict], shelters: list[dict], centre) -> list[dict]:
+def _make_roads(
+    rng: np.random.Generator,
+    town: Any,
+    river: Any,
+    villages: list[dict[str, Any]],
+    shelters: list[dict[str, Any]],
+    centre: Any,
+) -> list[dict[str, Any]]:
     """County road through the town seat, township roads to every village seat, village roads to
     every natural village: shortest paths over one Delaunay graph, so roads only meet at nodes."""
     nodes: list[np.ndarray] = []
-    node_village: list[dict | None] = []
+    node_village: list[dict[str, Any] | None] = []
     seat_nodes: list[int] = []
     town_seat = -1
     for v in villages:
@@ -1376,7 +1405,7 @@ def _make_roads(rng, town, river, villages: list[dict], shelters: list[dict], ce
     # Bridges are expensive: roads cross the river only where they have to.
     cost = length * np.where(crosses, 3.0, 1.0)
 
-    def graph(mask):
+    def graph(mask: np.ndarray) -> Any:
         m = coo_matrix((cost[mask], (pairs[mask, 0], pairs[mask, 1])), shape=(n, n)).tocsr()
         return m + m.T
 
@@ -1397,7 +1426,7 @@ def _make_roads(rng, town, river, villages: list[dict], shelters: list[dict], ce
             out.append(int(pred[out[-1]]))
         return out[::-1]
 
-    def add_path(p, cls, name):
+    def add_path(p: list[int], cls: str, name: str) -> None:
         for a, b in zip(p[:-1], p[1:], strict=True):
             key = (min(a, b), max(a, b))
             edges.setdefault(key, (cls, name))
@@ -1408,25 +1437,31 @@ def _make_roads(rng, town, river, villages: list[dict], shelters: list[dict], ce
     add_path(path(ends[0], [town_seat]), "县道", COUNTY_ROAD_NAME)
     add_path(path(town_seat, [ends[1]]), "县道", COUNTY_ROAD_NAME)
 
-    def by_distance(items):
+    def by_distance(items: Iterable[int]) -> list[int]:
         return sorted(items, key=lambda i: float(np.hypot(*(xy[i] - xy[town_seat]))))
+
+    def village_of(node: int) -> dict[str, Any]:
+        v = node_village[node]
+        if v is None:
+            raise RuntimeError(f"road node {node} is no settlement")
+        return v
 
     road_no = 101
     for s in by_distance(seat_nodes):
         if s in network:
             continue
-        add_path(path(s, list(network)), "乡道", f"Y{road_no}{node_village[s]['name'][:-1]}线")
+        add_path(path(s, list(network)), "乡道", f"Y{road_no}{village_of(s)['name'][:-1]}线")
         road_no += 1
     village_road_no: dict[str, int] = {}
 
-    def village_road_name(v):
+    def village_road_name(v: dict[str, Any]) -> str:
         village_road_no[v["name"]] = village_road_no.get(v["name"], 0) + 1
         return f"{v['name']}村道{village_road_no[v['name']]}"
 
     for s in by_distance(range(n)):
         if s in network:
             continue
-        add_path(path(s, list(network)), "村道", village_road_name(node_village[s]))
+        add_path(path(s, list(network)), "村道", village_road_name(village_of(s)))
     # A few short links between neighbouring settlements give the network its loops.
     spare = [
         int(i)
@@ -1440,28 +1475,28 @@ def _make_roads(rng, town, river, villages: list[dict], shelters: list[dict], ce
     ]
     for i in spare[:12]:
         a, b = int(pairs[i, 0]), int(pairs[i, 1])
-        edges[(a, b)] = ("村道", village_road_name(node_village[a]))
+        edges[(a, b)] = ("村道", village_road_name(village_of(a)))
 
     roads = []
     for (a, b), (cls, name) in edges.items():
         roads.append({"name": name, "road_class": cls, "geom": _bent(rng, xy[a], xy[b])})
     # Each shelter hangs off the nearest settlement of the network.
     net_xy = xy[network]
-    for s in shelters:
-        j = int(np.argmin(((net_xy - s["xy"]) ** 2).sum(1)))
-        if np.hypot(*(net_xy[j] - s["xy"])) < 1.0:
+    for shelter in shelters:
+        j = int(np.argmin(((net_xy - shelter["xy"]) ** 2).sum(1)))
+        if np.hypot(*(net_xy[j] - shelter["xy"])) < 1.0:
             continue
         roads.append(
             {
-                "name": f"{s['name']}连接路",
+                "name": f"{shelter['name']}连接路",
                 "road_class": "村道",
-                "geom": _bent(rng, net_xy[j], s["xy"]),
+                "geom": _bent(rng, net_xy[j], shelter["xy"]),
             }
         )
     return roads
 
 
-def _bent(rng, a, b):
+def _bent(rng: np.random.Generator, a: npt.ArrayLike, b: npt.ArrayLike) -> Any:
     """A road between two nodes with a slight bend, endpoints exactly the nodes."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     d = b - a
@@ -1474,7 +1509,7 @@ def _bent(rng, a, b):
 
 
 def _make_staff(
-    rng: np.random.Generator, villages: list[dict], households: pd.DataFrame
+    rng: np.random.Generator, villages: list[dict[str, Any]], households: pd.DataFrame
 ) -> pd.DataFrame:
     rnd = random.Random(int(rng.integers(2**62)))
 
@@ -1482,7 +1517,7 @@ def _make_staff(
         gender = "男" if rnd.random() < 0.7 else "女"
         return _random_surname(rnd) + _name_parts(rnd, gender, rnd.randint(1962, 1998))
 
-    rows: list[tuple] = []
+    rows: list[tuple[Any, ...]] = []
     rows.append(("grid_leader", TOWN_CODE, None))
     for a in range(N_AREAS):
         rows.append(("grid_leader", area_code(TOWN_CODE, a + 1), None))
@@ -1544,8 +1579,8 @@ def _make_staff(
 # ----------------------------------------------------------------------------- writers
 
 
-def _round_coords(coords) -> list:
-    out = []
+def _round_coords(coords: Any) -> list[Any]:
+    out: list[Any] = []
     for x, y in coords:
         c = [round(float(x), 7), round(float(y), 7)]
         if not out or out[-1] != c:
@@ -1553,7 +1588,7 @@ def _round_coords(coords) -> list:
     return out
 
 
-def _geojson_geometry(geom) -> dict:
+def _geojson_geometry(geom: Any) -> dict[str, Any]:
     kind = geom.geom_type
     if kind == "Point":
         return {"type": "Point", "coordinates": _round_coords(geom.coords)[0]}
@@ -1571,7 +1606,7 @@ def _geojson_geometry(geom) -> dict:
     raise ValueError(f"unsupported geometry {kind}")
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if value is None or (isinstance(value, float) and math.isnan(value)):

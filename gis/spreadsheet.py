@@ -183,7 +183,7 @@ def _csv_cell(value: str | int | float | None) -> str | int | float:
     return csv_text(value) if isinstance(value, str) else value
 
 
-def _xlsx_text(cell, text: str):
+def _xlsx_text(cell: Any, text: str) -> Any:
     # openpyxl would store "=…" as a formula; the type is set after the value to keep it text.
     # Formula-like text also gets Excel's own quote-prefix flag: editing the cell keeps it text.
     cell.value = text

@@ -19,7 +19,7 @@ from shapely.geometry import mapping
 
 from maps import labels
 from maps.offline import DEFAULT_PREFIX
-from maps.render import render_page
+from maps.page import add_layer_control, finish_page, new_page_map
 
 LEVELS = (1, 2, 3, 4)
 
@@ -27,7 +27,6 @@ LEVELS = (1, 2, 3, 4)
 SIMPLIFY_DEGREES = 5.0 / 111_320.0
 COORD_DECIMALS = 6  # ~0.1 m
 
-BACKGROUND = "#eef0ea"
 
 
 # Per level: outline colour, width, dash, and (level 4 only) fill. Coarser levels draw thicker
@@ -106,10 +105,11 @@ def _outline_style(level: int) -> dict[str, Any]:
     return out
 
 
-def display_geometries(geoms: Sequence) -> np.ndarray:
+def display_geometries(geoms: Sequence[Any]) -> np.ndarray:
     arr = np.asarray(geoms, dtype=object)
     arr = shapely.simplify(arr, SIMPLIFY_DEGREES, preserve_topology=True)
-    return shapely.transform(arr, lambda xy: np.round(xy, COORD_DECIMALS))
+    rounded: np.ndarray = shapely.transform(arr, lambda xy: np.round(xy, COORD_DECIMALS))
+    return rounded
 
 
 def _esc(value: Any) -> str:
@@ -206,72 +206,6 @@ def _check_grids(grids: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return grids.sort_values(["level", "code"])
 
 
-class PageChrome(MacroElement):
-    """Page title bar, synthetic-data badge, background and popup/legend styling."""
-
-    _template = Template(
-        """
-        {% macro header(this, kwargs) %}
-        {#- An empty icon stops the browser from asking the server for /favicon.ico. #}
-        <link rel="icon" href="data:,">
-        <style>
-            .folium-map.leaflet-container { background: {{ this.background }}; }
-            .wangge-ui, .wangge-popup, .wangge-tooltip {
-                font-family: system-ui, "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei",
-                             "Source Han Sans SC", sans-serif;
-            }
-            .wangge-title {
-                position: fixed; top: 10px; left: 50%; transform: translateX(-50%);
-                z-index: 1000; background: rgba(255,255,255,0.94); padding: 6px 14px;
-                border-radius: 6px; box-shadow: 0 1px 4px rgba(0,0,0,0.3);
-                font-size: 16px; font-weight: 600; color: #222; white-space: nowrap;
-            }
-            .wangge-title .fa-solid { color: #2166ac; margin-right: 6px; }
-            .wangge-badge {
-                display: inline-block; margin-left: 10px; padding: 1px 8px; border-radius: 10px;
-                background: #d9480f; color: #fff; font-size: 12px; font-weight: 600;
-                vertical-align: 2px;
-            }
-            .wangge-legend {
-                position: fixed; bottom: 28px; right: 10px; z-index: 1000;
-                background: rgba(255,255,255,0.94); padding: 8px 12px; border-radius: 6px;
-                box-shadow: 0 1px 4px rgba(0,0,0,0.3); font-size: 13px; color: #222;
-                line-height: 1.5;
-            }
-            .wangge-legend h4 { margin: 0 0 4px; font-size: 14px; font-weight: 600; }
-            .wangge-legend .row-item { display: flex; align-items: center; gap: 8px; }
-            .wangge-legend svg { flex: none; }
-            .wangge-legend .note { margin-top: 4px; color: #d9480f; font-size: 12px; }
-            .wangge-popup-table { border-collapse: collapse; font-size: 13px; }
-            .wangge-popup-table th {
-                text-align: left; font-weight: 600; color: #555; padding: 2px 10px 2px 0;
-                vertical-align: top; white-space: nowrap;
-            }
-            .wangge-popup-table td { padding: 2px 0; vertical-align: top; }
-            .wangge-staff { white-space: nowrap; }
-        </style>
-        {% endmacro %}
-        {% macro html(this, kwargs) %}
-        <div class="wangge-ui wangge-title" id="wangge-title">
-            <i class="fa-solid fa-map-location-dot" aria-hidden="true"></i>{{ this.title|e }}
-            {%- if this.badge %}
-            <span class="wangge-badge" id="wangge-synthetic-badge"
-                  title="{{ this.badge_hint|e }}">{{ this.badge|e }}</span>
-            {%- endif %}
-        </div>
-        {% endmacro %}
-        """
-    )
-
-    def __init__(self, title: str, badge: str | None, badge_hint: str, background: str):
-        super().__init__()
-        self._name = "WanggePageChrome"
-        self.title = title
-        self.badge = badge
-        self.badge_hint = badge_hint
-        self.background = background
-
-
 class _Legend(MacroElement):
     """Legend of the four levels (and the hillshade when shown), in Chinese."""
 
@@ -317,7 +251,7 @@ class _Legend(MacroElement):
     )
 
     def __init__(self, title: str, hillshade_label: str | None, note: str | None):
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._name = "WanggeLegend"
         self.title = title
         self.hillshade_label = hillshade_label
@@ -358,7 +292,7 @@ class _Outline(MacroElement):
     )
 
     def __init__(self, source: folium.GeoJson, pane: str, style: dict[str, Any]):
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._name = "WanggeOutline"
         self.source = source
         self.pane = pane
@@ -366,24 +300,8 @@ class _Outline(MacroElement):
         self.precision = COORD_DECIMALS
 
 
-class _Registry(MacroElement):
-    """Exposes the map and the per-level layers on window, for the page's tests and tools."""
-
-    _template = Template(
-        """
-        {% macro script(this, kwargs) %}
-        window.wanggeMap = {{ this._parent.get_name() }};
-        window.wanggeLayers = {
-            {%- for level, layer in this.layers.items() %}
-            {{ level }}: {{ layer.get_name() }}{{ "," if not loop.last }}
-            {%- endfor %}
-        };
-        window.wanggeGroups = {
-            {%- for level, group in this.groups.items() %}
-            {{ level }}: {{ group.get_name() }}{{ "," if not loop.last }}
-            {%- endfor %}
-        };
-        window.wanggeFindGrid = function (code) {
+# The grid page's own script: find a grid's layer by its code (for the page's tests and tools).
+_FIND_GRID_JS = """window.wanggeFindGrid = function (code) {
             var found = null;
             Object.keys(window.wanggeLayers).forEach(function (level) {
                 window.wanggeLayers[level].eachLayer(function (layer) {
@@ -393,17 +311,7 @@ class _Registry(MacroElement):
                 });
             });
             return found;
-        };
-        document.documentElement.setAttribute('data-wangge-ready', '1');
-        {% endmacro %}
-        """
-    )
-
-    def __init__(self, layers: dict[int, folium.GeoJson], groups: dict[int, folium.FeatureGroup]):
-        super().__init__()
-        self._name = "WanggeRegistry"
-        self.layers = layers
-        self.groups = groups
+        };"""
 
 
 def _title(grids: gpd.GeoDataFrame, synthetic: bool) -> str:
@@ -413,34 +321,10 @@ def _title(grids: gpd.GeoDataFrame, synthetic: bool) -> str:
     return f"{labels.PAGE_TITLE} — {towns[0]}" if len(towns) == 1 else labels.PAGE_TITLE
 
 
-def add_pane(m: folium.Map, name: str, z_index: int, *, clickable: bool) -> None:
-    """A named map pane with a fixed id (stable pages)."""
-    pane = folium.map.CustomPane(name, z_index=z_index, pointer_events=clickable)
-    pane._id = name.replace("-", "_")
-    m.add_child(pane)
-
-
-def add_online_tiles(m: folium.Map, tile_url: str | None, tile_attribution: str | None) -> None:
-    """The optional on-line base map, as a layer that can be switched off; nothing when not configured."""
-    if not tile_url:
-        return
-    tiles = folium.TileLayer(
-        tiles=tile_url,
-        attr=tile_attribution,
-        name=labels.TILE_LAYER,
-        overlay=True,
-        control=True,
-        show=True,
-        max_zoom=19,
-    )
-    tiles._id = "online"
-    m.add_child(tiles)
-
-
 def build_grid_map(
     grids: gpd.GeoDataFrame,
     *,
-    staff_by_code: dict[str, list[dict]] | None = None,
+    staff_by_code: dict[str, list[dict[str, Any]]] | None = None,
     household_counts: dict[str, int] | None = None,
     hillshade: tuple[bytes, Sequence[Sequence[float]]] | None = None,
     tile_url: str | None = None,
@@ -457,8 +341,6 @@ def build_grid_map(
     the page then loads tiles from that host. Without it the page requests nothing remote.
     """
     grids = _check_grids(grids)
-    if tile_url and not tile_attribution:
-        raise ValueError("an online base map needs its attribution (tile_attribution)")
     title = _title(grids, synthetic)
 
     names = {c: _text(n) for c, n in zip(grids["code"], grids["name"], strict=True)}
@@ -471,32 +353,19 @@ def build_grid_map(
     display = display_geometries(grids.geometry.values)
 
     west, south, east, north = grids.total_bounds
-    m = folium.Map(
+    # Pane divs stay transparent to the mouse; only interactive paths take clicks.
+    panes = [(name, z, False) for name, z in [HILLSHADE_PANE, *FILL_PANES.values(), *LINE_PANES.values()]]
+    m = new_page_map(
+        title,
+        badge_hint=labels.SYNTHETIC_BADGE_HINT,
+        synthetic=synthetic,
         location=[(south + north) / 2, (west + east) / 2],
         zoom_start=13,
-        tiles=None,
-        control_scale=True,
+        min_zoom=8,
+        panes=panes,
+        tile_url=tile_url,
+        tile_attribution=tile_attribution,
     )
-    # folium hands min/max zoom only to its own tile layer; without one they must be map options
-    # or the zoom would be unbounded.
-    m.options.update(minZoom=8, maxZoom=19)
-    # Fixed ids keep the page byte-for-byte stable between builds (cacheable, diffable).
-    m._id = "wangge"
-    m.get_root().title = html.escape(title)  # branca writes it into <title> unescaped
-    m.add_child(
-        PageChrome(
-            title,
-            labels.SYNTHETIC_BADGE if synthetic else None,
-            labels.SYNTHETIC_BADGE_HINT,
-            BACKGROUND,
-        )
-    )
-
-    for name, z in [HILLSHADE_PANE, *FILL_PANES.values(), *LINE_PANES.values()]:
-        # Pane divs stay transparent to the mouse; only interactive paths take clicks.
-        add_pane(m, name, z, clickable=False)
-
-    add_online_tiles(m, tile_url, tile_attribution)
 
     if hillshade is not None:
         png, bounds = hillshade
@@ -564,9 +433,7 @@ def build_grid_map(
         m.add_child(group)
         layers[level], groups[level] = layer, group
 
-    control = folium.LayerControl(collapsed=False, position="topright")
-    control._id = "wangge"
-    m.add_child(control)
+    add_layer_control(m)
     m.add_child(
         _Legend(
             labels.LEGEND_TITLE,
@@ -575,6 +442,10 @@ def build_grid_map(
         )
     )
     m.fit_bounds([[south, west], [north, east]], padding=(20, 20))
-    m.add_child(_Registry(layers, groups))
-
-    return render_page(m, "grid map", asset_prefix)
+    return finish_page(
+        m,
+        "grid map",
+        exposed={"wanggeLayers": layers, "wanggeGroups": groups},
+        script=_FIND_GRID_JS,
+        asset_prefix=asset_prefix,
+    )

@@ -44,7 +44,8 @@ def _fill_nodata(dem: np.ndarray, valid: np.ndarray) -> np.ndarray:
     if valid.all():
         return dem
     _, (rows, cols) = distance_transform_edt(~valid, return_indices=True)
-    return dem[rows, cols]
+    filled: np.ndarray = dem[rows, cols]
+    return filled
 
 
 def _block_mean(values: np.ndarray, factor: int) -> np.ndarray:
@@ -80,13 +81,14 @@ def shade(
     lit = (-dz_deast * light_e - dz_dnorth * light_n + light_up) / np.sqrt(
         1.0 + dz_deast**2 + dz_dnorth**2
     )
-    return np.clip(lit, 0.0, 1.0)
+    shaded: np.ndarray = np.clip(lit, 0.0, 1.0)
+    return shaded
 
 
 def hillshade_png(
     dem: np.ndarray,
     transform: Affine,
-    crs,
+    crs: CRS | str | int,
     *,
     azimuth: float = 315,
     altitude: float = 45,

@@ -5,7 +5,6 @@ incidents behind a unit in its popup, an optional density surface, and a form fo
 from __future__ import annotations
 
 import base64
-import html
 import io
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,10 +20,10 @@ from shapely.geometry import mapping
 from gis.hotspots.density import kernel_density
 from gis.incidents.categories import CATEGORY_NAMES_ZH, Category
 from maps import labels
-from maps.grid_map import BACKGROUND, PageChrome, add_online_tiles, add_pane, display_geometries
+from maps.grid_map import display_geometries
 from maps.offline import DEFAULT_PREFIX
-from maps.points import EMPTY_VIEW, POPUP_TABLE_JS, script_json
-from maps.render import render_page
+from maps.page import EMPTY_VIEW, add_layer_control, finish_page, new_page_map
+from maps.points import POPUP_TABLE_JS, script_json
 
 # Diverging hot/cold colours as in the standard hot-spot maps (red hot, blue cold, pale neutral).
 BIN_COLOURS: dict[int, str] = {
@@ -99,7 +98,7 @@ def emerging_style(props: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _fmt(value, digits: int = 2):
+def _fmt(value: Any, digits: int = 2) -> Any:
     if value is None:
         return None
     if isinstance(value, float):
@@ -107,7 +106,7 @@ def _fmt(value, digits: int = 2):
     return value
 
 
-def _popup_values(record: Mapping[str, Any], unit_text: str) -> list:
+def _popup_values(record: Mapping[str, Any], unit_text: str) -> list[Any]:
     bin_text = (
         labels.HOTSPOT_ISLAND
         if record.get("island")
@@ -178,7 +177,7 @@ class _UnitLayer(Layer):
         """
     )
 
-    def __init__(self, features: list[dict]):
+    def __init__(self, features: list[dict[str, Any]]):
         super().__init__(name=labels.HOTSPOT_LAYER, overlay=True, control=True, show=True)
         self._name = "WanggeHotspotUnits"
         self.data_json = script_json({"type": "FeatureCollection", "features": features})
@@ -214,8 +213,8 @@ class _Legend(MacroElement):
         """
     )
 
-    def __init__(self, items: Sequence[dict], lines: Sequence[dict]):
-        super().__init__()
+    def __init__(self, items: Sequence[dict[str, Any]], lines: Sequence[dict[str, Any]]):
+        super().__init__()  # type: ignore[no-untyped-call]
         self._name = "WanggeHotspotLegend"
         self.title = labels.LEGEND_TITLE
         self.items = list(items)
@@ -285,7 +284,7 @@ class _Controls(MacroElement):
     )
 
     def __init__(self, form: Mapping[str, Any], refusal: Sequence[str] | None):
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._name = "WanggeHotspotControls"
         self.since_label, self.until_label = labels.HOTSPOT_FORM_SINCE, labels.HOTSPOT_FORM_UNTIL
         self.unit_label, self.category_label = (
@@ -319,15 +318,9 @@ UNIT_OPTIONS: list[tuple[str, str]] = [
 ]
 
 
-class _Registry(MacroElement):
-    _template = Template(
-        """
-        {% macro script(this, kwargs) %}
-        window.wanggeMap = {{ this._parent.get_name() }};
-        window.wanggeHotspots = {{ this.units.get_name() if this.units else "null" }};
-        window.wanggeDensity = {{ this.density.get_name() if this.density else "null" }};
-        // Colour the units by confidence bin ('bins') or by emerging-hot-spot category ('emerging').
-        window.wanggeColourBy = function (mode) {
+# The page's own script: colour the units by confidence bin ('bins') or by emerging-hot-spot
+# category ('emerging').
+_COLOUR_BY_JS = """window.wanggeColourBy = function (mode) {
             if (window.wanggeHotspots) {
                 window.wanggeHotspots.setStyle(function (f) {
                     return mode === 'emerging' ? f.properties.e : f.properties.s;
@@ -337,17 +330,7 @@ class _Registry(MacroElement):
                 el.style.display = el.dataset.legendMode === mode ? '' : 'none';
             });
             document.documentElement.setAttribute('data-wangge-colour', mode);
-        };
-        document.documentElement.setAttribute('data-wangge-ready', '1');
-        {% endmacro %}
-        """
-    )
-
-    def __init__(self, units, density):
-        super().__init__()
-        self._name = "WanggeRegistry"
-        self.units = units
-        self.density = density
+        };"""
 
 
 def density_overlay(
@@ -385,11 +368,11 @@ def density_overlay(
 
 
 def build_hotspot_map(
-    records: list[dict],
-    geometries: Sequence,
+    records: list[dict[str, Any]],
+    geometries: Sequence[Any],
     *,
     unit_names: Mapping[str, str] | None = None,
-    incidents_by_unit: Mapping[str, list] | None = None,
+    incidents_by_unit: Mapping[str, list[Any]] | None = None,
     incident_counts: Mapping[str, int] | None = None,
     summary: Sequence[str] = (),
     warnings: Sequence[str] = (),
@@ -409,13 +392,11 @@ def build_hotspot_map(
     what the caller may see (no personal fields), `incident_counts` to how many there are;
     `density` is a density_overlay; `refusal` replaces the map's content with the reason the
     analysis was refused (the form stays, to choose again)."""
-    if tile_url and not tile_attribution:
-        raise ValueError("an online base map needs its attribution (tile_attribution)")
     names = unit_names or {}
     listing = incidents_by_unit or {}
     totals = incident_counts or {}
     features = []
-    shown = display_geometries(list(geometries)) if len(records) else []
+    shown: Any = display_geometries(list(geometries)) if len(records) else []
     for r, geom in zip(records, shown, strict=True):
         uid = r["unit_id"]
         unit_text = f"{names[uid]}（{uid}）" if names.get(uid) else uid
@@ -437,21 +418,17 @@ def build_hotspot_map(
                 },
             }
         )
-    m = folium.Map(location=EMPTY_VIEW[0], zoom_start=EMPTY_VIEW[1], tiles=None, control_scale=True)
-    m.options.update(maxZoom=19)
-    m._id = "wangge"
-    m.get_root().title = html.escape(title)
-    m.add_child(
-        PageChrome(
-            title,
-            labels.SYNTHETIC_BADGE if synthetic else None,
-            labels.HOTSPOT_SYNTHETIC_HINT,
-            BACKGROUND,
-        )
+    m = new_page_map(
+        title,
+        badge_hint=labels.HOTSPOT_SYNTHETIC_HINT,
+        synthetic=synthetic,
+        location=EMPTY_VIEW[0],
+        zoom_start=EMPTY_VIEW[1],
+        min_zoom=None,
+        panes=[(name, z, name == UNIT_PANE[0]) for name, z in (DENSITY_PANE, UNIT_PANE)],
+        tile_url=tile_url,
+        tile_attribution=tile_attribution,
     )
-    for name, z in (DENSITY_PANE, UNIT_PANE):
-        add_pane(m, name, z, clickable=name == UNIT_PANE[0])
-    add_online_tiles(m, tile_url, tile_attribution)
 
     units_layer = None
     if features:
@@ -471,9 +448,7 @@ def build_hotspot_map(
         )
         density_layer._id = "density"
         m.add_child(density_layer)
-    control = folium.LayerControl(collapsed=False, position="topright")
-    control._id = "wangge"
-    m.add_child(control)
+    add_layer_control(m)
 
     items = [
         {
@@ -562,7 +537,10 @@ def build_hotspot_map(
             ],
             padding=(20, 20),
         )
-    registry = _Registry(units_layer, density_layer)
-    registry._id = "registry"
-    m.add_child(registry)
-    return render_page(m, title, asset_prefix)
+    return finish_page(
+        m,
+        title,
+        exposed={"wanggeHotspots": units_layer, "wanggeDensity": density_layer},
+        script=_COLOUR_BY_JS,
+        asset_prefix=asset_prefix,
+    )

@@ -51,7 +51,7 @@ def vulnerability_class(record: Mapping[str, Any]) -> str:
     return "other"
 
 
-def _feature(record: Mapping[str, Any]) -> dict:
+def _feature(record: Mapping[str, Any]) -> dict[str, Any]:
     grid = grid_label(record.get("grid_name"), record.get("grid_code"))
     return HOUSEHOLDS.feature({**record, "grid": grid}, vulnerability_class(record))
 
@@ -71,7 +71,7 @@ def _legend(*, shown: int, total: int, masked: bool) -> PointLegend:
 
 
 def build_household_map(
-    households: list[dict],
+    households: list[dict[str, Any]],
     grids: gpd.GeoDataFrame,
     *,
     title: str,

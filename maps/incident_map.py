@@ -81,9 +81,14 @@ def local_time(value: str | dt.datetime | None) -> str | None:
     return when.astimezone(LOCAL_TIME).strftime("%Y-%m-%d %H:%M")
 
 
+# The Chinese names by code as the records carry it (a plain string, possibly one we do not know).
+_CATEGORY_NAMES: dict[str, str] = {c.value: name for c, name in CATEGORY_NAMES_ZH.items()}
+_DISPUTE_NAMES: dict[str, str] = {k.value: name for k, name in DISPUTE_NAMES_ZH.items()}
+
+
 def category_text(category: str | None, dispute_kind: str | None) -> str | None:
-    name = CATEGORY_NAMES_ZH.get(category, category) if category else None
-    kind = DISPUTE_NAMES_ZH.get(dispute_kind, dispute_kind) if dispute_kind else None
+    name = _CATEGORY_NAMES.get(category, category) if category else None
+    kind = _DISPUTE_NAMES.get(dispute_kind, dispute_kind) if dispute_kind else None
     if name and kind:
         return f"{name}{labels.INCIDENT_CATEGORY_JOIN}{kind}"
     return name or kind
@@ -101,7 +106,7 @@ def _urgency_text(record: Mapping[str, Any], names: Mapping[str, str]) -> str | 
     return labels.INCIDENT_ON_TIME if record.get("deadline") else None
 
 
-def _feature(record: Mapping[str, Any], names: Mapping[str, str]) -> dict:
+def _feature(record: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
     state = record.get("state")
     values = {
         **record,
@@ -135,7 +140,7 @@ def filter_text(filters: Mapping[str, Any]) -> str | None:
 
 
 def _legend(
-    features: list[dict], *, total: int, masked: bool, filters: Mapping[str, Any]
+    features: list[dict[str, Any]], *, total: int, masked: bool, filters: Mapping[str, Any]
 ) -> PointLegend:
     # Only the categories on the page: a filtered page's legend should not list what it hides.
     present = {f["properties"]["k"] for f in features}
@@ -162,7 +167,7 @@ def _legend(
 
 
 def build_incident_map(
-    incidents: list[dict],
+    incidents: list[dict[str, Any]],
     grids: gpd.GeoDataFrame,
     *,
     grid_names: Mapping[str, str] | None = None,

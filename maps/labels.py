@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gis.spreadsheet import Table
 
 LEVEL_LAYER_NAMES: dict[int, str] = {
@@ -208,7 +210,7 @@ HOTSPOT_EXPORT = Table(HOTSPOT_CSV_HEADERS, labels={
     "quadrant": HOTSPOT_QUADRANTS})
 
 
-def hotspot_export_rows(records: list[dict]) -> list[dict]:
+def hotspot_export_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The analysis' unit records with the bin's wording beside its number."""
     return [{**r, "bin_text": r["bin"]} for r in records]
 

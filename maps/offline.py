@@ -76,8 +76,8 @@ def _localized(owner: Element, links: list[tuple[str, str]], prefix: str) -> lis
                 f"{type(owner).__name__} loads {name!r} from {url}; add the npm package to "
                 f"maps/assets/package.json and the file to maps.offline.ASSET_PATHS"
             )
-        elif urls[name] is not None:
-            out.append((name, urls[name]))
+        elif (local := urls[name]) is not None:
+            out.append((name, local))
     return out
 
 

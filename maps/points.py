@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,17 +19,9 @@ from maps import labels
 
 # The grid page's look (title bar, badge, legend and popup styling, level colours) is shared so
 # every page reads as one product.
-from maps.grid_map import (
-    BACKGROUND,
-    COORD_DECIMALS,
-    LEVEL_STYLES,
-    PageChrome,
-    add_online_tiles,
-    add_pane,
-    display_geometries,
-)
+from maps.grid_map import COORD_DECIMALS, LEVEL_STYLES, display_geometries
 from maps.offline import DEFAULT_PREFIX
-from maps.render import render_page
+from maps.page import EMPTY_VIEW, add_layer_control, finish_page, new_page_map
 
 OUTLINE_PANE = ("wangge-outlines", 410)
 POINT_PANE = ("wangge-points", 450)
@@ -38,8 +29,6 @@ POINT_PANE = ("wangge-points", 450)
 # the finest level needs a line that stays visible under the markers.
 MIN_OUTLINE_WEIGHT = 1.5
 
-# Where a page has nothing to fit to, it opens on China rather than on (0, 0) in the ocean.
-EMPTY_VIEW = ([35.0, 105.0], 4)
 
 
 @dataclass(frozen=True)
@@ -58,7 +47,7 @@ class PointKind:
     id_attribute: str
     synthetic_hint: str
 
-    def feature(self, record: Mapping[str, Any], key: str) -> dict:
+    def feature(self, record: Mapping[str, Any], key: str) -> dict[str, Any]:
         """A marker: `key` picks its style; the popup rows come from `record` by their keys."""
         feature_id = record.get(self.popup_fields[0][0])
         lon, lat = record.get("lon"), record.get("lat")
@@ -80,7 +69,7 @@ def grid_label(name: str | None, code: str | None) -> str | None:
     return name or code
 
 
-def in_draw_order(features: list[dict], rank: Mapping[str, int]) -> list[dict]:
+def in_draw_order(features: list[dict[str, Any]], rank: Mapping[str, int]) -> list[dict[str, Any]]:
     """Features sorted so the keys of high `rank` are drawn last, on top where points crowd."""
     # Stable sort: within a rank the caller's order (by id) is kept, so the page is reproducible.
     return sorted(features, key=lambda f: rank[f["properties"]["k"]])
@@ -161,7 +150,7 @@ class _PointLayer(Layer):
         """
     )
 
-    def __init__(self, kind: PointKind, features: list[dict]):
+    def __init__(self, kind: PointKind, features: list[dict[str, Any]]):
         super().__init__(name=kind.layer_name, overlay=True, control=True, show=True)
         self._name = "WanggePoints"
         self.features = features
@@ -187,12 +176,12 @@ def legend_marker(key: str, label: str, style: Mapping[str, Any]) -> dict[str, A
     }
 
 
-def legend_line(element_id: str, text: str, *, note: bool = False, hint: str | None = None) -> dict:
+def legend_line(element_id: str, text: str, *, note: bool = False, hint: str | None = None) -> dict[str, Any]:
     """A line of text under the legend's symbols; a note stands out (a cut result, masking)."""
     return {"id": element_id, "text": text, "note": note, "hint": hint}
 
 
-def result_notes(*, cut_text: str | None, masked_hint: str | None) -> list[dict]:
+def result_notes(*, cut_text: str | None, masked_hint: str | None) -> list[dict[str, Any]]:
     """The legend's notes that a result was cut (`cut_text`) and that personal fields are masked
     (`masked_hint` says which); none when neither is given."""
     lines = []
@@ -238,36 +227,14 @@ class PointLegend(MacroElement):
         """
     )
 
-    def __init__(self, markers: Sequence[dict], lines: Sequence[dict]):
-        super().__init__()
+    def __init__(self, markers: Sequence[dict[str, Any]], lines: Sequence[dict[str, Any]]):
+        super().__init__()  # type: ignore[no-untyped-call]
         self._name = "WanggePointLegend"
         self.title = labels.LEGEND_TITLE
         self.markers = list(markers)
         self.outline_color = LEVEL_STYLES[4]["color"]
         self.outline_label = labels.GRID_OUTLINE_LAYER
         self.lines = list(lines)
-
-
-class _Registry(MacroElement):
-    """Puts the map and its layers on window (for tests and tools) and marks the page ready."""
-
-    _template = Template(
-        """
-        {% macro script(this, kwargs) %}
-        window.wanggeMap = {{ this._parent.get_name() }};
-        window[{{ this.global_json }}] = {{ this.points.get_name() }};
-        window.wanggeGridOutlines = {{ this.outlines.get_name() if this.outlines else "null" }};
-        document.documentElement.setAttribute('data-wangge-ready', '1');
-        {% endmacro %}
-        """
-    )
-
-    def __init__(self, global_name: str, points: _PointLayer, outlines: folium.GeoJson | None):
-        super().__init__()
-        self._name = "WanggeRegistry"
-        self.global_json = script_json(global_name)
-        self.points = points
-        self.outlines = outlines
 
 
 def _drawable(grids: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -308,7 +275,7 @@ def _outline_layer(grids: gpd.GeoDataFrame) -> folium.GeoJson | None:
     return layer
 
 
-def _bounds(features: Sequence[dict], grids: gpd.GeoDataFrame) -> list[list[float]] | None:
+def _bounds(features: Sequence[dict[str, Any]], grids: gpd.GeoDataFrame) -> list[list[float]] | None:
     boxes = []
     if features:
         xy = np.array([f["geometry"]["coordinates"] for f in features], dtype=float)
@@ -326,7 +293,7 @@ def _bounds(features: Sequence[dict], grids: gpd.GeoDataFrame) -> list[list[floa
 
 def build_point_page(
     kind: PointKind,
-    features: list[dict],
+    features: list[dict[str, Any]],
     legend: PointLegend,
     grids: gpd.GeoDataFrame,
     *,
@@ -340,28 +307,24 @@ def build_point_page(
     (code, level, geometry). `synthetic` shows the synthetic-data badge. `tile_url` adds an online
     base map in WGS84 alignment (never a GCJ-02 one); without it the page requests nothing remote.
     """
-    if tile_url and not tile_attribution:
-        raise ValueError("an online base map needs its attribution (tile_attribution)")
     points = _PointLayer(kind, features)
     bounds = _bounds(features, grids)
     center, zoom = EMPTY_VIEW
     if bounds is not None:
         center = [(bounds[0][0] + bounds[1][0]) / 2, (bounds[0][1] + bounds[1][1]) / 2]
         zoom = 14
-    m = folium.Map(location=center, zoom_start=zoom, tiles=None, control_scale=True)
-    m.options.update(minZoom=3 if bounds is None else 8, maxZoom=19)
-    # Fixed ids keep the page byte-for-byte stable between builds (cacheable, diffable).
-    m._id = "wangge"
-    m.get_root().title = html.escape(title)  # branca writes it into <title> unescaped
-    m.add_child(
-        PageChrome(title, labels.SYNTHETIC_BADGE if synthetic else None, kind.synthetic_hint,
-                   BACKGROUND)
+    m = new_page_map(
+        title,
+        badge_hint=kind.synthetic_hint,
+        synthetic=synthetic,
+        location=center,
+        zoom_start=zoom,
+        min_zoom=3 if bounds is None else 8,
+        # The outline pane lets the mouse through; the markers' canvas must take clicks itself.
+        panes=[(*OUTLINE_PANE, False), (*POINT_PANE, True)],
+        tile_url=tile_url,
+        tile_attribution=tile_attribution,
     )
-    # The outline pane lets the mouse through; the markers' canvas must take clicks itself.
-    for (name, z), clickable in ((OUTLINE_PANE, False), (POINT_PANE, True)):
-        add_pane(m, name, z, clickable=clickable)
-
-    add_online_tiles(m, tile_url, tile_attribution)
 
     outlines = _outline_layer(grids)
     if outlines is not None:
@@ -371,15 +334,14 @@ def build_point_page(
     points._id = "layer"
     m.add_child(points)
 
-    control = folium.LayerControl(collapsed=False, position="topright")
-    control._id = "wangge"
-    m.add_child(control)
+    add_layer_control(m)
     legend._id = "legend"
     m.add_child(legend)
     if bounds is not None:
         m.fit_bounds(bounds, padding=(30, 30), max_zoom=18)
-    registry = _Registry(kind.global_name, points, outlines)
-    registry._id = "registry"
-    m.add_child(registry)
-
-    return render_page(m, title, asset_prefix)
+    return finish_page(
+        m,
+        title,
+        exposed={kind.global_name: points, "wanggeGridOutlines": outlines},
+        asset_prefix=asset_prefix,
+    )

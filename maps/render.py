@@ -47,17 +47,18 @@ class LiteralTemplate:
 
 def _template_or_literal(source: str) -> Template | LiteralTemplate:
     if source in BRANCA_OWN_TEMPLATES:
-        return Template(source)
+        compiled: Template = Template(source)
+        return compiled
     return LiteralTemplate(source)
 
 
 def install_literal_rendering() -> None:
     """Make every `branca.element.Element(text)` a literal (idempotent)."""
-    _branca.Template = _template_or_literal  # type: ignore[assignment, misc]
+    setattr(_branca, "Template", _template_or_literal)  # noqa: B010 - branca does not export the name
 
 
 def literal_rendering_installed() -> bool:
-    return _branca.Template is _template_or_literal  # type: ignore[comparison-overlap]
+    return getattr(_branca, "Template", None) is _template_or_literal
 
 
 def render_page(m: Element, what: str, asset_prefix: str = DEFAULT_PREFIX) -> str:

@@ -15,7 +15,8 @@ from sqlalchemy import text
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
 from gis.errors import Forbidden, InputError
-from gis.hotspots import emerging, service, stats, units
+from gis.hotspots import emerging, service, units
+from gis.hotspots import local_indicators as stats
 from gis.hotspots.service import HotspotQuery, analyse
 from maps import labels
 
@@ -330,6 +331,39 @@ def test_grid_staff_see_only_their_scope(session, accounts):
     with pytest.raises(InputError) as exc:
         analyse(session, principal, HotspotQuery())
     assert exc.value.problems[0].type == "too_few_units"
+
+
+def test_a_scoped_role_with_enough_grids_gets_hot_spots_of_its_own_incidents(session, accounts):
+    """Hot spots choose their incidents through the incident list's filter (its access rule):
+    a supervisor over two management areas sees a map of exactly those areas' incidents."""
+    staff = accounts["supervisor"]
+    areas = tuple(
+        session.execute(
+            text("SELECT code FROM grid WHERE level = 2 AND valid_to IS NULL ORDER BY code LIMIT 2")
+        ).scalars()
+    )
+    principal = Principal(
+        user_id=staff["id"], username=staff["username"], role=Role.SUPERVISOR, scope_codes=areas
+    )
+    query = HotspotQuery(category=None, permutations=0, emerging=False)
+    mine = analyse(session, principal, query)
+    everyone = analyse(session, None, query)
+    in_areas = session.execute(
+        text("SELECT id FROM incident WHERE area_code = ANY(:areas) ORDER BY id"), {"areas": list(areas)}
+    ).scalars().all()
+    assert mine.meta["area"] == list(areas)
+    assert sorted(mine.incident_ids.tolist()) == in_areas
+    assert 0 < len(in_areas) < everyone.meta["incidents"]
+    assert set(mine.units["code"].str[:12]) <= {
+        c[:12] for c in session.execute(
+            text("SELECT code FROM grid WHERE parent_code = ANY(:areas)"), {"areas": list(areas)}
+        ).scalars()
+    }
+    # The drill-down behind a unit lists the same incidents the map counted there.
+    busiest = mine.units.sort_values(["incidents", "unit_id"]).iloc[-1]
+    rows, total = service.unit_incident_records(session, principal, query, busiest["unit_id"], 1000)
+    assert total == busiest["incidents"] == len(rows)
+    assert {r["id"] for r in rows} <= set(in_areas)
 
 
 # --- API ---------------------------------------------------------------------------------------------

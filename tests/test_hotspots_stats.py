@@ -13,7 +13,8 @@ import pytest
 import shapely
 from scipy.stats import gaussian_kde
 
-from gis.hotspots import density, emerging, stats, units
+from gis.hotspots import density, emerging, units
+from gis.hotspots import local_indicators as stats
 
 warnings.filterwarnings("ignore", category=UserWarning)
 

@@ -364,7 +364,7 @@ def test_models_drop_no_field_and_change_no_value(
     from gis.db import make_sessionmaker
     from gis.flood import extents, finder
     from gis.flood.risk import flood_risk, parse_stages
-    from gis.incidents.stats import grid_stats
+    from gis.incidents.grid_stats import grid_stats
     from gis.stats import town_counts
 
     engine = create_engine(database_url, poolclass=NullPool)

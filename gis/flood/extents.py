@@ -474,7 +474,7 @@ def _dem_row(session: Session, dem_name: str | None, import_sample: bool = True)
 
 def _import_sample_dem(session: Session) -> None:
     """No DEM imported yet: use the one the loaded dataset names (the sample town's), if any."""
-    from gis.sample_load import dataset_info
+    from gis.dataset_info import dataset_info
 
     info = dataset_info(session, "dem")
     if not info or not info.get("path") or not Path(info["path"]).is_file():

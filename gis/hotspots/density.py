@@ -44,7 +44,8 @@ class DensitySurface:
 def scott_covariance(xy: np.ndarray) -> np.ndarray:
     n = len(xy)
     cov = np.atleast_2d(np.cov(xy.T))
-    return cov * n ** (-1 / 3)
+    scaled: np.ndarray = cov * n ** (-1 / 3)
+    return scaled
 
 
 def kernel_covariance(xy: np.ndarray, bandwidth: float | None) -> tuple[np.ndarray, str]:
@@ -53,7 +54,13 @@ def kernel_covariance(xy: np.ndarray, bandwidth: float | None) -> tuple[np.ndarr
     return scott_covariance(xy), "scott"
 
 
-def _linear_bin(xy, weights, origin, step, shape):
+def _linear_bin(
+    xy: np.ndarray,
+    weights: np.ndarray,
+    origin: tuple[float, float],
+    step: tuple[float, float],
+    shape: tuple[int, int],
+) -> np.ndarray:
     """Bilinear binning of points onto nodes at origin + index * step; shape (ny, nx)."""
     ny, nx = shape
     fx = (xy[:, 0] - origin[0]) / step[0]
@@ -129,4 +136,5 @@ def exact_density(xy: np.ndarray, surface: DensitySurface, chunk: int = 2000) ->
     for s in range(0, len(xy), chunk):
         d = nodes[:, None, :] - xy[None, s : s + chunk, :]
         total += np.exp(-0.5 * np.einsum("pni,ij,pnj->pn", d, inv, d)).sum(axis=1)
-    return (total / norm).reshape(surface.values.shape)
+    values: np.ndarray = (total / norm).reshape(surface.values.shape)
+    return values

@@ -2,7 +2,7 @@
 
 Each unit gets one category from its series of monthly Gi* results. A month is a *hot* (*cold*)
 bin when the unit's neighbourhood is significantly above (below) expectation that month, at
-`alpha` (0.05), by the exact binomial test of the month's counts (gis.hotspots.stats.exact_p),
+`alpha` (0.05), by the exact binomial test of the month's counts (gis.hotspots.local_indicators.exact_p),
 with the Benjamini–Hochberg correction within each month when FDR is on; with inference
 "normal" or "permutation", by the normal p of the month's Gi* z. A month holds few incidents,
 where the normal approximation of z is poor: requiring it too (as the whole-window map does)
@@ -42,7 +42,7 @@ import math
 import numpy as np
 from scipy import stats as sps
 
-from gis.hotspots.stats import exact_p, fdr_bh, gi_star
+from gis.hotspots.local_indicators import exact_p, fdr_bh, gi_star
 
 HOT_CATEGORIES = (
     "new",
@@ -92,13 +92,23 @@ def cube_gi_star(cube: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> n
 
 
 def cube_significance(
-    cube, indptr, indices, *, alpha=0.05, fdr=True, counts=None, share=None, require_z=False
-):
+    cube: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    *,
+    alpha: float = 0.05,
+    fdr: bool = True,
+    counts: np.ndarray | None = None,
+    share: np.ndarray | None = None,
+    require_z: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(hot, cold, z) per unit × month.
 
     With `counts` (units × months) and `share` the exact binomial test of the month's counts
     decides (with `require_z` the month's Gi* z must be significant the same way too, as in the
     whole-window map's "both"); without counts the normal p of z alone decides."""
+    if counts is not None and share is None:
+        raise ValueError("the exact test of counts needs each unit's share")
     z = cube_gi_star(np.asarray(cube, dtype=float), indptr, indices)
     hot = np.zeros(z.shape, dtype=bool)
     cold = np.zeros(z.shape, dtype=bool)
@@ -106,7 +116,7 @@ def cube_significance(
         zt = z[:, t]
         p_norm = 2 * sps.norm.sf(np.abs(zt))
         sign = np.sign(np.nan_to_num(zt))
-        if counts is not None:
+        if counts is not None and share is not None:
             if counts[:, t].sum() == 0:
                 continue  # no incident that month: nothing is significant
             p, expected, observed = exact_p(counts[:, t], share, indptr, indices)
@@ -122,7 +132,9 @@ def cube_significance(
     return hot, cold, z
 
 
-def classify(hot: np.ndarray, cold: np.ndarray, series: np.ndarray, alpha: float = 0.05):
+def classify(
+    hot: np.ndarray, cold: np.ndarray, series: np.ndarray, alpha: float = 0.05
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Categories from the hot/cold months (units × months) and the series whose Mann–Kendall
     trend tells intensifying from diminishing (the Gi* z): (category, trend z, trend p)."""
     n_units, t = hot.shape
@@ -173,8 +185,16 @@ def _categories(
 
 
 def emerging_hot_spots(
-    cube, indptr, indices, *, alpha=0.05, fdr=True, counts=None, share=None, require_z=False
-):
+    cube: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    *,
+    alpha: float = 0.05,
+    fdr: bool = True,
+    counts: np.ndarray | None = None,
+    share: np.ndarray | None = None,
+    require_z: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(category per unit, Gi* z per unit × month, trend z, trend p) for a cube of values."""
     hot, cold, z = cube_significance(
         cube, indptr, indices, alpha=alpha, fdr=fdr, counts=counts, share=share, require_z=require_z

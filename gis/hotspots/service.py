@@ -8,9 +8,9 @@
    incidents behind them are the only ones they may see;
 2. the units: the current grids of `level` inside the area, or hexagons of `hex_size_m` metres
    clipped to it (in the area's metric CRS);
-3. the incidents the caller may see (gis.incidents.service.visible_condition), filtered by
-   category, dispute subtype and time window [since, until); each is counted in the grid it was
-   assigned to at intake, or in the hexagon containing it;
+3. the incidents the caller may see, filtered by category, dispute subtype and time window
+   [since, until) through the incident list's own builder (gis.incidents.service.incident_filter);
+   each is counted in the grid it was assigned to at intake, or in the hexagon containing it;
 4. the value per unit: the count, or the rate per 1,000 residents (residents of the households
    inside the unit), optionally Empirical-Bayes smoothed towards the area's rate (Marshall's
    global moment estimator), which tames the rates of units with few residents;
@@ -20,14 +20,16 @@
 6. Gi* z, the p-values (by default Gi* z and the exact binomial test against the expectation —
    by area for counts, by residents for rates — must agree; or conditional permutations, or the
    normal approximation alone), FDR, bins, local Moran's I outliers
-   (gis.hotspots.stats), and, over the months of the window, the emerging-hot-spot category
+   (gis.hotspots.local_indicators), and, over the months of the window, the emerging-hot-spot category
    (gis.hotspots.emerging).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -38,13 +40,14 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
+from gis.auth.roles import Role
 from gis.codes import in_subtree
 from gis.crs import metric_crs_for
 from gis.errors import Forbidden, InputError, NotFound, Problem
 from gis.grids import store
-from gis.hotspots import emerging, stats, units
+from gis.hotspots import emerging, local_indicators, units
 from gis.incidents.categories import Category, DisputeKind
-from gis.incidents.service import visible_condition
+from gis.incidents.service import incident_filter
 
 # Problem types of a refusal by a guard rail (the request was fine, the data do not support a map).
 GUARD_RAILS = frozenset({"too_few_units", "too_few_incidents", "no_variation", "no_grids"})
@@ -57,6 +60,12 @@ HEX_SIZE_RANGE_M = (100.0, 5000.0)
 # Times are bucketed into months as the town reads its clock (UTC+8, no summer time).
 LOCAL_TIME = dt.timezone(dt.timedelta(hours=8))
 LEVEL_COLUMN = {4: "group_code", 3: "village_code", 2: "area_code"}
+UNIT_NAMES = {4: "group grids", 3: "villages", 2: "management areas"}
+# The analysis area: incidents assigned (at any level) inside one of its subtrees.
+_AREA_CONDITION = (
+    "(i.group_code = ANY(:roots) OR i.village_code = ANY(:roots) OR i.area_code = ANY(:roots) "
+    "OR i.town_code = ANY(:roots))"
+)
 
 
 @dataclass
@@ -72,8 +81,8 @@ class HotspotQuery:
     value: str = "count"  # count | rate (per 1,000 residents)
     smoothing: str = "none"  # none | eb (Empirical Bayes, rates only)
     inference: str = "both"  # both | exact | permutation | normal: which p decides
-    permutations: int = stats.DEFAULT_PERMUTATIONS
-    seed: int = stats.DEFAULT_SEED
+    permutations: int = local_indicators.DEFAULT_PERMUTATIONS
+    seed: int = local_indicators.DEFAULT_SEED
     alpha: float = 0.05
     fdr: bool = True
     emerging: bool = True
@@ -84,13 +93,13 @@ class HotspotQuery:
 @dataclass
 class HotspotResult:
     units: gpd.GeoDataFrame  # EPSG:4326, one row per unit, ordered by unit_id
-    meta: dict
+    meta: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     incident_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     incident_unit: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     incident_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # lon, lat
     # The warnings as (type, values), for pages that word them in Chinese.
-    notices: list[tuple[str, dict]] = field(default_factory=list)
+    notices: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 # --- checks -------------------------------------------------------------------------------------
@@ -160,7 +169,7 @@ def check_query(q: HotspotQuery) -> None:
         raise InputError(problems)
 
 
-# --- the analysis -------------------------------------------------------------------------------
+# --- the analysis, step by step ------------------------------------------------------------------
 
 
 @dataclass
@@ -170,7 +179,49 @@ class _Area:
     parents: dict[str, str | None]
 
 
+@dataclass
+class _Units:
+    frame: gpd.GeoDataFrame  # unit_id, code, name; EPSG:4326
+    metric: np.ndarray  # the units' geometries in `crs`
+    neighbours: units.Neighbours | None  # None: no unit
+    crs: str  # the area's metric CRS
+
+    def __iter__(self) -> Iterator[Any]:  # frame, metric, neighbours, crs = _units(...)
+        return iter((self.frame, self.metric, self.neighbours, self.crs))
+
+
+@dataclass
+class _Values:
+    counts: np.ndarray  # incidents per unit (every unit)
+    keep: np.ndarray  # the units analysed (a rate analysis leaves out units without residents)
+    values: np.ndarray  # the value of each kept unit: count, or rate per 1,000 residents
+    residents: np.ndarray | None  # residents per unit (every unit); None for counts
+
+
+@dataclass
+class _Trends:
+    """Emerging hot spots over the months of the window, per unit (None/NaN: not computed)."""
+
+    category: np.ndarray
+    trend_z: np.ndarray
+    trend_p: np.ndarray
+    months: dict[str, Any]
+
+
+@dataclass
+class _Notes:
+    """What the caller should know about the result: English text, and (type, values) for pages."""
+
+    warnings: list[str] = field(default_factory=list)
+    notices: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def add(self, text: str, kind: str, values: dict[str, Any]) -> None:
+        self.warnings.append(text)
+        self.notices.append((kind, values))
+
+
 def _area(session: Session, principal: Principal | None, q: HotspotQuery) -> _Area:
+    """The grids analysed: the whole town, `grid_code`'s subtree, or (grid staff) their own grids."""
     grids = store.current_grids(session)
     if grids.empty:
         raise InputError(
@@ -199,94 +250,143 @@ def _area(session: Session, principal: Principal | None, q: HotspotQuery) -> _Ar
     return _Area(roots, grids, parents)
 
 
-def _units(area: _Area, q: HotspotQuery):
-    """(unit frame with unit_id/code/name in EPSG:4326, metric geometries, neighbours, metric CRS)."""
-    g = area.grids
-    root_rows = g[g["code"].isin(area.roots)]
+def _units(area: _Area, q: HotspotQuery) -> _Units:
+    """The units of the area: its grids of `level`, or hexagons clipped to it; with their neighbours."""
+    root_rows = area.grids[area.grids["code"].isin(area.roots)]
     centre = shapely.union_all(root_rows.geometry.values).centroid
     crs = metric_crs_for(centre.x, centre.y)
     if q.unit == "grid":
-        levels = root_rows["level"].astype(int)
-        if (levels > q.level).any():
-            raise InputError(
-                Problem(
-                    ("query", "level"),
-                    f"level {q.level} is coarser than the chosen grid "
-                    f"(level {int(levels.max())}): choose a finer level or hexagons",
-                )
+        return _grid_units(area, root_rows, q, crs)
+    return _hexagon_units(area, root_rows, q, crs)
+
+
+def _grid_units(area: _Area, root_rows: gpd.GeoDataFrame, q: HotspotQuery, crs: str) -> _Units:
+    g = area.grids
+    levels = root_rows["level"].astype(int)
+    if (levels > q.level).any():
+        raise InputError(
+            Problem(
+                ("query", "level"),
+                f"level {q.level} is coarser than the chosen grid "
+                f"(level {int(levels.max())}): choose a finer level or hexagons",
             )
-        chosen = g[
-            (g["level"] == q.level) & g["code"].map(lambda c: in_subtree(c, area.roots, area.parents))
-        ]
-        frame = gpd.GeoDataFrame(
-            {
-                "unit_id": chosen["code"].astype(str).to_numpy(),
-                "code": chosen["code"].astype(str).to_numpy(),
-                "name": chosen["name"].to_numpy(),
-            },
-            geometry=chosen.geometry.values,
-            crs=4326,
         )
-        metric = frame.to_crs(crs).geometry.values
-        nb = units.queen_neighbours(metric) if len(frame) else None
-    else:
-        outline = root_rows.to_crs(crs).geometry.values
-        area_metric = shapely.union_all(outline)
-        polys, centres, lattice = units.hexagon_units(area_metric, q.hex_size_m)
-        size = int(round(q.hex_size_m))
-        ids = [f"h{size}_{i}_{j}" for i, j in lattice]
-        metric = polys
-        # A hexagon is named after the finest grid holding a point inside it, so people can find it.
-        finest = g[g["level"] == g["level"].max()]
-        finest_m = finest.to_crs(crs).geometry.values
-        holder = units.assign_points(
-            finest_m, shapely.get_coordinates(shapely.point_on_surface(polys))
-        )
-        names = [finest["name"].iloc[h] if h >= 0 else None for h in holder]
-        codes = [finest["code"].iloc[h] if h >= 0 else None for h in holder]
-        frame = gpd.GeoDataFrame(
-            {"unit_id": ids, "code": codes, "name": names},
-            geometry=gpd.GeoSeries(polys, crs=crs).to_crs(4326).values,
-            crs=4326,
-        )
-        nb = units.hexagon_neighbours(centres, q.hex_size_m) if len(frame) else None
-    return frame, np.asarray(metric, dtype=object), nb, crs
+    chosen = g[(g["level"] == q.level) & g["code"].map(lambda c: in_subtree(c, area.roots, area.parents))]
+    frame = gpd.GeoDataFrame(
+        {
+            "unit_id": chosen["code"].astype(str).to_numpy(),
+            "code": chosen["code"].astype(str).to_numpy(),
+            "name": chosen["name"].to_numpy(),
+        },
+        geometry=chosen.geometry.values,
+        crs=4326,
+    )
+    metric = np.asarray(frame.to_crs(crs).geometry.values, dtype=object)
+    nb = units.queen_neighbours(metric) if len(frame) else None
+    return _Units(frame, metric, nb, crs)
 
 
-def _incidents(
-    session: Session, principal: Principal | None, q: HotspotQuery, area: _Area
-) -> pd.DataFrame:
-    where = [
-        "(i.group_code = ANY(:roots) OR i.village_code = ANY(:roots) OR i.area_code = ANY(:roots) "
-        "OR i.town_code = ANY(:roots))"
-    ]
-    params: dict = {"roots": area.roots}
-    if principal is not None:
-        where.append(visible_condition(principal))
-        params["scope"] = list(principal.scope_codes)
-    for name in ("category", "dispute_kind"):
-        if getattr(q, name) is not None:
-            where.append(f"i.{name} = :{name}")
-            params[name] = getattr(q, name)
-    if q.since is not None:
-        where.append("i.occurred_at >= :since")
-        params["since"] = q.since
-    if q.until is not None:
-        where.append("i.occurred_at < :until")
-        params["until"] = q.until
+def _hexagon_units(area: _Area, root_rows: gpd.GeoDataFrame, q: HotspotQuery, crs: str) -> _Units:
+    g = area.grids
+    area_metric = shapely.union_all(root_rows.to_crs(crs).geometry.values)
+    polys, centres, lattice = units.hexagon_units(area_metric, q.hex_size_m)
+    size = int(round(q.hex_size_m))
+    ids = [f"h{size}_{i}_{j}" for i, j in lattice]
+    # A hexagon is named after the finest grid holding a point inside it, so people can find it.
+    finest = g[g["level"] == g["level"].max()]
+    finest_m = finest.to_crs(crs).geometry.values
+    holder = units.assign_points(finest_m, shapely.get_coordinates(shapely.point_on_surface(polys)))
+    names = [finest["name"].iloc[h] if h >= 0 else None for h in holder]
+    codes = [finest["code"].iloc[h] if h >= 0 else None for h in holder]
+    frame = gpd.GeoDataFrame(
+        {"unit_id": ids, "code": codes, "name": names},
+        geometry=gpd.GeoSeries(polys, crs=crs).to_crs(4326).values,
+        crs=4326,
+    )
+    nb = units.hexagon_neighbours(centres, q.hex_size_m) if len(frame) else None
+    return _Units(frame, np.asarray(polys, dtype=object), nb, crs)
+
+
+def _require_units(found: _Units, q: HotspotQuery) -> units.Neighbours:
+    """Refuse an area with too few units to mean anything; the units' neighbours otherwise."""
+    n = len(found.frame)
+    if n < q.min_units or found.neighbours is None:
+        what = f"{q.hex_size_m:g} m hexagons" if q.unit == "hexagon" else UNIT_NAMES[q.level]
+        raise InputError(
+            Problem(
+                ("query", "level" if q.unit == "grid" else "hex_size_m"),
+                f"only {n} {what} in the area; hot-spot statistics need at least {q.min_units} units "
+                "to mean anything — choose a finer level, smaller hexagons or a larger area",
+                "too_few_units",
+                ctx={"units": n, "minimum": q.min_units},
+            )
+        )
+    return found.neighbours
+
+
+# Analyses run by the system (the CLI, tests) see every incident, as the command center does.
+_SYSTEM = Principal(user_id=0, username="system", role=Role.ADMIN, via="cli")
+
+
+def _incident_condition(principal: Principal | None, q: HotspotQuery, area: _Area) -> tuple[str, dict[str, Any]]:
+    """(SQL condition on alias i, its parameters): the incidents the caller may see in the area,
+    of the query's category and time window — the incident list's own filter (incident_filter)."""
+    cond, params = incident_filter(
+        None, principal or _SYSTEM, category=q.category, since=q.since, until=q.until, now=dt.datetime.now(dt.UTC)
+    )
+    # Two criteria the shared builder does not take yet: an area of several subtrees (a staff
+    # member's grids) and the dispute subtype.
+    where = [cond, _AREA_CONDITION]
+    params["roots"] = area.roots
+    if q.dispute_kind is not None:
+        where.append("i.dispute_kind = :dispute_kind")
+        params["dispute_kind"] = q.dispute_kind
+    return " AND ".join(where), params
+
+
+def _incidents(session: Session, principal: Principal | None, q: HotspotQuery, area: _Area) -> pd.DataFrame:
+    """The matching incidents: id, position, time and the grids they were assigned to at intake."""
+    cond, params = _incident_condition(principal, q, area)
     rows = session.execute(
         text(
             "SELECT i.id, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, i.occurred_at, i.group_code, i.village_code, "
-            f"i.area_code FROM incident i WHERE {' AND '.join(where)} ORDER BY i.id"
+            f"i.area_code FROM incident i WHERE {cond} ORDER BY i.id"
         ),
         params,
     ).all()
-    return pd.DataFrame(
-        rows, columns=["id", "lon", "lat", "occurred_at", "group_code", "village_code", "area_code"]
-    )
+    return pd.DataFrame(rows, columns=["id", "lon", "lat", "occurred_at", "group_code", "village_code", "area_code"])
 
 
-def _residents(session: Session, frame: gpd.GeoDataFrame, metric, crs: str) -> np.ndarray:
+def _unit_of_incidents(inc: pd.DataFrame, found: _Units, q: HotspotQuery) -> np.ndarray:
+    """Index of the unit each incident counts in (−1: none): the grid it was assigned to at intake,
+    or the hexagon containing it."""
+    if q.unit == "grid":
+        position = {c: i for i, c in enumerate(found.frame["code"])}
+        unit_of: np.ndarray = inc[LEVEL_COLUMN[q.level]].map(position).fillna(-1).astype(np.int64).to_numpy()
+        return unit_of
+    if not len(inc):
+        return np.zeros(0, dtype=np.int64)
+    to_m = Transformer.from_crs(4326, found.crs, always_xy=True)
+    xy = np.column_stack(to_m.transform(inc["lon"].to_numpy(float), inc["lat"].to_numpy(float)))
+    return units.assign_points(found.metric, xy)
+
+
+def _require_incidents(n_incidents: int, q: HotspotQuery) -> None:
+    if n_incidents < q.min_incidents:
+        raise InputError(
+            Problem(
+                ("query",),
+                f"only {n_incidents} matching incidents in the area and time window; at least "
+                f"{q.min_incidents} are needed for a hot-spot map that is not chance — widen the time window, "
+                "the category or the area",
+                "too_few_incidents",
+                ctx={"incidents": n_incidents, "minimum": q.min_incidents},
+            )
+        )
+
+
+def _residents(session: Session, frame: gpd.GeoDataFrame, metric: np.ndarray, crs: str) -> np.ndarray:
+    """Residents per unit: those of the households whose house lies in it."""
     x0, y0, x1, y1 = frame.total_bounds
     rows = session.execute(
         text(
@@ -299,9 +399,7 @@ def _residents(session: Session, frame: gpd.GeoDataFrame, metric, crs: str) -> n
     if not rows:
         return out
     arr = np.asarray(rows, dtype=float)
-    xy = np.column_stack(
-        Transformer.from_crs(4326, crs, always_xy=True).transform(arr[:, 0], arr[:, 1])
-    )
+    xy = np.column_stack(Transformer.from_crs(4326, crs, always_xy=True).transform(arr[:, 0], arr[:, 1]))
     unit = units.assign_points(metric, xy)
     ok = unit >= 0
     np.add.at(out, unit[ok], arr[ok, 2])
@@ -321,200 +419,160 @@ def empirical_bayes(counts: np.ndarray, population: np.ndarray) -> np.ndarray:
     a = max(0.0, s2 - b / pop.mean())
     if a == 0.0:
         return np.full(len(rate), b)
-    return b + (rate - b) * a / (a + b / pop)
+    smoothed: np.ndarray = b + (rate - b) * a / (a + b / pop)
+    return smoothed
 
 
-def _month_index(times: pd.Series) -> pd.Series:
-    local = pd.to_datetime(times, utc=True).dt.tz_convert("Asia/Shanghai")
-    return local.dt.year * 12 + local.dt.month - 1
-
-
-def analyse(session: Session, principal: Principal | None, q: HotspotQuery) -> HotspotResult:
-    check_query(q)
-    area = _area(session, principal, q)
-    frame, metric, nb, crs = _units(area, q)
-    what = (
-        "group grids"
-        if q.unit == "grid" and q.level == 4
-        else (
-            "villages"
-            if q.unit == "grid" and q.level == 3
-            else "management areas"
-            if q.unit == "grid"
-            else f"{q.hex_size_m:g} m hexagons"
+def _unit_values(session: Session, found: _Units, counts: np.ndarray, q: HotspotQuery, notes: _Notes) -> _Values:
+    """The value compared between units: the count, or the rate per 1,000 residents (optionally
+    Empirical-Bayes smoothed) of the units that have residents."""
+    if q.value != "rate":
+        return _Values(counts, np.arange(len(counts)), counts.copy(), None)
+    residents = _residents(session, found.frame, found.metric, found.crs)
+    keep = np.arange(len(counts))
+    empty = residents <= 0
+    if empty.any():
+        lost = int(counts[empty].sum())
+        notes.add(
+            f"{int(empty.sum())} units have no residents and are left out of the rate "
+            f"analysis ({lost} incidents in them)",
+            "no_residents",
+            {"units": int(empty.sum()), "incidents": lost},
         )
-    )
-    if len(frame) < q.min_units:
+        keep = np.flatnonzero(~empty)
+    if len(keep) < q.min_units:
         raise InputError(
             Problem(
-                ("query", "level" if q.unit == "grid" else "hex_size_m"),
-                f"only {len(frame)} {what} in the area; hot-spot statistics need at least {q.min_units} units "
-                "to mean anything — choose a finer level, smaller hexagons or a larger area",
+                ("query", "value"),
+                f"only {len(keep)} units have residents; at least {q.min_units} are needed",
                 "too_few_units",
-                ctx={"units": len(frame), "minimum": q.min_units},
             )
         )
-
-    inc = _incidents(session, principal, q, area)
-    if q.unit == "grid":
-        position = {c: i for i, c in enumerate(frame["code"])}
-        unit_of = inc[LEVEL_COLUMN[q.level]].map(position).fillna(-1).astype(np.int64).to_numpy()
+    per = 1000.0
+    if q.smoothing == "eb":
+        values = empirical_bayes(counts[keep], residents[keep]) * per
     else:
-        to_m = Transformer.from_crs(4326, crs, always_xy=True)
-        xy = np.column_stack(to_m.transform(inc["lon"].to_numpy(float), inc["lat"].to_numpy(float)))
-        unit_of = units.assign_points(metric, xy) if len(inc) else np.zeros(0, dtype=np.int64)
-    inside = unit_of >= 0
-    n_incidents = int(inside.sum())
-    if n_incidents < q.min_incidents:
-        raise InputError(
-            Problem(
-                ("query",),
-                f"only {n_incidents} matching incidents in the area and time window; at least "
-                f"{q.min_incidents} are needed for a hot-spot map that is not chance — widen the time window, "
-                "the category or the area",
-                "too_few_incidents",
-                ctx={"incidents": n_incidents, "minimum": q.min_incidents},
-            )
-        )
-    counts = np.bincount(unit_of[inside], minlength=len(frame)).astype(float)
+        values = counts[keep] / residents[keep] * per
+    return _Values(counts, keep, values, residents)
 
-    warnings: list[str] = []
-    notices: list[tuple[str, dict]] = []
-    residents = None
-    keep = np.arange(len(frame))
-    if q.value == "rate":
-        residents = _residents(session, frame, metric, crs)
-        empty = residents <= 0
-        if empty.any():
-            lost = int(counts[empty].sum())
-            warnings.append(
-                f"{int(empty.sum())} units have no residents and are left out of the rate "
-                f"analysis ({lost} incidents in them)"
-            )
-            notices.append(("no_residents", {"units": int(empty.sum()), "incidents": lost}))
-            keep = np.flatnonzero(~empty)
-        if len(keep) < q.min_units:
-            raise InputError(
-                Problem(
-                    ("query", "value"),
-                    f"only {len(keep)} units have residents; at least {q.min_units} are needed",
-                    "too_few_units",
-                )
-            )
-        per = 1000.0
-        values_kept = counts[keep] / residents[keep] * per
-        if q.smoothing == "eb":
-            values_kept = empirical_bayes(counts[keep], residents[keep]) * per
-    else:
-        values_kept = counts.copy()
-    if np.ptp(values_kept) == 0:
-        if q.smoothing == "eb":
-            # Marshall's estimator found no variance beyond what chance gives: every rate shrinks
-            # all the way to the town's rate. That is the answer, not an error of the caller's.
-            msg = (
-                f"Empirical-Bayes smoothing finds no difference between units beyond chance "
-                f"(every rate shrinks to {values_kept[0]:.2f} per 1,000): there are no hot spots "
-                "to map; without smoothing the raw rates can still be tested"
-            )
-            raise InputError(Problem(("query", "smoothing"), msg, "no_variation"))
-        raise InputError(
-            Problem(
-                ("query",),
-                "every unit has the same value; there is nothing to compare",
-                "no_variation",
-            )
+
+def _require_variation(values: np.ndarray, q: HotspotQuery) -> None:
+    if np.ptp(values) != 0:
+        return
+    if q.smoothing == "eb":
+        # Marshall's estimator found no variance beyond what chance gives: every rate shrinks
+        # all the way to the town's rate. That is the answer, not an error of the caller's.
+        msg = (
+            f"Empirical-Bayes smoothing finds no difference between units beyond chance "
+            f"(every rate shrinks to {values[0]:.2f} per 1,000): there are no hot spots "
+            "to map; without smoothing the raw rates can still be tested"
         )
-    nb_kept = nb if len(keep) == len(frame) else nb.subset(keep)
+        raise InputError(Problem(("query", "smoothing"), msg, "no_variation"))
+    raise InputError(
+        Problem(("query",), "every unit has the same value; there is nothing to compare", "no_variation")
+    )
+
+
+def _note_weak_data(frame: gpd.GeoDataFrame, v: _Values, nb_kept: units.Neighbours, notes: _Notes) -> None:
+    """Warn of islands (no statistic) and of counts too sparse to make strong statistics."""
     islands = nb_kept.islands
     if len(islands):
-        warnings.append(
+        notes.add(
             f"{len(islands)} units have no neighbour (islands) and get no statistic: "
-            + ", ".join(str(frame["unit_id"].iloc[keep[i]]) for i in islands[:10])
+            + ", ".join(str(frame["unit_id"].iloc[v.keep[i]]) for i in islands[:10]),
+            "islands",
+            {"units": int(len(islands))},
         )
-        notices.append(("islands", {"units": int(len(islands))}))
-    zero_share = float((counts[keep] == 0).mean())
+    zero_share = float((v.counts[v.keep] == 0).mean())
     if zero_share > 0.5:
-        warnings.append(
+        notes.add(
             f"{zero_share:.0%} of the units have no incident; counts this sparse make weak "
-            "statistics — consider larger units or a longer time window"
+            "statistics — consider larger units or a longer time window",
+            "sparse",
+            {"share": round(zero_share * 100)},
         )
-        notices.append(("sparse", {"share": round(zero_share * 100)}))
 
-    # "No clustering" means incidents in proportion to the land (counts) or to the people (rates).
-    share = (
-        residents[keep]
-        if residents is not None
-        else np.array([g.area for g in metric[keep]], dtype=float)
-    )
-    local = stats.local_statistics(
-        values_kept,
+
+def _null_share(found: _Units, v: _Values) -> np.ndarray:
+    """Each kept unit's share under "no clustering": incidents in proportion to the land (counts)
+    or to the people (rates)."""
+    if v.residents is not None:
+        people: np.ndarray = v.residents[v.keep]
+        return people
+    return np.array([g.area for g in found.metric[v.keep]], dtype=float)
+
+
+def _emerging_trends(
+    q: HotspotQuery,
+    occurred_at: pd.Series,
+    unit_of: np.ndarray,
+    v: _Values,
+    nb_kept: units.Neighbours,
+    share: np.ndarray,
+    notes: _Notes,
+) -> _Trends:
+    """The emerging-hot-spot category of each unit over the months of the window (incidents
+    inside units only: their times and units)."""
+    n = len(v.counts)
+    trends = _Trends(np.full(n, None, dtype=object), np.full(n, np.nan), np.full(n, np.nan), {"months": 0})
+    if not q.emerging:
+        return trends
+    month = _month_index(occurred_at).to_numpy()
+    first = _month_of(q.since) if q.since else int(month.min())
+    last = _month_of(q.until - dt.timedelta(microseconds=1)) if q.until else int(month.max())
+    t = last - first + 1
+    if t > MAX_MONTHS:
+        raise InputError(Problem(
+            ("query", "since" if q.since else "until"),
+            f"the window spans {t} months; emerging hot spots look at most {MAX_MONTHS} back: narrow "
+            "since/until, or ask without them (emerging=false)", "window_too_long"))
+    if t < MIN_MONTHS:
+        notes.add(
+            f"the window spans {t} months; emerging hot spots need at least {MIN_MONTHS}",
+            "few_months",
+            {"months": t, "minimum": MIN_MONTHS},
+        )
+        return trends
+    month_counts = np.zeros((n, t))
+    np.add.at(month_counts, (unit_of, month - first), 1.0)
+    month_counts = month_counts[v.keep]
+    cube = month_counts if v.residents is None else month_counts / v.residents[v.keep, None] * 1000.0
+    exact = q.inference in ("exact", "both")
+    cats, _, tz, tp = emerging.emerging_hot_spots(
+        cube,
         nb_kept.indptr,
         nb_kept.indices,
-        permutations=q.permutations,
-        seed=q.seed,
-        fdr=q.fdr,
         alpha=q.alpha,
-        inference=q.inference,
-        counts=counts[keep],
-        share=share,
+        fdr=q.fdr,
+        counts=month_counts if exact else None,
+        share=share if exact else None,
     )
+    trends.category[v.keep], trends.trend_z[v.keep], trends.trend_p[v.keep] = cats, tz, tp
+    trends.months = {"months": t, "first_month": _month_name(first), "last_month": _month_name(last)}
+    return trends
 
+
+def _spread(values: np.ndarray, keep: np.ndarray, n: int, fill: object) -> np.ndarray:
+    """`values` of the kept units placed in an array of all `n` units, `fill` elsewhere."""
+    out = np.full(n, fill, dtype=object if isinstance(fill, str) or fill is None else float)
+    out[keep] = values
+    return out
+
+
+def _unit_table(
+    frame: gpd.GeoDataFrame, v: _Values, local: local_indicators.LocalResult, trends: _Trends
+) -> gpd.GeoDataFrame:
+    """One row per unit with its counts, value, statistics, p-values, bins and trend."""
     n = len(frame)
 
-    def spread(values, fill):
-        out = np.full(n, fill, dtype=object if isinstance(fill, str) or fill is None else float)
-        out[keep] = values
-        return out
-
-    # Emerging hot spots over the months of the window.
-    months_info: dict = {"months": 0}
-    category = np.full(n, None, dtype=object)
-    trend_z = np.full(n, np.nan)
-    trend_p = np.full(n, np.nan)
-    if q.emerging:
-        month = _month_index(inc.loc[inside, "occurred_at"]).to_numpy()
-        first = _month_of(q.since) if q.since else int(month.min())
-        last = _month_of(q.until - dt.timedelta(microseconds=1)) if q.until else int(month.max())
-        t = last - first + 1
-        if t > MAX_MONTHS:
-            raise InputError(Problem(
-                ("query", "since" if q.since else "until"),
-                f"the window spans {t} months; emerging hot spots look at most {MAX_MONTHS} back: narrow "
-                "since/until, or ask without them (emerging=false)", "window_too_long"))
-        if t < MIN_MONTHS:
-            warnings.append(
-                f"the window spans {t} months; emerging hot spots need at least {MIN_MONTHS}"
-            )
-            notices.append(("few_months", {"months": t, "minimum": MIN_MONTHS}))
-        else:
-            month_counts = np.zeros((n, t))
-            np.add.at(month_counts, (unit_of[inside], month - first), 1.0)
-            month_counts = month_counts[keep]
-            cube = (
-                month_counts if residents is None else month_counts / residents[keep, None] * 1000.0
-            )
-            exact = q.inference in ("exact", "both")
-            cats, _, tz, tp = emerging.emerging_hot_spots(
-                cube,
-                nb_kept.indptr,
-                nb_kept.indices,
-                alpha=q.alpha,
-                fdr=q.fdr,
-                counts=month_counts if exact else None,
-                share=share if exact else None,
-            )
-            category[keep], trend_z[keep], trend_p[keep] = cats, tz, tp
-            months_info = {
-                "months": t,
-                "first_month": _month_name(first),
-                "last_month": _month_name(last),
-            }
+    def spread(values: np.ndarray, fill: object) -> np.ndarray:
+        return _spread(values, v.keep, n, fill)
 
     out = frame.copy()
-    out["incidents"] = counts.astype(int)
-    out["residents"] = residents.astype(int) if residents is not None else None
-    out["included"] = np.isin(np.arange(n), keep)
-    out["value"] = spread(values_kept, np.nan)
+    out["incidents"] = v.counts.astype(int)
+    out["residents"] = v.residents.astype(int) if v.residents is not None else None
+    out["included"] = np.isin(np.arange(n), v.keep)
+    out["value"] = spread(v.values, np.nan)
     out["gi_z"] = spread(local.gi_z, np.nan)
     out["expected"] = spread(local.expected, np.nan)
     out["p_value"] = spread(local.p_value, np.nan)
@@ -529,50 +587,102 @@ def analyse(session: Session, principal: Principal | None, q: HotspotQuery) -> H
     out["moran_q"] = spread(local.moran_q, np.nan)
     out["outlier"] = spread(local.outlier, "")
     out["island"] = spread(local.island, False).astype(bool)
-    out["emerging"] = category
-    out["trend_z"] = trend_z
-    out["trend_p"] = trend_p
+    out["emerging"] = trends.category
+    out["trend_z"] = trends.trend_z
+    out["trend_p"] = trends.trend_p
+    return out
 
-    meta = {
-        "query": {
-            k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in asdict(q).items()
-        },
+
+def _meta(
+    q: HotspotQuery,
+    area: _Area,
+    found: _Units,
+    table: gpd.GeoDataFrame,
+    v: _Values,
+    nb_kept: units.Neighbours,
+    inside: np.ndarray,
+    trends: _Trends,
+) -> dict[str, Any]:
+    """What was analysed and how, and the headline counts of the result."""
+    against = "residents" if v.residents is not None else "area"
+    return {
+        "query": {k: (x.isoformat() if isinstance(x, dt.datetime) else x) for k, x in asdict(q).items()},
         "area": area.roots,
-        "units": n,
-        "units_analysed": int(len(keep)),
-        "incidents": n_incidents,
+        "units": len(table),
+        "units_analysed": int(len(v.keep)),
+        "incidents": int(inside.sum()),
         "incidents_outside_units": int((~inside).sum()),
         "neighbours": {
             "rule": nb_kept.rule,
             "threshold_m": nb_kept.threshold_m,
-            "mean": float(nb_kept.cardinalities.mean()) if len(keep) else 0.0,
-            "islands": int(len(islands)),
+            "mean": float(nb_kept.cardinalities.mean()) if len(v.keep) else 0.0,
+            "islands": int(len(nb_kept.islands)),
         },
-        "metric_crs": crs,
-        "hot_spots": int(((out["bin"] > 0) & out["significant"]).sum()),
-        "cold_spots": int(((out["bin"] < 0) & out["significant"]).sum()),
-        "outliers": int((out["outlier"] != "").sum()),
+        "metric_crs": found.crs,
+        "hot_spots": int(((table["bin"] > 0) & table["significant"]).sum()),
+        "cold_spots": int(((table["bin"] < 0) & table["significant"]).sum()),
+        "outliers": int((table["outlier"] != "").sum()),
         "statistic": "Getis-Ord Gi* (binary weights, the unit included)",
         "decided_by": {
-            "both": "Gi* z and the exact binomial test of the neighbourhood count against "
-            + ("residents" if residents is not None else "area")
-            + ", both significant",
-            "exact": "exact binomial test of the neighbourhood count against "
-            + ("residents" if residents is not None else "area"),
+            "both": f"Gi* z and the exact binomial test of the neighbourhood count against {against}, both significant",
+            "exact": f"exact binomial test of the neighbourhood count against {against}",
             "permutation": f"conditional permutations ({q.permutations})",
             "normal": "normal approximation of Gi* z",
         }[q.inference],
-        **months_info,
+        **trends.months,
     }
-    return HotspotResult(
-        out.sort_values("unit_id").reset_index(drop=True),
-        meta,
-        warnings,
-        inc["id"].to_numpy()[inside],
-        np.asarray(frame["unit_id"].to_numpy()[unit_of[inside]]),
-        inc.loc[inside, ["lon", "lat"]].to_numpy(float),
-        notices,
+
+
+def analyse(session: Session, principal: Principal | None, q: HotspotQuery) -> HotspotResult:
+    """Hot spots of the incidents the caller may see: the steps of the module's docstring."""
+    check_query(q)
+    area = _area(session, principal, q)
+    found = _units(area, q)
+    nb = _require_units(found, q)
+
+    inc = _incidents(session, principal, q, area)
+    unit_of = _unit_of_incidents(inc, found, q)
+    inside = unit_of >= 0
+    _require_incidents(int(inside.sum()), q)
+    counts = np.bincount(unit_of[inside], minlength=len(found.frame)).astype(float)
+
+    notes = _Notes()
+    v = _unit_values(session, found, counts, q, notes)
+    _require_variation(v.values, q)
+    nb_kept = nb if len(v.keep) == len(found.frame) else nb.subset(v.keep)
+    _note_weak_data(found.frame, v, nb_kept, notes)
+
+    share = _null_share(found, v)
+    local = local_indicators.local_statistics(
+        v.values,
+        nb_kept.indptr,
+        nb_kept.indices,
+        permutations=q.permutations,
+        seed=q.seed,
+        fdr=q.fdr,
+        alpha=q.alpha,
+        inference=q.inference,
+        counts=counts[v.keep],
+        share=share,
     )
+    trends = _emerging_trends(q, inc.loc[inside, "occurred_at"], unit_of[inside], v, nb_kept, share, notes)
+
+    table = _unit_table(found.frame, v, local, trends)
+    return HotspotResult(
+        table.sort_values("unit_id").reset_index(drop=True),
+        _meta(q, area, found, table, v, nb_kept, inside, trends),
+        notes.warnings,
+        inc["id"].to_numpy()[inside],
+        np.asarray(found.frame["unit_id"].to_numpy()[unit_of[inside]]),
+        inc.loc[inside, ["lon", "lat"]].to_numpy(float),
+        notes.notices,
+    )
+
+
+def _month_index(times: pd.Series) -> pd.Series:
+    local = pd.to_datetime(times, utc=True).dt.tz_convert("Asia/Shanghai")
+    months: pd.Series = local.dt.year * 12 + local.dt.month - 1
+    return months
 
 
 def _month_of(when: dt.datetime) -> int:
@@ -614,7 +724,7 @@ UNIT_FIELDS = (
 )
 
 
-def _plain(v):
+def _plain(v: object) -> object:
     if v is None:
         return None
     if isinstance(v, np.generic):
@@ -626,12 +736,12 @@ def _plain(v):
     return v
 
 
-def unit_records(result: HotspotResult) -> list[dict]:
+def unit_records(result: HotspotResult) -> list[dict[str, Any]]:
     columns = {k: result.units[k].tolist() for k in UNIT_FIELDS}
     return [{k: _plain(columns[k][i]) for k in UNIT_FIELDS} for i in range(len(result.units))]
 
 
-def unit_features(result: HotspotResult) -> list[dict]:
+def unit_features(result: HotspotResult) -> list[dict[str, Any]]:
     from shapely.geometry import mapping
 
     records = unit_records(result)
@@ -641,29 +751,22 @@ def unit_features(result: HotspotResult) -> list[dict]:
     ]
 
 
-def incidents_in_unit(
-    session: Session, principal: Principal | None, q: HotspotQuery, unit_id: str
-) -> list[int]:
+def incidents_in_unit(session: Session, principal: Principal | None, q: HotspotQuery, unit_id: str) -> list[int]:
     """Ids of the incidents behind one unit (visible to the caller, same filters), for a drill-down."""
     check_query(q)
     area = _area(session, principal, q)
-    frame, metric, _, crs = _units(area, q)
-    where = np.flatnonzero(frame["unit_id"].to_numpy() == unit_id)
+    found = _units(area, q)
+    where = np.flatnonzero(found.frame["unit_id"].to_numpy() == unit_id)
     if not len(where):
         raise NotFound(f"no unit {unit_id} in this analysis")
     inc = _incidents(session, principal, q, area)
-    if q.unit == "grid":
-        mine = inc[LEVEL_COLUMN[q.level]].to_numpy() == unit_id
-    else:
-        to_m = Transformer.from_crs(4326, crs, always_xy=True)
-        xy = np.column_stack(to_m.transform(inc["lon"].to_numpy(float), inc["lat"].to_numpy(float)))
-        mine = units.assign_points(metric, xy) == where[0]
-    return inc.loc[mine, "id"].astype(int).tolist()
+    mine = _unit_of_incidents(inc, found, q) == where[0]
+    return [int(i) for i in inc.loc[mine, "id"]]
 
 
 def unit_incident_records(
     session: Session, principal: Principal | None, q: HotspotQuery, unit_id: str, limit: int
-) -> tuple[list[dict], int]:
+) -> tuple[list[dict[str, Any]], int]:
     """The incidents behind one unit as the incident list shows them: only those the caller may see,
     reporters masked for roles that see them masked; (first `limit` by id, how many in all)."""
     from gis.incidents import service as incidents
@@ -672,15 +775,10 @@ def unit_incident_records(
     if not ids:
         return [], 0
     now = dt.datetime.now(dt.UTC)
-    cond, params = "TRUE", {"ids": ids[:limit]}
-    if principal is not None:
-        cond = visible_condition(principal)
-        params["scope"] = list(principal.scope_codes)
+    cond, params = incident_filter(None, principal or _SYSTEM, now=now)
+    params["ids"] = ids[:limit]
     rows = session.execute(
-        text(
-            f"SELECT {incidents._COLUMNS} FROM incident i WHERE i.id = ANY(:ids) AND {cond} "
-            "ORDER BY i.id"
-        ),
+        text(f"SELECT {incidents._COLUMNS} FROM incident i WHERE i.id = ANY(:ids) AND {cond} ORDER BY i.id"),
         params,
     ).mappings()
     if principal is None:

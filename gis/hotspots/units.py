@@ -16,6 +16,7 @@ A unit with no neighbour is an island: it is kept, flagged, and given no statist
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import shapely
@@ -62,7 +63,7 @@ class Neighbours:
 
 def _from_pairs(
     n: int, left: np.ndarray, right: np.ndarray, rule: str, threshold: float | None = None
-):
+) -> Neighbours:
     keep = left != right
     left, right = left[keep], right[keep]
     m = sparse.coo_matrix(
@@ -74,7 +75,7 @@ def _from_pairs(
     return Neighbours(m.indptr.astype(np.int64), m.indices.astype(np.int64), rule, threshold)
 
 
-def queen_neighbours(geoms_metric, snap_m: float = 1.0) -> Neighbours:
+def queen_neighbours(geoms_metric: Any, snap_m: float = 1.0) -> Neighbours:
     """Queen contiguity of polygons given in a metric CRS (an array of shapely geometries)."""
     geoms = np.asarray(geoms_metric, dtype=object)
     tree = shapely.STRtree(geoms)
@@ -98,7 +99,7 @@ def distance_band_neighbours(xy: np.ndarray, min_threshold: float = 0.0) -> Neig
     return _from_pairs(len(xy), pairs[:, 0], pairs[:, 1], "distance_band", threshold)
 
 
-def hexagon_centres(bounds: tuple[float, float, float, float], size_m: float):
+def hexagon_centres(bounds: tuple[float, float, float, float], size_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Centres of pointy-top hexagons `size_m` apart (flat side to flat side) covering `bounds`,
     and their (column, row) on a lattice anchored at the CRS origin, so a hexagon keeps its id
     whatever area is analysed."""
@@ -118,10 +119,12 @@ def hexagon_polygons(centres: np.ndarray, size_m: float) -> np.ndarray:
     angles = np.deg2rad(np.arange(30, 390, 60))  # pointy top: vertices at 30°, 90°, …
     ring = np.column_stack([np.cos(angles), np.sin(angles)]) * r
     coords = centres[:, None, :] + ring[None, :, :]
-    return shapely.polygons(coords)
+    return np.asarray(shapely.polygons(coords), dtype=object)
 
 
-def hexagon_units(area_metric, size_m: float, min_share: float = 0.0):
+def hexagon_units(
+    area_metric: Any, size_m: float, min_share: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hexagons clipped to `area_metric` (a polygon in a metric CRS): (clipped polygons, centres,
     lattice positions).
 
@@ -142,7 +145,7 @@ def hexagon_neighbours(centres: np.ndarray, size_m: float) -> Neighbours:
     return distance_band_neighbours(centres, min_threshold=size_m * 1.01)
 
 
-def assign_points(polygons, xy: np.ndarray) -> np.ndarray:
+def assign_points(polygons: Any, xy: np.ndarray) -> np.ndarray:
     """Index of the polygon containing each point (the first by index on shared edges); −1: none."""
     out = np.full(len(xy), -1, dtype=np.int64)
     if len(xy) == 0 or len(polygons) == 0:

@@ -3,6 +3,9 @@ stage, on-time rate of finished stages, and satisfaction at follow-up."""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -18,7 +21,13 @@ _ALLOWANCE = ", ".join(
 )
 
 
-def grid_stats(session: Session, principal: Principal, level: int, since=None, until=None) -> list[dict]:
+def grid_stats(
+    session: Session,
+    principal: Principal,
+    level: int,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
     col = LEVEL_COLUMN[level]
     params = {"scope": list(principal.scope_codes), "since": since, "until": until}
     window = ("(CAST(:since AS timestamptz) IS NULL OR i.occurred_at >= :since) AND "
@@ -54,7 +63,7 @@ def grid_stats(session: Session, principal: Principal, level: int, since=None, u
         WHERE {cond} AND e.action IN ('satisfied', 'not_satisfied')
         GROUP BY 1
     """), params).mappings().all()
-    stage_map: dict = {}
+    stage_map: dict[str, dict[str, dict[str, Any]]] = {}
     for r in stages:
         stage_map.setdefault(r["code"], {})[r["stage"]] = {
             "median_hours": round(float(r["median_h"]), 2), "on_time_rate": round(float(r["on_time"]), 3),
@@ -64,7 +73,7 @@ def grid_stats(session: Session, principal: Principal, level: int, since=None, u
     for r in base:
         code = r["code"]
         f = follow_map.get(code)
-        asked = (f["satisfied"] + f["not_satisfied"]) if f else 0
+        asked = (f["satisfied"] + f["not_satisfied"]) if f is not None else 0
         finished = stage_map.get(code, {})
         total_finished = sum(s["finished"] for s in finished.values())
         out.append({
@@ -73,13 +82,15 @@ def grid_stats(session: Session, principal: Principal, level: int, since=None, u
             "stages": finished,
             "on_time_rate": round(sum(s["on_time_rate"] * s["finished"] for s in finished.values()) / total_finished, 3)
             if total_finished else None,
-            "satisfaction_rate": round(f["satisfied"] / asked, 3) if asked else None,
+            "satisfaction_rate": round(f["satisfied"] / asked, 3) if f is not None and asked else None,
             "follow_ups": asked,
         })
     return out
 
 
-def _grouped(session, col: str, field: str, cond: str, params: dict) -> dict[str, dict[str, int]]:
+def _grouped(
+    session: Session, col: str, field: str, cond: str, params: dict[str, Any]
+) -> dict[str, dict[str, int]]:
     rows = session.execute(text(
         f"SELECT i.{col} AS code, i.{field} AS key, count(*) AS n FROM incident i WHERE {cond} GROUP BY 1, 2"
     ), params)

@@ -49,7 +49,9 @@ test, from the observed count minus the expected one; under "both" the two agree
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from scipy import stats as sps
@@ -57,12 +59,16 @@ from scipy import stats as sps
 try:  # numba compiles the permutation loop; without it the same loop runs as (slow) Python.
     import numba
 
-    _njit = numba.njit(cache=True, nogil=True)
+    _NUMBA_JIT: Any = numba.njit(cache=True, nogil=True)
 except ImportError:  # pragma: no cover - numba is a runtime dependency
-    numba = None
+    _NUMBA_JIT = None
 
-    def _njit(f):
-        return f
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _njit(f: _F) -> _F:
+    """`f` compiled by numba (same signature), or `f` itself without numba."""
+    return cast(_F, _NUMBA_JIT(f)) if _NUMBA_JIT is not None else f
 
 
 DEFAULT_PERMUTATIONS = 999
@@ -100,7 +106,7 @@ def gi_star(y: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> np.ndarra
     mean = y.mean()
     s = np.sqrt(max((y * y).mean() - mean * mean, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = (lag - mean * w) / (s * np.sqrt((n * w - w * w) / (n - 1)))
+        z: np.ndarray = (lag - mean * w) / (s * np.sqrt((n * w - w * w) / (n - 1)))
     z[(k == 0) | (s == 0) | ~np.isfinite(z)] = np.nan
     return z
 
@@ -149,7 +155,9 @@ def random_draws(n: int, k_max: int, permutations: int, seed: int | None) -> np.
 
 
 @_njit
-def _count_extremes(y, indptr, indices, draws):  # pragma: no cover - compiled
+def _count_extremes(
+    y: np.ndarray, indptr: np.ndarray, indices: np.ndarray, draws: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """Per unit: how many permuted neighbour sums are >= and <= the observed one."""
     n = y.shape[0]
     perms = draws.shape[0]
@@ -182,7 +190,11 @@ def _count_extremes(y, indptr, indices, draws):  # pragma: no cover - compiled
 
 
 def permutation_p(
-    y, indptr, indices, permutations: int = DEFAULT_PERMUTATIONS, seed: int | None = DEFAULT_SEED
+    y: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    permutations: int = DEFAULT_PERMUTATIONS,
+    seed: int | None = DEFAULT_SEED,
 ) -> np.ndarray:
     """One-sided pseudo p-values of the neighbours' sum under conditional permutation, towards
     the side the observation lies on: min(#≥ + 1, #≤ + 1) / (permutations + 1). NaN: islands.
@@ -203,7 +215,9 @@ def permutation_p(
     return np.where(k > 0, np.minimum(p, 1.0), np.nan)
 
 
-def exact_p(counts: np.ndarray, share: np.ndarray, indptr: np.ndarray, indices: np.ndarray):
+def exact_p(
+    counts: np.ndarray, share: np.ndarray, indptr: np.ndarray, indices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(two-sided p, expected count, observed count) of each unit's neighbourhood, unit included.
 
     Conditional on the total N, the count in a set of units with probability mass π is
@@ -243,7 +257,8 @@ def confidence_bins(z: np.ndarray, p: np.ndarray) -> np.ndarray:
     p = np.nan_to_num(np.asarray(p, dtype=float), nan=1.0)
     for level, alpha in reversed(BIN_LEVELS):
         out[p <= alpha] = level
-    return out * sign
+    signed: np.ndarray = out * sign
+    return signed
 
 
 def local_statistics(

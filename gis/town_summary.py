@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 
-def town_counts(session: Session) -> dict:
-    q = lambda sql: session.execute(text(sql)).scalar_one()  # noqa: E731
-    levels = dict(
-        session.execute(
-            text("SELECT level, count(*) FROM grid WHERE valid_to IS NULL GROUP BY level")
-        ).all()
+def town_counts(session: Session) -> dict[str, Any]:
+    def q(sql: str) -> Any:
+        return session.execute(text(sql)).scalar_one()
+
+    levels: dict[int, int] = dict(
+        session.execute(text("SELECT level, count(*) FROM grid WHERE valid_to IS NULL GROUP BY level")).tuples().all()
     )
-    staff = dict(session.execute(text("SELECT role, count(*) FROM staff GROUP BY role")).all())
+    staff: dict[str, int] = dict(session.execute(text("SELECT role, count(*) FROM staff GROUP BY role")).tuples().all())
     synthetic = session.execute(
         text("SELECT value->>'notice' FROM dataset_info WHERE key = 'sample_town'")
     ).scalar_one_or_none()
