@@ -1,4 +1,4 @@
-"""Request-scoped dependencies: settings and a database session per request."""
+"""Request-scoped dependencies: settings, a database session and the caller's context per request."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import hashlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from gis.auth.principal import Principal
+from gis.context import Context
 from gis.settings import Settings
 
 
@@ -162,3 +164,22 @@ def check_page_limit(limit: int, settings: Settings) -> None:
 
     if limit > settings.max_features_per_page:
         raise InputError(Problem(("query", "limit"), f"at most {settings.max_features_per_page} per page"))
+
+
+# Why personal data is read, as a route takes it (`?reason=`); kept in the audit log.
+Reason = Annotated[str | None, Query(max_length=500, description="why you need this (kept in the audit log)"), NoNul]
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def request_context(request: Request, principal: Principal | None, reason: str | None = None) -> Context:
+    """The request as a `gis.context.Context`: who (the authorised caller), how (method, path),
+    from where (the client's address) and why (`reason`), for the core operation it calls.
+
+    Routes get it through `api.security.context_of(Permission.X)`, which authorises first. Plain
+    attribute reads: it sits on every request's path, the intake's included.
+    """
+    return Context(principal=principal, method=request.method, path=request.url.path,
+                   client_ip=request.client.host if request.client else None, reason=reason)
