@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi import Path as PathParam
@@ -89,7 +89,7 @@ autocomplete="current-password" required>
 
 
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False, dependencies=[Depends(public)])
-def login_page(next: str | None = None):
+def login_page(next: str | None = None) -> HTMLResponse:
     return HTMLResponse(LOGIN_PAGE.format(error="", next=html.escape(_safe_next(next))))
 
 
@@ -101,7 +101,7 @@ def login_form(
     username: Annotated[str, Form(max_length=64), NoNul],
     password: Annotated[str, Form(max_length=256)],
     next: Annotated[str | None, Form(max_length=2000)] = None,
-):
+) -> Response:
     outcome = _login(request, session, settings, username, password)
     if outcome.retry_after_s is not None:
         return _throttled(outcome.retry_after_s)
@@ -119,7 +119,7 @@ class LoginBody(BaseModel):
 
 
 @router.post("/auth/login", summary="Log in; sets the session cookie", dependencies=[Depends(public)])
-def login_json(request: Request, session: SessionDep, settings: SettingsDep, body: LoginBody):
+def login_json(request: Request, session: SessionDep, settings: SettingsDep, body: LoginBody) -> Response:
     outcome = _login(request, session, settings, body.username, body.password)
     if outcome.retry_after_s is not None:
         return _throttled(outcome.retry_after_s)
@@ -133,7 +133,7 @@ def login_json(request: Request, session: SessionDep, settings: SettingsDep, bod
 
 
 @router.post("/auth/logout", summary="End this browser session at once", dependencies=[Depends(public)])
-def logout(request: Request, session: SessionDep, settings: SettingsDep):
+def logout(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     principal = resolve_principal(request, session)
     logged_out = operations.logout(session, request_context(request, principal))
     response = JSONResponse({"logged_out": logged_out})
@@ -141,8 +141,8 @@ def logout(request: Request, session: SessionDep, settings: SettingsDep):
     return response
 
 
-@router.get("/auth/me", summary="Who am I: user, role, scope")
-def me(principal: Annotated[Principal, requires(Permission.VIEW_GRIDS)]):
+@router.get("/auth/me", summary="Who am I: user, role, scope", response_model=None)
+def me(principal: Annotated[Principal, requires(Permission.VIEW_GRIDS)]) -> Any:
     return {
         "username": principal.username,
         "role": str(principal.role),
@@ -182,42 +182,47 @@ class TokenIn(BaseModel):
 UserId = Annotated[int, PathParam(ge=1, le=2**62)]
 
 
-@router.get("/admin/users", summary="All accounts")
-def users(session: SessionDep, _: Annotated[Principal, requires(Permission.MANAGE_USERS)]):
+@router.get("/admin/users", summary="All accounts", response_model=None)
+def users(session: SessionDep, _: Annotated[Principal, requires(Permission.MANAGE_USERS)]) -> Any:
     return [u.as_dict() for u in accounts.list_users(session)]
 
 
-@router.post("/admin/users", status_code=201, summary="Create an account")
-def create_user(session: SessionDep, ctx: Annotated[Context, context_of(Permission.MANAGE_USERS)], body: UserIn):
+@router.post("/admin/users", status_code=201, summary="Create an account", response_model=None)
+def create_user(session: SessionDep, ctx: Annotated[Context, context_of(Permission.MANAGE_USERS)],
+                body: UserIn) -> Any:
     user = operations.create_user(session, ctx, body.username, body.password, body.role,
                                   scope_codes=body.scope_codes, display_name=body.display_name)
     return user.as_dict()
 
 
-@router.patch("/admin/users/{user_id}", summary="Change role, scope, password or deactivate")
+@router.patch("/admin/users/{user_id}", summary="Change role, scope, password or deactivate",
+              response_model=None)
 def patch_user(session: SessionDep, ctx: Annotated[Context, context_of(Permission.MANAGE_USERS)],
-               user_id: UserId, body: UserPatch):
+               user_id: UserId, body: UserPatch) -> Any:
     user = operations.update_user(session, ctx, user_id, body.model_dump(exclude_unset=True))
     return user.as_dict()
 
 
-@router.get("/admin/users/{user_id}/tokens", summary="A user's API tokens (never the secrets)")
-def user_tokens(session: SessionDep, _: Annotated[Principal, requires(Permission.MANAGE_USERS)], user_id: UserId):
+@router.get("/admin/users/{user_id}/tokens", summary="A user's API tokens (never the secrets)",
+            response_model=None)
+def user_tokens(session: SessionDep, _: Annotated[Principal, requires(Permission.MANAGE_USERS)],
+                user_id: UserId) -> Any:
     accounts.get_user(session, user_id)
     return [t.as_dict() for t in accounts.list_tokens(session, user_id)]
 
 
-@router.post("/admin/users/{user_id}/tokens", status_code=201, summary="Issue an API token (shown once)")
+@router.post("/admin/users/{user_id}/tokens", status_code=201, summary="Issue an API token (shown once)",
+             response_model=None)
 def issue_token(session: SessionDep, ctx: Annotated[Context, context_of(Permission.MANAGE_USERS)],
-                user_id: UserId, body: TokenIn):
+                user_id: UserId, body: TokenIn) -> Any:
     secret, token = operations.issue_token(session, ctx, user_id, body.name, role=body.role,
                                            scope_codes=body.scope_codes, expires_days=body.expires_days)
     return {"token": secret, **token.as_dict()}
 
 
-@router.delete("/admin/tokens/{token_id}", summary="Revoke an API token at once")
+@router.delete("/admin/tokens/{token_id}", summary="Revoke an API token at once", response_model=None)
 def revoke(session: SessionDep, ctx: Annotated[Context, context_of(Permission.MANAGE_USERS)],
-           token_id: Annotated[int, PathParam(ge=1, le=2**62)]):
+           token_id: Annotated[int, PathParam(ge=1, le=2**62)]) -> Any:
     return operations.revoke_token(session, ctx, token_id).as_dict()
 
 

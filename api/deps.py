@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from pydantic import AfterValidator
@@ -18,7 +18,8 @@ from gis.settings import Settings
 
 
 async def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
@@ -63,7 +64,7 @@ class Admission:
         self.per_client = max(1, places // 2)
         self.wait_s = wait_s
         # client key -> [its semaphore, how many of its requests hold or wait for a place]
-        self.clients: dict[str, list] = {}
+        self.clients: dict[str, list[Any]] = {}
 
     @staticmethod
     def client_key(request: Request) -> str:
@@ -143,7 +144,7 @@ def _finish(session: Session, commit: bool) -> None:
         session.close()
 
 
-def _no_nul(value):
+def _no_nul(value: Any) -> Any:
     if isinstance(value, str) and "\x00" in value:
         raise ValueError("text may not contain NUL characters (\\u0000)")
     return value

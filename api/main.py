@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
@@ -28,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings, serving=True)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
@@ -76,19 +77,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     maps.mount_assets(app)
     docs.install(app, maps.ASSET_PREFIX)
 
-    @app.get("/healthz", tags=["service"], summary="Liveness and database check", dependencies=[Depends(public)])
-    def healthz(session: SessionDep):
+    @app.get("/healthz", tags=["service"], summary="Liveness and database check", dependencies=[Depends(public)],
+             response_model=None)
+    def healthz(session: SessionDep) -> Any:
         postgis = session.execute(text("SELECT postgis_lib_version()")).scalar_one()
         return {"status": "ok", "postgis": postgis}
 
-    @app.get("/stats", tags=["service"], summary="What is loaded: counts per layer and level")
-    def stats(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_GRIDS)]):
+    @app.get("/stats", tags=["service"], summary="What is loaded: counts per layer and level", response_model=None)
+    def stats(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_GRIDS)]) -> Any:
         from gis.stats import town_counts
 
         return town_counts(session)
 
     @app.get("/", include_in_schema=False, dependencies=[Depends(public)])
-    def root():
+    def root() -> RedirectResponse:
         return RedirectResponse("/maps/grids")
 
     return app

@@ -35,7 +35,7 @@ def resolve_principal(request: Request, session: Any) -> Principal | None:
     """The caller from a bearer token or the session cookie; a bad token is an error, not anonymous."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
-        return cached
+        return cached  # type: ignore[no-any-return]  # request.state is untyped
     ip = client_ip(request)
     header = request.headers.get("authorization")
     principal = None

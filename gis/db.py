@@ -73,13 +73,15 @@ def make_engine(settings: Settings | None = None, url: str | None = None, *,
         from sqlalchemy.pool import NullPool
 
         return create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    idle_s = settings.database_ping_after_idle_s
     engine = create_engine(
-        url, pool_size=settings.database_pool_size,
+        url, pool_pre_ping=idle_s is None, pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_max_overflow,
         pool_timeout=settings.database_pool_timeout_s,
         connect_args=connect_args,
     )
-    ping_when_idle(engine, settings.database_ping_after_idle_s)
+    if idle_s is not None:
+        ping_when_idle(engine, idle_s)
     return engine
 
 
@@ -150,8 +152,9 @@ def first_rows(session: Session, sql: str, params: dict[str, Any]) -> list[dict[
     the same as psycopg's own BEGIN would give; only the statement's parameters are bound by
     psycopg on the client (`ClientCursor`, quoted by psycopg) instead of by the server.
 
-    A pooled connection that died since its last use (the pool pings only idle ones, see
-    `ping_when_idle`) is replaced and the statement run again, once: nothing has been done in
+    A pooled connection that died since its last use (not pinged: with
+    `database_ping_after_idle_s` set the pool pings only idle ones) is replaced and the statement
+    run again, once: nothing has been done in
     this transaction yet, so nothing is lost or done twice. Used by the token check, which every
     API request starts with.
     """

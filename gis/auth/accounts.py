@@ -55,7 +55,8 @@ def _user(row: Any) -> User:
                 row.active, row.is_demo)
 
 
-def check_scope(session: Session, role: Role, scope_codes: list[str] | tuple[str, ...], loc: tuple[str | int, ...]) -> None:
+def check_scope(session: Session, role: Role, scope_codes: list[str] | tuple[str, ...],
+                loc: tuple[str | int, ...]) -> None:
     """Scoped roles need current grids as scope: group grids for grid staff, villages for supervisors."""
     if role not in SCOPED_ROLES:
         if scope_codes:
