@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import html
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from api import schemas
-from api.deps import NoNul, SessionDep, SettingsDep
-from api.security import client_ip, public, requires, resolve_principal
-from gis import audit
-from gis.auth import accounts
+from api.deps import NoNul, SessionDep, SettingsDep, request_context
+from api.security import context_of, public, requires, resolve_principal
+from gis.auth import accounts, operations
 from gis.auth.principal import Principal
 from gis.auth.roles import ROLE_NAMES_ZH, Permission, Role
+from gis.context import Context
+from gis.settings import Settings
 
 router = APIRouter(tags=["accounts"])
 
@@ -31,7 +33,7 @@ def _safe_next(next_path: str | None) -> str:
     return next_path
 
 
-def _login_policy(settings) -> accounts.LoginPolicy:
+def _login_policy(settings: Settings) -> accounts.LoginPolicy:
     return accounts.LoginPolicy(
         max_failures=settings.login_max_failures,
         max_failures_per_ip=settings.login_max_failures_per_ip,
@@ -42,12 +44,13 @@ def _login_policy(settings) -> accounts.LoginPolicy:
     )
 
 
-def _throttled(request: Request, session, username: str, ip: str | None,
-               retry_after_s: int) -> Response:
-    # Roll back first: nothing was written, and the counting locks are released before the audit.
-    session.rollback()
-    audit.record(session, None, "login", resource="session", outcome="throttled", actor=username,
-                 client_ip=ip, method=request.method, path=request.url.path)
+def _login(request: Request, session: Session, settings: Settings, username: str,
+           password: str) -> operations.LoginOutcome:
+    return operations.login(session, request_context(request, None), username, password,
+                            _login_policy(settings), settings.session_hours)
+
+
+def _throttled(retry_after_s: int) -> Response:
     from api.problems import problem
 
     resp = problem(429, "Too many failed logins", kind="throttled",
@@ -56,34 +59,7 @@ def _throttled(request: Request, session, username: str, ip: str | None,
     return resp
 
 
-def _login(request: Request, session, settings, username: str, password: str):
-    """Check the password (throttled); on success a new session.
-
-    Returns (user, cookie), or (None, a Response) when throttled.
-
-    Three short steps instead of one transaction: (1) count the attempt under a lock and commit, so
-    parallel guesses see it (a login waits only for other logins' counting, milliseconds each);
-    (2) check the slow password hash holding no lock and no connection; (3) record the outcome and
-    open the session (committed with the request).
-    """
-    ip = client_ip(request)
-    try:
-        attempt = accounts.reserve_login_attempt(session, username, ip, _login_policy(settings))
-    except accounts.ThrottleBusy:
-        return None, _throttled(request, session, username, ip, 1)
-    except accounts.TooManyAttempts as exc:
-        return None, _throttled(request, session, username, ip, exc.retry_after_s)
-    session.commit()
-    user = accounts.finish_login(session, attempt, password)
-    audit.record(session, None, "login", resource="session", outcome="ok" if user else "failed",
-                 actor=username, client_ip=ip, method=request.method, path=request.url.path,
-                 resource_ids=[user.id] if user else ())
-    if user is None:
-        return None, None
-    return user, accounts.create_session(session, user, ip, settings.session_hours)
-
-
-def _set_cookie(response: Response, settings, value: str) -> None:
+def _set_cookie(response: Response, settings: Settings, value: str) -> None:
     response.set_cookie(
         settings.session_cookie_name, value, max_age=int(settings.session_hours * 3600),
         httponly=True, secure=settings.session_cookie_secure, samesite="strict", path="/",
@@ -114,7 +90,7 @@ autocomplete="current-password" required>
 
 
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False, dependencies=[Depends(public)])
-def login_page(next: str | None = None):
+def login_page(next: str | None = None) -> HTMLResponse:
     return HTMLResponse(LOGIN_PAGE.format(error="", next=html.escape(_safe_next(next))))
 
 
@@ -126,15 +102,15 @@ def login_form(
     username: Annotated[str, Form(max_length=64), NoNul],
     password: Annotated[str, Form(max_length=256)],
     next: Annotated[str | None, Form(max_length=2000)] = None,
-):
-    user, cookie = _login(request, session, settings, username, password)
-    if isinstance(cookie, Response):
-        return cookie
-    if user is None:
+) -> Response:
+    outcome = _login(request, session, settings, username, password)
+    if outcome.retry_after_s is not None:
+        return _throttled(outcome.retry_after_s)
+    if outcome.cookie is None:
         page = LOGIN_PAGE.format(error='<p class="error">用户名或密码错误</p>', next=html.escape(_safe_next(next)))
         return HTMLResponse(page, status_code=401)
     response = RedirectResponse(_safe_next(next), status_code=303)
-    _set_cookie(response, settings, cookie)
+    _set_cookie(response, settings, outcome.cookie)
     return response
 
 
@@ -145,34 +121,32 @@ class LoginBody(BaseModel):
 
 @router.post("/auth/login", summary="Log in; sets the session cookie", dependencies=[Depends(public)],
              response_model=schemas.LoginAnswer, **schemas.DATA, responses=schemas.problems(401, 422, 429, 503))
-def login_json(request: Request, session: SessionDep, settings: SettingsDep, body: LoginBody):
-    user, cookie = _login(request, session, settings, body.username, body.password)
-    if isinstance(cookie, Response):
-        return cookie
-    if user is None:
+def login_json(request: Request, session: SessionDep, settings: SettingsDep, body: LoginBody) -> Response:
+    outcome = _login(request, session, settings, body.username, body.password)
+    if outcome.retry_after_s is not None:
+        return _throttled(outcome.retry_after_s)
+    if outcome.user is None or outcome.cookie is None:
         from api.problems import problem
 
         return problem(401, "Wrong username or password", kind="login-failed")
-    response = JSONResponse({"user": user.as_dict()})
-    _set_cookie(response, settings, cookie)
+    response = JSONResponse({"user": outcome.user.as_dict()})
+    _set_cookie(response, settings, outcome.cookie)
     return response
 
 
 @router.post("/auth/logout", summary="End this browser session at once", dependencies=[Depends(public)],
              response_model=schemas.LogoutAnswer, **schemas.DATA, responses=schemas.problems(503))
-def logout(request: Request, session: SessionDep, settings: SettingsDep):
+def logout(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     principal = resolve_principal(request, session)
-    if principal is not None and principal.session_id_hash:
-        accounts.end_session(session, principal.session_id_hash)
-        audit.record(session, principal, "logout", resource="session", method="POST", path=request.url.path)
-    response = JSONResponse({"logged_out": principal is not None})
+    logged_out = operations.logout(session, request_context(request, principal))
+    response = JSONResponse({"logged_out": logged_out})
     response.delete_cookie(settings.session_cookie_name, path="/")
     return response
 
 
 @router.get("/auth/me", summary="Who am I: user, role, scope", response_model=schemas.Me, **schemas.DATA,
             responses=schemas.problems(*schemas.SIGNED_IN))
-def me(principal: Annotated[Principal, requires(Permission.VIEW_GRIDS)]):
+def me(principal: Annotated[Principal, requires(Permission.VIEW_GRIDS)]) -> Any:
     return {
         "username": principal.username,
         "role": str(principal.role),
@@ -214,64 +188,48 @@ UserId = Annotated[int, PathParam(ge=1, le=2**62)]
 
 @router.get("/admin/users", summary="All accounts", response_model=list[schemas.User], **schemas.DATA,
             responses=schemas.problems(*schemas.SIGNED_IN))
-def users(session: SessionDep, _: Annotated[Principal, requires(Permission.MANAGE_USERS)]):
+def users(session: SessionDep, _: Annotated[Principal, requires(Permission.MANAGE_USERS)]) -> Any:
     return [u.as_dict() for u in accounts.list_users(session)]
 
 
 @router.post("/admin/users", status_code=201, summary="Create an account", response_model=schemas.User,
              **schemas.DATA, responses=schemas.problems(*schemas.READ))
-def create_user(
-    request: Request,
-    session: SessionDep,
-    principal: Annotated[Principal, requires(Permission.MANAGE_USERS)],
-    body: UserIn,
-):
-    user = accounts.create_user(session, body.username, body.password, body.role,
-                                scope_codes=body.scope_codes, display_name=body.display_name)
-    audit.record(session, principal, "create", resource="user", resource_ids=[user.id],
-                 method="POST", path=request.url.path, detail={"role": str(user.role), "scope": list(user.scope_codes)})
+def create_user(session: SessionDep, ctx: Annotated[Context, context_of(Permission.MANAGE_USERS)],
+                body: UserIn) -> Any:
+    user = operations.create_user(session, ctx, body.username, body.password, body.role,
+                                  scope_codes=body.scope_codes, display_name=body.display_name)
     return user.as_dict()
 
 
 @router.patch("/admin/users/{user_id}", summary="Change role, scope, password or deactivate",
               response_model=schemas.User, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
-def patch_user(request: Request, session: SessionDep,
-               principal: Annotated[Principal, requires(Permission.MANAGE_USERS)],
-               user_id: UserId, body: UserPatch):
-    fields = body.model_dump(exclude_unset=True)
-    user = accounts.update_user(session, user_id, **fields)
-    changed = sorted(k if k != "password" else "password(reset)" for k in fields)
-    audit.record(session, principal, "update", resource="user", resource_ids=[user_id],
-                 method="PATCH", path=request.url.path, detail={"changed": changed})
+def patch_user(session: SessionDep, ctx: Annotated[Context, context_of(Permission.MANAGE_USERS)],
+               user_id: UserId, body: UserPatch) -> Any:
+    user = operations.update_user(session, ctx, user_id, body.model_dump(exclude_unset=True))
     return user.as_dict()
 
 
 @router.get("/admin/users/{user_id}/tokens", summary="A user's API tokens (never the secrets)",
             response_model=list[schemas.Token], **schemas.DATA, responses=schemas.problems(*schemas.ONE))
-def user_tokens(session: SessionDep, _: Annotated[Principal, requires(Permission.MANAGE_USERS)], user_id: UserId):
+def user_tokens(session: SessionDep, _: Annotated[Principal, requires(Permission.MANAGE_USERS)],
+                user_id: UserId) -> Any:
     accounts.get_user(session, user_id)
     return [t.as_dict() for t in accounts.list_tokens(session, user_id)]
 
 
 @router.post("/admin/users/{user_id}/tokens", status_code=201, summary="Issue an API token (shown once)",
              response_model=schemas.NewToken, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
-def issue_token(request: Request, session: SessionDep,
-                principal: Annotated[Principal, requires(Permission.MANAGE_USERS)],
-                user_id: UserId, body: TokenIn):
-    secret, token = accounts.create_token(session, user_id, body.name, role=body.role,
-                                          scope_codes=body.scope_codes, expires_days=body.expires_days)
-    audit.record(session, principal, "create", resource="api_token", resource_ids=[token.id],
-                 method="POST", path=request.url.path, detail={"user_id": user_id, "role": token.role})
+def issue_token(session: SessionDep, ctx: Annotated[Context, context_of(Permission.MANAGE_USERS)],
+                user_id: UserId, body: TokenIn) -> Any:
+    secret, token = operations.issue_token(session, ctx, user_id, body.name, role=body.role,
+                                           scope_codes=body.scope_codes, expires_days=body.expires_days)
     return {"token": secret, **token.as_dict()}
 
 
 @router.delete("/admin/tokens/{token_id}", summary="Revoke an API token at once", response_model=schemas.Token,
                **schemas.DATA, responses=schemas.problems(*schemas.ONE))
-def revoke(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.MANAGE_USERS)],
-           token_id: Annotated[int, PathParam(ge=1, le=2**62)]):
-    token = accounts.revoke_token(session, token_id)
-    audit.record(session, principal, "revoke", resource="api_token", resource_ids=[token_id],
-                 method="DELETE", path=request.url.path)
-    return token.as_dict()
+def revoke(session: SessionDep, ctx: Annotated[Context, context_of(Permission.MANAGE_USERS)],
+           token_id: Annotated[int, PathParam(ge=1, le=2**62)]) -> Any:
+    return operations.revoke_token(session, ctx, token_id).as_dict()
 
 

@@ -1,22 +1,25 @@
-"""Request-scoped dependencies: settings and a database session per request."""
+"""Request-scoped dependencies: settings, a database session and the caller's context per request."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from gis.auth.principal import Principal
+from gis.context import Context
 from gis.settings import Settings
 
 
 async def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
@@ -61,7 +64,7 @@ class Admission:
         self.per_client = max(1, places // 2)
         self.wait_s = wait_s
         # client key -> [its semaphore, how many of its requests hold or wait for a place]
-        self.clients: dict[str, list] = {}
+        self.clients: dict[str, list[Any]] = {}
 
     @staticmethod
     def client_key(request: Request) -> str:
@@ -141,7 +144,7 @@ def _finish(session: Session, commit: bool) -> None:
         session.close()
 
 
-def _no_nul(value):
+def _no_nul(value: Any) -> Any:
     if isinstance(value, str) and "\x00" in value:
         raise ValueError("text may not contain NUL characters (\\u0000)")
     return value
@@ -162,3 +165,22 @@ def check_page_limit(limit: int, settings: Settings) -> None:
 
     if limit > settings.max_features_per_page:
         raise InputError(Problem(("query", "limit"), f"at most {settings.max_features_per_page} per page"))
+
+
+# Why personal data is read, as a route takes it (`?reason=`); kept in the audit log.
+Reason = Annotated[str | None, Query(max_length=500, description="why you need this (kept in the audit log)"), NoNul]
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def request_context(request: Request, principal: Principal | None, reason: str | None = None) -> Context:
+    """The request as a `gis.context.Context`: who (the authorised caller), how (method, path),
+    from where (the client's address) and why (`reason`), for the core operation it calls.
+
+    Routes get it through `api.security.context_of(Permission.X)`, which authorises first. Plain
+    attribute reads: it sits on every request's path, the intake's included.
+    """
+    return Context(principal=principal, method=request.method, path=request.url.path,
+                   client_ip=request.client.host if request.client else None, reason=reason)

@@ -13,6 +13,9 @@ import re
 
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gis.settings import Settings
 
 # (method, path template) -> the setting capping the file (or drawn geometry) the route takes.
 UPLOAD_ROUTES: dict[tuple[str, str], str] = {
@@ -27,7 +30,7 @@ UPLOAD_ROUTES: dict[tuple[str, str], str] = {
 MULTIPART_ENVELOPE_BYTES = 64 * 1024
 
 
-def upload_limits(settings) -> dict[tuple[str, str], int]:
+def upload_limits(settings: Settings) -> dict[tuple[str, str], int]:
     """(method, path template) -> body limit in bytes, for every route in UPLOAD_ROUTES."""
     return {route: int(getattr(settings, name)) + MULTIPART_ENVELOPE_BYTES
             for route, name in UPLOAD_ROUTES.items()}
@@ -45,10 +48,10 @@ class BodyTooLarge(HTTPException):
 class BodySizeLimit:
     """Pure ASGI middleware: 413 problem+json when a body exceeds its path's cap."""
 
-    def __init__(self, app, *, default_limit: int, route_limits: dict[tuple[str, str], int]):
+    def __init__(self, app: ASGIApp, *, default_limit: int, route_limits: dict[tuple[str, str], int]):
         self.app = app
         self.default_limit = default_limit
-        self.routes: list[tuple[str, re.Pattern, int]] = [
+        self.routes: list[tuple[str, re.Pattern[str], int]] = [
             (method, compile_path(template)[0], limit)
             for (method, template), limit in route_limits.items()
         ]
@@ -59,7 +62,7 @@ class BodySizeLimit:
                 return limit
         return self.default_limit
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         limit = self.limit_for(scope["method"], scope["path"])
@@ -73,7 +76,7 @@ class BodySizeLimit:
         received = 0
         started = False
 
-        async def counting_receive():
+        async def counting_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -82,7 +85,7 @@ class BodySizeLimit:
                     raise BodyTooLarge(limit)
             return message
 
-        async def tracking_send(message):
+        async def tracking_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
@@ -95,7 +98,7 @@ class BodySizeLimit:
                 await _reply(send, 413, "Request too large", "http-413", f"at most {limit} bytes")
 
 
-async def _reply(send, status: int, title: str, kind: str, detail: str | None = None) -> None:
+async def _reply(send: Send, status: int, title: str, kind: str, detail: str | None = None) -> None:
     from api.problems import PROBLEM_TYPE_BASE
 
     body = {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
@@ -28,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings, serving=True)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
@@ -78,19 +79,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["service"], summary="Liveness and database check", dependencies=[Depends(public)],
              response_model=schemas.Health, **schemas.DATA, responses=schemas.problems(503))
-    def healthz(session: SessionDep):
+    def healthz(session: SessionDep) -> Any:
         postgis = session.execute(text("SELECT postgis_lib_version()")).scalar_one()
         return {"status": "ok", "postgis": postgis}
 
     @app.get("/stats", tags=["service"], summary="What is loaded: counts per layer and level",
              response_model=schemas.TownCounts, **schemas.DATA, responses=schemas.problems(*schemas.SIGNED_IN))
-    def stats(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_GRIDS)]):
+    def stats(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_GRIDS)]) -> Any:
         from gis.town_summary import town_counts
 
         return town_counts(session)
 
     @app.get("/", include_in_schema=False, dependencies=[Depends(public)])
-    def root():
+    def root() -> RedirectResponse:
         return RedirectResponse("/maps/grids")
 
     return app

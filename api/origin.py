@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.problems import problem
 
@@ -40,7 +41,7 @@ def normalize_origin(value: str) -> str | None:
     return f"{parts.scheme}://{host}"
 
 
-def own_origin(scope, headers: Headers) -> str | None:
+def own_origin(scope: Scope, headers: Headers) -> str | None:
     host = headers.get("host")
     if not host and scope.get("server"):
         server_host, server_port = scope["server"]
@@ -58,11 +59,11 @@ class OriginCheck:
     with neither header (not from a browser page).
     """
 
-    def __init__(self, app, *, trusted_origins: tuple[str, ...] = ()):
+    def __init__(self, app: ASGIApp, *, trusted_origins: tuple[str, ...] = ()):
         self.app = app
         self.trusted = frozenset(filter(None, (normalize_origin(o) for o in trusted_origins)))
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in UNSAFE_METHODS:
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gis.errors import Forbidden, InputError, NotFound
@@ -28,7 +29,7 @@ class ServiceBusy(Exception):
 class ProblemResponse(JSONResponse):
     media_type = MEDIA_TYPE
 
-    def render(self, content) -> bytes:
+    def render(self, content: Any) -> bytes:
         try:
             return super().render(content)
         except UnicodeEncodeError:
@@ -36,7 +37,8 @@ class ProblemResponse(JSONResponse):
             return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
-def problem(status: int, title: str, *, kind: str, detail: str | None = None, errors=None, **extra):
+def problem(status: int, title: str, *, kind: str, detail: str | None = None, errors: Any = None,
+            **extra: Any) -> ProblemResponse:
     body = {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status}
     if detail:
         body["detail"] = detail
@@ -46,14 +48,14 @@ def problem(status: int, title: str, *, kind: str, detail: str | None = None, er
     return ProblemResponse(body, status_code=status)
 
 
-def _jsonable_error(err: dict) -> dict:
+def _jsonable_error(err: dict[str, Any]) -> dict[str, Any]:
     out = {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
     return out
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError):
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         return problem(
             422,
             "The request has invalid fields",
@@ -66,23 +68,23 @@ def install(app: FastAPI) -> None:
     from api.security import LoginRequired, login_redirect_url
 
     @app.exception_handler(LoginRequired)
-    async def _login_required(request: Request, exc: LoginRequired):
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse(login_redirect_url(exc.next_path), status_code=303)
 
     @app.exception_handler(InputError)
-    async def _input(request: Request, exc: InputError):
+    async def _input(request: Request, exc: InputError) -> Response:
         return problem(422, exc.title, kind="invalid-input", errors=[p.as_dict() for p in exc.problems])
 
     @app.exception_handler(Forbidden)
-    async def _forbidden(request: Request, exc: Forbidden):
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
         return problem(403, "Forbidden", kind="http-403", detail=exc.detail)
 
     @app.exception_handler(NotFound)
-    async def _not_found(request: Request, exc: NotFound):
+    async def _not_found(request: Request, exc: NotFound) -> Response:
         return problem(404, "Not found", kind="not-found", detail=exc.detail, **exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         titles = {
             401: "Authentication required", 403: "Forbidden", 404: "Not found",
             405: "Method not allowed", 413: "Request too large",
@@ -100,30 +102,30 @@ def install(app: FastAPI) -> None:
     import psycopg.errors
     import sqlalchemy.exc
 
-    def _busy():
+    def _busy() -> Response:
         resp = problem(503, "Service busy", kind="busy", detail=BUSY_DETAIL)
         resp.headers["Retry-After"] = str(BUSY_RETRY_AFTER_S)
         return resp
 
     @app.exception_handler(ServiceBusy)
     @app.exception_handler(sqlalchemy.exc.TimeoutError)   # no pooled connection free in time
-    async def _pool_busy(request: Request, exc: Exception):
+    async def _pool_busy(request: Request, exc: Exception) -> Response:
         log.warning("no database connection free for %s %s", request.method, request.url.path)
         return _busy()
 
     # lock_timeout, raised by psycopg itself where a statement runs on the driver (driver_rows)
     @app.exception_handler(psycopg.errors.LockNotAvailable)
-    async def _lock_busy(request: Request, exc: Exception):
+    async def _lock_busy(request: Request, exc: Exception) -> Response:
         return _busy()
 
     @app.exception_handler(sqlalchemy.exc.OperationalError)
-    async def _operational(request: Request, exc: sqlalchemy.exc.OperationalError):
+    async def _operational(request: Request, exc: sqlalchemy.exc.OperationalError) -> Response:
         if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
             return _busy()
         log.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem(500, "Internal error", kind="internal", detail="The error was logged.")
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "Internal error", kind="internal", detail="The error was logged.")

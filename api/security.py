@@ -1,21 +1,27 @@
 """Authentication and authorisation for every endpoint: who is asking, and may they.
 
-Each route declares exactly one of `Depends(require(Permission.X))`, `Depends(require_page(...))`
-or `Depends(public)`. tests/test_permissions.py walks the app's routes and fails for any route
-without one, so a new endpoint cannot ship without a rule.
+Each route declares exactly one of `Depends(require(Permission.X))` (usually as
+`principal: Annotated[Principal, requires(Permission.X)]`, or as
+`ctx: Annotated[Context, context_of(Permission.X)]` when it calls a core operation),
+`Depends(require_page(...))` or `Depends(public)`. tests/test_permissions.py walks the app's
+routes and fails for any route without one, so a new endpoint cannot ship without a rule.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
 
-from api.deps import SessionDep
+from api.deps import Reason, SessionDep, client_ip, request_context
 from gis.auth import accounts
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
+from gis.context import Context
+
+__all__ = ["client_ip", "context_of", "public", "require", "require_page", "requires", "resolve_principal"]
 
 
 class LoginRequired(Exception):
@@ -25,15 +31,11 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
-def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
-def resolve_principal(request: Request, session) -> Principal | None:
+def resolve_principal(request: Request, session: Any) -> Principal | None:
     """The caller from a bearer token or the session cookie; a bad token is an error, not anonymous."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
-        return cached
+        return cached  # type: ignore[no-any-return]  # request.state is untyped
     ip = client_ip(request)
     header = request.headers.get("authorization")
     principal = None
@@ -57,8 +59,13 @@ def resolve_principal(request: Request, session) -> Principal | None:
     return principal
 
 
-def require(permission: Permission):
-    """An API dependency: 401 without credentials, 403 when the role lacks `permission`."""
+@functools.cache
+def require(permission: Permission) -> Any:
+    """An API dependency: 401 without credentials, 403 when the role lacks `permission`.
+
+    One dependency per permission (cached), so a route that asks for the caller twice (directly
+    and through `context_of`) is authorised once: FastAPI solves the same dependency once per request.
+    """
 
     def dependency(request: Request, session: SessionDep) -> Principal:
         principal = resolve_principal(request, session)
@@ -72,7 +79,7 @@ def require(permission: Permission):
     return dependency
 
 
-def require_page(permission: Permission):
+def require_page(permission: Permission) -> Any:
     """Like `require`, for HTML pages: without a session the browser goes to the login page."""
 
     def dependency(request: Request, session: SessionDep) -> Principal:
@@ -102,3 +109,27 @@ def login_redirect_url(next_path: str) -> str:
 def requires(permission: Permission) -> Any:
     """The dependency of a route parameter `principal: Annotated[Principal, requires(Permission.X)]`."""
     return Depends(require(permission))
+
+
+@functools.cache
+def context_of(permission: Permission, *, reason: bool = False) -> Any:
+    """The dependency of a route parameter `ctx: Annotated[Context, context_of(Permission.X)]`.
+
+    The caller is authorised as by `requires(Permission.X)` (that is the route's one access rule),
+    then the request becomes a `gis.context.Context` (api.deps.request_context) for the core
+    operation to audit with. With `reason=True` the route also takes the `reason` query parameter.
+    The wrapper is `async`: building the context costs no thread hop on top of the check's.
+    """
+    # A default, not `Annotated[..., auth]`: annotations are strings here (PEP 563), and FastAPI
+    # resolves them in the module's namespace, where the local `auth` is not.
+    auth = Depends(require(permission))
+    if reason:
+        async def with_reason(request: Request, reason: Reason = None, principal: Principal = auth) -> Context:
+            return request_context(request, principal, reason)
+
+        return Depends(with_reason)
+
+    async def context(request: Request, principal: Principal = auth) -> Context:
+        return request_context(request, principal)
+
+    return Depends(context)

@@ -35,8 +35,10 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from sqlalchemy import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,7 +51,7 @@ RESULTS = ROOT / "var" / "bench" / "intake_results.json"
 PY = str(ROOT / ".venv" / "bin" / "python")
 
 
-def make_tokens(engine, n: int) -> list[str]:
+def make_tokens(engine: Engine, n: int) -> list[str]:
     import secrets
 
     from gis.auth import accounts
@@ -62,7 +64,7 @@ def make_tokens(engine, n: int) -> list[str]:
         return [accounts.create_token(session, user.id, f"device {i}")[0] for i in range(n)]
 
 
-def town_box(engine, inset: float = 0.02) -> tuple[float, float, float, float]:
+def town_box(engine: Engine, inset: float = 0.02) -> tuple[float, float, float, float]:
     from sqlalchemy import text
 
     with engine.connect() as conn:
@@ -73,7 +75,7 @@ def town_box(engine, inset: float = 0.02) -> tuple[float, float, float, float]:
     return x0 + dx, y0 + dy, x1 - dx, y1 - dy
 
 
-def serve(app: str, port: int, env: dict, app_dir: str | None = None) -> subprocess.Popen:
+def serve(app: str, port: int, env: dict[str, str], app_dir: str | None = None) -> subprocess.Popen[bytes]:
     cmd = [PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
            "--no-access-log", "--log-level", "warning"]
     if app_dir:
@@ -96,7 +98,7 @@ def wait_ready(port: int, path: str, body: bytes | None, timeout: float = 60) ->
         time.sleep(0.3)
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -111,16 +113,23 @@ _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 def _ms(value: str) -> float:
     m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    assert m is not None, value
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
-def run_wrk(port: int, seconds: int, conns: int, script_args: list[str]) -> dict:
+def _found(pattern: str, text: str) -> str:
+    m = re.search(pattern, text)
+    assert m is not None, f"wrk printed no {pattern!r}:\n{text}"
+    return m.group(1)
+
+
+def run_wrk(port: int, seconds: int, conns: int, script_args: list[str]) -> dict[str, Any]:
     cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "--latency",
            "-s", str(ROOT / "bench" / "intake.lua"), f"http://127.0.0.1:{port}", "--", *script_args]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    res = {"raw": out}
-    res["requests_per_s"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    res["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
+    res: dict[str, Any] = {"raw": out}
+    res["requests_per_s"] = float(_found(r"Requests/sec:\s+([\d.]+)", out))
+    res["requests"] = int(_found(r"(\d+) requests in", out))
     pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", out, re.M))
     res.update({f"p{k}_ms": _ms(v) for k, v in pct.items()})
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -160,7 +169,7 @@ def main() -> None:
             "external_ids": not args.no_ids}
     print(f"{info['date']}  {info['cpus']} cpus  load {info['loadavg_before']}  db {args.db} "
           f"({before} incidents before)", flush=True)
-    results: dict = {"machine": info}
+    results: dict[str, Any] = {"machine": info}
     with tempfile.NamedTemporaryFile("w", suffix=".tokens", delete=False) as f:
         f.write("\n".join(tokens) + "\n")
         tokens_file = f.name
@@ -176,10 +185,10 @@ def main() -> None:
         ids = "none" if args.no_ids else "ids"
         for name in ("minimal", "wangge"):                                          # warm-up, not counted
             run_wrk(ports[name], 3, args.connections, [name, tokens_file, *map(str, box), f"{tag}9{len(name)}", ids])
-        rounds = []
+        rounds: list[dict[str, Any]] = []
         for k in range(args.rounds):
             order = ("minimal", "wangge") if k % 2 == 0 else ("wangge", "minimal")
-            this = {}
+            this: dict[str, Any] = {}
             for name in order:
                 script = [name, tokens_file, *map(str, box), f"{tag}{k}{len(name)}", ids]
                 r = this[name] = run_wrk(ports[name], args.seconds, args.connections, script)

@@ -12,8 +12,10 @@ model as Wangge, so that the two are served the same way.
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
@@ -35,7 +37,7 @@ class Point(BaseModel):
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI):
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = make_engine()
     yield
     app.state.engine.dispose()
@@ -44,8 +46,8 @@ async def lifespan(app: FastAPI):
 app = FastAPI(lifespan=lifespan)
 
 
-@app.post("/locate")
-def locate(p: Point):
+@app.post("/locate", response_model=None)   # as before the annotation: no response model
+def locate(p: Point) -> dict[str, Any]:
     with app.state.engine.connect() as conn:
         code = conn.execute(LOOKUP, {"x": p.lon, "y": p.lat}).scalar_one_or_none()
     return {"code": code}

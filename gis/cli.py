@@ -270,9 +270,9 @@ def users_create(
     """Create an account. Without --password-stdin a random password is generated and printed once."""
     import secrets
 
-    from gis import audit
-    from gis.auth import accounts
+    from gis.auth import operations
     from gis.auth.roles import Role
+    from gis.context import Context
     from gis.db import transaction
 
     try:
@@ -283,10 +283,8 @@ def users_create(
     password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(12)
     try:
         with transaction(_engine()) as session:
-            user = accounts.create_user(session, username, password, role_value,
-                                        scope_codes=scope or [], display_name=display_name)
-            audit.record(session, None, "create", resource="user", resource_ids=[user.id],
-                         actor=_cli_actor(), detail={"role": role_value.value, "scope": scope or []})
+            user = operations.create_user(session, Context.cli(f"users create {username}"), username, password,
+                                          role_value, scope_codes=scope or [], display_name=display_name)
     except InputError as exc:
         _print_problems(exc)
         raise typer.Exit(1) from None
@@ -312,20 +310,17 @@ def users_list() -> None:
 @users_app.command("set-password")
 def users_set_password(username: str) -> None:
     """Set a new password (read from standard input); ends the user's sessions."""
-    from gis import audit
-    from gis.auth import accounts
+    from gis.auth import operations
+    from gis.context import Context
     from gis.db import transaction
 
     password = sys.stdin.readline().rstrip("\n")
     try:
         with transaction(_engine()) as session:
-            user = accounts.find_user(session, username)
-            if user is None:
+            ctx = Context.cli(f"users set-password {username}")
+            if operations.set_password(session, ctx, username, password) is None:
                 err.print(f"no user {username}")
                 raise typer.Exit(1)
-            accounts.update_user(session, user.id, password=password)
-            audit.record(session, None, "update", resource="user", resource_ids=[user.id],
-                         actor=_cli_actor(), detail={"changed": ["password(reset)"]})
     except InputError as exc:
         _print_problems(exc)
         raise typer.Exit(1) from None
@@ -339,8 +334,8 @@ def users_token(
     days: Annotated[float | None, typer.Option(help="expires after this many days")] = None,
 ) -> None:
     """Issue an API token for USERNAME (printed once)."""
-    from gis import audit
-    from gis.auth import accounts
+    from gis.auth import accounts, operations
+    from gis.context import Context
     from gis.db import transaction
 
     with transaction(_engine()) as session:
@@ -348,8 +343,8 @@ def users_token(
         if user is None:
             err.print(f"no user {username}")
             raise typer.Exit(1)
-        secret, token = accounts.create_token(session, user.id, name, expires_days=days)
-        audit.record(session, None, "create", resource="api_token", resource_ids=[token.id], actor=_cli_actor())
+        secret, token = operations.issue_token(session, Context.cli(f"users token {username}"), user.id, name,
+                                               expires_days=days)
     console.print(f"token id={token.id}: {secret}")
 
 

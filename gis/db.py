@@ -10,10 +10,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 from gis.settings import Settings, get_settings
 
@@ -31,11 +35,13 @@ class PerDataVersion(Generic[T]):
     def __init__(self, version_sql: str, size: int = 2):
         self.version_sql = text(version_sql)
         self.size = size
-        self._kept: OrderedDict[tuple, T] = OrderedDict()
+        self._kept: OrderedDict[tuple[Any, ...], T] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, session: Session, build: Callable[[tuple], T]) -> T:
-        key = (session.get_bind().url.render_as_string(hide_password=True),
+    def get(self, session: Session, build: Callable[[tuple[Any, ...]], T]) -> T:
+        bind = session.get_bind()
+        engine = bind if isinstance(bind, Engine) else bind.engine
+        key = (engine.url.render_as_string(hide_password=True),
                *session.execute(self.version_sql).one())
         with self._lock:
             found = self._kept.get(key)
@@ -67,36 +73,138 @@ def make_engine(settings: Settings | None = None, url: str | None = None, *,
         from sqlalchemy.pool import NullPool
 
         return create_engine(url, poolclass=NullPool, connect_args=connect_args)
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=settings.database_pool_size,
+    idle_s = settings.database_ping_after_idle_s
+    engine = create_engine(
+        url, pool_pre_ping=idle_s is None, pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_max_overflow,
         pool_timeout=settings.database_pool_timeout_s,
         connect_args=connect_args,
     )
+    if idle_s is not None:
+        ping_when_idle(engine, idle_s)
+    return engine
+
+
+def ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """Check a pooled connection before it is lent only if it sat unused for more than `idle_s`.
+
+    `pool_pre_ping` pings on every checkout: a round trip per request that a busy server pays
+    for nothing, since a connection returned a moment ago is alive. A connection that died while
+    idle (the server restarted, an idle timeout, the network) is found here and replaced: raising
+    DisconnectionError makes the pool discard it and lend another (SQLAlchemy's documented
+    pessimistic pattern). One that dies between uses under load fails that one statement, and
+    the pool then replaces every connection older than the failure; the token check, a request's
+    first statement, retries once on a new connection (`first_rows`).
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _returned(dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _lent(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned <= idle_s:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure to answer means the connection is gone
+            raise DisconnectionError(str(exc)) from exc
+        if not alive:
+            raise DisconnectionError("the pooled connection did not answer")
 
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_COMMENT_LINE = re.compile(r"^\s*--.*\n?", re.M)
+_INDENT = re.compile(r"^[ \t]+", re.M)
 
 
 @functools.lru_cache(maxsize=256)
 def pyformat(sql: str) -> str:
-    """`:name` parameters (SQLAlchemy's text style) as psycopg's `%(name)s`; `::casts` are left alone."""
-    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+    """`:name` parameters (SQLAlchemy's text style) as psycopg's `%(name)s`; `::casts` are left alone.
+
+    Whole-line comments and indentation go: psycopg caches its own parse of a statement only up
+    to 4096 characters (`MAX_CACHED_STATEMENT_LENGTH`), and the indented intake statement, at
+    ~4,600, was re-split by a Python regex on every request. Only line starts are touched, so a
+    string literal (all on one line in our SQL) keeps its spaces.
+    """
+    compact = _INDENT.sub("", _COMMENT_LINE.sub("", sql))
+    return _NAMED.sub(r"%(\1)s", compact.replace("%", "%%"))
 
 
-def driver_rows(session: Session, sql: str, params: dict) -> list[dict]:
+def driver_rows(session: Session, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Run one statement on the session's connection (and transaction) through psycopg directly.
 
     For the few statements on hot request paths (token check, intake, reading an incident): it
     skips SQLAlchemy's per-execution result machinery, which costs more than the query itself
     there. Same SQL text as `text()` would take; rows come back as dicts.
     """
+    driver = session.connection().connection.driver_connection
+    return _run(driver, sql, params)
+
+
+def first_rows(session: Session, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """`driver_rows` for a statement that is usually the first of the session's transaction.
+
+    As the first, it goes to the server in one message with the BEGIN that opens the transaction
+    (psycopg sends its BEGIN and waits for the answer before the statement: a round trip of its
+    own, one in five of a report's). The transaction, its isolation and every later statement are
+    the same as psycopg's own BEGIN would give; only the statement's parameters are bound by
+    psycopg on the client (`ClientCursor`, quoted by psycopg) instead of by the server.
+
+    A pooled connection that died since its last use (not pinged: with
+    `database_ping_after_idle_s` set the pool pings only idle ones) is replaced and the statement
+    run again, once: nothing has been done in
+    this transaction yet, so nothing is lost or done twice. Used by the token check, which every
+    API request starts with.
+    """
+    import psycopg
+
+    fresh = not session.in_transaction()
+    try:
+        return _run_first(session, sql, params)
+    except psycopg.OperationalError:
+        connection = session.connection()
+        driver = connection.connection.driver_connection
+        if not fresh or driver is None or not driver.closed:
+            raise
+        connection.invalidate()   # tells the pool: replace this and every older connection
+        session.rollback()
+        return _run_first(session, sql, params)
+
+
+def _run_first(session: Session, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    from psycopg import ClientCursor
+    from psycopg.pq import ExecStatus, TransactionStatus
     from psycopg.rows import dict_row
 
     driver = session.connection().connection.driver_connection
+    if (driver is None or driver.info.transaction_status != TransactionStatus.IDLE or driver.autocommit
+            or driver.isolation_level is not None or driver.read_only is not None
+            or driver.deferrable is not None):
+        return _run(driver, sql, params)   # a transaction is open, or its BEGIN is not the plain one
+    driver.autocommit = True   # so that psycopg sends no BEGIN of its own before ours
+    try:
+        with ClientCursor(driver, row_factory=dict_row) as cur:
+            cur.execute("BEGIN;" + pyformat(sql), params)
+            cur.nextset()   # past BEGIN's result, to the statement's
+            result = cur.pgresult
+            return cur.fetchall() if result is not None and result.status == ExecStatus.TUPLES_OK else []
+    finally:
+        # Back to transactions. psycopg's setter refuses inside one; the connection is now as
+        # psycopg's own BEGIN and statement would have left it (in a transaction, not autocommit).
+        driver._autocommit = False
+
+
+def _run(driver: Any, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    from psycopg.pq import ExecStatus
+    from psycopg.rows import dict_row
+
     with driver.cursor(row_factory=dict_row) as cur:
         cur.execute(pyformat(sql), params)
-        return cur.fetchall() if cur.description else []
+        result = cur.pgresult
+        # Not `cur.description`: it builds a Column object per column, ~40 per intake.
+        return cur.fetchall() if result is not None and result.status == ExecStatus.TUPLES_OK else []
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -123,7 +231,7 @@ def wait_for_database(engine: Engine, timeout_s: float = 30.0) -> None:
             time.sleep(0.5)
 
 
-def alembic_config(url: str):
+def alembic_config(url: str) -> Config:
     from alembic.config import Config
 
     cfg = Config()

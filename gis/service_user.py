@@ -46,7 +46,7 @@ def ensure_system_user(name: str) -> ServiceUser:
     return ServiceUser(name, entry.pw_uid, entry.pw_gid, Path(entry.pw_dir))
 
 
-def _as_user(user: ServiceUser, argv: list[str]) -> subprocess.CompletedProcess:
+def _as_user(user: ServiceUser, argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", *argv],
         cwd="/", capture_output=True, text=True, env={"PATH": os.environ.get("PATH", ""),

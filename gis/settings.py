@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     database_pool_timeout_s: float = 3.0
     # How long a request's statement may wait for a lock another transaction holds (then 503).
     database_lock_timeout_ms: int = 5000
+    # None: every pooled connection is checked (one round trip) before it is lent. A number: only
+    # one unused for longer than that many seconds is (see gis.db.ping_when_idle). Off by default:
+    # without the per-request check the login-burst test (tests/test_login_throttle.py, 40 logins
+    # from one address) answered some 503s on a loaded machine, and the check was not found why.
+    database_ping_after_idle_s: float | None = None
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -90,7 +95,7 @@ class Settings(BaseSettings):
 
     @field_validator("trusted_origins", mode="before")
     @classmethod
-    def _split_origins(cls, value):
+    def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value

@@ -7,6 +7,7 @@ import hashlib
 import math
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from gis.auth.passwords import hash_password, needs_rehash, password_problem, verify_password
 from gis.auth.principal import Principal, narrowed_access
 from gis.auth.roles import SCOPED_ROLES, Role
-from gis.db import driver_rows
+from gis.db import first_rows
 from gis.errors import InputError, NotFound, Problem
 
 TOKEN_PREFIX = "wg_"
@@ -35,7 +36,7 @@ class User:
     active: bool
     is_demo: bool = False
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "username": self.username,
@@ -49,12 +50,13 @@ class User:
 _USER_COLUMNS = "id, username, display_name, role, scope_codes, active, is_demo"
 
 
-def _user(row) -> User:
+def _user(row: Any) -> User:
     return User(row.id, row.username, row.display_name, Role(row.role), tuple(row.scope_codes or ()),
                 row.active, row.is_demo)
 
 
-def check_scope(session: Session, role: Role, scope_codes: list[str] | tuple[str, ...], loc: tuple) -> None:
+def check_scope(session: Session, role: Role, scope_codes: list[str] | tuple[str, ...],
+                loc: tuple[str | int, ...]) -> None:
     """Scoped roles need current grids as scope: group grids for grid staff, villages for supervisors."""
     if role not in SCOPED_ROLES:
         if scope_codes:
@@ -62,7 +64,7 @@ def check_scope(session: Session, role: Role, scope_codes: list[str] | tuple[str
         return
     if not scope_codes:
         raise InputError(Problem(loc, f"role {role} needs at least one grid code as scope"))
-    found = dict(
+    found: dict[str, int] = dict(
         session.execute(
             text("SELECT code, level FROM grid WHERE valid_to IS NULL AND code = ANY(:c)"),
             {"c": list(scope_codes)},
@@ -198,7 +200,7 @@ class LoginAttempt:
     """A counted attempt (a failure until the password proves right) and the account row."""
 
     id: int
-    user_row: object | None
+    user_row: Any | None   # the app_user row with its password hash; None for an unknown name
 
 
 # First keys of the two-key advisory locks that serialise counting (distinct from the one-key
@@ -288,7 +290,7 @@ def finish_login(session: Session, attempt: LoginAttempt, password: str) -> User
     """
     row = attempt.user_row
     ok = verify_password(password, row.password_hash if row else None) and bool(row and row.active)
-    if not ok:
+    if not ok or row is None:
         return None
     session.execute(text("UPDATE login_attempt SET success = true WHERE id = :i"),
                     {"i": attempt.id})
@@ -359,7 +361,7 @@ class Token:
     revoked_at: dt.datetime | None
     last_used_at: dt.datetime | None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "user_id": self.user_id, "name": self.name, "prefix": self.token_prefix,
             "role": self.role, "scope_codes": list(self.scope_codes) if self.scope_codes is not None else None,
@@ -437,7 +439,7 @@ def revoke_tokens(session: Session, user_id: int) -> None:
 
 
 def principal_from_token(session: Session, secret: str, client_ip: str | None) -> Principal | None:
-    rows = driver_rows(
+    rows = first_rows(
         session,
         """
             WITH t AS (
