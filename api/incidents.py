@@ -13,12 +13,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from api import schemas
-from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
+from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit, request_context
 from api.exports import require_time_zone, saved_upload, table_response
-from api.security import client_ip, requires
+from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.context import Context
 from gis.errors import InputError, Problem
 from gis.incidents import service
 from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH, Category
@@ -73,13 +72,6 @@ class IncidentIn(BaseModel):
 class TransitionIn(BaseModel):
     action: Action
     note: Annotated[str | None, NoNul] = Field(default=None, max_length=5000)
-
-
-def request_context(request: Request, principal: Principal) -> Context:
-    """Who calls, through which request: what the incident operations audit with. (A local helper
-    until api.deps offers a shared one.)"""
-    return Context(principal=principal, method=request.method, path=request.url.path,
-                   client_ip=client_ip(request))
 
 
 def _audit_reporter(session: Session, principal: Principal, request: Request, records: list[dict[str, Any]],
