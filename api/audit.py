@@ -16,6 +16,7 @@ from gis import audit
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.context import Context
+from gis.spreadsheet import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -56,7 +57,7 @@ def read(
 
 @router.get("/export", summary="The filtered audit log as CSV or xlsx (the export is audited too)",
             response_class=schemas.DownloadResponse,
-            responses=schemas.download(schemas.CSV_MEDIA_TYPE, schemas.XLSX_MEDIA_TYPE))
+            responses=schemas.download(CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE))
 def export(
     request: Request,
     session: SessionDep,

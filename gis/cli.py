@@ -694,7 +694,7 @@ def hotspots(
     from gis.errors import Problem
     from gis.hotspots import service
 
-    def when(text_value: str | None, name: str):
+    def when(text_value: str | None, name: str) -> dt.datetime | None:
         if text_value is None:
             return None
         try:

@@ -9,7 +9,7 @@
 2. the units: the current grids of `level` inside the area, or hexagons of `hex_size_m` metres
    clipped to it (in the area's metric CRS);
 3. the incidents the caller may see, filtered by category, dispute subtype and time window
-   [since, until) through the incident list's own builder (gis.incidents.service.incident_filter);
+   [since, until) through the incident list's own builder (gis.incidents.service.IncidentFilter);
    each is counted in the grid it was assigned to at intake, or in the hexagon containing it;
 4. the value per unit: the count, or the rate per 1,000 residents (residents of the households
    inside the unit), optionally Empirical-Bayes smoothed towards the area's rate (Marshall's
@@ -40,14 +40,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
-from gis.auth.roles import Role
 from gis.codes import in_subtree
 from gis.crs import metric_crs_for
 from gis.errors import Forbidden, InputError, NotFound, Problem
 from gis.grids import store
 from gis.hotspots import emerging, local_indicators, units
 from gis.incidents.categories import Category, DisputeKind
-from gis.incidents.service import incident_filter
+from gis.incidents.service import IncidentFilter
 
 # Problem types of a refusal by a guard rail (the request was fine, the data do not support a map).
 GUARD_RAILS = frozenset({"too_few_units", "too_few_incidents", "no_variation", "no_grids"})
@@ -61,13 +60,6 @@ HEX_SIZE_RANGE_M = (100.0, 5000.0)
 LOCAL_TIME = dt.timezone(dt.timedelta(hours=8))
 LEVEL_COLUMN = {4: "group_code", 3: "village_code", 2: "area_code"}
 UNIT_NAMES = {4: "group grids", 3: "villages", 2: "management areas"}
-# The analysis area: incidents assigned (at any level) inside one of its subtrees.
-_AREA_CONDITION = (
-    "(i.group_code = ANY(:roots) OR i.village_code = ANY(:roots) OR i.area_code = ANY(:roots) "
-    "OR i.town_code = ANY(:roots))"
-)
-
-
 @dataclass
 class HotspotQuery:
     unit: str = "grid"  # grid | hexagon
@@ -324,24 +316,13 @@ def _require_units(found: _Units, q: HotspotQuery) -> units.Neighbours:
     return found.neighbours
 
 
-# Analyses run by the system (the CLI, tests) see every incident, as the command center does.
-_SYSTEM = Principal(user_id=0, username="system", role=Role.ADMIN, via="cli")
-
-
 def _incident_condition(principal: Principal | None, q: HotspotQuery, area: _Area) -> tuple[str, dict[str, Any]]:
-    """(SQL condition on alias i, its parameters): the incidents the caller may see in the area,
-    of the query's category and time window — the incident list's own filter (incident_filter)."""
-    cond, params = incident_filter(
-        None, principal or _SYSTEM, category=q.category, since=q.since, until=q.until, now=dt.datetime.now(dt.UTC)
-    )
-    # Two criteria the shared builder does not take yet: an area of several subtrees (a staff
-    # member's grids) and the dispute subtype.
-    where = [cond, _AREA_CONDITION]
-    params["roots"] = area.roots
-    if q.dispute_kind is not None:
-        where.append("i.dispute_kind = :dispute_kind")
-        params["dispute_kind"] = q.dispute_kind
-    return " AND ".join(where), params
+    """(SQL condition on alias i, its parameters): the incidents the caller may see (None: the
+    system, which sees all) in the area's subtrees, of the query's category, subtype and time
+    window — the incident list's own filter (gis.incidents.service.IncidentFilter)."""
+    return IncidentFilter(
+        grid_codes=tuple(area.roots), category=q.category, dispute_kind=q.dispute_kind, since=q.since, until=q.until
+    ).where(principal, dt.datetime.now(dt.UTC))
 
 
 def _incidents(session: Session, principal: Principal | None, q: HotspotQuery, area: _Area) -> pd.DataFrame:
@@ -775,7 +756,7 @@ def unit_incident_records(
     if not ids:
         return [], 0
     now = dt.datetime.now(dt.UTC)
-    cond, params = incident_filter(None, principal or _SYSTEM, now=now)
+    cond, params = IncidentFilter().where(principal, now)
     params["ids"] = ids[:limit]
     rows = session.execute(
         text(f"SELECT {incidents._COLUMNS} FROM incident i WHERE i.id = ANY(:ids) AND {cond} ORDER BY i.id"),
@@ -783,4 +764,4 @@ def unit_incident_records(
     ).mappings()
     if principal is None:
         return [dict(r) for r in rows], len(ids)
-    return [incidents._shape(r, principal, now) for r in rows], len(ids)
+    return [incidents._shape(dict(r), principal, now) for r in rows], len(ids)
