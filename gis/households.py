@@ -33,6 +33,13 @@ IN_SCOPE = (
     "EXISTS (SELECT 1 FROM grid sg WHERE sg.valid_to IS NULL AND sg.code = ANY(:scope) "
     "AND ST_Intersects(sg.geom, h.geom))"
 )
+# Households of a grid (any level): the grid's polygon finds the candidates through the GiST index,
+# and the house's own grid (household_grid_at, migration 0010) decides a house on a shared edge.
+IN_GRID = (
+    "EXISTS (SELECT 1 FROM grid fg WHERE fg.valid_to IS NULL AND fg.code = :grid_code "
+    "AND ST_Intersects(fg.geom, h.geom)) AND EXISTS (SELECT 1 FROM household_grid_at(h.geom) hga "
+    "WHERE :grid_code IN (hga.group_code, hga.village_code, hga.area_code, hga.town_code))"
+)
 IN_EMERGENCY = (
     "EXISTS (SELECT 1 FROM emergency e WHERE e.closed_at IS NULL AND ST_Intersects(e.extent, h.geom))"
 )
@@ -64,15 +71,11 @@ _SELECT = """
     SELECT h.id, h.household_no, h.address, h.head_name, h.phone, h.residents, h.elderly,
            h.children, h.disabled, h.pregnant, h.bedridden, h.floors,
            nv.name AS natural_village, ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat,
-           grp.code AS grid_code, grp.name AS grid_name,
+           hg.group_code AS grid_code, hg.group_name AS grid_name,
            ({personal}) AS personal_shown
     FROM household h
     LEFT JOIN natural_village nv ON nv.id = h.natural_village_id
-    LEFT JOIN LATERAL (
-        SELECT g.code, g.name FROM grid g
-        WHERE g.valid_to IS NULL AND g.level = 4 AND ST_Intersects(g.geom, h.geom)
-        ORDER BY g.code LIMIT 1
-    ) grp ON true
+    LEFT JOIN LATERAL household_grid_at(h.geom) hg ON true
 """
 
 
@@ -106,10 +109,7 @@ def list_households(
     where = [f"({acc.rows})"]
     params: dict = {**acc.params, "limit": limit, "offset": offset}
     if grid_code is not None:
-        where.append(
-            "EXISTS (SELECT 1 FROM grid fg WHERE fg.valid_to IS NULL AND fg.code = :grid_code "
-            "AND ST_Intersects(fg.geom, h.geom))"
-        )
+        where.append(IN_GRID)
         params["grid_code"] = grid_code
     if bbox is not None:
         where.append("h.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
@@ -150,16 +150,28 @@ def get_household(session: Session, principal: Principal, household_id: int) -> 
 
 def counts_by_grid(session: Session, level: int | None = None) -> list[dict]:
     """Households, residents and vulnerable members per current grid: aggregates, no personal field."""
+    # Each household counts once per level, in its own grid and that grid's ancestors (house → grid,
+    # migration 0010): a house on a shared edge is not counted in both neighbours.
     rows = session.execute(
         text(
             """
-            SELECT g.code, g.name, g.level, count(h.id) AS households,
-                   coalesce(sum(h.residents), 0) AS residents, coalesce(sum(h.elderly), 0) AS elderly,
-                   coalesce(sum(h.children), 0) AS children, coalesce(sum(h.disabled), 0) AS disabled,
-                   coalesce(sum(h.pregnant), 0) AS pregnant, coalesce(sum(h.bedridden), 0) AS bedridden
-            FROM grid g LEFT JOIN household h ON ST_Intersects(g.geom, h.geom)
+            WITH per AS (
+                SELECT c.code, count(*) AS households, sum(h.residents) AS residents,
+                       sum(h.elderly) AS elderly, sum(h.children) AS children, sum(h.disabled) AS disabled,
+                       sum(h.pregnant) AS pregnant, sum(h.bedridden) AS bedridden
+                FROM household h
+                CROSS JOIN LATERAL household_grid_at(h.geom) hg
+                CROSS JOIN LATERAL (VALUES (hg.group_code), (hg.village_code), (hg.area_code), (hg.town_code)) c(code)
+                WHERE c.code IS NOT NULL
+                GROUP BY c.code
+            )
+            SELECT g.code, g.name, g.level, coalesce(per.households, 0) AS households,
+                   coalesce(per.residents, 0) AS residents, coalesce(per.elderly, 0) AS elderly,
+                   coalesce(per.children, 0) AS children, coalesce(per.disabled, 0) AS disabled,
+                   coalesce(per.pregnant, 0) AS pregnant, coalesce(per.bedridden, 0) AS bedridden
+            FROM grid g LEFT JOIN per ON per.code = g.code
             WHERE g.valid_to IS NULL AND (CAST(:level AS int) IS NULL OR g.level = :level)
-            GROUP BY g.code, g.name, g.level ORDER BY g.code
+            ORDER BY g.code
             """
         ),
         {"level": level},

@@ -8,7 +8,8 @@ through the household GIST index and tests them against a few dozen vertices onl
 exactly the extent, so the answer is the same set as ``ST_Intersects(extent, h.geom)``
 (tests/test_flood_finder.py checks it against shapely; bench/flood_finder_bench.py against the plain
 query at 3,000,000 households). Each house's group grid then comes from the cached in-memory grid
-index of gis/grids/locate.py (same rule: smallest code among the level-4 grids holding it).
+index of gis/grids/locate.py (the house → grid rule of migration 0010's household_grid_at, which
+the full list uses and tests/test_household_grid.py checks this against).
 
 A buffer (metres) finds the houses within that distance of the extent: the same pieces, a bounding
 box grown by the buffer in degrees to use the index, then ``ST_DWithin`` in the local metric CRS.
@@ -68,16 +69,6 @@ _WITHIN = f"""
     SELECT h.id, h.geom FROM pieces p JOIN household h
         ON h.geom && p.box AND ST_DWithin(p.gm, ST_Transform(h.geom, :srid), :buffer_m)
 """
-
-# The group grid of a house, by the rule of gis/households.py (smallest code on a shared edge).
-_GROUP_OF = """
-    LEFT JOIN LATERAL (
-        SELECT g.code, g.name FROM grid g
-        WHERE g.valid_to IS NULL AND g.level = 4 AND ST_Intersects(g.geom, h.geom)
-        ORDER BY g.code LIMIT 1
-    ) grp ON true
-"""
-
 
 def metric_srid(extent) -> int:
     c = extent.centroid if not extent.is_empty else shapely.Point(0, 0)
@@ -293,7 +284,8 @@ def _responsible(session: Session, households: list[dict]) -> None:
             text("""
                 SELECT h.id, row_number() OVER w - 1, count(*) OVER (PARTITION BY g.code), g.code
                 FROM grid g JOIN household h ON ST_Intersects(g.geom, h.geom)
-                WHERE g.valid_to IS NULL AND g.level = 4 AND g.code = ANY(:c)
+                CROSS JOIN LATERAL household_grid_at(h.geom) hg
+                WHERE g.valid_to IS NULL AND g.level = 4 AND g.code = ANY(:c) AND hg.group_code = g.code
                 WINDOW w AS (PARTITION BY g.code ORDER BY h.id)
             """),
             {"c": codes},
@@ -385,15 +377,13 @@ def place_in_shelters(session: Session, households: list[dict], extent_wgs84,
 _SELECT = """
     SELECT h.id, h.household_no, h.address, h.head_name, h.phone, h.residents, h.elderly, h.children,
            h.disabled, h.pregnant, h.bedridden, h.floors, nv.name AS natural_village,
-           ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat, grp.code AS grid_code, grp.name AS grid_name,
-           vil.code AS village_code, vil.name AS village_name, area.code AS area_code,
-           area.name AS area_name, ({visible}) AS row_visible, ({personal}) AS personal_shown
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:codes AS text[])) AS hit(id, code)
+           ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat, hg.group_code AS grid_code, hg.group_name AS grid_name,
+           hg.village_code, hg.village_name, hg.area_code, hg.area_name,
+           ({visible}) AS row_visible, ({personal}) AS personal_shown
+    FROM unnest(CAST(:ids AS bigint[])) AS hit(id)
     JOIN household h ON h.id = hit.id
     LEFT JOIN natural_village nv ON nv.id = h.natural_village_id
-    LEFT JOIN grid grp ON grp.valid_to IS NULL AND grp.code = hit.code
-    LEFT JOIN grid vil ON vil.valid_to IS NULL AND vil.code = left(grp.code, 12) || '000'
-    LEFT JOIN grid area ON area.valid_to IS NULL AND area.code = vil.parent_code
+    LEFT JOIN LATERAL household_grid_at(h.geom) hg ON true
     ORDER BY h.id
 """
 
@@ -411,9 +401,8 @@ def flooded_households(session: Session, principal: Principal | None, ext, buffe
         geom = shapely.make_valid(geom)
     # The one access predicate of gis.households: which rows, and whether shown or masked.
     acc = access_for(principal) if principal is not None else None
-    hits = household_ids_with_grids(session, geom, buffer_m)
-    params = {**(acc.params if acc is not None else {}),
-              "ids": [i for i, _ in hits], "codes": [c for _, c in hits]}
+    ids, _, _ = household_hits(session, geom, buffer_m)
+    params = {**(acc.params if acc is not None else {}), "ids": ids.tolist()}
     sql = _SELECT.format(visible=acc.rows if acc is not None else "TRUE",
                          personal=acc.personal if acc is not None else "TRUE")
     households = [dict(r) for r in session.execute(text(sql), params).mappings()]
