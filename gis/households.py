@@ -10,8 +10,8 @@ Personal fields (head's name, phone, address, members' names, ID numbers, birth 
   staff and supervisors for their own grids; to the command center only for households inside an
   active emergency's extent;
 - masked (张*, 138****1234, 411324********1234) everywhere else.
-Every answer that shows personal fields is written to the audit log by the caller (api layer),
-with the ids of exactly the households whose fields were shown.
+Every answer that shows personal fields is written to the audit log here (`ctx.audit`, in the
+caller's transaction), with the ids of exactly the households whose fields were shown.
 
 `access_for` is the one predicate for every household-bearing answer (the household list, detail
 and map, the flood households list and the 明白卡); `present` the one way a row is shown or masked.
@@ -19,13 +19,16 @@ and map, the flood households list and the 明白卡); `present` the one way a r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
+from gis.context import Context
 from gis.errors import NotFound
 from gis.privacy import mask_record
 
@@ -49,7 +52,7 @@ IN_EMERGENCY = (
 class Access:
     rows: str       # SQL condition on alias h: which rows the principal may see
     personal: str   # SQL condition on alias h: whether personal fields are shown unmasked
-    params: dict    # the bind parameters both conditions use
+    params: dict[str, Any]    # the bind parameters both conditions use
 
 
 def access_for(principal: Principal) -> Access:
@@ -79,7 +82,7 @@ _SELECT = """
 """
 
 
-def present(row, members: list[dict] | None = None) -> dict:
+def present(row: Mapping[Any, Any], members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A household row (with `personal_shown` from Access.personal) as the reader may see it:
     personal fields of the household and of its members (`members`, or the row's own "members")
     shown or masked, and `personal_fields` saying which."""
@@ -103,11 +106,14 @@ def list_households(
     bbox: tuple[float, float, float, float] | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> tuple[list[dict], int]:
-    """Households visible to `principal`, filtered by a grid (any level) and/or a bbox; ordered by id."""
+    ctx: Context | None = None,
+    fmt: str = "json",
+) -> tuple[list[dict[str, Any]], int]:
+    """Households visible to `principal`, filtered by a grid (any level) and/or a bbox; ordered by id,
+    paged in SQL. With `ctx`, a page that shows personal fields is audited."""
     acc = access_for(principal)
     where = [f"({acc.rows})"]
-    params: dict = {**acc.params, "limit": limit, "offset": offset}
+    params: dict[str, Any] = {**acc.params, "limit": limit, "offset": offset}
     if grid_code is not None:
         where.append(IN_GRID)
         params["grid_code"] = grid_code
@@ -120,11 +126,17 @@ def list_households(
         text(_SELECT.format(personal=acc.personal) + f" WHERE {cond} ORDER BY h.id LIMIT :limit OFFSET :offset"),
         params,
     ).mappings()
-    return [present(r) for r in rows], total
+    records = [present(r) for r in rows]
+    if ctx is not None:
+        audit_read(session, ctx, records, fmt)
+    return records, total
 
 
-def get_household(session: Session, principal: Principal, household_id: int) -> dict:
-    """One household with its members; a household outside the principal's access is 'not found'."""
+def get_household(
+    session: Session, principal: Principal, household_id: int, ctx: Context | None = None
+) -> dict[str, Any]:
+    """One household with its members; a household outside the principal's access is 'not found'.
+    With `ctx`, a read that shows personal fields is audited."""
     acc = access_for(principal)
     row = session.execute(
         text(_SELECT.format(personal=acc.personal) + f" WHERE h.id = :id AND ({acc.rows})"),
@@ -145,10 +157,13 @@ def get_household(session: Session, principal: Principal, household_id: int) -> 
     ]
     for m in members:
         m["birth_date"] = m["birth_date"].isoformat() if m["birth_date"] else None
-    return present(row, members)
+    record = present(row, members)
+    if ctx is not None:
+        audit_read(session, ctx, [record], "json")
+    return record
 
 
-def counts_by_grid(session: Session, level: int | None = None) -> list[dict]:
+def counts_by_grid(session: Session, level: int | None = None) -> list[dict[str, Any]]:
     """Households, residents and vulnerable members per current grid: aggregates, no personal field."""
     # Each household counts once per level, in its own grid and that grid's ancestors (house → grid,
     # migration 0010): a house on a shared edge is not counted in both neighbours.
@@ -179,6 +194,13 @@ def counts_by_grid(session: Session, level: int | None = None) -> list[dict]:
     return [{k: (int(v) if k not in ("code", "name") else v) for k, v in r.items()} for r in rows]
 
 
-def shown_ids(records: list[dict]) -> list[int]:
+def shown_ids(records: list[dict[str, Any]]) -> list[int]:
     """Ids of the households whose personal fields an answer shows (for the audit log)."""
     return [r["id"] for r in records if r.get("personal_fields") == "shown"]
+
+
+def audit_read(session: Session, ctx: Context, records: list[dict[str, Any]], fmt: str) -> None:
+    """The audit row of a household answer: `read_personal` with the ids whose fields it shows."""
+    ids = shown_ids(records)
+    if ids:
+        ctx.audit(session, "read_personal", resource="household", resource_ids=ids, detail={"format": fmt})

@@ -11,7 +11,9 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     SmallInteger,
@@ -188,3 +190,51 @@ class DatasetInfo(Base):
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     value: Mapped[dict] = mapped_column(JSONB)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class FloodDataVersion(Base):
+    """One row: a counter bumped by every statement that changes the flood finder's inputs."""
+
+    __tablename__ = "flood_data_version"
+    __table_args__ = (CheckConstraint("one", name="flood_data_version_one_check"),)
+
+    one: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class FloodAnswer(Base):
+    """The finder's stored answer for one extent and buffer: the shelters' loads and the data version."""
+
+    __tablename__ = "flood_answer"
+
+    extent_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("flood_extent.id", ondelete="CASCADE"), primary_key=True
+    )
+    buffer_m: Mapped[float] = mapped_column(Float, primary_key=True)
+    data_version: Mapped[int] = mapped_column(BigInteger)
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    shelter_method: Mapped[str | None] = mapped_column(Text)
+    distance_kind: Mapped[str | None] = mapped_column(Text)
+    shelters: Mapped[list] = mapped_column(JSONB)
+    totals: Mapped[dict] = mapped_column(JSONB)  # over every household: what a reader who sees all gets
+
+
+class FloodAnswerHousehold(Base):
+    """One flooded household of a stored answer, in rescue order, unmasked (masked when read)."""
+
+    __tablename__ = "flood_answer_household"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["extent_id", "buffer_m"], ["flood_answer.extent_id", "flood_answer.buffer_m"], ondelete="CASCADE"
+        ),
+    )
+
+    extent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    buffer_m: Mapped[float] = mapped_column(Float, primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    household_id: Mapped[int] = mapped_column(BigInteger)
+    group_code: Mapped[str | None] = mapped_column(String(15))
+    village_code: Mapped[str | None] = mapped_column(String(15))
+    area_code: Mapped[str | None] = mapped_column(String(15))
+    unplaced: Mapped[bool] = mapped_column(Boolean)
+    row: Mapped[dict] = mapped_column(JSONB)

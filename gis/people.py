@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -13,14 +14,14 @@ from gis.households import counts_by_grid
 ROLE_ORDER = {"grid_leader": 0, "grid_member": 1, "party_household": 2, "supervisor": 3}
 
 
-def staff_by_grid(session: Session, codes: list[str] | None = None) -> dict[str, list[dict]]:
+def staff_by_grid(session: Session, codes: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Staff per grid code, leader first. Staff contacts are public by design (the grid's board)."""
     sql = "SELECT id, name, phone, role, grid_code FROM staff"
-    params: dict = {}
+    params: dict[str, Any] = {}
     if codes is not None:
         sql += " WHERE grid_code = ANY(:codes)"
         params["codes"] = list(codes)
-    out: dict[str, list[dict]] = defaultdict(list)
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in session.execute(text(sql), params):
         out[r.grid_code].append({"id": r.id, "name": r.name, "phone": r.phone, "role": r.role})
     for people in out.values():

@@ -221,7 +221,7 @@ class FinderResult:
     totals: dict = field(default_factory=dict)
 
 
-def _extent_meta(ext, buffer_m: float) -> dict:
+def extent_meta(ext, buffer_m: float) -> dict:
     return {"id": getattr(ext, "id", None), "name": getattr(ext, "name", None),
             "source": getattr(ext, "source", None), "stage_m": getattr(ext, "stage_m", None),
             "buffer_m": buffer_m}
@@ -233,7 +233,9 @@ def _age(birth: dt.date | None, today: dt.date) -> int | None:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
 
-def _members(session: Session, ids: list[int], today: dt.date) -> dict[int, list[dict]]:
+def members_of(session: Session, ids: list[int], today: dt.date | None = None) -> dict[int, list[dict]]:
+    """The members of each household with their age on `today` (Beijing) and their flags."""
+    today = today or dt.datetime.now(BEIJING).date()
     out: dict[int, list[dict]] = {i: [] for i in ids}
     if not ids:
         return out
@@ -388,14 +390,21 @@ _SELECT = """
 """
 
 
+MAX_BUFFER_M = 5000.0
+
+
+def check_buffer(buffer_m: float) -> None:
+    if buffer_m < 0 or buffer_m > MAX_BUFFER_M:
+        raise InputError(Problem(("query", "buffer_m"), "a buffer between 0 and 5000 metres"))
+
+
 def flooded_households(session: Session, principal: Principal | None, ext, buffer_m: float = 0.0,
                        *, with_members: bool = True, with_shelters: bool = True,
                        today: dt.date | None = None) -> FinderResult:
     """Every household inside / within `buffer_m` of the flood extent `ext` (a FloodExtent, or
     anything with .geom), in rescue order, with depth, people, grid path, responsible staff and
     shelter. `principal` None means a trusted caller (the CLI): personal fields shown."""
-    if buffer_m < 0 or buffer_m > 5000:
-        raise InputError(Problem(("query", "buffer_m"), "a buffer between 0 and 5000 metres"))
+    check_buffer(buffer_m)
     geom = ext.geom
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
@@ -416,7 +425,7 @@ def flooded_households(session: Session, principal: Principal | None, ext, buffe
     for h in households:
         h["upper_floor_dry"] = priority.dry_upper_floor(int(h["floors"]), h["depth_m"])
     visible = [h for h in households if h["row_visible"]]
-    result = FinderResult(_extent_meta(ext, buffer_m), [], [], [])
+    result = FinderResult(extent_meta(ext, buffer_m), [], [], [])
     if with_shelters and visible:
         blocked = geom if buffer_m <= 0 else _grown(geom, buffer_m)
         assignment, usable = place_in_shelters(session, households, blocked)
@@ -426,7 +435,7 @@ def flooded_households(session: Session, principal: Principal | None, ext, buffe
                             "residents": households[i]["residents"]} for i in assignment.unplaced
                            if households[i]["row_visible"]]
     if with_members:
-        members = _members(session, [h["id"] for h in visible], today)
+        members = members_of(session, [h["id"] for h in visible], today)
         for h in visible:
             h["members"] = members[h["id"]]
     for h in visible:
