@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from gis.codes import SQL_PATTERNS, GridLevel
@@ -237,4 +237,5 @@ class FloodAnswerHousehold(Base):
     village_code: Mapped[str | None] = mapped_column(String(15))
     area_code: Mapped[str | None] = mapped_column(String(15))
     unplaced: Mapped[bool] = mapped_column(Boolean)
-    row: Mapped[dict] = mapped_column(JSONB)
+    geom: Mapped[WKBElement] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
+    row: Mapped[dict] = mapped_column(JSON)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
 from tests.conftest import make_client
@@ -13,11 +15,15 @@ from tests.conftest import make_client
 
 @pytest.fixture
 def cli(test_db_url, accounts, monkeypatch):
+    from gis import cli as cli_mod
     from gis import settings as settings_mod
     from gis.cli import app
 
     monkeypatch.setenv("DATABASE_URL", test_db_url.render_as_string(hide_password=False))
     settings_mod.get_settings.cache_clear()
+    # Connections that close after each command: an idle pooled one left on the shared database
+    # would keep later tests from copying it as a template.
+    monkeypatch.setattr(cli_mod, "_engine", lambda: create_engine(test_db_url, poolclass=NullPool))
     runner = CliRunner()
 
     def run(*args: str) -> None:

@@ -39,7 +39,7 @@ class FloodPage:
     items: list[dict[str, Any]]
     shelter_method: str | None = None
     distance_kind: str | None = None
-    unplaced: list[dict[str, Any]] = field(default_factory=list)
+    unplaced: list[dict[str, Any]] = field(default_factory=list)  # those of this page no shelter could take
     shelters: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -77,12 +77,12 @@ def store_answer(session: Session, ext: Any, buffer_m: float = 0.0) -> None:
     for rank, h in enumerate(result.households):
         row = {k: v for k, v in h.items() if k not in ("personal_fields", "members")}
         rows.append({**params, "r": rank, "h": h["id"], "g": h["grid_code"], "vc": h["village_code"],
-                     "ac": h["area_code"], "u": h["id"] in unplaced, "row": _json(row)})
+                     "ac": h["area_code"], "u": h["id"] in unplaced, "x": h["lon"], "y": h["lat"], "row": _json(row)})
     if rows:
         session.execute(
             text("INSERT INTO flood_answer_household (extent_id, buffer_m, rank, household_id, group_code, "
-                 "village_code, area_code, unplaced, row) "
-                 "VALUES (:e, :b, :r, :h, :g, :vc, :ac, :u, CAST(:row AS json))"),
+                 "village_code, area_code, unplaced, geom, row) VALUES (:e, :b, :r, :h, :g, :vc, :ac, :u, "
+                 "ST_SetSRID(ST_MakePoint(:x, :y), 4326), CAST(:row AS json))"),
             rows,
         )
 
@@ -101,32 +101,40 @@ def _fresh(session: Session, extent_id: int | None, buffer_m: float) -> Any:
 TOTALS = ("households", "residents", "elderly", "children", "disabled", "pregnant", "bedridden",
           "living_alone_elderly", "unplaced_households", "unplaced_residents")
 _TOTALS = """
-    SELECT count(*) AS households, coalesce(sum((a.row->>'residents')::int), 0) AS residents,
-           coalesce(sum((a.row->>'elderly')::int), 0) AS elderly,
-           coalesce(sum((a.row->>'children')::int), 0) AS children,
-           coalesce(sum((a.row->>'disabled')::int), 0) AS disabled,
-           coalesce(sum((a.row->>'pregnant')::int), 0) AS pregnant,
-           coalesce(sum((a.row->>'bedridden')::int), 0) AS bedridden,
-           count(*) FILTER (WHERE (a.row->>'living_alone_elderly')::boolean) AS living_alone_elderly,
-           count(*) FILTER (WHERE a.unplaced) AS unplaced_households,
-           coalesce(sum((a.row->>'residents')::int) FILTER (WHERE a.unplaced), 0) AS unplaced_residents,
+    SELECT count(*) AS households, coalesce(sum((h.row->>'residents')::int), 0) AS residents,
+           coalesce(sum((h.row->>'elderly')::int), 0) AS elderly,
+           coalesce(sum((h.row->>'children')::int), 0) AS children,
+           coalesce(sum((h.row->>'disabled')::int), 0) AS disabled,
+           coalesce(sum((h.row->>'pregnant')::int), 0) AS pregnant,
+           coalesce(sum((h.row->>'bedridden')::int), 0) AS bedridden,
+           count(*) FILTER (WHERE (h.row->>'living_alone_elderly')::boolean) AS living_alone_elderly,
+           count(*) FILTER (WHERE h.unplaced) AS unplaced_households,
+           coalesce(sum((h.row->>'residents')::int) FILTER (WHERE h.unplaced), 0) AS unplaced_residents,
            count(*) FILTER (WHERE {grid}) AS total
-    FROM flood_answer_household a JOIN household h ON h.id = a.household_id
+    FROM flood_answer_household h
     WHERE {where}
 """
 _PAGE = """
-    SELECT a.row, ({personal}) AS personal_shown
-    FROM flood_answer_household a JOIN household h ON h.id = a.household_id
+    SELECT h.row, h.unplaced, ({personal}) AS personal_shown
+    FROM flood_answer_household h
     WHERE {where} AND {grid}
-    ORDER BY a.rank LIMIT :limit OFFSET :offset
+    ORDER BY h.rank LIMIT :limit OFFSET :offset
 """
-_UNPLACED = """
-    SELECT a.household_id AS id, a.row->>'household_no' AS household_no, (a.row->>'residents')::int AS residents
-    FROM flood_answer_household a JOIN household h ON h.id = a.household_id
-    WHERE {where} AND a.unplaced ORDER BY a.rank
+# A reader who sees every row, unfiltered: ranks run 0, 1, 2 … so the page starts at rank = offset,
+# found in the primary key (a deep page costs what the first one does).
+_PAGE_BY_RANK = """
+    SELECT h.row, h.unplaced, ({personal}) AS personal_shown
+    FROM flood_answer_household h
+    WHERE {where} AND h.rank >= :offset
+    ORDER BY h.rank LIMIT :limit
 """
 
 
+def page_sql(where: str, grid: str, personal: str, every_row: bool) -> str:
+    """The statement of one page of stored rows (alias h)."""
+    if every_row:
+        return _PAGE_BY_RANK.format(where=where, personal=personal)
+    return _PAGE.format(where=where, grid=grid, personal=personal)
 def households_page(
     session: Session, principal: Any, ext: Any, buffer_m: float = 0.0, grid_code: str | None = None,
     *, limit: int | None = None, offset: int = 0, with_members: bool = True, today: dt.date | None = None,
@@ -141,9 +149,12 @@ def households_page(
     acc = access_for(principal) if principal is not None else None
     params: dict[str, Any] = {**(acc.params if acc is not None else {}), "e": ext.id, "b": float(buffer_m),
                               "g": grid_code, "limit": limit, "offset": offset}
-    where = f"a.extent_id = :e AND a.buffer_m = :b AND ({acc.rows if acc is not None else 'TRUE'})"
-    grid = "CAST(:g AS text) IN (a.group_code, a.village_code, a.area_code)" if grid_code is not None else "TRUE"
-    if (acc is None or acc.rows == "TRUE") and grid_code is None:
+    # The stored row stands in for the household (alias h, with its point): the access predicate
+    # runs on it, no join.
+    where = f"h.extent_id = :e AND h.buffer_m = :b AND ({acc.rows if acc is not None else 'TRUE'})"
+    grid = "CAST(:g AS text) IN (h.group_code, h.village_code, h.area_code)" if grid_code is not None else "TRUE"
+    every_row = (acc is None or acc.rows == "TRUE") and grid_code is None
+    if every_row:
         # A reader who sees every row gets the stored totals: no pass over the extent's rows.
         totals = {k: int(stored["totals"][k]) for k in TOTALS}
         total = totals["households"]
@@ -152,7 +163,7 @@ def households_page(
         total = int(agg.pop("total"))
         totals = {k: int(v) for k, v in agg.items()}
     rows = session.execute(
-        text(_PAGE.format(where=where, grid=grid, personal=acc.personal if acc is not None else "TRUE")), params
+        text(page_sql(where, grid, acc.personal if acc is not None else "TRUE", every_row)), params
     ).mappings().all()
     ids = [int(r["row"]["id"]) for r in rows]
     members = finder.members_of(session, ids, today) if with_members else {}
@@ -166,7 +177,8 @@ def households_page(
     if totals["households"]:
         page.shelter_method, page.distance_kind = stored["shelter_method"], stored["distance_kind"]
         page.shelters = list(stored["shelters"])
-        page.unplaced = [dict(u) for u in session.execute(text(_UNPLACED.format(where=where)), params).mappings()]
+        page.unplaced = [{"id": r["row"]["id"], "household_no": r["row"]["household_no"],
+                          "residents": r["row"]["residents"]} for r in rows if r["unplaced"]]
     return page
 
 
@@ -177,8 +189,10 @@ def _computed_page(session: Session, principal: Any, ext: Any, buffer_m: float, 
     if grid_code is not None:
         households = [h for h in households if grid_code in (h["grid_code"], h["village_code"], h["area_code"])]
     end = None if limit is None else offset + limit
-    return FloodPage(result.extent, len(households), offset, result.totals, households[offset:end],
-                     result.shelter_method, result.distance_kind, result.unplaced, result.shelters)
+    items = households[offset:end]
+    on_page = {h["id"] for h in items}
+    return FloodPage(result.extent, len(households), offset, result.totals, items, result.shelter_method,
+                     result.distance_kind, [u for u in result.unplaced if u["id"] in on_page], result.shelters)
 
 
 def list_flood_households(

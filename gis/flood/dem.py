@@ -37,8 +37,8 @@ class _Dem:
     """A DEM read from a file, on a metric grid."""
 
     data: np.ndarray  # float32, NaN = no data
-    transform: object  # affine.Affine
-    crs: object  # rasterio CRS (projected)
+    transform: Any  # affine.Affine
+    crs: Any  # rasterio CRS (projected)
 
 
 def _dem_problem(msg: str, type_: str = "bad_dem", field_: str = "file") -> InputError:
@@ -98,7 +98,7 @@ def read_dem(path: Path, crs: str | None = None) -> _Dem:
     return _Dem(data, transform, src_crs)
 
 
-def _warp_to_metric(data, transform, src_crs) -> _Dem:
+def _warp_to_metric(data: np.ndarray, transform: Any, src_crs: Any) -> _Dem:
     from rasterio.crs import CRS
     from rasterio.warp import Resampling, calculate_default_transform, reproject
 
@@ -135,7 +135,7 @@ def read_river_file(path: Path, crs: str | None = None) -> MultiLineString:
         raise InputError(Problem(("rivers",), f"no such file: {path.name}", "unreadable_file"))
     raw, default_wgs84 = _read_raw(path, None, _read_limits())
     geoms = _to_wgs84(raw, crs, default_wgs84)
-    lines = []
+    lines: list[Any] = []
     for g in geoms:
         if g is None or g.is_empty:
             continue
@@ -157,17 +157,12 @@ def _rivers_from_db(session: Session) -> MultiLineString | None:
     return geom if isinstance(geom, MultiLineString) else MultiLineString(list(shapely.get_parts(geom)))
 
 
-def _to_crs(geom, crs, inverse: bool = False):
+def _to_crs(geom: Any, crs: Any, inverse: bool = False) -> Any:
     import pyproj
 
-    tr = pyproj.Transformer.from_crs(
-        *(
-            ("EPSG:4326", pyproj.CRS.from_user_input(crs.to_wkt()))
-            if not inverse
-            else (pyproj.CRS.from_user_input(crs.to_wkt()), "EPSG:4326")
-        ),
-        always_xy=True,
-    )
+    metric = pyproj.CRS.from_user_input(crs.to_wkt())
+    src, dst = ("EPSG:4326", metric) if not inverse else (metric, "EPSG:4326")
+    tr = pyproj.Transformer.from_crs(src, dst, always_xy=True)
     return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
 
 
@@ -193,12 +188,15 @@ def _flood_dir() -> Path:
 
 
 def _river_cells(dem: _Dem, rivers: MultiLineString) -> np.ndarray:
-    return hydrology.river_mask(list(_to_crs(rivers, dem.crs).geoms), dem.data.shape, dem.transform) & np.isfinite(
-        dem.data
-    )
+    cells: np.ndarray = hydrology.river_mask(
+        list(_to_crs(rivers, dem.crs).geoms), dem.data.shape, dem.transform
+    ) & np.isfinite(dem.data)
+    return cells
 
 
-def _condition(dem: _Dem, rivers: MultiLineString | None, burn: float, threshold: float | None):
+def _condition(
+    dem: _Dem, rivers: MultiLineString | None, burn: float, threshold: float | None
+) -> hydrology.Conditioned:
     mask = None
     if rivers is not None:
         mask = _river_cells(dem, rivers)
@@ -236,7 +234,7 @@ def import_dem(
     burn_depth_m: float = DEFAULT_BURN_DEPTH_M,
     accumulation_threshold_km2: float | None = None,
     precompute: bool = True,
-) -> dict:
+) -> dict[str, Any]:
     """Read, condition and store a DEM (replacing one of the same name, and its cached extents),
     then compute the precomputed stages on it (`precomputed_stages`) unless `precompute` is off.
 
@@ -317,7 +315,7 @@ def import_dem(
             "cell_m": abs(dem.transform.a), "stages_m": sorted(set(stages)), **_stats(store)}
 
 
-def _stats(store: Path) -> dict:
+def _stats(store: Path) -> dict[str, Any]:
     drain = np.load(store / "drain.npy", mmap_mode="r")
     hand = np.load(store / "hand.npy", mmap_mode="r")
     return {
@@ -401,7 +399,7 @@ def _dem_row(session: Session, dem_name: str | None, import_sample: bool = True)
             if not import_sample:
                 raise NotFound("no DEM is loaded; import one with `wangge flood dem import FILE`")
             _import_sample_dem(session)
-            row = session.execute(text(sql + "ORDER BY created_at DESC, id DESC LIMIT 1")).one_or_none()
+            row = session.execute(text(sql + "ORDER BY created_at DESC, id DESC LIMIT 1")).one()
     return _DemRow(
         id=row.id, name=row.name, crs=CRS.from_wkt(row.crs), transform=affine.Affine(*row.transform),
         digest=row.digest, source_path=row.source_path, store_path=row.store_path,
@@ -441,7 +439,7 @@ def conditioned(row: _DemRow) -> hydrology.Conditioned:
     return cond
 
 
-def list_dems(session: Session) -> list[dict]:
+def list_dems(session: Session) -> list[dict[str, Any]]:
     """The imported DEMs (no rasters), newest first."""
     rows = session.execute(
         text(

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 SOURCES = ("model", "upload", "drawn")
@@ -25,12 +26,22 @@ class FloodExtent:
     name: str
     source: str
     stage_m: float | None
-    geom: MultiPolygon  # EPSG:4326
+    # The polygon is read on first use (`geom`): a realistic extent has ~10^5 vertices (~50 ms to
+    # read and parse), and a list page that reads a stored answer never needs it.
+    load_geom: Callable[[], MultiPolygon] = field(repr=False)
     depth_at: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     mode: str | None = None
     dem_id: int | None = None
     area_m2: float = 0.0
     created_at: dt.datetime | None = None
+    _geom: MultiPolygon | None = field(default=None, init=False, repr=False)
+
+    @property
+    def geom(self) -> MultiPolygon:
+        """The extent (EPSG:4326)."""
+        if self._geom is None:
+            self._geom = self.load_geom()
+        return self._geom
 
 
 def _store_answer(session: Session, extent: FloodExtent | None) -> None:
@@ -51,15 +62,17 @@ def _as_multipolygon(geom: Any) -> MultiPolygon:
     return MultiPolygon(polys)
 
 
-_EXTENT_SQL = (
-    "SELECT id, name, source, stage_m, mode, dem_id, ST_AsBinary(geom) AS geom, area_m2, created_at "
-    "FROM flood_extent "
-)
+_EXTENT_SQL = "SELECT id, name, source, stage_m, mode, dem_id, area_m2, created_at FROM flood_extent "
 
 
-def _extent(r: Any, depth_at: Callable[[np.ndarray], np.ndarray] | None = None) -> FloodExtent:
+def _extent(session: Session, r: Any, depth_at: Callable[[np.ndarray], np.ndarray] | None = None) -> FloodExtent:
+    def load() -> MultiPolygon:
+        wkb = session.execute(
+            text("SELECT ST_AsBinary(geom) FROM flood_extent WHERE id = :id"), {"id": r.id}
+        ).scalar_one()
+        return _as_multipolygon(shapely.from_wkb(bytes(wkb)))
+
     return FloodExtent(
-        id=r.id, name=r.name, source=r.source, stage_m=r.stage_m,
-        geom=_as_multipolygon(shapely.from_wkb(bytes(r.geom))), depth_at=depth_at, mode=r.mode,
-        dem_id=r.dem_id, area_m2=r.area_m2, created_at=r.created_at,
+        id=r.id, name=r.name, source=r.source, stage_m=r.stage_m, load_geom=load, depth_at=depth_at,
+        mode=r.mode, dem_id=r.dem_id, area_m2=r.area_m2, created_at=r.created_at,
     )

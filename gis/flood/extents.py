@@ -197,7 +197,7 @@ def get_extent(session: Session, extent_id: int) -> FloodExtent:
     if r.source == "model":
         row = _dem_by_id(session, r.dem_id)
         depth_at = _depth_sampler(row, r.stage_m, r.mode)
-    return _extent(r, depth_at)
+    return _extent(session, r, depth_at)
 
 
 def list_extents(session: Session, source: str | None = None) -> list[dict[str, Any]]:

@@ -156,7 +156,7 @@ def computed_stages(session: Session, dem_id: int, mode: str) -> list[float]:
              "AND mode = :m ORDER BY stage_m"), {"d": dem_id, "m": mode}).scalars()]
 
 
-def stored_scenario(session: Session, stage_m: float, mode: str = "fluvial",
+def stored_scenario(session: Session, stage_m: float | str, mode: str = "fluvial",
                     dem_name: str | None = None, loc: tuple[Any, ...] = ("stage_m",)) -> FloodExtent:
     """The stored extent at `stage_m` (reads only): StageNotComputed when that stage has not been
     computed on the DEM yet, an InputError at `loc` when it is outside the allowed set."""
@@ -244,7 +244,7 @@ def _find_model_extent(session: Session, row: _DemRow, stage: float, mode: str) 
     ).one_or_none()
     if found is None:
         return None
-    return _extent(found, _depth_sampler(row, stage, mode))
+    return _extent(session, found, _depth_sampler(row, stage, mode))
 
 
 def named_scenario(session: Session, name: str, *, stored_only: bool = False,

@@ -11,7 +11,8 @@ paged list computes it only for the rows of its page.
 Flood answers: the finder's answer for an extent (every household in rescue order with its depth,
 grid path, responsible staff and shelter, unmasked, plus the shelters' loads) is computed once by
 the writes that create an extent (upload, drawing, modelled stage) and stored in `flood_answer` /
-`flood_answer_household` with the data version it was computed on; a list page reads only its rows.
+`flood_answer_household` with the data version it was computed on; a list page reads only its rows
+(each row keeps its house's point, so the household access predicate runs on it without a join).
 `flood_data_version` counts the statements that change the finder's inputs (households, grids,
 staff, shelters, roads; statement-level triggers), so a stored answer older than the data is
 never served (the reader falls back to computing it without storing).
@@ -107,7 +108,8 @@ def upgrade() -> None:
             village_code varchar(15),
             area_code varchar(15),
             unplaced boolean NOT NULL,
-            row jsonb NOT NULL,
+            geom geometry(Point, 4326) NOT NULL,
+            row json NOT NULL,
             PRIMARY KEY (extent_id, buffer_m, rank),
             FOREIGN KEY (extent_id, buffer_m) REFERENCES flood_answer (extent_id, buffer_m) ON DELETE CASCADE
         );
