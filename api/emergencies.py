@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep
 from api.security import requires
-from gis import audit, emergencies
+from gis import emergencies
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
+from gis.context import Context
 from gis.geometry_input import polygon_from_geojson
 
 router = APIRouter(prefix="/emergencies", tags=["emergencies"])
@@ -30,30 +31,37 @@ class Close(BaseModel):
     reason: Annotated[str, NoNul] = Field(min_length=1, max_length=2000)
 
 
+def _context(request: Request, principal: Principal) -> Context:
+    """Who acts and from where (until api.deps provides the shared Context dependency)."""
+    return Context(principal=principal, method=request.method, path=request.url.path, client_ip=principal.client_ip)
+
+
 EmergencyId = Annotated[int, PathParam(ge=1, le=2**62)]
 
 
 @router.get("", summary="Emergencies, newest last", response_model=list[schemas.Emergency], **schemas.DATA,
             responses=schemas.problems(*schemas.READ))
-def list_all(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)], active: bool = False):
+def list_all(
+    session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)], active: bool = False
+) -> Any:
     return emergencies.list_emergencies(session, active_only=active)
 
 
 @router.post("", status_code=201, summary="Declare an emergency over an extent", response_model=schemas.Emergency,
              **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def declare(request: Request, session: SessionDep, settings: SettingsDep,
-            principal: Annotated[Principal, requires(Permission.MANAGE_EMERGENCIES)], body: Declare):
+            principal: Annotated[Principal, requires(Permission.MANAGE_EMERGENCIES)], body: Declare) -> Any:
     extent = polygon_from_geojson(body.extent, ("body", "extent"), max_vertices=settings.max_vertices_per_geometry,
                                   crs=body.crs)
-    out = emergencies.declare(session, principal.user_id, body.title, body.reason, extent)
-    audit.record(session, principal, "declare_emergency", resource="emergency", resource_ids=[out["id"]],
-                 reason=body.reason, method="POST", path=request.url.path, detail={"title": body.title})
-    return out
+    return emergencies.declare(session, principal.user_id, body.title, body.reason, extent,
+                               ctx=_context(request, principal))
 
 
 @router.get("/{emergency_id}", summary="One emergency", response_model=schemas.Emergency, **schemas.DATA,
             responses=schemas.problems(*schemas.ONE))
-def one(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)], emergency_id: EmergencyId):
+def one(
+    session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)], emergency_id: EmergencyId
+) -> Any:
     return emergencies.get(session, emergency_id)
 
 
@@ -61,8 +69,5 @@ def one(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EM
              response_model=schemas.Emergency, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def close(request: Request, session: SessionDep,
           principal: Annotated[Principal, requires(Permission.MANAGE_EMERGENCIES)],
-          emergency_id: EmergencyId, body: Close):
-    out = emergencies.close(session, emergency_id, principal.user_id, body.reason)
-    audit.record(session, principal, "close_emergency", resource="emergency", resource_ids=[emergency_id],
-                 reason=body.reason, method="POST", path=request.url.path)
-    return out
+          emergency_id: EmergencyId, body: Close) -> Any:
+    return emergencies.close(session, emergency_id, principal.user_id, body.reason, ctx=_context(request, principal))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -12,11 +12,11 @@ from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import table_response
 from api.security import requires
-from gis import audit
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
+from gis.context import Context
 from gis.errors import InputError, Problem
-from gis.flood import finder
+from gis.flood import answers
 from gis.flood import labels as L
 
 router = APIRouter(prefix="/flood", tags=["flood"])
@@ -32,26 +32,20 @@ GridFilter = Annotated[str | None, Query(pattern=r"^\d{15}$", description="only 
 MAX_CHECKLIST_HOUSEHOLDS = 1500
 
 
-def _find(session, principal, extent, scenario, buffer_m, grid_code=None, with_shelters=True):
-    ext = finder.resolve_extent(session, extent, scenario)
-    result = finder.flooded_households(session, principal, ext, buffer_m, with_shelters=with_shelters)
-    if grid_code is not None and not grid_code.endswith("000000"):  # a town code keeps everything
-        result.households = [h for h in result.households
-                             if grid_code in (h["grid_code"], h["village_code"], h["area_code"])]
-    return result
+def _context(request: Request, principal: Principal, reason: str | None) -> Context:
+    """Who asks, why and from where (until api.deps provides the shared Context dependency)."""
+    return Context(principal=principal, method=request.method, path=request.url.path,
+                   client_ip=principal.client_ip, reason=reason)
 
 
-def _audit(session, principal, request: Request, households: list[dict], what: str, fmt: str,
-           reason: str | None, extra: dict) -> None:
-    shown = [h["id"] for h in households if h.get("personal_fields") == "shown"]
-    audit.record(
-        session, principal, "read_personal" if shown else "read", resource="household", resource_ids=shown,
-        reason=reason, method=request.method, path=request.url.path,
-        detail={"endpoint": what, "format": fmt, "households": len(households), "shown": len(shown), **extra},
-    )
+def _next_link(request: Request, offset: int, limit: int, total: int) -> str | None:
+    """The next page's URL (same query, offset moved on), or None on the last page."""
+    if offset + limit >= total:
+        return None
+    return str(request.url.include_query_params(offset=offset + limit, limit=limit))
 
 
-def _feature(h: dict) -> dict:
+def _feature(h: dict[str, Any]) -> dict[str, Any]:
     props = {k: v for k, v in h.items() if k not in ("lon", "lat")}
     return {"type": "Feature", "id": h["id"], "geometry": {"type": "Point", "coordinates": [h["lon"], h["lat"]]},
             "properties": props}
@@ -73,24 +67,20 @@ def households(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
     reason: Reason = None,
-):
+) -> Any:
     check_page_limit(limit, settings)
-    result = _find(session, principal, extent, scenario, buffer_m, grid_code)
-    page = result.households[offset: offset + limit]
-    _audit(session, principal, request, page, "flood_households", format, reason,
-           {"extent": result.extent, "scenario": scenario, "offset": offset})
-    total = len(result.households)
+    page = answers.list_flood_households(
+        session, _context(request, principal, reason), extent_id=extent, scenario=scenario, buffer_m=buffer_m,
+        grid_code=grid_code, limit=limit, offset=offset, fmt=format,
+    )
+    total = page.total
     if format in ("csv", "xlsx"):
-        return table_response(L.EXPORT, page, "flood_households", total, format)
+        return table_response(L.EXPORT, page.items, "flood_households", total, format)
     if format == "geojson":
-        fc = {"type": "FeatureCollection", "numberMatched": total, "numberReturned": len(page),
-              "extent": result.extent, "totals": result.totals, "features": [_feature(h) for h in page]}
+        fc = {"type": "FeatureCollection", "numberMatched": total, "numberReturned": len(page.items),
+              "extent": page.extent, "totals": page.totals, "features": [_feature(h) for h in page.items]}
         return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
-    return {
-        "extent": result.extent, "total": total, "offset": offset, "totals": result.totals,
-        "shelter_method": result.shelter_method, "distance_kind": result.distance_kind,
-        "unplaced": result.unplaced, "shelters": result.shelters, "items": page,
-    }
+    return {**answers.as_json(page), "next": _next_link(request, offset, limit, total)}
 
 
 @router.get("/checklist", summary="The printable 明白卡 checklist per grid member (HTML or PDF)",
@@ -105,19 +95,21 @@ def checklist(
     grid_code: GridFilter = None,
     format: Literal["html", "pdf"] = "html",
     reason: Reason = None,
-):
+) -> Any:
     from gis.dataset_info import dataset_info
     from gis.flood.checklist import checklist_html, checklist_pdf
 
-    result = _find(session, principal, extent, scenario, buffer_m, grid_code)
-    if len(result.households) > MAX_CHECKLIST_HOUSEHOLDS:
+    # One more than may be printed, to say it is too many without reading them all.
+    page = answers.list_flood_households(
+        session, _context(request, principal, reason), extent_id=extent, scenario=scenario, buffer_m=buffer_m,
+        grid_code=grid_code, limit=MAX_CHECKLIST_HOUSEHOLDS + 1, fmt=format, endpoint="flood_checklist",
+    )
+    if page.total > MAX_CHECKLIST_HOUSEHOLDS:
         raise InputError(Problem(("query", "grid_code"),
-                                 f"{len(result.households)} households: print one village or group at a time "
+                                 f"{page.total} households: print one village or group at a time "
                                  f"(at most {MAX_CHECKLIST_HOUSEHOLDS})"))
-    _audit(session, principal, request, result.households, "flood_checklist", format, reason,
-           {"extent": result.extent, "scenario": scenario, "grid_code": grid_code})
     sample = dataset_info(session, "sample_town")
-    html = checklist_html(result.households, result.extent,
+    html = checklist_html(page.items, page.extent,
                           synthetic_notice=sample.get("notice") if sample else None)
     if format == "pdf":
         return Response(checklist_pdf(html), media_type="application/pdf",
@@ -135,10 +127,7 @@ def risk(
     stages: Annotated[
         str | None, Query(max_length=100, description="comma-separated metres; default 0.5,1,2,3")
     ] = None,
-):
+) -> Any:
     from gis.flood.risk import flood_risk, parse_stages
 
-    out = flood_risk(session, level=level, stages=parse_stages(stages))
-    audit.record(session, principal, "read", resource="flood_risk", method=request.method, path=request.url.path,
-                 detail={"endpoint": "flood_risk", "level": level, "stages": out["stages"]})
-    return out
+    return flood_risk(session, level=level, stages=parse_stages(stages), ctx=_context(request, principal, None))

@@ -13,11 +13,13 @@ from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep
 from api.exports import saved_upload
 from api.security import requires
-from gis import audit
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
+from gis.context import Context
 from gis.errors import InputError, Problem
 from gis.flood import extents
+from gis.flood.extent_row import FloodExtent
+from gis.flood.stages import compute_stage
 from gis.geometry_input import polygon_from_geojson
 
 router = APIRouter(prefix="/flood", tags=["flood"])
@@ -34,7 +36,7 @@ class Drawn(BaseModel):
     crs: str = Field(default="wgs84", max_length=40, description="wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:code")
 
 
-def _summary(extent: extents.FloodExtent) -> dict:
+def _summary(extent: FloodExtent) -> dict[str, Any]:
     return {
         "id": extent.id, "name": extent.name, "source": extent.source, "stage_m": extent.stage_m,
         "mode": extent.mode, "dem_id": extent.dem_id, "area_m2": round(extent.area_m2, 1),
@@ -43,9 +45,9 @@ def _summary(extent: extents.FloodExtent) -> dict:
     }
 
 
-def _audit_write(session, principal, request: Request, extent: extents.FloodExtent, detail: dict) -> None:
-    audit.record(session, principal, f"flood_extent_{extent.source}", resource="flood_extent",
-                 resource_ids=[extent.id], method="POST", path=request.url.path, detail=detail)
+def _context(request: Request, principal: Principal) -> Context:
+    """Who acts and from where (until api.deps provides the shared Context dependency)."""
+    return Context(principal=principal, method="POST", path=request.url.path, client_ip=principal.client_ip)
 
 
 @router.post("/extents", status_code=201, summary="Upload a flood extent (GeoJSON, KML, zipped Shapefile, GeoPackage)",
@@ -61,7 +63,7 @@ def upload(
     crs: Annotated[
         str | None, Form(max_length=40, description="gcj02 | bd09 | EPSG:code, when the file does not say")
     ] = None,
-):
+) -> Any:
     from gis.vector_files import ReadLimits
 
     filename = Path(file.filename or "upload").name
@@ -77,39 +79,40 @@ def upload(
     with saved_upload(file, suffix, settings.max_upload_bytes) as path:
         geom = extents.read_extent_file(path, crs=crs, limits=limits)
     extent = extents.save_extent(session, geom, "upload", (name or "").strip() or Path(filename).stem,
-                                 user_id=principal.user_id, input_crs=crs)
-    _audit_write(session, principal, request, extent, {"file": filename, "crs": crs})
+                                 user_id=principal.user_id, input_crs=crs, ctx=_context(request, principal),
+                                 detail={"file": filename, "crs": crs})
     return _summary(extent)
 
 
 @router.post("/extents/drawn", status_code=201, summary="Store a flood extent drawn on the map",
              response_model=schemas.FloodExtentSummary, **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def drawn(request: Request, session: SessionDep, settings: SettingsDep,
-          principal: Annotated[Principal, requires(Permission.EDIT_FLOOD_EXTENTS)], body: Drawn):
+          principal: Annotated[Principal, requires(Permission.EDIT_FLOOD_EXTENTS)], body: Drawn) -> Any:
     geom = polygon_from_geojson(body.geometry, ("body", "geometry"),
                                 max_vertices=settings.max_vertices_per_geometry, crs=body.crs)
     extent = extents.save_extent(session, geom, "drawn", body.name, user_id=principal.user_id,
-                                 input_crs=body.crs)
-    _audit_write(session, principal, request, extent, {"crs": body.crs})
+                                 input_crs=body.crs, ctx=_context(request, principal), detail={"crs": body.crs})
     return _summary(extent)
 
 
 @router.get("/extents", summary="Stored flood extents (no geometry), newest first",
             response_model=list[schemas.StoredFloodExtent], **schemas.DATA, responses=schemas.problems(*schemas.READ))
 def list_all(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)],
-             source: Annotated[Literal["model", "upload", "drawn"] | None, Query()] = None):
+             source: Annotated[Literal["model", "upload", "drawn"] | None, Query()] = None) -> Any:
     return extents.list_extents(session, source)
 
 
 @router.get("/extents/{extent_id}", summary="One flood extent as GeoJSON, with its depth classes when modelled",
             response_model=schemas.FloodExtentCollection, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
-def one(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)], extent_id: ExtentId):
+def one(
+    session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)], extent_id: ExtentId
+) -> Any:
     return extents.extent_feature_collection(session, extents.get_extent(session, extent_id))
 
 
 @router.get("/scenarios", summary="Named scenarios, standard stages and the DEMs they run on",
             response_model=schemas.Scenarios, **schemas.DATA, responses=schemas.problems(*schemas.SIGNED_IN))
-def scenarios(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)]):
+def scenarios(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)]) -> Any:
     return {
         "named": [
             {"name": s.name, "stage_m": s.stage_m, "mode": s.mode, "title": s.title, "note": s.note}
@@ -135,7 +138,7 @@ def scenario(
         str, PathParam(max_length=40, description="a stage in metres (1.5) or a name (2023-09-23)")
     ],
     mode: Annotated[Literal["fluvial", "pluvial"], Query()] = "fluvial",
-):
+) -> Any:
     extent = extents.scenario(session, stage_or_name, mode, stored_only=True)
     return extents.extent_feature_collection(session, extent)
 
@@ -149,11 +152,9 @@ class StageRequest(BaseModel):
 @router.post("/scenarios", status_code=201,
              summary="Compute and store a modelled stage of the allowed set",
              response_model=schemas.FloodExtentSummary, **schemas.DATA, responses=schemas.problems(*schemas.READ))
-def compute_scenario(request: Request, session: SessionDep,
-                     principal: Annotated[Principal, requires(Permission.COMPUTE_FLOOD_SCENARIOS)], body: StageRequest):
-    stage = extents.check_stage(body.stage_m, body.mode, ("body", "stage_m"))
-    extent = extents.scenario_extent(session, stage, body.mode)
-    audit.record(session, principal, "flood_extent_model", resource="flood_extent",
-                 resource_ids=[extent.id], method="POST", path=request.url.path,
-                 detail={"stage_m": stage, "mode": body.mode})
+def compute_scenario(
+    request: Request, session: SessionDep,
+    principal: Annotated[Principal, requires(Permission.COMPUTE_FLOOD_SCENARIOS)], body: StageRequest,
+) -> Any:
+    extent = compute_stage(session, _context(request, principal), body.stage_m, body.mode)
     return _summary(extent)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
@@ -14,10 +14,10 @@ from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
 from api.exports import table_response
 from api.grids import parse_bbox
 from api.security import requires
-from gis import audit
 from gis import households as hh
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
+from gis.context import Context
 from gis.spreadsheet import PERSONAL, Table
 
 router = APIRouter(prefix="/households", tags=["households"])
@@ -34,11 +34,16 @@ CSV_HEADERS = {
 EXPORT = Table(CSV_HEADERS, labels={"personal_fields": PERSONAL})
 
 
-def _audit_read(session, principal, request: Request, records: list[dict], reason: str | None, fmt: str):
-    ids = hh.shown_ids(records)
-    if ids:
-        audit.record(session, principal, "read_personal", resource="household", resource_ids=ids,
-                     reason=reason, method=request.method, path=request.url.path, detail={"format": fmt})
+def _context(request: Request, principal: Principal, reason: str | None) -> Context:
+    """Who asks, why and from where (until api.deps provides the shared Context dependency)."""
+    return Context(principal=principal, method=request.method, path=request.url.path,
+                   client_ip=principal.client_ip, reason=reason)
+
+
+def _audit_read(session: Any, principal: Principal, request: Request, records: list[dict[str, Any]],
+                reason: str | None, fmt: str) -> None:
+    """The household answer's audit row, for routes outside this module (the household map)."""
+    hh.audit_read(session, _context(request, principal, reason), records, fmt)
 
 
 @router.get("", summary="Households you may see (JSON, GeoJSON or CSV)", response_model=schemas.HouseholdPage,
@@ -54,11 +59,11 @@ def list_households(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
     reason: Reason = None,
-):
+) -> Any:
     check_page_limit(limit, settings)
     records, total = hh.list_households(session, principal, grid_code=grid_code, bbox=parse_bbox(bbox),
-                                        limit=limit, offset=offset)
-    _audit_read(session, principal, request, records, reason, format)
+                                        limit=limit, offset=offset, ctx=_context(request, principal, reason),
+                                        fmt=format)
     if format in ("csv", "xlsx"):
         return table_response(EXPORT, records, "households", total, format)
     if format == "geojson":
@@ -74,21 +79,21 @@ def list_households(
             ],
         }
         return Response(json.dumps(fc, ensure_ascii=False), media_type="application/geo+json")
-    return {"total": total, "offset": offset, "items": records}
+    more = offset + limit < total
+    return {"total": total, "offset": offset, "items": records,
+            "next": str(request.url.include_query_params(offset=offset + limit, limit=limit)) if more else None}
 
 
 @router.get("/counts", summary="Households, residents and vulnerable members per grid (no personal fields)",
             response_model=list[schemas.GridHouseholdCounts], **schemas.DATA,
             responses=schemas.problems(*schemas.READ))
 def counts(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLD_COUNTS)],
-           level: Annotated[int | None, Query(ge=1, le=4)] = None):
+           level: Annotated[int | None, Query(ge=1, le=4)] = None) -> Any:
     return hh.counts_by_grid(session, level)
 
 
 @router.get("/{household_id}", summary="One household with its members", response_model=schemas.HouseholdDetail,
             **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def one(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLDS)],
-        household_id: Annotated[int, PathParam(ge=1, le=2**62)], reason: Reason = None):
-    record = hh.get_household(session, principal, household_id)
-    _audit_read(session, principal, request, [record], reason, "json")
-    return record
+        household_id: Annotated[int, PathParam(ge=1, le=2**62)], reason: Reason = None) -> Any:
+    return hh.get_household(session, principal, household_id, ctx=_context(request, principal, reason))

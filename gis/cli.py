@@ -39,6 +39,12 @@ flood_app.add_typer(flood_extent_app, name="extent")
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+
+    from gis.flood.answers import FloodPage
+
 
 def _engine() -> Engine:
     from gis.db import make_engine, wait_for_database
@@ -468,6 +474,49 @@ def incidents_import(
         raise typer.Exit(1)
 
 
+@incidents_app.command("export")
+def incidents_export(
+    out: Annotated[Path, typer.Argument(help=".csv (UTF-8 with BOM) or .xlsx")],
+    as_user: Annotated[str, typer.Option("--as", help="export what this account may see (its role and grids)")],
+    grid_code: Annotated[str | None, typer.Option(help="any level: its whole subtree")] = None,
+    state: Annotated[str | None, typer.Option()] = None,
+    category: Annotated[str | None, typer.Option()] = None,
+    overdue: Annotated[bool | None, typer.Option()] = None,
+    flagged: Annotated[bool | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+) -> None:
+    """The incident export of GET /incidents?format=csv, for the same account and filters."""
+    from sqlalchemy import text
+
+    from api.incidents import EXPORT
+    from gis.auth.principal import Principal
+    from gis.auth.roles import Role
+    from gis.context import Context
+    from gis.db import transaction
+    from gis.incidents import service
+    from gis.settings import get_settings
+
+    with transaction(_engine()) as session:
+        user = session.execute(
+            text("SELECT id, username, role, scope_codes FROM app_user WHERE username = :u AND active"), {"u": as_user}
+        ).first()
+        if user is None:
+            err.print(f"no active account {as_user!r}")
+            raise typer.Exit(1)
+        principal = Principal(user.id, user.username, Role(user.role), tuple(user.scope_codes or ()), "cli")
+        page = service.list_incidents(
+            session, principal, grid_code=grid_code, state=state, category=category, overdue=overdue,
+            flagged=flagged, limit=limit, offset=offset, count_up_to=get_settings().max_exact_incident_count,
+        )
+        shown = [r["id"] for r in page.items if r.get("reporter_name") or r.get("reporter_phone")]
+        if shown and service.reporter_shown(principal):
+            Context.cli(f"incidents export --as {as_user}", principal=principal).audit(
+                session, "read_personal", resource="incident", resource_ids=shown)
+    n = EXPORT.write_file(out, page.items)
+    console.print(f"{n} of {page.total} incidents -> {out}")
+
+
 @flood_dem_app.command("import")
 def flood_dem_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="GeoTIFF DEM")],
@@ -509,6 +558,7 @@ def flood_scenario(
     from sqlalchemy import text
 
     from gis.db import transaction
+    from gis.flood.answers import ensure_answer
     from gis.flood.extents import extent_feature_collection, named_scenario, scenario_extent
 
     if (stage is None) == (name is None):
@@ -518,8 +568,10 @@ def flood_scenario(
         with transaction(_engine()) as session, console.status("flooding ..."):
             extent = (
                 named_scenario(session, name) if name is not None
-                else scenario_extent(session, stage, mode="pluvial" if pluvial else "fluvial", dem_name=dem)
+                else scenario_extent(session, float(stage or 0), mode="pluvial" if pluvial else "fluvial",
+                                     dem_name=dem)
             )
+            ensure_answer(session, extent)
             households = session.execute(
                 text("SELECT count(*) FROM household h, flood_extent e WHERE e.id = :id "
                      "AND ST_Intersects(e.geom, h.geom)"), {"id": extent.id}
@@ -555,19 +607,18 @@ def flood_extent_import(
     console.print(f"extent {extent.id} {extent.name!r}: {len(extent.geom.geoms)} parts, {extent.area_m2 / 1e6:.3f} km²")
 
 
-def _flood_find(session, extent_id, scenario, buffer_m, grid_code, what: str):
-    from gis import audit
-    from gis.flood.finder import flooded_households, resolve_extent
+def _flood_find(session: Session, extent_id: int | None, scenario: str | None, buffer_m: float,
+                grid_code: str | None, endpoint: str, fmt: str, command: str,
+                limit: int | None = None, offset: int = 0) -> FloodPage:
+    """The flood households list through the one core operation (gis.flood.answers), as a trusted
+    caller: every household, personal fields shown, audited as this command; a stage not stored yet
+    is computed (the CLI may write)."""
+    from gis.context import Context
+    from gis.flood.answers import list_flood_households
 
-    ext = resolve_extent(session, extent_id, scenario, compute=True)
-    result = flooded_households(session, None, ext, buffer_m)
-    if grid_code:
-        result.households = [h for h in result.households
-                             if grid_code in (h["grid_code"], h["village_code"], h["area_code"])]
-    audit.record(session, None, "read_personal", resource="household", actor=_cli_actor(),
-                 resource_ids=[h["id"] for h in result.households],
-                 detail={"endpoint": what, "extent": result.extent, "scenario": scenario})
-    return result
+    return list_flood_households(session, Context.cli(command), extent_id=extent_id, scenario=scenario,
+                                 buffer_m=buffer_m, grid_code=grid_code, limit=limit, offset=offset, fmt=fmt,
+                                 endpoint=endpoint, compute=True)
 
 
 @flood_app.command("households")
@@ -579,6 +630,10 @@ def flood_households(
     csv: Annotated[Path | None, typer.Option(
         help="also write the list to this file: CSV (UTF-8 with BOM), or Excel if it ends in .xlsx",
     )] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="also write the answer of GET /flood/households (format=json) to this file")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="one page of this many (default: all)")] = None,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
     """The flooded households in rescue order: depth, people, grid, responsible staff, shelter."""
     from gis.db import transaction
@@ -586,14 +641,16 @@ def flood_households(
 
     try:
         with transaction(_engine()) as session, console.status("finding households ..."):
-            result = _flood_find(session, extent, scenario, buffer_m, grid_code, "cli_flood_households")
+            result = _flood_find(session, extent, scenario, buffer_m, grid_code, "flood_households",
+                                 "table" if csv is None else csv.suffix.lstrip(".").lower() or "csv",
+                                 "flood households", limit=limit, offset=offset)
     except InputError as exc:
         _print_problems(exc)
         raise typer.Exit(1) from None
     t = result.totals
     table = Table("序号", "户号", "户主", "人数", "老/幼/残/孕/卧床", "水深m", "楼层", "网格", "网格员", "安置点",
                   title=f"{result.extent['name']}: {t['households']} 户 {t['residents']} 人")
-    for h in result.households:
+    for h in result.items:
         vuln = "/".join(str(h[k]) for k in ("elderly", "children", "disabled", "pregnant", "bedridden"))
         depth = f"{h['depth_m']:.2f}" if h["depth_m"] is not None else "—"
         shelter = f"{h['shelter_name']} {h['shelter_distance_m']:.0f}m" if h["shelter_name"] else "无法安置"
@@ -601,12 +658,17 @@ def flood_households(
                       str(h["floors"]), h["grid_name"] or "", f"{h['member_name'] or ''} {h['member_phone'] or ''}",
                       shelter)
     console.print(table)
-    villages = sorted({h["village_name"] for h in result.households if h["village_name"]})
+    villages = sorted({h["village_name"] for h in result.items if h["village_name"]})
     console.print(f"villages: {'、'.join(villages)}; shelters by {result.distance_kind} ({result.shelter_method}); "
                   f"{t['unplaced_households']} households could not be placed")
     if csv is not None:
-        L.EXPORT.write_file(csv, result.households)
+        L.EXPORT.write_file(csv, result.items)
         console.print(f"-> {csv}")
+    if json_out is not None:
+        from gis.flood.answers import as_json
+
+        json_out.write_text(json.dumps(as_json(result), ensure_ascii=False, default=str), encoding="utf-8")
+        console.print(f"-> {json_out}")
 
 
 @flood_app.command("checklist")
@@ -624,17 +686,18 @@ def flood_checklist(
 
     try:
         with transaction(_engine()) as session, console.status("finding households ..."):
-            result = _flood_find(session, extent, scenario, buffer_m, grid_code, "cli_flood_checklist")
+            result = _flood_find(session, extent, scenario, buffer_m, grid_code, "flood_checklist",
+                                 out.suffix.lstrip(".").lower() or "html", "flood checklist")
             sample = dataset_info(session, "sample_town")
     except InputError as exc:
         _print_problems(exc)
         raise typer.Exit(1) from None
-    html = checklist_html(result.households, result.extent, synthetic_notice=sample.get("notice") if sample else None)
+    html = checklist_html(result.items, result.extent, synthetic_notice=sample.get("notice") if sample else None)
     if out.suffix.lower() == ".pdf":
         out.write_bytes(checklist_pdf(html))
     else:
         out.write_text(html, encoding="utf-8")
-    console.print(f"{len(result.households)} households -> {out}")
+    console.print(f"{len(result.items)} households -> {out}")
 
 
 @flood_app.command("risk")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from shapely.geometry import MultiPolygon
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.bulk import ewkt
+from gis.context import Context
 from gis.errors import InputError, NotFound, Problem
 
 _COLUMNS = (
@@ -17,14 +20,16 @@ _COLUMNS = (
 )
 
 
-def parse_extent(geojson: dict, loc: tuple, max_vertices: int) -> MultiPolygon:
+def parse_extent(geojson: dict[str, Any], loc: tuple[str | int, ...], max_vertices: int) -> MultiPolygon:
     """A GeoJSON Polygon/MultiPolygon (or a Feature of one) in WGS84, checked and made a MultiPolygon."""
     from gis.geometry_input import polygon_from_geojson
 
     return polygon_from_geojson(geojson, loc, max_vertices=max_vertices)
 
 
-def declare(session: Session, user_id: int, title: str, reason: str, extent: MultiPolygon) -> dict:
+def declare(session: Session, user_id: int, title: str, reason: str, extent: MultiPolygon,
+            ctx: Context | None = None) -> dict[str, Any]:
+    """Declare an emergency over `extent` (audited with `ctx`, in the same transaction)."""
     row = session.execute(
         text(
             "INSERT INTO emergency (title, reason, extent, declared_by) "
@@ -32,10 +37,14 @@ def declare(session: Session, user_id: int, title: str, reason: str, extent: Mul
         ),
         {"t": title, "r": reason, "g": ewkt(extent), "u": user_id},
     ).one()
+    if ctx is not None:
+        ctx.audit(session, "declare_emergency", resource="emergency", resource_ids=[row.id], reason=reason,
+                  detail={"title": title})
     return get(session, row.id)
 
 
-def close(session: Session, emergency_id: int, user_id: int, reason: str) -> dict:
+def close(session: Session, emergency_id: int, user_id: int, reason: str, ctx: Context | None = None) -> dict[str, Any]:
+    """Close an active emergency (audited with `ctx`, in the same transaction)."""
     current = get(session, emergency_id)
     if current["closed_at"] is not None:
         raise InputError(Problem(("path", "emergency_id"), "this emergency is already closed", "already_closed"))
@@ -43,10 +52,12 @@ def close(session: Session, emergency_id: int, user_id: int, reason: str) -> dic
         text("UPDATE emergency SET closed_at = now(), closed_by = :u, close_reason = :r WHERE id = :i"),
         {"u": user_id, "r": reason, "i": emergency_id},
     )
+    if ctx is not None:
+        ctx.audit(session, "close_emergency", resource="emergency", resource_ids=[emergency_id], reason=reason)
     return get(session, emergency_id)
 
 
-def get(session: Session, emergency_id: int) -> dict:
+def get(session: Session, emergency_id: int) -> dict[str, Any]:
     row = session.execute(
         text(
             f"SELECT {_COLUMNS} FROM emergency e JOIN app_user d ON d.id = e.declared_by "
@@ -59,7 +70,7 @@ def get(session: Session, emergency_id: int) -> dict:
     return _out(row)
 
 
-def list_emergencies(session: Session, active_only: bool = False) -> list[dict]:
+def list_emergencies(session: Session, active_only: bool = False) -> list[dict[str, Any]]:
     where = "WHERE e.closed_at IS NULL" if active_only else ""
     rows = session.execute(
         text(
@@ -70,7 +81,7 @@ def list_emergencies(session: Session, active_only: bool = False) -> list[dict]:
     return [_out(r) for r in rows]
 
 
-def _out(row) -> dict:
+def _out(row: Mapping[Any, Any]) -> dict[str, Any]:
     d = dict(row)
     d["active"] = d["closed_at"] is None
     for k in ("declared_at", "closed_at"):
@@ -80,6 +91,8 @@ def _out(row) -> dict:
 
 
 def any_active(session: Session) -> bool:
-    return session.execute(text("SELECT EXISTS (SELECT 1 FROM emergency WHERE closed_at IS NULL)")).scalar_one()
+    return bool(
+        session.execute(text("SELECT EXISTS (SELECT 1 FROM emergency WHERE closed_at IS NULL)")).scalar_one()
+    )
 
 

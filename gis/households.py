@@ -10,8 +10,8 @@ Personal fields (head's name, phone, address, members' names, ID numbers, birth 
   staff and supervisors for their own grids; to the command center only for households inside an
   active emergency's extent;
 - masked (张*, 138****1234, 411324********1234) everywhere else.
-Every answer that shows personal fields is written to the audit log by the caller (api layer),
-with the ids of exactly the households whose fields were shown.
+Every answer that shows personal fields is written to the audit log here (`ctx.audit`, in the
+caller's transaction), with the ids of exactly the households whose fields were shown.
 
 `access_for` is the one predicate for every household-bearing answer (the household list, detail
 and map, the flood households list and the 明白卡); `present` the one way a row is shown or masked.
@@ -19,19 +19,29 @@ and map, the flood households list and the 明白卡); `present` the one way a r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
+from gis.context import Context
 from gis.errors import NotFound
 from gis.privacy import mask_record
 
 IN_SCOPE = (
     "EXISTS (SELECT 1 FROM grid sg WHERE sg.valid_to IS NULL AND sg.code = ANY(:scope) "
     "AND ST_Intersects(sg.geom, h.geom))"
+)
+# Households of a grid (any level): the grid's polygon finds the candidates through the GiST index,
+# and the house's own grid (household_grid_at, migration 0010) decides a house on a shared edge.
+IN_GRID = (
+    "EXISTS (SELECT 1 FROM grid fg WHERE fg.valid_to IS NULL AND fg.code = :grid_code "
+    "AND ST_Intersects(fg.geom, h.geom)) AND EXISTS (SELECT 1 FROM household_grid_at(h.geom) hga "
+    "WHERE :grid_code IN (hga.group_code, hga.village_code, hga.area_code, hga.town_code))"
 )
 IN_EMERGENCY = (
     "EXISTS (SELECT 1 FROM emergency e WHERE e.closed_at IS NULL AND ST_Intersects(e.extent, h.geom))"
@@ -42,7 +52,7 @@ IN_EMERGENCY = (
 class Access:
     rows: str       # SQL condition on alias h: which rows the principal may see
     personal: str   # SQL condition on alias h: whether personal fields are shown unmasked
-    params: dict    # the bind parameters both conditions use
+    params: dict[str, Any]    # the bind parameters both conditions use
 
 
 def access_for(principal: Principal) -> Access:
@@ -60,23 +70,21 @@ def access_for(principal: Principal) -> Access:
     return Access("FALSE", "FALSE", params)
 
 
+# The rows are chosen (filtered, ordered, paged) first, in the subquery `{page}` over alias h; only
+# they get their grid and natural village, so a deep page does not work out the skipped rows'.
 _SELECT = """
     SELECT h.id, h.household_no, h.address, h.head_name, h.phone, h.residents, h.elderly,
            h.children, h.disabled, h.pregnant, h.bedridden, h.floors,
            nv.name AS natural_village, ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat,
-           grp.code AS grid_code, grp.name AS grid_name,
-           ({personal}) AS personal_shown
-    FROM household h
+           hg.group_code AS grid_code, hg.group_name AS grid_name, h.personal_shown
+    FROM (SELECT h.*, ({personal}) AS personal_shown FROM household h {page}) h
     LEFT JOIN natural_village nv ON nv.id = h.natural_village_id
-    LEFT JOIN LATERAL (
-        SELECT g.code, g.name FROM grid g
-        WHERE g.valid_to IS NULL AND g.level = 4 AND ST_Intersects(g.geom, h.geom)
-        ORDER BY g.code LIMIT 1
-    ) grp ON true
+    LEFT JOIN LATERAL household_grid_at(h.geom) hg ON true
+    ORDER BY h.id
 """
 
 
-def present(row, members: list[dict] | None = None) -> dict:
+def present(row: Mapping[Any, Any], members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A household row (with `personal_shown` from Access.personal) as the reader may see it:
     personal fields of the household and of its members (`members`, or the row's own "members")
     shown or masked, and `personal_fields` saying which."""
@@ -100,16 +108,16 @@ def list_households(
     bbox: tuple[float, float, float, float] | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> tuple[list[dict], int]:
-    """Households visible to `principal`, filtered by a grid (any level) and/or a bbox; ordered by id."""
+    ctx: Context | None = None,
+    fmt: str = "json",
+) -> tuple[list[dict[str, Any]], int]:
+    """Households visible to `principal`, filtered by a grid (any level) and/or a bbox; ordered by id,
+    paged in SQL. With `ctx`, a page that shows personal fields is audited."""
     acc = access_for(principal)
     where = [f"({acc.rows})"]
-    params: dict = {**acc.params, "limit": limit, "offset": offset}
+    params: dict[str, Any] = {**acc.params, "limit": limit, "offset": offset}
     if grid_code is not None:
-        where.append(
-            "EXISTS (SELECT 1 FROM grid fg WHERE fg.valid_to IS NULL AND fg.code = :grid_code "
-            "AND ST_Intersects(fg.geom, h.geom))"
-        )
+        where.append(IN_GRID)
         params["grid_code"] = grid_code
     if bbox is not None:
         where.append("h.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
@@ -117,17 +125,23 @@ def list_households(
     cond = " AND ".join(where)
     total = session.execute(text(f"SELECT count(*) FROM household h WHERE {cond}"), params).scalar_one()
     rows = session.execute(
-        text(_SELECT.format(personal=acc.personal) + f" WHERE {cond} ORDER BY h.id LIMIT :limit OFFSET :offset"),
+        text(_SELECT.format(personal=acc.personal, page=f"WHERE {cond} ORDER BY h.id LIMIT :limit OFFSET :offset")),
         params,
     ).mappings()
-    return [present(r) for r in rows], total
+    records = [present(r) for r in rows]
+    if ctx is not None:
+        audit_read(session, ctx, records, fmt)
+    return records, total
 
 
-def get_household(session: Session, principal: Principal, household_id: int) -> dict:
-    """One household with its members; a household outside the principal's access is 'not found'."""
+def get_household(
+    session: Session, principal: Principal, household_id: int, ctx: Context | None = None
+) -> dict[str, Any]:
+    """One household with its members; a household outside the principal's access is 'not found'.
+    With `ctx`, a read that shows personal fields is audited."""
     acc = access_for(principal)
     row = session.execute(
-        text(_SELECT.format(personal=acc.personal) + f" WHERE h.id = :id AND ({acc.rows})"),
+        text(_SELECT.format(personal=acc.personal, page=f"WHERE h.id = :id AND ({acc.rows})")),
         {**acc.params, "id": household_id},
     ).mappings().first()
     if row is None:
@@ -145,21 +159,36 @@ def get_household(session: Session, principal: Principal, household_id: int) -> 
     ]
     for m in members:
         m["birth_date"] = m["birth_date"].isoformat() if m["birth_date"] else None
-    return present(row, members)
+    record = present(row, members)
+    if ctx is not None:
+        audit_read(session, ctx, [record], "json")
+    return record
 
 
-def counts_by_grid(session: Session, level: int | None = None) -> list[dict]:
+def counts_by_grid(session: Session, level: int | None = None) -> list[dict[str, Any]]:
     """Households, residents and vulnerable members per current grid: aggregates, no personal field."""
+    # Each household counts once per level, in its own grid and that grid's ancestors (house → grid,
+    # migration 0010): a house on a shared edge is not counted in both neighbours.
     rows = session.execute(
         text(
             """
-            SELECT g.code, g.name, g.level, count(h.id) AS households,
-                   coalesce(sum(h.residents), 0) AS residents, coalesce(sum(h.elderly), 0) AS elderly,
-                   coalesce(sum(h.children), 0) AS children, coalesce(sum(h.disabled), 0) AS disabled,
-                   coalesce(sum(h.pregnant), 0) AS pregnant, coalesce(sum(h.bedridden), 0) AS bedridden
-            FROM grid g LEFT JOIN household h ON ST_Intersects(g.geom, h.geom)
+            WITH per AS (
+                SELECT c.code, count(*) AS households, sum(h.residents) AS residents,
+                       sum(h.elderly) AS elderly, sum(h.children) AS children, sum(h.disabled) AS disabled,
+                       sum(h.pregnant) AS pregnant, sum(h.bedridden) AS bedridden
+                FROM household h
+                CROSS JOIN LATERAL household_grid_at(h.geom) hg
+                CROSS JOIN LATERAL (VALUES (hg.group_code), (hg.village_code), (hg.area_code), (hg.town_code)) c(code)
+                WHERE c.code IS NOT NULL
+                GROUP BY c.code
+            )
+            SELECT g.code, g.name, g.level, coalesce(per.households, 0) AS households,
+                   coalesce(per.residents, 0) AS residents, coalesce(per.elderly, 0) AS elderly,
+                   coalesce(per.children, 0) AS children, coalesce(per.disabled, 0) AS disabled,
+                   coalesce(per.pregnant, 0) AS pregnant, coalesce(per.bedridden, 0) AS bedridden
+            FROM grid g LEFT JOIN per ON per.code = g.code
             WHERE g.valid_to IS NULL AND (CAST(:level AS int) IS NULL OR g.level = :level)
-            GROUP BY g.code, g.name, g.level ORDER BY g.code
+            ORDER BY g.code
             """
         ),
         {"level": level},
@@ -167,6 +196,13 @@ def counts_by_grid(session: Session, level: int | None = None) -> list[dict]:
     return [{k: (int(v) if k not in ("code", "name") else v) for k, v in r.items()} for r in rows]
 
 
-def shown_ids(records: list[dict]) -> list[int]:
+def shown_ids(records: list[dict[str, Any]]) -> list[int]:
     """Ids of the households whose personal fields an answer shows (for the audit log)."""
     return [r["id"] for r in records if r.get("personal_fields") == "shown"]
+
+
+def audit_read(session: Session, ctx: Context, records: list[dict[str, Any]], fmt: str) -> None:
+    """The audit row of a household answer: `read_personal` with the ids whose fields it shows."""
+    ids = shown_ids(records)
+    if ids:
+        ctx.audit(session, "read_personal", resource="household", resource_ids=ids, detail={"format": fmt})

@@ -22,6 +22,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -35,7 +36,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from gis.auth.roles import Role
@@ -550,3 +551,52 @@ class FloodExtentClass(Base):
     depth_class: Mapped[str] = mapped_column(String(8))
     geom: Mapped[WKBElement] = mapped_column(Geometry("MULTIPOLYGON", srid=4326))
     area_m2: Mapped[float] = mapped_column(Float)
+
+
+class FloodDataVersion(Base):
+    """One row: a counter bumped by every statement that changes the flood finder's inputs."""
+
+    __tablename__ = "flood_data_version"
+    __table_args__ = (CheckConstraint("one", name="flood_data_version_one_check"),)
+
+    one: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class FloodAnswer(Base):
+    """The finder's stored answer for one extent and buffer: the shelters' loads and the data version."""
+
+    __tablename__ = "flood_answer"
+
+    extent_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("flood_extent.id", ondelete="CASCADE"), primary_key=True
+    )
+    buffer_m: Mapped[float] = mapped_column(Float, primary_key=True)
+    data_version: Mapped[int] = mapped_column(BigInteger)
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    shelter_method: Mapped[str | None] = mapped_column(Text)
+    distance_kind: Mapped[str | None] = mapped_column(Text)
+    shelters: Mapped[list[Any]] = mapped_column(JSONB)
+    totals: Mapped[dict[str, Any]] = mapped_column(JSONB)  # over every household: what a reader who sees all gets
+
+
+class FloodAnswerHousehold(Base):
+    """One flooded household of a stored answer, in rescue order, unmasked (masked when read)."""
+
+    __tablename__ = "flood_answer_household"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["extent_id", "buffer_m"], ["flood_answer.extent_id", "flood_answer.buffer_m"], ondelete="CASCADE"
+        ),
+    )
+
+    extent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    buffer_m: Mapped[float] = mapped_column(Float, primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    household_id: Mapped[int] = mapped_column(BigInteger)
+    group_code: Mapped[str | None] = mapped_column(String(15))
+    village_code: Mapped[str | None] = mapped_column(String(15))
+    area_code: Mapped[str | None] = mapped_column(String(15))
+    unplaced: Mapped[bool] = mapped_column(Boolean)
+    geom: Mapped[WKBElement] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
+    row: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -365,7 +365,7 @@ def test_models_drop_no_field_and_change_no_value(
     from gis.flood import extents, finder
     from gis.flood.risk import flood_risk, parse_stages
     from gis.incidents.grid_stats import grid_stats
-    from gis.stats import town_counts
+    from gis.town_summary import town_counts
 
     engine = create_engine(database_url, poolclass=NullPool)
     admin_p, cc_p = _principal(accounts, "admin"), _principal(accounts, "command_center")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from html import escape
 from itertools import groupby
+from typing import Any
 
 from gis.flood import labels as L
 
@@ -47,21 +48,21 @@ def _css() -> str:
     return _CSS % {"font": FONT_STACK, "page": page}
 
 
-def _member_text(m: dict) -> str:
+def _member_text(m: dict[str, Any]) -> str:
     age = L.AGE.format(age=m["age"]) if m.get("age") is not None else ""
     flags = "".join(f'<span class="flag">{escape(L.MEMBER_FLAGS[f])}</span>' for f in m.get("flags", []))
     relation = f"（{escape(m['relation_to_head'])}）" if m.get("relation_to_head") else ""
     return f"{escape(m.get('name') or '')}{relation} {escape(age)}{flags}"
 
 
-def _route(h: dict) -> str:
+def _route(h: dict[str, Any]) -> str:
     if h.get("shelter_name") is None:
         return f'<span class="urgent">{escape(L.CHECKLIST_NO_SHELTER)}</span>'
-    return escape(L.CHECKLIST_ROUTE.format(kind=L.DISTANCE_KIND.get(h.get("distance_kind"), ""),
+    return escape(L.CHECKLIST_ROUTE.format(kind=L.DISTANCE_KIND.get(str(h.get("distance_kind")), ""),
                                            distance=f"{h['shelter_distance_m']:.0f}", shelter=h["shelter_name"]))
 
 
-def _row(h: dict) -> str:
+def _row(h: dict[str, Any]) -> str:
     members = "<br>".join(_member_text(m) for m in h.get("members", []))
     if h.get("living_alone_elderly"):
         members += f' <span class="flag urgent">{escape(L.CHECKLIST_ALONE)}</span>'
@@ -77,11 +78,11 @@ def _row(h: dict) -> str:
             f"<td class=\"check\">{escape(L.CHECKLIST_CHECKBOXES)}</td></tr>")
 
 
-def _card_key(h: dict) -> tuple:
+def _card_key(h: dict[str, Any]) -> tuple[Any, ...]:
     return (h.get("grid_code") or "", h.get("member_name") or "", h.get("member_phone") or "")
 
 
-def checklist_html(households: list[dict], extent: dict, *, synthetic_notice: str | None = None,
+def checklist_html(households: list[dict[str, Any]], extent: dict[str, Any], *, synthetic_notice: str | None = None,
                    generated_at: dt.datetime | None = None) -> str:
     """The whole checklist as one HTML document: a card (page) per grid member."""
     generated_at = generated_at or dt.datetime.now(dt.UTC)
@@ -126,4 +127,5 @@ def checklist_pdf(html: str) -> bytes:
     """The checklist HTML as PDF (fonts embedded)."""
     from weasyprint import HTML
 
-    return HTML(string=html).write_pdf()
+    pdf: bytes = HTML(string=html).write_pdf()
+    return pdf

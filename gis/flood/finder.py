@@ -8,7 +8,8 @@ through the household GIST index and tests them against a few dozen vertices onl
 exactly the extent, so the answer is the same set as ``ST_Intersects(extent, h.geom)``
 (tests/test_flood_finder.py checks it against shapely; bench/flood_finder_bench.py against the plain
 query at 3,000,000 households). Each house's group grid then comes from the cached in-memory grid
-index of gis/grids/locate.py (same rule: smallest code among the level-4 grids holding it).
+index of gis/grids/locate.py (the house → grid rule of migration 0010's household_grid_at, which
+the full list uses and tests/test_household_grid.py checks this against).
 
 A buffer (metres) finds the houses within that distance of the extent: the same pieces, a bounding
 box grown by the buffer in degrees to use the index, then ``ST_DWithin`` in the local metric CRS.
@@ -28,6 +29,7 @@ import datetime as dt
 import math
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -69,23 +71,16 @@ _WITHIN = f"""
         ON h.geom && p.box AND ST_DWithin(p.gm, ST_Transform(h.geom, :srid), :buffer_m)
 """
 
-# The group grid of a house, by the rule of gis/households.py (smallest code on a shared edge).
-_GROUP_OF = """
-    LEFT JOIN LATERAL (
-        SELECT g.code, g.name FROM grid g
-        WHERE g.valid_to IS NULL AND g.level = 4 AND ST_Intersects(g.geom, h.geom)
-        ORDER BY g.code LIMIT 1
-    ) grp ON true
-"""
-
-
-def metric_srid(extent) -> int:
+def metric_srid(extent: Any) -> int:
     c = extent.centroid if not extent.is_empty else shapely.Point(0, 0)
     crs = metric_crs_for(c.x, c.y)
     return int(crs.split(":")[1])
 
+if TYPE_CHECKING:
+    from gis.flood.extent_row import FloodExtent
 
-def _buffer_degrees(extent, buffer_m: float) -> tuple[float, float]:
+
+def _buffer_degrees(extent: Any, buffer_m: float) -> tuple[float, float]:
     _, min_lat, _, max_lat = extent.bounds
     worst = min(89.0, max(abs(min_lat), abs(max_lat)) + buffer_m / 110_000.0)
     dlat = buffer_m / 110_500.0 * _DEG_MARGIN + 1e-9
@@ -93,13 +88,14 @@ def _buffer_degrees(extent, buffer_m: float) -> tuple[float, float]:
     return dlon, dlat
 
 
-def subdivide(extent, max_vertices: int = PIECE_VERTICES) -> list:
+def subdivide(extent: Any, max_vertices: int = PIECE_VERTICES) -> list[Any]:
     """The extent cut into polygons of at most `max_vertices` vertices that together cover exactly
     the extent: boxes halved along their longer side, clipped with GEOS's rectangle clip (the
     method of ST_Subdivide, done here because it is several times faster than on the server)."""
     # A box's corner cuts an edge into a 5-vertex piece; below 8 the halving would go on for ever.
     max_vertices = max(8, int(max_vertices))
-    out, stack = [], [extent]
+    out: list[Any] = []
+    stack: list[Any] = [extent]
     while stack:
         g = stack.pop()
         if g.is_empty:
@@ -127,7 +123,7 @@ def subdivide(extent, max_vertices: int = PIECE_VERTICES) -> list:
     return out
 
 
-def _clip(g, rect):
+def _clip(g: Any, rect: tuple[float, float, float, float]) -> Any:
     try:
         return shapely.clip_by_rect(g, *rect)
     except shapely.errors.GEOSException:
@@ -135,10 +131,12 @@ def _clip(g, rect):
         return shapely.intersection(g, shapely.box(*rect))
 
 
-def selection_sql(extent, buffer_m: float = 0.0, piece_vertices: int = PIECE_VERTICES) -> tuple[str, dict]:
+def selection_sql(
+    extent: Any, buffer_m: float = 0.0, piece_vertices: int = PIECE_VERTICES
+) -> tuple[str, dict[str, Any]]:
     """SQL (and its parameters) giving (id, geom) of the households inside / within `buffer_m` of
     `extent` (a shapely (Multi)Polygon in EPSG:4326), in no order, a house on a cut line twice."""
-    params: dict = {"pieces": shapely.to_wkb(subdivide(extent, piece_vertices)).tolist()}
+    params: dict[str, Any] = {"pieces": shapely.to_wkb(subdivide(extent, piece_vertices)).tolist()}
     if buffer_m <= 0:
         return _INSIDE, params
     dlon, dlat = _buffer_degrees(extent, buffer_m)
@@ -154,7 +152,7 @@ def _no_jit(session: Session) -> None:
     session.execute(text("SET LOCAL work_mem = '64MB'"))
 
 
-def household_hits(session: Session, extent, buffer_m: float = 0.0,
+def household_hits(session: Session, extent: Any, buffer_m: float = 0.0,
                    piece_vertices: int = PIECE_VERTICES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, lons, lats) of the households inside / within `buffer_m` of `extent`, ordered by id."""
     _no_jit(session)
@@ -163,7 +161,7 @@ def household_hits(session: Session, extent, buffer_m: float = 0.0,
     # of the time SQLAlchemy's row objects take. The SQL is ours; only the parameter style changes.
     query = pyformat(f"WITH hit AS ({sql}) SELECT array_agg(id), "
                                    "array_agg(ST_X(geom)), array_agg(ST_Y(geom)) FROM hit")
-    raw = session.connection().connection.driver_connection
+    raw: Any = session.connection().connection.driver_connection
     with raw.cursor(binary=True) as cur:
         cur.execute(query, params)
         ids, lons, lats = cur.fetchone()
@@ -209,7 +207,7 @@ def group_codes(session: Session, lons: np.ndarray, lats: np.ndarray) -> list[st
     return codes.tolist()
 
 
-def household_ids_with_grids(session: Session, extent, buffer_m: float = 0.0,
+def household_ids_with_grids(session: Session, extent: Any, buffer_m: float = 0.0,
                              piece_vertices: int = PIECE_VERTICES) -> list[tuple[int, str | None]]:
     """(household id, group grid code) of every household inside / within `buffer_m` of `extent`,
     ordered by id. The query the benchmark times."""
@@ -221,16 +219,16 @@ def household_ids_with_grids(session: Session, extent, buffer_m: float = 0.0,
 
 @dataclass
 class FinderResult:
-    extent: dict                          # id, name, source, stage_m, buffer_m
-    households: list[dict]                # in rescue order
-    unplaced: list[dict]                  # households no shelter could take (id, household_no, residents)
-    shelters: list[dict]                  # every usable shelter with its load and remaining room
+    extent: dict[str, Any]                # id, name, source, stage_m, buffer_m
+    households: list[dict[str, Any]]      # in rescue order
+    unplaced: list[dict[str, Any]]        # households no shelter could take (id, household_no, residents)
+    shelters: list[dict[str, Any]]        # every usable shelter with its load and remaining room
     shelter_method: str | None = None
     distance_kind: str | None = None
-    totals: dict = field(default_factory=dict)
+    totals: dict[str, Any] = field(default_factory=dict)
 
 
-def _extent_meta(ext, buffer_m: float) -> dict:
+def extent_meta(ext: Any, buffer_m: float) -> dict[str, Any]:
     return {"id": getattr(ext, "id", None), "name": getattr(ext, "name", None),
             "source": getattr(ext, "source", None), "stage_m": getattr(ext, "stage_m", None),
             "buffer_m": buffer_m}
@@ -242,8 +240,10 @@ def _age(birth: dt.date | None, today: dt.date) -> int | None:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
 
-def _members(session: Session, ids: list[int], today: dt.date) -> dict[int, list[dict]]:
-    out: dict[int, list[dict]] = {i: [] for i in ids}
+def members_of(session: Session, ids: list[int], today: dt.date | None = None) -> dict[int, list[dict[str, Any]]]:
+    """The members of each household with their age on `today` (Beijing) and their flags."""
+    today = today or dt.datetime.now(BEIJING).date()
+    out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     if not ids:
         return out
     rows = session.execute(
@@ -271,7 +271,7 @@ def _members(session: Session, ids: list[int], today: dt.date) -> dict[int, list
     return out
 
 
-def _responsible(session: Session, households: list[dict]) -> None:
+def _responsible(session: Session, households: list[dict[str, Any]]) -> None:
     """The grid member who answers for each household and the grid's leader, with phones.
 
     The data has no household-to-member list (包户), so the households of a group grid are shared
@@ -280,7 +280,7 @@ def _responsible(session: Session, households: list[dict]) -> None:
     codes = sorted({h["grid_code"] for h in households if h["grid_code"]})
     if not codes:
         return
-    staff: dict[str, dict[str, list]] = {}
+    staff: dict[str, dict[str, list[Any]]] = {}
     for role, code, name, phone in session.execute(
         text("SELECT role, grid_code, name, phone FROM staff WHERE grid_code = ANY(:c) "
              "AND role IN ('grid_member', 'grid_leader') ORDER BY id"),
@@ -293,7 +293,8 @@ def _responsible(session: Session, households: list[dict]) -> None:
             text("""
                 SELECT h.id, row_number() OVER w - 1, count(*) OVER (PARTITION BY g.code), g.code
                 FROM grid g JOIN household h ON ST_Intersects(g.geom, h.geom)
-                WHERE g.valid_to IS NULL AND g.level = 4 AND g.code = ANY(:c)
+                CROSS JOIN LATERAL household_grid_at(h.geom) hg
+                WHERE g.valid_to IS NULL AND g.level = 4 AND g.code = ANY(:c) AND hg.group_code = g.code
                 WINDOW w AS (PARTITION BY g.code ORDER BY h.id)
             """),
             {"c": codes},
@@ -313,7 +314,7 @@ def _responsible(session: Session, households: list[dict]) -> None:
             h["leader_name"], h["leader_phone"] = leaders[0]
 
 
-def _depths(ext, households: list[dict]) -> None:
+def _depths(ext: Any, households: list[dict[str, Any]]) -> None:
     depth_at = getattr(ext, "depth_at", None)
     if depth_at is None or not households:
         for h in households:
@@ -325,7 +326,7 @@ def _depths(ext, households: list[dict]) -> None:
         h["depth_m"] = round(float(d), 2) if np.isfinite(d) else None
 
 
-def _usable_shelters(session: Session, blocked_wgs84) -> list[dict]:
+def _usable_shelters(session: Session, blocked_wgs84: Any) -> list[dict[str, Any]]:
     rows = session.execute(
         text("SELECT id, name, kind, capacity, ST_X(geom) AS lon, ST_Y(geom) AS lat, "
              "NOT ST_Intersects(geom, ST_GeomFromWKB(:g, 4326)) AS dry FROM shelter ORDER BY id"),
@@ -334,12 +335,12 @@ def _usable_shelters(session: Session, blocked_wgs84) -> list[dict]:
     return [dict(r) for r in rows if r["dry"]]
 
 
-def _roads(session: Session) -> list:
+def _roads(session: Session) -> list[Any]:
     return [shapely_wkb.loads(bytes(g)) for (g,) in session.execute(text("SELECT ST_AsBinary(geom) FROM road"))]
 
 
-def place_in_shelters(session: Session, households: list[dict], extent_wgs84,
-                      use_roads: bool = True):
+def place_in_shelters(session: Session, households: list[dict[str, Any]], extent_wgs84: Any,
+                      use_roads: bool = True) -> tuple[Any, list[dict[str, Any]]]:
     """Assign `households` (in priority order) to dry shelters; fills shelter_* keys on each and
     returns (assignment, shelters)."""
     from gis.flood import shelters as sh
@@ -385,35 +386,39 @@ def place_in_shelters(session: Session, households: list[dict], extent_wgs84,
 _SELECT = """
     SELECT h.id, h.household_no, h.address, h.head_name, h.phone, h.residents, h.elderly, h.children,
            h.disabled, h.pregnant, h.bedridden, h.floors, nv.name AS natural_village,
-           ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat, grp.code AS grid_code, grp.name AS grid_name,
-           vil.code AS village_code, vil.name AS village_name, area.code AS area_code,
-           area.name AS area_name, ({visible}) AS row_visible, ({personal}) AS personal_shown
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:codes AS text[])) AS hit(id, code)
+           ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat, hg.group_code AS grid_code, hg.group_name AS grid_name,
+           hg.village_code, hg.village_name, hg.area_code, hg.area_name,
+           ({visible}) AS row_visible, ({personal}) AS personal_shown
+    FROM unnest(CAST(:ids AS bigint[])) AS hit(id)
     JOIN household h ON h.id = hit.id
     LEFT JOIN natural_village nv ON nv.id = h.natural_village_id
-    LEFT JOIN grid grp ON grp.valid_to IS NULL AND grp.code = hit.code
-    LEFT JOIN grid vil ON vil.valid_to IS NULL AND vil.code = left(grp.code, 12) || '000'
-    LEFT JOIN grid area ON area.valid_to IS NULL AND area.code = vil.parent_code
+    LEFT JOIN LATERAL household_grid_at(h.geom) hg ON true
     ORDER BY h.id
 """
 
 
-def flooded_households(session: Session, principal: Principal | None, ext, buffer_m: float = 0.0,
+MAX_BUFFER_M = 5000.0
+
+
+def check_buffer(buffer_m: float) -> None:
+    if buffer_m < 0 or buffer_m > MAX_BUFFER_M:
+        raise InputError(Problem(("query", "buffer_m"), "a buffer between 0 and 5000 metres"))
+
+
+def flooded_households(session: Session, principal: Principal | None, ext: Any, buffer_m: float = 0.0,
                        *, with_members: bool = True, with_shelters: bool = True,
                        today: dt.date | None = None) -> FinderResult:
     """Every household inside / within `buffer_m` of the flood extent `ext` (a FloodExtent, or
     anything with .geom), in rescue order, with depth, people, grid path, responsible staff and
     shelter. `principal` None means a trusted caller (the CLI): personal fields shown."""
-    if buffer_m < 0 or buffer_m > 5000:
-        raise InputError(Problem(("query", "buffer_m"), "a buffer between 0 and 5000 metres"))
+    check_buffer(buffer_m)
     geom = ext.geom
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
     # The one access predicate of gis.households: which rows, and whether shown or masked.
     acc = access_for(principal) if principal is not None else None
-    hits = household_ids_with_grids(session, geom, buffer_m)
-    params = {**(acc.params if acc is not None else {}),
-              "ids": [i for i, _ in hits], "codes": [c for _, c in hits]}
+    ids, _, _ = household_hits(session, geom, buffer_m)
+    params = {**(acc.params if acc is not None else {}), "ids": ids.tolist()}
     sql = _SELECT.format(visible=acc.rows if acc is not None else "TRUE",
                          personal=acc.personal if acc is not None else "TRUE")
     households = [dict(r) for r in session.execute(text(sql), params).mappings()]
@@ -427,7 +432,7 @@ def flooded_households(session: Session, principal: Principal | None, ext, buffe
     for h in households:
         h["upper_floor_dry"] = priority.dry_upper_floor(int(h["floors"]), h["depth_m"])
     visible = [h for h in households if h["row_visible"]]
-    result = FinderResult(_extent_meta(ext, buffer_m), [], [], [])
+    result = FinderResult(extent_meta(ext, buffer_m), [], [], [])
     if with_shelters and visible:
         blocked = geom if buffer_m <= 0 else _grown(geom, buffer_m)
         assignment, usable = place_in_shelters(session, households, blocked)
@@ -437,7 +442,7 @@ def flooded_households(session: Session, principal: Principal | None, ext, buffe
                             "residents": households[i]["residents"]} for i in assignment.unplaced
                            if households[i]["row_visible"]]
     if with_members:
-        members = _members(session, [h["id"] for h in visible], today)
+        members = members_of(session, [h["id"] for h in visible], today)
         for h in visible:
             h["members"] = members[h["id"]]
     for h in visible:
@@ -454,7 +459,7 @@ def flooded_households(session: Session, principal: Principal | None, ext, buffe
     return result
 
 
-def _grown(geom, buffer_m: float):
+def _grown(geom: Any, buffer_m: float) -> Any:
     srid = metric_srid(geom)
     fwd, inv = metric_transformer(f"EPSG:{srid}"), metric_transformer(f"EPSG:{srid}", inverse=True)
     m = shapely.transform(geom, lambda c: np.column_stack(fwd.transform(c[:, 0], c[:, 1])))
@@ -467,7 +472,7 @@ _STAGE = re.compile(r"^\d+(\.\d+)?$")
 
 
 def resolve_extent(session: Session, extent_id: int | None = None, scenario: str | None = None,
-                   *, compute: bool = False):
+                   *, compute: bool = False) -> FloodExtent:
     """The FloodExtent named by an id (stored extents) or a scenario (a name such as '2023-09-23',
     or a stage in metres such as '1.5'). A modelled stage must be stored already (readers never
     write) unless `compute` (a trusted caller: the CLI) asks to compute a missing one."""
@@ -479,7 +484,7 @@ def resolve_extent(session: Session, extent_id: int | None = None, scenario: str
         )
     if extent_id is not None:
         return extents.get_extent(session, extent_id)
-    scenario = scenario.strip()
+    scenario = (scenario or "").strip()
     loc = ("query", "scenario")
     if _STAGE.match(scenario):
         if compute:

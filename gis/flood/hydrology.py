@@ -25,6 +25,7 @@ from its lowest cell up to h metres, never above its spill level.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -53,7 +54,7 @@ class Conditioned:
     hand: np.ndarray  # float32 metres, NaN where no data or no drainage downstream
 
 
-def river_mask(rivers, shape: tuple[int, int], transform) -> np.ndarray:
+def river_mask(rivers: Any, shape: tuple[int, int], transform: Any) -> np.ndarray:
     """Cells touched by the river lines (shapely geometries in the DEM's CRS)."""
     from rasterio.features import rasterize
 
@@ -61,9 +62,10 @@ def river_mask(rivers, shape: tuple[int, int], transform) -> np.ndarray:
     if not geoms:
         return np.zeros(shape, dtype=bool)
     # all_touched keeps a diagonal river 8-connected, so the burned channel has no gaps.
-    return rasterize(
+    mask: np.ndarray = rasterize(
         [(g, 1) for g in geoms], out_shape=shape, transform=transform, all_touched=True, dtype="uint8"
     ).astype(bool)
+    return mask
 
 
 def condition(
@@ -106,7 +108,7 @@ _D8_CODE = np.array([1, 2, 4, 8, 16, 32, 64, 128], dtype=np.uint8)
 
 
 @numba.njit(cache=True)
-def _heap_push(keys, cells, size, key, cell):
+def _heap_push(keys: np.ndarray, cells: np.ndarray, size: int, key: float, cell: int) -> int:
     i = size
     while i > 0:
         parent = (i - 1) >> 1
@@ -122,7 +124,7 @@ def _heap_push(keys, cells, size, key, cell):
 
 
 @numba.njit(cache=True)
-def _heap_pop(keys, cells, size):
+def _heap_pop(keys: np.ndarray, cells: np.ndarray, size: int) -> tuple[int, int]:
     top = cells[0]
     size -= 1
     key = keys[size]
@@ -147,7 +149,7 @@ def _heap_pop(keys, cells, size):
 
 
 @numba.njit(cache=True)
-def _priority_flood(z):
+def _priority_flood(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Depression filling by priority flood (Barnes et al. 2014, with the plain queue for cells
     inside depressions), seeded with every valid cell on the DEM's edge or next to no-data.
 
@@ -214,7 +216,7 @@ def _priority_flood(z):
 
 
 @numba.njit(cache=True)
-def _steepest_d8(filled, flood_dir):
+def _steepest_d8(filled: np.ndarray, flood_dir: np.ndarray) -> np.ndarray:
     """Classic D8 on the filled DEM: towards the neighbour with the steepest drop (diagonals at
     sqrt(2) cell lengths, first of equals in E, SE, S, ... order). Cells with no lower neighbour
     (flats, outlets) keep the direction the flood reached them from, which leads across a flat to
@@ -249,7 +251,7 @@ def _steepest_d8(filled, flood_dir):
 
 
 @numba.njit(cache=True)
-def _downstream(d8, cell, ncol):
+def _downstream(d8: np.ndarray, cell: int, ncol: int) -> int:
     """The cell `cell` drains to, or -1 for an outlet."""
     code = d8.flat[cell]
     if code == 0 or code == 247:
@@ -257,11 +259,11 @@ def _downstream(d8, cell, ncol):
     k = 0
     while _D8_CODE[k] != code:
         k += 1
-    return cell + _D8_DR[k] * ncol + _D8_DC[k]
+    return int(cell + _D8_DR[k] * ncol + _D8_DC[k])
 
 
 @numba.njit(cache=True)
-def _accumulate(d8, order):
+def _accumulate(d8: np.ndarray, order: np.ndarray) -> np.ndarray:
     """Upstream cells (the cell itself included), summed from the sources down the network."""
     nrow, ncol = d8.shape
     acc = np.zeros(nrow * ncol, dtype=np.int32)
@@ -275,7 +277,7 @@ def _accumulate(d8, order):
 
 
 @numba.njit(cache=True)
-def _hand(d8, order, drain, elevation):
+def _hand(d8: np.ndarray, order: np.ndarray, drain: np.ndarray, elevation: np.ndarray) -> np.ndarray:
     """HAND along the D8 network, visiting cells downstream first (`order`): a drainage cell is
     its own reference; any other cell takes the reference of the cell it drains to."""
     nrow, ncol = d8.shape
@@ -326,7 +328,7 @@ def pluvial_depth(
     return depth
 
 
-def depth_classes(depth: np.ndarray, transform) -> dict[str, list]:
+def depth_classes(depth: np.ndarray, transform: Any) -> dict[str, list[Any]]:
     """Polygons (in the raster's CRS) of each depth class of a depth raster (NaN = dry)."""
     from rasterio.features import shapes
     from shapely.geometry import shape
@@ -337,13 +339,13 @@ def depth_classes(depth: np.ndarray, transform) -> dict[str, list]:
         klass[wet & (depth >= low) & (depth < high)] = i
     # Depth exactly 0 at the waterline belongs to the shallowest class; below 0 cannot happen.
     klass[wet & (klass == 0)] = 1
-    out: dict[str, list] = {name: [] for name, _, _ in DEPTH_CLASSES}
+    out: dict[str, list[Any]] = {name: [] for name, _, _ in DEPTH_CLASSES}
     for geom, value in shapes(klass, mask=klass > 0, transform=transform, connectivity=8):
         out[DEPTH_CLASSES[int(value) - 1][0]].append(shape(geom))
     return out
 
 
-def sample(raster: np.ndarray, transform, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def sample(raster: np.ndarray, transform: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Raster values at points (raster CRS, north-up grid); NaN outside the raster."""
     col = np.floor((np.asarray(x, dtype=np.float64) - transform.c) / transform.a).astype(np.int64)
     row = np.floor((np.asarray(y, dtype=np.float64) - transform.f) / transform.e).astype(np.int64)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 DEPTH_POINTS = 40.0
 DEPTH_CAP_M = 3.0
@@ -44,7 +45,7 @@ class Score:
     refuge: float
 
 
-def living_alone_elderly(h: dict) -> bool:
+def living_alone_elderly(h: dict[str, Any]) -> bool:
     return int(h["residents"]) == 1 and int(h["elderly"]) >= 1
 
 
@@ -54,11 +55,12 @@ def dry_upper_floor(floors: int, depth_m: float | None) -> bool:
     return depth_m is None or depth_m < STOREY_M * (floors - 1)
 
 
-def score(h: dict) -> Score:
+def score(h: dict[str, Any]) -> Score:
     """The score of one household (keys: depth_m, residents, floors and the vulnerable counts)."""
     depth = h.get("depth_m")
     known = depth is not None and not (isinstance(depth, float) and math.isnan(depth))
-    danger = DEPTH_POINTS * min(max(depth, 0.0), DEPTH_CAP_M) / DEPTH_CAP_M if known else UNKNOWN_DEPTH_POINTS
+    danger = (DEPTH_POINTS * min(max(float(depth), 0.0), DEPTH_CAP_M) / DEPTH_CAP_M
+              if known and depth is not None else UNKNOWN_DEPTH_POINTS)
     people = sum(POINTS[k] * int(h.get(k) or 0) for k in POINTS)
     if living_alone_elderly(h):
         people += LIVING_ALONE_ELDERLY
@@ -70,18 +72,18 @@ def score(h: dict) -> Score:
     return Score(round(danger + people + refuge, 3), round(danger, 3), people, refuge)
 
 
-def vulnerable_members(h: dict) -> int:
+def vulnerable_members(h: dict[str, Any]) -> int:
     return sum(int(h.get(k) or 0) for k in POINTS)
 
 
-def sort_key(h: dict) -> tuple:
+def sort_key(h: dict[str, Any]) -> tuple[Any, ...]:
     depth = h.get("depth_m")
     d = depth if depth is not None and not math.isnan(depth) else -1.0
     return (-h["priority_score"], -d, -vulnerable_members(h), -int(h["residents"]),
             str(h["household_no"]), int(h["id"]))
 
 
-def rank(households: list[dict]) -> list[dict]:
+def rank(households: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Scores each household (priority_score, priority_parts) and returns them in rescue order,
     with priority_rank 1, 2, ..."""
     for h in households:

@@ -10,10 +10,12 @@ Counts only: no personal field leaves this module.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis.context import Context
 from gis.errors import InputError, Problem
 from gis.flood.finder import household_ids_with_grids
 
@@ -36,7 +38,7 @@ def parse_stages(value: str | None) -> tuple[float, ...]:
     return tuple(sorted({check_stage(v.strip(), "fluvial", ("query", "stages")) for v in parts}))
 
 
-def counts_per_group(session: Session, extent) -> dict[str, dict[str, int]]:
+def counts_per_group(session: Session, extent: Any) -> dict[str, dict[str, int]]:
     """Households, residents and vulnerable members inside `extent`, per group grid code."""
     hits = household_ids_with_grids(session, extent)
     rows = session.execute(
@@ -64,25 +66,28 @@ def _ancestors(session: Session) -> tuple[dict[str, str | None], dict[str, tuple
 
 
 def flood_risk(session: Session, level: int = 4, stages: Sequence[float] = DEFAULT_STAGES,
-               extent_for_stage: Callable[[Session, float], object] | None = None) -> dict:
-    """Risk per grid of `level` (1-4) for each stage; every grid of that level is listed."""
+               extent_for_stage: Callable[[Session, float], Any] | None = None,
+               ctx: Context | None = None) -> dict[str, Any]:
+    """Risk per grid of `level` (1-4) for each stage; every grid of that level is listed (counts
+    only). With `ctx`, the read is audited."""
     if level not in (1, 2, 3, 4):
         raise InputError(Problem(("query", "level"), "a grid level from 1 (town) to 4 (group)"))
     if extent_for_stage is None:
         from gis.flood.extents import stored_scenario
 
         # Stored stages only: a GET must not compute one (StageNotComputed says how to).
-        def extent_for_stage(s: Session, stage: float):
+        def extent_for_stage(s: Session, stage: float) -> Any:
             return stored_scenario(s, stage, loc=("query", "stages"))
     stages = tuple(sorted(stages))
     parent, info = _ancestors(session)
 
-    def up(code: str) -> str | None:
+    def up(start: str) -> str | None:
+        code: str | None = start
         while code is not None and info.get(code, (None, 0))[1] > level:
             code = parent.get(code)
         return code
 
-    rows = {code: {"code": code, "name": name, "level": lvl, "stages": {}}
+    rows: dict[str, dict[str, Any]] = {code: {"code": code, "name": name, "level": lvl, "stages": {}}
             for code, (name, lvl) in sorted(info.items()) if lvl == level}
     totals = []
     for stage in stages:
@@ -103,4 +108,7 @@ def flood_risk(session: Session, level: int = 4, stages: Sequence[float] = DEFAU
         first = next((i for i, s in enumerate(stages) if r["stages"][f"{s:g}"]["households"] > 0), None)
         r["first_stage_m"] = stages[first] if first is not None else None
         r["risk_class"] = RISK_CLASS_NAMES[min(first, len(RISK_CLASS_NAMES) - 1)] if first is not None else NO_RISK
+    if ctx is not None:
+        ctx.audit(session, "read", resource="flood_risk",
+                  detail={"endpoint": "flood_risk", "level": level, "stages": list(stages)})
     return {"level": level, "stages": list(stages), "totals": totals, "grids": list(rows.values())}

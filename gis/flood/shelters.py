@@ -14,6 +14,7 @@ returned, so the answer is never worse than that baseline.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import shapely
@@ -48,10 +49,11 @@ def cost_of(choice: np.ndarray, residents: np.ndarray, dist: np.ndarray) -> tupl
 
 def straight_distances(houses: np.ndarray, shelters: np.ndarray) -> np.ndarray:
     """(n, m) metres between metric points."""
-    return np.hypot(houses[:, None, 0] - shelters[None, :, 0], houses[:, None, 1] - shelters[None, :, 1])
+    out: np.ndarray = np.hypot(houses[:, None, 0] - shelters[None, :, 0], houses[:, None, 1] - shelters[None, :, 1])
+    return out
 
 
-def road_distances(houses: np.ndarray, shelters: np.ndarray, roads: list, blocked=None) -> np.ndarray:
+def road_distances(houses: np.ndarray, shelters: np.ndarray, roads: list[Any], blocked: Any = None) -> np.ndarray:
     """(n, m) metres by road (metric CRS); inf where no dry road joins the two.
 
     `roads` are metric LineStrings; they are noded (split where they cross) so crossing roads are
@@ -123,7 +125,7 @@ def greedy_assignment(residents: np.ndarray, capacity: np.ndarray, dist: np.ndar
     return choice
 
 
-def _flow_assignment(residents: np.ndarray, capacity: np.ndarray, dist: np.ndarray):
+def _flow_assignment(residents: np.ndarray, capacity: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """Min-cost flow over people; returns (choice, split) where split lists households whose people
     the optimum sends to more than one place."""
     import networkx as nx
@@ -142,12 +144,12 @@ def _flow_assignment(residents: np.ndarray, capacity: np.ndarray, dist: np.ndarr
         for j in np.flatnonzero(finite[i]):
             g.add_edge(("h", i), ("s", int(j)), weight=int(round(dist[i, j] * COST_SCALE)),
                        capacity=int(residents[i]))
-    for j in range(m):
-        g.add_edge(("s", j), "sink", weight=0, capacity=int(capacity[j]))
+    for s_j in range(m):
+        g.add_edge(("s", s_j), "sink", weight=0, capacity=int(capacity[s_j]))
     g.add_edge("unplaced", "sink", weight=0, capacity=total)
     flow = nx.network_simplex(g)[1]
     choice = np.full(n, -1, dtype=np.int64)
-    split = []
+    split: list[int] = []
     for i in range(n):
         used = [(dest, f) for dest, f in flow[("h", i)].items() if f > 0]
         if len(used) == 1:
@@ -188,7 +190,7 @@ def _integer_assignment(residents: np.ndarray, capacity: np.ndarray, dist: np.nd
     return choice
 
 
-def assign(residents, capacity, dist, order=None, distance_kind: str = "straight") -> Assignment:
+def assign(residents: Any, capacity: Any, dist: Any, order: Any = None, distance_kind: str = "straight") -> Assignment:
     """Households (people each) to shelters (capacity each) given the (n, m) distance matrix."""
     residents = np.asarray(residents, dtype=np.int64)
     capacity = np.asarray(capacity, dtype=np.int64)
@@ -206,7 +208,7 @@ def assign(residents, capacity, dist, order=None, distance_kind: str = "straight
     greedy = greedy_assignment(residents, capacity, dist, order) if m else np.full(n, -1)
     candidates.append(("greedy", greedy))
 
-    def picked_dist(choice):
+    def picked_dist(choice: np.ndarray) -> np.ndarray:
         d = np.full(n, np.nan)
         ok = choice >= 0
         d[ok] = dist[np.flatnonzero(ok), choice[ok]]

@@ -6,14 +6,14 @@ page and its count read about as many index entries as they return, however long
 filter on one resource id (`resource_ids @> ARRAY[id]`) is answered by a GIN index.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-06
 """
 
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,203 @@
+"""The flood households list at city scale: `GET /flood/households` (first page, a deep page) over
+HTTP against the same SQL run directly, in one run, as the household table grows (issue 12).
+
+    .venv/bin/python bench/flood_list_bench.py                          # 100,000 then 1,000,000 households
+    .venv/bin/python bench/flood_list_bench.py --sizes 100000,300000     # quicker
+
+Makes its own database (`wangge_bench_flood_list`, recreated): bench/city.py's hierarchy (60,000
+group grids), then the city-scale households of bench/flood_finder_bench.py (same generator and
+seed: clusters around settlements, a fifth of them by the river) loaded with COPY in slices, so the
+table holds each size in turn; the river flood extent of that bench (~84,000 vertices) is stored
+once through gis.flood.extents.save_extent, and after each slice its answer is stored again (the
+data changed: gis.flood.answers.ensure_answer, as POST /flood/scenarios would).
+
+At each size, for each case (first page; a deep page at offset 10,000, or the last page when fewer):
+(a) the app: `GET /flood/households?extent=…&limit=50` as the command center (every row, personal
+fields masked outside an emergency), over HTTP from a client that keeps its connection alive, to the
+real app served by uvicorn in a thread of this process (bearer token checked against the database;
+the list writes its audit row); (b) direct: the statements the list runs for a page (the stored
+answer's version check, the page of stored rows with the access predicate, the members of the page)
+on one psycopg connection. They run in turn (REPEAT rounds after WARMUP); a ratio is the median of
+the per-round ratios to (b). Server memory: this process's peak RSS growth (VmHWM, reset through
+/proc/self/clear_refs) while the app answers a size's cases. For scale, once per size: the list
+with a buffer that is not stored (`buffer_m=10`), which the finder computes on the read, as every
+page did before. Results are printed and written to var/bench/flood_list_results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from city import bench_url, build_city, load_database  # noqa: E402
+from flood_finder_bench import SEED, flood_extent, household_points  # noqa: E402
+from incident_list_bench import _status_mb, interleaved_ms, reset_peak_rss  # noqa: E402
+
+RESULTS = ROOT / "var" / "bench" / "flood_list_results.json"
+DB = "wangge_bench_flood_list"
+LIMIT = 50
+
+
+def load_slice(engine, lon: np.ndarray, lat: np.ndarray, first: int) -> float:
+    """Households `first`… (numbers B…), COPY with the GIST index rebuilt after the load."""
+    from sqlalchemy import text
+
+    from gis.bulk import copy_rows
+    from gis.db import transaction
+
+    rng = np.random.default_rng(SEED + 2 + first)
+    n = len(lon)
+    residents = rng.integers(1, 7, n)
+    elderly = np.minimum(residents, rng.binomial(2, 0.25, n))
+    floors = rng.integers(1, 4, n)
+    lo, la = lon.tolist(), lat.tolist()
+    t = time.perf_counter()
+    with transaction(engine) as session:
+        session.execute(text("DROP INDEX idx_household_geom"))
+        copy_rows(
+            session, "household",
+            ("household_no", "address", "head_name", "phone", "residents", "elderly", "children",
+             "disabled", "pregnant", "bedridden", "floors", "geom"),
+            ((f"B{first + i:010d}", f"基准镇{i % 600:03d}村{i % 97}号", "王某", "13800000000", int(residents[i]),
+              int(elderly[i]), 0, 0, 0, 0, int(floors[i]), f"SRID=4326;POINT({lo[i]!r} {la[i]!r})")
+             for i in range(n)),
+        )
+        session.execute(text("CREATE INDEX idx_household_geom ON household USING gist (geom)"))
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE household"))
+    return time.perf_counter() - t
+
+
+def direct(raw, principal, extent_id: int, offset: int) -> list:
+    """The statements the list runs for one page, run directly: the page's rows."""
+    from gis.db import pyformat
+    from gis.flood import answers
+    from gis.households import access_for
+
+    acc = access_for(principal)
+    where = f"h.extent_id = :e AND h.buffer_m = :b AND ({acc.rows})"
+    p = {**acc.params, "e": extent_id, "b": 0.0, "limit": LIMIT, "offset": offset}
+    with raw.transaction(), raw.cursor() as cur:
+        cur.execute("SELECT a.shelter_method, a.distance_kind, a.shelters, a.totals FROM flood_answer a "
+                    "WHERE a.extent_id = %(e)s AND a.buffer_m = %(b)s "
+                    "AND a.data_version = (SELECT version FROM flood_data_version)", p)
+        assert cur.fetchone() is not None
+        cur.execute(pyformat(answers.page_sql(where, "TRUE", acc.personal, acc.rows == "TRUE")), p)
+        rows = cur.fetchall()
+        ids = [r[0]["id"] for r in rows]
+        cur.execute("SELECT household_id, name, gender, birth_date, relation_to_head, is_disabled, is_pregnant, "
+                    "is_bedridden FROM resident WHERE household_id = ANY(%(ids)s) ORDER BY household_id, id",
+                    {"ids": ids})
+        cur.fetchall()
+    return ids
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="100000,1000000")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    import httpx
+    import psycopg
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from api.main import create_app
+    from gis.auth import accounts
+    from gis.auth.principal import Principal
+    from gis.auth.roles import Role
+    from gis.db import transaction
+    from gis.flood import answers
+    from gis.flood.extents import get_extent, save_extent
+    from gis.settings import Settings
+    from tests.browser import serve_app_in_thread
+
+    info = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+            "loadavg_before": [round(v, 2) for v in os.getloadavg()]}
+    print(f"{info['date']}  {info['cpus']} cpus  load {info['loadavg_before']}", flush=True)
+    t = time.perf_counter()
+    grids, _ = build_city()
+    url = bench_url(DB)
+    load_database(url, grids)
+    print(f"city of {len(grids)} grids in {time.perf_counter() - t:.0f} s", flush=True)
+    rng = np.random.default_rng(SEED)
+    geom, centre = flood_extent(rng)
+    lon, lat = household_points(np.random.default_rng(SEED + 1), centre, max(sizes))
+    # Slices of the register in a random but fixed order, so each size is spread like the whole.
+    order = np.random.default_rng(SEED + 3).permutation(len(lon))
+    lon, lat = lon[order], lat[order]
+    engine = create_engine(url, poolclass=NullPool)
+    with transaction(engine) as s:
+        user = accounts.create_user(s, "bench_cc", "correct-horse-battery-staple", Role.COMMAND_CENTER)
+        secret, _ = accounts.create_token(s, user.id, "bench")
+        extent_id = save_extent(s, geom, "upload", "基准洪水范围").id
+    principal = Principal(user.id, "bench_cc", Role.COMMAND_CENTER)
+    settings = Settings(DATABASE_URL=url.render_as_string(hide_password=False))
+    raw = psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True)
+    results: dict = {"machine": info, "extent_vertices": int(sum(len(p.exterior.coords) for p in geom.geoms)),
+                     "sizes": {}}
+    loaded = 0
+    with (
+        serve_app_in_thread(create_app(settings)) as base,
+        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {secret}"}, timeout=600) as client,
+    ):
+        for size in sizes:
+            secs = load_slice(engine, lon[loaded:size], lat[loaded:size], loaded)
+            loaded = size
+            t = time.perf_counter()
+            with transaction(engine) as s:
+                answers.ensure_answer(s, get_extent(s, extent_id))
+            store_s = time.perf_counter() - t
+            with engine.connect() as c:
+                c.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE flood_answer_household"))
+                flooded = c.execute(text("SELECT count(*) FROM flood_answer_household WHERE extent_id = :e"),
+                                    {"e": extent_id}).scalar_one()
+            print(f"\n{size:,} households ({secs:.0f} s to load), {flooded:,} in the extent; "
+                  f"answer stored in {store_s:.1f} s", flush=True)
+            rss0 = reset_peak_rss()
+            per_case: dict = {"flooded": flooded, "load_s": round(secs, 1), "store_answer_s": round(store_s, 1)}
+            deep = max(0, min(10_000, flooded - LIMIT))
+            for name, offset in (("first page", 0), (f"deep page (offset {deep:,})", deep)):
+                query = {"extent": extent_id, "limit": LIMIT, "offset": offset}
+                answer = client.get("/flood/households", params=query)
+                assert answer.status_code == 200, answer.text
+                body = answer.json()
+                assert [h["id"] for h in body["items"]] == direct(raw, principal, extent_id, offset), name
+                assert body["total"] == flooded
+                m = interleaved_ms(lambda q=query: client.get("/flood/households", params=q),
+                                   lambda o=offset: direct(raw, principal, extent_id, o),
+                                   lambda o=offset: direct(raw, principal, extent_id, o))
+                per_case[name] = {k: v for k, v in m.items() if not k.startswith("service")}
+                print(f"  {name:28s} app {m['app_ms']:7.2f} ms ({m['app_ratio']:4.2f}x)  sql {m['sql_ms']:6.2f} ms",
+                      flush=True)
+            growth = _status_mb("VmHWM") - rss0
+            per_case["rss_growth_mb"] = round(growth, 1)
+            print(f"  peak RSS growth while answering: {growth:.1f} MB (RSS {rss0:.0f} MB before)", flush=True)
+            t = time.perf_counter()
+            r = client.get("/flood/households", params={"extent": extent_id, "limit": LIMIT, "buffer_m": 10})
+            assert r.status_code == 200, r.text
+            per_case["not stored (buffer_m=10), computed on read_ms"] = round((time.perf_counter() - t) * 1000)
+            print(f"  not stored (buffer_m=10): {per_case['not stored (buffer_m=10), computed on read_ms']} ms, "
+                  f"{r.json()['total']:,} households", flush=True)
+            results["sizes"][size] = per_case
+    raw.close()
+    engine.dispose()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    print(f"written {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

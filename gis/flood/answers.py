@@ -1,0 +1,228 @@
+"""The flood households list: the finder's answer stored once per (extent, buffer, data version), read a page at a time.
+
+The finder (gis/flood/finder.py) works out every household of an extent together — rescue order and
+shelters depend on all of them — which takes seconds for a large stage. So the writes that create
+an extent (an upload, a drawing, a modelled stage: POSTs, the DEM import and the CLI) store its
+answer (`store_answer`, unmasked, in rescue order) with the data version it was computed on
+(migration 0010: a counter bumped by every statement that changes households, grids, staff,
+shelters or roads). A reader (`list_flood_households`) filters by access
+(gis.households.access_for), by grid and pages in SQL over the stored rows, masks personal fields
+per row as the household list does, and reads the members of its page only. Where no answer is
+stored for the current data (another buffer, changed data) the reader computes it in memory without
+storing it (GETs never write), with the same filter, order and shape.
+
+One operation for the API and the CLI: the same query gives the same rows, the same CSV bytes
+(gis.flood.labels.EXPORT) and the same audit row, written here with the caller's Context.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from gis.context import Context
+from gis.flood import finder
+from gis.households import access_for, present
+
+
+@dataclass
+class FloodPage:
+    extent: dict[str, Any]
+    total: int  # households matching the grid filter (all pages)
+    offset: int
+    totals: dict[str, int]  # over every household of the extent the reader may see
+    items: list[dict[str, Any]]
+    shelter_method: str | None = None
+    distance_kind: str | None = None
+    unplaced: list[dict[str, Any]] = field(default_factory=list)  # those of this page no shelter could take
+    shelters: list[dict[str, Any]] = field(default_factory=list)
+
+
+def grid_filter(grid_code: str | None) -> str | None:
+    """The grid filter as the lists apply it: a town code (…000000) keeps every household."""
+    if grid_code is None or grid_code.endswith("000000"):
+        return None
+    return grid_code
+
+
+def data_version(session: Session) -> int:
+    return int(session.execute(text("SELECT version FROM flood_data_version")).scalar_one())
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def store_answer(session: Session, ext: Any, buffer_m: float = 0.0) -> None:
+    """Compute the finder's whole answer for the stored extent `ext` and keep it (a write)."""
+    if getattr(ext, "id", None) is None:
+        return
+    version = data_version(session)
+    result = finder.flooded_households(session, None, ext, buffer_m, with_members=False)
+    params = {"e": ext.id, "b": float(buffer_m)}
+    session.execute(text("DELETE FROM flood_answer WHERE extent_id = :e AND buffer_m = :b"), params)
+    session.execute(
+        text("INSERT INTO flood_answer (extent_id, buffer_m, data_version, shelter_method, distance_kind, "
+             "shelters, totals) VALUES (:e, :b, :v, :m, :k, CAST(:s AS jsonb), CAST(:t AS jsonb))"),
+        {**params, "v": version, "m": result.shelter_method, "k": result.distance_kind,
+         "s": _json(result.shelters), "t": _json(result.totals)},
+    )
+    unplaced = {u["id"] for u in result.unplaced}
+    rows = []
+    for rank, h in enumerate(result.households):
+        row = {k: v for k, v in h.items() if k not in ("personal_fields", "members")}
+        rows.append({**params, "r": rank, "h": h["id"], "g": h["grid_code"], "vc": h["village_code"],
+                     "ac": h["area_code"], "u": h["id"] in unplaced, "x": h["lon"], "y": h["lat"], "row": _json(row)})
+    if rows:
+        session.execute(
+            text("INSERT INTO flood_answer_household (extent_id, buffer_m, rank, household_id, group_code, "
+                 "village_code, area_code, unplaced, geom, row) VALUES (:e, :b, :r, :h, :g, :vc, :ac, :u, "
+                 "ST_SetSRID(ST_MakePoint(:x, :y), 4326), CAST(:row AS json))"),
+            rows,
+        )
+
+
+def _fresh(session: Session, extent_id: int | None, buffer_m: float) -> Any:
+    if extent_id is None:
+        return None
+    return session.execute(
+        text("SELECT a.shelter_method, a.distance_kind, a.shelters, a.totals FROM flood_answer a "
+             "WHERE a.extent_id = :e AND a.buffer_m = :b "
+             "AND a.data_version = (SELECT version FROM flood_data_version)"),
+        {"e": extent_id, "b": float(buffer_m)},
+    ).mappings().first()
+
+
+TOTALS = ("households", "residents", "elderly", "children", "disabled", "pregnant", "bedridden",
+          "living_alone_elderly", "unplaced_households", "unplaced_residents")
+_TOTALS = """
+    SELECT count(*) AS households, coalesce(sum((h.row->>'residents')::int), 0) AS residents,
+           coalesce(sum((h.row->>'elderly')::int), 0) AS elderly,
+           coalesce(sum((h.row->>'children')::int), 0) AS children,
+           coalesce(sum((h.row->>'disabled')::int), 0) AS disabled,
+           coalesce(sum((h.row->>'pregnant')::int), 0) AS pregnant,
+           coalesce(sum((h.row->>'bedridden')::int), 0) AS bedridden,
+           count(*) FILTER (WHERE (h.row->>'living_alone_elderly')::boolean) AS living_alone_elderly,
+           count(*) FILTER (WHERE h.unplaced) AS unplaced_households,
+           coalesce(sum((h.row->>'residents')::int) FILTER (WHERE h.unplaced), 0) AS unplaced_residents,
+           count(*) FILTER (WHERE {grid}) AS total
+    FROM flood_answer_household h
+    WHERE {where}
+"""
+_PAGE = """
+    SELECT h.row, h.unplaced, ({personal}) AS personal_shown
+    FROM flood_answer_household h
+    WHERE {where} AND {grid}
+    ORDER BY h.rank LIMIT :limit OFFSET :offset
+"""
+# A reader who sees every row, unfiltered: ranks run 0, 1, 2 … so the page starts at rank = offset,
+# found in the primary key (a deep page costs what the first one does).
+_PAGE_BY_RANK = """
+    SELECT h.row, h.unplaced, ({personal}) AS personal_shown
+    FROM flood_answer_household h
+    WHERE {where} AND h.rank >= :offset
+    ORDER BY h.rank LIMIT :limit
+"""
+
+
+def page_sql(where: str, grid: str, personal: str, every_row: bool) -> str:
+    """The statement of one page of stored rows (alias h)."""
+    if every_row:
+        return _PAGE_BY_RANK.format(where=where, personal=personal)
+    return _PAGE.format(where=where, grid=grid, personal=personal)
+def households_page(
+    session: Session, principal: Any, ext: Any, buffer_m: float = 0.0, grid_code: str | None = None,
+    *, limit: int | None = None, offset: int = 0, with_members: bool = True, today: dt.date | None = None,
+) -> FloodPage:
+    """One page (`limit` None: all) of the households of `ext` the reader may see, in rescue order,
+    filtered by a grid of any level. `principal` None is a trusted caller (the CLI)."""
+    grid_code = grid_filter(grid_code)
+    finder.check_buffer(buffer_m)
+    stored = _fresh(session, getattr(ext, "id", None), buffer_m)
+    if stored is None:
+        return _computed_page(session, principal, ext, buffer_m, grid_code, limit, offset, with_members, today)
+    acc = access_for(principal) if principal is not None else None
+    params: dict[str, Any] = {**(acc.params if acc is not None else {}), "e": ext.id, "b": float(buffer_m),
+                              "g": grid_code, "limit": limit, "offset": offset}
+    # The stored row stands in for the household (alias h, with its point): the access predicate
+    # runs on it, no join.
+    where = f"h.extent_id = :e AND h.buffer_m = :b AND ({acc.rows if acc is not None else 'TRUE'})"
+    grid = "CAST(:g AS text) IN (h.group_code, h.village_code, h.area_code)" if grid_code is not None else "TRUE"
+    every_row = (acc is None or acc.rows == "TRUE") and grid_code is None
+    if every_row:
+        # A reader who sees every row gets the stored totals: no pass over the extent's rows.
+        totals = {k: int(stored["totals"][k]) for k in TOTALS}
+        total = totals["households"]
+    else:
+        agg = dict(session.execute(text(_TOTALS.format(where=where, grid=grid)), params).mappings().one())
+        total = int(agg.pop("total"))
+        totals = {k: int(v) for k, v in agg.items()}
+    rows = session.execute(
+        text(page_sql(where, grid, acc.personal if acc is not None else "TRUE", every_row)), params
+    ).mappings().all()
+    ids = [int(r["row"]["id"]) for r in rows]
+    members = finder.members_of(session, ids, today) if with_members else {}
+    items = []
+    for r in rows:
+        h = {**r["row"], "personal_shown": r["personal_shown"]}
+        if with_members:
+            h["members"] = members[h["id"]]
+        items.append(present(h))
+    page = FloodPage(finder.extent_meta(ext, buffer_m), total, offset, totals, items)
+    if totals["households"]:
+        page.shelter_method, page.distance_kind = stored["shelter_method"], stored["distance_kind"]
+        page.shelters = list(stored["shelters"])
+        page.unplaced = [{"id": r["row"]["id"], "household_no": r["row"]["household_no"],
+                          "residents": r["row"]["residents"]} for r in rows if r["unplaced"]]
+    return page
+
+
+def _computed_page(session: Session, principal: Any, ext: Any, buffer_m: float, grid_code: str | None,
+                   limit: int | None, offset: int, with_members: bool, today: dt.date | None) -> FloodPage:
+    result = finder.flooded_households(session, principal, ext, buffer_m, with_members=with_members, today=today)
+    households = result.households
+    if grid_code is not None:
+        households = [h for h in households if grid_code in (h["grid_code"], h["village_code"], h["area_code"])]
+    end = None if limit is None else offset + limit
+    items = households[offset:end]
+    on_page = {h["id"] for h in items}
+    return FloodPage(result.extent, len(households), offset, result.totals, items, result.shelter_method,
+                     result.distance_kind, [u for u in result.unplaced if u["id"] in on_page], result.shelters)
+
+
+def list_flood_households(
+    session: Session, ctx: Context, *, extent_id: int | None = None, scenario: str | None = None,
+    buffer_m: float = 0.0, grid_code: str | None = None, limit: int | None = None, offset: int = 0,
+    fmt: str = "json", endpoint: str = "flood_households", compute: bool = False,
+) -> FloodPage:
+    """The flood households list for the caller of `ctx` (None principal: trusted, everything shown),
+    audited: `read_personal` with the ids of the households whose personal fields it shows."""
+    ext = finder.resolve_extent(session, extent_id, scenario, compute=compute)
+    page = households_page(session, ctx.principal, ext, buffer_m, grid_code, limit=limit, offset=offset)
+    shown = [h["id"] for h in page.items if h.get("personal_fields") == "shown"]
+    ctx.audit(
+        session, "read_personal" if shown else "read", resource="household", resource_ids=shown,
+        detail={"endpoint": endpoint, "format": fmt, "households": len(page.items), "shown": len(shown),
+                "extent": page.extent, "scenario": scenario, "offset": offset, "grid_code": grid_code},
+    )
+    return page
+
+
+def ensure_answer(session: Session, ext: Any, buffer_m: float = 0.0) -> None:
+    """Store the answer for `ext` unless one for the current data is stored already (a write)."""
+    if _fresh(session, getattr(ext, "id", None), buffer_m) is None:
+        store_answer(session, ext, buffer_m)
+
+
+def as_json(page: FloodPage) -> dict[str, Any]:
+    """The JSON answer of the list (GET /flood/households, `wangge flood households --json`)."""
+    return {
+        "extent": page.extent, "total": page.total, "offset": page.offset, "totals": page.totals,
+        "shelter_method": page.shelter_method, "distance_kind": page.distance_kind,
+        "unplaced": page.unplaced, "shelters": page.shelters, "items": page.items,
+    }
