@@ -362,7 +362,7 @@ def test_models_drop_no_field_and_change_no_value(
     from gis import households as hh
     from gis.auth import accounts as users
     from gis.db import make_sessionmaker
-    from gis.flood import extents, finder
+    from gis.flood import answers, extents, finder
     from gis.flood.risk import flood_risk, parse_stages
     from gis.incidents.grid_stats import grid_stats
     from gis.town_summary import town_counts
@@ -376,6 +376,7 @@ def test_models_drop_no_field_and_change_no_value(
 
         page = admin.get("/households", params={"limit": 5}).json()
         rows, total = hh.list_households(session, admin_p, limit=5)
+        assert page.pop("next") == "https://testserver/households?offset=5&limit=5"
         same(page, {"total": total, "offset": 0, "items": rows})
         masked = cc.get("/households", params={"limit": 5}).json()
         same(masked["items"], hh.list_households(session, cc_p, limit=5)[0])
@@ -404,8 +405,12 @@ def test_models_drop_no_field_and_change_no_value(
         found = finder.flooded_households(session, cc_p, ext, 50.0)
         flood = cc.get("/flood/households", params={"scenario": "2023-09-23", "buffer_m": 50, "limit": 7}).json()
         same(flood["items"], found.households[:7])
-        same({k: flood[k] for k in ("extent", "totals", "shelter_method", "distance_kind", "unplaced", "shelters")},
+        same({k: flood[k] for k in ("extent", "totals", "shelter_method", "distance_kind", "shelters")},
              {"extent": found.extent, "totals": found.totals, "shelter_method": found.shelter_method,
-              "distance_kind": found.distance_kind, "unplaced": found.unplaced, "shelters": found.shelters})
+              "distance_kind": found.distance_kind, "shelters": found.shelters})
+        # `unplaced` lists the page's households no shelter could take (the page as the list reads it).
+        stored = answers.households_page(session, cc_p, ext, 50.0, None, limit=7, offset=0)
+        same(flood["unplaced"], stored.unplaced)
+        assert {u["id"] for u in flood["unplaced"]} <= {h["id"] for h in flood["items"]}
         session.rollback()
     engine.dispose()

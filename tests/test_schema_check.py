@@ -47,7 +47,7 @@ def test_every_migrated_table_is_mapped(migrated_url):
     engine = create_engine(migrated_url, poolclass=NullPool)
     tables = set(inspect(engine).get_table_names()) - {"spatial_ref_sys", "alembic_version"}
     engine.dispose()
-    assert len(tables) == 23
+    assert len(tables) >= 23  # the 23 tables the issue counted, and any added since
     assert tables == set(Base.metadata.tables)
 
 
