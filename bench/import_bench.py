@@ -59,6 +59,12 @@ def clone_database(template: str, name: str):
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     admin.dispose()
+    # The template was built by an earlier checkout: bring the copy to this checkout's schema.
+    from gis.db import upgrade
+
+    engine = create_engine(url, poolclass=NullPool)
+    upgrade(engine)
+    engine.dispose()
     return url
 
 
