@@ -158,13 +158,24 @@ def session(engine):
         s.rollback()
 
 
+@contextmanager
+def database_copy(template_url, label: str = "") -> Iterator:
+    """A private copy of the database at `template_url` (CREATE DATABASE ... TEMPLATE), dropped
+    afterwards; `label` only makes the copy's name say whose it is."""
+    suffix = f"_{label}" if label else ""
+    url = template_url.set(database=f"{template_url.database}{suffix}_{uuid.uuid4().hex[:8]}")
+    create_database(url, template=template_url.database)
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
 @pytest.fixture
 def scratch_db_url(test_db_url):
     """A private copy of the test database for a test that writes through the API."""
-    url = test_db_url.set(database=f"{test_db_url.database}_{uuid.uuid4().hex[:8]}")
-    create_database(url, template=test_db_url.database)
-    yield url
-    drop_database(url)
+    with database_copy(test_db_url) as url:
+        yield url
 
 
 def settings_for(url, **overrides) -> Settings:
