@@ -187,7 +187,7 @@ def settings_for(url, **overrides) -> Settings:
 @contextmanager
 def live_site(url) -> Iterator[tuple[str, object]]:
     """The real app on the database at `url`, served on a local port, and a headless Chromium:
-    (base URL, browser) — what a browser-test module's `site` fixture gives `open_as`."""
+    (base URL, browser) — what the `site` fixture gives `open_as`."""
     from api.main import create_app
 
     with serve_app_in_thread(create_app(settings_for(url))) as base, launch_chromium() as browser:
@@ -236,10 +236,16 @@ def scratch_client(scratch_db_url, accounts):
 
 
 @pytest.fixture(scope="module")
-def open_as(site, accounts):
-    """Log in through the form as `role`, then open `path`; returns (page, checker, status).
+def site(test_db_url, accounts):
+    """(base URL, browser) on the shared sample database, for `open_as`; a browser-test module whose
+    pages need other data defines its own `site`."""
+    with live_site(test_db_url) as served:
+        yield served
 
-    For browser tests whose module defines a `site` fixture giving (base URL, browser)."""
+
+@pytest.fixture(scope="module")
+def open_as(site, accounts):
+    """Log in through the form as `role`, then open `path`; returns (page, checker, status)."""
     base, browser = site
     contexts = []
 

@@ -15,6 +15,7 @@ from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH
 from gis.incidents.loop import STATE_NAMES_ZH
 from maps import labels
 from maps.incident_map import OVERDUE_RING, build_incident_map
+from tests.browser import click_first_marker
 from tests.conftest import database_copy, live_site, make_client
 
 PATH = "/maps/incidents"
@@ -206,22 +207,7 @@ def test_command_center_sees_only_the_villages_disputes_masked(dispute_page, rep
 
 def test_clicking_a_marker_opens_its_popup_with_the_category_in_chinese(dispute_page, reported_engine):
     page, checker, _ = dispute_page
-    x, y = page.evaluate(
-        """() => {
-            const layer = window.wanggeIncidents.getLayers()[0];
-            const map = window.wanggeMap;
-            map.setView(layer.getLatLng(), 18, {animate: false});
-            const p = map.latLngToContainerPoint(layer.getLatLng());
-            const r = map.getContainer().getBoundingClientRect();
-            return [r.left + p.x, r.top + p.y];
-        }"""
-    )
-    page.wait_for_timeout(300)
-    page.mouse.click(x, y)
-    popup = page.locator(".leaflet-popup-content")
-    popup.wait_for(state="visible")
-    page.wait_for_timeout(400)  # the popup fades in
-    page.screenshot(path="/tmp/wangge_incident_map_popup.png")
+    click_first_marker(page, "wanggeIncidents", "/tmp/wangge_incident_map_popup.png")
     # At zoom 18 neighbours may overlap; whichever marker took the click, its popup is its own.
     shown = int(page.locator(".leaflet-popup-content table").get_attribute("data-incident-id"))
     row = incident_rows(reported_engine, [shown])[shown]
