@@ -141,6 +141,18 @@ def auth(role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {_ACCOUNTS[role]['token']}"}
 
 
+def insert_household(session, household_no: str, lon: float, lat: float, *, residents: int, elderly: int) -> int:
+    """A household of `residents` people (`elderly` of them over 65) at (lon, lat), written in the
+    caller's session (rolled back with it); returns its id."""
+    return session.execute(
+        text("INSERT INTO household (household_no, address, head_name, phone, residents, elderly, children, "
+             "disabled, pregnant, bedridden, floors, geom) VALUES (:no, '测试地址', '测试', "
+             "'13800000000', :residents, :elderly, 0, 0, 0, 0, 1, ST_SetSRID(ST_MakePoint(:x, :y), 4326)) "
+             "RETURNING id"),
+        {"no": household_no, "residents": residents, "elderly": elderly, "x": lon, "y": lat},
+    ).scalar_one()
+
+
 @pytest.fixture(scope="session")
 def engine(test_db_url) -> Iterator[Engine]:
     eng = create_engine(test_db_url, poolclass=NullPool)
