@@ -222,6 +222,17 @@ def make_client(url, role: str | None = "admin", **overrides):
     return client
 
 
+# When the incidents that tests report happened, as a township user writes it (Beijing time).
+WHEN = "2026-11-20T09:30:00+08:00"
+
+
+def report_incident(client, lon, lat, **fields):
+    """POST /incidents as `client`: rubbish dumped at (lon, lat) at WHEN; `fields` add to the body or
+    replace its category, description or time."""
+    body = {"category": "environment", "description": "垃圾堆放", "occurred_at": WHEN, "lon": lon, "lat": lat}
+    return client.post("/incidents", json={**body, **fields})
+
+
 @pytest.fixture(scope="session")
 def client(test_db_url, accounts):
     """The admin's client on the shared, read-only sample database."""

@@ -15,9 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
-from tests.conftest import database_copy, make_client
-
-WHEN = "2026-11-20T09:30:00+08:00"
+from tests.conftest import WHEN, database_copy, make_client
 
 
 def _png() -> bytes:
