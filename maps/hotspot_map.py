@@ -12,7 +12,6 @@ from typing import Any
 import folium
 import numpy as np
 from branca.element import MacroElement
-from folium.map import Layer
 from folium.template import Template
 from pyproj import Transformer
 from shapely.geometry import mapping
@@ -23,7 +22,7 @@ from maps import labels
 from maps.grid_map import display_geometries
 from maps.offline import DEFAULT_PREFIX
 from maps.page import EMPTY_VIEW, add_layer_control, finish_page, new_page_map
-from maps.points import POPUP_TABLE_JS, script_json
+from maps.points import PopupLayer, script_json
 
 # Diverging hot/cold colours as in the standard hot-spot maps (red hot, blue cold, pale neutral).
 BIN_COLOURS: dict[int, str] = {
@@ -125,7 +124,7 @@ def _popup_values(record: Mapping[str, Any], unit_text: str) -> list[Any]:
     ]
 
 
-class _UnitLayer(Layer):
+class _UnitLayer(PopupLayer):
     """The units as polygons; popups built from text nodes when opened (names never parsed as HTML)."""
 
     _template = Template(
@@ -178,15 +177,10 @@ class _UnitLayer(Layer):
     )
 
     def __init__(self, features: list[dict[str, Any]]):
-        super().__init__(name=labels.HOTSPOT_LAYER, overlay=True, control=True, show=True)
-        self._name = "WanggeHotspotUnits"
-        self.data_json = script_json({"type": "FeatureCollection", "features": features})
-        self.fields_json = script_json([label for _, label in labels.HOTSPOT_POPUP_FIELDS])
-        self.blank_json = script_json(labels.UNKNOWN)
+        super().__init__(labels.HOTSPOT_LAYER, "WanggeHotspotUnits", features, labels.HOTSPOT_POPUP_FIELDS,
+                         UNIT_PANE[0])
         self.incidents_title_json = script_json(labels.HOTSPOT_POPUP_INCIDENTS)
         self.more_json = script_json(labels.HOTSPOT_POPUP_MORE)
-        self.popup_table_js = POPUP_TABLE_JS
-        self.pane_json = script_json(UNIT_PANE[0])
 
 
 class _Legend(MacroElement):

@@ -117,7 +117,22 @@ POPUP_TABLE_JS = """
 """
 
 
-class _PointLayer(Layer):
+class PopupLayer(Layer):
+    """A GeoJSON layer of `features` whose popups are tables of `popup_fields`' labels, built as text
+    when opened (POPUP_TABLE_JS); `element_name` is the layer's fixed name in the page (stable pages)."""
+
+    def __init__(self, name: str, element_name: str, features: list[dict[str, Any]],
+                 popup_fields: Sequence[tuple[str, str]], pane: str):
+        super().__init__(name=name, overlay=True, control=True, show=True)
+        self._name = element_name
+        self.data_json = script_json({"type": "FeatureCollection", "features": features})
+        self.fields_json = script_json([label for _, label in popup_fields])
+        self.blank_json = script_json(labels.UNKNOWN)
+        self.pane_json = script_json(pane)
+        self.popup_table_js = POPUP_TABLE_JS
+
+
+class _PointLayer(PopupLayer):
     """Circle markers on a canvas (light for thousands), popups built as text when opened."""
 
     _template = Template(
@@ -151,16 +166,9 @@ class _PointLayer(Layer):
     )
 
     def __init__(self, kind: PointKind, features: list[dict[str, Any]]):
-        super().__init__(name=kind.layer_name, overlay=True, control=True, show=True)
-        self._name = "WanggePoints"
-        self.features = features
-        self.data_json = script_json({"type": "FeatureCollection", "features": features})
-        self.fields_json = script_json([label for _, label in kind.popup_fields])
+        super().__init__(kind.layer_name, "WanggePoints", features, kind.popup_fields, POINT_PANE[0])
         self.styles_json = script_json(kind.styles)
-        self.blank_json = script_json(labels.UNKNOWN)
         self.id_attribute_json = script_json(kind.id_attribute)
-        self.pane_json = script_json(POINT_PANE[0])
-        self.popup_table_js = POPUP_TABLE_JS
 
 
 def legend_marker(key: str, label: str, style: Mapping[str, Any]) -> dict[str, Any]:
