@@ -22,7 +22,7 @@ from maps import labels
 from maps.grid_map import display_geometries
 from maps.offline import DEFAULT_PREFIX
 from maps.page import EMPTY_VIEW, add_layer_control, finish_page, new_page_map
-from maps.points import PopupLayer, script_json
+from maps.points import PopupLayer, popup_layer_template, script_json
 
 # Diverging hot/cold colours as in the standard hot-spot maps (red hot, blue cold, pale neutral).
 BIN_COLOURS: dict[int, str] = {
@@ -127,15 +127,10 @@ def _popup_values(record: Mapping[str, Any], unit_text: str) -> list[Any]:
 class _UnitLayer(PopupLayer):
     """The units as polygons; popups built from text nodes when opened (names never parsed as HTML)."""
 
-    _template = Template(
-        """
-        {% macro script(this, kwargs) %}
-        var {{ this.get_name() }} = (function () {
-            var fields = {{ this.fields_json }};
-            var blank = {{ this.blank_json }};
+    _template = popup_layer_template(
+        own_script="""
             var incidentsTitle = {{ this.incidents_title_json }};
             var moreText = {{ this.more_json }};
-            {{ this.popup_table_js }}
             function popupContent(feature) {
                 var box = document.createElement('div');
                 box.appendChild(popupTable(fields, feature.properties.v, blank, 'data-unit-id', feature.id));
@@ -162,18 +157,10 @@ class _UnitLayer(PopupLayer):
                     }
                 }
                 return box;
-            }
-            return L.geoJson({{ this.data_json }}, {
-                pane: {{ this.pane_json }},
-                style: function (feature) { return feature.properties.s; },
-                onEachFeature: function (feature, layer) {
-                    layer.bindPopup(function () { return popupContent(feature); },
-                                    {maxWidth: 380, className: 'wangge-popup'});
-                }
-            });
-        })();
-        {% endmacro %}
-        """
+            }""",
+        layer_options="""
+                style: function (feature) { return feature.properties.s; },""",
+        popup_max_width=380,
     )
 
     def __init__(self, features: list[dict[str, Any]]):

@@ -117,6 +117,37 @@ POPUP_TABLE_JS = """
 """
 
 
+def popup_layer_template(own_script: str, layer_options: str, popup_max_width: int) -> Template:
+    """The script of a PopupLayer: the popup table and `own_script` (the layer's own variables and its
+    `popupContent(feature)`) inside one function, then the GeoJSON layer on its pane with
+    `layer_options` (how features look) and a popup, built when opened, on each feature."""
+    template: Template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = (function () {
+            var fields = {{ this.fields_json }};
+            var blank = {{ this.blank_json }};"""
+        + own_script
+        + """
+            {{ this.popup_table_js }}
+            return L.geoJson({{ this.data_json }}, {
+                pane: {{ this.pane_json }},"""
+        + layer_options
+        + """
+                onEachFeature: function (feature, layer) {
+                    layer.bindPopup(function () { return popupContent(feature); },
+                                    {maxWidth: """
+        + str(popup_max_width)
+        + """, className: 'wangge-popup'});
+                }
+            });
+        })();
+        {% endmacro %}
+        """
+    )
+    return template
+
+
 class PopupLayer(Layer):
     """A GeoJSON layer of `features` whose popups are tables of `popup_fields`' labels, built as text
     when opened (POPUP_TABLE_JS); `element_name` is the layer's fixed name in the page (stable pages)."""
@@ -135,34 +166,21 @@ class PopupLayer(Layer):
 class _PointLayer(PopupLayer):
     """Circle markers on a canvas (light for thousands), popups built as text when opened."""
 
-    _template = Template(
-        """
-        {% macro script(this, kwargs) %}
-        var {{ this.get_name() }} = (function () {
-            var fields = {{ this.fields_json }};
+    _template = popup_layer_template(
+        own_script="""
             var styles = {{ this.styles_json }};
-            var blank = {{ this.blank_json }};
             var idAttribute = {{ this.id_attribute_json }};
             var renderer = L.canvas({padding: 0.5, pane: {{ this.pane_json }}});
-            {{ this.popup_table_js }}
             function popupContent(feature) {
                 return popupTable(fields, [feature.id].concat(feature.properties.v), blank, idAttribute, feature.id);
-            }
-            return L.geoJson({{ this.data_json }}, {
-                pane: {{ this.pane_json }},
+            }""",
+        layer_options="""
                 pointToLayer: function (feature, latlng) {
                     var opts = Object.assign({renderer: renderer, pane: {{ this.pane_json }}},
                                              styles[feature.properties.k]);
                     return L.circleMarker(latlng, opts);
-                },
-                onEachFeature: function (feature, layer) {
-                    layer.bindPopup(function () { return popupContent(feature); },
-                                    {maxWidth: 340, className: 'wangge-popup'});
-                }
-            });
-        })();
-        {% endmacro %}
-        """
+                },""",
+        popup_max_width=340,
     )
 
     def __init__(self, kind: PointKind, features: list[dict[str, Any]]):
