@@ -21,7 +21,7 @@ from gis.incidents.categories import CATEGORY_NAMES_ZH, Category
 from maps import labels
 from maps.grid_map import display_geometries
 from maps.offline import DEFAULT_PREFIX
-from maps.page import EMPTY_VIEW, add_layer_control, finish_page, new_page_map
+from maps.page import EMPTY_VIEW, add_layer_control, finish_page, legend_template, new_page_map
 from maps.points import PopupLayer, popup_layer_template, script_json
 
 # Diverging hot/cold colours as in the standard hot-spot maps (red hot, blue cold, pale neutral).
@@ -171,11 +171,8 @@ class _UnitLayer(PopupLayer):
 
 
 class _Legend(MacroElement):
-    _template = Template(
+    _template = legend_template(
         """
-        {% macro html(this, kwargs) %}
-        <div class="wangge-ui wangge-legend" id="wangge-legend">
-            <h4>{{ this.title|e }}</h4>
             {%- for item in this.items %}
             <div class="row-item" data-bin="{{ item.key }}" data-legend-mode="{{ item.mode }}"
                  {%- if item.mode != "bins" %} style="display: none"{% endif %}>
@@ -185,13 +182,7 @@ class _Legend(MacroElement):
                 </svg>
                 <span>{{ item.label|e }}</span>
             </div>
-            {%- endfor %}
-            {%- for line in this.lines %}
-            <div id="{{ line.id }}"{% if line.note %} class="note"{% endif %}>{{ line.text|e }}</div>
-            {%- endfor %}
-        </div>
-        {% endmacro %}
-        """
+            {%- endfor %}"""
     )
 
     def __init__(self, items: Sequence[dict[str, Any]], lines: Sequence[dict[str, Any]]):

@@ -21,7 +21,7 @@ from maps import labels
 # every page reads as one product.
 from maps.grid_map import COORD_DECIMALS, LEVEL_STYLES, display_geometries
 from maps.offline import DEFAULT_PREFIX
-from maps.page import EMPTY_VIEW, add_layer_control, finish_page, new_page_map
+from maps.page import EMPTY_VIEW, add_layer_control, finish_page, legend_template, new_page_map
 
 OUTLINE_PANE = ("wangge-outlines", 410)
 POINT_PANE = ("wangge-points", 450)
@@ -222,11 +222,8 @@ def result_notes(*, cut_text: str | None, masked_hint: str | None) -> list[dict[
 class PointLegend(MacroElement):
     """Marker symbols, the outline, then lines of text (count, filters, cut and masking notes)."""
 
-    _template = Template(
+    _template = legend_template(
         """
-        {% macro html(this, kwargs) %}
-        <div class="wangge-ui wangge-legend" id="wangge-legend">
-            <h4>{{ this.title|e }}</h4>
             {%- for item in this.markers %}
             <div class="row-item" data-class="{{ item.key }}">
                 <svg width="34" height="16" aria-hidden="true">
@@ -243,14 +240,7 @@ class PointLegend(MacroElement):
                           stroke-width="2"/>
                 </svg>
                 <span>{{ this.outline_label|e }}</span>
-            </div>
-            {%- for line in this.lines %}
-            <div id="{{ line.id }}"{% if line.note %} class="note"{% endif %}
-                 {%- if line.hint %} title="{{ line.hint|e }}"{% endif %}>{{ line.text|e }}</div>
-            {%- endfor %}
-        </div>
-        {% endmacro %}
-        """
+            </div>"""
     )
 
     def __init__(self, markers: Sequence[dict[str, Any]], lines: Sequence[dict[str, Any]]):
