@@ -19,7 +19,7 @@ from shapely.geometry import mapping
 
 from maps import labels
 from maps.offline import DEFAULT_PREFIX
-from maps.page import add_layer_control, finish_page, new_page_map
+from maps.page import add_layer_control, finish_page, legend_template, new_page_map
 
 LEVELS = (1, 2, 3, 4)
 
@@ -209,11 +209,8 @@ def _check_grids(grids: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 class _Legend(MacroElement):
     """Legend of the four levels (and the hillshade when shown), in Chinese."""
 
-    _template = Template(
+    _template = legend_template(
         """
-        {% macro html(this, kwargs) %}
-        <div class="wangge-ui wangge-legend" id="wangge-legend">
-            <h4>{{ this.title|e }}</h4>
             {%- for item in this.items %}
             <div class="row-item" data-level="{{ item.level }}">
                 <svg width="34" height="14" aria-hidden="true">
@@ -244,10 +241,7 @@ class _Legend(MacroElement):
             {%- endif %}
             {%- if this.note %}
             <div class="note">{{ this.note|e }}</div>
-            {%- endif %}
-        </div>
-        {% endmacro %}
-        """
+            {%- endif %}"""
     )
 
     def __init__(self, title: str, hillshade_label: str | None, note: str | None):
@@ -256,6 +250,7 @@ class _Legend(MacroElement):
         self.title = title
         self.hillshade_label = hillshade_label
         self.note = note
+        self.lines: list[dict[str, Any]] = []  # the grid page says its note in the symbol rows
         self.items = []
         for level in LEVELS:
             s = LEVEL_STYLES[level]

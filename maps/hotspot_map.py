@@ -12,7 +12,6 @@ from typing import Any
 import folium
 import numpy as np
 from branca.element import MacroElement
-from folium.map import Layer
 from folium.template import Template
 from pyproj import Transformer
 from shapely.geometry import mapping
@@ -22,8 +21,8 @@ from gis.incidents.categories import CATEGORY_NAMES_ZH, Category
 from maps import labels
 from maps.grid_map import display_geometries
 from maps.offline import DEFAULT_PREFIX
-from maps.page import EMPTY_VIEW, add_layer_control, finish_page, new_page_map
-from maps.points import POPUP_TABLE_JS, script_json
+from maps.page import EMPTY_VIEW, add_layer_control, finish_page, legend_template, new_page_map
+from maps.points import PopupLayer, popup_layer_template, script_json
 
 # Diverging hot/cold colours as in the standard hot-spot maps (red hot, blue cold, pale neutral).
 BIN_COLOURS: dict[int, str] = {
@@ -125,18 +124,13 @@ def _popup_values(record: Mapping[str, Any], unit_text: str) -> list[Any]:
     ]
 
 
-class _UnitLayer(Layer):
+class _UnitLayer(PopupLayer):
     """The units as polygons; popups built from text nodes when opened (names never parsed as HTML)."""
 
-    _template = Template(
-        """
-        {% macro script(this, kwargs) %}
-        var {{ this.get_name() }} = (function () {
-            var fields = {{ this.fields_json }};
-            var blank = {{ this.blank_json }};
+    _template = popup_layer_template(
+        own_script="""
             var incidentsTitle = {{ this.incidents_title_json }};
             var moreText = {{ this.more_json }};
-            {{ this.popup_table_js }}
             function popupContent(feature) {
                 var box = document.createElement('div');
                 box.appendChild(popupTable(fields, feature.properties.v, blank, 'data-unit-id', feature.id));
@@ -163,38 +157,22 @@ class _UnitLayer(Layer):
                     }
                 }
                 return box;
-            }
-            return L.geoJson({{ this.data_json }}, {
-                pane: {{ this.pane_json }},
-                style: function (feature) { return feature.properties.s; },
-                onEachFeature: function (feature, layer) {
-                    layer.bindPopup(function () { return popupContent(feature); },
-                                    {maxWidth: 380, className: 'wangge-popup'});
-                }
-            });
-        })();
-        {% endmacro %}
-        """
+            }""",
+        layer_options="""
+                style: function (feature) { return feature.properties.s; },""",
+        popup_max_width=380,
     )
 
     def __init__(self, features: list[dict[str, Any]]):
-        super().__init__(name=labels.HOTSPOT_LAYER, overlay=True, control=True, show=True)
-        self._name = "WanggeHotspotUnits"
-        self.data_json = script_json({"type": "FeatureCollection", "features": features})
-        self.fields_json = script_json([label for _, label in labels.HOTSPOT_POPUP_FIELDS])
-        self.blank_json = script_json(labels.UNKNOWN)
+        super().__init__(labels.HOTSPOT_LAYER, "WanggeHotspotUnits", features, labels.HOTSPOT_POPUP_FIELDS,
+                         UNIT_PANE[0])
         self.incidents_title_json = script_json(labels.HOTSPOT_POPUP_INCIDENTS)
         self.more_json = script_json(labels.HOTSPOT_POPUP_MORE)
-        self.popup_table_js = POPUP_TABLE_JS
-        self.pane_json = script_json(UNIT_PANE[0])
 
 
 class _Legend(MacroElement):
-    _template = Template(
+    _template = legend_template(
         """
-        {% macro html(this, kwargs) %}
-        <div class="wangge-ui wangge-legend" id="wangge-legend">
-            <h4>{{ this.title|e }}</h4>
             {%- for item in this.items %}
             <div class="row-item" data-bin="{{ item.key }}" data-legend-mode="{{ item.mode }}"
                  {%- if item.mode != "bins" %} style="display: none"{% endif %}>
@@ -204,13 +182,7 @@ class _Legend(MacroElement):
                 </svg>
                 <span>{{ item.label|e }}</span>
             </div>
-            {%- endfor %}
-            {%- for line in this.lines %}
-            <div id="{{ line.id }}"{% if line.note %} class="note"{% endif %}>{{ line.text|e }}</div>
-            {%- endfor %}
-        </div>
-        {% endmacro %}
-        """
+            {%- endfor %}"""
     )
 
     def __init__(self, items: Sequence[dict[str, Any]], lines: Sequence[dict[str, Any]]):

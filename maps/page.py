@@ -94,6 +94,28 @@ class PageChrome(MacroElement):
         self.background = background
 
 
+def legend_template(symbol_rows: str) -> Template:
+    """A page's legend box, the same on every page: its title, `symbol_rows` (the page's own symbols,
+    Jinja over `this`), then `this.lines`, lines of text; a line with `note` stands out, one with a
+    `hint` explains itself on hover."""
+    template: Template = Template(
+        """
+        {% macro html(this, kwargs) %}
+        <div class="wangge-ui wangge-legend" id="wangge-legend">
+            <h4>{{ this.title|e }}</h4>"""
+        + symbol_rows
+        + """
+            {%- for line in this.lines %}
+            <div id="{{ line.id }}"{% if line.note %} class="note"{% endif %}
+                 {%- if line.hint %} title="{{ line.hint|e }}"{% endif %}>{{ line.text|e }}</div>
+            {%- endfor %}
+        </div>
+        {% endmacro %}
+        """
+    )
+    return template
+
+
 def add_pane(m: folium.Map, name: str, z_index: int, *, clickable: bool) -> None:
     """A named map pane with a fixed id (stable pages)."""
     pane = folium.map.CustomPane(name, z_index=z_index, pointer_events=clickable)

@@ -21,7 +21,7 @@ from maps import labels
 # every page reads as one product.
 from maps.grid_map import COORD_DECIMALS, LEVEL_STYLES, display_geometries
 from maps.offline import DEFAULT_PREFIX
-from maps.page import EMPTY_VIEW, add_layer_control, finish_page, new_page_map
+from maps.page import EMPTY_VIEW, add_layer_control, finish_page, legend_template, new_page_map
 
 OUTLINE_PANE = ("wangge-outlines", 410)
 POINT_PANE = ("wangge-points", 450)
@@ -117,50 +117,76 @@ POPUP_TABLE_JS = """
 """
 
 
-class _PointLayer(Layer):
-    """Circle markers on a canvas (light for thousands), popups built as text when opened."""
-
-    _template = Template(
+def popup_layer_template(own_script: str, layer_options: str, popup_max_width: int) -> Template:
+    """The script of a PopupLayer: the popup table and `own_script` (the layer's own variables and its
+    `popupContent(feature)`) inside one function, then the GeoJSON layer on its pane with
+    `layer_options` (how features look) and a popup, built when opened, on each feature."""
+    template: Template = Template(
         """
         {% macro script(this, kwargs) %}
         var {{ this.get_name() }} = (function () {
             var fields = {{ this.fields_json }};
-            var styles = {{ this.styles_json }};
-            var blank = {{ this.blank_json }};
-            var idAttribute = {{ this.id_attribute_json }};
-            var renderer = L.canvas({padding: 0.5, pane: {{ this.pane_json }}});
+            var blank = {{ this.blank_json }};"""
+        + own_script
+        + """
             {{ this.popup_table_js }}
-            function popupContent(feature) {
-                return popupTable(fields, [feature.id].concat(feature.properties.v), blank, idAttribute, feature.id);
-            }
             return L.geoJson({{ this.data_json }}, {
-                pane: {{ this.pane_json }},
-                pointToLayer: function (feature, latlng) {
-                    var opts = Object.assign({renderer: renderer, pane: {{ this.pane_json }}},
-                                             styles[feature.properties.k]);
-                    return L.circleMarker(latlng, opts);
-                },
+                pane: {{ this.pane_json }},"""
+        + layer_options
+        + """
                 onEachFeature: function (feature, layer) {
                     layer.bindPopup(function () { return popupContent(feature); },
-                                    {maxWidth: 340, className: 'wangge-popup'});
+                                    {maxWidth: """
+        + str(popup_max_width)
+        + """, className: 'wangge-popup'});
                 }
             });
         })();
         {% endmacro %}
         """
     )
+    return template
+
+
+class PopupLayer(Layer):
+    """A GeoJSON layer of `features` whose popups are tables of `popup_fields`' labels, built as text
+    when opened (POPUP_TABLE_JS); `element_name` is the layer's fixed name in the page (stable pages)."""
+
+    def __init__(self, name: str, element_name: str, features: list[dict[str, Any]],
+                 popup_fields: Sequence[tuple[str, str]], pane: str):
+        super().__init__(name=name, overlay=True, control=True, show=True)
+        self._name = element_name
+        self.data_json = script_json({"type": "FeatureCollection", "features": features})
+        self.fields_json = script_json([label for _, label in popup_fields])
+        self.blank_json = script_json(labels.UNKNOWN)
+        self.pane_json = script_json(pane)
+        self.popup_table_js = POPUP_TABLE_JS
+
+
+class _PointLayer(PopupLayer):
+    """Circle markers on a canvas (light for thousands), popups built as text when opened."""
+
+    _template = popup_layer_template(
+        own_script="""
+            var styles = {{ this.styles_json }};
+            var idAttribute = {{ this.id_attribute_json }};
+            var renderer = L.canvas({padding: 0.5, pane: {{ this.pane_json }}});
+            function popupContent(feature) {
+                return popupTable(fields, [feature.id].concat(feature.properties.v), blank, idAttribute, feature.id);
+            }""",
+        layer_options="""
+                pointToLayer: function (feature, latlng) {
+                    var opts = Object.assign({renderer: renderer, pane: {{ this.pane_json }}},
+                                             styles[feature.properties.k]);
+                    return L.circleMarker(latlng, opts);
+                },""",
+        popup_max_width=340,
+    )
 
     def __init__(self, kind: PointKind, features: list[dict[str, Any]]):
-        super().__init__(name=kind.layer_name, overlay=True, control=True, show=True)
-        self._name = "WanggePoints"
-        self.features = features
-        self.data_json = script_json({"type": "FeatureCollection", "features": features})
-        self.fields_json = script_json([label for _, label in kind.popup_fields])
+        super().__init__(kind.layer_name, "WanggePoints", features, kind.popup_fields, POINT_PANE[0])
         self.styles_json = script_json(kind.styles)
-        self.blank_json = script_json(labels.UNKNOWN)
         self.id_attribute_json = script_json(kind.id_attribute)
-        self.pane_json = script_json(POINT_PANE[0])
-        self.popup_table_js = POPUP_TABLE_JS
 
 
 def legend_marker(key: str, label: str, style: Mapping[str, Any]) -> dict[str, Any]:
@@ -196,11 +222,8 @@ def result_notes(*, cut_text: str | None, masked_hint: str | None) -> list[dict[
 class PointLegend(MacroElement):
     """Marker symbols, the outline, then lines of text (count, filters, cut and masking notes)."""
 
-    _template = Template(
+    _template = legend_template(
         """
-        {% macro html(this, kwargs) %}
-        <div class="wangge-ui wangge-legend" id="wangge-legend">
-            <h4>{{ this.title|e }}</h4>
             {%- for item in this.markers %}
             <div class="row-item" data-class="{{ item.key }}">
                 <svg width="34" height="16" aria-hidden="true">
@@ -217,14 +240,7 @@ class PointLegend(MacroElement):
                           stroke-width="2"/>
                 </svg>
                 <span>{{ this.outline_label|e }}</span>
-            </div>
-            {%- for line in this.lines %}
-            <div id="{{ line.id }}"{% if line.note %} class="note"{% endif %}
-                 {%- if line.hint %} title="{{ line.hint|e }}"{% endif %}>{{ line.text|e }}</div>
-            {%- endfor %}
-        </div>
-        {% endmacro %}
-        """
+            </div>"""
     )
 
     def __init__(self, markers: Sequence[dict[str, Any]], lines: Sequence[dict[str, Any]]):

@@ -82,6 +82,30 @@ def serve_app_in_thread(app, host: str = "127.0.0.1", timeout: float = 15.0) -> 
         sock.close()
 
 
+# Zoom onto the first marker of a point layer and say where it stands on the screen.
+_FIRST_MARKER_JS = """layerName => {
+    const layer = window[layerName].getLayers()[0];
+    const map = window.wanggeMap;
+    map.setView(layer.getLatLng(), 18, {animate: false});
+    const p = map.latLngToContainerPoint(layer.getLatLng());
+    const r = map.getContainer().getBoundingClientRect();
+    return [layer.feature.id, r.left + p.x, r.top + p.y];
+}"""
+
+
+def click_first_marker(page, layer: str, screenshot: str):
+    """Click the first marker of the map's point layer `window[layer]` the way a user does (zoomed
+    in to 18); returns (that marker's feature id, the opened popup's content), after a screenshot."""
+    feature_id, x, y = page.evaluate(_FIRST_MARKER_JS, layer)
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+    popup = page.locator(".leaflet-popup-content")
+    popup.wait_for(state="visible")
+    page.wait_for_timeout(400)  # the popup fades in
+    page.screenshot(path=screenshot)
+    return feature_id, popup
+
+
 @dataclass
 class OfflinePageChecker:
     """Records what a page does that an offline page must not: errors and non-local requests."""

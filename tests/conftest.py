@@ -141,6 +141,18 @@ def auth(role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {_ACCOUNTS[role]['token']}"}
 
 
+def insert_household(session, household_no: str, lon: float, lat: float, *, residents: int, elderly: int) -> int:
+    """A household of `residents` people (`elderly` of them over 65) at (lon, lat), written in the
+    caller's session (rolled back with it); returns its id."""
+    return session.execute(
+        text("INSERT INTO household (household_no, address, head_name, phone, residents, elderly, children, "
+             "disabled, pregnant, bedridden, floors, geom) VALUES (:no, '测试地址', '测试', "
+             "'13800000000', :residents, :elderly, 0, 0, 0, 0, 1, ST_SetSRID(ST_MakePoint(:x, :y), 4326)) "
+             "RETURNING id"),
+        {"no": household_no, "residents": residents, "elderly": elderly, "x": lon, "y": lat},
+    ).scalar_one()
+
+
 @pytest.fixture(scope="session")
 def engine(test_db_url) -> Iterator[Engine]:
     eng = create_engine(test_db_url, poolclass=NullPool)
@@ -158,13 +170,24 @@ def session(engine):
         s.rollback()
 
 
+@contextmanager
+def database_copy(template_url, label: str = "") -> Iterator:
+    """A private copy of the database at `template_url` (CREATE DATABASE ... TEMPLATE), dropped
+    afterwards; `label` only makes the copy's name say whose it is."""
+    suffix = f"_{label}" if label else ""
+    url = template_url.set(database=f"{template_url.database}{suffix}_{uuid.uuid4().hex[:8]}")
+    create_database(url, template=template_url.database)
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
 @pytest.fixture
 def scratch_db_url(test_db_url):
     """A private copy of the test database for a test that writes through the API."""
-    url = test_db_url.set(database=f"{test_db_url.database}_{uuid.uuid4().hex[:8]}")
-    create_database(url, template=test_db_url.database)
-    yield url
-    drop_database(url)
+    with database_copy(test_db_url) as url:
+        yield url
 
 
 def settings_for(url, **overrides) -> Settings:
@@ -176,7 +199,7 @@ def settings_for(url, **overrides) -> Settings:
 @contextmanager
 def live_site(url) -> Iterator[tuple[str, object]]:
     """The real app on the database at `url`, served on a local port, and a headless Chromium:
-    (base URL, browser) — what a browser-test module's `site` fixture gives `open_as`."""
+    (base URL, browser) — what the `site` fixture gives `open_as`."""
     from api.main import create_app
 
     with serve_app_in_thread(create_app(settings_for(url))) as base, launch_chromium() as browser:
@@ -197,6 +220,17 @@ def make_client(url, role: str | None = "admin", **overrides):
     if role is not None:
         client.headers.update(auth(role))
     return client
+
+
+# When the incidents that tests report happened, as a township user writes it (Beijing time).
+WHEN = "2026-11-20T09:30:00+08:00"
+
+
+def report_incident(client, lon, lat, **fields):
+    """POST /incidents as `client`: rubbish dumped at (lon, lat) at WHEN; `fields` add to the body or
+    replace its category, description or time."""
+    body = {"category": "environment", "description": "垃圾堆放", "occurred_at": WHEN, "lon": lon, "lat": lat}
+    return client.post("/incidents", json={**body, **fields})
 
 
 @pytest.fixture(scope="session")
@@ -225,10 +259,16 @@ def scratch_client(scratch_db_url, accounts):
 
 
 @pytest.fixture(scope="module")
-def open_as(site, accounts):
-    """Log in through the form as `role`, then open `path`; returns (page, checker, status).
+def site(test_db_url, accounts):
+    """(base URL, browser) on the shared sample database, for `open_as`; a browser-test module whose
+    pages need other data defines its own `site`."""
+    with live_site(test_db_url) as served:
+        yield served
 
-    For browser tests whose module defines a `site` fixture giving (base URL, browser)."""
+
+@pytest.fixture(scope="module")
+def open_as(site, accounts):
+    """Log in through the form as `role`, then open `path`; returns (page, checker, status)."""
     base, browser = site
     contexts = []
 

@@ -151,35 +151,32 @@ def _width_deg(factor: float) -> float:
     return factor * TOL_M / M_PER_DEG_LAT
 
 
+def _problems_with_edge_moved(code: str, *, east_deg: float = 0.0, south_deg: float = 0.0) -> list:
+    """What validation finds once grid `code`'s east edge moves east by `east_deg` and its south edge
+    north by `south_deg` (south where negative), the rest of the hierarchy as it is."""
+    rows = hierarchy_rows()
+    r = row_of(rows, code)
+    a, b, c, d = rows[r - 1][4].bounds
+    rows[r - 1][4] = box(a, b + south_deg, c + east_deg, d)
+    return validate_grids(frame(rows), boundary_tolerance_m=TOL_M)
+
+
 @pytest.mark.parametrize("factor,reported", [(0.5, False), (1.5, True)])
 def test_overlap_at_the_tolerance(factor, reported):
-    rows = hierarchy_rows()
-    r = row_of(rows, "411324105001001")
-    a, b, c, d = rows[r - 1][4].bounds
     # Grid 001 reaches into grid 002 (east of it) along their whole shared edge: ~1 km long.
-    rows[r - 1][4] = box(a, b, c + _width_deg(factor) / np.cos(np.radians(33)), d)
-    problems = validate_grids(frame(rows), boundary_tolerance_m=TOL_M)
-    _check(problems, "overlap", factor, reported)
+    east = _width_deg(factor) / np.cos(np.radians(33))
+    _check(_problems_with_edge_moved("411324105001001", east_deg=east), "overlap", factor, reported)
 
 
 @pytest.mark.parametrize("factor,reported", [(0.5, False), (1.5, True)])
 def test_gap_at_the_tolerance(factor, reported):
-    rows = hierarchy_rows()
-    r = row_of(rows, "411324105004002")
-    a, b, c, d = rows[r - 1][4].bounds
-    rows[r - 1][4] = box(a, b + _width_deg(factor), c, d)
-    problems = validate_grids(frame(rows), boundary_tolerance_m=TOL_M)
-    _check(problems, "gap", factor, reported)
+    _check(_problems_with_edge_moved("411324105004002", south_deg=_width_deg(factor)), "gap", factor, reported)
 
 
 @pytest.mark.parametrize("factor,reported", [(0.5, False), (1.5, True)])
 def test_outside_parent_at_the_tolerance(factor, reported):
-    rows = hierarchy_rows()
-    r = row_of(rows, "411324105003001")
-    a, b, c, d = rows[r - 1][4].bounds
     # South: beyond the village, the area and the town outline at once.
-    rows[r - 1][4] = box(a, b - _width_deg(factor), c, d)
-    problems = validate_grids(frame(rows), boundary_tolerance_m=TOL_M)
+    problems = _problems_with_edge_moved("411324105003001", south_deg=-_width_deg(factor))
     _check(problems, "outside_parent", factor, reported)
 
 

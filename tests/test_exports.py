@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 from gis.incidents.categories import Category, DisputeKind
 from gis.incidents.loop import State
 from gis.spreadsheet import FORMULA_STARTS, Table, csv_text, csv_text_read, is_number_like
-from tests.conftest import create_database, drop_database, make_client
+from tests.conftest import database_copy, make_client
 
 # OWASP's formula starts, each in front of a payload; one planted row per prefix.
 PREFIXES = ["=", "+", "-", "@", "\t", "\r", " ="]
@@ -114,94 +114,92 @@ def planted_db(test_db_url, accounts):
     from gis.flood.extents import save_extent
     from tests.test_flood_finder import as_multi
 
-    url = test_db_url.set(database=f"{test_db_url.database}_exports")
-    create_database(url, template=test_db_url.database)
-    engine = create_engine(url, poolclass=NullPool)
-    grid = accounts["grid_staff"]["scope_codes"][0]
-    with transaction(engine) as s:
-        village = s.execute(
-            text("SELECT parent_code FROM grid WHERE code = :c AND valid_to IS NULL"), {"c": grid}
-        ).scalar_one()
-        homes = s.execute(
-            text(
-                "SELECT id, household_no FROM household h WHERE EXISTS (SELECT 1 FROM grid g "
-                "WHERE g.code = :c AND g.valid_to IS NULL AND ST_Contains(g.geom, h.geom)) "
-                "ORDER BY id LIMIT :n"
-            ),
-            {"c": grid, "n": len(PREFIXES)},
-        ).all()
-        for i, (hid, _) in enumerate(homes):
-            s.execute(
+    with database_copy(test_db_url, "exports") as url:
+        engine = create_engine(url, poolclass=NullPool)
+        grid = accounts["grid_staff"]["scope_codes"][0]
+        with transaction(engine) as s:
+            village = s.execute(
+                text("SELECT parent_code FROM grid WHERE code = :c AND valid_to IS NULL"), {"c": grid}
+            ).scalar_one()
+            homes = s.execute(
                 text(
-                    "UPDATE household SET head_name = :a, address = :b, phone = :p WHERE id = :id"
+                    "SELECT id, household_no FROM household h WHERE EXISTS (SELECT 1 FROM grid g "
+                    "WHERE g.code = :c AND g.valid_to IS NULL AND ST_Contains(g.geom, h.geom)) "
+                    "ORDER BY id LIMIT :n"
                 ),
-                {
-                    "a": planted("head", i),
-                    "b": planted("addr", i),
-                    "p": ("+" if i % 2 else "-") + "86-13800000000",
-                    "id": hid,
-                },
-            )
-            s.execute(
-                text(
-                    "UPDATE natural_village SET name = :c WHERE id = "
-                    "(SELECT natural_village_id FROM household WHERE id = :id)"
-                ),
-                {"c": planted("nv", i), "id": hid},
-            )
-        staff = (
-            s.execute(text("SELECT id FROM staff WHERE grid_code = :c ORDER BY id"), {"c": grid})
-            .scalars()
-            .all()
-        )
-        for i, sid in enumerate(staff):
-            s.execute(
-                text("UPDATE staff SET name = :n, phone = :p WHERE id = :id"),
-                {"n": planted("staff", i % len(PREFIXES)), "p": "+1-2+3", "id": sid},
-            )
-        for code, i in ((grid, 0), (village, 1)):
-            s.execute(
-                text("UPDATE grid SET name = :n WHERE code = :c AND valid_to IS NULL"),
-                {"n": planted("grid", i), "c": code},
-            )
-        geom = shapely.from_wkb(
-            bytes(
+                {"c": grid, "n": len(PREFIXES)},
+            ).all()
+            for i, (hid, _) in enumerate(homes):
                 s.execute(
-                    text("SELECT ST_AsBinary(geom) FROM grid WHERE code = :c AND valid_to IS NULL"),
-                    {"c": grid},
-                ).scalar_one()
+                    text(
+                        "UPDATE household SET head_name = :a, address = :b, phone = :p WHERE id = :id"
+                    ),
+                    {
+                        "a": planted("head", i),
+                        "b": planted("addr", i),
+                        "p": ("+" if i % 2 else "-") + "86-13800000000",
+                        "id": hid,
+                    },
+                )
+                s.execute(
+                    text(
+                        "UPDATE natural_village SET name = :c WHERE id = "
+                        "(SELECT natural_village_id FROM household WHERE id = :id)"
+                    ),
+                    {"c": planted("nv", i), "id": hid},
+                )
+            staff = (
+                s.execute(text("SELECT id FROM staff WHERE grid_code = :c ORDER BY id"), {"c": grid})
+                .scalars()
+                .all()
             )
-        )
-        extent = save_extent(s, as_multi(geom.buffer(0.0005)), "drawn", planted("extent", 2))
-        point = s.execute(
-            text(
-                "SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM grid "
-                "WHERE code = :c AND valid_to IS NULL"
-            ),
-            {"c": grid},
-        ).one()
-    engine.dispose()
-    with make_client(url, "admin") as admin, make_client(url, None) as anonymous:
-        for i in range(len(PREFIXES)):
-            r = admin.post(
-                "/incidents",
-                json={
-                    "category": "dispute",
-                    "dispute_kind": "neighbour",
-                    "description": planted("desc", i),
-                    "occurred_at": "2024-05-01T08:00:00+08:00",
-                    "lon": point[0],
-                    "lat": point[1],
-                    "reporter_name": planted("reporter", i),
-                    "reporter_phone": ("+" if i % 2 else "-") + "8613800000",
-                },
+            for i, sid in enumerate(staff):
+                s.execute(
+                    text("UPDATE staff SET name = :n, phone = :p WHERE id = :id"),
+                    {"n": planted("staff", i % len(PREFIXES)), "p": "+1-2+3", "id": sid},
+                )
+            for code, i in ((grid, 0), (village, 1)):
+                s.execute(
+                    text("UPDATE grid SET name = :n WHERE code = :c AND valid_to IS NULL"),
+                    {"n": planted("grid", i), "c": code},
+                )
+            geom = shapely.from_wkb(
+                bytes(
+                    s.execute(
+                        text("SELECT ST_AsBinary(geom) FROM grid WHERE code = :c AND valid_to IS NULL"),
+                        {"c": grid},
+                    ).scalar_one()
+                )
             )
-            assert r.status_code in (200, 201), r.text
-            anonymous.post(
-                "/auth/login", json={"username": planted("login", i), "password": "wrong"}
-            )
-    yield {"url": url, "grid": grid, "extent": extent.id, "household_nos": {no for _, no in homes}}
-    drop_database(url)
+            extent = save_extent(s, as_multi(geom.buffer(0.0005)), "drawn", planted("extent", 2))
+            point = s.execute(
+                text(
+                    "SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM grid "
+                    "WHERE code = :c AND valid_to IS NULL"
+                ),
+                {"c": grid},
+            ).one()
+        engine.dispose()
+        with make_client(url, "admin") as admin, make_client(url, None) as anonymous:
+            for i in range(len(PREFIXES)):
+                r = admin.post(
+                    "/incidents",
+                    json={
+                        "category": "dispute",
+                        "dispute_kind": "neighbour",
+                        "description": planted("desc", i),
+                        "occurred_at": "2024-05-01T08:00:00+08:00",
+                        "lon": point[0],
+                        "lat": point[1],
+                        "reporter_name": planted("reporter", i),
+                        "reporter_phone": ("+" if i % 2 else "-") + "8613800000",
+                    },
+                )
+                assert r.status_code in (200, 201), r.text
+                anonymous.post(
+                    "/auth/login", json={"username": planted("login", i), "password": "wrong"}
+                )
+        yield {"url": url, "grid": grid, "extent": extent.id, "household_nos": {no for _, no in homes}}
 
 
 # Every export route and the query that reaches the planted rows. A new export route fails

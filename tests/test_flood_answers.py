@@ -9,6 +9,7 @@ from sqlalchemy import text
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
 from gis.flood import answers, finder
+from tests.conftest import insert_household
 
 
 def _principal(accounts, role: str) -> Principal:
@@ -53,12 +54,7 @@ def test_readers_never_write_and_stale_answers_are_not_served(session, accounts,
     assert session.execute(text("SELECT count(*), max(computed_at) FROM flood_answer")).one() == before
     # A new household inside the flood: the stored answer is older than the data now.
     x, y = first.items[0]["lon"], first.items[0]["lat"]
-    new_id = session.execute(
-        text("INSERT INTO household (household_no, address, head_name, phone, residents, elderly, children, "
-             "disabled, pregnant, bedridden, floors, geom) VALUES ('ANSWER-TEST-1', '测试地址', '测试', "
-             "'13800000000', 1, 1, 0, 0, 0, 0, 1, ST_SetSRID(ST_MakePoint(:x, :y), 4326)) RETURNING id"),
-        {"x": x, "y": y},
-    ).scalar_one()
+    new_id = insert_household(session, "ANSWER-TEST-1", x, y, residents=1, elderly=1)
     after = answers.households_page(session, admin, stage, 0.0, limit=None)
     assert after.total == first.total + 1
     assert new_id in {h["id"] for h in after.items}

@@ -13,7 +13,7 @@ from shapely.geometry import MultiPolygon
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import create_database, drop_database, make_client
+from tests.conftest import database_copy, make_client
 from tests.test_flood_finder import as_multi
 
 
@@ -25,33 +25,31 @@ def flood_db(test_db_url, accounts):
     from gis.db import transaction
     from gis.flood.extents import save_extent
 
-    url = test_db_url.set(database=f"{test_db_url.database}_flood")
-    create_database(url, template=test_db_url.database)
-    engine = create_engine(url, poolclass=NullPool)
-    with transaction(engine) as s:
-        river = shapely.from_wkb(bytes(s.execute(
-            text("SELECT ST_AsBinary(ST_LineMerge(ST_Union(geom))) FROM river")).scalar_one()))
-        staff_grid = accounts["grid_staff"]["scope_codes"][0]
-        grid = shapely.from_wkb(bytes(s.execute(
-            text("SELECT ST_AsBinary(geom) FROM grid WHERE valid_to IS NULL AND code = :c"), {"c": staff_grid}
-        ).scalar_one()))
-        river_part = river.buffer(0.003)
-        geom = as_multi(shapely.union_all([river_part, grid.buffer(-0.0005)]))
-        ext = save_extent(s, geom, "drawn", "测试淹没范围")
-        emergencies.declare(s, accounts["command_center"]["id"], "防汛应急（测试）", "test",
-                            MultiPolygon([river_part]))
-        rows = s.execute(text("SELECT id, ST_X(geom), ST_Y(geom) FROM household ORDER BY id")).all()
-    engine.dispose()
-    arr = np.array(rows, dtype=float)
-    pts = shapely.points(arr[:, 1], arr[:, 2])
-    ids = arr[:, 0].astype(np.int64)
-    info = {
-        "url": url, "extent_id": ext.id, "staff_grid": staff_grid,
-        "inside": set(ids[shapely.intersects(geom, pts)].tolist()),
-        "in_emergency": set(ids[shapely.intersects(geom, pts) & shapely.intersects(river_part, pts)].tolist()),
-    }
-    yield info
-    drop_database(url)
+    with database_copy(test_db_url, "flood") as url:
+        engine = create_engine(url, poolclass=NullPool)
+        with transaction(engine) as s:
+            river = shapely.from_wkb(bytes(s.execute(
+                text("SELECT ST_AsBinary(ST_LineMerge(ST_Union(geom))) FROM river")).scalar_one()))
+            staff_grid = accounts["grid_staff"]["scope_codes"][0]
+            grid = shapely.from_wkb(bytes(s.execute(
+                text("SELECT ST_AsBinary(geom) FROM grid WHERE valid_to IS NULL AND code = :c"), {"c": staff_grid}
+            ).scalar_one()))
+            river_part = river.buffer(0.003)
+            geom = as_multi(shapely.union_all([river_part, grid.buffer(-0.0005)]))
+            ext = save_extent(s, geom, "drawn", "测试淹没范围")
+            emergencies.declare(s, accounts["command_center"]["id"], "防汛应急（测试）", "test",
+                                MultiPolygon([river_part]))
+            rows = s.execute(text("SELECT id, ST_X(geom), ST_Y(geom) FROM household ORDER BY id")).all()
+        engine.dispose()
+        arr = np.array(rows, dtype=float)
+        pts = shapely.points(arr[:, 1], arr[:, 2])
+        ids = arr[:, 0].astype(np.int64)
+        info = {
+            "url": url, "extent_id": ext.id, "staff_grid": staff_grid,
+            "inside": set(ids[shapely.intersects(geom, pts)].tolist()),
+            "in_emergency": set(ids[shapely.intersects(geom, pts) & shapely.intersects(river_part, pts)].tolist()),
+        }
+        yield info
 
 
 @pytest.fixture(scope="module")

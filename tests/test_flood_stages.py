@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import create_database, drop_database, make_client
+from tests.conftest import database_copy, make_client
 
 # GET routes under /flood and the requests that would have made them model a new stage.
 NOT_STORED = 8.0  # allowed (a multiple of the step, under the maximum) but not precomputed
@@ -51,10 +51,8 @@ def snapshot(url) -> dict:
 
 @pytest.fixture(scope="module")
 def db(test_db_url, accounts):
-    url = test_db_url.set(database=f"{test_db_url.database}_stages")
-    create_database(url, template=test_db_url.database)
-    yield url
-    drop_database(url)
+    with database_copy(test_db_url, "stages") as url:
+        yield url
 
 
 def _requests():
@@ -96,9 +94,7 @@ def test_gets_never_compute_or_store_a_stage(db):
 
 
 def test_gets_without_an_imported_dem_do_not_import_it(test_db_url, accounts):
-    url = test_db_url.set(database=f"{test_db_url.database}_nodem")
-    create_database(url, template=test_db_url.database)
-    try:
+    with database_copy(test_db_url, "nodem") as url:
         engine = create_engine(url, poolclass=NullPool)
         with engine.begin() as c:
             c.execute(text("DELETE FROM flood_dem"))
@@ -109,8 +105,6 @@ def test_gets_without_an_imported_dem_do_not_import_it(test_db_url, accounts):
                 assert cc.get(path, params=params).status_code < 500, (path, params)
             assert cc.get("/flood/households", params={"scenario": "2023-09-23"}).status_code == 404
         assert snapshot(url) == before
-    finally:
-        drop_database(url)
 
 
 def test_a_stage_is_computed_only_by_an_allowed_role_then_read(db):

@@ -712,17 +712,10 @@ FOUND = [
 @pytest.fixture(scope="module")
 def found_client(test_db_url, accounts):
     """An admin client on one scratch copy shared by these cases (none of them may write)."""
-    import uuid
+    from tests.conftest import database_copy, make_client
 
-    from tests.conftest import create_database, drop_database, make_client
-
-    url = test_db_url.set(database=f"{test_db_url.database}_{uuid.uuid4().hex[:8]}")
-    create_database(url, template=test_db_url.database)
-    try:
-        with make_client(url, "admin") as client:
-            yield client
-    finally:
-        drop_database(url)
+    with database_copy(test_db_url) as url, make_client(url, "admin") as client:
+        yield client
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs", "loc"), FOUND,

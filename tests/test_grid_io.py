@@ -23,6 +23,9 @@ from gis.vector_files import ReadLimits
 GEOD = Geod(ellps="WGS84")
 TOWN = "411324105000000"
 
+# The formats tests write grid files in, by file ending.
+FILE_DRIVERS = {".geojson": "GeoJSON", ".gpkg": "GPKG", ".kml": "LIBKML"}
+
 
 def hierarchy() -> gpd.GeoDataFrame:
     """A square town around 112.17E 32.97N: 2 areas (west/east), 4 villages, 8 grids."""
@@ -83,6 +86,19 @@ def assert_same_grids(got: gpd.GeoDataFrame, want: gpd.GeoDataFrame, tol_m: floa
     assert worst * 1.2e5 < tol_m
 
 
+def write_file(folder: Path, gdf: gpd.GeoDataFrame, name: str, **kw) -> Path:
+    """`gdf` written to `folder`/`name` in the format its ending names (GeoJSON, GeoPackage, KML)."""
+    path = folder / name
+    gdf.to_file(path, driver=FILE_DRIVERS[path.suffix], engine="pyogrio", **kw)
+    return path
+
+
+def assert_reads_back(folder: Path, name: str, **kw) -> None:
+    """The synthetic hierarchy written as `folder`/`name` reads back as the same grids."""
+    g = hierarchy()
+    assert_same_grids(read_grid_file(write_file(folder, g, name, **kw)), g)
+
+
 def write_zip(
     folder: Path, gdf: gpd.GeoDataFrame, name: str = "grids", drop: tuple = (), **kw
 ) -> Path:
@@ -107,10 +123,7 @@ def problems_of(exc: pytest.ExceptionInfo) -> list:
 
 
 def test_geojson(tmp_path):
-    g = hierarchy()
-    p = tmp_path / "grids.geojson"
-    g.to_file(p, driver="GeoJSON", engine="pyogrio")
-    assert_same_grids(read_grid_file(p), g)
+    assert_reads_back(tmp_path, "grids.geojson")
 
 
 def test_json_extension_without_crs_member_is_wgs84(tmp_path):
@@ -123,10 +136,7 @@ def test_json_extension_without_crs_member_is_wgs84(tmp_path):
 
 
 def test_gpkg(tmp_path):
-    g = hierarchy()
-    p = tmp_path / "grids.gpkg"
-    g.to_file(p, driver="GPKG", layer="grids", engine="pyogrio")
-    assert_same_grids(read_grid_file(p), g)
+    assert_reads_back(tmp_path, "grids.gpkg", layer="grids")
 
 
 def test_zipped_shapefile_with_chinese_names(tmp_path):
@@ -155,10 +165,7 @@ def test_zipped_shapefile_numeric_codes(tmp_path):
 
 
 def test_kml(tmp_path):
-    g = hierarchy()
-    p = tmp_path / "grids.kml"
-    g.to_file(p, driver="LIBKML", engine="pyogrio")
-    assert_same_grids(read_grid_file(p), g)
+    assert_reads_back(tmp_path, "grids.kml")
 
 
 def test_kml_with_several_folders_reads_all(tmp_path):
@@ -176,8 +183,7 @@ def test_kml_with_several_folders_reads_all(tmp_path):
 
 def test_geojson_in_gauss_kruger_4546(tmp_path):
     g = hierarchy()
-    p = tmp_path / "gk.geojson"
-    g.to_crs(4546).to_file(p, driver="GeoJSON", engine="pyogrio")
+    p = write_file(tmp_path, g.to_crs(4546), "gk.geojson")
     got = read_grid_file(p)
     assert_same_grids(got, g)
     assert max_vertex_distance_m(got.geometry, [MultiPolygon([p]) for p in g.geometry]) < 0.01
@@ -185,16 +191,14 @@ def test_geojson_in_gauss_kruger_4546(tmp_path):
 
 def test_gpkg_in_utm_32649(tmp_path):
     g = hierarchy()
-    p = tmp_path / "utm.gpkg"
-    g.to_crs(32649).to_file(p, driver="GPKG", engine="pyogrio")
+    p = write_file(tmp_path, g.to_crs(32649), "utm.gpkg")
     got = read_grid_file(p)
     assert_same_grids(got, g)
 
 
 def test_gpkg_in_cgcs2000_geographic(tmp_path):
     g = hierarchy().set_crs(4490, allow_override=True)
-    p = tmp_path / "cgcs.gpkg"
-    g.to_file(p, driver="GPKG", engine="pyogrio")
+    p = write_file(tmp_path, g, "cgcs.gpkg")
     got = read_grid_file(p)
     assert got.crs.to_epsg() == 4326
     assert shapely.equals_exact(
@@ -208,8 +212,7 @@ def test_gcj02_geojson_lands_near_original(tmp_path):
     shifted["geometry"] = shapely.transform(
         np.asarray(g.geometry.array), lambda x, y: wgs84_to_gcj02(x, y), interleaved=False
     )
-    p = tmp_path / "amap.geojson"
-    shifted.to_file(p, driver="GeoJSON", engine="pyogrio")
+    p = write_file(tmp_path, shifted, "amap.geojson")
     # Read as if it were WGS84 it sits hundreds of metres off ...
     naive = read_grid_file(p)
     assert max_vertex_distance_m(naive.geometry, [MultiPolygon([p]) for p in g.geometry]) > 100
@@ -233,8 +236,7 @@ def test_crs_argument_states_crs_of_prj_less_shapefile(tmp_path):
 
 def test_projected_coordinates_declared_4326(tmp_path):
     g = hierarchy().to_crs(4546).set_crs(4326, allow_override=True)
-    p = tmp_path / "wrong.geojson"
-    g.to_file(p, driver="GeoJSON", engine="pyogrio")
+    p = write_file(tmp_path, g, "wrong.geojson")
     with pytest.raises(InputError) as ei:
         read_grid_file(p)
     (prob,) = problems_of(ei)
@@ -244,8 +246,7 @@ def test_projected_coordinates_declared_4326(tmp_path):
 
 def test_lonlat_coordinates_declared_projected(tmp_path):
     g = hierarchy().set_crs(4546, allow_override=True)
-    p = tmp_path / "wrong.gpkg"
-    g.to_file(p, driver="GPKG", engine="pyogrio")
+    p = write_file(tmp_path, g, "wrong.gpkg")
     with pytest.raises(InputError) as ei:
         read_grid_file(p)
     assert problems_of(ei)[0].type == "wrong_crs"
@@ -255,16 +256,14 @@ def test_lonlat_coordinates_declared_projected(tmp_path):
 def test_swapped_axes_detected(tmp_path):
     g = hierarchy()
     g["geometry"] = shapely.transform(np.asarray(g.geometry.array), lambda c: c[:, ::-1])
-    p = tmp_path / "swapped.geojson"
-    g.to_file(p, driver="GeoJSON", engine="pyogrio")
+    p = write_file(tmp_path, g, "swapped.geojson")
     with pytest.raises(InputError) as ei:
         read_grid_file(p)
     assert "swapped" in problems_of(ei)[0].msg
 
 
 def test_bad_crs_argument(tmp_path):
-    p = tmp_path / "grids.geojson"
-    hierarchy().to_file(p, driver="GeoJSON", engine="pyogrio")
+    p = write_file(tmp_path, hierarchy(), "grids.geojson")
     with pytest.raises(InputError) as ei:
         read_grid_file(p, crs="EPSG:123456")
     assert problems_of(ei)[0].loc == ("crs",)
@@ -283,8 +282,7 @@ def test_chinese_column_names_and_derived_level_and_parent(tmp_path):
         geometry=g.geometry,
         crs=4326,
     )
-    p = tmp_path / "cn.geojson"
-    alt.to_file(p, driver="GeoJSON", engine="pyogrio")
+    p = write_file(tmp_path, alt, "cn.geojson")
     got = read_grid_file(p)
     assert list(got["level"]) == list(g["level"])
     assert list(got["parent_code"]) == list(g["parent_code"])
@@ -295,15 +293,13 @@ def test_english_alternatives_case_insensitive(tmp_path):
     g = hierarchy().rename(
         columns={"code": "GRID_CODE", "name": "Name", "level": "LEVEL", "parent_code": "Parent"}
     )
-    p = tmp_path / "alt.gpkg"
-    g.to_file(p, driver="GPKG", engine="pyogrio")
+    p = write_file(tmp_path, g, "alt.gpkg")
     assert_same_grids(read_grid_file(p), hierarchy())
 
 
 def test_missing_columns_listed(tmp_path):
     g = hierarchy()[["level", "geometry"]]
-    p = tmp_path / "nocols.geojson"
-    g.to_file(p, driver="GeoJSON", engine="pyogrio")
+    p = write_file(tmp_path, g, "nocols.geojson")
     with pytest.raises(InputError) as ei:
         read_grid_file(p)
     (prob,) = problems_of(ei)
@@ -314,8 +310,7 @@ def test_missing_columns_listed(tmp_path):
 
 def test_missing_parent_column_needed_for_villages(tmp_path):
     g = hierarchy().drop(columns=["parent_code"])
-    p = tmp_path / "noparent.geojson"
-    g.to_file(p, driver="GeoJSON", engine="pyogrio")
+    p = write_file(tmp_path, g, "noparent.geojson")
     with pytest.raises(InputError) as ei:
         read_grid_file(p)
     assert "parent_code" in problems_of(ei)[0].msg
@@ -327,8 +322,7 @@ def test_non_polygon_geometries_reported_per_row(tmp_path):
     geoms[4] = Point(112.16, 32.98)
     geoms[9] = LineString([(112.16, 32.98), (112.17, 32.98)])
     g = g.set_geometry(geoms)
-    p = tmp_path / "mixed.gpkg"
-    g.to_file(p, driver="GPKG", engine="pyogrio", geometry_type="Unknown")
+    p = write_file(tmp_path, g, "mixed.gpkg", geometry_type="Unknown")
     with pytest.raises(InputError) as ei:
         read_grid_file(p)
     probs = problems_of(ei)
@@ -342,8 +336,7 @@ def test_non_polygon_geometries_reported_per_row(tmp_path):
 def test_polygon_with_z_is_flattened_and_promoted(tmp_path):
     g = hierarchy()
     g = g.set_geometry(shapely.force_3d(np.asarray(g.geometry.array)))
-    p = tmp_path / "z.geojson"
-    g.to_file(p, driver="GeoJSON", engine="pyogrio")
+    p = write_file(tmp_path, g, "z.geojson")
     got = read_grid_file(p)
     assert not any(shapely.has_z(np.asarray(got.geometry.array)))
     assert set(got.geom_type) == {"MultiPolygon"}
@@ -353,8 +346,7 @@ def test_unparseable_level_reported(tmp_path):
     g = hierarchy()
     g["level"] = g["level"].astype(str)
     g.loc[2, "level"] = "片区"
-    p = tmp_path / "lvl.geojson"
-    g.to_file(p, driver="GeoJSON", engine="pyogrio")
+    p = write_file(tmp_path, g, "lvl.geojson")
     with pytest.raises(InputError) as ei:
         read_grid_file(p)
     (prob,) = problems_of(ei)
@@ -410,8 +402,7 @@ def test_gpkg_with_several_layers_needs_layer(tmp_path):
 
 
 def test_oversize_file(tmp_path):
-    p = tmp_path / "grids.geojson"
-    hierarchy().to_file(p, driver="GeoJSON", engine="pyogrio")
+    p = write_file(tmp_path, hierarchy(), "grids.geojson")
     with pytest.raises(InputError) as ei:
         read_grid_file(p, limits=ReadLimits(max_file_bytes=1000))
     (prob,) = problems_of(ei)
@@ -419,8 +410,7 @@ def test_oversize_file(tmp_path):
 
 
 def test_too_many_features(tmp_path):
-    p = tmp_path / "grids.geojson"
-    hierarchy().to_file(p, driver="GeoJSON", engine="pyogrio")
+    p = write_file(tmp_path, hierarchy(), "grids.geojson")
     with pytest.raises(InputError) as ei:
         read_grid_file(p, limits=ReadLimits(max_features=10))
     (prob,) = problems_of(ei)
@@ -437,8 +427,7 @@ def test_too_many_vertices_names_row(tmp_path):
     geoms = list(g.geometry)
     geoms[6] = Polygon(ring)
     g = g.set_geometry(geoms)
-    p = tmp_path / "dense.geojson"
-    g.to_file(p, driver="GeoJSON", engine="pyogrio")
+    p = write_file(tmp_path, g, "dense.geojson")
     with pytest.raises(InputError) as ei:
         read_grid_file(p, limits=ReadLimits(max_vertices_per_geometry=limit))
     (prob,) = problems_of(ei)

@@ -9,7 +9,6 @@ from sqlalchemy import text
 from gis.hotspots.service import HotspotQuery, analyse
 from maps import labels
 from maps.hotspot_map import BIN_COLOURS
-from tests.conftest import live_site
 
 PATH = "/maps/hotspots"
 
@@ -18,12 +17,6 @@ STYLES_JS = """
     id: layer.feature.id, fill: layer.options.fillColor, bin: layer.feature.properties.bin,
     significant: layer.feature.properties.significant}))
 """
-
-
-@pytest.fixture(scope="module")
-def site(test_db_url, accounts):
-    with live_site(test_db_url) as served:
-        yield served
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from gis.spreadsheet import csv_text_read
-from tests.conftest import TEST_PASSWORD, create_database, drop_database, make_client
+from tests.conftest import TEST_PASSWORD, database_copy, make_client
 
 SCENARIO = "2023-09-23"
 HOUSEHOLD_NO = re.compile(r"(?<!\d)\d{19}(?!\d)")
@@ -47,48 +47,46 @@ def town(test_db_url, accounts):
     from gis.auth.roles import Role
     from gis.db import transaction
 
-    url = test_db_url.set(database=f"{test_db_url.database}_access")
-    create_database(url, template=test_db_url.database)
-    engine = create_engine(url, poolclass=NullPool)
-    with transaction(engine) as s:
-        extent = s.execute(text("SELECT id, ST_AsBinary(geom) FROM flood_extent WHERE "
-                                "source = 'model' AND mode = 'fluvial' AND stage_m = 2.0")).one()
-        rows = s.execute(text("SELECT id, household_no, head_name, phone, ST_X(geom), ST_Y(geom) "
-                              "FROM household ORDER BY id")).all()
-        grids = _geoms(s.execute(text("SELECT code, ST_AsBinary(geom) FROM grid "
-                                      "WHERE valid_to IS NULL")))
-        levels = dict(s.execute(text("SELECT code, level FROM grid WHERE valid_to IS NULL")).all())
-        flood = shapely.from_wkb(bytes(extent[1]))
-        ids = np.array([r[0] for r in rows])
-        pts = shapely.points([r[4] for r in rows], [r[5] for r in rows])
-        inside = set(ids[shapely.intersects(flood, pts)].tolist())
-        flooded_pts = pts[np.isin(ids, list(inside))]
-        flooded_groups = sorted(c for c, g in grids.items()
-                                if levels[c] == 4 and shapely.intersects(g, flooded_pts).any())
-        staff_grid = flooded_groups[0]
-        other_village = next(c[:12] + "000" for c in flooded_groups if c[:12] != staff_grid[:12])
-        made = {}
-        village = staff_grid[:12] + "000"
-        for name, role, scope in (("flooded_staff", Role.GRID_STAFF, [staff_grid]),
-                                  ("flooded_supervisor", Role.SUPERVISOR, [village])):
-            user = acc.create_user(s, f"test_{name}", TEST_PASSWORD, role, scope_codes=scope)
-            made[name] = {"token": acc.create_token(s, user.id, name)[0], "scope_codes": scope}
-        members = s.execute(text("SELECT household_id, name, id_number FROM resident")).all()
-    engine.dispose()
-    scopes = {r: accounts[r]["scope_codes"] for r in accounts}
-    scopes |= {k: v["scope_codes"] for k, v in made.items()}
-    info = {
-        "url": url, "extent_id": extent[0], "levels": levels, "ids": ids, "pts": pts,
-        "grids": grids, "inside": inside,
-        "by_id": {r[0]: r for r in rows}, "by_no": {r[1]: r[0] for r in rows}, "scopes": scopes,
-        "tokens": {k: v["token"] for k, v in made.items()},
-        "emergency_village": other_village,
-        "member_names": {}, "id_numbers": {m[2] for m in members if m[2]},
-    }
-    for hid, name, _ in members:
-        info["member_names"].setdefault(hid, set()).add(name)
-    yield info
-    drop_database(url)
+    with database_copy(test_db_url, "access") as url:
+        engine = create_engine(url, poolclass=NullPool)
+        with transaction(engine) as s:
+            extent = s.execute(text("SELECT id, ST_AsBinary(geom) FROM flood_extent WHERE "
+                                    "source = 'model' AND mode = 'fluvial' AND stage_m = 2.0")).one()
+            rows = s.execute(text("SELECT id, household_no, head_name, phone, ST_X(geom), ST_Y(geom) "
+                                  "FROM household ORDER BY id")).all()
+            grids = _geoms(s.execute(text("SELECT code, ST_AsBinary(geom) FROM grid "
+                                          "WHERE valid_to IS NULL")))
+            levels = dict(s.execute(text("SELECT code, level FROM grid WHERE valid_to IS NULL")).all())
+            flood = shapely.from_wkb(bytes(extent[1]))
+            ids = np.array([r[0] for r in rows])
+            pts = shapely.points([r[4] for r in rows], [r[5] for r in rows])
+            inside = set(ids[shapely.intersects(flood, pts)].tolist())
+            flooded_pts = pts[np.isin(ids, list(inside))]
+            flooded_groups = sorted(c for c, g in grids.items()
+                                    if levels[c] == 4 and shapely.intersects(g, flooded_pts).any())
+            staff_grid = flooded_groups[0]
+            other_village = next(c[:12] + "000" for c in flooded_groups if c[:12] != staff_grid[:12])
+            made = {}
+            village = staff_grid[:12] + "000"
+            for name, role, scope in (("flooded_staff", Role.GRID_STAFF, [staff_grid]),
+                                      ("flooded_supervisor", Role.SUPERVISOR, [village])):
+                user = acc.create_user(s, f"test_{name}", TEST_PASSWORD, role, scope_codes=scope)
+                made[name] = {"token": acc.create_token(s, user.id, name)[0], "scope_codes": scope}
+            members = s.execute(text("SELECT household_id, name, id_number FROM resident")).all()
+        engine.dispose()
+        scopes = {r: accounts[r]["scope_codes"] for r in accounts}
+        scopes |= {k: v["scope_codes"] for k, v in made.items()}
+        info = {
+            "url": url, "extent_id": extent[0], "levels": levels, "ids": ids, "pts": pts,
+            "grids": grids, "inside": inside,
+            "by_id": {r[0]: r for r in rows}, "by_no": {r[1]: r[0] for r in rows}, "scopes": scopes,
+            "tokens": {k: v["token"] for k, v in made.items()},
+            "emergency_village": other_village,
+            "member_names": {}, "id_numbers": {m[2] for m in members if m[2]},
+        }
+        for hid, name, _ in members:
+            info["member_names"].setdefault(hid, set()).add(name)
+        yield info
 
 
 def expected(town, role: str, emergency) -> tuple[set[int], set[int]]:
@@ -269,9 +267,7 @@ def test_every_role_every_route_with_an_active_emergency(town):
     from gis.db import transaction
 
     emergency = town["grids"][town["emergency_village"]]
-    url = town["url"].set(database=f"{town['url'].database}_em")
-    create_database(url, template=town["url"].database)
-    try:
+    with database_copy(town["url"], "em") as url:
         engine = create_engine(url, poolclass=NullPool)
         with transaction(engine) as s:
             user = s.execute(text("SELECT id FROM app_user "
@@ -282,5 +278,3 @@ def test_every_role_every_route_with_an_active_emergency(town):
         in_emergency = expected(town, "emergency", emergency)[0] & town["inside"]
         assert in_emergency and town["inside"] - in_emergency, "an emergency over part of the flood"
         check_every_route(town, url, emergency)
-    finally:
-        drop_database(url)

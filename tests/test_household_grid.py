@@ -10,6 +10,7 @@ from sqlalchemy import text
 from gis.flood import finder
 from gis.households import counts_by_grid, list_households
 from gis.people import household_counts
+from tests.conftest import insert_household
 
 
 def _shared_edge_points(session, n: int = 12) -> list[tuple[float, float, list[str]]]:
@@ -64,12 +65,7 @@ def test_edge_house_is_listed_counted_and_ranked_in_one_grid_only(session):
     from gis.auth.roles import Role
 
     x, y, holding = _shared_edge_points(session)[0]
-    hid = session.execute(
-        text("INSERT INTO household (household_no, address, head_name, phone, residents, elderly, children, "
-             "disabled, pregnant, bedridden, floors, geom) VALUES ('EDGE-TEST-1', '测试地址', '测试', "
-             "'13800000000', 3, 0, 0, 0, 0, 0, 1, ST_SetSRID(ST_MakePoint(:x, :y), 4326)) RETURNING id"),
-        {"x": x, "y": y},
-    ).scalar_one()
+    hid = insert_household(session, "EDGE-TEST-1", x, y, residents=3, elderly=0)
     admin = Principal(user_id=0, username="t", role=Role.ADMIN)
     listed = {code: {r["id"] for r in list_households(session, admin, grid_code=code, limit=100_000)[0]}
               for code in holding}

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from maps import labels
 from maps.household_map import build_household_map
-from tests.conftest import live_site
+from tests.browser import click_first_marker
 
 PATH = "/maps/households"
 MASKED_NAME = re.compile(r"^[\u4e00-\u9fff]{1,2}\*+$")
@@ -72,12 +72,6 @@ def codes(engine, accounts) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def site(test_db_url, accounts):
-    with live_site(test_db_url) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
 def grid_staff_page(open_as):
     return open_as("grid_staff", PATH)
 
@@ -121,23 +115,8 @@ def test_grid_staff_popups_show_full_names_and_phones(grid_staff_page, engine, c
 def test_a_household_marker_opens_its_popup_on_click(grid_staff_page, engine, codes):
     page, _, _ = grid_staff_page
     expected = households_in(engine, codes["own"])
-    number, x, y = page.evaluate(
-        """() => {
-            const layer = window.wanggeHouseholds.getLayers()[0];
-            const map = window.wanggeMap;
-            map.setView(layer.getLatLng(), 18, {animate: false});
-            const p = map.latLngToContainerPoint(layer.getLatLng());
-            const r = map.getContainer().getBoundingClientRect();
-            return [layer.feature.id, r.left + p.x, r.top + p.y];
-        }"""
-    )
-    page.wait_for_timeout(300)
-    page.mouse.click(x, y)
-    popup = page.locator(".leaflet-popup-content")
-    popup.wait_for(state="visible")
+    number, popup = click_first_marker(page, "wanggeHouseholds", "/tmp/wangge_household_map_popup.png")
     content = popup.inner_text()
-    page.wait_for_timeout(400)  # the popup fades in
-    page.screenshot(path="/tmp/wangge_household_map_popup.png")
     # At zoom 18 neighbours may overlap; whichever marker took the click, its name is in full.
     shown_no = page.locator(".leaflet-popup-content table").get_attribute("data-household-no")
     assert shown_no in expected

@@ -20,9 +20,8 @@ from sqlalchemy.pool import NullPool
 from api.problems import BUSY_DETAIL
 from gis.settings import Settings
 from tests.browser import serve_app_in_thread
-from tests.conftest import auth
+from tests.conftest import WHEN, auth
 
-WHEN = "2026-11-20T09:30:00+08:00"
 PARALLEL = 50
 
 

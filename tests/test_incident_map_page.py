@@ -15,7 +15,8 @@ from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH
 from gis.incidents.loop import STATE_NAMES_ZH
 from maps import labels
 from maps.incident_map import OVERDUE_RING, build_incident_map
-from tests.conftest import create_database, drop_database, live_site, make_client
+from tests.browser import click_first_marker
+from tests.conftest import database_copy, live_site, make_client
 
 PATH = "/maps/incidents"
 MASKED_NAME = re.compile(r"^[\u4e00-\u9fff]{1,2}\*$")
@@ -61,19 +62,17 @@ def ids_in(page_html: str) -> set[int]:
 @pytest.fixture(scope="module")
 def reported_db_url(test_db_url):
     """A copy of the sample town in which every incident has a reporter (the sample has none)."""
-    url = test_db_url.set(database=f"{test_db_url.database}_incmap_{uuid.uuid4().hex[:8]}")
-    create_database(url, template=test_db_url.database)
-    eng = create_engine(url, poolclass=NullPool)
-    with eng.begin() as c:
-        c.execute(text(
-            "UPDATE incident SET "
-            "reporter_name = (ARRAY['王','李','张','刘','陈','欧阳'])[id % 6 + 1] "
-            "|| (ARRAY['建国','秀英','志强','桂兰','明'])[(id / 6) % 5 + 1], "
-            "reporter_phone = '139' || lpad(id::text, 8, '0')"
-        ))
-    eng.dispose()
-    yield url
-    drop_database(url)
+    with database_copy(test_db_url, "incmap") as url:
+        eng = create_engine(url, poolclass=NullPool)
+        with eng.begin() as c:
+            c.execute(text(
+                "UPDATE incident SET "
+                "reporter_name = (ARRAY['王','李','张','刘','陈','欧阳'])[id % 6 + 1] "
+                "|| (ARRAY['建国','秀英','志强','桂兰','明'])[(id / 6) % 5 + 1], "
+                "reporter_phone = '139' || lpad(id::text, 8, '0')"
+            ))
+        eng.dispose()
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -208,22 +207,7 @@ def test_command_center_sees_only_the_villages_disputes_masked(dispute_page, rep
 
 def test_clicking_a_marker_opens_its_popup_with_the_category_in_chinese(dispute_page, reported_engine):
     page, checker, _ = dispute_page
-    x, y = page.evaluate(
-        """() => {
-            const layer = window.wanggeIncidents.getLayers()[0];
-            const map = window.wanggeMap;
-            map.setView(layer.getLatLng(), 18, {animate: false});
-            const p = map.latLngToContainerPoint(layer.getLatLng());
-            const r = map.getContainer().getBoundingClientRect();
-            return [r.left + p.x, r.top + p.y];
-        }"""
-    )
-    page.wait_for_timeout(300)
-    page.mouse.click(x, y)
-    popup = page.locator(".leaflet-popup-content")
-    popup.wait_for(state="visible")
-    page.wait_for_timeout(400)  # the popup fades in
-    page.screenshot(path="/tmp/wangge_incident_map_popup.png")
+    click_first_marker(page, "wanggeIncidents", "/tmp/wangge_incident_map_popup.png")
     # At zoom 18 neighbours may overlap; whichever marker took the click, its popup is its own.
     shown = int(page.locator(".leaflet-popup-content table").get_attribute("data-incident-id"))
     row = incident_rows(reported_engine, [shown])[shown]

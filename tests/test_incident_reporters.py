@@ -12,9 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from gis.incidents.labels import ROUTED_ELSEWHERE, ROUTED_OWN_GRID
-from tests.conftest import make_client
-
-WHEN = "2026-11-20T09:30:00+08:00"
+from tests.conftest import WHEN, make_client
 
 
 def _png() -> bytes:

@@ -14,9 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from gis.crs import wgs84_to_gcj02
-from tests.conftest import make_client
-
-WHEN = "2026-11-20T09:30:00+08:00"
+from tests.conftest import WHEN, make_client
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import tempfile
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -49,30 +48,28 @@ _TO_4546 = pyproj.Transformer.from_crs(4326, 4546, always_xy=True)
 @pytest.fixture(scope="module")
 def world(test_db_url, accounts):
     """A private copy of the sample database, its group grids and the shapes the points come from."""
-    from tests.conftest import create_database, drop_database
+    from tests.conftest import database_copy
 
-    url = test_db_url.set(database=f"{test_db_url.database}_paths_{uuid.uuid4().hex[:8]}")
-    create_database(url, template=test_db_url.database)
-    engine = create_engine(url, poolclass=NullPool)
-    with transaction(engine) as s:
-        grids = current_grids(s)
-    groups = grids[grids["level"] == 4].reset_index(drop=True)
-    geoms = groups.geometry.values
-    coords, owner = shapely.get_coordinates(geoms, return_index=True)
-    table = np.unique(np.column_stack([coords, owner]), axis=0)
-    uniq, counts = np.unique(table[:, :2], axis=0, return_counts=True)
-    outline = shapely.union_all(geoms)
-    admin = Principal(accounts["admin"]["id"], accounts["admin"]["username"], Role.ADMIN)
-    with make_client(url) as client:
-        yield {
-            "url": url, "engine": engine, "client": client, "admin": admin,
-            "geoms": geoms, "rings": shapely.boundary(geoms),
-            "shared_vertices": uniq[counts >= 2],
-            "outline": outline, "outer": shapely.boundary(outline),
-            "centre": np.array(outline.centroid.coords[0]),
-        }
-    engine.dispose()
-    drop_database(url)
+    with database_copy(test_db_url, "paths") as url:
+        engine = create_engine(url, poolclass=NullPool)
+        with transaction(engine) as s:
+            grids = current_grids(s)
+        groups = grids[grids["level"] == 4].reset_index(drop=True)
+        geoms = groups.geometry.values
+        coords, owner = shapely.get_coordinates(geoms, return_index=True)
+        table = np.unique(np.column_stack([coords, owner]), axis=0)
+        uniq, counts = np.unique(table[:, :2], axis=0, return_counts=True)
+        outline = shapely.union_all(geoms)
+        admin = Principal(accounts["admin"]["id"], accounts["admin"]["username"], Role.ADMIN)
+        with make_client(url) as client:
+            yield {
+                "url": url, "engine": engine, "client": client, "admin": admin,
+                "geoms": geoms, "rings": shapely.boundary(geoms),
+                "shared_vertices": uniq[counts >= 2],
+                "outline": outline, "outer": shapely.boundary(outline),
+                "centre": np.array(outline.centroid.coords[0]),
+            }
+        engine.dispose()
 
 
 def wgs84_point(w, kind: str, i: int, f: float) -> tuple[float, float]:

@@ -20,13 +20,12 @@ import shapely
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import make_client
+from tests.conftest import WHEN, make_client, report_incident
 
 # The audit's example: the nearest grid is ...005 at 1815.66 m, not ...004 at 1817.5 m.
 EXAMPLE = (112.21900973388244, 33.01373775371531)
 EXAMPLE_NEAREST = "411324105007005"
 GEOD = pyproj.Geod(ellps="WGS84")
-WHEN = "2026-11-20T09:30:00+08:00"
 
 
 def tolerance(d: float) -> float:
@@ -140,32 +139,14 @@ def test_intake_and_batch_import_name_the_same_nearest_grid(
     assert len(near) >= 50
     with make_client(scratch_db_url, "admin") as admin:
         # Beyond the tolerance: refused, naming the nearest grid.
-        far = admin.post(
-            "/incidents",
-            json={
-                "category": "environment",
-                "description": "垃圾堆放",
-                "occurred_at": WHEN,
-                "lon": EXAMPLE[0],
-                "lat": EXAMPLE[1],
-            },
-        )
+        far = report_incident(admin, EXAMPLE[0], EXAMPLE[1])
         assert far.status_code == 422, far.text
         ctx = far.json()["errors"][0]["ctx"]
         assert ctx["nearest_code"] == EXAMPLE_NEAREST
         oracle.check(*EXAMPLE, ctx["nearest_code"], ctx["distance_m"], rounding=0.05)
         # Within it: assigned to the nearest grid, flagged with the distance.
         for x, y in near[:15]:
-            r = admin.post(
-                "/incidents",
-                json={
-                    "category": "environment",
-                    "description": "垃圾堆放",
-                    "occurred_at": WHEN,
-                    "lon": x,
-                    "lat": y,
-                },
-            )
+            r = report_incident(admin, x, y)
             assert r.status_code == 201, r.text
             inc = r.json()
             assert inc["flagged"]

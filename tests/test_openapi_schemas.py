@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,9 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
-from tests.conftest import create_database, drop_database, make_client
-
-WHEN = "2026-11-20T09:30:00+08:00"
+from tests.conftest import WHEN, database_copy, make_client
 
 
 def _png() -> bytes:
@@ -202,10 +199,8 @@ JSON_MEDIA_TYPES = ("application/json", "application/geo+json", "application/pro
 @pytest.fixture(scope="module")
 def database_url(test_db_url: Any) -> Iterator[Any]:
     """A private copy of the sample town: the routes below write (accounts, incidents, extents)."""
-    url = test_db_url.set(database=f"{test_db_url.database}_{uuid.uuid4().hex[:8]}")
-    create_database(url, template=test_db_url.database)
-    yield url
-    drop_database(url)
+    with database_copy(test_db_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

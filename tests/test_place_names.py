@@ -16,9 +16,8 @@ from sqlalchemy.pool import NullPool
 
 from gis.errors import InputError
 from gis.incidents import gazetteer as G
-from tests.conftest import make_client
+from tests.conftest import WHEN, make_client, report_incident
 
-WHEN = "2026-11-20T09:30:00+08:00"
 HOUSE_NUMBER = re.compile(r"\d+号")
 
 
@@ -296,16 +295,7 @@ def test_a_point_in_a_gap_between_group_grids_is_flagged_at_the_village(scratch_
         ).one()
     eng.dispose()
     with make_client(scratch_db_url, "admin") as admin:
-        r = admin.post(
-            "/incidents",
-            json={
-                "category": "livelihood",
-                "description": "路灯不亮",
-                "occurred_at": WHEN,
-                "lon": x,
-                "lat": y,
-            },
-        )
+        r = report_incident(admin, x, y, category="livelihood", description="路灯不亮")
         assert r.status_code == 201, r.text
         inc = r.json()
         village = code[:12] + "000"

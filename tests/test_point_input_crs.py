@@ -13,9 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from gis.crs import wgs84_to_bd09, wgs84_to_gcj02
-from tests.conftest import make_client
-
-WHEN = "2026-11-20T09:30:00+08:00"
+from tests.conftest import WHEN, make_client, report_incident
 
 
 def _pyproj(code: int):
@@ -77,17 +75,7 @@ def test_intake_and_batch_import_give_the_wgs84_grid_in_every_system(
     with make_client(scratch_db_url, "admin") as admin:
         for crs in SYSTEMS:
             for (x, y), code in zip(converted(crs, pts), codes, strict=True):
-                r = admin.post(
-                    "/incidents",
-                    json={
-                        "category": "environment",
-                        "description": "垃圾堆放",
-                        "occurred_at": WHEN,
-                        "lon": x,
-                        "lat": y,
-                        "crs": crs,
-                    },
-                )
+                r = report_incident(admin, x, y, crs=crs)
                 assert r.status_code == 201, (crs, r.text)
                 assert r.json()["group_code"] == code, crs
                 assert r.json()["input_crs"] == crs
@@ -149,17 +137,7 @@ def test_bad_points_are_refused_naming_the_field_at_every_endpoint(client, crs, 
     assert r.status_code == 422, r.text
     err = r.json()["errors"][0]
     assert err["loc"][-1] == field and err["type"] == kind, err
-    r = client.post(
-        "/incidents",
-        json={
-            "category": "environment",
-            "description": "x",
-            "occurred_at": WHEN,
-            "lon": x,
-            "lat": y,
-            "crs": crs,
-        },
-    )
+    r = report_incident(client, x, y, description="x", crs=crs)
     assert r.status_code == 422, r.text
     err = r.json()["errors"][0]
     assert err["loc"] == ["body", field] and err["type"] == kind, err

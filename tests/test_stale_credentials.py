@@ -15,7 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from gis.auth.principal import narrowed_access
 from gis.auth.roles import Role
-from tests.conftest import create_database, drop_database, make_client
+from tests.conftest import database_copy, make_client
 
 PASSWORD = "old-password-12345"
 NEW_PASSWORD = "new-password-67890"
@@ -26,10 +26,8 @@ CHANGES = ("role", "scope", "deactivate", "password_api", "password_cli")
 @pytest.fixture(scope="module")
 def db_url(test_db_url, accounts):
     """One private copy for the module: each test makes its own user in it."""
-    url = test_db_url.set(database=f"{test_db_url.database}_stale_{uuid.uuid4().hex[:8]}")
-    create_database(url, template=test_db_url.database)
-    yield url
-    drop_database(url)
+    with database_copy(test_db_url, "stale") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ through the API, comes back literally on every page and document (issue 11, item
 from __future__ import annotations
 
 import io
-import uuid
 
 import pytest
 import shapely
@@ -12,7 +11,7 @@ from shapely.geometry import MultiPolygon
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import create_database, drop_database, live_site, make_client
+from tests.conftest import database_copy, live_site, make_client
 
 # Evaluated, the first part prints 1343433; the rest makes Jinja raise (undefined attribute,
 # unclosed block and comment), so any compiled page would answer 500.
@@ -56,25 +55,23 @@ def planted_db(test_db_url, accounts):
     from gis.db import transaction
     from gis.flood.extents import save_extent
 
-    url = test_db_url.set(database=f"{test_db_url.database}_ssti_{uuid.uuid4().hex[:8]}")
-    create_database(url, template=test_db_url.database)
-    engine = create_engine(url, poolclass=NullPool)
-    with engine.begin() as conn:
-        village = conn.execute(text(
-            "SELECT village_code FROM incident GROUP BY village_code ORDER BY count(*) DESC LIMIT 1"
-        )).scalar_one()
-        # The sample's incidents came from a file without reporters.
-        conn.execute(text("UPDATE incident SET reporter_name = '王' WHERE reporter_name IS NULL"))
-        planted = plant_everywhere(conn)
-    with transaction(engine) as s:
-        grid = shapely.from_wkb(bytes(s.execute(
-            text("SELECT ST_AsBinary(geom) FROM grid WHERE valid_to IS NULL AND code = :c"),
-            {"c": village},
-        ).scalar_one()))
-        extent = save_extent(s, MultiPolygon([grid.buffer(-0.0005)]), "drawn", PAYLOAD + "范围")
-    engine.dispose()
-    yield {"url": url, "village": village, "planted": planted, "extent_id": extent.id}
-    drop_database(url)
+    with database_copy(test_db_url, "ssti") as url:
+        engine = create_engine(url, poolclass=NullPool)
+        with engine.begin() as conn:
+            village = conn.execute(text(
+                "SELECT village_code FROM incident GROUP BY village_code ORDER BY count(*) DESC LIMIT 1"
+            )).scalar_one()
+            # The sample's incidents came from a file without reporters.
+            conn.execute(text("UPDATE incident SET reporter_name = '王' WHERE reporter_name IS NULL"))
+            planted = plant_everywhere(conn)
+        with transaction(engine) as s:
+            grid = shapely.from_wkb(bytes(s.execute(
+                text("SELECT ST_AsBinary(geom) FROM grid WHERE valid_to IS NULL AND code = :c"),
+                {"c": village},
+            ).scalar_one()))
+            extent = save_extent(s, MultiPolygon([grid.buffer(-0.0005)]), "drawn", PAYLOAD + "范围")
+        engine.dispose()
+        yield {"url": url, "village": village, "planted": planted, "extent_id": extent.id}
 
 
 @pytest.fixture(scope="module")

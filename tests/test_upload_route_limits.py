@@ -14,10 +14,9 @@ from fastapi.routing import APIRoute
 from PIL import Image
 
 from api.limits import MULTIPART_ENVELOPE_BYTES, UPLOAD_ROUTES, upload_limits
-from tests.conftest import make_client, settings_for
+from tests.conftest import make_client, report_incident, settings_for
 
 BOUNDARY = "wangge-test-boundary"
-WHEN = "2026-11-20T09:30:00+08:00"
 
 
 def api_routes(routes, prefix: str = ""):
@@ -148,16 +147,7 @@ def admin_incident(scratch_db_url, accounts, engine):
             )
         ).one()
     with make_client(scratch_db_url, "admin", max_attachment_pixels=10_000) as admin:
-        inc = admin.post(
-            "/incidents",
-            json={
-                "category": "environment",
-                "description": "垃圾",
-                "occurred_at": WHEN,
-                "lon": x,
-                "lat": y,
-            },
-        ).json()
+        inc = report_incident(admin, x, y, description="垃圾").json()
         yield admin, inc["id"]
 
 
