@@ -9,12 +9,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api import schemas
-from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
+from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit, request_context
 from api.exports import table_response
 from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.context import Context
 from gis.errors import InputError, Problem
 from gis.flood import answers
 from gis.flood import labels as L
@@ -30,12 +29,6 @@ GridFilter = Annotated[str | None, Query(pattern=r"^\d{15}$", description="only 
 
 # A checklist is printed per grid member; past this size ask for one village or group at a time.
 MAX_CHECKLIST_HOUSEHOLDS = 1500
-
-
-def _context(request: Request, principal: Principal, reason: str | None) -> Context:
-    """Who asks, why and from where (until api.deps provides the shared Context dependency)."""
-    return Context(principal=principal, method=request.method, path=request.url.path,
-                   client_ip=principal.client_ip, reason=reason)
 
 
 def _next_link(request: Request, offset: int, limit: int, total: int) -> str | None:
@@ -70,7 +63,7 @@ def households(
 ) -> Any:
     check_page_limit(limit, settings)
     page = answers.list_flood_households(
-        session, _context(request, principal, reason), extent_id=extent, scenario=scenario, buffer_m=buffer_m,
+        session, request_context(request, principal, reason), extent_id=extent, scenario=scenario, buffer_m=buffer_m,
         grid_code=grid_code, limit=limit, offset=offset, fmt=format,
     )
     total = page.total
@@ -101,7 +94,7 @@ def checklist(
 
     # One more than may be printed, to say it is too many without reading them all.
     page = answers.list_flood_households(
-        session, _context(request, principal, reason), extent_id=extent, scenario=scenario, buffer_m=buffer_m,
+        session, request_context(request, principal, reason), extent_id=extent, scenario=scenario, buffer_m=buffer_m,
         grid_code=grid_code, limit=MAX_CHECKLIST_HOUSEHOLDS + 1, fmt=format, endpoint="flood_checklist",
     )
     if page.total > MAX_CHECKLIST_HOUSEHOLDS:
@@ -130,4 +123,4 @@ def risk(
 ) -> Any:
     from gis.flood.risk import flood_risk, parse_stages
 
-    return flood_risk(session, level=level, stages=parse_stages(stages), ctx=_context(request, principal, None))
+    return flood_risk(session, level=level, stages=parse_stages(stages), ctx=request_context(request, principal))

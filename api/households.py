@@ -10,14 +10,13 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from api import schemas
-from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
+from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit, request_context
 from api.exports import table_response
 from api.grids import parse_bbox
 from api.security import requires
 from gis import households as hh
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.context import Context
 from gis.spreadsheet import PERSONAL, Table
 
 router = APIRouter(prefix="/households", tags=["households"])
@@ -34,16 +33,10 @@ CSV_HEADERS = {
 EXPORT = Table(CSV_HEADERS, labels={"personal_fields": PERSONAL})
 
 
-def _context(request: Request, principal: Principal, reason: str | None) -> Context:
-    """Who asks, why and from where (until api.deps provides the shared Context dependency)."""
-    return Context(principal=principal, method=request.method, path=request.url.path,
-                   client_ip=principal.client_ip, reason=reason)
-
-
 def _audit_read(session: Any, principal: Principal, request: Request, records: list[dict[str, Any]],
                 reason: str | None, fmt: str) -> None:
     """The household answer's audit row, for routes outside this module (the household map)."""
-    hh.audit_read(session, _context(request, principal, reason), records, fmt)
+    hh.audit_read(session, request_context(request, principal, reason), records, fmt)
 
 
 @router.get("", summary="Households you may see (JSON, GeoJSON or CSV)", response_model=schemas.HouseholdPage,
@@ -62,7 +55,7 @@ def list_households(
 ) -> Any:
     check_page_limit(limit, settings)
     records, total = hh.list_households(session, principal, grid_code=grid_code, bbox=parse_bbox(bbox),
-                                        limit=limit, offset=offset, ctx=_context(request, principal, reason),
+                                        limit=limit, offset=offset, ctx=request_context(request, principal, reason),
                                         fmt=format)
     if format in ("csv", "xlsx"):
         return table_response(EXPORT, records, "households", total, format)
@@ -96,4 +89,4 @@ def counts(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW
             **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def one(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLDS)],
         household_id: Annotated[int, PathParam(ge=1, le=2**62)], reason: Reason = None) -> Any:
-    return hh.get_household(session, principal, household_id, ctx=_context(request, principal, reason))
+    return hh.get_household(session, principal, household_id, ctx=request_context(request, principal, reason))
