@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit, request_context
-from api.exports import table_response
+from api.exports import offset_next_link, point_feature, table_response
 from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
@@ -29,19 +29,6 @@ GridFilter = Annotated[str | None, Query(pattern=r"^\d{15}$", description="only 
 
 # A checklist is printed per grid member; past this size ask for one village or group at a time.
 MAX_CHECKLIST_HOUSEHOLDS = 1500
-
-
-def _next_link(request: Request, offset: int, limit: int, total: int) -> str | None:
-    """The next page's URL (same query, offset moved on), or None on the last page."""
-    if offset + limit >= total:
-        return None
-    return str(request.url.include_query_params(offset=offset + limit, limit=limit))
-
-
-def _feature(h: dict[str, Any]) -> dict[str, Any]:
-    props = {k: v for k, v in h.items() if k not in ("lon", "lat")}
-    return {"type": "Feature", "id": h["id"], "geometry": {"type": "Point", "coordinates": [h["lon"], h["lat"]]},
-            "properties": props}
 
 
 @router.get("/households", summary="Households in a flood extent, in rescue order (JSON, GeoJSON or CSV)",
@@ -71,9 +58,9 @@ def households(
         return table_response(L.EXPORT, page.items, "flood_households", total, format)
     if format == "geojson":
         fc = {"type": "FeatureCollection", "numberMatched": total, "numberReturned": len(page.items),
-              "extent": page.extent, "totals": page.totals, "features": [_feature(h) for h in page.items]}
+              "extent": page.extent, "totals": page.totals, "features": [point_feature(h) for h in page.items]}
         return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
-    return {**answers.as_json(page), "next": _next_link(request, offset, limit, total)}
+    return {**answers.as_json(page), "next": offset_next_link(request, offset, limit, total)}
 
 
 @router.get("/checklist", summary="The printable 明白卡 checklist per grid member (HTML or PDF)",

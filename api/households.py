@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit, request_context
-from api.exports import table_response
+from api.exports import offset_next_link, point_feature, table_response
 from api.grids import parse_bbox
 from api.security import requires
 from gis import households as hh
@@ -64,17 +64,11 @@ def list_households(
             "type": "FeatureCollection",
             "numberMatched": total,
             "numberReturned": len(records),
-            "features": [
-                {"type": "Feature", "id": r["id"],
-                 "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
-                 "properties": {k: v for k, v in r.items() if k not in ("lon", "lat")}}
-                for r in records
-            ],
+            "features": [point_feature(r) for r in records],
         }
         return Response(json.dumps(fc, ensure_ascii=False), media_type="application/geo+json")
-    more = offset + limit < total
     return {"total": total, "offset": offset, "items": records,
-            "next": str(request.url.include_query_params(offset=offset + limit, limit=limit)) if more else None}
+            "next": offset_next_link(request, offset, limit, total)}
 
 
 @router.get("/counts", summary="Households, residents and vulnerable members per grid (no personal fields)",

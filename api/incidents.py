@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit, request_context
-from api.exports import require_time_zone, saved_upload, table_response
+from api.exports import point_feature, require_time_zone, saved_upload, table_response
 from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
@@ -142,9 +142,7 @@ def list_incidents(
     if format == "geojson":
         fc = {"type": "FeatureCollection", **({"numberMatched": total} if page.total_exact else {}),
               "numberReturned": len(rows),
-              "features": [{"type": "Feature", "id": r["id"],
-                            "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
-                            "properties": {k: v for k, v in r.items() if k not in ("lon", "lat")}} for r in rows]}
+              "features": [point_feature(r) for r in rows]}
         return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
     # total_exact False: more than max_exact_incident_count matched; `total` is the planner's
     # estimate.
