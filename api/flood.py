@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api import schemas
-from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit, request_context
+from api.deps import NoNul, PageOffset, SessionDep, SettingsDep, check_page_limit, request_context
 from api.exports import offset_next_link, point_feature, table_response
 from api.security import requires
 from gis.auth.principal import Principal
@@ -44,7 +44,7 @@ def households(
     buffer_m: BufferM = 0.0,
     grid_code: GridFilter = None,
     limit: Annotated[int, Query(ge=1)] = 1000,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: PageOffset = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
     reason: Reason = None,
 ) -> Any:

@@ -10,7 +10,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from api import schemas
-from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit, request_context
+from api.deps import NoNul, PageOffset, SessionDep, SettingsDep, check_page_limit, request_context
 from api.exports import offset_next_link, point_feature, table_response
 from api.grids import parse_bbox
 from api.security import requires
@@ -49,7 +49,7 @@ def list_households(
     grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$")] = None,
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
     limit: Annotated[int, Query(ge=1)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: PageOffset = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
     reason: Reason = None,
 ) -> Any:

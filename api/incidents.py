@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from api import schemas
-from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit, request_context
+from api.deps import NoNul, PageOffset, SessionDep, SettingsDep, check_page_limit, request_context
 from api.exports import point_feature, require_time_zone, saved_upload, table_response
 from api.security import requires
 from gis.auth.principal import Principal
@@ -29,7 +29,6 @@ from gis.spreadsheet import Table
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
 IncidentId = Annotated[int, PathParam(ge=1, le=2**62)]
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 GridCodeQuery = Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")]
 EscalationLevel = Annotated[int | None, Query(ge=1, le=4, description="the grid level now responsible: "
                                               "4 group (on time) … 1 town")]
@@ -124,7 +123,7 @@ def list_incidents(
     escalation_level: EscalationLevel = None,
     flagged: bool | None = None,
     limit: Annotated[int, Query(ge=1)] = 100,
-    offset: Offset = 0,
+    offset: PageOffset = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
 ) -> Response:
     check_page_limit(limit, settings)
@@ -203,7 +202,7 @@ def review_queue(
     overdue: bool | None = None,
     escalation_level: EscalationLevel = None,
     limit: Annotated[int, Query(ge=1)] = 100,
-    offset: Offset = 0,
+    offset: PageOffset = 0,
 ) -> JSONResponse:
     check_page_limit(limit, settings)
     page = service.review_queue(
