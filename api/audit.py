@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from api import schemas
-from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
+from api.deps import NoNul, PageOffset, SessionDep, SettingsDep, check_page_limit
 from api.exports import require_time_zone, table_response
 from api.security import requires
 from gis import audit
@@ -43,7 +43,7 @@ def read(
     _: Annotated[Principal, requires(Permission.VIEW_AUDIT)],
     filters: Annotated[audit.AuditFilters, Depends(audit_filters)],
     limit: Annotated[int, Query(ge=1)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: PageOffset = 0,
     after: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="continue after the row with this id")] = None,
 ) -> dict[str, Any]:
     check_page_limit(limit, settings)

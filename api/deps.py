@@ -159,6 +159,10 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
+# A list's `?offset=`: rows skipped before the page (bounded, so a deep page cannot ask for an unbounded scan).
+PageOffset = Annotated[int, Query(ge=0, le=10_000_000)]
+
+
 def check_page_limit(limit: int, settings: Settings) -> None:
     """A page asks for at most `max_features_per_page` rows (422 naming `limit` otherwise)."""
     from gis.errors import InputError, Problem

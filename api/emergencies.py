@@ -9,12 +9,11 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from api import schemas
-from api.deps import NoNul, SessionDep, SettingsDep
+from api.deps import NoNul, SessionDep, SettingsDep, request_context
 from api.security import requires
 from gis import emergencies
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.context import Context
 from gis.geometry_input import polygon_from_geojson
 
 router = APIRouter(prefix="/emergencies", tags=["emergencies"])
@@ -29,11 +28,6 @@ class Declare(BaseModel):
 
 class Close(BaseModel):
     reason: Annotated[str, NoNul] = Field(min_length=1, max_length=2000)
-
-
-def _context(request: Request, principal: Principal) -> Context:
-    """Who acts and from where (until api.deps provides the shared Context dependency)."""
-    return Context(principal=principal, method=request.method, path=request.url.path, client_ip=principal.client_ip)
 
 
 EmergencyId = Annotated[int, PathParam(ge=1, le=2**62)]
@@ -54,7 +48,7 @@ def declare(request: Request, session: SessionDep, settings: SettingsDep,
     extent = polygon_from_geojson(body.extent, ("body", "extent"), max_vertices=settings.max_vertices_per_geometry,
                                   crs=body.crs)
     return emergencies.declare(session, principal.user_id, body.title, body.reason, extent,
-                               ctx=_context(request, principal))
+                               ctx=request_context(request, principal))
 
 
 @router.get("/{emergency_id}", summary="One emergency", response_model=schemas.Emergency, **schemas.DATA,
@@ -70,4 +64,5 @@ def one(
 def close(request: Request, session: SessionDep,
           principal: Annotated[Principal, requires(Permission.MANAGE_EMERGENCIES)],
           emergency_id: EmergencyId, body: Close) -> Any:
-    return emergencies.close(session, emergency_id, principal.user_id, body.reason, ctx=_context(request, principal))
+    return emergencies.close(session, emergency_id, principal.user_id, body.reason,
+                             ctx=request_context(request, principal))

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import HTTPException, UploadFile
+from fastapi import HTTPException, Request, UploadFile
 from fastapi.responses import Response
 
 from gis.errors import InputError, Problem
@@ -56,3 +56,16 @@ def require_time_zone(**times: dt.datetime | None) -> None:
     ]
     if problems:
         raise InputError(problems)
+
+
+def point_feature(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A list row with `lon`/`lat` as a GeoJSON Point feature; every other field is a property."""
+    return {"type": "Feature", "id": row["id"], "geometry": {"type": "Point", "coordinates": [row["lon"], row["lat"]]},
+            "properties": {k: v for k, v in row.items() if k not in ("lon", "lat")}}
+
+
+def offset_next_link(request: Request, offset: int, limit: int, total: int) -> str | None:
+    """The next page's URL (same query, offset moved on, limit spelt out), or None on the last page."""
+    if offset + limit >= total:
+        return None
+    return str(request.url.include_query_params(offset=offset + limit, limit=limit))

@@ -9,12 +9,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api import schemas
-from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
-from api.exports import table_response
+from api.deps import NoNul, PageOffset, SessionDep, SettingsDep, check_page_limit, request_context
+from api.exports import offset_next_link, point_feature, table_response
 from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.context import Context
 from gis.errors import InputError, Problem
 from gis.flood import answers
 from gis.flood import labels as L
@@ -32,25 +31,6 @@ GridFilter = Annotated[str | None, Query(pattern=r"^\d{15}$", description="only 
 MAX_CHECKLIST_HOUSEHOLDS = 1500
 
 
-def _context(request: Request, principal: Principal, reason: str | None) -> Context:
-    """Who asks, why and from where (until api.deps provides the shared Context dependency)."""
-    return Context(principal=principal, method=request.method, path=request.url.path,
-                   client_ip=principal.client_ip, reason=reason)
-
-
-def _next_link(request: Request, offset: int, limit: int, total: int) -> str | None:
-    """The next page's URL (same query, offset moved on), or None on the last page."""
-    if offset + limit >= total:
-        return None
-    return str(request.url.include_query_params(offset=offset + limit, limit=limit))
-
-
-def _feature(h: dict[str, Any]) -> dict[str, Any]:
-    props = {k: v for k, v in h.items() if k not in ("lon", "lat")}
-    return {"type": "Feature", "id": h["id"], "geometry": {"type": "Point", "coordinates": [h["lon"], h["lat"]]},
-            "properties": props}
-
-
 @router.get("/households", summary="Households in a flood extent, in rescue order (JSON, GeoJSON or CSV)",
             response_model=schemas.FloodHouseholdPage, **schemas.DATA,
             responses=schemas.formats(geojson=schemas.FloodHouseholdCollection, also=schemas.ONE))
@@ -64,13 +44,13 @@ def households(
     buffer_m: BufferM = 0.0,
     grid_code: GridFilter = None,
     limit: Annotated[int, Query(ge=1)] = 1000,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: PageOffset = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
     reason: Reason = None,
 ) -> Any:
     check_page_limit(limit, settings)
     page = answers.list_flood_households(
-        session, _context(request, principal, reason), extent_id=extent, scenario=scenario, buffer_m=buffer_m,
+        session, request_context(request, principal, reason), extent_id=extent, scenario=scenario, buffer_m=buffer_m,
         grid_code=grid_code, limit=limit, offset=offset, fmt=format,
     )
     total = page.total
@@ -78,9 +58,9 @@ def households(
         return table_response(L.EXPORT, page.items, "flood_households", total, format)
     if format == "geojson":
         fc = {"type": "FeatureCollection", "numberMatched": total, "numberReturned": len(page.items),
-              "extent": page.extent, "totals": page.totals, "features": [_feature(h) for h in page.items]}
+              "extent": page.extent, "totals": page.totals, "features": [point_feature(h) for h in page.items]}
         return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
-    return {**answers.as_json(page), "next": _next_link(request, offset, limit, total)}
+    return {**answers.as_json(page), "next": offset_next_link(request, offset, limit, total)}
 
 
 @router.get("/checklist", summary="The printable 明白卡 checklist per grid member (HTML or PDF)",
@@ -101,7 +81,7 @@ def checklist(
 
     # One more than may be printed, to say it is too many without reading them all.
     page = answers.list_flood_households(
-        session, _context(request, principal, reason), extent_id=extent, scenario=scenario, buffer_m=buffer_m,
+        session, request_context(request, principal, reason), extent_id=extent, scenario=scenario, buffer_m=buffer_m,
         grid_code=grid_code, limit=MAX_CHECKLIST_HOUSEHOLDS + 1, fmt=format, endpoint="flood_checklist",
     )
     if page.total > MAX_CHECKLIST_HOUSEHOLDS:
@@ -130,4 +110,4 @@ def risk(
 ) -> Any:
     from gis.flood.risk import flood_risk, parse_stages
 
-    return flood_risk(session, level=level, stages=parse_stages(stages), ctx=_context(request, principal, None))
+    return flood_risk(session, level=level, stages=parse_stages(stages), ctx=request_context(request, principal))

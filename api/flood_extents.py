@@ -10,12 +10,11 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from api import schemas
-from api.deps import NoNul, SessionDep, SettingsDep
+from api.deps import NoNul, SessionDep, SettingsDep, request_context
 from api.exports import saved_upload
 from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.context import Context
 from gis.errors import InputError, Problem
 from gis.flood import extents
 from gis.flood.extent_row import FloodExtent
@@ -43,11 +42,6 @@ def _summary(extent: FloodExtent) -> dict[str, Any]:
         "parts": len(extent.geom.geoms), "modelled": extent.depth_at is not None,
         "bbox": [round(v, 7) for v in extent.geom.bounds] if not extent.geom.is_empty else None,
     }
-
-
-def _context(request: Request, principal: Principal) -> Context:
-    """Who acts and from where (until api.deps provides the shared Context dependency)."""
-    return Context(principal=principal, method="POST", path=request.url.path, client_ip=principal.client_ip)
 
 
 @router.post("/extents", status_code=201, summary="Upload a flood extent (GeoJSON, KML, zipped Shapefile, GeoPackage)",
@@ -79,7 +73,7 @@ def upload(
     with saved_upload(file, suffix, settings.max_upload_bytes) as path:
         geom = extents.read_extent_file(path, crs=crs, limits=limits)
     extent = extents.save_extent(session, geom, "upload", (name or "").strip() or Path(filename).stem,
-                                 user_id=principal.user_id, input_crs=crs, ctx=_context(request, principal),
+                                 user_id=principal.user_id, input_crs=crs, ctx=request_context(request, principal),
                                  detail={"file": filename, "crs": crs})
     return _summary(extent)
 
@@ -91,7 +85,7 @@ def drawn(request: Request, session: SessionDep, settings: SettingsDep,
     geom = polygon_from_geojson(body.geometry, ("body", "geometry"),
                                 max_vertices=settings.max_vertices_per_geometry, crs=body.crs)
     extent = extents.save_extent(session, geom, "drawn", body.name, user_id=principal.user_id,
-                                 input_crs=body.crs, ctx=_context(request, principal), detail={"crs": body.crs})
+                                 input_crs=body.crs, ctx=request_context(request, principal), detail={"crs": body.crs})
     return _summary(extent)
 
 
@@ -156,5 +150,5 @@ def compute_scenario(
     request: Request, session: SessionDep,
     principal: Annotated[Principal, requires(Permission.COMPUTE_FLOOD_SCENARIOS)], body: StageRequest,
 ) -> Any:
-    extent = compute_stage(session, _context(request, principal), body.stage_m, body.mode)
+    extent = compute_stage(session, request_context(request, principal), body.stage_m, body.mode)
     return _summary(extent)

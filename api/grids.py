@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api import schemas
-from api.deps import SessionDep, SettingsDep
+from api.deps import PageOffset, SessionDep, SettingsDep
 from api.exports import saved_upload
 from api.security import requires
 from gis.auth.principal import Principal
@@ -89,7 +89,7 @@ def list_grids(
     parent_code: Annotated[str | None, Query(pattern=r"^\d{15}$")] = None,
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS84)")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: PageOffset = 0,
 ) -> Response:
     box = parse_bbox(bbox)
     cap = settings.max_features_per_page

@@ -10,14 +10,13 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from api import schemas
-from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit
-from api.exports import table_response
+from api.deps import NoNul, PageOffset, SessionDep, SettingsDep, check_page_limit, request_context
+from api.exports import offset_next_link, point_feature, table_response
 from api.grids import parse_bbox
 from api.security import requires
 from gis import households as hh
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.context import Context
 from gis.spreadsheet import PERSONAL, Table
 
 router = APIRouter(prefix="/households", tags=["households"])
@@ -34,16 +33,10 @@ CSV_HEADERS = {
 EXPORT = Table(CSV_HEADERS, labels={"personal_fields": PERSONAL})
 
 
-def _context(request: Request, principal: Principal, reason: str | None) -> Context:
-    """Who asks, why and from where (until api.deps provides the shared Context dependency)."""
-    return Context(principal=principal, method=request.method, path=request.url.path,
-                   client_ip=principal.client_ip, reason=reason)
-
-
 def _audit_read(session: Any, principal: Principal, request: Request, records: list[dict[str, Any]],
                 reason: str | None, fmt: str) -> None:
     """The household answer's audit row, for routes outside this module (the household map)."""
-    hh.audit_read(session, _context(request, principal, reason), records, fmt)
+    hh.audit_read(session, request_context(request, principal, reason), records, fmt)
 
 
 @router.get("", summary="Households you may see (JSON, GeoJSON or CSV)", response_model=schemas.HouseholdPage,
@@ -56,13 +49,13 @@ def list_households(
     grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$")] = None,
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
     limit: Annotated[int, Query(ge=1)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: PageOffset = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
     reason: Reason = None,
 ) -> Any:
     check_page_limit(limit, settings)
     records, total = hh.list_households(session, principal, grid_code=grid_code, bbox=parse_bbox(bbox),
-                                        limit=limit, offset=offset, ctx=_context(request, principal, reason),
+                                        limit=limit, offset=offset, ctx=request_context(request, principal, reason),
                                         fmt=format)
     if format in ("csv", "xlsx"):
         return table_response(EXPORT, records, "households", total, format)
@@ -71,17 +64,11 @@ def list_households(
             "type": "FeatureCollection",
             "numberMatched": total,
             "numberReturned": len(records),
-            "features": [
-                {"type": "Feature", "id": r["id"],
-                 "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
-                 "properties": {k: v for k, v in r.items() if k not in ("lon", "lat")}}
-                for r in records
-            ],
+            "features": [point_feature(r) for r in records],
         }
         return Response(json.dumps(fc, ensure_ascii=False), media_type="application/geo+json")
-    more = offset + limit < total
     return {"total": total, "offset": offset, "items": records,
-            "next": str(request.url.include_query_params(offset=offset + limit, limit=limit)) if more else None}
+            "next": offset_next_link(request, offset, limit, total)}
 
 
 @router.get("/counts", summary="Households, residents and vulnerable members per grid (no personal fields)",
@@ -96,4 +83,4 @@ def counts(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW
             **schemas.DATA, responses=schemas.problems(*schemas.ONE))
 def one(request: Request, session: SessionDep, principal: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLDS)],
         household_id: Annotated[int, PathParam(ge=1, le=2**62)], reason: Reason = None) -> Any:
-    return hh.get_household(session, principal, household_id, ctx=_context(request, principal, reason))
+    return hh.get_household(session, principal, household_id, ctx=request_context(request, principal, reason))

@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from api import schemas
-from api.deps import NoNul, SessionDep, SettingsDep, check_page_limit, request_context
-from api.exports import require_time_zone, saved_upload, table_response
+from api.deps import NoNul, PageOffset, SessionDep, SettingsDep, check_page_limit, request_context
+from api.exports import point_feature, require_time_zone, saved_upload, table_response
 from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
@@ -29,7 +29,6 @@ from gis.spreadsheet import Table
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
 IncidentId = Annotated[int, PathParam(ge=1, le=2**62)]
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 GridCodeQuery = Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")]
 EscalationLevel = Annotated[int | None, Query(ge=1, le=4, description="the grid level now responsible: "
                                               "4 group (on time) … 1 town")]
@@ -124,7 +123,7 @@ def list_incidents(
     escalation_level: EscalationLevel = None,
     flagged: bool | None = None,
     limit: Annotated[int, Query(ge=1)] = 100,
-    offset: Offset = 0,
+    offset: PageOffset = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
 ) -> Response:
     check_page_limit(limit, settings)
@@ -142,9 +141,7 @@ def list_incidents(
     if format == "geojson":
         fc = {"type": "FeatureCollection", **({"numberMatched": total} if page.total_exact else {}),
               "numberReturned": len(rows),
-              "features": [{"type": "Feature", "id": r["id"],
-                            "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
-                            "properties": {k: v for k, v in r.items() if k not in ("lon", "lat")}} for r in rows]}
+              "features": [point_feature(r) for r in rows]}
         return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
     # total_exact False: more than max_exact_incident_count matched; `total` is the planner's
     # estimate.
@@ -205,7 +202,7 @@ def review_queue(
     overdue: bool | None = None,
     escalation_level: EscalationLevel = None,
     limit: Annotated[int, Query(ge=1)] = 100,
-    offset: Offset = 0,
+    offset: PageOffset = 0,
 ) -> JSONResponse:
     check_page_limit(limit, settings)
     page = service.review_queue(

@@ -29,6 +29,7 @@ What it makes (same seed, same bytes, every run):
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -164,6 +165,13 @@ def bench_url(database: str):
     from gis.settings import Settings
 
     return make_url(Settings().require_database_url()).set(database=database)
+
+
+def write_results(path: Path, results: dict) -> None:
+    """A benchmark's figures as JSON (readable Chinese, dates as text) under var/bench/, and where they went."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
+    print(f"written {path}")
 
 
 def recreate_database(url) -> None:

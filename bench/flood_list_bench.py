@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from city import bench_url, build_city, load_database  # noqa: E402
+from city import bench_url, build_city, load_database, write_results  # noqa: E402
 from flood_finder_bench import SEED, flood_extent, household_points  # noqa: E402
 from incident_list_bench import _status_mb, interleaved_ms, reset_peak_rss  # noqa: E402
 
@@ -194,9 +193,7 @@ def main() -> None:
             results["sizes"][size] = per_case
     raw.close()
     engine.dispose()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    print(f"written {RESULTS}")
+    write_results(RESULTS, results)
 
 
 if __name__ == "__main__":

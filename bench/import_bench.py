@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
 import platform
@@ -44,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from city import DEFAULT_CSV, DEFAULT_DB, bench_url  # noqa: E402
+from city import DEFAULT_CSV, DEFAULT_DB, bench_url, write_results  # noqa: E402
 
 RESULTS = ROOT / "var" / "bench" / "import_results.json"
 
@@ -228,9 +227,7 @@ def main() -> None:
     engine.dispose()
     if args.drop:
         drop_database(args.db)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
-    print(f"written {RESULTS}")
+    write_results(RESULTS, results)
 
 
 if __name__ == "__main__":

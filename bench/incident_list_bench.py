@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import statistics
 import sys
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from city import bench_url, build_city, incident_frame, load_database  # noqa: E402
+from city import bench_url, build_city, incident_frame, load_database, write_results  # noqa: E402
 
 RESULTS = ROOT / "var" / "bench" / "incident_list_results.json"
 DB = "wangge_bench_list"
@@ -309,9 +308,7 @@ def main() -> None:
     raw.close()
     pooled.dispose()
     engine.dispose()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    print(f"written {RESULTS}")
+    write_results(RESULTS, results)
 
 
 if __name__ == "__main__":

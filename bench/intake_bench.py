@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from city import DEFAULT_DB, bench_url  # noqa: E402
+from city import DEFAULT_DB, bench_url, write_results  # noqa: E402
 from import_bench import clone_database  # noqa: E402
 
 RESULTS = ROOT / "var" / "bench" / "intake_results.json"
@@ -225,9 +225,7 @@ def main() -> None:
               f"worst p99 {r['p99_ms_worst']:.1f} ms  errors {r['errors']}")
     print(f"RATIO wangge / minimal = {results['ratio']:.2f} (mean of rounds; per round "
           f"{results['ratio_per_round']}; goal >= 0.5, errors 0)")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    print(f"written {RESULTS}")
+    write_results(RESULTS, results)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -62,6 +64,16 @@ def _print_problems(exc: InputError) -> None:
     for p in exc.problems:
         table.add_row(".".join(map(str, p.loc)), p.msg, p.type)
     err.print(table)
+
+
+@contextmanager
+def _exit_on_input_problems(code: int = 1) -> Iterator[None]:
+    """Bad input ends the command: its problems printed as a table, exit status `code`."""
+    try:
+        yield
+    except InputError as exc:
+        _print_problems(exc)
+        raise typer.Exit(code) from None
 
 
 @db_app.command("upgrade")
@@ -143,15 +155,11 @@ def grids_import(
     from gis.settings import get_settings
 
     ctx = Context.cli(f"grids import {file.name}" + (" --dry-run" if dry_run else ""))
-    try:
-        with transaction(_engine()) as session:
-            report = import_grid_file(
-                session, ctx, file, file_name=file.name, source=f"cli:{file.name}", settings=get_settings(),
-                crs=crs, dry_run=dry_run,
-            )
-    except InputError as exc:
-        _print_problems(exc)
-        raise typer.Exit(1) from None
+    with _exit_on_input_problems(), transaction(_engine()) as session:
+        report = import_grid_file(
+            session, ctx, file, file_name=file.name, source=f"cli:{file.name}", settings=get_settings(),
+            crs=crs, dry_run=dry_run,
+        )
     summary = report.as_dict()
     verb = "would write" if dry_run else "wrote"
     console.print(
@@ -193,12 +201,9 @@ def grids_locate(
     from gis.db import transaction
     from gis.grids.locate import locate_points
 
-    try:
+    with _exit_on_input_problems(2):
         system = parse_crs(crs, field=("crs",))
         xs, ys = points_to_wgs84(lon, lat, system, field_prefix=())
-    except InputError as exc:
-        _print_problems(exc)
-        raise typer.Exit(2) from None
     with transaction(_engine()) as session:
         loc = locate_points(session, xs, ys)[0]
     if not loc.inside:
@@ -287,13 +292,9 @@ def users_create(
         err.print(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}")
         raise typer.Exit(2) from None
     password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(12)
-    try:
-        with transaction(_engine()) as session:
-            user = operations.create_user(session, Context.cli(f"users create {username}"), username, password,
-                                          role_value, scope_codes=scope or [], display_name=display_name)
-    except InputError as exc:
-        _print_problems(exc)
-        raise typer.Exit(1) from None
+    with _exit_on_input_problems(), transaction(_engine()) as session:
+        user = operations.create_user(session, Context.cli(f"users create {username}"), username, password,
+                                      role_value, scope_codes=scope or [], display_name=display_name)
     console.print(f"created {user.username} ({user.role}) id={user.id}")
     if not password_stdin:
         console.print(f"password: {password}  (shown once; change it with `wangge users set-password`)")
@@ -321,15 +322,11 @@ def users_set_password(username: str) -> None:
     from gis.db import transaction
 
     password = sys.stdin.readline().rstrip("\n")
-    try:
-        with transaction(_engine()) as session:
-            ctx = Context.cli(f"users set-password {username}")
-            if operations.set_password(session, ctx, username, password) is None:
-                err.print(f"no user {username}")
-                raise typer.Exit(1)
-    except InputError as exc:
-        _print_problems(exc)
-        raise typer.Exit(1) from None
+    with _exit_on_input_problems(), transaction(_engine()) as session:
+        ctx = Context.cli(f"users set-password {username}")
+        if operations.set_password(session, ctx, username, password) is None:
+            err.print(f"no user {username}")
+            raise typer.Exit(1)
     console.print(f"password of {username} changed; their sessions ended")
 
 
@@ -431,7 +428,7 @@ def incidents_import(
     from gis.settings import get_settings
 
     settings = get_settings()
-    try:
+    with _exit_on_input_problems():
         source = open_incident_file(file, max_rows=settings.max_incident_rows_per_file)
         source.chunk_rows = _import_parts(source.estimated_rows)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -451,9 +448,6 @@ def incidents_import(
             )
             for task in (checking, writing):
                 bar.update(task, total=report.rows, completed=report.rows)
-    except InputError as exc:
-        _print_problems(exc)
-        raise typer.Exit(1) from None
     if report.failed:
         table = Table("row", "column", "reason", title=f"{len(report.failed)} rows failed")
         for f in report.failed[:SHOWN_FAILURES]:
@@ -532,14 +526,11 @@ def flood_dem_import(
     from gis.db import transaction
     from gis.flood.extents import import_dem, read_river_file
 
-    try:
+    with _exit_on_input_problems():
         lines = read_river_file(rivers, rivers_crs) if rivers is not None else None
         with transaction(_engine()) as session, console.status("conditioning the DEM ..."):
             out = import_dem(session, file, name=name, rivers=lines, crs=crs,
                              accumulation_threshold_km2=threshold_km2)
-    except InputError as exc:
-        _print_problems(exc)
-        raise typer.Exit(1) from None
     console.print(
         f"DEM {out['name']!r} (id {out['id']}): {out['shape'][0]} x {out['shape'][1]} cells of "
         f"{out['cell_m']:g} m, {out['drainage_cells']} drainage cells, HAND on {out['cells_with_hand']} cells"
@@ -564,23 +555,19 @@ def flood_scenario(
     if (stage is None) == (name is None):
         err.print("give --stage METRES or --name SCENARIO")
         raise typer.Exit(2)
-    try:
-        with transaction(_engine()) as session, console.status("flooding ..."):
-            extent = (
-                named_scenario(session, name) if name is not None
-                else scenario_extent(session, float(stage or 0), mode="pluvial" if pluvial else "fluvial",
-                                     dem_name=dem)
-            )
-            ensure_answer(session, extent)
-            households = session.execute(
-                text("SELECT count(*) FROM household h, flood_extent e WHERE e.id = :id "
-                     "AND ST_Intersects(e.geom, h.geom)"), {"id": extent.id}
-            ).scalar_one()
-            if out is not None:
-                out.write_text(json.dumps(extent_feature_collection(session, extent), ensure_ascii=False))
-    except InputError as exc:
-        _print_problems(exc)
-        raise typer.Exit(1) from None
+    with _exit_on_input_problems(), transaction(_engine()) as session, console.status("flooding ..."):
+        extent = (
+            named_scenario(session, name) if name is not None
+            else scenario_extent(session, float(stage or 0), mode="pluvial" if pluvial else "fluvial",
+                                 dem_name=dem)
+        )
+        ensure_answer(session, extent)
+        households = session.execute(
+            text("SELECT count(*) FROM household h, flood_extent e WHERE e.id = :id "
+                 "AND ST_Intersects(e.geom, h.geom)"), {"id": extent.id}
+        ).scalar_one()
+        if out is not None:
+            out.write_text(json.dumps(extent_feature_collection(session, extent), ensure_ascii=False))
     console.print(
         f"extent {extent.id} {extent.name!r}: {extent.mode} stage {extent.stage_m:g} m, "
         f"{extent.area_m2 / 1e6:.3f} km², {households} households inside"
@@ -597,13 +584,10 @@ def flood_extent_import(
     from gis.db import transaction
     from gis.flood.extents import read_extent_file, save_extent
 
-    try:
+    with _exit_on_input_problems():
         geom = read_extent_file(file, crs=crs)
         with transaction(_engine()) as session:
             extent = save_extent(session, geom, "upload", name or file.stem, input_crs=crs)
-    except InputError as exc:
-        _print_problems(exc)
-        raise typer.Exit(1) from None
     console.print(f"extent {extent.id} {extent.name!r}: {len(extent.geom.geoms)} parts, {extent.area_m2 / 1e6:.3f} km²")
 
 
@@ -639,14 +623,10 @@ def flood_households(
     from gis.db import transaction
     from gis.flood import labels as L
 
-    try:
-        with transaction(_engine()) as session, console.status("finding households ..."):
-            result = _flood_find(session, extent, scenario, buffer_m, grid_code, "flood_households",
-                                 "table" if csv is None else csv.suffix.lstrip(".").lower() or "csv",
-                                 "flood households", limit=limit, offset=offset)
-    except InputError as exc:
-        _print_problems(exc)
-        raise typer.Exit(1) from None
+    with _exit_on_input_problems(), transaction(_engine()) as session, console.status("finding households ..."):
+        result = _flood_find(session, extent, scenario, buffer_m, grid_code, "flood_households",
+                             "table" if csv is None else csv.suffix.lstrip(".").lower() or "csv",
+                             "flood households", limit=limit, offset=offset)
     t = result.totals
     table = Table("序号", "户号", "户主", "人数", "老/幼/残/孕/卧床", "水深m", "楼层", "网格", "网格员", "安置点",
                   title=f"{result.extent['name']}: {t['households']} 户 {t['residents']} 人")
@@ -684,14 +664,10 @@ def flood_checklist(
     from gis.db import transaction
     from gis.flood.checklist import checklist_html, checklist_pdf
 
-    try:
-        with transaction(_engine()) as session, console.status("finding households ..."):
-            result = _flood_find(session, extent, scenario, buffer_m, grid_code, "flood_checklist",
-                                 out.suffix.lstrip(".").lower() or "html", "flood checklist")
-            sample = dataset_info(session, "sample_town")
-    except InputError as exc:
-        _print_problems(exc)
-        raise typer.Exit(1) from None
+    with _exit_on_input_problems(), transaction(_engine()) as session, console.status("finding households ..."):
+        result = _flood_find(session, extent, scenario, buffer_m, grid_code, "flood_checklist",
+                             out.suffix.lstrip(".").lower() or "html", "flood checklist")
+        sample = dataset_info(session, "sample_town")
     html = checklist_html(result.items, result.extent, synthetic_notice=sample.get("notice") if sample else None)
     if out.suffix.lower() == ".pdf":
         out.write_bytes(checklist_pdf(html))
@@ -710,14 +686,10 @@ def flood_risk_cmd(
     from gis.flood.extents import scenario_extent
     from gis.flood.risk import flood_risk, parse_stages
 
-    try:
-        with transaction(_engine()) as session, console.status("flooding each stage ..."):
-            # The CLI is a trusted caller: a stage of the allowed set not stored yet is computed.
-            out = flood_risk(session, level=level, stages=parse_stages(stages),
-                             extent_for_stage=scenario_extent)
-    except InputError as exc:
-        _print_problems(exc)
-        raise typer.Exit(1) from None
+    with _exit_on_input_problems(), transaction(_engine()) as session, console.status("flooding each stage ..."):
+        # The CLI is a trusted caller: a stage of the allowed set not stored yet is computed.
+        out = flood_risk(session, level=level, stages=parse_stages(stages),
+                         extent_for_stage=scenario_extent)
     keys = [f"{s:g}" for s in out["stages"]]
     table = Table("code", "name", "risk", *[f"{k} m 户/人" for k in keys])
     for g in out["grids"]:

@@ -69,6 +69,12 @@ def _tolerance_note(width: float, tol_m: float) -> str:
     )
 
 
+def _sliver_detail(area: float, width: float, tol_m: float, lon: float, lat: float, **about: object) -> dict[str, Any]:
+    """A sliver problem's detail: its size against the tolerance, what it concerns, and where it is."""
+    return {"area_m2": round(area, 1), "width_m": round(width, 3), "tolerance_m": tol_m, **about,
+            "lon": lon, "lat": lat}
+
+
 def _text(v: object) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return ""
@@ -286,14 +292,7 @@ def _outside_parent(g: _Grids, m: _Metric, parent_of: list[int | None], tol: flo
                 f"{_fmt_area(area)} m² of grid {g.codes[i]} lies outside its parent "
                 f"{g.codes[j]} ({_tolerance_note(width, tol_m)})",
                 "outside_parent",
-                {
-                    "area_m2": round(area, 1),
-                    "width_m": round(width, 3),
-                    "tolerance_m": tol_m,
-                    "other_code": g.codes[j],
-                    "lon": lon,
-                    "lat": lat,
-                },
+                _sliver_detail(area, width, tol_m, lon, lat, other_code=g.codes[j]),
             )
         )
     return problems
@@ -335,14 +334,7 @@ def _overlaps(g: _Grids, m: _Metric, tol: float, tol_m: float) -> list[Problem]:
                 f"grid {g.codes[at]} overlaps its sibling {g.codes[other]} by "
                 f"{_fmt_area(area)} m² ({_tolerance_note(width, tol_m)})",
                 "overlap",
-                {
-                    "area_m2": round(area, 1),
-                    "width_m": round(width, 3),
-                    "tolerance_m": tol_m,
-                    "other_code": g.codes[other],
-                    "lon": lon,
-                    "lat": lat,
-                },
+                _sliver_detail(area, width, tol_m, lon, lat, other_code=g.codes[other]),
             )
         )
     return problems
@@ -402,15 +394,7 @@ def _gaps(
                 loc,
                 msg,
                 "gap",
-                {
-                    "area_m2": round(area, 1),
-                    "width_m": round(width, 3),
-                    "tolerance_m": tol_m,
-                    "parent_code": g.codes[p],
-                    "pieces": pieces,
-                    "lon": lon,
-                    "lat": lat,
-                },
+                _sliver_detail(area, width, tol_m, lon, lat, parent_code=g.codes[p], pieces=pieces),
             )
         )
     return problems
