@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -26,9 +26,7 @@ from shapely.geometry.base import BaseGeometry
 
 from gis.crs import CoordSystem, from_pyproj, parse_crs, transform_geometry
 from gis.errors import InputError, Problem
-
-if TYPE_CHECKING:
-    from gis.settings import Settings
+from gis.settings import Settings
 
 # The title of a problem with a file as read; a reader of one kind of file (grids) may give its own.
 FILE_TITLE = "Cannot read the file"
@@ -46,15 +44,19 @@ _RATIO_MIN_BYTES = 1 << 20
 _COPY_CHUNK = 1 << 20
 
 
+_SETTING_DEFAULTS = Settings.model_fields
+
+
 @dataclass(frozen=True)
 class ReadLimits:
     """Bounds on what an upload may cost to read."""
 
-    max_file_bytes: int = 50 * 1024 * 1024
-    max_features: int = 10_000
-    max_vertices_per_geometry: int = 100_000
-    max_zip_entries: int = 100
-    max_unzipped_bytes: int = 200 * 1024 * 1024
+    # The defaults are the service's configured defaults (gis.settings), declared there once.
+    max_file_bytes: int = _SETTING_DEFAULTS["max_upload_bytes"].default
+    max_features: int = _SETTING_DEFAULTS["max_features_per_file"].default
+    max_vertices_per_geometry: int = _SETTING_DEFAULTS["max_vertices_per_geometry"].default
+    max_zip_entries: int = _SETTING_DEFAULTS["max_zip_entries"].default
+    max_unzipped_bytes: int = _SETTING_DEFAULTS["max_unzipped_bytes"].default
     max_compression_ratio: float = 200.0
 
     @classmethod
