@@ -261,15 +261,6 @@ def audit_export(
     console.print(f"{written} audit rows -> {out}{more}")
 
 
-def _cli_actor() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "cli"
-
-
 @users_app.command("create")
 def users_create(
     username: str,
@@ -358,9 +349,9 @@ def sample_demo_accounts() -> None:
 
     from sqlalchemy import text
 
-    from gis import audit
     from gis.auth import accounts
     from gis.auth.roles import ROLE_NAMES_ZH, Role
+    from gis.context import Context
     from gis.dataset_info import dataset_info
     from gis.db import transaction
 
@@ -380,6 +371,7 @@ def sample_demo_accounts() -> None:
             err.print("no village with group grids is stored: demo accounts need one to serve")
             raise typer.Exit(1)
         scopes = {Role.GRID_STAFF: [group], Role.SUPERVISOR: [group[:12] + "000"]}
+        ctx = Context.cli("sample demo-accounts")
         table = Table("role", "角色", "username", "password", "scope", title="demo accounts (sample town only)")
         for role in Role:
             username = f"demo_{role.value}"
@@ -391,8 +383,8 @@ def sample_demo_accounts() -> None:
             else:
                 user = accounts.update_user(session, user.id, password=password, role=role,
                                             scope_codes=scopes.get(role, []), active=True)
-            audit.record(session, None, "update", resource="user", resource_ids=[user.id], actor=_cli_actor(),
-                         detail={"demo_account": True, "changed": ["password(reset)"]})
+            ctx.audit(session, "update", resource="user", resource_ids=[user.id],
+                      detail={"demo_account": True, "changed": ["password(reset)"]})
             table.add_row(role.value, ROLE_NAMES_ZH[role], username, password, " ".join(user.scope_codes))
     console.print(table)
 
