@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api import schemas
-from api.deps import NoNul, PageOffset, SessionDep, SettingsDep, check_page_limit, request_context
+from api.deps import PageOffset, Reason, SessionDep, SettingsDep, check_page_limit, request_context
 from api.exports import offset_next_link, point_feature, table_response
 from api.security import requires
 from gis.auth.principal import Principal
@@ -24,7 +24,6 @@ ExtentId = Annotated[int | None, Query(ge=1, le=2**62, description="a stored flo
 Scenario = Annotated[str | None, Query(max_length=40, pattern=r"^[0-9A-Za-z._\-]+$",
                                        description="a named scenario (e.g. 2023-09-23) or a stage in m (e.g. 1.5)")]
 BufferM = Annotated[float, Query(ge=0, le=5000, description="also houses within this many metres of the extent")]
-Reason = Annotated[str | None, Query(max_length=500, description="why you need this (kept in the audit log)"), NoNul]
 GridFilter = Annotated[str | None, Query(pattern=r"^\d{15}$", description="only households of this grid (any level)")]
 
 # A checklist is printed per grid member; past this size ask for one village or group at a time.

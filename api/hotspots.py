@@ -11,15 +11,15 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api import schemas
-from api.deps import SessionDep, SettingsDep
+from api.deps import Reason, SessionDep, SettingsDep, request_context
 from api.exports import require_time_zone, table_response
-from api.incidents import _audit_reporter
 from api.security import require_page, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.errors import InputError, Problem
 from gis.hotspots import service
 from gis.hotspots.local_indicators import DEFAULT_PERMUTATIONS, DEFAULT_SEED
+from gis.incidents import service as incident_service
 from maps import labels
 
 router = APIRouter(tags=["hotspots"])
@@ -136,12 +136,12 @@ def unit_incidents(
     principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
     query: QueryDep,
     unit_id: Annotated[str, PathParam(pattern=r"^(\d{15}|h\d{2,4}_-?\d{1,7}_-?\d{1,7})$")],
-    reason: Annotated[str | None, Query(max_length=500)] = None,
+    reason: Reason = None,
 ) -> Response:
     rows, total = service.unit_incident_records(
         session, principal, query, unit_id, settings.max_features_per_page
     )
-    _audit_reporter(session, principal, request, rows, reason)
+    incident_service.record_reporter_reads(session, request_context(request, principal, reason), rows)
     return JSONResponse(
         json.loads(json.dumps({"unit_id": unit_id, "total": total, "items": rows}, default=str))
     )

@@ -10,7 +10,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from api import schemas
-from api.deps import NoNul, PageOffset, SessionDep, SettingsDep, check_page_limit, request_context
+from api.deps import PageOffset, Reason, SessionDep, SettingsDep, check_page_limit, request_context
 from api.exports import offset_next_link, point_feature, table_response
 from api.grids import parse_bbox
 from api.security import requires
@@ -21,7 +21,6 @@ from gis.spreadsheet import PERSONAL, Table
 
 router = APIRouter(prefix="/households", tags=["households"])
 
-Reason = Annotated[str | None, Query(max_length=500, description="why you need this (kept in the audit log)"), NoNul]
 
 # Chinese column headers of the CSV export (UTF-8 with BOM so Excel shows them).
 CSV_HEADERS = {
@@ -31,12 +30,6 @@ CSV_HEADERS = {
     "grid_name": "网格", "lon": "经度", "lat": "纬度", "personal_fields": "个人信息",
 }
 EXPORT = Table(CSV_HEADERS, labels={"personal_fields": PERSONAL})
-
-
-def _audit_read(session: Any, principal: Principal, request: Request, records: list[dict[str, Any]],
-                reason: str | None, fmt: str) -> None:
-    """The household answer's audit row, for routes outside this module (the household map)."""
-    hh.audit_read(session, request_context(request, principal, reason), records, fmt)
 
 
 @router.get("", summary="Households you may see (JSON, GeoJSON or CSV)", response_model=schemas.HouseholdPage,

@@ -10,7 +10,6 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Upload
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from api import schemas
 from api.deps import NoNul, PageOffset, SessionDep, SettingsDep, check_page_limit, request_context
@@ -71,14 +70,6 @@ class IncidentIn(BaseModel):
 class TransitionIn(BaseModel):
     action: Action
     note: Annotated[str | None, NoNul] = Field(default=None, max_length=5000)
-
-
-def _audit_reporter(session: Session, principal: Principal, request: Request, records: list[dict[str, Any]],
-                    reason: str | None = None) -> None:
-    """Kept for the hot-spot and map routes, which list incidents themselves: the reporter fields
-    shown unmasked, audited by the incident rule (service.record_reporter_reads)."""
-    ctx = request_context(request, principal).with_reason(reason)
-    service.record_reporter_reads(session, ctx, records)
 
 
 def next_link(request: Request, offset: int, limit: int, shown: int, total: int) -> str | None:

@@ -14,10 +14,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import Reason, SessionDep, SettingsDep, request_context
 from api.exports import require_time_zone
-from api.households import Reason, _audit_read
-from api.incidents import _audit_reporter
 from api.security import require_page
 from gis import households as hh
 from gis.auth.principal import Principal
@@ -231,9 +229,9 @@ def household_map(
 
     focus, query_code = _household_focus(principal, grid_code, town.parents)
     records, total = hh.list_households(
-        session, principal, grid_code=query_code, limit=settings.max_features_per_page
+        session, principal, grid_code=query_code, limit=settings.max_features_per_page,
+        ctx=request_context(request, principal, reason), fmt="map",
     )
-    _audit_read(session, principal, request, records, reason, "map")
 
     if focus is None:
         # Emergency teams: outline the group grids their households are in.
@@ -292,9 +290,9 @@ def incident_map(
         "overdue": overdue,
     }
     records, total = incidents.list_incidents(
-        session, principal, grid_code=query_code, limit=settings.max_features_per_page, **filters
+        session, request_context(request, principal, reason), grid_code=query_code,
+        limit=settings.max_features_per_page, **filters,
     )
-    _audit_reporter(session, principal, request, records, reason)
 
     # Group grids outline one village or grid well; under a whole area or the town there are
     # hundreds of them, heavier than the incidents they frame.

@@ -725,3 +725,26 @@ def test_found_by_fuzzing(found_client, method, path, kwargs, loc):
     assert resp.status_code == 422, resp.text[:300]
     assert problem_json_issue(resp) is None, resp.text[:300]
     assert loc in [e["loc"] for e in resp.json()["errors"]], resp.text[:500]
+
+
+def _reason_operations() -> list[tuple[str, str]]:
+    """Every operation that takes the audit log's `reason` query parameter, from the OpenAPI document."""
+    from api.main import create_app
+
+    doc = create_app().openapi()
+    return sorted(
+        (method.upper(), path)
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
+        if any(p["in"] == "query" and p["name"] == "reason" for p in op.get("parameters", []))
+    )
+
+
+@pytest.mark.parametrize(("method", "path"), _reason_operations(), ids=lambda v: str(v))
+def test_every_reason_parameter_refuses_nul(found_client, method, path):
+    """The `reason` kept in the audit log is one declared parameter (api.deps.Reason) on every route
+    that takes it: NUL, which PostgreSQL text cannot hold, is a 422 naming it, never a 5xx."""
+    concrete = path.replace("{household_id}", "1").replace("{unit_id}", "411421100201000")
+    resp = found_client.request(method, concrete, params={"reason": "a\x00b"})
+    assert resp.status_code == 422, (path, resp.text[:300])
+    assert ["query", "reason"] in [e["loc"] for e in resp.json()["errors"]], resp.text[:500]
