@@ -16,7 +16,7 @@ from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.errors import InputError, Problem
-from gis.flood import extents
+from gis.flood import dem, extents, stages
 from gis.flood.extent_row import FloodExtent
 from gis.flood.stages import compute_stage
 from gis.geometry_input import polygon_from_geojson
@@ -110,13 +110,13 @@ def scenarios(session: SessionDep, _: Annotated[Principal, requires(Permission.V
     return {
         "named": [
             {"name": s.name, "stage_m": s.stage_m, "mode": s.mode, "title": s.title, "note": s.note}
-            for s in extents.NAMED_SCENARIOS.values()
+            for s in stages.NAMED_SCENARIOS.values()
         ],
         "standard_stages_m": list(STANDARD_STAGES),
-        "stage_step_m": extents.stage_limits()[0],
-        "max_stage_m": extents.stage_limits()[1],
-        "modes": list(extents.MODES),
-        "dems": extents.list_dems(session),
+        "stage_step_m": stages.stage_limits()[0],
+        "max_stage_m": stages.stage_limits()[1],
+        "modes": list(stages.MODES),
+        "dems": dem.list_dems(session),
         "computed": extents.list_extents(session, "model"),
     }
 
@@ -133,7 +133,7 @@ def scenario(
     ],
     mode: Annotated[Literal["fluvial", "pluvial"], Query()] = "fluvial",
 ) -> Any:
-    extent = extents.scenario(session, stage_or_name, mode, stored_only=True)
+    extent = stages.scenario(session, stage_or_name, mode, stored_only=True)
     return extents.extent_feature_collection(session, extent)
 
 

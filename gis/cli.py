@@ -516,7 +516,7 @@ def flood_dem_import(
 ) -> None:
     """Load a DEM: burn the rivers in, fill depressions, D8 routing and HAND (one transaction)."""
     from gis.db import transaction
-    from gis.flood.extents import import_dem, read_river_file
+    from gis.flood.dem import import_dem, read_river_file
 
     with _exit_on_input_problems():
         lines = read_river_file(rivers, rivers_crs) if rivers is not None else None
@@ -542,7 +542,8 @@ def flood_scenario(
 
     from gis.db import transaction
     from gis.flood.answers import ensure_answer
-    from gis.flood.extents import extent_feature_collection, named_scenario, scenario_extent
+    from gis.flood.extents import extent_feature_collection
+    from gis.flood.stages import named_scenario, scenario_extent
 
     if (stage is None) == (name is None):
         err.print("give --stage METRES or --name SCENARIO")
@@ -675,8 +676,8 @@ def flood_risk_cmd(
 ) -> None:
     """Households and people at risk per grid and stage (counts only)."""
     from gis.db import transaction
-    from gis.flood.extents import scenario_extent
     from gis.flood.risk import flood_risk, parse_stages
+    from gis.flood.stages import scenario_extent
 
     with _exit_on_input_problems(), transaction(_engine()) as session, console.status("flooding each stage ..."):
         # The CLI is a trusted caller: a stage of the allowed set not stored yet is computed.

@@ -131,7 +131,7 @@ def load_sample_town(session: Session, town: SampleTown, dem_path: Path | None =
     if dem_path is not None:
         set_dataset_info(session, "dem", {"path": str(dem_path), "synthetic": True})
         # Import the DEM (and its precomputed flood stages) now: a reader must never trigger it.
-        from gis.flood.extents import import_dem
+        from gis.flood.dem import import_dem
 
         counts["flood_stages"] = len(import_dem(session, Path(dem_path), name="sample")["stages_m"])
     return counts

@@ -26,19 +26,21 @@ def fingerprint(workdir: str) -> dict:
     import shapely
     from shapely.geometry import MultiLineString
 
-    from gis.flood import extents, hydrology
+    from gis.flood import dem as flood_dem
+    from gis.flood import hydrology
+    from gis.flood import stages as flood_stages
     from gis.sample_town import generate_sample_town, write_dem
 
     def digest(b: bytes) -> str:
         return hashlib.sha256(b).hexdigest()[:16]
 
     town = generate_sample_town()
-    dem = extents.read_dem(write_dem(town, Path(workdir) / "dem.tif"))
+    dem = flood_dem.read_dem(write_dem(town, Path(workdir) / "dem.tif"))
     rivers = MultiLineString([p for g in town.rivers.geometry for p in shapely.get_parts(g)])
-    cond = extents._condition(dem, rivers, extents.DEFAULT_BURN_DEPTH_M, None)
+    cond = flood_dem._condition(dem, rivers, flood_dem.DEFAULT_BURN_DEPTH_M, None)
     depth = hydrology.fluvial_depth(cond.hand, cond.drain, 3.0)
-    wet_cells = extents._polygonise(np.isfinite(depth), dem.transform)
-    extent = extents._to_wgs84_multipolygon(wet_cells, dem.crs)
+    wet_cells = flood_stages._polygonise(np.isfinite(depth), dem.transform)
+    extent = flood_stages._to_wgs84_multipolygon(wet_cells, dem.crs)
     xy = np.array([[p.x, p.y] for p in town.households.geometry])
     metric = pyproj.CRS.from_wkt(dem.crs.to_wkt())
     tr = pyproj.Transformer.from_crs("EPSG:4326", metric, always_xy=True)
@@ -85,13 +87,13 @@ def _readme_counts() -> tuple[int, int]:
 
 
 def test_the_readme_counts_are_what_the_model_gives(session):
-    from gis.flood import extents
+    from gis.flood import stages as flood_stages
     from gis.flood.finder import flooded_households
 
     named, at_3m = _readme_counts()
-    night_extent = extents.named_scenario(session, "2023-09-23", stored_only=True)
+    night_extent = flood_stages.named_scenario(session, "2023-09-23", stored_only=True)
     night = flooded_households(session, None, night_extent, with_shelters=False, with_members=False)
-    three = flooded_households(session, None, extents.stored_scenario(session, 3.0),
+    three = flooded_households(session, None, flood_stages.stored_scenario(session, 3.0),
                                with_shelters=False, with_members=False)
     assert (len(night.households), len(three.households)) == (named, at_3m)
 

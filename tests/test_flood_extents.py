@@ -16,7 +16,9 @@ from sqlalchemy import text
 
 from gis.crs import wgs84_to_gcj02
 from gis.errors import InputError, NotFound
+from gis.flood import dem as flood_dem
 from gis.flood import extents
+from gis.flood import stages as flood_stages
 from gis.sample_town import FLOODPLAIN_HOUSEHOLDS, LOW_LYING_VILLAGES
 from tests.conftest import make_client
 
@@ -37,7 +39,7 @@ def households_in(session, extent_id: int) -> dict[int, str]:
 
 
 def test_the_night_of_2023_09_23_floods_47_households_in_the_four_low_lying_villages(session):
-    extent = extents.named_scenario(session, "2023-09-23")
+    extent = flood_stages.named_scenario(session, "2023-09-23")
     assert extent.source == "model" and extent.mode == "fluvial" and extent.name == "2023-09-23"
     found = households_in(session, extent.id)
     assert abs(len(found) - FLOODPLAIN_HOUSEHOLDS) <= 3
@@ -55,7 +57,7 @@ def test_higher_stages_reach_further_in_a_plausible_order(session):
     found = {}
     area = {}
     for stage in stages:
-        extent = extents.scenario_extent(session, stage)
+        extent = flood_stages.scenario_extent(session, stage)
         assert extent.stage_m == stage
         found[stage] = households_in(session, extent.id)
         area[stage] = extent.area_m2
@@ -72,8 +74,8 @@ def test_higher_stages_reach_further_in_a_plausible_order(session):
 
 
 def test_a_scenario_is_computed_once_then_reused_with_its_depth_classes(session):
-    first = extents.scenario_extent(session, 2.5)
-    again = extents.scenario_extent(session, 2.5000001)  # the same centimetre
+    first = flood_stages.scenario_extent(session, 2.5)
+    again = flood_stages.scenario_extent(session, 2.5000001)  # the same centimetre
     assert again.id == first.id
     assert session.execute(
         text("SELECT count(*) FROM flood_extent WHERE source = 'model' AND stage_m = 2.5")
@@ -96,7 +98,7 @@ def test_a_scenario_is_computed_once_then_reused_with_its_depth_classes(session)
 
 
 def test_depth_at_is_nan_where_dry_and_off_the_dem(session):
-    extent = extents.scenario_extent(session, 3.0)
+    extent = flood_stages.scenario_extent(session, 3.0)
     inside = extent.geom.geoms[0].representative_point()
     far = (100.0, 20.0)
     town = session.execute(
@@ -108,10 +110,10 @@ def test_depth_at_is_nan_where_dry_and_off_the_dem(session):
 
 
 def test_pluvial_mode_ponds_water_away_from_the_channel(session):
-    pond = extents.scenario_extent(session, 0.5, mode="pluvial")
-    river = extents.scenario_extent(session, 0.5)
+    pond = flood_stages.scenario_extent(session, 0.5, mode="pluvial")
+    river = flood_stages.scenario_extent(session, 0.5)
     assert pond.id != river.id and pond.mode == "pluvial" and pond.area_m2 > 0
-    deeper = extents.scenario_extent(session, 1.0, mode="pluvial")
+    deeper = flood_stages.scenario_extent(session, 1.0, mode="pluvial")
     assert deeper.area_m2 >= pond.area_m2
     rivers = session.execute(text("SELECT ST_Union(geom) FROM river")).scalar_one()
     touching = session.execute(
@@ -123,14 +125,14 @@ def test_pluvial_mode_ponds_water_away_from_the_channel(session):
 def test_bad_stages_and_names_are_named_errors(session):
     for stage in (0, -1, 0.004, float("nan"), 1e6, "deep"):
         with pytest.raises(InputError) as info:
-            extents.scenario_extent(session, stage)
+            flood_stages.scenario_extent(session, stage)
         assert info.value.problems[0].loc == ("stage_m",)
     with pytest.raises(InputError):
-        extents.scenario_extent(session, 1.0, mode="tidal")
+        flood_stages.scenario_extent(session, 1.0, mode="tidal")
     with pytest.raises(NotFound):
-        extents.named_scenario(session, "1998-08-01")
+        flood_stages.named_scenario(session, "1998-08-01")
     with pytest.raises(NotFound):
-        extents.scenario_extent(session, 1.0, dem_name="no such dem")
+        flood_stages.scenario_extent(session, 1.0, dem_name="no such dem")
 
 
 def test_a_dem_in_another_crs_gives_the_same_flood(session, sample_town, tmp_path):
@@ -152,9 +154,9 @@ def test_a_dem_in_another_crs_gives_the_same_flood(session, sample_town, tmp_pat
                            crs="EPSG:32649", transform=t, nodata=-9999.0) as dst:
             dst.write(out, 1)
     assert (out == -9999.0).any()  # the rotated grid has no-data corners
-    info = extents.import_dem(session, utm_path, name="utm")
+    info = flood_dem.import_dem(session, utm_path, name="utm")
     assert info["shape"] == [h, w]
-    extent = extents.scenario_extent(session, 2.0, dem_name="utm")
+    extent = flood_stages.scenario_extent(session, 2.0, dem_name="utm")
     found = households_in(session, extent.id)
     assert abs(len(found) - FLOODPLAIN_HOUSEHOLDS) <= 3
     assert set(found.values()) == set(LOW_LYING_VILLAGES)
@@ -333,15 +335,15 @@ def test_a_dem_away_from_the_stored_rivers_drains_by_upstream_area(session, tmp_
     with rasterio.open(path, "w", driver="GTiff", dtype="float32", width=dem.shape[1], height=dem.shape[0],
                        count=1, crs="EPSG:32649", transform=transform) as dst:
         dst.write(dem, 1)
-    info = extents.import_dem(session, path, name="elsewhere", accumulation_threshold_km2=None)
+    info = flood_dem.import_dem(session, path, name="elsewhere", accumulation_threshold_km2=None)
     assert info["drainage_cells"] > 20  # the lower channel, found from 1 km² of upstream area
     row = session.execute(
         text("SELECT rivers IS NULL, accumulation_threshold_km2 FROM flood_dem WHERE name = 'elsewhere'")
     ).one()
     assert row[0] is True and row[1] == 1.0
-    extent = extents.scenario_extent(session, 1.0, dem_name="elsewhere")
+    extent = flood_stages.scenario_extent(session, 1.0, dem_name="elsewhere")
     assert extent.area_m2 > 0 and extent.depth_at is not None
     # Re-importing the same file under the same name keeps the DEM and its cached extents.
-    again = extents.import_dem(session, path, name="elsewhere")
+    again = flood_dem.import_dem(session, path, name="elsewhere")
     assert again["id"] == info["id"] and again["digest"] == info["digest"]
-    assert extents.scenario_extent(session, 1.0, dem_name="elsewhere").id == extent.id
+    assert flood_stages.scenario_extent(session, 1.0, dem_name="elsewhere").id == extent.id

@@ -17,7 +17,7 @@ from gis.flood import finder, priority
 
 @dataclass
 class Extent:
-    """A stand-in flood extent with the interface of gis.flood.extents.FloodExtent."""
+    """A stand-in flood extent with the interface of gis.flood.extent_row.FloodExtent."""
 
     geom: MultiPolygon
     depth_at: object = None

@@ -128,7 +128,7 @@ def test_a_stage_is_computed_only_by_an_allowed_role_then_read(db):
 
 
 def test_one_stage_limit_for_every_entry_point(db):
-    from gis.flood.extents import stage_limits
+    from gis.flood.stages import stage_limits
 
     step, top = stage_limits()
     over, at_top = f"{top + step:g}", f"{top:g}"

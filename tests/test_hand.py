@@ -11,7 +11,8 @@ from affine import Affine
 from shapely.geometry import LineString, MultiLineString
 
 from gis.errors import InputError
-from gis.flood import extents, hydrology
+from gis.flood import dem as flood_dem
+from gis.flood import hydrology
 
 CELL = 10.0
 
@@ -267,12 +268,12 @@ def test_read_dem_handles_declared_nodata_and_degrees(tmp_path):
     dem, _, transform, _ = v_valley()
     holey = dem.copy()
     holey[5:8, 5:8] = -32768.0
-    d = extents.read_dem(_write_tif(tmp_path / "utm.tif", holey, transform, "EPSG:32649", nodata=-32768.0))
+    d = flood_dem.read_dem(_write_tif(tmp_path / "utm.tif", holey, transform, "EPSG:32649", nodata=-32768.0))
     assert np.isnan(d.data[5:8, 5:8]).all() and np.isfinite(d.data).sum() == dem.size - 9
     assert d.crs.to_epsg() == 32649 and d.transform.a == CELL
     # The same valley in degrees comes back on a metric grid of about the same cell size.
     geo = Affine(0.0001, 0, 111.9, 0, -0.0001, 32.9)
-    g = extents.read_dem(_write_tif(tmp_path / "deg.tif", dem, geo, "EPSG:4326"))
+    g = flood_dem.read_dem(_write_tif(tmp_path / "deg.tif", dem, geo, "EPSG:4326"))
     assert g.crs.is_projected
     assert 8.0 < g.transform.a < 12.0 and abs(g.transform.a) == abs(g.transform.e)
     assert float(dem.min()) - 1e-3 <= np.nanmin(g.data) < float(dem.min()) + 0.37
@@ -298,14 +299,14 @@ def test_unusable_dem_files_are_input_errors(tmp_path, content, crs, expected):
     else:
         _write_tif(path, dem, transform, None)
     with pytest.raises(InputError) as info:
-        extents.read_dem(path, crs=crs)
+        flood_dem.read_dem(path, crs=crs)
     assert info.value.problems[0].type == expected
 
 
 def test_rivers_that_miss_the_dem_are_refused(tmp_path):
     dem, _, transform, _ = v_valley()
-    d = extents.read_dem(_write_tif(tmp_path / "v.tif", dem, transform, "EPSG:32649"))
+    d = flood_dem.read_dem(_write_tif(tmp_path / "v.tif", dem, transform, "EPSG:32649"))
     far = MultiLineString([[(100.0, 10.0), (100.1, 10.1)]])
     with pytest.raises(InputError) as info:
-        extents._condition(d, far, 10.0, None)
+        flood_dem._condition(d, far, 10.0, None)
     assert info.value.problems[0].loc == ("rivers",)

@@ -358,6 +358,7 @@ def test_models_drop_no_field_and_change_no_value(
     from gis.auth import accounts as users
     from gis.db import make_sessionmaker
     from gis.flood import answers, extents, finder
+    from gis.flood import dem as flood_dem
     from gis.flood.risk import flood_risk, parse_stages
     from gis.incidents.grid_stats import grid_stats
     from gis.town_summary import town_counts
@@ -385,7 +386,7 @@ def test_models_drop_no_field_and_change_no_value(
         same(admin.get("/emergencies").json(), emergencies.list_emergencies(session))
         same(admin.get("/flood/extents").json(), extents.list_extents(session, None))
         scenarios = admin.get("/flood/scenarios").json()
-        same(scenarios["dems"], extents.list_dems(session))
+        same(scenarios["dems"], flood_dem.list_dems(session))
         same(scenarios["computed"], extents.list_extents(session, "model"))
         same(admin.get("/flood/risk", params={"level": 3}).json(),
              flood_risk(session, level=3, stages=parse_stages(None)))

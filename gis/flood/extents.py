@@ -1,7 +1,7 @@
 """Flood extents uploaded or drawn: read and checked from files, stored, listed and read back.
 
 The DEM import lives in gis/flood/dem.py, the modelled stages in gis/flood/stages.py, the stored
-row in gis/flood/extent_row.py; their names are also importable from here, as callers have used them.
+row in gis/flood/extent_row.py.
 """
 
 from __future__ import annotations
@@ -19,49 +19,9 @@ from sqlalchemy.orm import Session
 from gis.context import Context
 from gis.errors import InputError, NotFound, Problem
 from gis.flood import hydrology
-from gis.flood.dem import (
-    DEFAULT_BURN_DEPTH_M,
-    MAX_DEM_CELLS,
-    METHOD_VERSION,
-    _condition,
-    _dem_by_id,
-    _read_limits,
-    conditioned,
-    import_dem,
-    list_dems,
-    read_dem,
-    read_river_file,
-)
+from gis.flood.dem import _dem_by_id, _read_limits
 from gis.flood.extent_row import _EXTENT_SQL, SOURCES, FloodExtent, _as_multipolygon, _extent, _store_answer
-from gis.flood.stages import (
-    MODES,
-    NAMED_SCENARIOS,
-    NamedScenario,
-    StageNotComputed,
-    _depth_sampler,
-    _polygonise,
-    _to_wgs84_multipolygon,
-    check_stage,
-    computed_stages,
-    depth_raster,
-    named_scenario,
-    precomputed_stages,
-    scenario,
-    scenario_extent,
-    stage_limits,
-    stored_scenario,
-)
-
-# The names callers import from here (this module's own, and those of the DEM import and the
-# modelled stages, which used to live here).
-__all__ = [
-    "DEFAULT_BURN_DEPTH_M", "MAX_DEM_CELLS", "METHOD_VERSION", "MODES", "NAMED_SCENARIOS", "SOURCES",
-    "FloodExtent", "NamedScenario", "StageNotComputed", "_condition", "_polygonise", "_to_wgs84_multipolygon",
-    "check_stage", "computed_stages", "conditioned", "depth_raster", "extent_classes", "extent_feature_collection",
-    "get_extent", "import_dem", "list_dems", "list_extents", "named_scenario", "precomputed_stages", "read_dem",
-    "read_extent_file", "read_river_file", "save_extent", "scenario", "scenario_extent", "stage_limits",
-    "stored_scenario",
-]
+from gis.flood.stages import _depth_sampler
 
 if TYPE_CHECKING:
     from gis.vector_files import ReadLimits

@@ -476,7 +476,7 @@ def resolve_extent(session: Session, extent_id: int | None = None, scenario: str
     """The FloodExtent named by an id (stored extents) or a scenario (a name such as '2023-09-23',
     or a stage in metres such as '1.5'). A modelled stage must be stored already (readers never
     write) unless `compute` (a trusted caller: the CLI) asks to compute a missing one."""
-    from gis.flood import extents
+    from gis.flood import extents, stages
 
     if (extent_id is None) == (scenario is None):
         raise InputError(
@@ -488,6 +488,6 @@ def resolve_extent(session: Session, extent_id: int | None = None, scenario: str
     loc = ("query", "scenario")
     if _STAGE.match(scenario):
         if compute:
-            return extents.scenario_extent(session, extents.check_stage(scenario, "fluvial", loc))
-        return extents.stored_scenario(session, scenario, loc=loc)
-    return extents.named_scenario(session, scenario, stored_only=not compute, loc=loc)
+            return stages.scenario_extent(session, stages.check_stage(scenario, "fluvial", loc))
+        return stages.stored_scenario(session, scenario, loc=loc)
+    return stages.named_scenario(session, scenario, stored_only=not compute, loc=loc)

@@ -27,7 +27,7 @@ COUNTED = ("households", "residents", "elderly", "children", "disabled", "pregna
 
 def parse_stages(value: str | None) -> tuple[float, ...]:
     """1 to 8 comma-separated stages, each in the bounded set of gis.flood.extents."""
-    from gis.flood.extents import check_stage
+    from gis.flood.stages import check_stage
 
     if not value:
         return DEFAULT_STAGES
@@ -73,7 +73,7 @@ def flood_risk(session: Session, level: int = 4, stages: Sequence[float] = DEFAU
     if level not in (1, 2, 3, 4):
         raise InputError(Problem(("query", "level"), "a grid level from 1 (town) to 4 (group)"))
     if extent_for_stage is None:
-        from gis.flood.extents import stored_scenario
+        from gis.flood.stages import stored_scenario
 
         # Stored stages only: a GET must not compute one (StageNotComputed says how to).
         def extent_for_stage(s: Session, stage: float) -> Any:
