@@ -8,8 +8,8 @@ with the Benjamini–Hochberg correction within each month when FDR is on; with 
 where the normal approximation of z is poor: requiring it too (as the whole-window map does)
 breaks a steady monthly cluster into "sporadic" months, so the months use the exact test alone.
 With T months, "90 %" means at least ceil(0.9 T) of the months. The trend is the Mann–Kendall
-test (two-sided, p ≤ `alpha`, with the tie correction of the variance) on the unit's monthly Gi* z-scores: it says whether the
-clustering there has been getting stronger or weaker.
+test (two-sided, p ≤ `alpha`, with the tie correction of the variance) on the unit's monthly Gi*
+z-scores: it says whether the clustering there has been getting stronger or weaker.
 
 The categories, as the standard space-time tools define them (written here in our own words);
 checked in this order, cold ones mirror hot ones with "hot" and "cold" swapped:
