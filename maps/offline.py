@@ -33,6 +33,20 @@ ASSET_PATHS: dict[str, str | None] = {
     "awesome_markers_font_css": "@fortawesome/fontawesome-free/css/all.min.css",
     "awesome_markers_css": "leaflet.awesome-markers/dist/leaflet.awesome-markers.css",
     "awesome_rotate_css": None,
+    # folium.plugins used by the working screens (issue 13).
+    "vectorGrid": "leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js",
+    "markerclusterjs": "leaflet.markercluster/dist/leaflet.markercluster.js",
+    "markerclustercss": "leaflet.markercluster/dist/MarkerCluster.css",
+    "markerclusterdefaultcss": "leaflet.markercluster/dist/MarkerCluster.Default.css",
+    "leaflet_draw_js": "leaflet-draw/dist/leaflet.draw.js",
+    "leaflet_draw_css": "leaflet-draw/dist/leaflet.draw.css",
+    "Control_locate_min_js": "leaflet.locatecontrol/dist/L.Control.Locate.min.js",
+    "Control_locate_min_css": "leaflet.locatecontrol/dist/L.Control.Locate.min.css",
+    "leaflet_geoman_js": "@geoman-io/leaflet-geoman-free/dist/leaflet-geoman.js",
+    "leaflet_geoman_css": "@geoman-io/leaflet-geoman-free/dist/leaflet-geoman.css",
+    "maplibre_gl_js": "maplibre-gl/dist/maplibre-gl.js",
+    "maplibre_gl_css": "maplibre-gl/dist/maplibre-gl.css",
+    "maplibre_gl_leaflet_js": "@maplibre/maplibre-gl-leaflet/leaflet-maplibre-gl.js",
 }
 
 
