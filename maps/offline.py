@@ -110,12 +110,16 @@ def localize(m: Element, prefix: str = DEFAULT_PREFIX) -> Element:
 
 
 _CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'")]+)\1\s*\)""")
+_DATA_URL = re.compile(r"""url\(\s*(['"])data:.*?\1\s*\)""", re.DOTALL)
 
 
 def _css_references(css_path: Path) -> list[Path]:
     """Files a stylesheet loads by relative url(...), e.g. fonts and marker sprites."""
     refs = []
-    for _, ref in _CSS_URL.findall(css_path.read_text(encoding="utf-8", errors="replace")):
+    text = css_path.read_text(encoding="utf-8", errors="replace")
+    # Inline images (url('data:image/svg+xml,...')) hold url(%23id) references of their own.
+    text = _DATA_URL.sub("", text)
+    for _, ref in _CSS_URL.findall(text):
         if ref.startswith(("#", "data:")) or not is_local_url(ref) or ref.startswith("/"):
             continue
         clean = ref.split("#", 1)[0].split("?", 1)[0]
