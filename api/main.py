@@ -69,10 +69,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         households,
         incidents,
         maps,
+        tiles,
     )
 
     for module in (accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
-                   maps):
+                   tiles, maps):
         app.include_router(module.router)
     maps.mount_assets(app)
     docs.install(app, maps.ASSET_PREFIX)
