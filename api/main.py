@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit,
         docs,
         emergencies,
+        events,
         flood,
         flood_extents,
         grids,
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     for module in (accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
-                   maps):
+                   events, maps):
         app.include_router(module.router)
     maps.mount_assets(app)
     docs.install(app, maps.ASSET_PREFIX)
