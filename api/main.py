@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit,
         docs,
         emergencies,
+        events,
         flood,
         flood_extents,
         grids,
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hotspots,
         pages,
         tiles,
+        events,
         maps,
     ):
         app.include_router(module.router)
