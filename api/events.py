@@ -66,8 +66,9 @@ def live_hub(request: Request) -> LiveHub:
     hub: LiveHub | None = getattr(state, "live_hub", None)
     if hub is None:
         settings = state.settings
-        hub = state.live_hub = LiveHub(settings.require_database_url(), LiveSettings(),
-                                       pooled=settings.database_pool_size > 0)
+        # `live_settings` on the app's state replaces the environment's (tests shorten the periods).
+        live = getattr(state, "live_settings", None) or LiveSettings()
+        hub = state.live_hub = LiveHub(settings.require_database_url(), live, pooled=settings.database_pool_size > 0)
     return hub
 
 
