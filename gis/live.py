@@ -66,6 +66,7 @@ class LiveSettings(BaseSettings):
     # Reads run on their own small pool, so live pages never take the API's connections.
     reader_connections: int = 2
     rows_per_read: int = 500
+    lock_timeout_ms: int = 1000
     keep_days: int = 30
 
 
@@ -206,6 +207,22 @@ def prune_changes(session: Session, keep_days: int) -> int:
     return int(getattr(done, "rowcount", 0) or 0)
 
 
+def bulk_load_begins(cur: Any) -> None:
+    """A batch import in bulk mode (gis.incidents.bulk_indexes: the incident tables locked ACCESS
+    EXCLUSIVE until its commit) logs nothing per statement: the insert trigger's transition table
+    copies every row (about a tenth of the import's time at 200,000 rows, bench/live_bench.py).
+    Inside the import's transaction: undone by a rollback, invisible to others (the table is locked)."""
+    cur.execute("ALTER TABLE incident DISABLE TRIGGER incident_change_insert")
+
+
+def bulk_load_ends(cur: Any, created: int) -> None:
+    """The end of a bulk load: the trigger back on, and the whole import logged as ONE `bulk` row."""
+    cur.execute("ALTER TABLE incident ENABLE TRIGGER incident_change_insert")
+    if created:
+        cur.execute("INSERT INTO incident_change (incident_id, kind, count) VALUES (NULL, 'bulk', %s)", (created,))
+        cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+
+
 # --- the hub: one LISTEN per process ------------------------------------------------------------
 
 
@@ -314,11 +331,14 @@ class LiveHub:
 
     def engine(self) -> Engine:
         if self._engine is None:
+            # A read waits at most this long for a lock (a bulk import locks the incident tables until
+            # it commits); it then counts as held back and is tried again shortly.
+            args = {"options": f"-c lock_timeout={int(self.settings.lock_timeout_ms)}"}
             if self.pooled:
                 self._engine = create_engine(self.database_url, pool_size=max(1, self.settings.reader_connections),
-                                             max_overflow=0)
+                                             max_overflow=0, connect_args=args)
             else:
-                self._engine = create_engine(self.database_url, poolclass=NullPool)
+                self._engine = create_engine(self.database_url, poolclass=NullPool, connect_args=args)
         return self._engine
 
     @contextlib.contextmanager
@@ -338,9 +358,14 @@ class LiveHub:
             return await asyncio.to_thread(run)
 
     async def read(self, principal: Principal, filters: IncidentFilter, after: Cursor) -> Changes:
+        from psycopg.errors import LockNotAvailable
+
         def run() -> Changes:
             with self._session() as session:
-                return read_changes(session, principal, filters, after, limit=self.settings.rows_per_read)
+                try:
+                    return read_changes(session, principal, filters, after, limit=self.settings.rows_per_read)
+                except LockNotAvailable:
+                    return Changes(cursor=after, held_back=True)
 
         async with self._reads:
             return await asyncio.to_thread(run)

@@ -481,3 +481,41 @@ def test_live_js_resumes_across_stream_ends_in_chromium(short_server: str, accou
         page.evaluate("window.feed.close()")
         checker.assert_clean()
         context.close()
+
+
+def test_a_bulk_mode_import_is_one_bulk_event_and_one_log_row(open_stream: Any, live_db: Any,
+                                                              places: dict[str, Any], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load large enough for bulk mode (indexes dropped and rebuilt; 50,000 rows and the table's
+    size, made small here) writes ONE change-log row however many parts it has, not one per part."""
+    from sqlalchemy.orm import Session
+
+    from gis.incidents import batch
+
+    eng = create_engine(live_db, poolclass=NullPool)
+    with eng.connect() as c:
+        table_rows = c.execute(text("SELECT count(*) FROM incident")).scalar_one()
+        logged_before = c.execute(text("SELECT count(*) FROM incident_change")).scalar_one()
+    rows = table_rows + 100
+    monkeypatch.setattr(batch, "BULK_MIN_ROWS", 1)
+    path = tmp_path / "bulk.csv"
+    path.write_bytes(_csv([places["A"], places["B"], places["C"]] * (rows // 3 + 1), "live-bulk"))
+    source = batch.open_incident_file(path, max_rows=rows + 10)
+    source.chunk_rows = 2_000   # several parts
+    stream = open_stream("admin")
+    with Session(eng) as session:
+        report_ = batch.import_incidents(session, source, source="test:bulk", crs=None, outside_tolerance_m=200.0,
+                                             chunk_rows=2_000)
+        assert batch.BULK_MIN_ROWS == 1 and report_.created > 2_000
+        session.commit()
+    committed = time.monotonic()
+    event = stream.next()
+    assert event["at"] - committed < WITHIN_S
+    assert event["data"] == {"kind": "bulk", "count": report_.created}
+    assert stream.drain() == []
+    with eng.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM incident_change")).scalar_one() == logged_before + 1
+        enabled = c.execute(text("SELECT tgenabled FROM pg_trigger WHERE tgname = 'incident_change_insert'"))
+        enabled = enabled.scalar_one()
+        assert enabled == "O"   # the trigger is on again for everyone else
+    eng.dispose()
