@@ -14,14 +14,14 @@ can miss a row whose transaction committed after a later-numbered one, so the re
 (`xid < pg_snapshot_xmin(pg_current_snapshot())`), in (xid, id) order, with (xid, id) as its cursor.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-06
 """
 
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
