@@ -47,6 +47,7 @@ class SseReader:
         self.opened = threading.Event()
         self.ended = threading.Event()
         self.response: httpx.Response | None = None
+        self.ready_id: str | None = None
         self.error: BaseException | None = None
         self._client = httpx.Client(base_url=base, headers={**auth(role), **(headers or {})},
                                     timeout=httpx.Timeout(10.0, read=60.0))
@@ -74,7 +75,9 @@ class SseReader:
                         first = False
                         self.opened.set()
                     if line == "":
-                        if "data" in event:
+                        if event.get("event") == "ready":
+                            self.ready_id = event.get("id")
+                        elif "data" in event:
                             self.events.put({"id": event.get("id"), "event": event.get("event"),
                                              "data": json.loads(event["data"]), "at": time.monotonic()})
                         event = {}
@@ -88,7 +91,17 @@ class SseReader:
             self.ended.set()
 
     def next(self, timeout: float = WITHIN_S) -> dict[str, Any]:
-        return self.events.get(timeout=timeout)
+        """The next event; within `timeout` seconds (a late one fails saying how late it was)."""
+        asked = time.monotonic()
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            pass
+        try:
+            late = self.events.get(timeout=20)
+        except queue.Empty:
+            raise AssertionError(f"no event within {timeout} s nor 20 s more; stream: {self.raw[-4:]}") from None
+        raise AssertionError(f"the event came {late['at'] - asked:.2f} s after it was awaited: {late['data']}")
 
     def until(self, pred: Any, timeout: float = WITHIN_S) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Events until one matches `pred`: (that one, all read including it)."""
@@ -293,6 +306,14 @@ def test_a_reconnect_gets_exactly_the_missed_events(open_stream: Any, writer: ht
     four = report(writer, places["A"])
     got = [both.next()] + both.drain()
     assert [(e["data"]["kind"], e["data"]["id"]) for e in got] == [("created", four["id"])]
+    # A stream dropped before its first incident resumes from its start (the `ready` event's id).
+    quiet = open_stream("admin")
+    assert quiet.ready_id
+    quiet.close()
+    five = report(writer, places["B"])
+    resumed = open_stream("admin", headers={"Last-Event-ID": quiet.ready_id})
+    got = [resumed.next()] + resumed.drain()
+    assert [(e["data"]["kind"], e["data"]["id"]) for e in got] == [("created", five["id"])]
 
 
 def _last_id(stream: SseReader) -> str:
@@ -460,7 +481,7 @@ def test_live_js_resumes_across_stream_ends_in_chromium(short_server: str, accou
         with page.expect_navigation():
             page.click("button[type=submit]")
         page.goto(short_server + "/healthz")
-        page.add_script_tag(path=str(ROOT / "maps" / "static" / "live.js"))
+        page.add_script_tag(url="/static/wangge/live.js")   # as pages load it
         page.evaluate("""() => {
             window.got = []; window.states = [];
             window.feed = Wangge.live('/events/incidents', d => window.got.push(d),

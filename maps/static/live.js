@@ -53,6 +53,9 @@
         failures = 0;
         onStatus("open");
       };
+      source.addEventListener("ready", function (e) {
+        if (e.lastEventId) lastId = e.lastEventId;   // where this stream started: resume from here
+      });
       source.addEventListener("incident", function (e) {
         if (e.lastEventId) lastId = e.lastEventId;
         var data;
