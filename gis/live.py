@@ -45,6 +45,7 @@ from gis.incidents.service import FLAGGED_SQL, IncidentFilter
 log = logging.getLogger("wangge.live")
 
 CHANNEL = "wangge_incident_change"
+LISTENER_NAME = "wangge-live-listener"   # the listening connection's application_name
 
 
 class LiveSettings(BaseSettings):
@@ -314,12 +315,16 @@ class LiveHub:
 
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self._conninfo(), autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                        self._conninfo(), autocommit=True, application_name=LISTENER_NAME) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.listening.set()
                     self.wake_all()   # whatever committed while nobody listened is read now
-                    async for _ in conn.notifies():
-                        self.wake_all()
+                    while True:
+                        async for _ in conn.notifies(timeout=self.settings.heartbeat_s):
+                            self.wake_all()
+                        # Quiet for a while: is the connection still there? (A dead one raises.)
+                        await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: the periodic reads cover the gap

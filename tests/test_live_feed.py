@@ -540,3 +540,36 @@ def test_a_bulk_mode_import_is_one_bulk_event_and_one_log_row(open_stream: Any, 
         enabled = enabled.scalar_one()
         assert enabled == "O"   # the trigger is on again for everyone else
     eng.dispose()
+
+
+def test_a_lost_listener_loses_no_event(open_stream: Any, writer: httpx.Client, live_db: Any,
+                                        places: dict[str, Any]) -> None:
+    """The LISTEN connection is killed: the incident written meanwhile still arrives (the periodic
+    read, every 5 s), and the listener comes back."""
+    from gis.live import LISTENER_NAME
+
+    stream = open_stream("admin")
+    eng = create_engine(live_db, poolclass=NullPool)
+    find = text("SELECT pid FROM pg_stat_activity WHERE application_name = :n AND datname = current_database()")
+    with eng.connect() as c:
+        pids = c.execute(find, {"n": LISTENER_NAME}).scalars().all()
+        assert len(pids) == 1   # one listener for the process, however many streams
+        c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pids[0]})
+    incident = report(writer, places["C"])
+    posted = time.monotonic()
+    event, _ = stream.until(lambda e: e["data"].get("id") == incident["id"], timeout=8.0)
+    assert event["at"] - posted < 7.0
+    deadline = time.monotonic() + 10
+    while True:
+        with eng.connect() as c:
+            back = c.execute(find, {"n": LISTENER_NAME}).scalars().all()
+        if back and back != pids or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert back and back != pids
+    eng.dispose()
+    # ... and wakes the streams again: the next intake is prompt.
+    incident = report(writer, places["A"])
+    posted = time.monotonic()
+    event, _ = stream.until(lambda e: e["data"].get("id") == incident["id"])
+    assert event["at"] - posted < WITHIN_S
