@@ -463,24 +463,26 @@ def test_keep_alive_comments_and_a_stream_that_ends(short_server: str) -> None:
         stream.close()
 
 
+@pytest.mark.parametrize("device", ["desktop", "phone"])
 def test_live_js_resumes_across_stream_ends_in_chromium(short_server: str, accounts: dict[str, dict[str, Any]],
-                                                        places: dict[str, Any]) -> None:
-    """The page's wrapper in a real browser: logged in by the form (cookie), events delivered while
-    the server ends the stream every 2 s and EventSource reconnects with Last-Event-ID: each once."""
+                                                        places: dict[str, Any], device: str) -> None:
+    """The page's wrapper in a real browser, on a shell page (logged in by the form: the cookie):
+    events delivered while the server ends the stream every 2 s and EventSource reconnects with
+    Last-Event-ID, each once; after a logout the reconnect is refused and the page says so in Chinese."""
     from tests.browser import OfflinePageChecker, launch_chromium
+    from tests.conftest import DESKTOP, PHONE, screenshot_path
 
     with launch_chromium() as browser, httpx.Client(base_url=short_server, headers=auth("admin"),
                                                     timeout=30.0) as writer:
-        context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+        context = browser.new_context(**(PHONE if device == "phone" else DESKTOP))
         page = context.new_page()
         checker = OfflinePageChecker().attach(page)
-        page.route("**/favicon.ico", lambda route: route.fulfill(status=204))   # /healthz is no page
         page.goto(short_server + "/login", wait_until="networkidle")
         page.fill("#username", accounts["command_center"]["username"])
         page.fill("#password", accounts["command_center"]["password"])
         with page.expect_navigation():
             page.click("button[type=submit]")
-        page.goto(short_server + "/healthz")
+        page.goto(short_server + "/pages/account", wait_until="networkidle")
         page.add_script_tag(url="/static/wangge/live.js")   # as pages load it
         page.evaluate("""() => {
             window.got = []; window.states = [];
@@ -496,11 +498,20 @@ def test_live_js_resumes_across_stream_ends_in_chromium(short_server: str, accou
             assert time.monotonic() - posted < WITHIN_S + 0.5
             page.wait_for_timeout(900)
         page.wait_for_timeout(500)
-        got = page.evaluate("window.got.map(d => d.id)")
-        assert got == ids
+        assert page.evaluate("window.got.map(d => d.id)") == ids
         assert page.evaluate("window.states").count("open") >= 2   # it did reconnect
-        page.evaluate("window.feed.close()")
         checker.assert_clean()
+        # Logged out elsewhere: the next reconnect is refused (401); the banner says so, with a link.
+        page.evaluate("() => Wangge.api('/auth/logout', {method: 'POST'})")
+        banner = page.locator("#wangge-banner")
+        banner.wait_for(state="visible", timeout=8000)
+        assert "登录" in banner.inner_text()
+        assert page.locator("#wangge-banner a[href^='/login']").count() == 1
+        assert page.evaluate("window.states").count("closed") == 1
+        page.screenshot(path=screenshot_path(f"live_feed_logged_out_{device}"))
+        refused = [p for p in checker.problems() if "401" not in p]
+        assert refused == [], refused
+        assert checker.remote_requests == []
         context.close()
 
 

@@ -5,7 +5,7 @@
  * answer such as 401 or 429), this retries with a growing pause, resuming from the last event
  * (?after=). onEvent(data, id) gets each event's parsed JSON (see GET /events/incidents);
  * onStatus(state) hears "open", "reconnecting", "failed" (gave up for now, retrying later) and
- * "closed". Returns {close(), lastEventId()}.
+ * "closed" (by close(), or the login is gone: the shell's banner says so). Returns {close(), lastEventId()}.
  */
 (function () {
   "use strict";
@@ -38,7 +38,9 @@
         timer = window.setTimeout(open, Math.min(30000, 2000 * failures));
       }, function (err) {
         if (err && err.status === 401) {
-          if (W.showError) W.showError(LOGIN_TEXT);
+          onStatus("closed");
+          // The shell's own sentence for a lost login, with its link to log in again.
+          if (W.showError) W.showError(err instanceof W.ApiError ? err : LOGIN_TEXT);
           return;
         }
         timer = window.setTimeout(open, Math.min(30000, 2000 * failures));
