@@ -52,7 +52,8 @@ class LiveIncidentEvent(BaseModel):
 
 
 STREAM_DESCRIPTION = (
-    "A `text/event-stream`: first a `retry:` hint, then for every incident created or changed that the "
+    "A `text/event-stream`: first a `retry:` hint and `event: ready` (its `id` is the start), then for "
+    "every incident created or changed that the "
     "caller may see (the access rule of GET /incidents, and the same filters) an event `id: <cursor>`, "
     "`event: incident`, `data: <LiveIncidentEvent as JSON>`; a comment line every ~15 s keeps it open. "
     "To resume without losing events, reconnect with the last `id` as the `Last-Event-ID` header "
@@ -66,8 +67,9 @@ def live_hub(request: Request) -> LiveHub:
     hub: LiveHub | None = getattr(state, "live_hub", None)
     if hub is None:
         settings = state.settings
-        hub = state.live_hub = LiveHub(settings.require_database_url(), LiveSettings(),
-                                       pooled=settings.database_pool_size > 0)
+        # `live_settings` on the app's state replaces the environment's (tests shorten the periods).
+        live = getattr(state, "live_settings", None) or LiveSettings()
+        hub = state.live_hub = LiveHub(settings.require_database_url(), live, pooled=settings.database_pool_size > 0)
     return hub
 
 
@@ -126,7 +128,8 @@ async def _stream(hub: LiveHub, principal: Principal, filters: IncidentFilter, c
     settings = hub.settings
     try:
         async with hub.subscribe(principal.user_id) as sub:
-            yield f"retry: {settings.retry_ms}\n: {cursor.encode()}\n\n"
+            # The start as an event id: a reconnect before the first incident resumes from here too.
+            yield f"retry: {settings.retry_ms}\nid: {cursor.encode()}\nevent: ready\ndata: {{}}\n\n"
             loop = asyncio.get_running_loop()
             ends = loop.time() + settings.max_stream_s
             beat = time.monotonic() + settings.heartbeat_s

@@ -45,6 +45,7 @@ from gis.incidents.service import FLAGGED_SQL, IncidentFilter
 log = logging.getLogger("wangge.live")
 
 CHANNEL = "wangge_incident_change"
+LISTENER_NAME = "wangge-live-listener"   # the listening connection's application_name
 
 
 class LiveSettings(BaseSettings):
@@ -66,6 +67,7 @@ class LiveSettings(BaseSettings):
     # Reads run on their own small pool, so live pages never take the API's connections.
     reader_connections: int = 2
     rows_per_read: int = 500
+    lock_timeout_ms: int = 1000
     keep_days: int = 30
 
 
@@ -206,6 +208,22 @@ def prune_changes(session: Session, keep_days: int) -> int:
     return int(getattr(done, "rowcount", 0) or 0)
 
 
+def bulk_load_begins(cur: Any) -> None:
+    """A batch import in bulk mode (gis.incidents.bulk_indexes: the incident tables locked ACCESS
+    EXCLUSIVE until its commit) logs nothing per statement: the insert trigger's transition table
+    copies every row (about a tenth of the import's time at 200,000 rows, bench/live_bench.py).
+    Inside the import's transaction: undone by a rollback, invisible to others (the table is locked)."""
+    cur.execute("ALTER TABLE incident DISABLE TRIGGER incident_change_insert")
+
+
+def bulk_load_ends(cur: Any, created: int) -> None:
+    """The end of a bulk load: the trigger back on, and the whole import logged as ONE `bulk` row."""
+    cur.execute("ALTER TABLE incident ENABLE TRIGGER incident_change_insert")
+    if created:
+        cur.execute("INSERT INTO incident_change (incident_id, kind, count) VALUES (NULL, 'bulk', %s)", (created,))
+        cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+
+
 # --- the hub: one LISTEN per process ------------------------------------------------------------
 
 
@@ -297,12 +315,16 @@ class LiveHub:
 
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self._conninfo(), autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                        self._conninfo(), autocommit=True, application_name=LISTENER_NAME) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.listening.set()
                     self.wake_all()   # whatever committed while nobody listened is read now
-                    async for _ in conn.notifies():
-                        self.wake_all()
+                    while True:
+                        async for _ in conn.notifies(timeout=self.settings.heartbeat_s):
+                            self.wake_all()
+                        # Quiet for a while: is the connection still there? (A dead one raises.)
+                        await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: the periodic reads cover the gap
@@ -314,11 +336,14 @@ class LiveHub:
 
     def engine(self) -> Engine:
         if self._engine is None:
+            # A read waits at most this long for a lock (a bulk import locks the incident tables until
+            # it commits); it then counts as held back and is tried again shortly.
+            args = {"options": f"-c lock_timeout={int(self.settings.lock_timeout_ms)}"}
             if self.pooled:
                 self._engine = create_engine(self.database_url, pool_size=max(1, self.settings.reader_connections),
-                                             max_overflow=0)
+                                             max_overflow=0, connect_args=args)
             else:
-                self._engine = create_engine(self.database_url, poolclass=NullPool)
+                self._engine = create_engine(self.database_url, poolclass=NullPool, connect_args=args)
         return self._engine
 
     @contextlib.contextmanager
@@ -338,9 +363,14 @@ class LiveHub:
             return await asyncio.to_thread(run)
 
     async def read(self, principal: Principal, filters: IncidentFilter, after: Cursor) -> Changes:
+        from psycopg.errors import LockNotAvailable
+
         def run() -> Changes:
             with self._session() as session:
-                return read_changes(session, principal, filters, after, limit=self.settings.rows_per_read)
+                try:
+                    return read_changes(session, principal, filters, after, limit=self.settings.rows_per_read)
+                except LockNotAvailable:
+                    return Changes(cursor=after, held_back=True)
 
         async with self._reads:
             return await asyncio.to_thread(run)
