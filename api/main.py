@@ -69,8 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         households,
         incidents,
         maps,
+        mobile_pages,
     )
 
+    app.include_router(mobile_pages.router)   # the phone's pages (/m/...), before the map pages
     for module in (accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
                    maps):
         app.include_router(module.router)
