@@ -109,8 +109,13 @@ REPORT_BODY = """
       placeholder="发生了什么、涉及谁、现在怎样"></textarea></label>
   <label class="m-field">发生时间（北京时间）
     <input type="datetime-local" id="m-occurred" name="occurred_at" required></label>
-  <label class="m-field">照片（可选）
-    <input type="file" id="m-photo" name="photo" accept="image/*" capture="environment"></label>
+  <div class="m-field">照片（可选）
+    <div class="m-photo-row">
+      <label class="m-button" for="m-photo">拍照 / 选照片</label>
+      <span class="m-hint" id="m-photo-name">未选照片</span>
+    </div>
+    <input type="file" class="m-photo-input" id="m-photo" name="photo" accept="image/*" capture="environment">
+  </div>
   <fieldset class="m-field" id="m-where">
     <legend>位置</legend>
     <div class="m-tabs" role="radiogroup" aria-label="位置来源">

@@ -17,9 +17,9 @@
   }
 
   // A tel: link, one tap to call; only digits and + - travel into the URL.
-  function callLink(phone, label) {
+  function callLink(phone) {
     const number = String(phone).replace(/[^0-9+\-]/g, "");
-    return W.el("a", {class: "m-call", href: "tel:" + number}, "📞 " + (label || phone));
+    return W.el("a", {class: "m-call", href: "tel:" + number, "aria-label": "拨打 " + phone}, "拨打 " + phone);
   }
 
   function query(params) {
@@ -45,7 +45,10 @@
     return W.el("div", {class: "m-grid", "data-code": grid.code},
       W.el("h3", {}, grid.name),
       W.el("p", {class: "m-hint"}, path + grid.name + "（" + (N.levels[String(grid.level)] || "") + "，" + grid.code + "）"),
-      W.el("ul", {class: "m-people"}, ...grid.staff.map(staffItem)));
+      W.el("ul", {class: "m-people"}, ...grid.staff.slice(0, 2).map(staffItem)),
+      grid.staff.length > 2 ? W.el("details", {class: "m-people-more"},
+        W.el("summary", {}, "其余 " + (grid.staff.length - 2) + " 人"),
+        W.el("ul", {class: "m-people"}, ...grid.staff.slice(2).map(staffItem))) : "");
   }
 
   const ADVANCE_LABELS = {
@@ -229,6 +232,10 @@
       }, {enableHighAccuracy: true, timeout: 15000, maximumAge: 30000});
     });
 
+    $("m-photo").addEventListener("change", () => {
+      const file = $("m-photo").files[0];
+      $("m-photo-name").textContent = file ? "已选：" + file.name : "未选照片";
+    });
     placeSuggestions($("m-place"), $("m-suggestions"));
 
     form.addEventListener("submit", async (ev) => {
