@@ -70,11 +70,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         maps,
         mobile_pages,
         pages,
+        tiles,
     )
 
-    app.include_router(mobile_pages.router)   # the phone's pages (/m/...), before the map pages
-    for module in (accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
-                   pages, maps):
+    # Page and feature routers before `maps` (its routes are the fallback pages under /maps).
+    for module in (
+        accounts,
+        grids,
+        households,
+        incidents,
+        emergencies,
+        audit,
+        flood_extents,
+        flood,
+        hotspots,
+        pages,
+        tiles,
+        mobile_pages,
+        maps,
+    ):
         app.include_router(module.router)
     maps.mount_assets(app)
     pages.mount_static(app)
