@@ -317,7 +317,10 @@
   // Suggestions as you type: debounced, the latest answer wins, capped by the server.
   function placeSuggestions(input, list) {
     let timer = null, asked = 0;
-    input.addEventListener("input", () => {
+    // A pinyin keyboard sends the letters while a character is being composed: ask when it is chosen.
+    input.addEventListener("compositionend", () => input.dispatchEvent(new Event("input")));
+    input.addEventListener("input", (ev) => {
+      if (ev.isComposing) return;
       clearTimeout(timer);
       delete input.dataset.picked;
       const text = input.value.trim();
@@ -364,7 +367,7 @@
         box.dataset.photo = "failed";
       }
     }
-    box.scrollIntoView();
+    window.scrollTo(0, 0);   // the form is gone: the answer starts at the top, below the bar
     box.dataset.done = "1";
   }
 
