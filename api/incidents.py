@@ -113,6 +113,9 @@ def list_incidents(
     overdue: bool | None = None,
     escalation_level: EscalationLevel = None,
     flagged: bool | None = None,
+    open_only: Annotated[bool, Query(alias="open", description="only those not closed")] = False,
+    order: Annotated[Literal["newest", "deadline"], Query(
+        description="newest first, or a to-do list: overdue first, then by stage deadline")] = "newest",
     limit: Annotated[int, Query(ge=1)] = 100,
     offset: PageOffset = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
@@ -122,8 +125,8 @@ def list_incidents(
     page = service.list_incidents(
         session, request_context(request, principal), grid_code=grid_code, state=state.value if state else None,
         category=category.value if category else None, since=since, until=until, overdue=overdue,
-        escalation_level=escalation_level, flagged=flagged, limit=limit, offset=offset,
-        count_up_to=settings.max_exact_incident_count,
+        escalation_level=escalation_level, flagged=flagged, open_only=open_only, order=order, limit=limit,
+        offset=offset, count_up_to=settings.max_exact_incident_count,
     )
     rows, total = page.items, page.total
     session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)

@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         households,
         incidents,
         maps,
+        mobile_pages,
         pages,
         tiles,
     )
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pages,
         tiles,
         events,
+        mobile_pages,
         maps,
     ):
         app.include_router(module.router)

@@ -191,6 +191,12 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
 
         call("admin", "GET", "/audit", "/audit", params={"limit": 5})
         call("admin", "GET", "/audit", "/audit", params={"limit": 5, "offset": 3, "action": "read_personal"})
+
+        # the phone (api/mobile_pages.py): place suggestions (a house address among them), my grids, my tasks
+        for role in ("admin", "grid_staff"):
+            call(role, "GET", "/places/suggest", "/places/suggest", params={"q": "尹营村一组1"})
+            call(role, "GET", "/me/grids", "/me/grids")
+            call(role, "GET", "/incidents", "/incidents", params={"open": "true", "order": "deadline", "limit": 3})
     finally:
         for c in clients.values():
             c.__exit__(None, None, None)

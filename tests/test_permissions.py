@@ -84,6 +84,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/hotspots"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/hotspots/units/{unit_id}/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/maps/hotspots"): INCIDENT_WORKERS | {"emergency"},
+    # The phone (api/mobile_pages.py): my grid and tasks, the report form and its place suggestions.
+    ("GET", "/m/"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/m/report"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/places/suggest"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/me/grids"): VIEWERS,
     # Vector tiles: each layer as its list.
     ("GET", "/tiles/layers"): VIEWERS,
     ("GET", "/tiles/grids/{z}/{x}/{y}.pbf"): VIEWERS,

@@ -778,6 +778,17 @@ PAGE_SQL = """
     SELECT """ + _COLUMNS + """ FROM page JOIN incident i ON i.id = page.id
     ORDER BY page.occurred_at DESC, page.id DESC"""
 
+# The same page in the order of a to-do list: overdue first, then by deadline. Overdue means past
+# the stored stage deadline (IncidentFilter.overdue), so the deadline's own order puts every
+# overdue incident first, the longest overdue on top; closed ones (no deadline) last.
+PAGE_BY_DEADLINE_SQL = """
+    WITH page AS (
+        SELECT i.id, i.stage_deadline FROM incident i WHERE {cond}
+        ORDER BY i.stage_deadline ASC NULLS LAST, i.id ASC LIMIT :limit OFFSET :offset)
+    SELECT """ + _COLUMNS + """ FROM page JOIN incident i ON i.id = page.id
+    ORDER BY page.stage_deadline ASC NULLS LAST, page.id ASC"""
+PAGE_ORDERS = {"newest": PAGE_SQL, "deadline": PAGE_BY_DEADLINE_SQL}
+
 
 @dataclass
 class IncidentPage:
@@ -798,9 +809,11 @@ def list_incidents(
     offset: int = 0,
     count_up_to: int | None = None,
     now: dt.datetime | None = None,
+    order: str = "newest",
     **criteria: Any,
 ) -> IncidentPage:
-    """One page of the incidents the principal may see, newest first (occurred_at, then id), by
+    """One page of the incidents the principal may see, newest first (occurred_at, then id) or,
+    with `order="deadline"`, overdue first and then by deadline (PAGE_BY_DEADLINE_SQL), by
     `filters` and/or `criteria` (the fields of `IncidentFilter`).
 
     Filtering, order and paging all happen in SQL: a page reads about `offset + limit` index
@@ -815,7 +828,7 @@ def list_incidents(
     chosen = replace(filters or IncidentFilter(), **criteria)
     cond, params = chosen.where(principal, now)
     params.update(limit=limit, offset=offset)
-    rows = driver_rows(session, PAGE_SQL.format(cond=cond), params)
+    rows = driver_rows(session, PAGE_ORDERS[order].format(cond=cond), params)
     items = [_shape(r, principal, now) for r in rows]
     if isinstance(actor, Context):
         record_reporter_reads(session, actor, items)
