@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         emergencies,
         flood,
         flood_extents,
+        flood_pages,
         grids,
         hotspots,
         households,
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     for module in (accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
-                   maps):
+                   flood_pages, maps):
         app.include_router(module.router)
     maps.mount_assets(app)
     docs.install(app, maps.ASSET_PREFIX)
