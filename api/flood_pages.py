@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
+from sqlalchemy import text
 
 from api import schemas
 from api.deps import SessionDep, SettingsDep, check_page_limit
 from api.grids import parse_bbox
-from api.security import requires
+from api.security import require_page, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.flood import finder, layers
@@ -217,3 +218,35 @@ def network(session: SessionDep, _: Annotated[Principal, requires(Permission.VIE
 def places(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_EMERGENCIES)],
            bbox: BboxQuery = None) -> Any:
     return _geojson(layers.places(session, parse_bbox(bbox)))
+
+
+# --- the page -----------------------------------------------------------------------------------
+
+
+@router.get("/maps/flood", response_class=HTMLResponse, include_in_schema=False)
+def flood_page(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Annotated[Principal, Depends(require_page(Permission.VIEW_EMERGENCIES))],
+) -> HTMLResponse:
+    """Pick a scenario or an extent (or upload or draw one), see the water, the households in rescue
+    order, shelters and routes; declare or close the emergency; print the 明白卡."""
+    from api.maps import ASSET_PREFIX, _missing_assets_page
+    from api.pages import page_response, shell_of
+    from maps.flood_map import build_flood_page
+
+    missing = _missing_assets_page()
+    if missing is not None:
+        return missing
+    town = session.execute(text(
+        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e FROM grid "
+        "WHERE level = 1 AND valid_to IS NULL) s")).one()
+    page = build_flood_page(
+        shell_of(request, session, principal),
+        town_bbox=None if town[0] is None else [round(float(v), 6) for v in town],
+        can_declare=principal.can(Permission.MANAGE_EMERGENCIES),
+        can_draw=principal.can(Permission.EDIT_FLOOD_EXTENTS),
+        asset_prefix=ASSET_PREFIX, tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
+    )
+    return page_response(page)

@@ -212,3 +212,205 @@ def test_the_pages_household_rows_are_masked_per_role(api: dict[str, Any], db: A
         assert audit and set(map(int, audit[-1]["resource_ids"])) == set(heads)
     finally:
         api["command_center"].post(f"/emergencies/{em['id']}/close", json={"reason": "演练结束"})
+
+
+# --- the page in a browser ----------------------------------------------------------------------
+
+PAGE = "/maps/flood"
+
+
+@pytest.fixture(scope="module")
+def site(db: Any, accounts: dict[str, Any]) -> Iterator[Any]:
+    """The app on this module's private copy (the page declares emergencies and draws extents)."""
+    from tests.conftest import live_site
+
+    with live_site(db) as served:
+        yield served
+
+
+def _open(open_as: Any, role: str, phone: bool) -> tuple[Any, Any]:
+    page, checker, status = open_as(role, PAGE, phone=phone)
+    assert status == 200
+    page.wait_for_function("document.documentElement.dataset.floodReady === '1'")
+    page.wait_for_function("document.querySelectorAll('#flood-rows tr').length > 0")
+    return page, checker
+
+
+def _list_state(page: Any) -> str:
+    return str(page.evaluate("document.documentElement.dataset.floodList || ''"))
+
+
+VIEWS = [False, True]
+VIEW_IDS = ["desktop", "phone"]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("phone", VIEWS, ids=VIEW_IDS)
+def test_declare_and_close_an_emergency_by_choosing_a_scenario(open_as: Any, db: Any, night: dict[str, Any],
+                                                               accounts: dict[str, Any], phone: bool) -> None:
+    from tests.conftest import screenshot_path
+
+    page, checker = _open(open_as, "command_center", phone)
+    page.select_option("#flood-extent", "scenario:2023-09-23")
+    page.wait_for_function("(document.documentElement.dataset.floodList || '').startsWith('scenario:2023-09-23|')")
+    total = sql(db, "SELECT count(*) FROM flood_answer_household WHERE extent_id = :e AND buffer_m = 0",
+                e=night["id"])[0][0]
+    assert _list_state(page) == f"scenario:2023-09-23|{total}|0"
+    # Before the emergency the command center sees the names masked.
+    heads = page.locator("#flood-rows tr td:nth-child(3)").all_text_contents()
+    assert heads and all(MASKED_NAME.match(h) for h in heads)
+    assert page.is_visible("#flood-mask-note")
+    # The water, the households, the shelters, routes and names are on the map (all fetched by URL).
+    counts = page.evaluate("""() => { const f = window.wanggeFlood; return {
+        water: f.water.getLayers().length, households: f.households.getLayers().length,
+        shelters: f.shelters.getLayers().length, routes: f.routes.getLayers().length,
+        labels: f.labels.getLayers().length, network: f.network.getLayers().length}; }""")
+    assert counts["households"] == total and counts["water"] >= 1 and counts["shelters"] > 0
+    assert counts["routes"] > 0 and counts["labels"] > 0 and counts["network"] > 0
+
+    before = sql(db, "SELECT coalesce(max(id), 0) FROM emergency")[0][0]
+    page.fill("#flood-em-reason", "暴雨预警，河水上涨")
+    dialogs: list[str] = []
+    page.once("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+    page.click("#flood-declare")
+    page.wait_for_selector("#flood-emergencies li.flood-emergency")
+    assert "宣布应急" in dialogs[0]
+    (eid, title, reason, who, same, closed), = sql(
+        db, "SELECT e.id, e.title, e.reason, u.username, ST_Equals(e.extent, f.geom), e.closed_at FROM emergency e "
+            "JOIN app_user u ON u.id = e.declared_by, flood_extent f WHERE e.id > :b AND f.id = :f",
+        b=before, f=night["id"])
+    assert title == "防汛应急：2023年9月23日夜 暴雨内涝（重现）" and reason == "暴雨预警，河水上涨"
+    assert who == accounts["command_center"]["username"] and same and closed is None
+    assert page.text_content("#flood-emergencies").count(title) == 1
+    # Inside the emergency the names are shown.
+    page.wait_for_function("!Array.from(document.querySelectorAll('#flood-rows tr td:nth-child(3)'))"
+                           ".some(td => td.textContent.includes('*'))")
+    assert page.is_hidden("#flood-mask-note")
+    page.screenshot(path=screenshot_path(f"flood-emergency-{'phone' if phone else 'desktop'}"))
+
+    page.once("dialog", lambda d: (dialogs.append(d.message), d.accept("水已退去")))
+    page.click(f"#flood-emergencies button[data-emergency='{eid}']")
+    page.wait_for_selector("#flood-emergencies li.flood-emergency", state="detached")
+    assert "结束应急" in dialogs[1]
+    (closed, close_reason), = sql(db, "SELECT closed_at, close_reason FROM emergency WHERE id = :e", e=eid)
+    assert closed is not None and close_reason == "水已退去"
+    checker.assert_clean()
+
+
+def _map_point(page: Any, lon: float, lat: float) -> tuple[float, float]:
+    x, y = page.evaluate("([lat, lon]) => { const p = Wangge.map.latLngToContainerPoint([lat, lon]); "
+                         "const r = Wangge.map.getContainer().getBoundingClientRect(); "
+                         "return [r.left + p.x, r.top + p.y]; }", [lat, lon])
+    return float(x), float(y)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("phone", VIEWS, ids=VIEW_IDS)
+def test_draw_a_flood_polygon_and_see_the_households_inside(open_as: Any, db: Any, phone: bool) -> None:
+    from tests.conftest import screenshot_path
+
+    page, checker = _open(open_as, "command_center", phone)
+    # A small square around houses in 小岗村 (a few dozen households).
+    (lon, lat), = sql(db, "SELECT ST_X(h.geom), ST_Y(h.geom) FROM household h JOIN grid g ON g.valid_to IS NULL "
+                          "AND g.level = 3 AND g.name = '小岗村' AND ST_Intersects(g.geom, h.geom) "
+                          "ORDER BY h.id LIMIT 1")
+    page.evaluate("([lat, lon]) => Wangge.map.setView([lat, lon], 17, {animate: false})", [lat, lon])
+    page.wait_for_timeout(300)
+    size = page.evaluate("(() => { const s = Wangge.map.getSize(); return [s.x, s.y]; })()")
+    half = min(size) * 0.3
+    cx, cy = _map_point(page, lon, lat)
+    corners = [(cx - half, cy - half), (cx + half, cy - half), (cx + half, cy + half), (cx - half, cy + half)]
+    page.click(".leaflet-draw-draw-polygon")
+    for x, y in corners:
+        page.mouse.click(x, y)
+        page.wait_for_timeout(150)
+    before = sql(db, "SELECT coalesce(max(id), 0) FROM flood_extent")[0][0]
+    page.mouse.click(*corners[0])  # back on the first point: the polygon is done
+    page.wait_for_function("document.getElementById('wangge-banner').textContent.includes('已保存手绘范围')")
+    (eid, inside), = sql(db, "SELECT e.id, (SELECT count(*) FROM household h WHERE ST_Intersects(e.geom, h.geom)) "
+                             "FROM flood_extent e WHERE e.id > :b AND e.source = 'drawn'", b=before)
+    assert inside > 0
+    page.wait_for_function(f"(document.documentElement.dataset.floodList || '').startsWith('extent:{eid}|')")
+    assert _list_state(page) == f"extent:{eid}|{inside}|0"
+    assert page.locator("#flood-rows tr").count() == min(inside, 20)
+    assert f"共 {inside} 户" in page.text_content("#flood-totals")
+    assert page.evaluate("window.wanggeFlood.households.getLayers().length") == inside
+    # The drawn polygon is the square clicked (within a pixel or two).
+    (x0, y0, x1, y1), = sql(db, "SELECT ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) "
+                                "FROM flood_extent WHERE id = :e", e=eid)
+    tl = page.evaluate("([x, y]) => { const l = Wangge.map.containerPointToLatLng([x, y]); return [l.lng, l.lat]; }",
+                       [size[0] / 2 - half, size[1] / 2 - half])
+    assert abs(tl[0] - x0) < 2e-5 * 4 and abs(tl[1] - y1) < 2e-5 * 4
+
+    # Clicking a row flies the map to that household and opens it.
+    first = page.locator("#flood-rows tr").first
+    hid = int(first.get_attribute("data-household"))
+    (hlon, hlat, number), = sql(db, "SELECT ST_X(geom), ST_Y(geom), household_no FROM household WHERE id = :h", h=hid)
+    page.evaluate("Wangge.map.setView([0.5 * (Wangge.map.getBounds().getSouth() + Wangge.map.getBounds().getNorth())"
+                  " + 0.02, Wangge.map.getCenter().lng], 13, {animate: false})")
+    assert not page.evaluate("([lat, lon]) => Wangge.map.getBounds().pad(-0.2).contains([lat, lon]) "
+                             "&& Wangge.map.getZoom() >= 17", [hlat, hlon])
+    first.click()
+    page.wait_for_selector(".leaflet-popup-content")
+    # There (the popup may pan the map a little to fit on the screen), close and opened.
+    assert page.evaluate("([lat, lon]) => Wangge.map.getBounds().contains([lat, lon]) && Wangge.map.getZoom() >= 17",
+                         [hlat, hlon])
+    assert number in page.text_content(".leaflet-popup-content")
+    page.screenshot(path=screenshot_path(f"flood-drawn-{'phone' if phone else 'desktop'}"))
+    checker.assert_clean()
+
+
+@pytest.mark.browser
+def test_print_the_mingbaika_of_a_selected_grid(open_as: Any, db: Any, night: dict[str, Any]) -> None:
+    from pypdf import PdfReader
+
+    from tests.conftest import screenshot_path
+
+    page, checker = _open(open_as, "command_center", False)
+    page.select_option("#flood-extent", "scenario:2023-09-23")
+    page.wait_for_function("(document.documentElement.dataset.floodList || '').startsWith('scenario:2023-09-23|')")
+    (code, name), = sql(db, "SELECT code, name FROM grid WHERE level = 3 AND valid_to IS NULL AND name = '岁坡村'")
+    box_ = page.locator(f"#flood-print-grids input[value='{code}']")
+    box_.check()
+    with page.expect_download() as download:
+        page.click("#flood-print-button")
+    path = download.value.path()
+    text = "".join(p.extract_text() for p in PdfReader(path).pages)
+    assert name in text
+    # The link the page made answers the PDF (200, application/pdf), for the grid chosen only.
+    href = page.locator(".flood-print-link").first.get_attribute("href")
+    assert f"grid_code={code}" in href and "format=pdf" in href
+    r = page.request.get(page.locator(".flood-print-link").first.evaluate("a => a.href"))
+    assert r.status == 200 and r.headers["content-type"] == "application/pdf"
+    other = sql(db, "SELECT name FROM grid WHERE level = 3 AND valid_to IS NULL AND name IN ('小岗村', '周湾村')")
+    assert other and not any(o in text for (o,) in other)
+    page.screenshot(path=screenshot_path("flood-print-desktop"))
+    checker.assert_clean()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("role", ["planner", "grid_staff"])
+def test_a_role_without_flood_permission_gets_a_chinese_403_page(open_as: Any, role: str) -> None:
+    page, checker, status = open_as(role, PAGE)
+    assert status == 403
+    assert "无权" in page.text_content("#wangge-error-page")
+    assert page.locator("#flood-panel").count() == 0
+    assert '"errors"' not in page.content()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("phone", VIEWS, ids=VIEW_IDS)
+def test_the_emergency_team_sees_no_household_without_an_emergency(open_as: Any, phone: bool) -> None:
+    from tests.conftest import screenshot_path
+
+    page, checker = _open(open_as, "emergency", phone)
+    assert "宣布应急后" in page.text_content("#flood-rows")
+    assert page.locator("#flood-declare").count() == 0
+    assert page.evaluate("window.wanggeFlood.households.getLayers().length") == 0
+    if phone:
+        # The list sits below the map, which keeps its controls uncovered.
+        map_box = page.locator(".folium-map").bounding_box()
+        panel = page.locator("#flood-panel").bounding_box()
+        assert panel["y"] >= map_box["y"] + map_box["height"] - 1
+    page.screenshot(path=screenshot_path(f"flood-emergency-team-{'phone' if phone else 'desktop'}"))
+    checker.assert_clean()
