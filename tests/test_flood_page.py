@@ -214,6 +214,31 @@ def test_the_pages_household_rows_are_masked_per_role(api: dict[str, Any], db: A
         api["command_center"].post(f"/emergencies/{em['id']}/close", json={"reason": "演练结束"})
 
 
+def test_the_list_sorts_in_sql_and_in_memory_alike(api: dict[str, Any], night: dict[str, Any]) -> None:
+    def page(sort: str, buffer_m: float) -> list[dict[str, Any]]:
+        r = api["command_center"].get("/flood/households", params={"extent": night["id"], "sort": sort,
+                                                                   "buffer_m": buffer_m, "limit": 1000})
+        assert r.status_code == 200, r.text
+        return list(r.json()["items"])
+
+    keys = {
+        "depth": lambda h: (h["depth_m"] is None, -(h["depth_m"] or 0)),
+        "vulnerable": lambda h: -h["vulnerable"],
+        "residents": lambda h: -h["residents"],
+        "distance": lambda h: (h["shelter_distance_m"] is None, h["shelter_distance_m"] or 0),
+        "household_no": lambda h: h["household_no"].encode(),
+    }
+    # Stored (buffer 0) and computed on the read (buffer 20 m, not stored): the same orders.
+    for buffer_m in (0.0, 20.0):
+        rescue = page("rank", buffer_m)
+        assert [h["priority_rank"] for h in rescue] == sorted(h["priority_rank"] for h in rescue)
+        for sort, key in keys.items():
+            got = page(sort, buffer_m)
+            assert [h["id"] for h in got] == [h["id"] for h in sorted(rescue, key=key)], (sort, buffer_m)
+    r = api["command_center"].get("/flood/households", params={"extent": night["id"], "sort": "name"})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "sort"]
+
+
 # --- the page in a browser ----------------------------------------------------------------------
 
 PAGE = "/maps/flood"
@@ -361,6 +386,31 @@ def test_draw_a_flood_polygon_and_see_the_households_inside(open_as: Any, db: An
 
 
 @pytest.mark.browser
+def test_upload_an_extent_file_and_see_its_households(open_as: Any, db: Any, tmp_path: Any) -> None:
+    import json
+
+    page, checker = _open(open_as, "command_center", False)
+    (geojson,), = sql(db, "SELECT ST_AsGeoJSON(ST_Buffer(ST_PointOnSurface(geom)::geography, 400)::geometry) "
+                          "FROM grid WHERE level = 3 AND valid_to IS NULL AND name = '岁坡村'")
+    survey = tmp_path / "无人机航测.geojson"
+    survey.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": json.loads(geojson)}]}), encoding="utf-8")
+    before = sql(db, "SELECT coalesce(max(id), 0) FROM flood_extent")[0][0]
+    page.set_input_files("#flood-file", str(survey))
+    assert page.text_content("#flood-file-name") == "无人机航测.geojson"
+    page.click("#flood-upload")
+    page.wait_for_function("document.getElementById('wangge-banner').textContent.includes('已保存上传范围')")
+    (eid, name, inside), = sql(db, "SELECT e.id, e.name, (SELECT count(*) FROM household h "
+                                   "WHERE ST_Intersects(e.geom, h.geom)) FROM flood_extent e "
+                                   "WHERE e.id > :b AND e.source = 'upload'", b=before)
+    assert name == "无人机航测"
+    page.wait_for_function(f"(document.documentElement.dataset.floodList || '').startsWith('extent:{eid}|')")
+    assert _list_state(page) == f"extent:{eid}|{inside}|0"
+    assert page.input_value("#flood-extent") == f"extent:{eid}"
+    checker.assert_clean()
+
+
+@pytest.mark.browser
 def test_print_the_mingbaika_of_a_selected_grid(open_as: Any, db: Any, night: dict[str, Any]) -> None:
     from pypdf import PdfReader
 
@@ -370,6 +420,19 @@ def test_print_the_mingbaika_of_a_selected_grid(open_as: Any, db: Any, night: di
     page.select_option("#flood-extent", "scenario:2023-09-23")
     page.wait_for_function("(document.documentElement.dataset.floodList || '').startsWith('scenario:2023-09-23|')")
     (code, name), = sql(db, "SELECT code, name FROM grid WHERE level = 3 AND valid_to IS NULL AND name = '岁坡村'")
+    # The list: sorted by a column, filtered by a grid (oracle: the stored answer).
+    (deepest, in_village), = sql(db, "SELECT max((row->>'depth_m')::float), count(*) FILTER (WHERE village_code = :c) "
+                                     "FROM flood_answer_household WHERE extent_id = :e AND buffer_m = 0",
+                                 c=code, e=night["id"])
+    page.click("#flood-table th button[data-sort='depth']")
+    page.wait_for_function("document.querySelector('#flood-table th button.active')?.dataset.sort === 'depth'")
+    assert page.text_content("#flood-rows tr:first-child td:nth-child(6)") == f"{deepest:.2f} 米"
+    page.select_option("#flood-grid", code)
+    page.wait_for_function(f"(document.documentElement.dataset.floodList || '').endsWith('|{in_village}|0')")
+    assert page.locator("#flood-rows tr").count() == min(in_village, 20)
+    assert set(page.locator("#flood-rows tr td:nth-child(7)").all_text_contents()) <= {
+        n for (n,) in sql(db, "SELECT name FROM grid WHERE valid_to IS NULL AND level = 4 AND code LIKE :p",
+                          p=code[:12] + "%")}
     box_ = page.locator(f"#flood-print-grids input[value='{code}']")
     box_.check()
     with page.expect_download() as download:

@@ -41,12 +41,18 @@
       el('label', {'for': 'flood-extent', text: '选择情景、模拟水位或已存范围'}), select, extentInfo);
     var nameInput = el('input', {id: 'flood-new-name', type: 'text', maxlength: '200', placeholder: '新范围名称（可不填）'});
     var fileInput = el('input', {id: 'flood-file', type: 'file', accept: '.geojson,.json,.kml,.gpkg,.zip'});
+    var fileName = el('span', {id: 'flood-file-name', 'class': 'flood-note', text: '未选择文件'});
     var uploadButton = el('button', {id: 'flood-upload', type: 'button', text: '上传范围文件'});
     if (cfg.can_draw) {
       pick.appendChild(el('div', {id: 'flood-add', 'class': 'flood-box'},
         el('p', {'class': 'flood-note', text: '用地图左上角的多边形工具画出范围（点击最后一点与第一点重合即完成），或上传 GeoJSON、KML、GeoPackage、Shapefile（zip）文件。'}),
-        nameInput, fileInput, uploadButton));
+        nameInput, el('div', {'class': 'flood-file-row'}, fileInput,
+          el('label', {'for': 'flood-file', 'class': 'flood-file-button', text: '选择文件…'}), fileName),
+        uploadButton));
     }
+    fileInput.addEventListener('change', function () {
+      fileName.textContent = fileInput.files && fileInput.files.length ? fileInput.files[0].name : '未选择文件';
+    });
 
     var emergencyList = el('ul', {id: 'flood-emergencies', 'class': 'flood-emergencies'});
     var titleInput = el('input', {id: 'flood-em-title', type: 'text', maxlength: '200', placeholder: '标题（默认按范围命名）'});
@@ -450,7 +456,7 @@
       if (typed) { form.append('name', typed); }
       uploadButton.disabled = true;
       W.api('/flood/extents', {method: 'POST', body: form}).then(function (created) {
-        fileInput.value = '';
+        fileInput.value = ''; fileName.textContent = '未选择文件';
         return adopt(created, '上传范围');
       }).catch(W.showError).then(function () { uploadButton.disabled = false; });
     });
