@@ -70,10 +70,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         incidents,
         maps,
         pages,
+        tiles,
     )
 
-    for module in (accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
-                   pages, flood_pages, maps):
+    # Page and feature routers before `maps` (its routes are the fallback pages under /maps).
+    for module in (
+        accounts,
+        grids,
+        households,
+        incidents,
+        emergencies,
+        audit,
+        flood_extents,
+        flood,
+        hotspots,
+        pages,
+        tiles,
+        flood_pages,
+        maps,
+    ):
         app.include_router(module.router)
     maps.mount_assets(app)
     pages.mount_static(app)

@@ -194,6 +194,10 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         unit = next(f["properties"]["unit_id"] for f in hs["features"] if f["properties"].get("incidents"))
         for role in ("admin", "command_center"):
             call(role, "GET", "/hotspots/units/{unit_id}/incidents", f"/hotspots/units/{unit}/incidents")
+        # vector tiles: the layers' metadata (the .pbf tiles are not JSON)
+        for role in ("admin", "grid_staff"):
+            call(role, "GET", "/tiles/layers", "/tiles/layers")
+
         call("admin", "GET", "/audit", "/audit", params={"limit": 5})
         call("admin", "GET", "/audit", "/audit", params={"limit": 5, "offset": 3, "action": "read_personal"})
     finally:
