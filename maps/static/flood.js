@@ -65,6 +65,7 @@
 
     var totals = el('p', {id: 'flood-totals', 'class': 'flood-totals'});
     var maskNote = el('p', {id: 'flood-mask-note', 'class': 'flood-note', hidden: true});
+    var mapNote = el('p', {id: 'flood-map-note', 'class': 'flood-note', hidden: true});
     var gridSelect = el('select', {id: 'flood-grid', 'aria-label': '按网格筛选'});
     var sortSelect = el('select', {id: 'flood-sort', 'aria-label': '排序'},
       SORTS.map(function (s) { return el('option', {value: s.key, text: s.name}); }));
@@ -81,7 +82,7 @@
     var prev = el('button', {id: 'flood-prev', type: 'button', text: '上一页'});
     var next = el('button', {id: 'flood-next', type: 'button', text: '下一页'});
     var pageInfo = el('span', {id: 'flood-page'});
-    var list = el('section', {id: 'flood-list'}, el('h2', {text: '受影响住户（按转移顺序）'}), totals, maskNote,
+    var list = el('section', {id: 'flood-list'}, el('h2', {text: '受影响住户（按转移顺序）'}), totals, maskNote, mapNote,
       el('div', {'class': 'flood-controls'}, gridSelect, sortSelect),
       el('div', {'class': 'flood-table-wrap'}, table),
       el('div', {'class': 'flood-pager'}, prev, pageInfo, next));
@@ -244,6 +245,9 @@
         state.markers[f.id] = marker;
       });
       fillGridChoices(fc.features);
+      mapNote.hidden = state.householdsTotal <= fc.features.length;
+      mapNote.textContent = '地图上显示转移顺序前 ' + fc.features.length + ' 户（共 ' + state.householdsTotal +
+        ' 户），完整名单见下表。';
     }
 
     function drawShelters(fc) {
