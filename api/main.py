@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events,
         flood,
         flood_extents,
+        flood_pages,
         grids,
         hotspots,
         households,
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tiles,
         events,
         mobile_pages,
+        flood_pages,
         maps,
     ):
         app.include_router(module.router)

@@ -178,6 +178,15 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
                  params={"extent": drawn["id"], "limit": 2, "format": "geojson"})
         call("admin", "GET", "/flood/households", "/flood/households", params={"extent": scen["id"], "limit": 3})
         call("admin", "GET", "/flood/risk", "/flood/risk", params={"level": 3})
+        # the flood page's layers (GeoJSON by view)
+        for params in ({"scenario": "2023-09-23", "zoom": 15}, {"extent": drawn["id"]}):
+            call("admin", "GET", "/flood/map/water", "/flood/map/water", params=params)
+        call("admin", "GET", "/flood/map/shelters", "/flood/map/shelters", params={"scenario": "2023-09-23"})
+        call("admin", "GET", "/flood/map/shelters", "/flood/map/shelters")
+        call("command_center", "GET", "/flood/map/assignments", "/flood/map/assignments",
+             params={"scenario": "2023-09-23"})
+        call("admin", "GET", "/flood/map/network", "/flood/map/network", params={"zoom": 13})
+        call("admin", "GET", "/flood/map/places", "/flood/map/places")
 
         # hot spots and audit
         call("admin", "GET", "/hotspots", "/hotspots", params={"permutations": 99})

@@ -80,6 +80,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/flood/households"): HOUSEHOLD_ROWS,
     ("GET", "/flood/checklist"): HOUSEHOLD_ROWS,
     ("GET", "/flood/risk"): ALL,
+    ("GET", "/maps/flood"): EMERGENCY_VIEWERS,
+    ("GET", "/flood/map/water"): EMERGENCY_VIEWERS,
+    ("GET", "/flood/map/shelters"): EMERGENCY_VIEWERS | {"planner"},
+    ("GET", "/flood/map/assignments"): HOUSEHOLD_ROWS,
+    ("GET", "/flood/map/network"): EMERGENCY_VIEWERS,
+    ("GET", "/flood/map/places"): EMERGENCY_VIEWERS,
     # Hot spots: whoever may see incidents; grid staff and supervisors only over their own grids.
     ("GET", "/hotspots"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/hotspots/units/{unit_id}/incidents"): INCIDENT_WORKERS | {"emergency"},
