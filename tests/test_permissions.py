@@ -66,6 +66,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/incidents/{incident_id}/attachments"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/incidents/{incident_id}/attachments/{attachment_id}"): INCIDENT_WORKERS | {"emergency"},
     ("POST", "/incidents/{incident_id}/review"): EMERGENCY_MANAGERS,
+    ("GET", "/incidents/{incident_id}/review/candidates"): EMERGENCY_MANAGERS,
     ("GET", "/incidents/{incident_id}"): INCIDENT_WORKERS | {"emergency"},
     ("POST", "/incidents/{incident_id}/transitions"): INCIDENT_WORKERS,
     ("POST", "/flood/extents"): FLOOD_EXTENT_EDITORS,
