@@ -66,13 +66,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         grids,
         hotspots,
         households,
+        incident_pages,
         incidents,
         maps,
         pages,
     )
 
     for module in (accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
-                   pages, maps):
+                   incident_pages, pages, maps):
         app.include_router(module.router)
     maps.mount_assets(app)
     pages.mount_static(app)

@@ -427,6 +427,7 @@ class Incident(IncidentProperties):
 
 
 class IncidentEvent(BaseModel):
+    id: int | None = Field(default=None, description="the step a photo's event_id names")
     at: IsoTime
     actor: str | None
     action: str

@@ -57,6 +57,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/audit/export"): ADMIN,
     ("GET", "/maps/grids"): VIEWERS,
     ("GET", "/pages/account"): VIEWERS,
+    ("GET", "/pages/incidents/{incident_id}"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/pages/review"): EMERGENCY_MANAGERS,
     ("GET", "/maps/households"): HOUSEHOLD_ROWS,
     ("GET", "/maps/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("POST", "/incidents"): INCIDENT_WORKERS | {"emergency"},

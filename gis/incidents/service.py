@@ -254,7 +254,7 @@ def intake(
 # distance_m) as JSON arrays: read from the tables by get_incident, from RETURNING by the intake.
 # Times go out as UTC epoch seconds (exact to the microsecond) and become ISO strings in Python.
 _HISTORY_JSON = """coalesce(json_agg(json_build_object(
-        'at', extract(epoch FROM e.at), 'actor', e.actor, 'action', e.action,
+        'id', e.id, 'at', extract(epoch FROM e.at), 'actor', e.actor, 'action', e.action,
         'from_state', e.from_state, 'to_state', e.to_state, 'note', e.note) ORDER BY e.id), '[]')"""
 _ASSIGNEES_JSON = """coalesce(json_agg(json_build_object(
         'staff_id', s.id, 'name', s.name, 'phone', s.phone, 'role', s.role, 'grid_code', s.grid_code,
