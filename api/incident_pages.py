@@ -14,6 +14,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
 from api.deps import SessionDep
+from api.maps import ASSET_PREFIX
 from api.pages import page_response, shell_of
 from api.security import require_page
 from gis.auth.principal import Principal
@@ -22,6 +23,7 @@ from gis.codes import LEVEL_NAMES_ZH
 from gis.incidents import service
 from gis.incidents.loop import STATE_NAMES_ZH, TRANSITIONS, State
 from maps.labels import STAFF_ROLES
+from maps.offline import ASSET_PATHS
 from maps.shell import STATIC_PREFIX, plain_page
 
 router = APIRouter(tags=["pages"])
@@ -103,6 +105,7 @@ DETAIL_BODY = """
     <p class="incident-state" id="incident-state"></p>
     <p class="incident-description" id="incident-description"></p>
     <dl class="incident-facts" id="incident-facts"></dl>
+    <div class="incident-map" id="incident-map" role="img" aria-label="事件位置与周边网格"></div>
   </section>
   <section class="wangge-panel" id="incident-actions-panel">
     <h3>办理</h3>
@@ -149,6 +152,8 @@ REVIEW_BODY = """
 """
 
 STYLE = f"{STATIC_PREFIX}/incident.css"
+# Leaflet (served locally with the map assets) draws the small map of the point and its grids.
+LEAFLET = tuple(f"{ASSET_PREFIX}/{ASSET_PATHS[name]}" for name in ("leaflet", "leaflet_css"))
 
 
 @router.get("/pages/incidents/{incident_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -164,7 +169,8 @@ def incident_page(
     shell = shell_of(request, session, principal)
     config = {"incident_id": incident_id, "incident": _names()}
     return page_response(plain_page(f"事件详情 #{incident_id}", shell, body=DETAIL_BODY, config=config,
-                                    scripts=[f"{STATIC_PREFIX}/incident.js"], styles=[STYLE]))
+                                    scripts=[LEAFLET[0], f"{STATIC_PREFIX}/incident.js"],
+                                    styles=[LEAFLET[1], STYLE]))
 
 
 @router.get("/pages/review", response_class=HTMLResponse, include_in_schema=False)

@@ -259,6 +259,10 @@ def test_a_photo_uploaded_on_the_page_is_shown(open_as, api, db, accounts, tmp_p
     page, checker, status = open_as("grid_staff", f"/pages/incidents/{incident['id']}", phone=True)
     assert status == 200
     assert page.locator(".incident-photo").count() == 0
+    # The small map: the point over its own group grid (outlines fetched by URL, nothing remote).
+    page.wait_for_selector("#incident-map path.incident-point")
+    page.wait_for_selector("#incident-map path.incident-grid.current")
+    assert page.locator("#incident-map path.incident-grid").count() >= 2
     page.set_input_files("#incident-photo-file", str(photo))
     page.click("#incident-photo-upload")
     page.wait_for_selector(".incident-photo img")

@@ -196,6 +196,35 @@
     });
   }
 
+  /* A small map: the point and the group grids around it (outlines by URL, no base map needed). */
+  var map = null;
+  function drawMap(d) {
+    var box = byId('incident-map');
+    if (!window.L || !box || d.lon === null || d.lat === null) { if (box) { box.hidden = true; } return; }
+    var here = [d.lat, d.lon];
+    if (!map) {
+      map = L.map(box, {attributionControl: false, scrollWheelZoom: false}).setView(here, 15);
+      var r = 0.01;
+      var bbox = [d.lon - r, d.lat - r, d.lon + r, d.lat + r].map(function (v) { return v.toFixed(6); }).join(',');
+      W.api('/grids?level=4&bbox=' + bbox).then(function (fc) {
+        L.geoJSON(fc, {
+          style: function (f) {
+            var mine = f.properties.code === d.group_code;
+            return {color: mine ? '#1d4f91' : '#777', weight: mine ? 3 : 1, fillOpacity: mine ? 0.12 : 0.03,
+              className: mine ? 'incident-grid current' : 'incident-grid'};
+          },
+          onEachFeature: function (f, layer) {
+            layer.bindTooltip(W.el('span', {text: f.properties.name + '（' + f.properties.code + '）'}));
+          }
+        }).addTo(map);
+        if (map.marker) { map.marker.bringToFront(); }
+      }, W.showError);
+    }
+    if (map.marker) { map.marker.remove(); }
+    map.marker = L.circleMarker(here, {radius: 8, color: '#fff', weight: 2, fillColor: d.overdue ? '#b42318' : '#d9480f',
+      fillOpacity: 1, className: 'incident-point'}).addTo(map);
+  }
+
   var reassignBox = null;
   function draw(d) {
     var steps = {};
@@ -205,6 +234,7 @@
     drawPhotos(d, steps);
     drawHistory(d);
     drawPeople(d);
+    drawMap(d);
     if (reassignBox) { reassignBox.remove(); reassignBox = null; }
     root.dataset.state = d.state;
     root.dataset.actions = (d.actions || []).join(' ');
