@@ -75,6 +75,7 @@ TEXTS: dict[str, str] = {
     "metres": "{distance}米",
     "pick_grid": "请选择或填写网格编码",
     "code_format": "网格编码为15位数字",
+    "not_candidate": "该网格不在事件点位附近，只能改派到候选网格之一",
     "satisfied_yes": "满意", "satisfied_no": "不满意",
     "system": "系统",
 }

@@ -62,7 +62,12 @@
         var group = (d.grid_path || []).slice(-1)[0] || {};
         W.notice(fmt(T.reassigned, {name: group.name || d.group_code, code: d.group_code}));
         onDone(d);
-      }, function (err) { submit.disabled = false; W.showError(err); });
+      }, function (err) {
+        submit.disabled = false;
+        var first = err && err.problem && (err.problem.errors || [])[0];
+        if (first && first.type === 'not_a_candidate') { W.showError(T.not_candidate); return; }
+        W.showError(err);
+      });
     });
     return form;
   }
