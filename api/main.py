@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         grids,
         hotspots,
         households,
+        incident_pages,
         incidents,
         maps,
         mobile_pages,
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events,
         mobile_pages,
         flood_pages,
+        incident_pages,
         maps,
     ):
         app.include_router(module.router)

@@ -125,9 +125,9 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         call("admin", "POST", "/incidents", "/incidents",
              json={"category": "矛盾纠纷", "description": "探针：地名", "occurred_at": "2026-11-20 09:00",
                    "place": "尹营村三组"})
-        call("admin", "POST", "/incidents", "/incidents",
-             json={**body, "external_id": "schema-probe-2", "description": "探针：边界", "lon": edge_lon,
-                   "lat": edge_lat})
+        edge = call("admin", "POST", "/incidents", "/incidents",
+                    json={**body, "external_id": "schema-probe-2", "description": "探针：边界", "lon": edge_lon,
+                          "lat": edge_lat}).json()
         for role in ("admin", "command_center"):
             call(role, "GET", "/incidents", "/incidents", params={"limit": 3})
             call(role, "GET", "/incidents", "/incidents", params={"limit": 2, "format": "geojson"})
@@ -137,6 +137,10 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         call("admin", "GET", "/incidents/stats", "/incidents/stats", params={"level": 4})
         call("admin", "GET", "/incidents/review", "/incidents/review")
         call("admin", "POST", "/incidents/{incident_id}/review", f"/incidents/{incident['id']}/review")
+        candidates = call("command_center", "GET", "/incidents/{incident_id}/review/candidates",
+                          f"/incidents/{edge['id']}/review/candidates").json()
+        call("command_center", "POST", "/incidents/{incident_id}/review", f"/incidents/{edge['id']}/review",
+             json={"grid_code": next(c["code"] for c in candidates if not c["current"])})
         call("admin", "POST", "/incidents/{incident_id}/transitions", f"/incidents/{incident['id']}/transitions",
              json={"action": "advance", "note": "已受理"})
         call("admin", "POST", "/incidents/{incident_id}/attachments", f"/incidents/{incident['id']}/attachments",
