@@ -46,15 +46,36 @@ DENSITY_RAMP = np.array(
 )
 
 
+HOT_AREA_FILL = "#fde0d2"
+
+
+def unit_status(record: Mapping[str, Any]) -> str:
+    """What a unit is, in the page's words, by its confidence bin (as the map colours it): 'hot' (a hot
+    spot with incidents of its own), 'hot_area' (hot only through its neighbours: none of its own),
+    'cold', 'island' (no neighbour, no statistic) or 'neutral'."""
+    if record.get("island"):
+        return "island"
+    bin_ = int(record.get("bin") or 0)
+    if bin_ == 0:
+        return "neutral"
+    if bin_ < 0:
+        return "cold"
+    # Gi* counts the unit with its neighbours: a unit with nothing of its own can test "hot" only
+    # because it sits among hot ones; calling it a hot spot would send people to the wrong place.
+    return "hot" if int(record.get("incidents") or 0) > 0 else "hot_area"
+
+
 def unit_style(props: Mapping[str, Any]) -> dict[str, Any]:
     outlier = bool(props.get("outlier"))
-    fill = (
-        ISLAND_FILL
-        if props.get("island")
-        else BIN_COLOURS.get(int(props.get("bin") or 0), BIN_COLOURS[0])
-    )
+    status = unit_status(props)
+    bin_ = int(props.get("bin") or 0)
+    if status == "hot_area":
+        # Framed in its bin's colour, filled pale and dashed: in the hot area, not a hot spot.
+        return {"fillColor": HOT_AREA_FILL, "fillOpacity": 0.6, "color": BIN_COLOURS.get(bin_, BIN_COLOURS[1]),
+                "weight": 2, "opacity": 0.95, "dashArray": "4 3"}
+    fill = ISLAND_FILL if status == "island" else BIN_COLOURS.get(bin_, BIN_COLOURS[0])
     # Units that are not significant stay light, so the density layer and base map show through.
-    neutral = not props.get("island") and int(props.get("bin") or 0) == 0
+    neutral = status != "island" and bin_ == 0
     return {
         "fillColor": fill,
         "fillOpacity": 0.3 if neutral else 0.75,
@@ -122,6 +143,106 @@ def _popup_values(record: Mapping[str, Any], unit_text: str) -> list[Any]:
         labels.HOTSPOT_OUTLIERS.get(record.get("outlier") or ""),
         labels.HOTSPOT_EMERGING.get(record.get("emerging") or ""),
     ]
+
+
+def period_text(since_month: str | None, until_month: str | None) -> str:
+    """The analysis' time window in words: 在 2024-01 至 2024-06 期间, 自 … 以来, 在全部记录中."""
+    if since_month and until_month:
+        return labels.HOTSPOT_PERIOD_BOTH.format(since=since_month, until=until_month)
+    if since_month:
+        return labels.HOTSPOT_PERIOD_SINCE.format(since=since_month)
+    if until_month:
+        return labels.HOTSPOT_PERIOD_UNTIL.format(until=until_month)
+    return labels.HOTSPOT_PERIOD_ALL
+
+
+def unit_headline(record: Mapping[str, Any], what: str) -> str:
+    """The popup's first line: what this unit is (热点, 位于热点区域, …)."""
+    return labels.HOTSPOT_STATUS[unit_status(record)].format(what=what)
+
+
+def unit_story(record: Mapping[str, Any], *, where: str, what: str, period: str, rate: bool) -> list[str]:
+    """The popup in plain words: what the unit is, where, how many, and how sure; no statistic named."""
+    status = unit_status(record)
+    count = int(record.get("incidents") or 0)
+    template = {
+        "hot": labels.HOTSPOT_STORY_HOT,
+        "hot_area": labels.HOTSPOT_STORY_HOT_AREA,
+        "cold": labels.HOTSPOT_STORY_COLD,
+        "island": labels.HOTSPOT_STORY_ISLAND,
+        "neutral": labels.HOTSPOT_STORY_NEUTRAL,
+    }[status]
+    lines = [template.format(where=where, period=period, what=what, count=count)
+             + (labels.HOTSPOT_STORY_RATE if rate and status in ("hot", "cold") else "")]
+    bin_ = abs(int(record.get("bin") or 0))
+    if status in ("hot", "hot_area", "cold") and bin_ in labels.HOTSPOT_SURE:
+        lines.append(labels.HOTSPOT_STORY_SURE.format(sure=labels.HOTSPOT_SURE[bin_]))
+    outlier = labels.HOTSPOT_STORY_OUTLIER.get(record.get("outlier") or "")
+    if outlier:
+        lines.append(outlier)
+    trend = record.get("emerging")
+    if trend and trend != "no_pattern" and trend in labels.HOTSPOT_EMERGING:
+        lines.append(labels.HOTSPOT_STORY_TREND.format(trend=labels.HOTSPOT_EMERGING[trend]))
+    return lines
+
+
+def unit_stats(record: Mapping[str, Any], unit_text: str) -> list[list[Any]]:
+    """The statistics behind the words, as (label, value) rows for the popup's 统计详情."""
+    return [[label, value] for (_, label), value in
+            zip(labels.HOTSPOT_POPUP_FIELDS, _popup_values(record, unit_text), strict=True)]
+
+
+def page_features(
+    records: Sequence[Mapping[str, Any]],
+    geometries: Sequence[Any],
+    *,
+    names: Mapping[str, str],
+    what: str,
+    period: str,
+    rate: bool,
+) -> list[dict[str, Any]]:
+    """The units as the page draws them: display geometry, style per colouring, headline, story, stats."""
+    shown: Any = display_geometries(list(geometries)) if len(records) else []
+    features = []
+    for r, geom in zip(records, shown, strict=True):
+        uid = str(r["unit_id"])
+        name = names.get(uid)
+        unit_text = f"{name}（{uid}）" if name else uid
+        features.append({
+            "type": "Feature",
+            "id": uid,
+            "geometry": mapping(geom),
+            "properties": {
+                "name": name,
+                "incidents": int(r.get("incidents") or 0),
+                "bin": int(r.get("bin") or 0),
+                "significant": bool(r.get("significant")),
+                "outlier": r.get("outlier") or "",
+                "island": bool(r.get("island")),
+                "emerging": r.get("emerging"),
+                "status": unit_status(r),
+                "headline": unit_headline(r, what),
+                "story": unit_story(r, where=name or labels.HOTSPOT_THIS_UNIT, what=what, period=period,
+                                    rate=rate),
+                "stats": unit_stats(r, unit_text),
+                "style": unit_style(r),
+                "emerging_style": emerging_style(r),
+            },
+        })
+    return features
+
+
+def refusal_lines(problems: Sequence[Any]) -> list[str]:
+    """Why an analysis was refused (its guard rails' problems), in Chinese, with what to do."""
+    lines = []
+    for p in problems:
+        template = labels.HOTSPOT_REFUSALS.get(p.type)
+        try:
+            line = template.format(**(p.ctx or {})) if template else None
+        except KeyError:   # a problem of that kind without its numbers
+            line = labels.HOTSPOT_REFUSALS_PLAIN.get(p.type)
+        lines.append(line or labels.HOTSPOT_REFUSAL_OTHER.format(reason=p.msg))
+    return lines
 
 
 class _UnitLayer(PopupLayer):

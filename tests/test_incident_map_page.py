@@ -407,3 +407,32 @@ def test_page_is_deterministic_with_overdue_last_and_local_times():
     assert labels.INCIDENT_OVERDUE_LEGEND not in plain
     empty = build_incident_map([], _grids(), title="t", reporter_masked=True)
     assert labels.INCIDENTS_NONE in empty
+
+
+# --- The data the page loads: the incident list by view (bbox) and open by default ---
+
+
+def test_the_list_by_view_is_the_sql_oracle(clients, engine, codes):
+    with engine.connect() as c:
+        x0, y0, x1, y1 = c.execute(text(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) e FROM grid "
+            "WHERE valid_to IS NULL AND code = :v) s"), {"v": codes["village"]}).one()
+        expected = incident_ids(engine, "geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326) "
+                                "AND state <> 'closed' AND category = 'dispute'",
+                                x0=x0, y0=y0, x1=x1, y1=y1)
+        closed = incident_ids(engine, "geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326) AND state = 'closed'",
+                              x0=x0, y0=y0, x1=x1, y1=y1)
+    assert expected and closed
+    r = clients["command_center"].get("/incidents", params={
+        "bbox": f"{x0},{y0},{x1},{y1}", "open": "true", "category": "dispute", "format": "geojson", "limit": 5000})
+    assert r.status_code == 200
+    assert {f["id"] for f in r.json()["features"]} == expected
+    everything = clients["command_center"].get("/incidents", params={"bbox": f"{x0},{y0},{x1},{y1}", "limit": 5000})
+    assert closed <= {i["id"] for i in everything.json()["items"]}
+
+
+@pytest.mark.parametrize("bbox", ["1,2,3", "a,b,c,d", "10,10,5,5", "0,0,0,200"])
+def test_a_bad_bbox_is_422_naming_it(clients, bbox):
+    r = clients["command_center"].get("/incidents", params={"bbox": bbox})
+    assert r.status_code == 422
+    assert ["query", "bbox"] in [e["loc"] for e in r.json()["errors"]]
