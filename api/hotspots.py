@@ -18,7 +18,7 @@ from api.exports import require_time_zone, table_response
 from api.security import require_page, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.errors import InputError, Problem
+from gis.errors import Forbidden, InputError, NotFound, Problem
 from gis.hotspots import service
 from gis.hotspots.local_indicators import DEFAULT_PERMUTATIONS, DEFAULT_SEED
 from gis.incidents import service as incident_service
@@ -270,7 +270,7 @@ class HotspotPageData(BaseModel):
 
 
 @router.get(
-    "/maps/hotspots/units",
+    "/hotspots/map",
     summary="The hot-spot page's units: plain-words popups, styles, statistics one click away, density",
     response_model=HotspotPageData,
     **schemas.DATA,
@@ -330,134 +330,40 @@ def hotspot_page_units(
 @router.get(
     "/maps/hotspots",
     response_class=HTMLResponse,
-    summary="Hot-spot map: units hot to cold, outliers, the incidents behind a unit, density, time window",
+    summary="Hot-spot map: units hot to cold in plain words, the statistics and incidents one click away, "
+    "density, time window",
 )
 def hotspot_map(
     session: SessionDep,
     settings: SettingsDep,
     principal: Annotated[Principal, Depends(require_page(Permission.VIEW_INCIDENTS))],
-    units: Annotated[Literal["grid4", "grid3", "hex250", "hex500", "hex1000"], Query()] = "grid4",
-    category: CategoryParam = "dispute",
-    dispute_kind: Annotated[str | None, Query(max_length=20)] = None,
-    grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$")] = None,
-    since_month: Annotated[str | None, Query(max_length=7)] = None,
-    until_month: Annotated[str | None, Query(max_length=7)] = None,
-    value: Annotated[Literal["count", "rate"], Query()] = "count",
-    smoothing: Annotated[Literal["none", "eb"], Query()] = "none",
+    asked: PageQueryDep,
 ) -> Response:
-    from api.maps import _missing_assets_page
+    from api.maps import _missing_assets_page, ancestors
     from gis.dataset_info import dataset_info
-    from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH
-    from gis.incidents.loop import STATE_NAMES_ZH
-    from maps.hotspot_map import build_hotspot_map, density_overlay
+    from maps.hotspot_map import page_config
+    from maps.points import data_map_page
+    from maps.shell import page_shell
 
     missing = _missing_assets_page()
     if missing is not None:
         return missing
-    unit, level, size = PAGE_UNITS[units]
-    query = service.HotspotQuery(
-        unit=unit,
-        level=level,
-        hex_size_m=size or 500.0,
-        grid_code=grid_code,
-        category=None if category == "all" else category,
-        dispute_kind=dispute_kind,
-        since=_month_start(since_month, "since_month"),
-        until=_month_start(until_month, "until_month", after=True),
-        value=value,
-        smoothing=smoothing,
-    )
-    form = {
-        "since_month": since_month,
-        "until_month": until_month,
-        "units": units,
-        "category": category,
-        "hidden": {
-            "grid_code": grid_code,
-            "dispute_kind": dispute_kind,
-            "value": value,
-            "smoothing": smoothing,
-        },
-    }
-    title = labels.HOTSPOT_PAGE_TITLE if category == "dispute" else labels.HOTSPOT_PAGE_TITLE_ALL
-    page_options: dict[str, Any] = {
-        "title": title,
-        "synthetic": dataset_info(session, "sample_town") is not None,
-        "asset_prefix": "/static/vendor",
-        "tile_url": settings.tile_url,
-        "tile_attribution": settings.tile_attribution,
-    }
-    try:
-        result = service.analyse(session, principal, query)
-    except InputError as exc:
-        if not all(p.type in service.GUARD_RAILS for p in exc.problems):
-            raise  # a malformed request: problem+json like every other 4xx
-        # A guard rail is an answer, not an error: the page says why and keeps the form.
-        page = build_hotspot_map(
-            [], [], form=form, refusal=[p.msg for p in exc.problems], **page_options
-        )
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
-    records = service.unit_records(result)
-    frame = result.units
-    # The incidents behind each unit: only ids, category, date and state — no personal field.
-    listing: dict[str, list[Any]] = {}
-    counts: dict[str, int] = {}
-    if len(result.incident_ids):
-        from sqlalchemy import text
-
-        rows = session.execute(
-            text(
-                "SELECT id, category, dispute_kind, occurred_at, state FROM incident WHERE id = ANY(:ids) "
-                "ORDER BY occurred_at DESC, id DESC"
-            ),
-            {"ids": result.incident_ids.tolist()},
-        ).all()
-        unit_of = dict(
-            zip(result.incident_ids.tolist(), result.incident_unit.tolist(), strict=True)
-        )
-        for r in rows:
-            uid = unit_of[r.id]
-            counts[uid] = counts.get(uid, 0) + 1
-            if len(listing.setdefault(uid, [])) < 30:
-                kind = DISPUTE_NAMES_ZH.get(r.dispute_kind) if r.dispute_kind else None
-                listing[uid].append(
-                    [
-                        r.id,
-                        kind or CATEGORY_NAMES_ZH.get(r.category, r.category),
-                        r.occurred_at.astimezone(LOCAL_TIME).strftime("%Y-%m-%d"),
-                        STATE_NAMES_ZH.get(r.state, r.state),
-                    ]
-                )
-    meta = result.meta
-    unit_text = (
-        labels.HOTSPOT_UNIT_LEVEL.get(level, "")
-        if unit == "grid"
-        else labels.HOTSPOT_UNIT_HEX.format(size=int(size or 500))
-    )
-    summary = [
-        unit_text
-        + "："
-        + labels.HOTSPOT_SUMMARY.format(
-            units=meta["units"],
-            incidents=meta["incidents"],
-            hot=meta["hot_spots"],
-            cold=meta["cold_spots"],
-        ),
-        labels.HOTSPOT_METHOD.format(alpha=query.alpha),
-    ]
-    density = density_overlay(result.incident_xy, tuple(frame.total_bounds))
-    page = build_hotspot_map(
-        records,
-        frame.geometry.values,
-        unit_names={r["unit_id"]: r["name"] for r in records if r.get("name")},
-        incidents_by_unit=listing,
-        incident_counts=counts,
-        summary=summary,
-        warnings=[
-            labels.HOTSPOT_WARNINGS[kind].format(**values) for kind, values in result.notices
-        ],
-        density=density,
-        form=form,
-        **page_options,
+    service.check_query(asked.analysis)
+    code = asked.analysis.grid_code
+    if code is not None:
+        # The analysis' own refusals, before the page: no such grid (404), not one of yours (403).
+        above = ancestors(session, code)
+        if not above:
+            raise NotFound(f"no current grid {code}")
+        if principal.scoped and not set(above) & set(principal.scope_codes):
+            raise Forbidden(f"grid {code} is outside your grids; hot spots are computed only from incidents "
+                            "you may see")
+    title = labels.HOTSPOT_PAGE_TITLE if asked.form["category"] == "dispute" else labels.HOTSPOT_PAGE_TITLE_ALL
+    synthetic = dataset_info(session, "sample_town") is not None
+    page = data_map_page(
+        title=title, shell=page_shell(session, principal, current="/maps/hotspots"), script="hotspots.js",
+        config=page_config(asked.form, asked.drill_down_params()), bounds=None,
+        badge_hint=labels.HOTSPOT_SYNTHETIC_HINT, synthetic=synthetic,
+        tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
     )
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})

@@ -281,3 +281,26 @@ HOTSPOT_REFUSALS_PLAIN: dict[str, str] = {
 }
 HOTSPOT_REFUSAL_OTHER = "无法完成分析：{reason}"
 HOTSPOT_THIS_UNIT = "本单元"
+
+
+# --- Map pages with data by URL (grids, incidents, households, hot spots) ---
+
+LOADING = "加载中…"
+ZOOM_IN_FOR_GRIDS = "放大地图可显示村民小组网格"
+INCIDENTS_IN_VIEW = "当前范围共 {total} 件"
+INCIDENTS_MANY = "很多"
+INCIDENTS_IN_VIEW_CUT = "仅显示最新的 {shown} 件：请放大地图或增加筛选条件"
+INCIDENT_FILTER_TITLE = "筛选事项"
+INCIDENT_FILTER_OPEN = "未结事项"
+INCIDENT_FILTER_OPEN_OPTION = "未结事项（默认）"
+INCIDENT_FILTER_ALL_OPTION = "全部（含已结案）"
+INCIDENT_FILTER_ALL_STATES = "全部环节（含已结案）"
+INCIDENT_FILTER_ALL_CATEGORIES = "全部类别"
+INCIDENT_FILTER_LABELS = {"state": "环节", "category": "类别", "since": "发生日期从", "until": "发生日期至",
+                          "overdue": "超期"}
+INCIDENT_FILTER_OVERDUE_OPTIONS = {"": "不限", "true": "仅超期", "false": "仅未超期"}
+INCIDENT_OPEN_DETAIL = "查看详情与办理"
+ESCALATION_LEVEL_NAMES = {4: "村民小组网格", 3: "行政村", 2: "管理片区", 1: "镇"}
+HOUSEHOLDS_IN_VIEW_CUT = "结果过多：仅显示前 {shown} 户，共 {total} 户，请放大地图或选择更小的网格"
+HOTSPOT_FORM_TITLE = "分析条件"
+HOTSPOT_FORM_COLOUR_TITLE = "着色方式"

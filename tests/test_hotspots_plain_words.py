@@ -1,4 +1,4 @@
-"""The hot-spot page's data (/maps/hotspots/units): popups in plain words, the statistics behind a
+"""The hot-spot page's data (/hotspots/map): popups in plain words, the statistics behind a
 click, and a unit with no incident of its own inside a hot cluster called "in a hot area"."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from maps import labels
 from maps.hotspot_map import BIN_COLOURS, unit_status, unit_story
 from tests.conftest import database_copy, make_client
 
-DATA = "/maps/hotspots/units"
+DATA = "/hotspots/map"
 # Words a township cadre should not have to read in the popup's first lines.
 JARGON = re.compile(r"Gi\*|z 值|p 值|FDR|Getis|置换|显著性")
 

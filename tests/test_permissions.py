@@ -46,6 +46,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/grids/locate"): VIEWERS,
     ("POST", "/grids/import"): GRID_EDITORS,
     ("GET", "/grids/{code}/history"): VIEWERS,
+    ("GET", "/grids/{code}/card"): VIEWERS,
+    ("GET", "/grids/hillshade.png"): VIEWERS,
     ("GET", "/households"): HOUSEHOLD_ROWS,
     ("GET", "/households/counts"): ALL,
     ("GET", "/households/{household_id}"): HOUSEHOLD_ROWS,
@@ -84,6 +86,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/hotspots"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/hotspots/units/{unit_id}/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/maps/hotspots"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/hotspots/map"): INCIDENT_WORKERS | {"emergency"},
 }
 
 # Path parameters that exist nowhere, so an allowed call can do no harm (404/422, never a write).
