@@ -69,10 +69,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         incidents,
         maps,
         pages,
+        tiles,
     )
 
-    for module in (accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
-                   pages, maps):
+    # Page and feature routers before `maps` (its routes are the fallback pages under /maps).
+    for module in (
+        accounts,
+        grids,
+        households,
+        incidents,
+        emergencies,
+        audit,
+        flood_extents,
+        flood,
+        hotspots,
+        pages,
+        tiles,
+        maps,
+    ):
         app.include_router(module.router)
     app.include_router(maps.data_router)
     maps.mount_assets(app)

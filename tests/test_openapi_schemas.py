@@ -188,6 +188,10 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         call("command_center", "GET", "/hotspots/map", "/hotspots/map")
         call("admin", "GET", "/grids/{code}/card", f"/grids/{group}/card")
         call("command_center", "GET", "/hotspots/map", "/hotspots/map", params={"units": "grid3"})
+        # vector tiles: the layers' metadata (the .pbf tiles are not JSON)
+        for role in ("admin", "grid_staff"):
+            call(role, "GET", "/tiles/layers", "/tiles/layers")
+
         call("admin", "GET", "/audit", "/audit", params={"limit": 5})
         call("admin", "GET", "/audit", "/audit", params={"limit": 5, "offset": 3, "action": "read_personal"})
     finally:
