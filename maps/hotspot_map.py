@@ -32,8 +32,6 @@ BIN_COLOURS: dict[int, str] = {
 }
 OUTLIER_EDGE = "#111111"
 ISLAND_FILL = "#bdbdbd"
-UNIT_PANE = ("wangge-hotspot-units", 420)
-DENSITY_PANE = ("wangge-hotspot-density", 410)
 MAX_INCIDENTS_IN_POPUP = 30
 DENSITY_SHAPE = (200, 200)
 # Density colours, light to dark (a sequential ramp distinct from the hot/cold bins).

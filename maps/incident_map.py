@@ -3,7 +3,6 @@ by default, newest first, loaded for the view (maps/static/incidents.js) with fi
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,9 +10,6 @@ from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH, Catego
 from gis.incidents.loop import STATE_NAMES_ZH
 from maps import labels
 from maps.points import GROUP_OUTLINE_ZOOM, outline_styles
-
-# Times are shown as the town reads its clock; China has kept UTC+8 without summer time since 1991.
-LOCAL_TIME = dt.timezone(dt.timedelta(hours=8))
 
 # Red is kept for the overdue ring, so no category is filled red.
 CATEGORY_COLOURS: dict[str, str] = {
@@ -46,52 +42,9 @@ MARKER_STYLES: dict[str, dict[str, Any]] = {
     for key in _CATEGORY_KEYS
 }
 
-def marker_key(record: Mapping[str, Any]) -> str:
-    category = record.get("category")
-    key = category if category in CATEGORY_COLOURS else OTHER
-    return key + (OVERDUE_SUFFIX if record.get("overdue") else "")
-
-
-def local_time(value: str | dt.datetime | None) -> str | None:
-    """'2024-05-01 08:30' in the town's time, from an ISO string or an aware datetime."""
-    if value is None or value == "":
-        return None
-    when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.astimezone(LOCAL_TIME).strftime("%Y-%m-%d %H:%M")
-
-
 # The Chinese names by code as the records carry it (a plain string, possibly one we do not know).
 _CATEGORY_NAMES: dict[str, str] = {c.value: name for c, name in CATEGORY_NAMES_ZH.items()}
 _DISPUTE_NAMES: dict[str, str] = {k.value: name for k, name in DISPUTE_NAMES_ZH.items()}
-
-
-def category_text(category: str | None, dispute_kind: str | None) -> str | None:
-    name = _CATEGORY_NAMES.get(category, category) if category else None
-    kind = _DISPUTE_NAMES.get(dispute_kind, dispute_kind) if dispute_kind else None
-    if name and kind:
-        return f"{name}{labels.INCIDENT_CATEGORY_JOIN}{kind}"
-    return name or kind
-
-
-def filter_text(filters: Mapping[str, Any]) -> str | None:
-    """The filters a page was asked with, in Chinese; None when there are none."""
-    phrases = []
-    category, state = filters.get("category"), filters.get("state")
-    if category:
-        phrases.append(labels.INCIDENT_FILTER_CATEGORY.format(value=category_text(category, None)))
-    if state:
-        phrases.append(labels.INCIDENT_FILTER_STATE.format(value=STATE_NAMES_ZH.get(state, state)))
-    if filters.get("since"):
-        phrases.append(labels.INCIDENT_FILTER_SINCE.format(value=local_time(filters["since"])))
-    if filters.get("until"):
-        phrases.append(labels.INCIDENT_FILTER_UNTIL.format(value=local_time(filters["until"])))
-    if filters.get("overdue") is not None:
-        phrases.append(labels.INCIDENT_FILTER_OVERDUE[bool(filters["overdue"])])
-    if not phrases:
-        return None
-    return labels.INCIDENT_FILTER_PREFIX + labels.INCIDENT_FILTER_JOIN.join(phrases)
 
 
 def page_config(
