@@ -62,7 +62,8 @@ def page_config(
     return {
         "list_url": "/incidents",
         "grids_url": "/grids",
-        "detail_url": None,
+        # The incident's own page (detail, history, the loop actions the viewer may take).
+        "detail_url": "/pages/incidents/{id}",
         "query": {"grid_code": query_code, "reason": reason},
         "filters": {
             "state": filters.get("state") or "",

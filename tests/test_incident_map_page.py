@@ -237,6 +237,10 @@ def test_clicking_a_marker_opens_its_popup_with_the_category_in_chinese(dispute_
     category = page.locator(".leaflet-popup-content tr", has_text=FIELDS["category"]).inner_text()
     assert CATEGORY_NAMES_ZH[row["category"]] in category
     assert row["category"] not in category
+    # From the map to acting on it: the incident's own page.
+    link = page.locator(".leaflet-popup-content a.wangge-popup-link")
+    assert link.inner_text() == labels.INCIDENT_OPEN_DETAIL
+    assert link.get_attribute("href") == f"/pages/incidents/{shown}"
     page.evaluate("() => { window.wanggeMap.closePopup(); }")
     checker.assert_clean()
 
