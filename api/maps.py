@@ -118,6 +118,7 @@ def grid_map(
     principal: Annotated[Principal, Depends(require_page(Permission.VIEW_GRIDS))],
 ) -> HTMLResponse:
     from maps import grid_map as page
+    from maps.offline import ASSET_PATHS
     from maps.points import data_map_page, grid_bounds
 
     missing = _missing_assets_page()
@@ -132,6 +133,7 @@ def grid_map(
                                 hillshade_bounds=hillshade[1] if hillshade else None, synthetic=synthetic),
         bounds=grid_bounds(session, None), badge_hint=labels.SYNTHETIC_BADGE_HINT, synthetic=synthetic,
         tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
+        scripts=[f"{ASSET_PREFIX}/{ASSET_PATHS['vectorGrid']}"],
     ))
 
 

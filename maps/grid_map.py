@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis import households as hh
+from gis import tiles as tile_layers
 from gis.errors import NotFound
 from gis.people import staff_by_grid
 from maps import labels
@@ -122,6 +123,8 @@ def page_config(*, limit: int, hillshade_bounds: Sequence[Sequence[float]] | Non
             "bounds": [[float(v) for v in corner] for corner in hillshade_bounds],
         },
         "synthetic_note": labels.SYNTHETIC_BADGE_HINT if synthetic else None,
+        # The group grids of a view too large for one answer come as vector tiles (api/tiles.py).
+        "tiles": {"url": "/tiles/grids/{z}/{x}/{y}.pbf", "maxzoom": tile_layers.LAYERS["grids"].maxzoom},
         "text": {
             "legend_title": labels.LEGEND_TITLE,
             "legend_hillshade": labels.LEGEND_HILLSHADE,

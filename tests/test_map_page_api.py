@@ -173,3 +173,40 @@ def test_pages_are_sent_compressed(clients):
     assert int(r.headers["content-length"]) < len(r.content) / 4
     page = clients["planner"].get(PATH, headers={"Accept-Encoding": "gzip"})
     assert page.headers.get("content-encoding") == "gzip"
+
+
+def test_more_group_grids_than_one_answer_holds_come_as_vector_tiles(test_db_url, accounts, engine, site):
+    """At city scale the view's group grids are more than one answer: the page draws them from
+    /tiles/grids (every one, none cut) and a click still opens the grid's card."""
+    from api.main import create_app
+    from tests.browser import serve_app_in_thread
+    from tests.conftest import settings_for
+    from tests.map_pages import opened
+
+    row = _largest_group_grid(engine)
+    app = create_app(settings_for(test_db_url, max_features_per_page=100))
+    with serve_app_in_thread(app) as base, opened((base, site[1]), accounts, "planner", PATH) as (page, checker, _):
+        page.wait_for_function("window.wanggeGridTiles && window.wanggeMap.hasLayer(window.wanggeGridTiles)")
+        assert page.evaluate("window.wanggeLayers[4].getLayers().length") == 0
+        page.wait_for_load_state("networkidle")
+        assert any("/tiles/grids/" in u for u in checker.requests)
+        page.evaluate(f"window.wanggeMap.setView([{row.y}, {row.x}], 15, {{animate: false}})")
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(500)
+        xy = page.evaluate(
+            """([lat, lon]) => {
+                const p = window.wanggeMap.latLngToContainerPoint([lat, lon]);
+                const r = window.wanggeMap.getContainer().getBoundingClientRect();
+                return [r.left + p.x, r.top + p.y];
+            }""",
+            [row.y, row.x],
+        )
+        page.mouse.click(*xy)
+        table = page.locator(".leaflet-popup-content table[data-code]")
+        table.wait_for(state="visible")
+        assert row.code in table.inner_text() and row.leader in table.inner_text()
+        page.screenshot(path=screenshot_path("grid_map_tiles"))
+        # Tiles still loading when the map zooms are cancelled by the tile layer: not failures.
+        checker.failed_requests[:] = [f for f in checker.failed_requests
+                                      if not ("/tiles/grids/" in f and "ERR_ABORTED" in f)]
+        checker.assert_clean()

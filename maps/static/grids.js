@@ -119,16 +119,46 @@
         return W.api(V.withQuery(cfg.grids_url, {level: level, bbox: bbox, limit: cfg.limit}));
       }));
     }
+    /* Where the group grids in view are more than one answer holds (a city, not a town), they are
+       drawn from the vector tiles (/tiles/grids, built by PostGIS) instead: every one, no cut. */
+    var tiles = null;
+    function groupTiles() {
+      if (tiles || !cfg.tiles || !L.vectorGrid) { return tiles; }
+      var style = cfg.styles[4], hidden = {weight: 0, opacity: 0, fill: false, fillOpacity: 0};
+      tiles = L.vectorGrid.protobuf(cfg.tiles.url, {
+        rendererFactory: L.canvas.tile, pane: cfg.fill_panes[4][0], interactive: true,
+        minZoom: cfg.min_zoom[4], maxNativeZoom: cfg.tiles.maxzoom,
+        vectorTileLayerStyles: {grids: function (p) {
+          return p.level === 4 ? Object.assign({fill: true}, style) : hidden;
+        }},
+        getFeatureId: function (f) { return f.properties.code; }
+      });
+      tiles.on('click', function (e) {
+        var p = e.layer && e.layer.properties;
+        if (!p || p.level !== 4) { return; }
+        var box = W.el('div', {'class': 'wangge-grid-card'}, t.loading);
+        var popup = L.popup({maxWidth: 380, className: 'wangge-popup'}).setLatLng(e.latlng).setContent(box)
+          .openOn(map);
+        card(p.code, box, popup);
+      });
+      window.wanggeGridTiles = tiles;
+      return tiles;
+    }
     function draw(answers) {
       var cut = false;
       answers.forEach(function (fc, i) {
         var level = levels[i];
         layers[level].clearLayers();
         var group = groups[level];
-        group.eachLayer(function (l) { if (l !== layers[level]) { l.clearLayers(); } });
+        group.eachLayer(function (l) { if (l !== layers[level] && l !== tiles) { l.clearLayers(); } });
         if (!fc) { return; }
+        if (level === 4 && fc.numberMatched > fc.numberReturned && groupTiles()) {
+          if (!group.hasLayer(tiles)) { group.addLayer(tiles); }
+          return;
+        }
+        if (level === 4 && tiles && group.hasLayer(tiles)) { group.removeLayer(tiles); }
         layers[level].addData(fc);
-        group.eachLayer(function (l) { if (l !== layers[level]) { l.addData(fc); } });
+        group.eachLayer(function (l) { if (l !== layers[level] && l !== tiles) { l.addData(fc); } });
         if (fc.numberMatched > fc.numberReturned) { cut = true; }
       });
       var zoomNote = document.getElementById('wangge-grid-zoom-note');
