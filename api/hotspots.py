@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
 
 from api import schemas
 from api.deps import Reason, SessionDep, SettingsDep, request_context
@@ -16,10 +18,11 @@ from api.exports import require_time_zone, table_response
 from api.security import require_page, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.errors import InputError, Problem
+from gis.errors import Forbidden, InputError, NotFound, Problem
 from gis.hotspots import service
 from gis.hotspots.local_indicators import DEFAULT_PERMUTATIONS, DEFAULT_SEED
 from gis.incidents import service as incident_service
+from gis.incidents.categories import CATEGORY_NAMES_ZH, Category
 from maps import labels
 
 router = APIRouter(tags=["hotspots"])
@@ -157,6 +160,8 @@ PAGE_UNITS = {
     "hex500": ("hexagon", 4, 500.0),
     "hex1000": ("hexagon", 4, 1000.0),
 }
+PageUnits = Literal["grid4", "grid3", "hex250", "hex500", "hex1000"]
+MONTH_PATTERN = r"^\d{4}-\d{2}$"
 
 
 def _month_start(value: str | None, field: str, *, after: bool = False) -> dt.datetime | None:
@@ -172,35 +177,38 @@ def _month_start(value: str | None, field: str, *, after: bool = False) -> dt.da
     return start
 
 
-@router.get(
-    "/maps/hotspots",
-    response_class=HTMLResponse,
-    summary="Hot-spot map: units hot to cold, outliers, the incidents behind a unit, density, time window",
-)
-def hotspot_map(
-    session: SessionDep,
-    settings: SettingsDep,
-    principal: Annotated[Principal, Depends(require_page(Permission.VIEW_INCIDENTS))],
-    units: Annotated[Literal["grid4", "grid3", "hex250", "hex500", "hex1000"], Query()] = "grid4",
+@dataclass(frozen=True)
+class PageQuery:
+    """What the hot-spot page asks, in the page's own terms (a unit choice, months), and the analysis."""
+
+    form: dict[str, str | None]
+    analysis: service.HotspotQuery
+
+    def drill_down_params(self) -> dict[str, Any]:
+        """The analysis as query parameters of /hotspots/units/{id}/incidents (same units, same filters)."""
+        q = self.analysis
+        params: dict[str, Any] = {"unit": q.unit, "level": q.level, "hex_size_m": q.hex_size_m,
+                                  "category": q.category or "all", "value": q.value, "smoothing": q.smoothing,
+                                  "grid_code": q.grid_code, "dispute_kind": q.dispute_kind,
+                                  "since": q.since.isoformat() if q.since else None,
+                                  "until": q.until.isoformat() if q.until else None}
+        return {k: v for k, v in params.items() if v is not None}
+
+
+def page_query(
+    units: Annotated[PageUnits, Query(description="grid4/grid3: grids of that level; hexN: N-metre hexagons")]
+    = "grid4",
     category: CategoryParam = "dispute",
     dispute_kind: Annotated[str | None, Query(max_length=20)] = None,
     grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$")] = None,
-    since_month: Annotated[str | None, Query(max_length=7)] = None,
-    until_month: Annotated[str | None, Query(max_length=7)] = None,
+    since_month: Annotated[str | None, Query(max_length=7, description="YYYY-MM, Beijing time")] = None,
+    until_month: Annotated[str | None, Query(max_length=7, description="YYYY-MM, the last month included")]
+    = None,
     value: Annotated[Literal["count", "rate"], Query()] = "count",
     smoothing: Annotated[Literal["none", "eb"], Query()] = "none",
-) -> Response:
-    from api.maps import _missing_assets_page
-    from gis.dataset_info import dataset_info
-    from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH
-    from gis.incidents.loop import STATE_NAMES_ZH
-    from maps.hotspot_map import build_hotspot_map, density_overlay
-
-    missing = _missing_assets_page()
-    if missing is not None:
-        return missing
+) -> PageQuery:
     unit, level, size = PAGE_UNITS[units]
-    query = service.HotspotQuery(
+    analysis = service.HotspotQuery(
         unit=unit,
         level=level,
         hex_size_m=size or 500.0,
@@ -212,97 +220,150 @@ def hotspot_map(
         value=value,
         smoothing=smoothing,
     )
-    form = {
-        "since_month": since_month,
-        "until_month": until_month,
-        "units": units,
-        "category": category,
-        "hidden": {
-            "grid_code": grid_code,
-            "dispute_kind": dispute_kind,
-            "value": value,
-            "smoothing": smoothing,
-        },
-    }
-    title = labels.HOTSPOT_PAGE_TITLE if category == "dispute" else labels.HOTSPOT_PAGE_TITLE_ALL
-    page_options: dict[str, Any] = {
-        "title": title,
-        "synthetic": dataset_info(session, "sample_town") is not None,
-        "asset_prefix": "/static/vendor",
-        "tile_url": settings.tile_url,
-        "tile_attribution": settings.tile_attribution,
-    }
+    form = {"units": units, "category": category, "dispute_kind": dispute_kind, "grid_code": grid_code,
+            "since_month": since_month, "until_month": until_month, "value": value, "smoothing": smoothing}
+    return PageQuery(form, analysis)
+
+
+PageQueryDep = Annotated[PageQuery, Depends(page_query)]
+
+
+class PageUnitProperties(BaseModel):
+    name: str | None
+    incidents: int
+    bin: int = Field(description="-3 … 3: cold to hot confidence bin")
+    significant: bool
+    outlier: str
+    island: bool
+    emerging: str | None
+    status: Literal["hot", "hot_area", "cold", "neutral", "island"] = Field(
+        description="hot_area: hot only through its neighbours, no incident of its own")
+    headline: str = Field(description="what the unit is, in plain Chinese")
+    story: list[str] = Field(description="the popup in plain Chinese: where, how many, how sure")
+    stats: list[tuple[str, str | int | float | None]] = Field(description="(label, value): the statistics")
+    style: dict[str, Any]
+    emerging_style: dict[str, Any]
+
+
+class PageUnitFeature(BaseModel):
+    type: Literal["Feature"]
+    id: str
+    geometry: schemas.Area
+    properties: PageUnitProperties
+
+
+class DensityImage(BaseModel):
+    image: str = Field(description="a PNG data URL")
+    bounds: list[list[float]] = Field(description="[[south, west], [north, east]]")
+
+
+class HotspotPageData(BaseModel):
+    """The hot-spot page's data: the units with their words, or why there is no analysis."""
+
+    refusal: list[str] | None = Field(description="why the analysis was refused, in Chinese (then no units)")
+    summary: list[str]
+    warnings: list[str]
+    hot_areas: int = Field(description="units in a hot area without incidents of their own")
+    drill_down: dict[str, Any] = Field(description="query parameters of /hotspots/units/{unit_id}/incidents")
+    features: list[PageUnitFeature]
+    density: DensityImage | None
+
+
+@router.get(
+    "/hotspots/map",
+    summary="The hot-spot page's units: plain-words popups, styles, statistics one click away, density",
+    response_model=HotspotPageData,
+    **schemas.DATA,
+    responses=schemas.problems(*schemas.READ),
+)
+def hotspot_page_units(
+    session: SessionDep,
+    principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
+    asked: PageQueryDep,
+) -> Response:
+    from maps.hotspot_map import density_overlay, page_features, period_text, refusal_lines
+
+    query, form = asked.analysis, asked.form
+    empty: dict[str, Any] = {"summary": [], "warnings": [], "hot_areas": 0, "features": [], "density": None,
+                             "drill_down": asked.drill_down_params()}
     try:
         result = service.analyse(session, principal, query)
     except InputError as exc:
         if not all(p.type in service.GUARD_RAILS for p in exc.problems):
             raise  # a malformed request: problem+json like every other 4xx
         # A guard rail is an answer, not an error: the page says why and keeps the form.
-        page = build_hotspot_map(
-            [], [], form=form, refusal=[p.msg for p in exc.problems], **page_options
-        )
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+        return JSONResponse({**empty, "refusal": refusal_lines(exc.problems)})
     records = service.unit_records(result)
-    frame = result.units
-    # The incidents behind each unit: only ids, category, date and state — no personal field.
-    listing: dict[str, list[Any]] = {}
-    counts: dict[str, int] = {}
-    if len(result.incident_ids):
-        from sqlalchemy import text
-
-        rows = session.execute(
-            text(
-                "SELECT id, category, dispute_kind, occurred_at, state FROM incident WHERE id = ANY(:ids) "
-                "ORDER BY occurred_at DESC, id DESC"
-            ),
-            {"ids": result.incident_ids.tolist()},
-        ).all()
-        unit_of = dict(
-            zip(result.incident_ids.tolist(), result.incident_unit.tolist(), strict=True)
-        )
-        for r in rows:
-            uid = unit_of[r.id]
-            counts[uid] = counts.get(uid, 0) + 1
-            if len(listing.setdefault(uid, [])) < 30:
-                kind = DISPUTE_NAMES_ZH.get(r.dispute_kind) if r.dispute_kind else None
-                listing[uid].append(
-                    [
-                        r.id,
-                        kind or CATEGORY_NAMES_ZH.get(r.category, r.category),
-                        r.occurred_at.astimezone(LOCAL_TIME).strftime("%Y-%m-%d"),
-                        STATE_NAMES_ZH.get(r.state, r.state),
-                    ]
-                )
-    meta = result.meta
-    unit_text = (
-        labels.HOTSPOT_UNIT_LEVEL.get(level, "")
-        if unit == "grid"
-        else labels.HOTSPOT_UNIT_HEX.format(size=int(size or 500))
+    what = (CATEGORY_NAMES_ZH.get(Category(query.category), query.category)
+            if query.category in {c.value for c in Category} else labels.HOTSPOT_WHAT_ALL)
+    features = page_features(
+        records, result.units.geometry.values,
+        names={r["unit_id"]: r["name"] for r in records if r.get("name")},
+        what=str(what), period=period_text(form["since_month"], form["until_month"]),
+        rate=query.value == "rate",
     )
+    hot_areas = sum(1 for f in features if f["properties"]["status"] == "hot_area")
+    meta = result.meta
+    unit_text = (labels.HOTSPOT_UNIT_LEVEL.get(query.level, "") if query.unit == "grid"
+                 else labels.HOTSPOT_UNIT_HEX.format(size=int(query.hex_size_m)))
     summary = [
-        unit_text
-        + "："
-        + labels.HOTSPOT_SUMMARY.format(
-            units=meta["units"],
-            incidents=meta["incidents"],
-            hot=meta["hot_spots"],
-            cold=meta["cold_spots"],
-        ),
+        unit_text + "：" + labels.HOTSPOT_SUMMARY.format(
+            units=meta["units"], incidents=meta["incidents"], hot=meta["hot_spots"], cold=meta["cold_spots"]),
         labels.HOTSPOT_METHOD.format(alpha=query.alpha),
     ]
-    density = density_overlay(result.incident_xy, tuple(frame.total_bounds))
-    page = build_hotspot_map(
-        records,
-        frame.geometry.values,
-        unit_names={r["unit_id"]: r["name"] for r in records if r.get("name")},
-        incidents_by_unit=listing,
-        incident_counts=counts,
-        summary=summary,
-        warnings=[
-            labels.HOTSPOT_WARNINGS[kind].format(**values) for kind, values in result.notices
-        ],
-        density=density,
-        form=form,
-        **page_options,
+    if hot_areas:
+        summary.insert(1, labels.HOTSPOT_SUMMARY_HOT_AREA.format(count=hot_areas))
+    density = density_overlay(result.incident_xy, tuple(result.units.total_bounds))
+    body = {
+        **empty,
+        "refusal": None,
+        "summary": summary,
+        "warnings": [labels.HOTSPOT_WARNINGS[kind].format(**values) for kind, values in result.notices],
+        "hot_areas": hot_areas,
+        "features": features,
+        "density": {"image": density[0], "bounds": density[1]} if density else None,
+    }
+    return Response(json.dumps(body, ensure_ascii=False, default=str), media_type="application/json",
+                    headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/maps/hotspots",
+    response_class=HTMLResponse,
+    summary="Hot-spot map: units hot to cold in plain words, the statistics and incidents one click away, "
+    "density, time window",
+)
+def hotspot_map(
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Annotated[Principal, Depends(require_page(Permission.VIEW_INCIDENTS))],
+    asked: PageQueryDep,
+) -> Response:
+    from api.maps import _missing_assets_page, ancestors
+    from gis.dataset_info import dataset_info
+    from maps.hotspot_map import page_config
+    from maps.points import data_map_page
+    from maps.shell import page_shell
+
+    missing = _missing_assets_page()
+    if missing is not None:
+        return missing
+    service.check_query(asked.analysis)
+    code = asked.analysis.grid_code
+    if code is not None:
+        # The analysis' own refusals, before the page: no such grid (404), not one of yours (403).
+        above = ancestors(session, code)
+        if not above:
+            raise NotFound(f"no current grid {code}")
+        if principal.scoped and not set(above) & set(principal.scope_codes):
+            raise Forbidden(f"grid {code} is outside your grids; hot spots are computed only from incidents "
+                            "you may see")
+    title = labels.HOTSPOT_PAGE_TITLE if asked.form["category"] == "dispute" else labels.HOTSPOT_PAGE_TITLE_ALL
+    synthetic = dataset_info(session, "sample_town") is not None
+    page = data_map_page(
+        title=title, shell=page_shell(session, principal, current="/maps/hotspots"), script="hotspots.js",
+        config=page_config(asked.form, asked.drill_down_params()), bounds=None,
+        badge_hint=labels.HOTSPOT_SYNTHETIC_HINT, synthetic=synthetic,
+        tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
     )
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})

@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from api import schemas
-from api.deps import NoNul, PageOffset, SessionDep, SettingsDep, check_page_limit, request_context
+from api.deps import NoNul, PageOffset, Reason, SessionDep, SettingsDep, check_page_limit, request_context
 from api.exports import point_feature, require_time_zone, saved_upload, table_response
+from api.grids import parse_bbox
 from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
@@ -113,20 +114,23 @@ def list_incidents(
     overdue: bool | None = None,
     escalation_level: EscalationLevel = None,
     flagged: bool | None = None,
-    open_only: Annotated[bool, Query(alias="open", description="only those not closed")] = False,
+    open_only: Annotated[bool, Query(alias="open", description="only those not closed (ignored with state)")] = False,
     order: Annotated[Literal["newest", "deadline"], Query(
         description="newest first, or a to-do list: overdue first, then by stage deadline")] = "newest",
+    bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS84): a map's view")] = None,
     limit: Annotated[int, Query(ge=1)] = 100,
     offset: PageOffset = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
+    reason: Reason = None,
 ) -> Response:
     check_page_limit(limit, settings)
     require_time_zone(since=since, until=until)
     page = service.list_incidents(
-        session, request_context(request, principal), grid_code=grid_code, state=state.value if state else None,
-        category=category.value if category else None, since=since, until=until, overdue=overdue,
-        escalation_level=escalation_level, flagged=flagged, open_only=open_only, order=order, limit=limit,
-        offset=offset, count_up_to=settings.max_exact_incident_count,
+        session, request_context(request, principal, reason), grid_code=grid_code,
+        state=state.value if state else None, category=category.value if category else None, since=since,
+        until=until, overdue=overdue, escalation_level=escalation_level, flagged=flagged, open_only=open_only,
+        order=order, bbox=parse_bbox(bbox), limit=limit, offset=offset,
+        count_up_to=settings.max_exact_incident_count,
     )
     rows, total = page.items, page.total
     session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)

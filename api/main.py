@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         maps,
     ):
         app.include_router(module.router)
+    app.include_router(maps.data_router)
     maps.mount_assets(app)
     pages.mount_static(app)
     docs.install(app, maps.ASSET_PREFIX)

@@ -1,36 +1,37 @@
-"""Map pages: interactive folium maps served with local assets only."""
+"""Map pages: folium pages in the shell, served with local assets only, whose layers come by URL
+(the grid, incident and household lists by view; the hot-spot page's own data route)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-import geopandas as gpd
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from api.deps import Reason, SessionDep, SettingsDep, request_context
+from api import schemas
+from api.deps import Reason, SessionDep, SettingsDep
 from api.exports import require_time_zone
-from api.security import require_page
-from gis import households as hh
+from api.security import require_page, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission, Role
-from gis.codes import in_subtree
 from gis.dataset_info import dataset_info
 from gis.errors import InputError, NotFound, Problem
-from gis.grids import store
 from gis.incidents import service as incidents
 from gis.incidents.categories import Category
 from gis.incidents.loop import State
-from gis.people import household_counts, staff_by_grid
-from gis.settings import Settings
+from maps import labels
 
 router = APIRouter(prefix="/maps", tags=["maps"])
+# The grid map's own data (JSON and an image): outside /maps, whose refusals are answered as pages.
+data_router = APIRouter(prefix="/grids", tags=["maps"])
 
 ASSET_PREFIX = "/static/vendor"
 
@@ -95,114 +96,117 @@ def _missing_assets_page() -> HTMLResponse | None:
     )
 
 
+def _synthetic(session: Session) -> bool:
+    return dataset_info(session, "sample_town") is not None
+
+
+def _shell(session: Session, principal: Principal, path: str) -> Any:
+    from maps.shell import page_shell
+
+    return page_shell(session, principal, current=path)
+
+
+def _page(page: str) -> HTMLResponse:
+    # No data in the page itself; still no caching: the shell names who is logged in.
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
 @router.get("/grids", response_class=HTMLResponse, summary="Interactive map of the four grid levels")
 def grid_map(
     session: SessionDep,
     settings: SettingsDep,
-    _: Annotated[Principal, Depends(require_page(Permission.VIEW_GRIDS))],
+    principal: Annotated[Principal, Depends(require_page(Permission.VIEW_GRIDS))],
 ) -> HTMLResponse:
-    from maps.grid_map import build_grid_map
+    from maps import grid_map as page
+    from maps.offline import ASSET_PATHS
+    from maps.points import data_map_page, grid_bounds
 
     missing = _missing_assets_page()
     if missing is not None:
         return missing
-    grids = store.current_grids(session)
-    counts = household_counts(session)
-    html = build_grid_map(
-        grids,
-        staff_by_code=staff_by_grid(session),
-        household_counts={code: c["households"] for code, c in counts.items()},
-        hillshade=hillshade_layer(session),
-        tile_url=settings.tile_url,
-        tile_attribution=settings.tile_attribution,
-        asset_prefix=ASSET_PREFIX,
-        synthetic=dataset_info(session, "sample_town") is not None,
-    )
-    return HTMLResponse(html)
+    synthetic = _synthetic(session)
+    hillshade = hillshade_layer(session)
+    title = page.title(session, synthetic)
+    return _page(data_map_page(
+        title=title, shell=_shell(session, principal, "/maps/grids"), script="grids.js",
+        config=page.page_config(limit=settings.max_features_per_page,
+                                hillshade_bounds=hillshade[1] if hillshade else None, synthetic=synthetic),
+        bounds=grid_bounds(session, None), badge_hint=labels.SYNTHETIC_BADGE_HINT, synthetic=synthetic,
+        tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
+        scripts=[f"{ASSET_PREFIX}/{ASSET_PATHS['vectorGrid']}"],
+    ))
 
 
-def _with_descendants(codes: Iterable[str], parents: Mapping[str, str | None]) -> set[str]:
-    return {c for c in parents if in_subtree(c, codes, parents)}
+@data_router.get("/hillshade.png", summary="The grid map's hillshade of the town's DEM (PNG)",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}, 404: {}})
+def grid_map_hillshade(
+    session: SessionDep,
+    _: Annotated[Principal, requires(Permission.VIEW_GRIDS)],
+) -> Response:
+    hillshade = hillshade_layer(session)
+    if hillshade is None:
+        raise NotFound("no DEM has been imported")
+    return Response(hillshade[0], media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
-def _scoped_focus(
-    principal: Principal, grid_code: str | None, parents: Mapping[str, str | None]
-) -> tuple[list[str], str | None]:
+class StaffContact(BaseModel):
+    role: str
+    name: str | None
+    phone: str | None
+
+
+class GridCard(BaseModel):
+    """One grid as its popup on the grid map shows it (staff contacts are public: the grid's board)."""
+
+    code: schemas.GridCode
+    name: str | None
+    level: schemas.Level
+    parent_code: schemas.GridCode | None
+    parent_name: str | None
+    staff: list[StaffContact]
+    households: int = Field(description="households served (a house counts in its own grid and above)")
+
+
+@data_router.get("/{code}/card", summary="One grid's card on the grid map: its staff and households",
+            response_model=GridCard, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
+def grid_card(
+    session: SessionDep,
+    _: Annotated[Principal, requires(Permission.VIEW_GRIDS)],
+    code: Annotated[str, PathParam(pattern=GRID_CODE_PATTERN)],
+) -> Any:
+    from maps.grid_map import grid_card as card
+
+    return card(session, code)
+
+
+def _require_grid(session: Session, grid_code: str | None) -> None:
+    if grid_code is not None and not ancestors(session, grid_code):
+        raise NotFound(f"no current grid {grid_code}")
+
+
+def ancestors(session: Session, code: str) -> list[str]:
+    """Current grid `code` and the grids above it (empty: no such current grid)."""
+    return list(session.execute(text(
+        "WITH RECURSIVE up(code, parent_code, depth) AS ("
+        "SELECT code, parent_code, 0 FROM grid WHERE code = :code AND valid_to IS NULL "
+        "UNION ALL SELECT g.code, g.parent_code, up.depth + 1 FROM grid g JOIN up ON g.code = up.parent_code "
+        "AND g.valid_to IS NULL WHERE up.depth < 8) SELECT code FROM up"), {"code": code}).scalars())
+
+
+def _scoped_focus(session: Session, principal: Principal, grid_code: str | None) -> tuple[list[str], str | None]:
     """For grid staff and supervisors: (grids the page is about, the grid to query by)."""
-    if grid_code is not None and in_subtree(grid_code, principal.scope_codes, parents):
+    if grid_code is not None and set(ancestors(session, grid_code)) & set(principal.scope_codes):
         return [grid_code], grid_code
     # A grid outside their scope is not an error, it is simply not theirs: the page shows their
     # own grids' rows, and nothing says whether the other grid has any.
     return list(principal.scope_codes), None
 
 
-def _household_focus(
-    principal: Principal, grid_code: str | None, parents: Mapping[str, str | None]
-) -> tuple[list[str] | None, str | None]:
-    """(grids the page is about, None: those of the households shown; the grid to query by)."""
-    if principal.scoped:
-        return _scoped_focus(principal, grid_code, parents)
-    if principal.role is Role.EMERGENCY:
-        # Their rows are the households inside active emergencies, wherever those are.
-        return None, grid_code
-    if grid_code is None:
-        raise InputError(
-            Problem(
-                ("query", "grid_code"),
-                "choose a grid (a village or a group grid): the whole town is too many "
-                "households for one map",
-                "missing",
-            )
-        )
-    return [grid_code], grid_code
-
-
-def _page_options(session: Session, settings: Settings, title: str, place: str | None) -> dict[str, Any]:
-    """What every point map page takes from the app: its title, assets, badge and base map."""
-    return {
-        "title": f"{title} — {place}" if place else title,
-        "asset_prefix": ASSET_PREFIX,
-        "synthetic": dataset_info(session, "sample_town") is not None,
-        "tile_url": settings.tile_url,
-        "tile_attribution": settings.tile_attribution,
-    }
-
-
-def _private_page(page: str) -> HTMLResponse:
-    # Personal data: no copy may stay in a browser or proxy cache.
-    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
-
-
-def _place_name(codes: list[str], names: Mapping[str, str]) -> str:
-    shown = [names.get(c) or c for c in codes[:3]]
-    return "、".join(shown) + ("等" if len(codes) > 3 else "")
-
-
-class _Hierarchy:
-    """The current grids with their parent links and names, as the map pages need them."""
-
-    def __init__(self, session: Session) -> None:
-        self.grids = store.current_grids(session)
-        g = self.grids
-        self.parents = {
-            str(c): (str(p) if isinstance(p, str) and p else None)
-            for c, p in zip(g["code"], g["parent_code"], strict=True)
-        }
-        self.names = {
-            str(c): n for c, n in zip(g["code"], g["name"], strict=True) if isinstance(n, str)
-        }
-        self.levels = {str(c): int(v) for c, v in zip(g["code"], g["level"], strict=True)}
-
-    def require(self, grid_code: str | None) -> None:
-        if grid_code is not None and grid_code not in self.parents:
-            raise NotFound(f"no current grid {grid_code}")
-
-    def outlines(self, codes: Iterable[str], max_level: int = 4) -> gpd.GeoDataFrame:
-        """The grids `codes` down to `max_level`; the town when there is nothing to outline."""
-        g = self.grids
-        chosen = g[g["code"].isin(set(codes)) & (g["level"] <= max_level)]
-        # Nothing to outline (no row, or an empty scope): the town keeps the map readable.
-        return chosen if not chosen.empty else g[g["level"] == 1]
+def _emergency_bounds(session: Session) -> list[list[float]] | None:
+    row = session.execute(text(
+        "SELECT ST_XMin(e) AS w, ST_YMin(e) AS s, ST_XMax(e) AS e, ST_YMax(e) AS n FROM "
+        "(SELECT ST_Extent(extent) AS e FROM emergency WHERE closed_at IS NULL) x")).one()
+    return None if row.w is None else [[float(row.s), float(row.w)], [float(row.n), float(row.e)]]
 
 
 @router.get(
@@ -211,100 +215,100 @@ class _Hierarchy:
     summary="Map of the households you may see, with personal fields masked as your role requires",
 )
 def household_map(
-    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     principal: Annotated[Principal, Depends(require_page(Permission.VIEW_HOUSEHOLDS))],
     grid_code: HouseholdGridCode = None,
     reason: Reason = None,
 ) -> HTMLResponse:
-    from maps import labels
-    from maps.household_map import build_household_map
+    from maps import household_map as page
+    from maps.points import data_map_page, grid_bounds
 
     missing = _missing_assets_page()
     if missing is not None:
         return missing
-    town = _Hierarchy(session)
-    town.require(grid_code)
-
-    focus, query_code = _household_focus(principal, grid_code, town.parents)
-    records, total = hh.list_households(
-        session, principal, grid_code=query_code, limit=settings.max_features_per_page,
-        ctx=request_context(request, principal, reason), fmt="map",
-    )
-
-    if focus is None:
-        # Emergency teams: outline the group grids their households are in.
-        outline_codes = {r["grid_code"] for r in records if r.get("grid_code")}
-        place = labels.HOUSEHOLD_SCOPE_EMERGENCY
+    _require_grid(session, grid_code)
+    if principal.scoped:
+        focus, query_code = _scoped_focus(session, principal, grid_code)
+        bounds = grid_bounds(session, focus)
+    elif principal.role is Role.EMERGENCY:
+        # Their rows are the households inside active emergencies, wherever those are.
+        query_code = grid_code
+        bounds = grid_bounds(session, [grid_code]) if grid_code else (
+            _emergency_bounds(session) or grid_bounds(session, None))
+    elif grid_code is None:
+        raise InputError(
+            Problem(
+                ("query", "grid_code"),
+                "choose a grid (a village or a group grid): the whole town is too many "
+                "households for one map",
+                "missing",
+            )
+        )
     else:
-        outline_codes = _with_descendants(focus, town.parents)
-        place = _place_name(focus, town.names)
+        query_code = grid_code
+        bounds = grid_bounds(session, [grid_code])
+    synthetic = _synthetic(session)
+    return _page(data_map_page(
+        title=labels.HOUSEHOLD_PAGE_TITLE, shell=_shell(session, principal, "/maps/households"),
+        script="households.js",
+        config=page.page_config(query_code=query_code, reason=reason, limit=settings.max_features_per_page),
+        bounds=bounds, badge_hint=labels.HOUSEHOLD_SYNTHETIC_HINT, synthetic=synthetic,
+        tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
+    ))
 
-    page = build_household_map(
-        records,
-        town.outlines(outline_codes),
-        total=total,
-        **_page_options(session, settings, labels.HOUSEHOLD_PAGE_TITLE, place),
-    )
-    return _private_page(page)
+
+IncidentPageState = Annotated[
+    State | Literal["all"] | None,
+    Query(description="a loop state, or all (closed ones too); without it the open ones"),
+]
 
 
 @router.get(
     "/incidents",
     response_class=HTMLResponse,
-    summary="Map of the incidents you may see, coloured by category, overdue ones on top",
+    summary="Map of the incidents you may see: open ones by default, newest first, with filter controls",
 )
 def incident_map(
-    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     principal: Annotated[Principal, Depends(require_page(Permission.VIEW_INCIDENTS))],
     grid_code: IncidentGridCode = None,
     category: Category | None = None,
-    state: State | None = None,
+    state: IncidentPageState = None,
     since: OccurredSince = None,
     until: OccurredUntil = None,
     overdue: bool | None = None,
     reason: Reason = None,
 ) -> HTMLResponse:
-    from maps import labels
-    from maps.incident_map import build_incident_map
+    from maps import incident_map as page
+    from maps.points import data_map_page, grid_bounds
 
     require_time_zone(since=since, until=until)
     missing = _missing_assets_page()
     if missing is not None:
         return missing
-    town = _Hierarchy(session)
-    town.require(grid_code)
+    _require_grid(session, grid_code)
     if principal.scoped:
-        focus, query_code = _scoped_focus(principal, grid_code, town.parents)
+        focus, query_code = _scoped_focus(session, principal, grid_code)
+        bounds = grid_bounds(session, focus)
     else:
-        focus = [grid_code] if grid_code else [c for c, level in town.levels.items() if level == 1]
         query_code = grid_code
+        bounds = grid_bounds(session, [grid_code] if grid_code else None)
     filters: dict[str, Any] = {
         "category": category.value if category else None,
-        "state": state.value if state else None,
+        "state": state.value if isinstance(state, State) else state,
         "since": since,
         "until": until,
         "overdue": overdue,
     }
-    records, total = incidents.list_incidents(
-        session, request_context(request, principal, reason), grid_code=query_code,
-        limit=settings.max_features_per_page, **filters,
-    )
-
-    # Group grids outline one village or grid well; under a whole area or the town there are
-    # hundreds of them, heavier than the incidents they frame.
-    deepest = 4 if min((town.levels.get(c, 4) for c in focus), default=4) >= 3 else 3
-    place = _place_name(focus, town.names) if focus else None
-    page = build_incident_map(
-        records,
-        town.outlines(_with_descendants(focus, town.parents), max_level=deepest),
-        grid_names=town.names,
-        total=total,
-        reporter_masked=not incidents.reporter_shown(principal),
-        filters=filters,
-        **_page_options(session, settings, labels.INCIDENT_PAGE_TITLE, place),
-    )
-    return _private_page(page)
+    synthetic = _synthetic(session)
+    return _page(data_map_page(
+        title=labels.INCIDENT_PAGE_TITLE, shell=_shell(session, principal, "/maps/incidents"),
+        script="incidents.js",
+        config=page.page_config(query_code=query_code, reason=reason, filters=filters,
+                                limit=settings.max_features_per_page,
+                                reporter_masked=not incidents.reporter_shown(principal)),
+        bounds=bounds, badge_hint=labels.INCIDENT_SYNTHETIC_HINT, synthetic=synthetic,
+        tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
+    ))

@@ -224,3 +224,83 @@ HOTSPOT_WARNINGS: dict[str, str] = {
 HOTSPOT_COLOUR_BY = "着色方式"
 HOTSPOT_COLOUR_BINS = "热点分级"
 HOTSPOT_COLOUR_EMERGING = "时空趋势"
+
+
+# --- Hot-spot popups in plain words (the statistics one click away) ---
+
+# What a unit is, in the words a township cadre uses: its status -> the popup's headline.
+HOTSPOT_STATUS: dict[str, str] = {
+    "hot": "{what}热点",
+    "hot_area": "位于热点区域",
+    "cold": "明显偏少的区域",
+    "neutral": "无明显聚集",
+    "island": "无法与周边比较",
+}
+HOTSPOT_LEGEND_HOT_AREA = "位于热点区域（本单元无事项）"
+# How sure, by confidence bin (1-3), in words.
+HOTSPOT_SURE: dict[int, str] = {
+    3: "很有把握（99% 置信），几乎不可能是偶然",
+    2: "比较有把握（95% 置信），不太可能是偶然",
+    1: "有一定把握（90% 置信），仍可能有偶然因素",
+}
+HOTSPOT_STORY_HOT = "{where}{period}{what}明显偏多：本单元 {count} 件，连同周边一起比全镇一般水平高。"
+HOTSPOT_STORY_HOT_AREA = ("{where}{period}本身没有{what}，但周边单元明显偏多，它位于热点区域之中"
+                          "（不是热点本身）。")
+HOTSPOT_STORY_COLD = "{where}{period}{what}明显偏少：本单元 {count} 件，连同周边一起比全镇一般水平低。"
+HOTSPOT_STORY_NEUTRAL = "{where}{period}{what} {count} 件，与全镇一般水平相比没有明显偏多或偏少。"
+HOTSPOT_STORY_ISLAND = "{where}{period}{what} {count} 件；它没有相邻单元，无法判断是否聚集。"
+HOTSPOT_STORY_SURE = "判断把握：{sure}。"
+HOTSPOT_STORY_RATE = "（按每千名常住人口计）"
+HOTSPOT_STORY_OUTLIER: dict[str, str] = {
+    "high_low": "另外：本单元比相邻单元明显多，值得单独关注。",
+    "low_high": "另外：本单元比相邻单元明显少，而周边偏多。",
+}
+HOTSPOT_STORY_TREND = "近几个月的趋势：{trend}。"
+HOTSPOT_PERIOD_BOTH = "在 {since} 至 {until} 期间"
+HOTSPOT_PERIOD_SINCE = "自 {since} 以来"
+HOTSPOT_PERIOD_UNTIL = "在 {until} 及以前"
+HOTSPOT_PERIOD_ALL = "在全部记录中"
+HOTSPOT_WHAT_ALL = "网格事项"
+HOTSPOT_DETAILS = "统计详情"
+HOTSPOT_SHOW_INCIDENTS = "查看该单元的事项"
+HOTSPOT_SUMMARY_HOT_AREA = "另有 {count} 个单元本身没有事项、位于热点区域"
+HOTSPOT_LOADING = "正在分析…"
+# Guard rails, by problem type: why there is no map, and what to do.
+HOTSPOT_REFUSALS: dict[str, str] = {
+    "too_few_units": "分析范围内只有 {units} 个单元，热点统计至少需要 {minimum} 个单元才有意义；"
+                     "请选择更细的单元、更小的六边形或更大的范围。",
+    "too_few_incidents": "所选范围和时间段内只有 {incidents} 件符合条件的事项，至少需要 {minimum} 件；"
+                         "请放宽时间段、类别或范围。",
+    "no_variation": "各单元的数值都相同，无从比较，没有热点可画。",
+    "no_grids": "尚未导入网格：请先导入本镇的网格边界。",
+}
+# The same without the numbers (a problem that does not carry them).
+HOTSPOT_REFUSALS_PLAIN: dict[str, str] = {
+    "too_few_units": "分析单元太少，热点统计没有意义；请选择更细的单元、更小的六边形或更大的范围。",
+    "too_few_incidents": "符合条件的事项太少；请放宽时间段、类别或范围。",
+}
+HOTSPOT_REFUSAL_OTHER = "无法完成分析：{reason}"
+HOTSPOT_THIS_UNIT = "本单元"
+
+
+# --- Map pages with data by URL (grids, incidents, households, hot spots) ---
+
+LOADING = "加载中…"
+ZOOM_IN_FOR_GRIDS = "放大地图可显示村民小组网格"
+INCIDENTS_IN_VIEW = "当前范围共 {total} 件"
+INCIDENTS_MANY = "很多"
+INCIDENTS_IN_VIEW_CUT = "仅显示最新的 {shown} 件：请放大地图或增加筛选条件"
+INCIDENT_FILTER_TITLE = "筛选事项"
+INCIDENT_FILTER_OPEN = "未结事项"
+INCIDENT_FILTER_OPEN_OPTION = "未结事项（默认）"
+INCIDENT_FILTER_ALL_OPTION = "全部（含已结案）"
+INCIDENT_FILTER_ALL_STATES = "全部环节（含已结案）"
+INCIDENT_FILTER_ALL_CATEGORIES = "全部类别"
+INCIDENT_FILTER_LABELS = {"state": "环节", "category": "类别", "since": "发生日期从", "until": "发生日期至",
+                          "overdue": "超期"}
+INCIDENT_FILTER_OVERDUE_OPTIONS = {"": "不限", "true": "仅超期", "false": "仅未超期"}
+INCIDENT_OPEN_DETAIL = "查看详情与办理"
+ESCALATION_LEVEL_NAMES = {4: "村民小组网格", 3: "行政村", 2: "管理片区", 1: "镇"}
+HOUSEHOLDS_IN_VIEW_CUT = "结果过多：仅显示前 {shown} 户，共 {total} 户，请放大地图或选择更小的网格"
+HOTSPOT_FORM_TITLE = "分析条件"
+HOTSPOT_FORM_COLOUR_TITLE = "着色方式"

@@ -1,18 +1,19 @@
-"""The household map (/maps/households): scoped rows, masked fields, audited reads, offline."""
+"""The household map (/maps/households): a light page in the shell whose households come from the list
+by view: scoped rows, masked fields, audited reads, offline, on a desktop and a phone."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
-import geopandas as gpd
 import pytest
-from shapely.geometry import box
 from sqlalchemy import text
 
 from maps import labels
-from maps.household_map import build_household_map
-from tests.browser import click_first_marker
+from tests.browser import click_first_marker, serve_app_in_thread
+from tests.conftest import screenshot_path, settings_for
+from tests.map_pages import open_loaded, opened
 
 PATH = "/maps/households"
 MASKED_NAME = re.compile(r"^[\u4e00-\u9fff]{1,2}\*+$")
@@ -31,7 +32,8 @@ POPUPS_JS = """
     return rows;
 })
 """
-HOUSEHOLD_NOS_JS = "() => window.wanggeHouseholds.getLayers().map(layer => layer.feature.id)"
+HOUSEHOLD_NOS_JS = "() => window.wanggeHouseholds.getLayers().map(layer => layer.feature.properties.household_no)"
+REASON = f"household-map-{uuid.uuid4().hex[:12]}"
 
 
 def households_in(engine, code: str) -> dict[str, dict]:
@@ -73,12 +75,18 @@ def codes(engine, accounts) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def grid_staff_page(open_as):
-    return open_as("grid_staff", PATH)
+    return open_loaded(open_as, "grid_staff", f"{PATH}?reason={REASON}")
 
 
 @pytest.fixture(scope="module")
 def command_center_page(open_as, codes):
-    return open_as("command_center", f"{PATH}?grid_code={codes['village']}")
+    return open_loaded(open_as, "command_center", f"{PATH}?grid_code={codes['village']}")
+
+
+def page_config(html: str) -> dict:
+    found = re.search(r'<script type="application/json" id="wangge-config">(.*?)</script>', html, re.S)
+    assert found, "the page carries its config as JSON"
+    return json.loads(found.group(1))
 
 
 def test_grid_staff_sees_exactly_the_households_of_their_grid(grid_staff_page, engine, codes):
@@ -94,8 +102,8 @@ def test_grid_staff_sees_exactly_the_households_of_their_grid(grid_staff_page, e
     )
     assert page.locator("#wangge-masked-note").count() == 0
     assert page.locator("#wangge-truncated-note").count() == 0
-    assert labels.SYNTHETIC_BADGE in page.locator("#wangge-title").inner_text()
-    page.screenshot(path="/tmp/wangge_household_map_grid_staff.png")
+    assert labels.SYNTHETIC_BADGE in page.locator("#wangge-synthetic-badge").inner_text()
+    page.screenshot(path=screenshot_path("household_map_grid_staff"))
     checker.assert_clean()
 
 
@@ -112,21 +120,37 @@ def test_grid_staff_popups_show_full_names_and_phones(grid_staff_page, engine, c
         assert set(rows) == {label for _, label in labels.HOUSEHOLD_POPUP_FIELDS}
 
 
+def test_the_reads_are_audited_with_the_shown_ids(grid_staff_page, accounts, engine, codes):
+    page, _, _ = grid_staff_page
+    expected = households_in(engine, codes["own"])
+    with engine.connect() as c:
+        rows = c.execute(
+            text("SELECT action, resource, resource_ids, method, path, detail FROM audit_log "
+                 "WHERE actor = :actor AND reason = :reason"),
+            {"actor": accounts["grid_staff"]["username"], "reason": REASON},
+        ).mappings().all()
+    assert rows
+    assert {(r["action"], r["resource"], r["method"], r["path"]) for r in rows} == {
+        ("read_personal", "household", "GET", "/households")}
+    assert all(r["detail"] == {"format": "geojson"} for r in rows)
+    shown = set().union(*(set(map(int, r["resource_ids"])) for r in rows))
+    assert shown == {r["id"] for r in expected.values()}
+
+
 def test_a_household_marker_opens_its_popup_on_click(grid_staff_page, engine, codes):
     page, _, _ = grid_staff_page
     expected = households_in(engine, codes["own"])
-    number, popup = click_first_marker(page, "wanggeHouseholds", "/tmp/wangge_household_map_popup.png")
+    _, popup = click_first_marker(page, "wanggeHouseholds", screenshot_path("household_map_popup"))
     content = popup.inner_text()
     # At zoom 18 neighbours may overlap; whichever marker took the click, its name is in full.
     shown_no = page.locator(".leaflet-popup-content table").get_attribute("data-household-no")
     assert shown_no in expected
     assert expected[shown_no]["head_name"] in content
-    assert number in expected
     page.evaluate("window.wanggeMap.closePopup()")
 
 
 def test_grid_staff_asking_for_another_grid_gets_only_their_own(open_as, engine, codes):
-    page, checker, status = open_as("grid_staff", f"{PATH}?grid_code={codes['other']}")
+    page, checker, status = open_loaded(open_as, "grid_staff", f"{PATH}?grid_code={codes['other']}")
     assert status == 200
     own, other = households_in(engine, codes["own"]), households_in(engine, codes["other"])
     assert other and not set(own) & set(other)
@@ -147,9 +171,7 @@ def test_command_center_sees_a_village_masked(command_center_page, engine, codes
     page, checker, status = command_center_page
     assert status == 200
     with engine.connect() as c:
-        active = c.execute(
-            text("SELECT count(*) FROM emergency WHERE closed_at IS NULL")
-        ).scalar_one()
+        active = c.execute(text("SELECT count(*) FROM emergency WHERE closed_at IS NULL")).scalar_one()
     assert active == 0, "this test needs a town without an active emergency"
     expected = households_in(engine, codes["village"])
     assert len(expected) > 100
@@ -169,7 +191,28 @@ def test_command_center_sees_a_village_masked(command_center_page, engine, codes
     note = page.locator("#wangge-masked-note")
     assert note.is_visible()
     assert note.inner_text() == labels.PERSONAL_MASKED_NOTE
-    page.screenshot(path="/tmp/wangge_household_map_command_center.png")
+    page.screenshot(path=screenshot_path("household_map_command_center"))
+    checker.assert_clean()
+
+
+def test_on_a_phone(open_as, engine, codes):
+    page, checker, status = open_loaded(open_as, "grid_staff", PATH, phone=True)
+    assert status == 200
+    assert set(page.evaluate(HOUSEHOLD_NOS_JS)) == set(households_in(engine, codes["own"]))
+    zoom = page.locator(".leaflet-control-zoom").bounding_box()
+    bar = page.locator("#wangge-title").bounding_box()
+    assert zoom["y"] >= bar["y"] + bar["height"]
+    legend = page.locator("#wangge-legend").bounding_box()
+    assert legend["width"] * legend["height"] < 0.1 * 390 * 844
+    page.screenshot(path=screenshot_path("household_map_phone"))
+    checker.assert_clean()
+
+
+def test_emergency_team_without_an_emergency_sees_no_household(open_as):
+    page, checker, status = open_loaded(open_as, "emergency", PATH)
+    assert status == 200
+    assert page.evaluate("window.wanggeHouseholds.getLayers().length") == 0
+    assert page.locator("#wangge-household-count").inner_text() == labels.HOUSEHOLDS_NONE
     checker.assert_clean()
 
 
@@ -179,35 +222,30 @@ def test_planner_is_refused(open_as):
     assert "wanggeHouseholds" not in page.content()
 
 
+def test_a_cut_result_says_so(test_db_url, accounts, engine, codes, site):
+    from api.main import create_app
+
+    expected = households_in(engine, codes["village"])
+    app = create_app(settings_for(test_db_url, max_features_per_page=10))
+    with (serve_app_in_thread(app) as base,
+          opened((base, site[1]), accounts, "admin", f"{PATH}?grid_code={codes['village']}") as (page, _, status)):
+        assert status == 200
+        numbers = set(page.evaluate(HOUSEHOLD_NOS_JS))
+        note = page.locator("#wangge-truncated-note").inner_text()
+    assert len(numbers) == 10 and numbers <= set(expected)
+    assert note == labels.HOUSEHOLDS_IN_VIEW_CUT.format(shown=10, total=len(expected))
+
+
 # --- Through the API client (no browser) ---
 
 
-def test_grid_staff_map_read_is_audited_with_the_shown_ids(clients, accounts, engine, codes):
-    reason = f"household map audit test {uuid.uuid4().hex}"
-    response = clients["grid_staff"].get(PATH, params={"reason": reason})
+def test_the_page_embeds_no_household(clients, engine, codes):
+    response = clients["admin"].get(PATH, params={"grid_code": codes["village"]})
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
-    expected = households_in(engine, codes["own"])
-    with engine.connect() as c:
-        rows = c.execute(
-            text(
-                "SELECT action, resource, resource_ids, method, detail FROM audit_log "
-                "WHERE actor = :actor AND path = :path AND reason = :reason"
-            ),
-            {"actor": accounts["grid_staff"]["username"], "path": PATH, "reason": reason},
-        ).mappings().all()
-    assert len(rows) == 1
-    row = rows[0]
-    assert (row["action"], row["resource"], row["method"]) == ("read_personal", "household", "GET")
-    assert row["detail"] == {"format": "map"}
-    assert sorted(map(int, row["resource_ids"])) == sorted(r["id"] for r in expected.values())
-    for number in expected:
-        assert number in response.text
-
-
-def _numbers_in(page_html: str) -> set[str]:
-    # Household numbers travel as the 19-digit feature ids of the household layer.
-    return set(re.findall(r'"id":"(\d{19})"', page_html))
+    for number, row in households_in(engine, codes["village"]).items():
+        assert number not in response.text and row["phone"] not in response.text
+    assert page_config(response.text)["query"]["grid_code"] == codes["village"]
 
 
 def test_supervisor_may_narrow_to_a_grid_of_their_village(clients, accounts, engine, codes):
@@ -220,18 +258,22 @@ def test_supervisor_may_narrow_to_a_grid_of_their_village(clients, accounts, eng
     inside = groups[-1]
     narrowed = clients["supervisor"].get(PATH, params={"grid_code": inside})
     assert narrowed.status_code == 200
-    assert _numbers_in(narrowed.text) == set(households_in(engine, inside))
+    assert page_config(narrowed.text)["query"]["grid_code"] == inside
+    listed = clients["supervisor"].get("/households", params={"grid_code": inside, "limit": 5000})
+    assert {r["household_no"] for r in listed.json()["items"]} == set(households_in(engine, inside))
+    # Another village's grid is not theirs: the page asks for their own rows.
     outside = clients["supervisor"].get(PATH, params={"grid_code": codes["other"]})
     assert outside.status_code == 200
-    assert _numbers_in(outside.text) == set(households_in(engine, village))
-    assert not _numbers_in(outside.text) & set(households_in(engine, codes["other"]))
+    assert page_config(outside.text)["query"]["grid_code"] is None
+    own = clients["supervisor"].get("/households", params={"limit": 5000})
+    assert {r["household_no"] for r in own.json()["items"]} == set(households_in(engine, village))
 
 
-def test_masked_map_writes_no_personal_read(clients, accounts, engine, codes):
+def test_masked_reads_write_no_personal_read(clients, accounts, engine, codes):
     reason = f"household map masked test {uuid.uuid4().hex}"
-    params = {"grid_code": codes["village"], "reason": reason}
-    response = clients["command_center"].get(PATH, params=params)
-    assert response.status_code == 200
+    params = {"grid_code": codes["village"], "reason": reason, "format": "geojson"}
+    response = clients["command_center"].get("/households", params=params)
+    assert response.status_code == 200 and response.json()["features"]
     with engine.connect() as c:
         n = c.execute(
             text("SELECT count(*) FROM audit_log WHERE actor = :actor AND reason = :reason"),
@@ -240,23 +282,11 @@ def test_masked_map_writes_no_personal_read(clients, accounts, engine, codes):
     assert n == 0
 
 
-def test_a_cut_result_says_so(test_db_url, accounts, engine, codes):
-    from tests.conftest import make_client
-
-    expected = households_in(engine, codes["village"])
-    with make_client(test_db_url, "admin", max_features_per_page=10) as client:
-        response = client.get(PATH, params={"grid_code": codes["village"]})
-    assert response.status_code == 200
-    numbers = _numbers_in(response.text)
-    assert len(numbers) == 10 and numbers <= set(expected)
-    assert labels.HOUSEHOLDS_TRUNCATED.format(shown=10, total=len(expected)) in response.text
-
-
 def test_whole_town_roles_must_name_a_grid(clients):
     response = clients["command_center"].get(PATH)
     assert response.status_code == 422
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert ["query", "grid_code"] in [e["loc"] for e in response.json()["errors"]]
+    assert response.headers["content-type"].startswith("text/html")
+    assert "网格" in response.text
 
 
 def test_unknown_grid_is_not_found(clients):
@@ -264,66 +294,7 @@ def test_unknown_grid_is_not_found(clients):
     assert response.status_code == 404
 
 
-def test_emergency_team_without_an_emergency_sees_no_household(clients, engine):
-    response = clients["emergency"].get(PATH)
-    assert response.status_code == 200
-    assert labels.HOUSEHOLDS_NONE in response.text
-    with engine.connect() as c:
-        some_no = c.execute(
-            text("SELECT household_no FROM household ORDER BY id LIMIT 1")
-        ).scalar_one()
-    assert some_no not in response.text
-
-
 def test_anonymous_is_sent_to_login(clients):
     response = clients["anonymous"].get(PATH, follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"].startswith("/login")
-
-
-# --- The page builder on its own ---
-
-
-def _record(**overrides) -> dict:
-    base = {
-        "id": 1, "household_no": "4113241050010000001", "address": "尹营村一组**号",
-        "head_name": "张*", "phone": "138****1234", "residents": 3, "elderly": 0, "children": 1,
-        "disabled": 0, "pregnant": 0, "bedridden": 0, "floors": 2, "natural_village": "张庄",
-        "grid_code": "411324105001001", "grid_name": "一组", "lon": 112.141234567,
-        "lat": 33.02345678, "personal_fields": "masked",
-    }
-    return {**base, **overrides}
-
-
-def _grids() -> gpd.GeoDataFrame:
-    return gpd.GeoDataFrame(
-        {"code": ["411324105001001"], "name": ["一组"], "level": [4],
-         "parent_code": ["411324105001000"]},
-        geometry=[box(112.13, 33.01, 112.15, 33.03)],
-        crs="EPSG:4326",
-    )
-
-
-def test_values_cannot_break_out_of_the_page():
-    evil = "</script><img src=x onerror=alert(1)>"
-    page = build_household_map([_record(head_name=evil, address=evil)], _grids(), title="<b>t</b>")
-    assert "</script><img" not in page
-    assert "<img src=x" not in page
-    assert "<b>t</b>" not in page
-
-
-def test_page_is_deterministic_light_and_says_when_cut():
-    records = [
-        _record(id=i, household_no=f"41132410500100{i:05d}", elderly=i % 2) for i in range(1, 4)
-    ]
-    a = build_household_map(records, _grids(), title="t", total=10, synthetic=True)
-    b = build_household_map(records, _grids(), title="t", total=10, synthetic=True)
-    assert a == b
-    assert "112.141235" in a and "112.141234567" not in a
-    assert labels.HOUSEHOLDS_TRUNCATED.format(shown=3, total=10) in a
-    assert labels.PERSONAL_MASKED_NOTE in a
-    assert labels.SYNTHETIC_BADGE in a
-    own = [_record(personal_fields="shown", head_name="张三")]
-    shown = build_household_map(own, _grids(), title="t")
-    assert labels.PERSONAL_MASKED_NOTE not in shown
-    assert labels.SYNTHETIC_BADGE not in shown

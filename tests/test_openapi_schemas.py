@@ -198,6 +198,9 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         unit = next(f["properties"]["unit_id"] for f in hs["features"] if f["properties"].get("incidents"))
         for role in ("admin", "command_center"):
             call(role, "GET", "/hotspots/units/{unit_id}/incidents", f"/hotspots/units/{unit}/incidents")
+        call("command_center", "GET", "/hotspots/map", "/hotspots/map")
+        call("admin", "GET", "/grids/{code}/card", f"/grids/{group}/card")
+        call("command_center", "GET", "/hotspots/map", "/hotspots/map", params={"units": "grid3"})
         # vector tiles: the layers' metadata (the .pbf tiles are not JSON)
         for role in ("admin", "grid_staff"):
             call(role, "GET", "/tiles/layers", "/tiles/layers")

@@ -46,6 +46,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/grids/locate"): VIEWERS,
     ("POST", "/grids/import"): GRID_EDITORS,
     ("GET", "/grids/{code}/history"): VIEWERS,
+    ("GET", "/grids/{code}/card"): VIEWERS,
+    ("GET", "/grids/hillshade.png"): VIEWERS,
     ("GET", "/households"): HOUSEHOLD_ROWS,
     ("GET", "/households/counts"): ALL,
     ("GET", "/households/{household_id}"): HOUSEHOLD_ROWS,
@@ -98,6 +100,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/m/report"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/places/suggest"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/me/grids"): VIEWERS,
+    ("GET", "/hotspots/map"): INCIDENT_WORKERS | {"emergency"},
     # Vector tiles: each layer as its list.
     ("GET", "/tiles/layers"): VIEWERS,
     ("GET", "/tiles/grids/{z}/{x}/{y}.pbf"): VIEWERS,

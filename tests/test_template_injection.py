@@ -104,25 +104,32 @@ def test_text_sent_through_the_api_is_stored_as_sent(admin, planted_db):
     assert admin.get(f"/incidents/{incident['id']}").json()["history"][-1]["note"] == PAYLOAD
 
 
-def page_paths(planted_db) -> dict[str, str]:
+def page_paths(planted_db) -> dict[str, list[str]]:
+    """Each page, then the data its script loads by URL (map pages embed no user text)."""
     village, extent = planted_db["village"], planted_db["extent_id"]
     return {
-        "grid map": "/maps/grids",
-        "household map": f"/maps/households?grid_code={village}",
-        "incident map": f"/maps/incidents?grid_code={village}",
-        "hot-spot map": "/maps/hotspots?category=all",
-        "明白卡 HTML": f"/flood/checklist?extent={extent}&grid_code={village}",
+        "grid map": ["/maps/grids", f"/grids?parent_code={village}", f"/grids/{village}/card"],
+        "household map": [f"/maps/households?grid_code={village}",
+                          f"/households?grid_code={village}&format=geojson&limit=100"],
+        "incident map": [f"/maps/incidents?grid_code={village}",
+                         f"/incidents?grid_code={village}&format=geojson&limit=100"],
+        "hot-spot map": ["/maps/hotspots?category=all", "/hotspots/map?category=all"],
+        "明白卡 HTML": [f"/flood/checklist?extent={extent}&grid_code={village}"],
     }
 
 
 @pytest.mark.parametrize("page", ["grid map", "household map", "incident map", "hot-spot map",
                                   "明白卡 HTML"])
 def test_every_page_shows_the_template_syntax_literally(admin, planted_db, page):
-    r = admin.get(page_paths(planted_db)[page])
+    paths = page_paths(planted_db)[page]
+    r = admin.get(paths[0])
     assert r.status_code == 200, r.text[:500]
     assert r.headers["content-type"].startswith("text/html")
-    assert EVALUATED not in r.text
-    assert LITERAL in r.text
+    answers = [r] + [admin.get(path) for path in paths[1:]]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text[:500]
+        assert EVALUATED not in answer.text
+    assert LITERAL in answers[-1].text
 
 
 def test_the_printed_checklist_shows_the_template_syntax_literally(admin, planted_db):
@@ -188,8 +195,8 @@ def test_the_incident_popup_shows_the_text_as_written(planted_db, accounts):
         page.fill("#password", accounts["admin"]["password"])
         with page.expect_navigation():
             page.click("button[type=submit]")
-        page.goto(f"{base}/maps/incidents?grid_code={village}", wait_until="networkidle")
-        page.wait_for_function("document.documentElement.dataset.wanggeReady === '1'")
+        page.goto(f"{base}/maps/incidents?grid_code={village}&state=all", wait_until="networkidle")
+        page.wait_for_function("document.documentElement.dataset.wanggeLoaded === '1'")
         texts = page.evaluate("""() => {
             const layer = window.wanggeIncidents.getLayers()[0];
             layer.getPopup().options.autoPan = false;

@@ -832,6 +832,7 @@ class IncidentFilter:
     flagged: bool | None = None
     open_only: bool = False
     pending_review: bool = False
+    bbox: tuple[float, float, float, float] | None = None   # min_lon, min_lat, max_lon, max_lat (a map's view)
 
     def where(self, principal: Principal | None, now: dt.datetime) -> tuple[str, dict[str, Any]]:
         """(SQL condition on alias i, its parameters); `principal` None: no access restriction
@@ -860,6 +861,9 @@ class IncidentFilter:
             where.append(("" if self.flagged else "NOT ") + FLAGGED_SQL)
         if self.pending_review:
             where.append("i.reviewed_at IS NULL")
+        if self.bbox is not None:
+            where.append("i.geom && ST_MakeEnvelope(:bbox_x0, :bbox_y0, :bbox_x1, :bbox_y1, 4326)")
+            params.update(zip(("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"), self.bbox, strict=True))
         if self.overdue is not None:
             # The rule of gis.incidents.loop.urgency: overdue once `now` is past the stage deadline.
             where.append("i.stage_deadline < :now" if self.overdue

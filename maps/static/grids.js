@@ -1,0 +1,177 @@
+/* The four-level grid map (/maps/grids): each level loaded for the view from the grid list
+   (GeoJSON), a grid's card (staff, households) fetched when its popup opens. */
+(function () {
+  'use strict';
+  var W = window.Wangge, V = W.view;
+
+  W.ready(function () {
+    var cfg = W.config, map = W.map, t = cfg.text;
+    var levels = [1, 2, 3, 4];
+
+    function pane(name, z) {
+      map.createPane(name).style.zIndex = z;
+      map.getPane(name).style.pointerEvents = 'none';   // only the paths themselves take clicks
+    }
+    pane('wangge-hillshade', 390);
+    levels.forEach(function (l) { pane(cfg.fill_panes[l][0], cfg.fill_panes[l][1]); });
+    [3, 2, 1].forEach(function (l) { pane(cfg.line_panes[l][0], cfg.line_panes[l][1]); });
+
+    function staffList(staff) {
+      if (!staff || !staff.length) { return t.none_recorded; }
+      var box = W.el('div', {});
+      staff.forEach(function (p) {
+        var parts = [cfg.staff_roles[p.role] || p.role || t.blank];
+        if (p.name) { parts.push(p.name); }
+        if (p.phone) { parts.push(p.phone); }
+        box.appendChild(W.el('div', {'class': 'wangge-staff'}, parts.join(' ')));
+      });
+      return box;
+    }
+    function card(code, box, popup) {
+      W.api(cfg.card_url.replace('{code}', encodeURIComponent(code))).then(function (c) {
+        while (box.firstChild) { box.removeChild(box.firstChild); }
+        var parent = c.parent_code ? (c.parent_name ? c.parent_name + '（' + c.parent_code + '）' : c.parent_code)
+                                   : null;
+        box.appendChild(V.table([
+          [t.code, c.code], [t.name, c.name], [t.level, cfg.level_names[String(c.level)]],
+          [t.parent, parent], [t.staff, staffList(c.staff)],
+          [t.households, c.households === null ? null : c.households + ' ' + t.household_unit]
+        ], t.blank, 'data-code', c.code));
+        popup.update();
+      }).catch(function (err) {
+        while (box.firstChild) { box.removeChild(box.firstChild); }
+        box.appendChild(W.el('div', {'class': 'wangge-popup-error'}, err.message || String(err)));
+        popup.update();
+      });
+    }
+
+    var layers = {}, groups = {}, overlays = {};
+    levels.forEach(function (level) {
+      var style = cfg.styles[level], highlight = cfg.highlights[level];
+      var fill = L.geoJSON(null, {
+        pane: cfg.fill_panes[level][0],
+        style: function () { return style; },
+        onEachFeature: function (feature, layer) {
+          var tip = document.createElement('span');
+          tip.textContent = feature.properties.name;
+          layer.bindTooltip(tip, {sticky: true, className: 'wangge-tooltip'});
+          var popup = L.popup({maxWidth: 380, className: 'wangge-popup'});
+          layer.bindPopup(popup);
+          layer.on('popupopen', function () {
+            var box = W.el('div', {'class': 'wangge-grid-card'}, t.loading);
+            popup.setContent(box);
+            card(feature.properties.code, box, popup);
+          });
+          layer.on('mouseover', function () { layer.setStyle(highlight); });
+          layer.on('mouseout', function () { fill.resetStyle(layer); });
+        }
+      });
+      var group = L.layerGroup([fill]);
+      if (cfg.line_panes[level]) {
+        // Coarse boundaries drawn again above the finer levels, not taking clicks.
+        group.addLayer(L.geoJSON(null, {pane: cfg.line_panes[level][0], interactive: false,
+                                        style: function () { return cfg.outline_styles[level]; }}));
+      }
+      group.addTo(map);
+      layers[level] = fill;
+      groups[level] = group;
+      overlays[cfg.level_names[String(level)]] = group;
+    });
+    window.wanggeLayers = layers;
+    window.wanggeGroups = groups;
+    window.wanggeFindGrid = function (code) {
+      var found = null;
+      levels.forEach(function (level) {
+        layers[level].eachLayer(function (l) {
+          if (l.feature && l.feature.properties.code === String(code)) { found = l; }
+        });
+      });
+      return found;
+    };
+
+    if (cfg.hillshade) {
+      var hs = L.imageOverlay(cfg.hillshade.url, cfg.hillshade.bounds, {
+        opacity: 0.55, interactive: false, className: 'wangge-hillshade', pane: 'wangge-hillshade'
+      }).addTo(map);
+      overlays[t.hillshade] = hs;
+      window.wanggeHillshade = hs;
+    }
+    var collapsed = !!(window.matchMedia && window.matchMedia('(max-width: 700px)').matches);
+    L.control.layers(null, overlays, {collapsed: collapsed, position: 'topright'}).addTo(map);
+
+    var legend = V.legend(map, t.legend_title);
+    var rows = levels.map(function (level) {
+      var s = cfg.styles[level], o = cfg.outline_styles[level] || s;
+      return level === 4
+        ? {key: level, label: cfg.level_names['4'], swatch: {fill: s.fillColor, color: s.color, weight: 1,
+                                                            opacity: s.fillOpacity}}
+        : {key: level, label: cfg.level_names[String(level)], swatch: {line: true, color: o.color,
+                                                                      weight: o.weight, dash: o.dashArray}};
+    });
+    if (cfg.hillshade) {
+      rows.push({key: 'hillshade', label: t.legend_hillshade, swatch: {fill: '#999', color: '#999', opacity: 0.5}});
+    }
+    legend.set(rows, cfg.synthetic_note ? [{id: 'wangge-legend-note', note: true, text: cfg.synthetic_note}] : []);
+
+    function load(bbox, zoom) {
+      return Promise.all(levels.map(function (level) {
+        if (zoom < cfg.min_zoom[level]) { return Promise.resolve(null); }
+        return W.api(V.withQuery(cfg.grids_url, {level: level, bbox: bbox, limit: cfg.limit}));
+      }));
+    }
+    /* Where the group grids in view are more than one answer holds (a city, not a town), they are
+       drawn from the vector tiles (/tiles/grids, built by PostGIS) instead: every one, no cut. */
+    var tiles = null;
+    function groupTiles() {
+      if (tiles || !cfg.tiles || !L.vectorGrid) { return tiles; }
+      var style = cfg.styles[4], hidden = {weight: 0, opacity: 0, fill: false, fillOpacity: 0};
+      tiles = L.vectorGrid.protobuf(cfg.tiles.url, {
+        rendererFactory: L.canvas.tile, pane: cfg.fill_panes[4][0], interactive: true,
+        minZoom: cfg.min_zoom[4], maxNativeZoom: cfg.tiles.maxzoom,
+        vectorTileLayerStyles: {grids: function (p) {
+          return p.level === 4 ? Object.assign({fill: true}, style) : hidden;
+        }},
+        getFeatureId: function (f) { return f.properties.code; }
+      });
+      tiles.on('click', function (e) {
+        var p = e.layer && e.layer.properties;
+        if (!p || p.level !== 4) { return; }
+        var box = W.el('div', {'class': 'wangge-grid-card'}, t.loading);
+        var popup = L.popup({maxWidth: 380, className: 'wangge-popup'}).setLatLng(e.latlng).setContent(box)
+          .openOn(map);
+        card(p.code, box, popup);
+      });
+      window.wanggeGridTiles = tiles;
+      return tiles;
+    }
+    function draw(answers) {
+      var cut = false;
+      answers.forEach(function (fc, i) {
+        var level = levels[i];
+        layers[level].clearLayers();
+        var group = groups[level];
+        group.eachLayer(function (l) { if (l !== layers[level] && l !== tiles) { l.clearLayers(); } });
+        if (!fc) { return; }
+        if (level === 4 && fc.numberMatched > fc.numberReturned && groupTiles()) {
+          if (!group.hasLayer(tiles)) { group.addLayer(tiles); }
+          return;
+        }
+        if (level === 4 && tiles && group.hasLayer(tiles)) { group.removeLayer(tiles); }
+        layers[level].addData(fc);
+        group.eachLayer(function (l) { if (l !== layers[level] && l !== tiles) { l.addData(fc); } });
+        if (fc.numberMatched > fc.numberReturned) { cut = true; }
+      });
+      var zoomNote = document.getElementById('wangge-grid-zoom-note');
+      if (zoomNote) { zoomNote.style.display = (cut || answers[3] === null) ? '' : 'none'; }
+      V.loaded();
+    }
+    legend.element.querySelector('.wangge-legend-body').appendChild(
+      W.el('div', {'class': 'wangge-legend-note', id: 'wangge-grid-zoom-note'}, t.zoom_in));
+
+    if (cfg.bounds) { map.fitBounds(cfg.bounds, {padding: [20, 20], animate: false}); }
+    var loader = V.byView(map, load, draw, {complete: function (answers) {
+      return answers.every(function (fc) { return fc && fc.numberMatched <= fc.numberReturned; });
+    }});
+    loader.reload();
+  });
+})();
