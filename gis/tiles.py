@@ -254,6 +254,12 @@ def grid_levels(z: int) -> int:
     return max(level for level, minzoom in GRID_LEVEL_MINZOOM.items() if z >= minzoom)
 
 
+def grids_statement(address: TileAddress) -> tuple[str, dict[str, Any]]:
+    """(SQL, parameters) of a grid tile: one row, the tile's bytes."""
+    return GRIDS_SQL, {**address.params(), "max_level": grid_levels(address.z), "tolerance": _unit_m(address.z),
+                       "margin": BUFFER / EXTENT}
+
+
 def grids_tile(session: Session, principal: Principal, address: TileAddress,
                if_none_match: str | None = None) -> Tile:
     """Current grids down to the level of the zoom (`GET /grids`'s rule: every current grid to every
@@ -261,13 +267,29 @@ def grids_tile(session: Session, principal: Principal, address: TileAddress,
     tag = etag("grids", address, principal, data_versions(session)["grids"])
     if matches(if_none_match, tag):
         return Tile(tag, None, not_modified=True)
-    params = {**address.params(), "max_level": grid_levels(address.z), "tolerance": _unit_m(address.z),
-              "margin": BUFFER / EXTENT}
-    return Tile(tag, _bytes(session.execute(text(GRIDS_SQL), params).scalar_one()))
+    sql, params = grids_statement(address)
+    return Tile(tag, _bytes(session.execute(text(sql), params).scalar_one()))
 
 
 def incident_filter_key(filters: IncidentFilter) -> dict[str, Any]:
     return {k: v for k, v in asdict(filters).items() if v is not None and v is not False}
+
+
+def tile_now(now: dt.datetime | None = None) -> dt.datetime:
+    """The time an incident tile's overdue flags are worked out for: the current minute."""
+    return (now or dt.datetime.now(dt.UTC)).replace(second=0, microsecond=0)
+
+
+def incidents_statement(principal: Principal, address: TileAddress, filters: IncidentFilter,
+                        now: dt.datetime) -> tuple[str, dict[str, Any]]:
+    """(SQL, parameters) of an incident tile: one row, the tile's bytes."""
+    cond, params = filters.where(principal, now)
+    params.update(address.params())
+    if address.z >= (LAYERS["incidents"].point_minzoom or 0):
+        params["margin"] = BUFFER / EXTENT
+        return INCIDENT_POINTS_SQL.format(cond=cond), params
+    params.update(_block_params(address))
+    return INCIDENT_BLOCKS_SQL.format(cond=cond), params
 
 
 def incidents_tile(session: Session, principal: Principal, address: TileAddress, filters: IncidentFilter,
@@ -276,21 +298,25 @@ def incidents_tile(session: Session, principal: Principal, address: TileAddress,
     points from the layer's point zoom, blocks with count/open/overdue below it. Overdue flags are
     worked out for the current minute (part of the ETag), so a cached tile is never more than a minute
     behind a deadline passing."""
-    now = (now or dt.datetime.now(dt.UTC)).replace(second=0, microsecond=0)
+    now = tile_now(now)
     tag = etag("incidents", address, principal, data_versions(session)["incidents"],
                {**incident_filter_key(filters), "now": now.isoformat()})
     if matches(if_none_match, tag):
         return Tile(tag, None, not_modified=True)
-    cond, params = filters.where(principal, now)
-    params.update(address.params())
-    point_minzoom = LAYERS["incidents"].point_minzoom or 0
-    if address.z >= point_minzoom:
-        sql = INCIDENT_POINTS_SQL.format(cond=cond)
-        params["margin"] = BUFFER / EXTENT
-    else:
-        sql = INCIDENT_BLOCKS_SQL.format(cond=cond)
-        params.update(_block_params(address))
+    sql, params = incidents_statement(principal, address, filters, now)
     return Tile(tag, _bytes(session.execute(text(sql), params).scalar_one()))
+
+
+def households_statement(principal: Principal, address: TileAddress) -> tuple[str, dict[str, Any]]:
+    """(SQL, parameters) of a household tile: one row, the tile's bytes (and, at point zooms, the ids of
+    the households whose personal fields it carries)."""
+    acc = access_for(principal)
+    params = {**acc.params, **address.params()}
+    if address.z >= (LAYERS["households"].point_minzoom or 0):
+        params["margin"] = BUFFER / EXTENT
+        return HOUSEHOLD_POINTS_SQL.format(rows=acc.rows, personal=acc.personal), params
+    params.update(_block_params(address))
+    return HOUSEHOLD_BLOCKS_SQL.format(rows=acc.rows), params
 
 
 def households_tile(session: Session, ctx: Context, address: TileAddress,
@@ -303,20 +329,15 @@ def households_tile(session: Session, ctx: Context, address: TileAddress,
     if principal is None:
         raise InputError(Problem(("principal",), "household tiles need a signed-in account"))
     acc = access_for(principal)
-    point_minzoom = LAYERS["households"].point_minzoom or 0
-    points = address.z >= point_minzoom
+    points = address.z >= (LAYERS["households"].point_minzoom or 0)
     personal = points and acc.personal != "FALSE" and acc.rows != "FALSE"
     tag = etag("households", address, principal, data_versions(session)["households"])
     if matches(if_none_match, tag):
         return Tile(tag, None, not_modified=True, personal=personal)
-    params = {**acc.params, **address.params()}
+    sql, params = households_statement(principal, address)
     if not points:
-        params.update(_block_params(address))
-        content = session.execute(text(HOUSEHOLD_BLOCKS_SQL.format(rows=acc.rows)), params).scalar_one()
-        return Tile(tag, _bytes(content))
-    params["margin"] = BUFFER / EXTENT
-    content, shown = session.execute(
-        text(HOUSEHOLD_POINTS_SQL.format(rows=acc.rows, personal=acc.personal)), params).one()
+        return Tile(tag, _bytes(session.execute(text(sql), params).scalar_one()))
+    content, shown = session.execute(text(sql), params).one()
     if shown:
         ctx.audit(session, "read_personal", resource="household", resource_ids=list(shown),
                   detail={"format": "mvt", "tile": f"{address.z}/{address.x}/{address.y}"})
