@@ -16,9 +16,9 @@ admin (who sees every row and every personal field: the largest tiles, and an au
 point tile): (a) HTTP: `GET /tiles/{layer}/{z}/{x}/{y}.pbf` with a bearer token and
 `Accept-Encoding: gzip` through the real ASGI app (Starlette's TestClient, in process: authentication,
 the version read, the statement, the audit row, gzip); (b) direct: the same statement
-(`gis.tiles.*_statement`) on one connection. (a) and (b) run in turn for each tile, `--repeat` rounds
-after one warm-up; medians and 95th percentiles are over all tiles and rounds of a layer. Results are
-printed and written to var/bench/tiles_results.json.
+(`gis.tiles.*_statement`, run with its planner settings by `Statement.run`) on one connection. (a) and
+(b) run in turn for each tile, `--repeat` rounds after one warm-up; medians and 95th percentiles are
+over all tiles and rounds of a layer. Results are printed and written to var/bench/tiles_results.json.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def sample_tiles() -> list[tuple[int, int, int]]:
     return out
 
 
-def statement(layer: str, principal: Any, z: int, x: int, y: int) -> tuple[str, dict[str, Any]]:
+def statement(layer: str, principal: Any, z: int, x: int, y: int) -> Any:
     from gis import tiles
     from gis.incidents.service import IncidentFilter
 
@@ -194,7 +194,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from fastapi.testclient import TestClient
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
     from api.main import create_app
@@ -223,9 +223,9 @@ def main() -> None:
                         raw = b"".join(r.iter_raw())
                     h = (time.perf_counter() - t) * 1000
                     assert r.status_code in (200, 204), (path, r.status_code, raw[:200])
-                    sql, params = statement(layer, principal, z, x, y)
+                    stmt = statement(layer, principal, z, x, y)
                     t = time.perf_counter()
-                    row = direct.execute(text(sql), params).one()
+                    row = stmt.run(direct)
                     d = (time.perf_counter() - t) * 1000
                     direct.rollback()
                     body = bytes(row[0] or b"")
