@@ -57,10 +57,12 @@ from city import (  # noqa: E402
 DB = "wangge_bench_tiles"
 SOURCES = ("wangge_bench_list", "wangge_bench_run")   # databases that already hold the city's incidents
 RESULTS = ROOT / "var" / "bench" / "tiles_results.json"
+RENDER_RESULTS = ROOT / "var" / "bench" / "tiles_render_results.json"
 HOUSEHOLDS = 3_000_000
 ZOOMS = range(8, 17)
 LAYERS = ("grids", "incidents", "households")
 GOAL_BYTES = 500 * 1024
+MVT = "application/vnd.mapbox-vector-tile"
 
 
 def _counts(url: Any) -> tuple[int, int, int] | None:
@@ -181,9 +183,138 @@ def statement(layer: str, principal: Any, z: int, x: int, y: int) -> Any:
     return tiles.households_statement(principal, address)
 
 
+def features_of(tile: bytes) -> list[str]:
+    import mapbox_vector_tile
+
+    decoded = mapbox_vector_tile.decode(tile) if tile else {}
+    return sorted(repr((name, sorted(f["properties"].items()), f["geometry"]))
+                  for name, layer in decoded.items() for f in layer["features"])
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+# --- rendering: Leaflet.VectorGrid (canvas) vs MapLibre GL inside Leaflet ------------------------------
+
+RENDER_PAGE = """<!doctype html><html><head><meta charset="utf-8">
+<link rel="stylesheet" href="/static/vendor/leaflet/dist/leaflet.css">{css}
+<style>html, body, #map {{ margin: 0; height: 100%; }}</style></head>
+<body><div id="map"></div>
+<script src="/static/vendor/leaflet/dist/leaflet.js"></script>{scripts}
+<script>
+const VIEW = {view}, LAYERS = {layers}, AUTH = {{Authorization: "Bearer " + {token}}};
+const map = L.map("map", {{zoomControl: false, fadeAnimation: false}}).setView([VIEW.lat, VIEW.lon], VIEW.z);
+const t0 = performance.now();
+{code}
+</script></body></html>"""
+
+VECTORGRID_CODE = """
+const styles = {
+  grids: {weight: 1, color: "#555", fill: false},
+  incidents: p => ({radius: p.count ? Math.min(14, 2 + Math.sqrt(p.count)) : 3, weight: 0, fill: true,
+                    fillColor: "#d33", fillOpacity: 0.7}),
+  households: p => ({radius: p.count ? Math.min(14, 2 + Math.sqrt(p.count) / 2) : 2, weight: 0, fill: true,
+                     fillColor: "#36c", fillOpacity: 0.6}),
+};
+let pending = LAYERS.length;
+for (const name of LAYERS) {
+  const layer = L.vectorGrid.protobuf("/tiles/" + name + "/{z}/{x}/{y}.pbf", {
+    rendererFactory: L.canvas.tile, vectorTileLayerStyles: {[name]: styles[name]},
+    fetchOptions: {headers: AUTH}, maxNativeZoom: 22});
+  layer.once("load", () => { if (--pending === 0) window.renderMs = performance.now() - t0; });
+  layer.addTo(map);
+}
+"""
+
+MAPLIBRE_CODE = """
+const sources = {}, layers = [];
+for (const name of LAYERS) {
+  sources[name] = {type: "vector", tiles: [location.origin + "/tiles/" + name + "/{z}/{x}/{y}.pbf"], maxzoom: 22};
+}
+const paint = {
+  grids: {id: "grids", type: "line", source: "grids", "source-layer": "grids",
+          paint: {"line-color": "#555", "line-width": 1}},
+  incidents: {id: "incidents", type: "circle", source: "incidents", "source-layer": "incidents",
+              paint: {"circle-color": "#d33", "circle-opacity": 0.7,
+                      "circle-radius": ["min", 14, ["+", 2, ["sqrt", ["coalesce", ["get", "count"], 1]]]]}},
+  households: {id: "households", type: "circle", source: "households", "source-layer": "households",
+               paint: {"circle-color": "#36c", "circle-opacity": 0.6,
+                       "circle-radius": ["min", 14, ["+", 2, ["/", ["sqrt", ["coalesce", ["get", "count"], 1]], 2]]]}},
+};
+for (const name of LAYERS) layers.push(paint[name]);
+const gl = L.maplibreGL({style: {version: 8, sources, layers},
+                         transformRequest: url => ({url, headers: AUTH})}).addTo(map);
+gl.getMaplibreMap().once("idle", () => { window.renderMs = performance.now() - t0; });
+"""
+
+V = "/static/vendor/"
+RENDERERS = {
+    "vectorgrid_canvas": ("", f'\n<script src="{V}leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js"></script>',
+                          VECTORGRID_CODE),
+    "maplibre_gl_leaflet": (f'\n<link rel="stylesheet" href="{V}maplibre-gl/dist/maplibre-gl.css">',
+                            f'\n<script src="{V}maplibre-gl/dist/maplibre-gl.js"></script>'
+                            f'\n<script src="{V}@maplibre/maplibre-gl-leaflet/leaflet-maplibre-gl.js"></script>',
+                            MAPLIBRE_CODE),
+}
+
+
+def render_bench(url: Any, token: str, rounds: int) -> dict[str, Any]:
+    """Time from adding the layers to the map to the last tile drawn, for each renderer, in headless Chromium
+    (1280 x 800). Tiles are fetched from the app once (the first load of each view and renderer) and then
+    served from memory, so the times are the browser's (requests, decoding, drawing), not the database's."""
+    import json as jsonlib
+
+    from playwright.sync_api import sync_playwright
+
+    from api.main import create_app
+    from gis.settings import Settings
+    from tests.browser import CHROMIUM_PATH, serve_app_in_thread
+
+    lon, lat = LON0 + NX * DX / 2, LAT0 + NY * DY / 2
+    views = {"city (z10)": {"lon": lon, "lat": lat, "z": 10}, "village (z14)": {"lon": lon, "lat": lat, "z": 14}}
+    app = create_app(Settings(DATABASE_URL=url.render_as_string(hide_password=False)))
+    cache: dict[str, bytes] = {}
+    out: dict[str, Any] = {}
+    with serve_app_in_thread(app) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM_PATH, headless=True,
+                                     args=["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+
+        def route_tiles(route: Any) -> None:
+            if route.request.url in cache:
+                route.fulfill(status=200, body=cache[route.request.url], content_type=MVT)
+                return
+            response = route.fetch()
+            body = response.body()
+            if response.status == 200:
+                cache[route.request.url] = body
+            route.fulfill(response=response, body=body)
+
+        for view_name, view in views.items():
+            for name, (css, scripts, code) in RENDERERS.items():
+                html = RENDER_PAGE.format(css=css, scripts=scripts, code=code, view=jsonlib.dumps(view),
+                                          layers=jsonlib.dumps(list(LAYERS)), token=jsonlib.dumps(token))
+                times: list[float] = []
+                errors: list[str] = []
+                for _ in range(rounds + 1):     # the first round fills the tile cache
+                    context = browser.new_context(viewport={"width": 1280, "height": 800})
+                    page = context.new_page()
+                    page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+                    page.route(base + "/bench/render.html", lambda r, h=html: r.fulfill(
+                        status=200, body=h, content_type="text/html; charset=utf-8"))
+                    page.route("**/tiles/**", route_tiles)
+                    page.goto(base + "/bench/render.html")
+                    page.wait_for_function("window.renderMs !== undefined", timeout=300_000)
+                    times.append(page.evaluate("window.renderMs"))
+                    context.close()
+                result = {"median_ms": round(statistics.median(times[1:]), 1), "runs_ms": [round(t) for t in times[1:]],
+                          "first_load_ms": round(times[0]), "errors": errors[:3]}
+                out.setdefault(view_name, {})[name] = result
+                print(f"render {view_name:14s} {name:20s} median {result['median_ms']} ms "
+                      f"(first load, tiles from the app: {result['first_load_ms']} ms) {errors[:1]}", flush=True)
+        browser.close()
+    return out
 
 
 def main() -> None:
@@ -191,6 +322,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timed rounds per tile (after one warm-up)")
     ap.add_argument("--households", type=int, default=HOUSEHOLDS)
     ap.add_argument("--layers", default=",".join(LAYERS))
+    ap.add_argument("--render", type=int, default=0, metavar="ROUNDS",
+                    help="only time drawing a city view in headless Chromium: VectorGrid vs MapLibre, ROUNDS each")
     args = ap.parse_args()
 
     from fastapi.testclient import TestClient
@@ -202,6 +335,9 @@ def main() -> None:
 
     url = prepare(args.households)
     principal, token = admin_token(url)
+    if args.render:
+        write_results(RENDER_RESULTS, render_bench(url, token, args.render))
+        return
     app = create_app(Settings(DATABASE_URL=url.render_as_string(hide_password=False)))
     engine = create_engine(url, poolclass=NullPool)
     sample = sample_tiles()
@@ -230,8 +366,10 @@ def main() -> None:
                     direct.rollback()
                     body = bytes(row[0] or b"")
                     if round_ == 0:
-                        size = len(gzip.decompress(raw)) if r.headers.get("content-encoding") == "gzip" else len(raw)
-                        assert size == len(body), (path, size, len(body))   # the app served that statement's tile
+                        served = gzip.decompress(raw) if r.headers.get("content-encoding") == "gzip" else raw
+                        size = len(served)
+                        # The app served that statement's tile (feature order, so bytes, may vary: compare features).
+                        assert features_of(served) == features_of(body), path
                         zoom = per_zoom.setdefault(z, {"largest_bytes": 0, "tiles": 0, "empty": 0})
                         zoom["tiles"] += 1
                         zoom["empty"] += size == 0
