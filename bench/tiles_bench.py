@@ -395,6 +395,8 @@ def main() -> None:
                     http_ms.append(h)
                     sql_ms.append(d)
                     extra_ms.append(h - d)
+                    per_zoom[z].setdefault("http_ms", []).append(round(h, 1))
+                    per_zoom[z].setdefault("direct_ms", []).append(round(d, 1))
             summary = {
                 "largest": largest, "within_500kb": largest["bytes"] <= GOAL_BYTES,
                 "http_median_ms": round(statistics.median(http_ms), 1), "http_p95_ms": round(pct(http_ms, 0.95), 1),
@@ -412,7 +414,8 @@ def main() -> None:
                   f"median {summary['http_minus_direct_median_ms']} ms", flush=True)
             for z, info in sorted(per_zoom.items()):
                 print(f"    z{z:<2d} {info['tiles']} tiles ({info['empty']} empty), largest "
-                      f"{info['largest_bytes'] / 1024:.1f} KB", flush=True)
+                      f"{info['largest_bytes'] / 1024:.1f} KB; median HTTP {statistics.median(info['http_ms']):.1f}"
+                      f" ms, direct {statistics.median(info['direct_ms']):.1f} ms", flush=True)
     engine.dispose()
     write_results(RESULTS, results)
 
