@@ -58,6 +58,7 @@ DB = "wangge_bench_tiles"
 SOURCES = ("wangge_bench_list", "wangge_bench_run")   # databases that already hold the city's incidents
 RESULTS = ROOT / "var" / "bench" / "tiles_results.json"
 RENDER_RESULTS = ROOT / "var" / "bench" / "tiles_render_results.json"
+SHOTS = ROOT / "var" / "artifacts" / "screenshots"
 HOUSEHOLDS = 3_000_000
 ZOOMS = range(8, 17)
 LAYERS = ("grids", "incidents", "households")
@@ -274,7 +275,9 @@ def render_bench(url: Any, token: str, rounds: int) -> dict[str, Any]:
 
     lon, lat = LON0 + NX * DX / 2, LAT0 + NY * DY / 2
     views = {"city (z10)": {"lon": lon, "lat": lat, "z": 10}, "village (z14)": {"lon": lon, "lat": lat, "z": 14}}
-    app = create_app(Settings(DATABASE_URL=url.render_as_string(hide_password=False)))
+    # A long admission wait: the first load asks for every city-wide tile at once (seconds each here).
+    app = create_app(Settings(DATABASE_URL=url.render_as_string(hide_password=False), database_pool_size=8,
+                              database_pool_timeout_s=300))
     cache: dict[str, bytes] = {}
     out: dict[str, Any] = {}
     with serve_app_in_thread(app) as base, sync_playwright() as pw:
@@ -291,6 +294,9 @@ def render_bench(url: Any, token: str, rounds: int) -> dict[str, Any]:
                 cache[route.request.url] = body
             route.fulfill(response=response, body=body)
 
+        def serve(html: str) -> Any:
+            return lambda route: route.fulfill(status=200, body=html, content_type="text/html; charset=utf-8")
+
         for view_name, view in views.items():
             for name, (css, scripts, code) in RENDERERS.items():
                 html = RENDER_PAGE.format(css=css, scripts=scripts, code=code, view=jsonlib.dumps(view),
@@ -301,12 +307,13 @@ def render_bench(url: Any, token: str, rounds: int) -> dict[str, Any]:
                     context = browser.new_context(viewport={"width": 1280, "height": 800})
                     page = context.new_page()
                     page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
-                    page.route(base + "/bench/render.html", lambda r, h=html: r.fulfill(
-                        status=200, body=h, content_type="text/html; charset=utf-8"))
+                    page.route(base + "/bench/render.html", serve(html))
                     page.route("**/tiles/**", route_tiles)
                     page.goto(base + "/bench/render.html")
                     page.wait_for_function("window.renderMs !== undefined", timeout=300_000)
                     times.append(page.evaluate("window.renderMs"))
+                    SHOTS.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(SHOTS / f"tiles_render_z{view['z']}_{name}.png"))
                     context.close()
                 result = {"median_ms": round(statistics.median(times[1:]), 1), "runs_ms": [round(t) for t in times[1:]],
                           "first_load_ms": round(times[0]), "errors": errors[:3]}
