@@ -1,7 +1,8 @@
-"""A deterministic city-scale data set for the import and intake benchmarks.
+"""A deterministic city-scale data set for the import, intake and tile benchmarks.
 
     .venv/bin/python bench/city.py                       # database wangge_bench + var/bench/incidents_1m.csv
     .venv/bin/python bench/city.py --points 200000 --csv var/bench/incidents_200k.csv --skip-db
+    .venv/bin/python bench/city.py --skip-csv --households 3000000   # + 3,000,000 households (tiles)
 
 What it makes (same seed, same bytes, every run):
 
@@ -24,6 +25,8 @@ What it makes (same seed, same bytes, every run):
            within the 200 m tolerance or beyond it, which the import reports as failed rows).
   Categories are a mix of English values and the Chinese names Wangge accepts; 10 % of the
   times carry no zone (read in Asia/Shanghai).
+* With --households N (bench/tiles_bench.py: 3,000,000), N households loaded with COPY, all inside
+  the group grids: 80 % clustered around 3,000 settlements, 20 % scattered (`load_households`).
 """
 
 from __future__ import annotations
@@ -296,6 +299,70 @@ def incident_frame(lat: Lattice, n: int, seed: int = SEED):
     return frame, kind
 
 
+# --- households -----------------------------------------------------------------------------------
+
+HOUSEHOLD_SETTLEMENTS = 3000
+
+
+def household_points(n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(lon, lat) of n households, all inside the group grids (one cell-width in from the jittered
+    outer edge): 80 % in Gaussian clusters around settlements (villages, 200-700 m across), 20 %
+    scattered; in register order (village block by village block, shuffled inside one)."""
+    rng = np.random.default_rng(seed + 3)
+    x0, x1 = LON0 + DX, LON0 + (NX - 1) * DX
+    y0, y1 = LAT0 + DY, LAT0 + (NY - 1) * DY
+    n_cluster = int(n * 0.8)
+    sx = rng.uniform(x0, x1, HOUSEHOLD_SETTLEMENTS)
+    sy = rng.uniform(y0, y1, HOUSEHOLD_SETTLEMENTS)
+    which = rng.integers(HOUSEHOLD_SETTLEMENTS, size=n_cluster)
+    spread = rng.uniform(0.001, 0.004, HOUSEHOLD_SETTLEMENTS)[which]
+    lon = np.concatenate([sx[which] + rng.normal(0, 1, n_cluster) * spread, rng.uniform(x0, x1, n - n_cluster)])
+    lat = np.concatenate([sy[which] + rng.normal(0, 1, n_cluster) * spread, rng.uniform(y0, y1, n - n_cluster)])
+    lon, lat = np.clip(lon, x0, x1), np.clip(lat, y0, y1)
+    vx = ((lon - LON0) // (DX * VX)).astype(np.int64)
+    vy = ((lat - LAT0) // (DY * VY)).astype(np.int64)
+    order = np.lexsort((rng.permutation(n), vx, -vy))
+    return np.round(lon[order], 7), np.round(lat[order], 7)
+
+
+def load_households(url, n: int, seed: int = SEED) -> int:
+    """Replace the households of the database at `url` with n deterministic ones (COPY, then the GiST
+    index built once, VACUUM ANALYZE); returns how many were loaded."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from gis.bulk import copy_rows
+    from gis.db import transaction
+
+    lon, lat = household_points(n, seed)
+    rng = np.random.default_rng(seed + 4)
+    residents = rng.integers(1, 7, n)
+    elderly = np.minimum(residents, rng.binomial(2, 0.25, n))
+    children = np.minimum(residents - elderly, rng.binomial(2, 0.2, n))
+    floors = rng.integers(1, 4, n)
+    surname = np.array(SURNAMES, dtype=object)[rng.integers(len(SURNAMES), size=n)]
+    phone = rng.integers(0, 10**9, size=n)
+    xs, ys = lon.tolist(), lat.tolist()
+    engine = create_engine(url, poolclass=NullPool)
+    with transaction(engine) as session:
+        session.execute(text("TRUNCATE household CASCADE"))
+        session.execute(text("DROP INDEX idx_household_geom"))
+        loaded = copy_rows(
+            session, "household",
+            ("household_no", "address", "head_name", "phone", "residents", "elderly", "children",
+             "disabled", "pregnant", "bedridden", "floors", "geom"),
+            ((f"C{i:010d}", f"基准镇{i % 600 + 1:03d}村{i % 97 + 1}号", f"{surname[i]}某某", f"13{phone[i]:09d}",
+              int(residents[i]), int(elderly[i]), int(children[i]), 0, 0, 0, int(floors[i]),
+              f"SRID=4326;POINT({xs[i]!r} {ys[i]!r})")
+             for i in range(n)),
+        )
+        session.execute(text("CREATE INDEX idx_household_geom ON household USING gist (geom)"))
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE household"))
+    engine.dispose()
+    return loaded
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", default=DEFAULT_DB, help="database to (re)create on the same server")
@@ -304,6 +371,8 @@ def main() -> None:
     ap.add_argument("--skip-db", action="store_true", help="only write the CSV")
     ap.add_argument("--skip-csv", action="store_true", help="only (re)build the database")
     ap.add_argument("--check-tiling", action="store_true", help="also prove the exact nesting with unions (slow)")
+    ap.add_argument("--households", type=int, default=0,
+                    help="also load this many households into the database (the tile benchmark uses 3000000)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     frame, lat = build_city()
@@ -317,6 +386,10 @@ def main() -> None:
         url = bench_url(args.db)
         counts = load_database(url, frame)
         print(f"database {args.db}: grids per level {counts}, loaded in {time.perf_counter() - t:.1f} s", flush=True)
+    if args.households and not args.skip_db:
+        t = time.perf_counter()
+        n = load_households(bench_url(args.db), args.households)
+        print(f"database {args.db}: {n} households loaded in {time.perf_counter() - t:.1f} s", flush=True)
     if not args.skip_csv:
         t = time.perf_counter()
         incidents, kind = incident_frame(lat, args.points)
