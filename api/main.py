@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api import (
         accounts,
         audit,
+        command,
         docs,
         emergencies,
         flood,
@@ -71,7 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         maps,
     )
 
-    for module in (accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
+    # command first: its /incidents/summary would otherwise reach /incidents/{incident_id}.
+    for module in (command, accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
                    maps):
         app.include_router(module.router)
     maps.mount_assets(app)
