@@ -185,6 +185,12 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         unit = next(f["properties"]["unit_id"] for f in hs["features"] if f["properties"].get("incidents"))
         for role in ("admin", "command_center"):
             call(role, "GET", "/hotspots/units/{unit_id}/incidents", f"/hotspots/units/{unit}/incidents")
+        # command center: search and the numbers of a view
+        for role, q in (("admin", "村"), ("command_center", "村"), ("grid_staff", "村"), ("admin", str(group))):
+            call(role, "GET", "/search", "/search", params={"q": q, "limit": 20})
+        for role in ("admin", "grid_staff"):
+            call(role, "GET", "/incidents/summary", "/incidents/summary",
+                 params={"bbox": f"{lon - 0.05},{lat - 0.05},{lon + 0.05},{lat + 0.05}", "open": "false"})
         call("admin", "GET", "/audit", "/audit", params={"limit": 5})
         call("admin", "GET", "/audit", "/audit", params={"limit": 5, "offset": 3, "action": "read_personal"})
     finally:
