@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 
 from api import problems, schemas
@@ -70,13 +69,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         households,
         incidents,
         maps,
+        pages,
     )
 
     # command first: its /incidents/summary would otherwise reach /incidents/{incident_id}.
     for module in (command, accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
-                   maps):
+                   pages, maps):
         app.include_router(module.router)
     maps.mount_assets(app)
+    pages.mount_static(app)
     docs.install(app, maps.ASSET_PREFIX)
 
     @app.get("/healthz", tags=["service"], summary="Liveness and database check", dependencies=[Depends(public)],
@@ -91,10 +92,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from gis.town_summary import town_counts
 
         return town_counts(session)
-
-    @app.get("/", include_in_schema=False, dependencies=[Depends(public)])
-    def root() -> RedirectResponse:
-        return RedirectResponse("/maps/grids")
 
     return app
 

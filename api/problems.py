@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gis.errors import Forbidden, InputError, NotFound
@@ -28,6 +30,7 @@ class ServiceBusy(Exception):
 
 class ProblemResponse(JSONResponse):
     media_type = MEDIA_TYPE
+    problem: dict[str, Any] | None = None
 
     def render(self, content: Any) -> bytes:
         try:
@@ -45,7 +48,28 @@ def problem(status: int, title: str, *, kind: str, detail: str | None = None, er
     if errors is not None:
         body["errors"] = errors
     body.update(extra)
-    return ProblemResponse(body, status_code=status)
+    response = ProblemResponse(body, status_code=status)
+    response.problem = body
+    return response
+
+
+def for_pages(request: Request, response: Response) -> Response:
+    """A refusal of a page (paths under /maps, /pages, /m) as a Chinese page in the shell; other
+    requests keep their problem+json."""
+    from maps.shell import error_page, is_page_path, make_shell, problem_lines
+
+    body = getattr(response, "problem", None)
+    if body is None or not is_page_path(request.url.path) or request.method not in ("GET", "HEAD"):
+        return response
+    principal = getattr(request.state, "principal", None)
+    shell = make_shell(principal, synthetic=False, current=request.url.path)
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    page = error_page(response.status_code, shell, lines=problem_lines(body), login_next=target)
+    html = HTMLResponse(page, status_code=response.status_code, headers={"Cache-Control": "no-store"})
+    for key in ("retry-after", "www-authenticate"):
+        if key in response.headers:
+            html.headers[key] = response.headers[key]
+    return html
 
 
 def _jsonable_error(err: dict[str, Any]) -> dict[str, Any]:
@@ -129,3 +153,20 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "Internal error", kind="internal", detail="The error was logged.")
+
+    # Every refusal above, of a page, is shown as a Chinese page (for_pages).
+    for key, handler in list(app.exception_handlers.items()):
+        app.exception_handlers[key] = _page_aware(handler)
+
+
+Handler = Callable[[Request, Any], Response | Awaitable[Response]]
+
+
+def _page_aware(handler: Handler) -> Callable[..., Awaitable[Response]]:
+    async def answer(request: Request, exc: Any) -> Response:
+        response = handler(request, exc)
+        if inspect.isawaitable(response):
+            response = await response
+        return for_pages(request, response)
+
+    return answer

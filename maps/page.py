@@ -17,6 +17,7 @@ from folium.template import Template
 from maps import labels
 from maps.offline import DEFAULT_PREFIX
 from maps.render import render_page
+from maps.shell import Shell, config_script, head_links, top_bar
 
 BACKGROUND = "#eef0ea"
 MAX_ZOOM = 19
@@ -94,6 +95,45 @@ class PageChrome(MacroElement):
         self.background = background
 
 
+class ShellChrome(MacroElement):
+    """The page shell on a map page: the top bar with navigation and logout, the error banner, the
+    shell's stylesheet and script (and the page's own, set by `finish_page`), and the page config as
+    JSON. Every piece is built by maps.shell as escaped text, never compiled as a template."""
+
+    _template = Template(
+        """
+        {% macro header(this, kwargs) %}
+        <link rel="icon" href="data:,">
+        {{ this.head() }}
+        {% endmacro %}
+        {% macro html(this, kwargs) %}
+        {{ this.bar }}
+        {{ this.config_html() }}
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, title: str, shell: Shell):
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._name = "WanggeShell"
+        self.shell = shell
+        self.bar = top_bar(title, shell)
+        self.config: Mapping[str, Any] = {}
+        self.scripts: Sequence[str] = ()
+        self.styles: Sequence[str] = ()
+
+    def head(self) -> str:
+        return head_links(self.styles, self.scripts)
+
+    def config_html(self) -> str:
+        return config_script(self.shell, self.config)
+
+
+# What a shell page loads from folium's defaults: Leaflet alone (no jQuery, Bootstrap or icon fonts).
+SHELL_DEFAULT_JS = [("leaflet", "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js")]
+SHELL_DEFAULT_CSS = [("leaflet_css", "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css")]
+
+
 def legend_template(symbol_rows: str) -> Template:
     """A page's legend box, the same on every page: its title, `symbol_rows` (the page's own symbols,
     Jinja over `this`), then `this.lines`, lines of text; a line with `note` stands out, one with a
@@ -151,10 +191,14 @@ def new_page_map(
     panes: Sequence[tuple[str, int, bool]],
     tile_url: str | None,
     tile_attribution: str | None,
+    shell: Shell | None = None,
 ) -> folium.Map:
     """An empty page map: fixed ids, `title` in the title bar (with the synthetic-data badge when
     `synthetic`), the (name, z-index, clickable) `panes`, and the on-line base map when `tile_url`
-    is given (it must be in WGS84 alignment, never a GCJ-02 one)."""
+    is given (it must be in WGS84 alignment, never a GCJ-02 one).
+
+    With `shell` the page gets the shell's top bar (navigation, who is logged in, logout, the error
+    banner; maps.shell) instead of the floating title, and loads only Leaflet from folium's defaults."""
     if tile_url and not tile_attribution:
         raise ValueError("an online base map needs its attribution (tile_attribution)")
     m = folium.Map(location=list(location), zoom_start=zoom_start, tiles=None, control_scale=True)
@@ -164,7 +208,14 @@ def new_page_map(
     # Fixed ids keep the page byte-for-byte stable between builds (cacheable, diffable).
     m._id = "wangge"
     cast(Figure, m.get_root()).title = html.escape(title)  # branca writes it into <title> unescaped
-    m.add_child(PageChrome(title, labels.SYNTHETIC_BADGE if synthetic else None, badge_hint, BACKGROUND))
+    if shell is not None:
+        m.default_js = list(SHELL_DEFAULT_JS)
+        m.default_css = list(SHELL_DEFAULT_CSS)
+        chrome = ShellChrome(title, shell)
+        chrome._id = "shell"
+        m.add_child(chrome)
+    else:
+        m.add_child(PageChrome(title, labels.SYNTHETIC_BADGE if synthetic else None, badge_hint, BACKGROUND))
     for name, z_index, clickable in panes:
         add_pane(m, name, z_index, clickable=clickable)
     add_online_tiles(m, tile_url, tile_attribution)
@@ -226,9 +277,20 @@ def finish_page(
     exposed: Mapping[str, Exposed],
     script: str = "",
     asset_prefix: str = DEFAULT_PREFIX,
+    config: Mapping[str, Any] | None = None,
+    scripts: Sequence[str] = (),
+    styles: Sequence[str] = (),
 ) -> str:
     """Add the registry (last, so every layer exists when it runs) and render the page;
-    `what` names the page in errors."""
+    `what` names the page in errors. On a shell page (`new_page_map(shell=...)`), `config` is the
+    page's data as JSON (Wangge.config) and `scripts`/`styles` its own files (maps/static)."""
+    chrome = next((c for c in m._children.values() if isinstance(c, ShellChrome)), None)
+    if chrome is not None:
+        chrome.config = dict(config or {})
+        chrome.scripts = list(scripts)
+        chrome.styles = list(styles)
+    elif config or scripts or styles:
+        raise ValueError("config, scripts and styles need a shell page (new_page_map(shell=...))")
     registry = Registry(exposed, script)
     registry._id = "registry"
     m.add_child(registry)

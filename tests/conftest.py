@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -266,14 +267,28 @@ def site(test_db_url, accounts):
         yield served
 
 
+# The two screens every page is checked on: an office desktop and a grid member's phone.
+DESKTOP = {"viewport": {"width": 1400, "height": 900}, "locale": "zh-CN"}
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
+         "device_scale_factor": 2, "locale": "zh-CN"}
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "artifacts" / "screenshots"
+
+
+def screenshot_path(name: str) -> str:
+    """Where a page test saves its screenshot (var/artifacts/screenshots, kept as a test artifact)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return str(SCREENSHOTS / f"{name}.png")
+
+
 @pytest.fixture(scope="module")
 def open_as(site, accounts):
-    """Log in through the form as `role`, then open `path`; returns (page, checker, status)."""
+    """Log in through the form as `role`, then open `path` (on a phone screen with `phone=True`);
+    returns (page, checker, status)."""
     base, browser = site
     contexts = []
 
-    def _open(role: str, path: str):
-        context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+    def _open(role: str, path: str, *, phone: bool = False):
+        context = browser.new_context(**(PHONE if phone else DESKTOP))
         contexts.append(context)
         page = context.new_page()
         checker = OfflinePageChecker().attach(page)

@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from api.main import create_app
 from api.security import public
 from gis.auth.roles import Permission, Role
+from maps.shell import is_page_path
 from tests.conftest import settings_for
 
 ALL = frozenset(r.value for r in Role)
@@ -55,6 +56,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/audit"): ADMIN,
     ("GET", "/audit/export"): ADMIN,
     ("GET", "/maps/grids"): VIEWERS,
+    ("GET", "/pages/account"): VIEWERS,
     ("GET", "/maps/households"): HOUSEHOLD_ROWS,
     ("GET", "/maps/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("POST", "/incidents"): INCIDENT_WORKERS | {"emergency"},
@@ -170,19 +172,24 @@ def test_every_route_answers_each_role_as_the_matrix_says(routes, clients, who):
     for method, route in routes:
         expected = EXPECTED[(method, route.path)]
         path = route.path.format(**PATH_VALUES)
+        is_page = method == "GET" and is_page_path(route.path)
         r = client.request(method, path, follow_redirects=False)
         allowed = expected == PUBLIC or who in expected
         if allowed:
             ok = r.status_code not in (401, 403) and r.status_code < 500
         elif who == "anonymous":
-            is_page = route.path.startswith("/maps/")
             ok = (r.status_code == 303 and "/login" in r.headers["location"]) if is_page else r.status_code == 401
         else:
             ok = r.status_code == 403
         if not ok:
             wrong.append(f"{method} {path}: {r.status_code} (allowed={allowed})")
         if not allowed and r.status_code in (401, 403):
-            assert r.headers["content-type"].startswith("application/problem+json")
+            if is_page:
+                # A refused page is a Chinese page, never raw JSON.
+                assert r.headers["content-type"].startswith("text/html"), (method, path)
+                assert "无权" in r.text, (method, path)
+            else:
+                assert r.headers["content-type"].startswith("application/problem+json"), (method, path)
     assert wrong == []
 
 
