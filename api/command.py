@@ -6,14 +6,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import text
 
 from api import schemas
-from api.deps import SessionDep, request_context
+from api.deps import SessionDep, SettingsDep, request_context
 from api.exports import require_time_zone
 from api.grids import parse_bbox
-from api.security import requires
+from api.security import require_page, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.incidents.categories import Category
@@ -53,6 +55,24 @@ class LevelCounts(BaseModel):
     level_name: str
     grids: int = Field(description="grids of this level with incidents in the view")
     top: list[GridCount] = Field(description="the grids with the most incidents in the view, most first")
+
+
+class ShelterProperties(BaseModel):
+    id: int
+    name: str
+    kind: str
+    capacity: int
+
+
+class ShelterFeature(BaseModel):
+    type: Literal["Feature"]
+    geometry: schemas.Point
+    properties: ShelterProperties
+
+
+class ShelterCollection(BaseModel):
+    type: Literal["FeatureCollection"]
+    features: list[ShelterFeature]
 
 
 class ViewSummary(BaseModel):
@@ -109,3 +129,52 @@ def view_summary(
                              category=category.value if category else None, since=since, until=until,
                              overdue=overdue, flagged=flagged, open_only=open)
     return summarise(session, principal, box, filters, top=top)
+
+
+@router.get("/shelters", summary="Shelters as GeoJSON points (name, kind, capacity), optionally in a view",
+            response_class=schemas.GeoJSONResponse, response_model=ShelterCollection, **schemas.DATA,
+            responses=schemas.problems(*schemas.READ))
+def shelters(session: SessionDep, _: Annotated[Principal, requires(Permission.VIEW_SHELTERS)],
+             bbox: Annotated[str | None, Query(max_length=200,
+                                               description="min_lon,min_lat,max_lon,max_lat (WGS84)")] = None
+             ) -> dict[str, Any]:
+    from gis.shelters import shelter_features
+
+    return shelter_features(session, parse_bbox(bbox))
+
+
+# --- the page ---------------------------------------------------------------------------------------
+
+@router.get("/maps/command", response_class=HTMLResponse, include_in_schema=False)
+def command_page(request: Request, session: SessionDep, settings: SettingsDep,
+                 principal: Annotated[Principal, Depends(require_page(Permission.REVIEW_INCIDENTS))]) -> HTMLResponse:
+    """The command center: a page of a few kilobytes; every layer and number comes by URL."""
+    from api.maps import ASSET_PREFIX
+    from api.pages import STATIC_DIR, page_response, shell_of
+    from maps.command_map import build_command_map
+
+    extent = session.execute(text(
+        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) e FROM grid "
+        "WHERE valid_to IS NULL AND level = 1) s")).one()
+    town_bbox = None if extent[0] is None else [float(v) for v in extent]
+    urls = {
+        "search": "/search", "summary": "/incidents/summary", "tile_layers": "/tiles/layers",
+        "tiles": "/tiles/{layer}/{z}/{x}/{y}.pbf", "incidents": "/incidents", "events": "/events/incidents",
+        "hotspots": "/hotspots?format=geojson&permutations=99", "flood_risk": "/flood/risk?level=3",
+        "grids": "/grids?level=3", "shelters": "/shelters", "emergencies": "/emergencies",
+        "households": "/households?format=geojson&limit=5000",
+    }
+    paths = {getattr(route, "path", "") for route in request.app.routes}
+    can = {
+        # Vector tiles and the live feed are other modules' routes: used where this app has them.
+        "tiles": "/tiles/layers" in paths, "live": "/events/incidents" in paths,
+        "households": principal.can(Permission.VIEW_HOUSEHOLDS),
+        "flood_risk": principal.can(Permission.VIEW_HOUSEHOLD_COUNTS),
+        "shelters": principal.can(Permission.VIEW_SHELTERS),
+        "emergencies": principal.can(Permission.VIEW_EMERGENCIES),
+    }
+    page = build_command_map(
+        shell_of(request, session, principal), town_bbox=town_bbox, urls=urls, can=can, asset_prefix=ASSET_PREFIX,
+        tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
+        live_script=(STATIC_DIR / "live.js").is_file())
+    return page_response(page)

@@ -23,7 +23,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.auth.roles import Permission
-from gis.codes import LEVEL_NAMES_ZH, GridLevel
 from gis.context import Context
 from gis.errors import InputError, Problem
 from gis.households import access_for, audit_read, present
@@ -36,6 +35,9 @@ MAX_HITS = 50
 # Below this many characters a name matches by its start only: a trigram index cannot narrow a
 # one- or two-character "anywhere" match.
 CONTAINS_MIN_CHARS = 3
+
+# The level as the search box says it after a name: 刘寨村（行政村）.
+LEVEL_WORDS = {1: "镇域", 2: "管理片区", 3: "行政村", 4: "村民小组网格"}
 
 _INCIDENT_NUMBER = re.compile(r"^(?:#|事项)?\s*(\d{1,18})$")
 
@@ -112,7 +114,7 @@ def _grid_hits(session: Session, sq: SearchQuery, limit: int) -> list[dict[str, 
     rows = session.execute(text(_GRIDS_BY_NAME.format(match=match)), params).mappings()
     return [{
         "kind": "grid", "code": r["code"], "level": r["level"],
-        "label": f"{r['name']}（{LEVEL_NAMES_ZH[GridLevel(r['level'])]}）",
+        "label": f"{r['name']}（{LEVEL_WORDS[r['level']]}）",
         "bbox": [r["x0"], r["y0"], r["x1"], r["y1"]],
     } for r in rows]
 
