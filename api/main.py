@@ -70,11 +70,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         incidents,
         maps,
         pages,
+        tiles,
     )
 
-    # command first: its /incidents/summary would otherwise reach /incidents/{incident_id}.
-    for module in (command, accounts, grids, households, incidents, emergencies, audit, flood_extents, flood, hotspots,
-                   pages, maps):
+    # Page and feature routers before `maps` (its routes are the fallback pages under /maps).
+    for module in (
+        command,  # first: its /incidents/summary would otherwise reach /incidents/{incident_id}
+        accounts,
+        grids,
+        households,
+        incidents,
+        emergencies,
+        audit,
+        flood_extents,
+        flood,
+        hotspots,
+        pages,
+        tiles,
+        maps,
+    ):
         app.include_router(module.router)
     maps.mount_assets(app)
     pages.mount_static(app)

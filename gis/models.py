@@ -577,6 +577,18 @@ class FloodDataVersion(Base):
     version: Mapped[int] = mapped_column(BigInteger)
 
 
+class TileDataVersion(Base):
+    """Each vector-tile layer's data version, in 16 slots bumped by statement-level triggers (migration 0012)."""
+
+    __tablename__ = "tile_data_version"
+    __table_args__ = (CheckConstraint("slot >= 0 AND slot < 16", name="tile_data_version_slot"),)
+
+    slot: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    grids: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    incidents: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    households: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
 class FloodAnswer(Base):
     """The finder's stored answer for one extent and buffer: the shelters' loads and the data version."""
 

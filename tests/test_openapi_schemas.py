@@ -194,6 +194,10 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         for role in ("admin", "grid_staff"):
             call(role, "GET", "/incidents/summary", "/incidents/summary",
                  params={"bbox": f"{lon - 0.05},{lat - 0.05},{lon + 0.05},{lat + 0.05}", "open": "false"})
+        # vector tiles: the layers' metadata (the .pbf tiles are not JSON)
+        for role in ("admin", "grid_staff"):
+            call(role, "GET", "/tiles/layers", "/tiles/layers")
+
         call("admin", "GET", "/audit", "/audit", params={"limit": 5})
         call("admin", "GET", "/audit", "/audit", params={"limit": 5, "offset": 3, "action": "read_personal"})
     finally:

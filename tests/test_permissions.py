@@ -84,6 +84,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/hotspots"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/hotspots/units/{unit_id}/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/maps/hotspots"): INCIDENT_WORKERS | {"emergency"},
+    # Vector tiles: each layer as its list.
+    ("GET", "/tiles/layers"): VIEWERS,
+    ("GET", "/tiles/grids/{z}/{x}/{y}.pbf"): VIEWERS,
+    ("GET", "/tiles/incidents/{z}/{x}/{y}.pbf"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/tiles/households/{z}/{x}/{y}.pbf"): HOUSEHOLD_ROWS,
 }
 
 # Path parameters that exist nowhere, so an allowed call can do no harm (404/422, never a write).
@@ -98,6 +103,7 @@ PATH_VALUES = {
     "extent_id": "987654321",
     "stage_or_name": "no-such-scenario",
     "unit_id": "411324105888888",
+    "z": "3", "x": "0", "y": "0",   # a tile far from the town: empty
 }
 
 

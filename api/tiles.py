@@ -1,0 +1,160 @@
+"""Vector tile endpoints: `/tiles/{layer}/{z}/{x}/{y}.pbf` (grids, incidents, households) and `/tiles/layers`.
+
+Each layer is its own route with its own permission; the tiles are built by gis/tiles.py. Answers carry a
+weak ETag (If-None-Match -> 304), `Cache-Control: private, no-cache` (`no-store` where the tile may carry
+personal fields) and are gzipped here when the client accepts it (`Content-Encoding: gzip`, `Vary:
+Accept-Encoding`); the app's GZipMiddleware leaves a response that already has a Content-Encoding alone.
+An empty tile is `204 No Content`: both renderers (Leaflet.VectorGrid, MapLibre) draw it as an empty tile,
+and it costs no body.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from api import schemas
+from api.deps import Reason, SessionDep, request_context
+from api.exports import require_time_zone
+from api.incidents import GridCodeQuery
+from api.security import requires
+from gis import tiles
+from gis.auth.principal import Principal
+from gis.auth.roles import Permission
+from gis.incidents.categories import Category
+from gis.incidents.loop import State
+from gis.incidents.service import IncidentFilter
+
+router = APIRouter(prefix="/tiles", tags=["tiles"])
+
+Z = Annotated[int, PathParam(ge=0, le=tiles.MAX_ZOOM, description="zoom 0..22")]
+X = Annotated[int, PathParam(ge=0, description="column 0..2^z-1")]
+Y = Annotated[int, PathParam(ge=0, description="row 0..2^z-1 (from the north)")]
+
+LAYER_PERMISSION = {
+    "grids": Permission.VIEW_GRIDS,
+    "incidents": Permission.VIEW_INCIDENTS,
+    "households": Permission.VIEW_HOUSEHOLDS,
+}
+
+TILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the tile (Mapbox Vector Tile; source layer = the layer's name)",
+          "content": {tiles.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+    204: {"description": "an empty tile: nothing the caller may see lies in it"},
+    304: {"description": "the caller's copy (If-None-Match) is current"},
+    **schemas.problems(*schemas.READ),
+}
+
+
+def _accepts_gzip(request: Request) -> bool:
+    for part in request.headers.get("accept-encoding", "").split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            q = params.strip().removeprefix("q=").strip() if params.strip().startswith("q=") else "1"
+            try:
+                return float(q) > 0
+            except ValueError:
+                return False
+    return False
+
+
+def tile_response(request: Request, tile: tiles.Tile) -> Response:
+    headers = {"ETag": tile.etag, "Vary": "Accept-Encoding",
+               "Cache-Control": "private, no-store" if tile.personal else "private, no-cache"}
+    if tile.not_modified:
+        return Response(status_code=304, headers=headers)
+    if tile.content is None:
+        return Response(status_code=204, headers=headers)
+    body = tile.content
+    if _accepts_gzip(request):
+        body = gzip.compress(body, compresslevel=6, mtime=0)
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type=tiles.MEDIA_TYPE, headers=headers)
+
+
+def _address(z: int, x: int, y: int) -> tiles.TileAddress:
+    return tiles.TileAddress.checked(z, x, y)
+
+
+@router.get("/grids/{z}/{x}/{y}.pbf", summary="Grid boundaries as a vector tile (deeper levels at deeper zooms)",
+            response_class=Response, responses=TILE_RESPONSES)
+def grids_tile(request: Request, session: SessionDep,
+               principal: Annotated[Principal, requires(Permission.VIEW_GRIDS)], z: Z, x: X, y: Y) -> Response:
+    tile = tiles.grids_tile(session, principal, _address(z, x, y), request.headers.get("if-none-match"))
+    return tile_response(request, tile)
+
+
+@router.get("/incidents/{z}/{x}/{y}.pbf", summary="Incidents you may see as a vector tile (aggregated below z14)",
+            response_class=Response, responses=TILE_RESPONSES)
+def incidents_tile(
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
+    z: Z, x: X, y: Y,
+    grid_code: GridCodeQuery = None,
+    state: State | None = None,
+    category: Category | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    overdue: bool | None = None,
+    flagged: bool | None = None,
+    open: Annotated[bool, Query(description="only incidents not closed (unless `state` is given)")] = True,
+) -> Response:
+    address = _address(z, x, y)
+    require_time_zone(since=since, until=until)
+    filters = IncidentFilter(grid_code=grid_code, state=state.value if state else None,
+                             category=category.value if category else None, since=since, until=until,
+                             overdue=overdue, flagged=flagged, open_only=open)
+    tile = tiles.incidents_tile(session, principal, address, filters,
+                                if_none_match=request.headers.get("if-none-match"))
+    return tile_response(request, tile)
+
+
+@router.get("/households/{z}/{x}/{y}.pbf",
+            summary="Households you may see as a vector tile (personal fields only where your role may see them)",
+            response_class=Response, responses=TILE_RESPONSES)
+def households_tile(request: Request, session: SessionDep,
+                    principal: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLDS)],
+                    z: Z, x: X, y: Y, reason: Reason = None) -> Response:
+    address = _address(z, x, y)
+    tile = tiles.households_tile(session, request_context(request, principal, reason), address,
+                                 request.headers.get("if-none-match"))
+    return tile_response(request, tile)
+
+
+class TileLayer(BaseModel):
+    name: str = Field(description="the layer, also the MVT source-layer name")
+    url: str = Field(description="URL template, {z}/{x}/{y} filled in by the map")
+    minzoom: int
+    maxzoom: int
+    point_minzoom: int | None = Field(description="single features from this zoom on; aggregates below it "
+                                                  "(null: never aggregated)")
+    fields: dict[str, str] = Field(description="properties of single features")
+    aggregate_fields: dict[str, str] = Field(description="properties of aggregate features (`count` marks one)")
+    level_minzoom: dict[str, int] | None = Field(
+        default=None, description="grids: the shallowest zoom each level (1 town … 4 group grid) is drawn at")
+
+
+class TileLayers(BaseModel):
+    extent: int = Field(description="tile coordinate units per side")
+    layers: list[TileLayer] = Field(description="the layers your role may read")
+
+
+@router.get("/layers", summary="The vector tile layers you may read: zooms, URL templates, fields",
+            response_model=TileLayers, responses=schemas.problems(*schemas.SIGNED_IN))
+def layers(principal: Annotated[Principal, requires(Permission.VIEW_GRIDS)]) -> TileLayers:
+    out = []
+    for name, spec in tiles.LAYERS.items():
+        if not principal.can(LAYER_PERMISSION[name]):
+            continue
+        out.append(TileLayer(
+            name=name, url=f"/tiles/{name}/{{z}}/{{x}}/{{y}}.pbf", minzoom=spec.minzoom, maxzoom=spec.maxzoom,
+            point_minzoom=spec.point_minzoom, fields=spec.fields, aggregate_fields=spec.aggregate_fields,
+            level_minzoom={str(k): v for k, v in tiles.GRID_LEVEL_MINZOOM.items()} if name == "grids" else None))
+    return TileLayers(extent=tiles.EXTENT, layers=out)
