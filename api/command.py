@@ -4,6 +4,7 @@ follow the view (/incidents/summary)."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -24,6 +25,7 @@ from gis.incidents.service import IncidentFilter
 from gis.search import MAX_HITS, MAX_QUERY_CHARS
 
 router = APIRouter(tags=["command center"])
+HERE = Path(__file__).resolve().parent
 
 
 # --- response models --------------------------------------------------------------------------------
@@ -164,10 +166,9 @@ def command_page(request: Request, session: SessionDep, settings: SettingsDep,
         "grids": "/grids?level=3", "shelters": "/shelters", "emergencies": "/emergencies",
         "households": "/households?format=geojson&limit=5000",
     }
-    paths = {getattr(route, "path", "") for route in request.app.routes}
     can = {
-        # Vector tiles and the live feed are other modules' routes: used where this app has them.
-        "tiles": "/tiles/layers" in paths, "live": "/events/incidents" in paths,
+        # Vector tiles and the live feed are other modules' routes: used where this checkout has them.
+        "tiles": (HERE / "tiles.py").is_file(), "live": (HERE / "events.py").is_file(),
         "households": principal.can(Permission.VIEW_HOUSEHOLDS),
         "flood_risk": principal.can(Permission.VIEW_HOUSEHOLD_COUNTS),
         "shelters": principal.can(Permission.VIEW_SHELTERS),

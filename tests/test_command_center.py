@@ -53,6 +53,11 @@ def test_the_page_loads_clean_small_and_with_numbers(open_as: Any, db: Any, phon
     page, checker = open_command(open_as, phone)
     total = int(page.text_content("#num-total") or "-1")
     assert total > 0
+    page.wait_for_load_state("networkidle")
+    # Grids and incidents come as vector tiles; incidents with the page's filters (open ones by default).
+    assert any("/tiles/grids/" in u for u in checker.requests)
+    incident_tiles = [u for u in checker.requests if "/tiles/incidents/" in u]
+    assert incident_tiles and all("open=false" not in u for u in incident_tiles)
     page.screenshot(path=screenshot_path(f"command_center_{'phone' if phone else 'desktop'}"))
     checker.assert_clean()
     # The controls of the map stay usable: the zoom buttons are not covered by the bar or the panel.
