@@ -443,7 +443,7 @@
 
   function startLive() {
     if (!can.live || typeof W.live !== 'function') { return; }
-    W.live(urls.events, onLive);
+    W.live(urls.events, onLive, {onStatus: function (state) { root.dataset.liveStatus = state; }});
   }
 
   /* --- start ---------------------------------------------------------------------------------- */
