@@ -237,6 +237,30 @@ def main() -> None:
             print(f"pan ({label}): {pans[label]}", flush=True)
         results["pans"] = pans
 
+        # The page's own queries, timed alone (best of 3, through HTTP with a bearer token).
+        town = page.evaluate("Wangge.config.town_bbox")
+        x0, y0, x1, y1 = town
+        small = [x0 + (x1 - x0) * 0.4, y0 + (y1 - y0) * 0.4, x0 + (x1 - x0) * 0.43, y0 + (y1 - y0) * 0.43]
+        calls = {
+            "summary_town_open": ("/incidents/summary", {"bbox": ",".join(map(str, town))}),
+            "summary_town_all": ("/incidents/summary", {"bbox": ",".join(map(str, town)), "open": "false"}),
+            "summary_village_view": ("/incidents/summary", {"bbox": ",".join(map(str, small))}),
+            "search_code_prefix": ("/search", {"q": "410105101"}),
+            "search_name_3_chars": ("/search", {"q": "村001"}),
+            "search_name_prefix": ("/search", {"q": "30"}),
+        }
+        timings = {}
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
+            for name, (path, params) in calls.items():
+                best = float("inf")
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    assert client.get(path, params=params).status_code == 200
+                    best = min(best, time.perf_counter() - t0)
+                timings[name] = round(best * 1000, 1)
+        results["queries_ms"] = timings
+        print(f"queries (ms): {timings}", flush=True)
+
         has_live = page.evaluate("!!(Wangge.config.can || {}).live")
         if has_live:
             centre = page.evaluate("(() => { const c = window.wanggeMap.getCenter(); return [c.lng, c.lat]; })()")

@@ -66,14 +66,18 @@ def parse_query(q: str) -> SearchQuery:
     return SearchQuery(stripped, esc + "%", "%" + esc + "%")
 
 
-_GRIDS_BY_NAME = """
+_GRIDS = """
     SELECT g.code, g.name, g.level, ST_XMin(g.geom) AS x0, ST_YMin(g.geom) AS y0,
            ST_XMax(g.geom) AS x1, ST_YMax(g.geom) AS y1
     FROM grid g
     WHERE g.valid_to IS NULL AND ({match})
-    ORDER BY (g.name = :q) DESC, (g.name LIKE :prefix) DESC, g.level, g.code
+    ORDER BY {order}
     LIMIT :limit
 """
+# By name: the exact name first, then names starting with the query, shallow levels first.
+_BY_NAME = "(g.name = :q) DESC, (g.name LIKE :prefix) DESC, g.level, g.code"
+# By code: in code order, read from the current-code index, stopping at the limit.
+_BY_CODE = "g.code"
 
 _NATURAL_VILLAGES = """
     SELECT nv.id, nv.name, v.name AS village_name, ST_X(nv.geom) AS lon, ST_Y(nv.geom) AS lat
@@ -105,13 +109,13 @@ def _grid_hits(session: Session, sq: SearchQuery, limit: int) -> list[dict[str, 
     params: dict[str, Any] = {"q": sq.text, "prefix": sq.prefix, "contains": sq.contains, "limit": limit}
     if sq.text.isdigit() and len(sq.text) <= 15:
         # A code prefix: the range of 15-digit codes that start with it (the current-code index).
-        match = "g.code BETWEEN :code_lo AND :code_hi"
+        match, order = "g.code BETWEEN :code_lo AND :code_hi", _BY_CODE
         params.update(code_lo=sq.text.ljust(15, "0"), code_hi=sq.text.ljust(15, "9"))
     elif len(sq.text) >= CONTAINS_MIN_CHARS:
-        match = "g.name LIKE :contains"
+        match, order = "g.name LIKE :contains", _BY_NAME
     else:
-        match = "g.name LIKE :prefix"
-    rows = session.execute(text(_GRIDS_BY_NAME.format(match=match)), params).mappings()
+        match, order = "g.name LIKE :prefix", _BY_NAME
+    rows = session.execute(text(_GRIDS.format(match=match, order=order)), params).mappings()
     return [{
         "kind": "grid", "code": r["code"], "level": r["level"],
         "label": f"{r['name']}（{LEVEL_WORDS[r['level']]}）",
