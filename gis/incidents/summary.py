@@ -2,8 +2,8 @@
 
 One statement with GROUPING SETS over the incidents the caller may see (`IncidentFilter.where`, the
 one incident predicate) that match the list filters and lie in the view: totals (open, overdue,
-flagged, today's new in Beijing time), by category, by loop state, and per grid level the grids
-with the most incidents in the view (top N, with names).
+flagged, today's new in Beijing time), by category, by loop state, and per management area and
+village the grids with the most incidents in the view (top N, with names).
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from gis.codes import LEVEL_NAMES_ZH, GridLevel
 from gis.incidents.service import FLAGGED_SQL, IncidentFilter
 
 BEIJING = ZoneInfo("Asia/Shanghai")
-# Per-level counts: the incident's grid at that level (its stored assignment).
-LEVEL_COLUMNS = {GridLevel.AREA: "area_code", GridLevel.VILLAGE: "village_code", GridLevel.GROUP: "group_code"}
+# Per-level counts: the incident's grid at that level (its stored assignment). Areas and villages: a
+# view's group grids would be thousands at city scale, and grouping by them costs the statement a sort.
+LEVEL_COLUMNS = {GridLevel.AREA: "area_code", GridLevel.VILLAGE: "village_code"}
 
 _SUMMARY = """
     SELECT grouping(i.category) AS g_category, grouping(i.state) AS g_state,
-           grouping(i.area_code) AS g_area, grouping(i.village_code) AS g_village, grouping(i.group_code) AS g_group,
-           i.category, i.state, i.area_code, i.village_code, i.group_code,
+           grouping(i.area_code) AS g_area, grouping(i.village_code) AS g_village,
+           i.category, i.state, i.area_code, i.village_code,
            count(*) AS n,
            count(*) FILTER (WHERE i.state <> 'closed') AS open,
            count(*) FILTER (WHERE i.stage_deadline < :now) AS overdue,
@@ -34,7 +35,7 @@ _SUMMARY = """
            count(*) FILTER (WHERE i.occurred_at >= :today) AS today_new
     FROM incident i
     WHERE {cond} AND i.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)
-    GROUP BY GROUPING SETS ((), (i.category), (i.state), (i.area_code), (i.village_code), (i.group_code))
+    GROUP BY GROUPING SETS ((), (i.category), (i.state), (i.area_code), (i.village_code))
 """
 
 
@@ -58,7 +59,7 @@ def view_summary(session: Session, principal: Principal, bbox: tuple[float, floa
                            "by_category": {}, "by_state": {}, "by_level": []}
     per_level: dict[GridLevel, list[tuple[str, int]]] = {level: [] for level in LEVEL_COLUMNS}
     for r in rows:
-        sets = (r["g_category"], r["g_state"], r["g_area"], r["g_village"], r["g_group"])
+        sets = (r["g_category"], r["g_state"], r["g_area"], r["g_village"])
         if all(sets):   # the grand total
             for key in ("open", "overdue", "flagged", "today_new"):
                 out[key] = int(r[key])
@@ -68,8 +69,7 @@ def view_summary(session: Session, principal: Principal, bbox: tuple[float, floa
         elif not r["g_state"]:
             out["by_state"][r["state"]] = int(r["n"])
         else:
-            level = next(lv for lv, flag in ((GridLevel.AREA, "g_area"), (GridLevel.VILLAGE, "g_village"),
-                                             (GridLevel.GROUP, "g_group")) if not r[flag])
+            level = GridLevel.AREA if not r["g_area"] else GridLevel.VILLAGE
             code = r[LEVEL_COLUMNS[level]]
             if code is not None:   # assigned above this level (a vague place): no grid of it to count
                 per_level[level].append((code, int(r["n"])))
