@@ -46,11 +46,14 @@ def households(
     offset: PageOffset = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
     reason: Reason = None,
+    sort: Annotated[Literal["rank", "depth", "vulnerable", "residents", "distance", "household_no"], Query(
+        description="rank: rescue order (default); depth, vulnerable, residents: most first; distance to the "
+                    "shelter: nearest first; household_no. Ties in rescue order")] = "rank",
 ) -> Any:
     check_page_limit(limit, settings)
     page = answers.list_flood_households(
         session, request_context(request, principal, reason), extent_id=extent, scenario=scenario, buffer_m=buffer_m,
-        grid_code=grid_code, limit=limit, offset=offset, fmt=format,
+        grid_code=grid_code, limit=limit, offset=offset, fmt=format, sort=sort,
     )
     total = page.total
     if format in ("csv", "xlsx"):

@@ -113,6 +113,9 @@ def list_incidents(
     overdue: bool | None = None,
     escalation_level: EscalationLevel = None,
     flagged: bool | None = None,
+    open_only: Annotated[bool, Query(alias="open", description="only those not closed")] = False,
+    order: Annotated[Literal["newest", "deadline"], Query(
+        description="newest first, or a to-do list: overdue first, then by stage deadline")] = "newest",
     limit: Annotated[int, Query(ge=1)] = 100,
     offset: PageOffset = 0,
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
@@ -122,8 +125,8 @@ def list_incidents(
     page = service.list_incidents(
         session, request_context(request, principal), grid_code=grid_code, state=state.value if state else None,
         category=category.value if category else None, since=since, until=until, overdue=overdue,
-        escalation_level=escalation_level, flagged=flagged, limit=limit, offset=offset,
-        count_up_to=settings.max_exact_incident_count,
+        escalation_level=escalation_level, flagged=flagged, open_only=open_only, order=order, limit=limit,
+        offset=offset, count_up_to=settings.max_exact_incident_count,
     )
     rows, total = page.items, page.total
     session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
@@ -205,13 +208,32 @@ def review_queue(
     return JSONResponse(json.loads(json.dumps(out, default=str)))
 
 
-@router.post("/{incident_id}/review", summary="Mark a flagged assignment as checked",
+class ReviewIn(BaseModel):
+    grid_code: str | None = Field(default=None, pattern=r"^\d{15}$",
+                                  description="move it to this group grid (one of its grid candidates)")
+
+
+@router.post("/{incident_id}/review", summary="Mark a flagged assignment as checked, or move it to a nearby group grid",
              response_model=schemas.IncidentDetail, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
-def mark_reviewed(request: Request, session: SessionDep,
+def mark_reviewed(request: Request, session: SessionDep, settings: SettingsDep,
                   principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)],
-                  incident_id: IncidentId) -> JSONResponse:
-    out = service.mark_reviewed(session, request_context(request, principal), incident_id)
+                  incident_id: IncidentId, body: ReviewIn | None = None) -> JSONResponse:
+    ctx = request_context(request, principal)
+    if body is not None and body.grid_code is not None:
+        out = service.reassign(session, ctx, incident_id, body.grid_code,
+                               tolerance_m=settings.incident_outside_tolerance_m)
+    else:
+        out = service.mark_reviewed(session, ctx, incident_id)
     return JSONResponse(json.loads(json.dumps(out, default=str)))
+
+
+@router.get("/{incident_id}/review/candidates", summary="Group grids a flagged incident may be moved to, nearest first",
+            response_model=list[schemas.GridCandidate], **schemas.DATA, responses=schemas.problems(*schemas.ONE))
+def review_candidates(session: SessionDep, settings: SettingsDep,
+                      principal: Annotated[Principal, requires(Permission.REVIEW_INCIDENTS)],
+                      incident_id: IncidentId) -> list[dict[str, Any]]:
+    return service.grid_candidates(session, principal, incident_id,
+                                   tolerance_m=settings.incident_outside_tolerance_m)
 
 
 @router.get("/{incident_id}", summary="One incident with its history, assignees and possible duplicates",

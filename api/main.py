@@ -62,13 +62,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         command,
         docs,
         emergencies,
+        events,
         flood,
         flood_extents,
+        flood_pages,
         grids,
         hotspots,
         households,
+        incident_pages,
         incidents,
         maps,
+        mobile_pages,
         pages,
         tiles,
     )
@@ -87,6 +91,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hotspots,
         pages,
         tiles,
+        events,
+        mobile_pages,
+        flood_pages,
+        incident_pages,
         maps,
     ):
         app.include_router(module.router)

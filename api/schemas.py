@@ -427,6 +427,7 @@ class Incident(IncidentProperties):
 
 
 class IncidentEvent(BaseModel):
+    id: int | None = Field(default=None, description="the step a photo's event_id names")
     at: IsoTime
     actor: str | None
     action: str
@@ -465,11 +466,29 @@ class GridStep(BaseModel):
     name: str
 
 
+IncidentAction = Literal["advance", "satisfied", "not_satisfied", "reopen", "review", "reassign"]
+
+
 class IncidentDetail(Incident):
     history: list[IncidentEvent]
     assignees: list[Assignee]
     attachments: list[Attachment]
     possible_duplicates: list[PossibleDuplicate]
+    actions: list[IncidentAction] = Field(
+        default=[], description="what the caller may do now: loop transitions (POST …/transitions), "
+        "then review or reassign while it waits for review (POST …/review)")
+    grid_path: list[GridStep] = Field(default=[], description="the grids it is assigned to, town first")
+
+
+class GridCandidate(BaseModel):
+    """A group grid a flagged incident may be moved to."""
+
+    code: GridCode
+    name: str
+    village_code: GridCode | None
+    village_name: str | None
+    distance_m: Real = Field(description="from the incident's point to the grid (0: inside or on its edge)")
+    current: bool = Field(description="the grid it is assigned to now")
 
 
 class ReportedIncident(IncidentDetail):

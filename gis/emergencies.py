@@ -27,9 +27,44 @@ def parse_extent(geojson: dict[str, Any], loc: tuple[str | int, ...], max_vertic
     return polygon_from_geojson(geojson, loc, max_vertices=max_vertices)
 
 
+def flood_extent_geometry(session: Session, extent_id: int, loc: tuple[str | int, ...]) -> MultiPolygon:
+    """The polygon of a stored flood extent, to declare over; an unknown id is the caller's input error."""
+    from gis.flood import extents
+
+    try:
+        return extents.get_extent(session, extent_id).geom
+    except NotFound as exc:
+        raise InputError(Problem(loc, exc.detail, "unknown_extent")) from None
+
+
+def scenario_geometry(session: Session, scenario: str, mode: str,
+                      loc: tuple[str | int, ...]) -> tuple[int, MultiPolygon]:
+    """(extent id, polygon) of a stored modelled scenario: a name (2023-09-23) or a stage in metres
+    (1.5) as GET /flood/scenarios lists them. Declaring never computes a stage: one not computed yet,
+    or an unknown name, is the caller's input error naming `loc`."""
+    from gis.flood import stages
+
+    value = str(scenario).strip()
+    try:
+        if value in stages.NAMED_SCENARIOS:
+            extent = stages.named_scenario(session, value, stored_only=True, loc=loc)
+        else:
+            try:
+                stage = float(value.removesuffix("m").strip())
+            except ValueError:
+                raise InputError(Problem(
+                    loc, f"{scenario!r} is neither a stage in metres nor a scenario name "
+                         f"({', '.join(stages.NAMED_SCENARIOS)})", "unknown_scenario")) from None
+            extent = stages.stored_scenario(session, stages.check_stage(stage, mode, loc), mode, loc=loc)
+    except NotFound as exc:
+        raise InputError(Problem(loc, exc.detail, "unknown_scenario")) from None
+    return extent.id, extent.geom
+
+
 def declare(session: Session, user_id: int, title: str, reason: str, extent: MultiPolygon,
-            ctx: Context | None = None) -> dict[str, Any]:
-    """Declare an emergency over `extent` (audited with `ctx`, in the same transaction)."""
+            ctx: Context | None = None, source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Declare an emergency over `extent` (audited with `ctx`, in the same transaction; `source` says
+    how the caller named the extent: a stored extent's id or a scenario)."""
     row = session.execute(
         text(
             "INSERT INTO emergency (title, reason, extent, declared_by) "
@@ -39,7 +74,7 @@ def declare(session: Session, user_id: int, title: str, reason: str, extent: Mul
     ).one()
     if ctx is not None:
         ctx.audit(session, "declare_emergency", resource="emergency", resource_ids=[row.id], reason=reason,
-                  detail={"title": title})
+                  detail={"title": title, **(source or {})})
     return get(session, row.id)
 
 

@@ -37,7 +37,9 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
+from sqlalchemy.dialects.postgresql import base as postgresql_base
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 from gis.auth.roles import Role
 from gis.codes import SQL_PATTERNS, GridLevel
@@ -455,6 +457,38 @@ class IncidentEvent(Base):
     from_state: Mapped[str | None] = mapped_column(String(12))
     to_state: Mapped[str] = mapped_column(String(12))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id (`pg_current_xact_id()`)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
+
+# So that reflection (wangge db check) knows the type, and compares it, instead of warning.
+postgresql_base.ischema_names["xid8"] = Xid8
+
+class IncidentChange(Base):
+    """One incident created or changed, or one large statement (`bulk`, with its row count), written by
+    triggers on `incident` (migration 0013) for the live feed (gis/live.py), in (xid, id) order."""
+
+    __tablename__ = "incident_change"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", ("created", "changed", "bulk")), name="known_change_kind"),
+        CheckConstraint("(kind = 'bulk') = (incident_id IS NULL)", name="bulk_has_no_incident"),
+        Index("incident_change_order", "xid", "id"),
+        Index("incident_change_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    xid: Mapped[int] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"))
+    incident_id: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(8))
+    count: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class IncidentAssignee(Base):

@@ -42,7 +42,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("指挥中心", "/maps/command", Permission.REVIEW_INCIDENTS),
     NavItem("事件地图", "/maps/incidents", Permission.VIEW_INCIDENTS),
     NavItem("审核队列", "/pages/review", Permission.REVIEW_INCIDENTS),
-    NavItem("防汛应急", "/maps/flood", Permission.VIEW_SHELTERS),
+    NavItem("防汛应急", "/maps/flood", Permission.VIEW_EMERGENCIES),
     NavItem("网格地图", "/maps/grids", Permission.VIEW_GRIDS),
     NavItem("住户地图", "/maps/households", Permission.VIEW_HOUSEHOLDS),
     NavItem("矛盾热点", "/maps/hotspots", Permission.VIEW_INCIDENTS),

@@ -125,9 +125,9 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         call("admin", "POST", "/incidents", "/incidents",
              json={"category": "矛盾纠纷", "description": "探针：地名", "occurred_at": "2026-11-20 09:00",
                    "place": "尹营村三组"})
-        call("admin", "POST", "/incidents", "/incidents",
-             json={**body, "external_id": "schema-probe-2", "description": "探针：边界", "lon": edge_lon,
-                   "lat": edge_lat})
+        edge = call("admin", "POST", "/incidents", "/incidents",
+                    json={**body, "external_id": "schema-probe-2", "description": "探针：边界", "lon": edge_lon,
+                          "lat": edge_lat}).json()
         for role in ("admin", "command_center"):
             call(role, "GET", "/incidents", "/incidents", params={"limit": 3})
             call(role, "GET", "/incidents", "/incidents", params={"limit": 2, "format": "geojson"})
@@ -137,6 +137,10 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         call("admin", "GET", "/incidents/stats", "/incidents/stats", params={"level": 4})
         call("admin", "GET", "/incidents/review", "/incidents/review")
         call("admin", "POST", "/incidents/{incident_id}/review", f"/incidents/{incident['id']}/review")
+        candidates = call("command_center", "GET", "/incidents/{incident_id}/review/candidates",
+                          f"/incidents/{edge['id']}/review/candidates").json()
+        call("command_center", "POST", "/incidents/{incident_id}/review", f"/incidents/{edge['id']}/review",
+             json={"grid_code": next(c["code"] for c in candidates if not c["current"])})
         call("admin", "POST", "/incidents/{incident_id}/transitions", f"/incidents/{incident['id']}/transitions",
              json={"action": "advance", "note": "已受理"})
         call("admin", "POST", "/incidents/{incident_id}/attachments", f"/incidents/{incident['id']}/attachments",
@@ -178,6 +182,15 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
                  params={"extent": drawn["id"], "limit": 2, "format": "geojson"})
         call("admin", "GET", "/flood/households", "/flood/households", params={"extent": scen["id"], "limit": 3})
         call("admin", "GET", "/flood/risk", "/flood/risk", params={"level": 3})
+        # the flood page's layers (GeoJSON by view)
+        for params in ({"scenario": "2023-09-23", "zoom": 15}, {"extent": drawn["id"]}):
+            call("admin", "GET", "/flood/map/water", "/flood/map/water", params=params)
+        call("admin", "GET", "/flood/map/shelters", "/flood/map/shelters", params={"scenario": "2023-09-23"})
+        call("admin", "GET", "/flood/map/shelters", "/flood/map/shelters")
+        call("command_center", "GET", "/flood/map/assignments", "/flood/map/assignments",
+             params={"scenario": "2023-09-23"})
+        call("admin", "GET", "/flood/map/network", "/flood/map/network", params={"zoom": 13})
+        call("admin", "GET", "/flood/map/places", "/flood/map/places")
 
         # hot spots and audit
         call("admin", "GET", "/hotspots", "/hotspots", params={"permutations": 99})
@@ -200,6 +213,12 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
 
         call("admin", "GET", "/audit", "/audit", params={"limit": 5})
         call("admin", "GET", "/audit", "/audit", params={"limit": 5, "offset": 3, "action": "read_personal"})
+
+        # the phone (api/mobile_pages.py): place suggestions (a house address among them), my grids, my tasks
+        for role in ("admin", "grid_staff"):
+            call(role, "GET", "/places/suggest", "/places/suggest", params={"q": "尹营村一组1"})
+            call(role, "GET", "/me/grids", "/me/grids")
+            call(role, "GET", "/incidents", "/incidents", params={"open": "true", "order": "deadline", "limit": 3})
     finally:
         for c in clients.values():
             c.__exit__(None, None, None)

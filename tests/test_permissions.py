@@ -57,6 +57,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/audit/export"): ADMIN,
     ("GET", "/maps/grids"): VIEWERS,
     ("GET", "/pages/account"): VIEWERS,
+    ("GET", "/pages/incidents/{incident_id}"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/pages/review"): EMERGENCY_MANAGERS,
     ("GET", "/maps/households"): HOUSEHOLD_ROWS,
     ("GET", "/maps/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("POST", "/incidents"): INCIDENT_WORKERS | {"emergency"},
@@ -68,6 +70,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/incidents/{incident_id}/attachments"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/incidents/{incident_id}/attachments/{attachment_id}"): INCIDENT_WORKERS | {"emergency"},
     ("POST", "/incidents/{incident_id}/review"): EMERGENCY_MANAGERS,
+    ("GET", "/incidents/{incident_id}/review/candidates"): EMERGENCY_MANAGERS,
     ("GET", "/incidents/{incident_id}"): INCIDENT_WORKERS | {"emergency"},
     ("POST", "/incidents/{incident_id}/transitions"): INCIDENT_WORKERS,
     ("POST", "/flood/extents"): FLOOD_EXTENT_EDITORS,
@@ -80,10 +83,21 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/flood/households"): HOUSEHOLD_ROWS,
     ("GET", "/flood/checklist"): HOUSEHOLD_ROWS,
     ("GET", "/flood/risk"): ALL,
+    ("GET", "/maps/flood"): EMERGENCY_VIEWERS,
+    ("GET", "/flood/map/water"): EMERGENCY_VIEWERS,
+    ("GET", "/flood/map/shelters"): EMERGENCY_VIEWERS | {"planner"},
+    ("GET", "/flood/map/assignments"): HOUSEHOLD_ROWS,
+    ("GET", "/flood/map/network"): EMERGENCY_VIEWERS,
+    ("GET", "/flood/map/places"): EMERGENCY_VIEWERS,
     # Hot spots: whoever may see incidents; grid staff and supervisors only over their own grids.
     ("GET", "/hotspots"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/hotspots/units/{unit_id}/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/maps/hotspots"): INCIDENT_WORKERS | {"emergency"},
+    # The phone (api/mobile_pages.py): my grid and tasks, the report form and its place suggestions.
+    ("GET", "/m/"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/m/report"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/places/suggest"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/me/grids"): VIEWERS,
     # Vector tiles: each layer as its list.
     ("GET", "/tiles/layers"): VIEWERS,
     ("GET", "/tiles/grids/{z}/{x}/{y}.pbf"): VIEWERS,
@@ -94,7 +108,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/search"): VIEWERS,
     ("GET", "/incidents/summary"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/shelters"): frozenset({"admin", "command_center", "emergency", "planner"}),
+    ("GET", "/events/incidents"): INCIDENT_WORKERS | {"emergency"},
 }
+
+# A query for routes that would otherwise answer an endless event stream: refused (422) after the access check.
+QUERY = {"/events/incidents": "?after=not-a-cursor"}
 
 # Path parameters that exist nowhere, so an allowed call can do no harm (404/422, never a write).
 PATH_VALUES = {
@@ -182,7 +200,7 @@ def test_every_route_answers_each_role_as_the_matrix_says(routes, clients, who):
     wrong = []
     for method, route in routes:
         expected = EXPECTED[(method, route.path)]
-        path = route.path.format(**PATH_VALUES)
+        path = route.path.format(**PATH_VALUES) + QUERY.get(route.path, "")
         is_page = method == "GET" and is_page_path(route.path)
         r = client.request(method, path, follow_redirects=False)
         allowed = expected == PUBLIC or who in expected

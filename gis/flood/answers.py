@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.context import Context
+from gis.errors import InputError, Problem
 from gis.flood import finder
 from gis.households import access_for, present
 
@@ -118,8 +119,34 @@ _PAGE = """
     SELECT h.row, h.unplaced, ({personal}) AS personal_shown
     FROM flood_answer_household h
     WHERE {where} AND {grid}
-    ORDER BY h.rank LIMIT :limit OFFSET :offset
+    ORDER BY {order} LIMIT :limit OFFSET :offset
 """
+# The list's orders (the flood page's sortable columns); ties always go by rescue order.
+SORTS: dict[str, str] = {
+    "rank": "h.rank",
+    "depth": "(h.row->>'depth_m')::float DESC NULLS LAST, h.rank",
+    "vulnerable": "(h.row->>'vulnerable')::int DESC, h.rank",
+    "residents": "(h.row->>'residents')::int DESC, h.rank",
+    "distance": "(h.row->>'shelter_distance_m')::float ASC NULLS LAST, h.rank",
+    "household_no": "h.row->>'household_no' COLLATE \"C\", h.rank",
+}
+
+
+def _sort_key(sort: str) -> Any:
+    """The Python twin of SORTS for an answer computed in memory (households in rescue order)."""
+    def number(h: dict[str, Any], key: str) -> float:
+        return float(h.get(key) or 0)
+
+    keys = {
+        "depth": lambda ih: (ih[1].get("depth_m") is None, -number(ih[1], "depth_m"), ih[0]),
+        "vulnerable": lambda ih: (-number(ih[1], "vulnerable"), ih[0]),
+        "residents": lambda ih: (-number(ih[1], "residents"), ih[0]),
+        "distance": lambda ih: (ih[1].get("shelter_distance_m") is None, number(ih[1], "shelter_distance_m"), ih[0]),
+        "household_no": lambda ih: (str(ih[1].get("household_no")).encode(), ih[0]),
+    }
+    return keys.get(sort, lambda ih: ih[0])
+
+
 # A reader who sees every row, unfiltered: ranks run 0, 1, 2 … so the page starts at rank = offset,
 # found in the primary key (a deep page costs what the first one does).
 _PAGE_BY_RANK = """
@@ -130,22 +157,26 @@ _PAGE_BY_RANK = """
 """
 
 
-def page_sql(where: str, grid: str, personal: str, every_row: bool) -> str:
-    """The statement of one page of stored rows (alias h)."""
-    if every_row:
+def page_sql(where: str, grid: str, personal: str, every_row: bool, sort: str = "rank") -> str:
+    """The statement of one page of stored rows (alias h), in the order `sort` (SORTS)."""
+    if every_row and sort == "rank":
         return _PAGE_BY_RANK.format(where=where, personal=personal)
-    return _PAGE.format(where=where, grid=grid, personal=personal)
+    return _PAGE.format(where=where, grid=grid, personal=personal, order=SORTS[sort])
 def households_page(
     session: Session, principal: Any, ext: Any, buffer_m: float = 0.0, grid_code: str | None = None,
     *, limit: int | None = None, offset: int = 0, with_members: bool = True, today: dt.date | None = None,
+    sort: str = "rank",
 ) -> FloodPage:
-    """One page (`limit` None: all) of the households of `ext` the reader may see, in rescue order,
-    filtered by a grid of any level. `principal` None is a trusted caller (the CLI)."""
+    """One page (`limit` None: all) of the households of `ext` the reader may see, in rescue order
+    (or `sort`, one of SORTS), filtered by a grid of any level. `principal` None is a trusted caller (the CLI)."""
     grid_code = grid_filter(grid_code)
+    if sort not in SORTS:
+        raise InputError(Problem(("query", "sort"), f"one of {', '.join(SORTS)}", "unknown_sort"))
     finder.check_buffer(buffer_m)
     stored = _fresh(session, getattr(ext, "id", None), buffer_m)
     if stored is None:
-        return _computed_page(session, principal, ext, buffer_m, grid_code, limit, offset, with_members, today)
+        return _computed_page(session, principal, ext, buffer_m, grid_code, limit, offset, with_members, today,
+                              sort)
     acc = access_for(principal) if principal is not None else None
     params: dict[str, Any] = {**(acc.params if acc is not None else {}), "e": ext.id, "b": float(buffer_m),
                               "g": grid_code, "limit": limit, "offset": offset}
@@ -163,7 +194,7 @@ def households_page(
         total = int(agg.pop("total"))
         totals = {k: int(v) for k, v in agg.items()}
     rows = session.execute(
-        text(page_sql(where, grid, acc.personal if acc is not None else "TRUE", every_row)), params
+        text(page_sql(where, grid, acc.personal if acc is not None else "TRUE", every_row, sort)), params
     ).mappings().all()
     ids = [int(r["row"]["id"]) for r in rows]
     members = finder.members_of(session, ids, today) if with_members else {}
@@ -183,11 +214,14 @@ def households_page(
 
 
 def _computed_page(session: Session, principal: Any, ext: Any, buffer_m: float, grid_code: str | None,
-                   limit: int | None, offset: int, with_members: bool, today: dt.date | None) -> FloodPage:
+                   limit: int | None, offset: int, with_members: bool, today: dt.date | None,
+                   sort: str = "rank") -> FloodPage:
     result = finder.flooded_households(session, principal, ext, buffer_m, with_members=with_members, today=today)
     households = result.households
     if grid_code is not None:
         households = [h for h in households if grid_code in (h["grid_code"], h["village_code"], h["area_code"])]
+    if sort != "rank":
+        households = [h for _, h in sorted(enumerate(households), key=_sort_key(sort))]
     end = None if limit is None else offset + limit
     items = households[offset:end]
     on_page = {h["id"] for h in items}
@@ -198,18 +232,17 @@ def _computed_page(session: Session, principal: Any, ext: Any, buffer_m: float, 
 def list_flood_households(
     session: Session, ctx: Context, *, extent_id: int | None = None, scenario: str | None = None,
     buffer_m: float = 0.0, grid_code: str | None = None, limit: int | None = None, offset: int = 0,
-    fmt: str = "json", endpoint: str = "flood_households", compute: bool = False,
+    fmt: str = "json", endpoint: str = "flood_households", compute: bool = False, sort: str = "rank",
 ) -> FloodPage:
     """The flood households list for the caller of `ctx` (None principal: trusted, everything shown),
     audited: `read_personal` with the ids of the households whose personal fields it shows."""
     ext = finder.resolve_extent(session, extent_id, scenario, compute=compute)
-    page = households_page(session, ctx.principal, ext, buffer_m, grid_code, limit=limit, offset=offset)
+    page = households_page(session, ctx.principal, ext, buffer_m, grid_code, limit=limit, offset=offset, sort=sort)
     shown = [h["id"] for h in page.items if h.get("personal_fields") == "shown"]
-    ctx.audit(
-        session, "read_personal" if shown else "read", resource="household", resource_ids=shown,
-        detail={"endpoint": endpoint, "format": fmt, "households": len(page.items), "shown": len(shown),
-                "extent": page.extent, "scenario": scenario, "offset": offset, "grid_code": grid_code},
-    )
+    detail = {"endpoint": endpoint, "format": fmt, "households": len(page.items), "shown": len(shown),
+              "extent": page.extent, "scenario": scenario, "offset": offset, "grid_code": grid_code}
+    ctx.audit(session, "read_personal" if shown else "read", resource="household", resource_ids=shown,
+              detail=detail if sort == "rank" else {**detail, "sort": sort})
     return page
 
 

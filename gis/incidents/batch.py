@@ -43,6 +43,7 @@ from gis.incidents import routing
 from gis.incidents.bulk_indexes import BULK_MIN_ROWS, BULK_TABLES, drop_indexes, rebuild_indexes
 from gis.incidents.files import IncidentFile, open_incident_file, read_incident_file
 from gis.incidents.row_checks import CheckedRows, check_rows
+from gis.live import bulk_load_begins, bulk_load_ends
 from gis.spreadsheet import Table
 
 # Still imported from here by callers of the import (the CLI, the sample loader, benches, tests).
@@ -386,6 +387,7 @@ class _Load:
         estimate = fresh_share * self.expected
         if estimate >= BULK_MIN_ROWS and estimate >= self.table_rows:
             self.bulk = drop_indexes(self.cur)
+            bulk_load_begins(self.cur)
             # The tables are ours alone until the commit: ids are counted here, the sequence set at the end.
             self.cur.execute("SELECT nextval(%s::regclass)", (self.sequence,))
             self.next_id = self.cur.fetchone()[0]
@@ -467,6 +469,7 @@ class _Load:
             self.cur.execute("SELECT setval(%s::regclass, %s)", (self.sequence, self.next_id - 1))
             rebuild: dict[str, float] = {}
             rebuild_indexes(self.cur, self.bulk, rebuild)
+            bulk_load_ends(self.cur, self.created)
             t.lap("bulk_rebuild")
             log.debug("rebuild: %s", "; ".join(f"{v:.2f}s {k}" for k, v in rebuild.items()))
 

@@ -17,6 +17,12 @@ one are compared exactly, best bound first, at most MAX_COMPARISONS of them.
 House-number addresses obey the household access rule (gis.households.access_for): a caller who
 may not see a household's personal fields gets its address masked (gis.privacy.mask_address) in
 candidates and in the match itself.
+
+`suggest` offers names as a reporter types (the phone's report form): from the same index, names
+starting with what was typed (a half-typed "尹营村三" or "尹营村第" is on its way to "尹营村3组"),
+then the best fuzzy matches of `rank`; only names that `resolve` takes back as one place. House
+addresses are offered only where the caller may see that household's personal fields, and those
+shown are audited as a household read.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +40,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
+from gis.context import Context
 from gis.db import PerDataVersion
 from gis.errors import InputError, Problem
 from gis.privacy import mask_address
@@ -56,14 +64,22 @@ def _cn_to_int(s: str) -> int | None:
         return None
     if "十" in s:
         tens, _, ones = s.partition("十")
+        if tens not in _DIGITS and tens or ones not in _DIGITS and ones:
+            return None   # not a number: "十十", "三十三十"
         return (_DIGITS[tens] if tens else 1) * 10 + (_DIGITS[ones] if ones else 0)
     return _DIGITS[s] if len(s) == 1 else None
 
 
+def _as_digits(numeral: str) -> str:
+    """A Chinese numeral as digits; text that is no number (三三, 十十) stays as written."""
+    value = _cn_to_int(numeral)
+    return numeral if value is None else str(value)
+
+
 def canonical(name: str) -> str:
     s = re.sub(r"[\s，。、·,.;:()（）\-—]", "", name or "")
-    s = re.sub(r"第([零一二两三四五六七八九十\d]+)(网格|组|村民小组)", lambda m: f"{_cn_to_int(m.group(1))}组", s)
-    s = re.sub(r"([零一二两三四五六七八九十]+)(组|号)", lambda m: f"{_cn_to_int(m.group(1))}{m.group(2)}", s)
+    s = re.sub(r"第([零一二两三四五六七八九十\d]+)(网格|组|村民小组)", lambda m: f"{_as_digits(m.group(1))}组", s)
+    s = re.sub(r"([零一二两三四五六七八九十]+)(组|号)", lambda m: f"{_as_digits(m.group(1))}{m.group(2)}", s)
     return s.replace("村民小组", "组")
 
 
@@ -138,6 +154,30 @@ class Gazetteer:
             for ch, (ids, k) in postings.items()
         }
         self.longest_settlement = max((len(c) for c in self.settlements), default=0)
+        self.position = {id(p): i for i, p in enumerate(places)}
+        # Canonical names in sorted order, places and house addresses apart, for prefix lookups.
+        self.sorted: dict[bool, tuple[list[str], list[int]]] = {}
+        for is_house in (False, True):
+            ids = sorted((i for i, p in enumerate(places) if (p.household_id is not None) == is_house),
+                         key=self.canon.__getitem__)
+            self.sorted[is_house] = ([self.canon[i] for i in ids], ids)
+
+    def starting_with(self, prefix: str, houses: bool, at_most: int) -> list[int]:
+        """Up to `at_most` places (or house addresses) whose canonical name starts with `prefix`,
+        in name order."""
+        keys, ids = self.sorted[houses]
+        out: list[int] = []
+        for k in range(bisect_left(keys, prefix), len(keys)):
+            if len(out) >= at_most or not keys[k].startswith(prefix):
+                break
+            out.append(ids[k])
+        return out
+
+    def one_place(self, i: int) -> bool:
+        """Whether the name of place i names one place only (`resolve` would not call it ambiguous)."""
+        here = self.places[i]
+        return all(math.dist((p.lon, p.lat), (here.lon, here.lat)) <= 1e-4
+                   for p in (self.places[j] for j in self.exact.get(self.canon[i], ())))
 
     def bounds(self, q: str) -> np.ndarray:
         """For every place, an upper bound of `_score(q, it)`: 2 * shared characters / total length
@@ -307,3 +347,92 @@ def resolve(session: Session, query: str, loc: tuple[str | int, ...] = ("place",
         best.household_id,
         round(best_score, 3),
     )
+
+
+# --- suggestions as you type --------------------------------------------------------------------
+
+MAX_SUGGESTIONS = 10
+# Names read from a prefix's range per query at most (a one-character prefix of a city's names is
+# long): the suggestions come from the first of them in name order.
+_PREFIX_PROBE = 400
+# The order a phone lists kinds in: what a grid member names most often first.
+_KIND_ORDER = {"village": 0, "grid": 1, "natural_village": 2, "shelter": 3, "area": 4, "town": 5, "household": 6}
+# A fuzzy match offered at all (resolve itself needs MIN_SCORE: picking the name makes it exact).
+SUGGEST_MIN_SCORE = 0.5
+_PARTIAL_NUMBER = re.compile(r"(.*?)第?([零一二两三四五六七八九十]*|\d*)")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    label: str            # the name as stored: sent back as the report's `place`, it resolves to this place
+    kind: str             # town | area | village | grid | natural_village | shelter | household
+    lon: float
+    lat: float
+    code: str | None      # the grid's code, for the grid kinds
+    household_id: int | None
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    items: list[Suggestion]
+    more: bool            # more names matched than were offered
+
+
+def partial_forms(query: str) -> list[str]:
+    """The canonical prefixes a half-typed name may stand for: as typed, and with a trailing
+    "第三" / "三" / "第" read the way a finished "第三组" is (so "尹营村三" finds "尹营村3组")."""
+    q = canonical(query)
+    if not q:
+        return []
+    forms = [q]
+    m = _PARTIAL_NUMBER.fullmatch(q)
+    if m and m.group(1) != q:   # it ends with 第 and/or a number
+        head, number = m.groups()
+        alt = head + _as_digits(number)
+        if alt and alt not in forms:
+            forms.append(alt)
+    return forms
+
+
+def suggest(session: Session, ctx: Context, query: str, limit: int = 8) -> Suggestions:
+    """Up to `limit` (at most MAX_SUGGESTIONS) names for what a reporter has typed so far.
+
+    Names starting with the text first (villages, grids, natural villages, shelters, then house
+    addresses), then fuzzy matches by `rank`'s score; each one a name `resolve` takes back as one
+    place. House addresses only where `ctx.principal` may see the household's personal fields (the
+    household access rule), and those offered are audited ("read_personal", household)."""
+    if len(query or "") > MAX_PLACE_CHARS:
+        raise InputError(Problem(("query", "q"), f"a place name has at most {MAX_PLACE_CHARS} characters, "
+                                 f"got {len(query)}", "too_long", ctx={"max_length": MAX_PLACE_CHARS}))
+    limit = max(1, min(limit, MAX_SUGGESTIONS))
+    forms = partial_forms(query)
+    if not forms:
+        return Suggestions([], False)
+    index = gazetteer(session)
+    chosen: list[int] = []
+    seen: set[int] = set()
+
+    def offer(ids: list[int]) -> None:
+        for i in ids:
+            if i not in seen and index.one_place(i):
+                seen.add(i)
+                chosen.append(i)
+
+    places = {i for form in forms for i in index.starting_with(form, False, _PREFIX_PROBE)}
+    offer(sorted(places, key=lambda i: (_KIND_ORDER.get(index.places[i].kind, 9), len(index.canon[i]),
+                                        index.canon[i])))
+    houses = {i for form in forms for i in index.starting_with(form, True, _PREFIX_PROBE)}
+    offer(sorted(houses, key=lambda i: (len(index.canon[i]), index.canon[i])))
+    offer([index.position[id(p)] for score, p in rank(index, forms[-1]).ranked if score >= SUGGEST_MIN_SCORE])
+    # House addresses the caller may not see are not offered (not even masked: a list of addresses
+    # by prefix would map a village's houses).
+    house_ids = [p.household_id for p in (index.places[i] for i in chosen) if p.household_id is not None]
+    shown = _shown_households(session, ctx.principal, house_ids) if house_ids else set()
+    kept = [index.places[i] for i in chosen
+            if index.places[i].household_id is None or index.places[i].household_id in shown]
+    items = [Suggestion(p.label, p.kind, p.lon, p.lat, p.code, p.household_id) for p in kept[:limit]]
+    offered = [s.household_id for s in items if s.household_id is not None]
+    if offered:
+        ctx.audit(session, "read_personal", resource="household", resource_ids=offered,
+                  detail={"format": "place_suggestions"})
+    return Suggestions(items, len(kept) > limit)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from gis import audit
 from gis.auth.principal import Principal
-from gis.auth.roles import Role
+from gis.auth.roles import Permission, Role
 from gis.context import Context
 from gis.crs import parse_crs, points_to_wgs84
 from gis.db import driver_rows
@@ -254,7 +254,7 @@ def intake(
 # distance_m) as JSON arrays: read from the tables by get_incident, from RETURNING by the intake.
 # Times go out as UTC epoch seconds (exact to the microsecond) and become ISO strings in Python.
 _HISTORY_JSON = """coalesce(json_agg(json_build_object(
-        'at', extract(epoch FROM e.at), 'actor', e.actor, 'action', e.action,
+        'id', e.id, 'at', extract(epoch FROM e.at), 'actor', e.actor, 'action', e.action,
         'from_state', e.from_state, 'to_state', e.to_state, 'note', e.note) ORDER BY e.id), '[]')"""
 _ASSIGNEES_JSON = """coalesce(json_agg(json_build_object(
         'staff_id', s.id, 'name', s.name, 'phone', s.phone, 'role', s.role, 'grid_code', s.grid_code,
@@ -270,7 +270,8 @@ _DUPLICATES_JSON = """coalesce(json_agg(json_build_object(
 # INSERT do nothing (the unique index also serialises two concurrent posts of one id), and so does a
 # point outside every group grid: the caller then takes the general path.
 @functools.cache
-def _intake_inside_sql() -> str:
+def _intake_inside_sql(workable: str = "TRUE") -> str:
+    """The statement; `workable`: the caller's scope_condition (the incidents they work)."""
     return f"""
     WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4326) AS g),
     hit AS (
@@ -327,7 +328,7 @@ def _intake_inside_sql() -> str:
     )
     -- The stored incident as get_incident reads it (what this statement wrote is seen through
     -- RETURNING: the statement's own snapshot does not show it in the tables).
-    SELECT {_COLUMNS}, ({{visible}}) AS visible,
+    SELECT {_COLUMNS}, ({{visible}}) AS visible, ({workable}) AS workable,
         (SELECT {_HISTORY_JSON} FROM event e) AS history,
         (SELECT {_ASSIGNEES_JSON} FROM routed a JOIN staff s ON s.id = a.staff_id) AS assignees,
         '[]'::json AS attachments,
@@ -341,7 +342,8 @@ def _intake_inside(session: Session, ctx: Context, req: IntakeRequest, placed: P
                    radius_m: float, window_h: float) -> IntakeResult | None:
     """The result when the one-statement path applies, else None (see _intake_inside_sql)."""
     principal = ctx.principal
-    sql = _intake_inside_sql().replace("{visible}", visible_condition(principal) if principal else "TRUE")
+    sql = _intake_inside_sql(scope_condition(principal) if principal else "TRUE").replace(
+        "{visible}", visible_condition(principal) if principal else "TRUE")
     # The audit row Context.audit would write, written by the statement itself.
     rows = driver_rows(session, sql, {
         **audit.params(principal, "create", resource="incident", method=ctx.method, path=ctx.path,
@@ -356,7 +358,8 @@ def _intake_inside(session: Session, ctx: Context, req: IntakeRequest, placed: P
     if rows:
         row = rows[0]
         names = row.pop("grid_names")
-        record = _with_details(row, principal, now) if row.pop("visible") and principal else None
+        visible, workable = row.pop("visible"), row.pop("workable")
+        record = _with_details(row, principal, now, workable) if visible and principal else None
         return IntakeResult(row["id"], True, record, names)
     if req.external_id is not None:
         existing = _reported_before(session, principal, req.external_id)
@@ -527,25 +530,31 @@ def review_reasons(d: dict[str, Any]) -> list[str]:
 
 def get_incident(session: Session, actor: Context | Principal, incident_id: int,
                  now: dt.datetime | None = None) -> dict[str, Any]:
-    """One incident with its history, people, photos and duplicate links. Given a Context (a
-    reader's request), reading its reporter's name and phone unmasked is audited."""
+    """One incident with its history, people, photos, duplicate links, grid path (names) and the
+    `actions` the principal may take now. Given a Context (a reader's request), reading its
+    reporter's name and phone unmasked is audited."""
     principal = _acting(as_context(actor))
     now = now or dt.datetime.now(dt.UTC)
     rows = driver_rows(
-        session, f"SELECT {_COLUMNS}, {_DETAIL} FROM incident i WHERE i.id = :id AND {visible_condition(principal)}",
+        session, f"SELECT {_COLUMNS}, {_DETAIL}, {scope_condition(principal)} AS workable FROM incident i "
+        f"WHERE i.id = :id AND {visible_condition(principal)}",
         {"id": incident_id, **access_params(principal)},
     )
     if not rows:
         raise NotFound(f"no incident {incident_id} that you may see")
-    out = _with_details(rows[0], principal, now)
+    row = rows[0]
+    out = _with_details(row, principal, now, row.pop("workable"))
+    out["grid_path"] = routing(session, principal, out)["grid_path"]
     if isinstance(actor, Context):
         record_reporter_reads(session, actor, [out])
     return out
 
 
-def _with_details(row: dict[str, Any], principal: Principal, now: dt.datetime) -> dict[str, Any]:
+def _with_details(row: dict[str, Any], principal: Principal, now: dt.datetime, workable: bool) -> dict[str, Any]:
+    """The detail answer; `workable`: the incident lies in the principal's grids (scope_condition)."""
     details = {k: row.pop(k) for k in ("history", "assignees", "attachments", "possible_duplicates")}
     out = _shape(row, principal, now)
+    out["actions"] = incident_actions(principal, out, bool(workable))
     out["history"] = [{**e, "at": _iso(e["at"])} for e in details["history"]]
     out["assignees"] = details["assignees"]
     out["attachments"] = [{**a, "uploaded_at": _iso(a["uploaded_at"])} for a in details["attachments"]]
@@ -599,22 +608,15 @@ def transition(
     ).first()
     if row is None:
         raise NotFound(f"no incident {incident_id} that you may see")
-    if not row.workable:   # a report of theirs in another grid: that grid's staff work it
-        raise Forbidden(
-            f"incident {incident_id} lies outside your grids: its own grid's staff work it")
     try:
         act = Action(action)
     except ValueError:
         raise InputError(Problem(("body", "action"), "one of " + ", ".join(a.value for a in Action))) from None
-    allowed_roles = RESTRICTED_ACTIONS.get(act)
-    if allowed_roles is not None and principal.role.value not in allowed_roles:
-        raise Forbidden(f"only {' or '.join(sorted(allowed_roles))} may {act.value}")
     state = State(row.state)
-    try:
-        new = next_state(state, act)
-    except TransitionRefused as exc:
-        raise InputError(Problem(("body", "action"), str(exc), "transition_refused",
-                                 ctx={"state": state.value, "allowed": exc.allowed})) from None
+    refusal = loop_refusal(principal, incident_id, state, bool(row.workable), act)
+    if refusal is not None:
+        raise refusal
+    new = next_state(state, act)
     satisfied = {Action.SATISFIED: True, Action.NOT_SATISFIED: False}.get(act)
     session.execute(
         text("UPDATE incident SET state = :s, state_entered_at = :now, "
@@ -628,16 +630,126 @@ def transition(
     return out
 
 
+def loop_refusal(principal: Principal, incident_id: int, state: State, workable: bool,
+                 action: Action) -> Forbidden | InputError | None:
+    """Why `principal` may not take `action` on an incident in `state` now (None: they may).
+
+    The one rule of the loop's POST (`transition` raises what it returns) and of the detail's
+    `actions` (the buttons a page shows): the permission to work incidents, the incident in the
+    worker's own grids (`workable`: scope_condition), a role-restricted action, a step of the loop."""
+    if not principal.can(Permission.WORK_INCIDENTS):
+        return Forbidden("your role does not work incidents through the loop")
+    if not workable:   # a report of theirs in another grid: that grid's staff work it
+        return Forbidden(f"incident {incident_id} lies outside your grids: its own grid's staff work it")
+    allowed_roles = RESTRICTED_ACTIONS.get(action)
+    if allowed_roles is not None and principal.role.value not in allowed_roles:
+        return Forbidden(f"only {' or '.join(sorted(allowed_roles))} may {action.value}")
+    try:
+        next_state(state, action)
+    except TransitionRefused as exc:
+        return InputError(Problem(("body", "action"), str(exc), "transition_refused",
+                                  ctx={"state": state.value, "allowed": exc.allowed}))
+    return None
+
+
+def review_refusal(principal: Principal) -> Forbidden | None:
+    """Why `principal` may not review flagged assignments (accept or reassign); None: they may.
+    The rule of the review POST and of the detail's `actions`."""
+    if not principal.can(Permission.REVIEW_INCIDENTS):
+        return Forbidden("only the command center and admins review flagged assignments")
+    return None
+
+
+# The review actions a detail offers (besides the loop's): accept the assignment, or move it to
+# another group grid near the point.
+REVIEW_ACTIONS = ("review", "reassign")
+
+
+def incident_actions(principal: Principal, record: dict[str, Any], workable: bool) -> list[str]:
+    """What `principal` may do with the incident `record` now: the loop actions `loop_refusal`
+    lets through, then the review actions while it waits in the review queue."""
+    state = State(record["state"])
+    out = [a.value for a in Action if loop_refusal(principal, record["id"], state, workable, a) is None]
+    if record["flagged"] and record["reviewed_at"] is None and review_refusal(principal) is None:
+        out += REVIEW_ACTIONS
+    return out
+
+
 def mark_reviewed(session: Session, actor: Context | Principal, incident_id: int) -> dict[str, Any]:
     """The command center has checked a flagged assignment: it leaves the review queue (audited as
     "review"); the incident as the reviewer sees it."""
     ctx = as_context(actor)
+    refusal = review_refusal(_acting(ctx))
+    if refusal is not None:
+        raise refusal
     done = session.execute(text("UPDATE incident SET reviewed_at = now() WHERE id = :i RETURNING id"),
                            {"i": incident_id}).first()
     if done is None:
         raise NotFound(f"no incident {incident_id}")
     ctx.audit(session, "review", resource="incident", resource_ids=[incident_id])
     return get_incident(session, _acting(ctx), incident_id)
+
+
+# At most this many group grids are offered for a reassignment, nearest first.
+MAX_GRID_CANDIDATES = 30
+
+
+def grid_candidates(session: Session, actor: Context | Principal, incident_id: int, *,
+                    tolerance_m: float) -> list[dict[str, Any]]:
+    """The current group grids a reviewer may move an incident to, nearest first: those within
+    `tolerance_m` (the intake's outside tolerance) plus the place match's precision of its point —
+    the grids on a shared edge, the nearest ones for a point outside the town, the group grids of
+    a vague place's area. The rule `reassign` enforces."""
+    principal = _acting(as_context(actor))
+    refusal = review_refusal(principal)
+    if refusal is not None:
+        raise refusal
+    rows = session.execute(text(f"""
+        SELECT g.code, g.name, v.code AS village_code, v.name AS village_name,
+               round(ST_Distance(g.geom::geography, i.geom::geography)::numeric, 1)::float AS distance_m,
+               g.code = i.group_code AS current
+        FROM incident i
+        JOIN grid g ON g.level = 4 AND g.valid_to IS NULL
+         AND g.geom && ST_Expand(i.geom, (:r + coalesce(i.precision_m, 0)) / 80000.0)
+         AND ST_DWithin(g.geom::geography, i.geom::geography, :r + coalesce(i.precision_m, 0))
+        LEFT JOIN grid v ON v.code = g.parent_code AND v.valid_to IS NULL
+        WHERE i.id = :id AND {visible_condition(principal)}
+        ORDER BY distance_m, g.code LIMIT :n"""),
+        {"id": incident_id, "r": tolerance_m, "n": MAX_GRID_CANDIDATES, **access_params(principal)},
+    ).mappings().all()
+    if not rows:
+        get_incident(session, principal, incident_id)   # 404 when it is not there (or not visible)
+    return [dict(r) for r in rows]
+
+
+def reassign(session: Session, actor: Context | Principal, incident_id: int, grid_code: str, *,
+             tolerance_m: float) -> dict[str, Any]:
+    """The reviewer moves a flagged incident to another group grid (one of `grid_candidates`): its
+    grid path, grid version and assignees follow that grid, and it leaves the review queue
+    (audited as "review" with both grids); the incident as the reviewer sees it."""
+    ctx = as_context(actor)
+    principal = _acting(ctx)
+    candidates = {c["code"] for c in grid_candidates(session, principal, incident_id, tolerance_m=tolerance_m)}
+    if grid_code not in candidates:
+        raise InputError(Problem(
+            ("body", "grid_code"), f"{grid_code} is not a current group grid near incident {incident_id}; "
+            f"one of: {', '.join(sorted(candidates)) or 'none'}", "not_a_candidate",
+            ctx={"candidates": sorted(candidates)}))
+    from gis.grids.locate import hierarchy_for
+
+    before = session.execute(text("SELECT group_code FROM incident WHERE id = :i FOR UPDATE"),
+                             {"i": incident_id}).scalar_one()
+    codes = {level: ref.code for level, ref in path_to_town(grid_code, hierarchy_for(session, [grid_code])).items()}
+    session.execute(text(
+        "UPDATE incident SET group_code = :g4, village_code = :g3, area_code = :g2, town_code = :g1, "
+        "grid_version_id = (SELECT id FROM grid WHERE code = :code AND valid_to IS NULL), reviewed_at = now() "
+        "WHERE id = :i"), {"i": incident_id, "g4": grid_code, "g3": codes.get(3), "g2": codes.get(2),
+                           "g1": codes.get(1), "code": grid_code})
+    session.execute(text("DELETE FROM incident_assignee WHERE incident_id = :i"), {"i": incident_id})
+    _route(session, incident_id, grid_code, codes.get(3))
+    ctx.audit(session, "review", resource="incident", resource_ids=[incident_id],
+              detail={"reassigned_from": before, "reassigned_to": grid_code})
+    return get_incident(session, principal, incident_id)
 
 
 def _acting(ctx: Context) -> Principal:
@@ -778,6 +890,17 @@ PAGE_SQL = """
     SELECT """ + _COLUMNS + """ FROM page JOIN incident i ON i.id = page.id
     ORDER BY page.occurred_at DESC, page.id DESC"""
 
+# The same page in the order of a to-do list: overdue first, then by deadline. Overdue means past
+# the stored stage deadline (IncidentFilter.overdue), so the deadline's own order puts every
+# overdue incident first, the longest overdue on top; closed ones (no deadline) last.
+PAGE_BY_DEADLINE_SQL = """
+    WITH page AS (
+        SELECT i.id, i.stage_deadline FROM incident i WHERE {cond}
+        ORDER BY i.stage_deadline ASC NULLS LAST, i.id ASC LIMIT :limit OFFSET :offset)
+    SELECT """ + _COLUMNS + """ FROM page JOIN incident i ON i.id = page.id
+    ORDER BY page.stage_deadline ASC NULLS LAST, page.id ASC"""
+PAGE_ORDERS = {"newest": PAGE_SQL, "deadline": PAGE_BY_DEADLINE_SQL}
+
 
 @dataclass
 class IncidentPage:
@@ -798,9 +921,11 @@ def list_incidents(
     offset: int = 0,
     count_up_to: int | None = None,
     now: dt.datetime | None = None,
+    order: str = "newest",
     **criteria: Any,
 ) -> IncidentPage:
-    """One page of the incidents the principal may see, newest first (occurred_at, then id), by
+    """One page of the incidents the principal may see, newest first (occurred_at, then id) or,
+    with `order="deadline"`, overdue first and then by deadline (PAGE_BY_DEADLINE_SQL), by
     `filters` and/or `criteria` (the fields of `IncidentFilter`).
 
     Filtering, order and paging all happen in SQL: a page reads about `offset + limit` index
@@ -815,7 +940,7 @@ def list_incidents(
     chosen = replace(filters or IncidentFilter(), **criteria)
     cond, params = chosen.where(principal, now)
     params.update(limit=limit, offset=offset)
-    rows = driver_rows(session, PAGE_SQL.format(cond=cond), params)
+    rows = driver_rows(session, PAGE_ORDERS[order].format(cond=cond), params)
     items = [_shape(r, principal, now) for r in rows]
     if isinstance(actor, Context):
         record_reporter_reads(session, actor, items)

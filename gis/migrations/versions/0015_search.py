@@ -6,14 +6,14 @@ too); a household by its number or address (trigrams); an incident by its extern
 Each lookup reads about as many index entries as it returns, whatever the tables hold.
 
 Revision ID: 0015
-Revises: 0012 (chained after the tiles migration now on main)
+Revises: 0013 (chained after the live feed migration now on main)
 Create Date: 2026-12-06
 """
 
 from alembic import op
 
 revision = "0015"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
