@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import database_copy, live_site, make_client, screenshot_path
+from tests.browser import OfflinePageChecker
+from tests.conftest import DESKTOP, PHONE, database_copy, live_site, make_client, screenshot_path
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +38,31 @@ def sql(db: Any, query: str, **params: Any) -> list[dict[str, Any]]:
         eng.dispose()
 
 
-def open_command(open_as: Any, phone: bool) -> tuple[Any, Any]:
-    page, checker, status = open_as("command_center", "/maps/command", phone=phone)
-    assert status == 200
-    page.wait_for_function("document.documentElement.dataset.commandReady === '1'")
-    return page, checker
+@pytest.fixture
+def open_command(site: Any, accounts: dict[str, Any]) -> Iterator[Any]:
+    """Log in as the command center (the login form, sent on to the page) and open /maps/command once,
+    on a desktop or a phone screen: (page, checker). The page's live stream stays open until the test
+    ends (its context is closed then: streams per account are limited)."""
+    base, browser = site
+    contexts = []
+
+    def _open(phone: bool) -> tuple[Any, Any]:
+        context = browser.new_context(**(PHONE if phone else DESKTOP))
+        contexts.append(context)
+        page = context.new_page()
+        checker = OfflinePageChecker().attach(page)
+        page.goto(base + "/login?next=/maps/command", wait_until="networkidle")
+        page.fill("#username", accounts["command_center"]["username"])
+        page.fill("#password", accounts["command_center"]["password"])
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        assert page.url.endswith("/maps/command")
+        page.wait_for_function("document.documentElement.dataset.commandReady === '1'")
+        return page, checker
+
+    yield _open
+    for context in contexts:
+        context.close()
 
 
 def summary_seq(page: Any) -> int:
@@ -49,8 +70,8 @@ def summary_seq(page: Any) -> int:
 
 
 @pytest.mark.parametrize("phone", [False, True], ids=["desktop", "phone"])
-def test_the_page_loads_clean_small_and_with_numbers(open_as: Any, db: Any, phone: bool) -> None:
-    page, checker = open_command(open_as, phone)
+def test_the_page_loads_clean_small_and_with_numbers(open_command: Any, db: Any, phone: bool) -> None:
+    page, checker = open_command(phone)
     total = int(page.text_content("#num-total") or "-1")
     assert total > 0
     page.wait_for_load_state("networkidle")
@@ -83,11 +104,11 @@ def test_the_page_embeds_no_data_and_refuses_other_roles(db: Any, accounts: dict
 
 
 @pytest.mark.parametrize("phone", [False, True], ids=["desktop", "phone"])
-def test_searching_a_village_moves_the_map_there(open_as: Any, db: Any, phone: bool) -> None:
+def test_searching_a_village_moves_the_map_there(open_command: Any, db: Any, phone: bool) -> None:
     # A village whose extent's centre lies inside it (the map fits the extent).
     village = sql(db, "SELECT code, name FROM grid WHERE level = 3 AND valid_to IS NULL AND ST_Contains(geom, "
                       "ST_Centroid(ST_Envelope(geom))) ORDER BY code DESC LIMIT 1")[0]
-    page, checker = open_command(open_as, phone)
+    page, checker = open_command(phone)
     page.fill("#command-search-input", village["name"])
     page.press("#command-search-input", "Enter")
     page.wait_for_function(f"document.documentElement.dataset.commandFlown === 'grid:{village['code']}'",
@@ -116,8 +137,8 @@ def oracle_counts(db: Any, query: str, now: dt.datetime) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("phone", [False, True], ids=["desktop", "phone"])
-def test_a_filter_changes_the_numbers_as_the_oracle_says(open_as: Any, db: Any, phone: bool) -> None:
-    page, checker = open_command(open_as, phone)
+def test_a_filter_changes_the_numbers_as_the_oracle_says(open_command: Any, db: Any, phone: bool) -> None:
+    page, checker = open_command(phone)
     if phone:
         page.click("#command-panel-toggle")   # the drawer opens
     before_total = int(page.text_content("#num-total") or "-1")
@@ -138,4 +159,37 @@ def test_a_filter_changes_the_numbers_as_the_oracle_says(open_as: Any, db: Any, 
     assert "category=dispute" in query and "open=false" in query and "overdue=true" in query
     assert want["total"] != before_total
     page.screenshot(path=screenshot_path(f"command_center_filtered_{'phone' if phone else 'desktop'}"))
+    checker.assert_clean()
+
+
+@pytest.mark.parametrize("phone", [False, True], ids=["desktop", "phone"])
+def test_a_new_incident_posted_elsewhere_appears_within_two_seconds(open_command: Any, site: Any, db: Any,
+                                                                    accounts: dict[str, Any], phone: bool) -> None:
+    import time
+
+    import httpx
+
+    page, checker = open_command(phone)
+    page.wait_for_function("document.documentElement.dataset.liveStatus === 'open'", timeout=10_000)
+    before = int(page.text_content("#num-total") or "-1")
+    base = site[0]
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {accounts['grid_staff']['token']}"}) as c:
+        # Another client (a grid member's phone, say) reports inside the town, in the view.
+        grid = sql(db, "SELECT ST_X(p) AS lon, ST_Y(p) AS lat FROM (SELECT ST_PointOnSurface(geom) p FROM grid "
+                       "WHERE code = :c AND valid_to IS NULL) s", c=accounts["grid_staff"]["scope_codes"][0])[0]
+        t0 = time.monotonic()
+        r = c.post("/incidents", json={"category": "safety_hazard", "description": "电线裸露",
+                                       "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+                                       "lon": grid["lon"], "lat": grid["lat"]})
+        assert r.status_code == 201, r.text
+        new_id = r.json()["id"]
+        page.wait_for_function(f"!!(window.commandLive || {{}})[{new_id}]", timeout=2_000, polling=20)
+        appeared = time.monotonic() - t0
+        page.wait_for_function(f"Number(document.getElementById('num-total').textContent) === {before + 1}",
+                               timeout=2_000)
+    assert appeared < 2.0
+    marker = page.evaluate(f"(() => {{ const m = window.commandLive[{new_id}].getLatLng(); "
+                           "return [m.lng, m.lat]; })()")
+    assert marker == pytest.approx([grid["lon"], grid["lat"]], abs=1e-9)
+    page.screenshot(path=screenshot_path(f"command_center_live_{'phone' if phone else 'desktop'}"))
     checker.assert_clean()
