@@ -132,10 +132,18 @@ class Traffic:
         page.on("requestfinished", self._done)
         page.on("requestfailed", self._failed)
 
+    @staticmethod
+    def streaming(request: Any) -> bool:
+        # The live feed's event stream stays open as long as the page: not a request to wait for.
+        return "/events/" in request.url
+
     def _started(self, request: Any) -> None:
-        self.in_flight += 1
+        if not self.streaming(request):
+            self.in_flight += 1
 
     def _done(self, request: Any) -> None:
+        if self.streaming(request):
+            return
         self.in_flight -= 1
         sizes = request.sizes()
         response = request.response()
@@ -143,6 +151,8 @@ class Traffic:
         self.items.append((request.url, status, int(sizes["responseHeadersSize"]) + int(sizes["responseBodySize"])))
 
     def _failed(self, request: Any) -> None:
+        if self.streaming(request):
+            return
         self.in_flight -= 1
         self.items.append((request.url, 0, 0))
 
@@ -263,7 +273,10 @@ def main() -> None:
 
         has_live = page.evaluate("!!(Wangge.config.can || {}).live")
         if has_live:
-            centre = page.evaluate("(() => { const c = window.wanggeMap.getCenter(); return [c.lng, c.lat]; })()")
+            # Back to the middle of the town (the pans moved the view), at z14 where single markers show.
+            centre = [(x0 + x1) / 2, (y0 + y1) / 2]
+            page.evaluate(f"void window.wanggeMap.setView([{centre[1]}, {centre[0]}], 14, {{animate: false}})")
+            traffic.settle(page)
             delays = []
             with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
                 for i in range(args.intakes):
