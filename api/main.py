@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api import (
         accounts,
         audit,
+        command,
         docs,
         emergencies,
         events,
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Page and feature routers before `maps` (its routes are the fallback pages under /maps).
     for module in (
+        command,  # first: its /incidents/summary would otherwise reach /incidents/{incident_id}
         accounts,
         grids,
         households,

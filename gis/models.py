@@ -86,6 +86,11 @@ class Grid(Base):
         CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="validity_period"),
         Index("grid_current_code", "code", unique=True, postgresql_where=text("valid_to IS NULL")),
         Index("grid_current_parent", "parent_code", postgresql_where=text("valid_to IS NULL")),
+        # GET /search (migration 0015): a name by prefix, and from three characters anywhere in it.
+        Index("grid_current_name_prefix", "name", postgresql_ops={"name": "text_pattern_ops"},
+              postgresql_where=text("valid_to IS NULL")),
+        Index("grid_current_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"},
+              postgresql_where=text("valid_to IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -127,6 +132,10 @@ class NaturalVillage(Base):
     """A settlement (自然村) inside an administrative village."""
 
     __tablename__ = "natural_village"
+    __table_args__ = (   # GET /search (migration 0015)
+        Index("natural_village_name_prefix", "name", postgresql_ops={"name": "text_pattern_ops"}),
+        Index("natural_village_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     name: Mapped[str] = mapped_column(Text)
@@ -147,6 +156,10 @@ class Household(Base):
         CheckConstraint(
             "ST_X(geom) BETWEEN -180 AND 180 AND ST_Y(geom) BETWEEN -90 AND 90", name="lonlat_range"
         ),
+        # GET /search (migration 0015): a household by its number or address.
+        Index("household_no_trgm", "household_no", postgresql_using="gin",
+              postgresql_ops={"household_no": "gin_trgm_ops"}),
+        Index("household_address_trgm", "address", postgresql_using="gin", postgresql_ops={"address": "gin_trgm_ops"}),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -383,6 +396,7 @@ class Incident(Base):
         Index("incident_village_code_newest", "village_code", "occurred_at", "id"),
         Index("incident_stage_deadline", "stage_deadline", postgresql_where=text("stage_deadline IS NOT NULL")),
         Index("incident_created_by", "created_by", postgresql_where=text("created_by IS NOT NULL")),
+        Index("incident_external_id", "external_id"),   # GET /search (migration 0015)
         # The review queue: flagged and not yet reviewed, in the queue's order (migration 0009).
         Index(
             "incident_review_queue",

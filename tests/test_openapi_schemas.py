@@ -201,6 +201,15 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         call("command_center", "GET", "/hotspots/map", "/hotspots/map")
         call("admin", "GET", "/grids/{code}/card", f"/grids/{group}/card")
         call("command_center", "GET", "/hotspots/map", "/hotspots/map", params={"units": "grid3"})
+        # command center: search and the numbers of a view
+        for role, q in (("admin", "村"), ("command_center", "村"), ("grid_staff", "村"), ("admin", str(group))):
+            call(role, "GET", "/search", "/search", params={"q": q, "limit": 20})
+        call("command_center", "GET", "/shelters", "/shelters")
+        call("emergency", "GET", "/shelters", "/shelters",
+             params={"bbox": f"{lon - 0.2},{lat - 0.2},{lon + 0.2},{lat + 0.2}"})
+        for role in ("admin", "grid_staff"):
+            call(role, "GET", "/incidents/summary", "/incidents/summary",
+                 params={"bbox": f"{lon - 0.05},{lat - 0.05},{lon + 0.05},{lat + 0.05}", "open": "false"})
         # vector tiles: the layers' metadata (the .pbf tiles are not JSON)
         for role in ("admin", "grid_staff"):
             call(role, "GET", "/tiles/layers", "/tiles/layers")

@@ -106,6 +106,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/tiles/grids/{z}/{x}/{y}.pbf"): VIEWERS,
     ("GET", "/tiles/incidents/{z}/{x}/{y}.pbf"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/tiles/households/{z}/{x}/{y}.pbf"): HOUSEHOLD_ROWS,
+    # The command center: its page, search (each kind of hit by its own rule), the numbers of a view.
+    ("GET", "/maps/command"): EMERGENCY_MANAGERS,
+    ("GET", "/search"): VIEWERS,
+    ("GET", "/incidents/summary"): INCIDENT_WORKERS | {"emergency"},
+    ("GET", "/shelters"): frozenset({"admin", "command_center", "emergency", "planner"}),
     ("GET", "/events/incidents"): INCIDENT_WORKERS | {"emergency"},
 }
 
