@@ -154,10 +154,11 @@ def list_statements(
     bbox: tuple[float, float, float, float] | None = None,
     limit: int = 100,
     offset: int = 0,
-    in_grid: str = IN_GRID,
+    before: bool = False,
 ) -> tuple[str, str, dict[str, Any]]:
     """The two statements of a household list page (the count, then the page) and their parameters.
-    `in_grid` is the grid condition (IN_GRID; IN_GRID_BEFORE only to compare with the old plan)."""
+    `before`: the statements as they were before issue 13 (IN_GRID_BEFORE, no start list), only for
+    tests and the benchmark to compare with."""
     acc = access_for(principal)
     where = [f"({acc.rows})"]
     params: dict[str, Any] = {**acc.params, "limit": limit, "offset": offset}
@@ -166,11 +167,11 @@ def list_statements(
     start = None
     if grid_code is not None:
         params["grid_code"] = grid_code
-        if in_grid == IN_GRID:
-            start = GRID_IDS + (" AND gh.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)" if bbox else "")
+        if before:
+            where.append(IN_GRID_BEFORE)
         else:
-            where.append(in_grid)
-    elif bbox is None:
+            start = GRID_IDS + (" AND gh.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)" if bbox else "")
+    elif bbox is None and not before:
         start = acc.ids
     if bbox is not None:
         where.append("h.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
