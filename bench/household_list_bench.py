@@ -2,7 +2,7 @@
 and after issue 13's fix, in the same run on the same database (issue 13, hhperf).
 
     .venv/bin/python bench/household_list_bench.py               # sample town, ~2 min on 2 busy cores
-    .venv/bin/python bench/household_list_bench.py --copies 10   # households x10 (jittered copies), slower
+    .venv/bin/python bench/household_list_bench.py --copies 10 --rounds 1 --roles command_center,supervisor
 
 Makes its own database (`wangge_bench_hhperf`, recreated): the sample town (17,977 households), plus
 `--copies - 1` jittered copies of every household (within ~30 m, so some cross grid edges), VACUUM
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from city import bench_url, recreate_database, write_results  # noqa: E402
 
-RESULTS = ROOT / "var" / "bench" / "household_list_results.json"
+RESULTS = ROOT / "var" / "bench" / "household_list_results{}.json"
 DB = "wangge_bench_hhperf"
 
 
@@ -72,6 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--copies", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--roles", default="command_center,supervisor,grid_staff,emergency")
     args = ap.parse_args()
     engine = build(args.copies)
     results: dict = {"copies": args.copies, "rounds": args.rounds, "cases": []}
@@ -79,11 +80,11 @@ def main() -> None:
         results["households"] = c.execute(text("SELECT count(*) FROM household")).scalar_one()
         group = c.execute(text("SELECT min(code) FROM grid WHERE level = 4 AND valid_to IS NULL")).scalar_one()
         village = group[:12] + "000"
-        with c.begin():
-            c.execute(text(
-                "INSERT INTO emergency (title, reason, extent, declared_by) SELECT 'bench', 'bench', "
-                "ST_Multi(ST_Buffer(ST_Centroid(geom), 0.012)), (SELECT min(id) FROM app_user) "
-                "FROM grid WHERE code = :v AND valid_to IS NULL"), {"v": village})
+        c.execute(text(
+            "INSERT INTO emergency (title, reason, extent, declared_by) SELECT 'bench', 'bench', "
+            "ST_Multi(ST_Buffer(ST_Centroid(geom), 0.012)), (SELECT min(id) FROM app_user) "
+            "FROM grid WHERE code = :v AND valid_to IS NULL"), {"v": village})
+        c.commit()
         env = c.execute(text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Envelope(geom) e "
                              "FROM grid WHERE code = :g AND valid_to IS NULL) s"), {"g": group}).one()
         bbox = (env[0] - 0.002, env[1] - 0.002, env[2] + 0.002, env[3] + 0.002)
@@ -103,6 +104,8 @@ def main() -> None:
         print(f"{results['households']} households; median ms per page (count + 100 rows), {args.rounds} rounds")
         print(f"{'role':15s} {'page':13s} {'rows':>6s} {'before':>10s} {'after':>9s} {'ratio':>7s}")
         for rn, p in roles.items():
+            if rn not in args.roles.split(","):
+                continue
             for pn, kw in pages.items():
                 if pn == "scope" and rn == "command_center":
                     continue
@@ -122,7 +125,7 @@ def main() -> None:
                        "after_ms": round(a, 2), "ratio": round(b / a, 1)}
                 results["cases"].append(row)
                 print(f"{rn:15s} {pn:13s} {row['total']:6d} {b:10.1f} {a:9.1f} {b / a:7.1f}x")
-    write_results(RESULTS, results)
+    write_results(Path(str(RESULTS).format("" if args.copies == 1 else f"_x{args.copies}")), results)
 
 
 if __name__ == "__main__":
