@@ -36,15 +36,37 @@ IN_SCOPE = (
     "EXISTS (SELECT 1 FROM grid sg WHERE sg.valid_to IS NULL AND sg.code = ANY(:scope) "
     "AND ST_Intersects(sg.geom, h.geom))"
 )
-# Households of a grid (any level): the grid's polygon finds the candidates through the GiST index,
-# and the house's own grid (household_grid_at, migration 0010) decides a house on a shared edge.
-IN_GRID = (
+# Households of a grid (any level): the grid's polygon finds the candidates through the household GiST
+# index (driven from the one current grid row, so the work grows with the houses in that polygon,
+# never with the table), and the house's own grid (household_grid_at, migration 0010: the one
+# house -> grid rule) decides a house on a shared edge. GRID_IDS is the id list; IN_GRID the same as a
+# condition on alias h of table household.
+GRID_IDS = (
+    "SELECT gh.id FROM grid fg JOIN household gh ON ST_Intersects(fg.geom, gh.geom) "
+    "CROSS JOIN LATERAL household_grid_at(gh.geom) hga "
+    "WHERE fg.valid_to IS NULL AND fg.code = :grid_code "
+    "AND :grid_code IN (hga.group_code, hga.village_code, hga.area_code, hga.town_code)"
+)
+IN_GRID = f"h.id IN ({GRID_IDS})"
+IN_GRID_BEFORE = (
     "EXISTS (SELECT 1 FROM grid fg WHERE fg.valid_to IS NULL AND fg.code = :grid_code "
     "AND ST_Intersects(fg.geom, h.geom)) AND EXISTS (SELECT 1 FROM household_grid_at(h.geom) hga "
     "WHERE :grid_code IN (hga.group_code, hga.village_code, hga.area_code, hga.town_code))"
 )
 IN_EMERGENCY = (
     "EXISTS (SELECT 1 FROM emergency e WHERE e.closed_at IS NULL AND ST_Intersects(e.extent, h.geom))"
+)
+# The ids of the rows IN_SCOPE / IN_EMERGENCY admit, found from the polygons through the household
+# GiST index. A polygon test in EXISTS is a semi-join the planner can only run from the household side
+# (a whole-table scan); a list over table household starts from these ids instead (Access.ids) and
+# still applies the rule itself.
+SCOPE_IDS = (
+    "SELECT DISTINCT sh.id FROM grid sg JOIN household sh ON ST_Intersects(sg.geom, sh.geom) "
+    "WHERE sg.valid_to IS NULL AND sg.code = ANY(:scope)"
+)
+EMERGENCY_IDS = (
+    "SELECT DISTINCT eh.id FROM emergency e JOIN household eh ON ST_Intersects(e.extent, eh.geom) "
+    "WHERE e.closed_at IS NULL"
 )
 
 
@@ -53,6 +75,9 @@ class Access:
     rows: str       # SQL condition on alias h: which rows the principal may see
     personal: str   # SQL condition on alias h: whether personal fields are shown unmasked
     params: dict[str, Any]    # the bind parameters both conditions use
+    # A SELECT of the ids of the households `rows` admits (None: every household), which a list over
+    # table household can start from; it never replaces `rows`.
+    ids: str | None = None
 
 
 def access_for(principal: Principal) -> Access:
@@ -64,9 +89,9 @@ def access_for(principal: Principal) -> Access:
     if role is Role.COMMAND_CENTER:
         return Access("TRUE", IN_EMERGENCY, params)
     if role is Role.EMERGENCY:
-        return Access(IN_EMERGENCY, "TRUE", params)
+        return Access(IN_EMERGENCY, "TRUE", params, EMERGENCY_IDS)
     if role in (Role.GRID_STAFF, Role.SUPERVISOR):
-        return Access(IN_SCOPE, "TRUE", params)
+        return Access(IN_SCOPE, "TRUE", params, SCOPE_IDS)
     return Access("FALSE", "FALSE", params)
 
 
@@ -113,25 +138,52 @@ def list_households(
 ) -> tuple[list[dict[str, Any]], int]:
     """Households visible to `principal`, filtered by a grid (any level) and/or a bbox; ordered by id,
     paged in SQL. With `ctx`, a page that shows personal fields is audited."""
-    acc = access_for(principal)
-    where = [f"({acc.rows})"]
-    params: dict[str, Any] = {**acc.params, "limit": limit, "offset": offset}
-    if grid_code is not None:
-        where.append(IN_GRID)
-        params["grid_code"] = grid_code
-    if bbox is not None:
-        where.append("h.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
-        params.update(x0=bbox[0], y0=bbox[1], x1=bbox[2], y1=bbox[3])
-    cond = " AND ".join(where)
-    total = session.execute(text(f"SELECT count(*) FROM household h WHERE {cond}"), params).scalar_one()
-    rows = session.execute(
-        text(_SELECT.format(personal=acc.personal, page=f"WHERE {cond} ORDER BY h.id LIMIT :limit OFFSET :offset")),
-        params,
-    ).mappings()
+    count_sql, page_sql, params = list_statements(principal, grid_code=grid_code, bbox=bbox, limit=limit, offset=offset)
+    total = session.execute(text(count_sql), params).scalar_one()
+    rows = session.execute(text(page_sql), params).mappings()
     records = [present(r) for r in rows]
     if ctx is not None:
         audit_read(session, ctx, records, fmt)
     return records, total
+
+
+def list_statements(
+    principal: Principal,
+    *,
+    grid_code: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    before: bool = False,
+) -> tuple[str, str, dict[str, Any]]:
+    """The two statements of a household list page (the count, then the page) and their parameters.
+    `before`: the statements as they were before issue 13 (IN_GRID_BEFORE, no start list), only for
+    tests and the benchmark to compare with."""
+    acc = access_for(principal)
+    where = [f"({acc.rows})"]
+    params: dict[str, Any] = {**acc.params, "limit": limit, "offset": offset}
+    # The rows start from an id list where one is small and index-backed: the grid's houses, else the
+    # caller's scope (a bbox alone is served by the household GiST index directly).
+    start = None
+    if grid_code is not None:
+        params["grid_code"] = grid_code
+        if before:
+            where.append(IN_GRID_BEFORE)
+        else:
+            start = GRID_IDS + (" AND gh.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)" if bbox else "")
+    elif bbox is None and not before:
+        start = acc.ids
+    if bbox is not None:
+        where.append("h.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
+        params.update(x0=bbox[0], y0=bbox[1], x1=bbox[2], y1=bbox[3])
+    cond = " AND ".join(where)
+    with_ = f"WITH start AS MATERIALIZED ({start}) " if start else ""
+    join = "JOIN start ON start.id = h.id " if start else ""
+    count_sql = f"{with_}SELECT count(*) FROM household h {join}WHERE {cond}"
+    page_sql = with_ + _SELECT.format(
+        personal=acc.personal, page=f"{join}WHERE {cond} ORDER BY h.id LIMIT :limit OFFSET :offset"
+    )
+    return count_sql, page_sql, params
 
 
 def get_household(
