@@ -181,5 +181,13 @@ def test_a_refused_page_is_a_chinese_page_with_a_way_back(site, accounts, phone)
                 page.get_by_role("link", name="返回上一页").click()
             page.wait_for_load_state("networkidle")
             assert page.url == start, f"{role} {path}: back led to {page.url}, not {start}"
+            # And a way home (opened without history, back goes nowhere): the first page of the role's menu.
+            page.goto(base + path, wait_until="networkidle")
+            home = nav_for(principal)[0].href
+            if home not in SKIPPED:  # the command center is not on this branch yet
+                with page.expect_navigation():
+                    page.click("#wangge-home-link")
+                page.wait_for_load_state("networkidle")
+                assert page.url == base + home and page.locator("#wangge-error-page").count() == 0
     finally:
         context.close()
