@@ -15,7 +15,8 @@ what the others get).
 Two properties are checked on every response, and nothing else:
 
 * no 5xx: schemathesis's `not_a_server_error` check; an exception that escapes the app counts too,
-* every 4xx is RFC 9457 problem+json with `title` and `status` (`problem_json_issue` below).
+* every 4xx is RFC 9457 problem+json with `title` and `status` (`problem_json_issue` below), or, for a
+  page (/maps, /pages, /m), the Chinese error page (`page_refusal_issue`).
 
 The response-schema conformance checks of schemathesis are not run: they measure something else.
 Failures are collected, not raised, so one run lists every failing request (method, path, query,
@@ -42,6 +43,8 @@ from hypothesis import HealthCheck, Phase, Verbosity
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
+
+from maps.shell import FIELD_NAMES, is_page_path
 
 FUZZ_SEED = 20_260_101
 MIN_REQUESTS = 2_000
@@ -153,6 +156,23 @@ def describe_request(case, extra: dict | None = None) -> str:
             if case.media_type:
                 parts.append(f"({case.media_type})")
     return " ".join(parts)
+
+
+def page_refusal_issue(response) -> str | None:
+    """Why a 4xx answer of a page is not the Chinese error page, or None when it is."""
+    ctype = response.headers.get("content-type")
+    ctype = ctype[0] if isinstance(ctype, list) else ctype
+    if not ctype or not ctype.startswith("text/html"):
+        return f"content-type is {ctype!r}, not the Chinese error page"
+    text = response.content.decode("utf-8", "replace")
+    if f'id="wangge-error-page" data-status="{response.status_code}"' not in text:
+        return "not the shell's error page for this status"
+    return None
+
+
+def refusal_issue(path: str, response) -> str | None:
+    """Pages (maps.shell.is_page_path) refuse with a Chinese page; everything else with problem+json."""
+    return page_refusal_issue(response) if is_page_path(path) else problem_json_issue(response)
 
 
 def problem_json_issue(response) -> str | None:
@@ -540,8 +560,8 @@ def _sender(result: FuzzResult, label, mode_name, headers, protect, town):
             kind = "5xx" if status >= 500 else "not_a_server_error"
             result.failures.append(Failure(kind, label, mode_name, status, describe_request(case, extra),
                                            response.content[:300].decode("utf-8", "replace")))
-        if 400 <= status < 500 and (issue := problem_json_issue(response)):
-            result.failures.append(Failure("not problem+json: " + issue, label, mode_name, status,
+        if 400 <= status < 500 and (issue := refusal_issue(case.path, response)):
+            result.failures.append(Failure("refusal: " + issue, label, mode_name, status,
                                            describe_request(case, extra),
                                            response.content[:300].decode("utf-8", "replace")))
 
@@ -747,4 +767,8 @@ def test_every_reason_parameter_refuses_nul(found_client, method, path):
     concrete = path.replace("{household_id}", "1").replace("{unit_id}", "411421100201000")
     resp = found_client.request(method, concrete, params={"reason": "a\x00b"})
     assert resp.status_code == 422, (path, resp.text[:300])
-    assert ["query", "reason"] in [e["loc"] for e in resp.json()["errors"]], resp.text[:500]
+    if is_page_path(path):
+        # A page says it in Chinese, naming the field.
+        assert page_refusal_issue(resp) is None and f"{FIELD_NAMES['reason']}：" in resp.text, resp.text[:500]
+    else:
+        assert ["query", "reason"] in [e["loc"] for e in resp.json()["errors"]], resp.text[:500]
