@@ -23,7 +23,7 @@ from api.security import require_page, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission, Role
 from gis.dataset_info import dataset_info
-from gis.errors import InputError, NotFound, Problem
+from gis.errors import NotFound
 from gis.incidents import service as incidents
 from gis.incidents.categories import Category
 from gis.incidents.loop import State
@@ -236,18 +236,11 @@ def household_map(
         query_code = grid_code
         bounds = grid_bounds(session, [grid_code]) if grid_code else (
             _emergency_bounds(session) or grid_bounds(session, None))
-    elif grid_code is None:
-        raise InputError(
-            Problem(
-                ("query", "grid_code"),
-                "choose a grid (a village or a group grid): the whole town is too many "
-                "households for one map",
-                "missing",
-            )
-        )
     else:
+        # Without a grid (the menu's link) the page opens on the whole town: its households come by
+        # view, at most `limit` at a time, with a note to zoom in or choose a grid when there are more.
         query_code = grid_code
-        bounds = grid_bounds(session, [grid_code])
+        bounds = grid_bounds(session, None if grid_code is None else [grid_code])
     synthetic = _synthetic(session)
     return _page(data_map_page(
         title=labels.HOUSEHOLD_PAGE_TITLE, shell=_shell(session, principal, "/maps/households"),

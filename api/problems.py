@@ -5,12 +5,14 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gis.errors import Forbidden, InputError, NotFound
@@ -53,7 +55,7 @@ def problem(status: int, title: str, *, kind: str, detail: str | None = None, er
     return response
 
 
-def for_pages(request: Request, response: Response) -> Response:
+def for_pages(request: Request, response: Response, *, synthetic: bool = False) -> Response:
     """A refusal of a page (paths under /maps, /pages, /m) as a Chinese page in the shell; other
     requests keep their problem+json."""
     from maps.shell import error_page, is_page_path, make_shell, problem_lines
@@ -62,7 +64,7 @@ def for_pages(request: Request, response: Response) -> Response:
     if body is None or not is_page_path(request.url.path) or request.method not in ("GET", "HEAD"):
         return response
     principal = getattr(request.state, "principal", None)
-    shell = make_shell(principal, synthetic=False, current=request.url.path)
+    shell = make_shell(principal, synthetic=synthetic, current=request.url.path)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     page = error_page(response.status_code, shell, lines=problem_lines(body), login_next=target)
     html = HTMLResponse(page, status_code=response.status_code, headers={"Cache-Control": "no-store"})
@@ -167,6 +169,36 @@ def _page_aware(handler: Handler) -> Callable[..., Awaitable[Response]]:
         response = handler(request, exc)
         if inspect.isawaitable(response):
             response = await response
-        return for_pages(request, response)
+        return for_pages(request, response, synthetic=await _synthetic_town(request, response.status_code))
 
     return answer
+
+
+SYNTHETIC_RECHECK_S = 60.0
+
+
+async def _synthetic_town(request: Request, status: int) -> bool:
+    """Whether the sample town is loaded, for the badge on a page's refusal: asked of the database at most
+    once a minute, and never for a refusal that says the service is busy (429, 503)."""
+    from maps.shell import is_page_path
+
+    state = request.app.state
+    cached: tuple[float, bool] | None = getattr(state, "synthetic_town", None)
+    now = time.monotonic()
+    if (cached is not None and now - cached[0] < SYNTHETIC_RECHECK_S) or status in (429, 503) \
+            or not is_page_path(request.url.path) or getattr(state, "sessionmaker", None) is None:
+        return False if cached is None else cached[1]
+
+    def ask() -> bool:
+        from gis.dataset_info import dataset_info
+
+        with state.sessionmaker() as session:
+            return dataset_info(session, "sample_town") is not None
+
+    try:
+        value = await run_in_threadpool(ask)
+    except Exception:  # the badge is a hint: a refusal page never fails for it
+        log.warning("could not read whether the sample town is loaded", exc_info=True)
+        return False if cached is None else cached[1]
+    state.synthetic_town = (now, value)
+    return value

@@ -309,7 +309,9 @@ def error_page(status: int, shell: Shell, *, lines: Sequence[str] = (), login_ne
         login = f'<p><a href="{target}">重新登录</a></p>'
     body = (f'<section class="wangge-error-page" id="wangge-error-page" data-status="{status}">'
             f"<h2>{_e(message)}</h2>{listing}{login}"
-            '<p><a href="javascript:history.back()">返回上一页</a></p></section>')
+            '<p><a href="javascript:history.back()">返回上一页</a></p>'
+            + ('<p><a href="/" id="wangge-home-link">回到首页</a></p>' if shell.viewer is not None else "")
+            + "</section>")
     return plain_page(f"无法打开（{status}）", shell, body=body)
 
 

@@ -282,11 +282,17 @@ def test_masked_reads_write_no_personal_read(clients, accounts, engine, codes):
     assert n == 0
 
 
-def test_whole_town_roles_must_name_a_grid(clients):
+def test_whole_town_roles_open_on_the_whole_town_from_the_menu(clients, engine):
+    # The menu links to the page without a grid: it opens on the town, its households by view (capped).
     response = clients["command_center"].get(PATH)
-    assert response.status_code == 422
-    assert response.headers["content-type"].startswith("text/html")
-    assert "网格" in response.text
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    config = page_config(response.text)
+    assert config["query"]["grid_code"] is None
+    with engine.connect() as conn:
+        w, s, e, n = conn.execute(text(
+            "SELECT ST_XMin(x), ST_YMin(x), ST_XMax(x), ST_YMax(x) FROM "
+            "(SELECT ST_Extent(geom) AS x FROM grid WHERE valid_to IS NULL) t")).one()
+    assert [*config["bounds"][0], *config["bounds"][1]] == pytest.approx([s, w, n, e])
 
 
 def test_unknown_grid_is_not_found(clients):
