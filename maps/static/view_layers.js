@@ -6,6 +6,12 @@
   'use strict';
   var W = window.Wangge;
 
+  // Leaflet.VectorGrid calls L.DomEvent.fakeStop on a click on a canvas feature; Leaflet 1.8 dropped
+  // it. Its old body: mark the event handled, so the map under the feature does not take the click too.
+  if (window.L && L.DomEvent && !L.DomEvent.fakeStop) {
+    L.DomEvent.fakeStop = function (e) { e._stopped = true; };
+  }
+
   // "min_lon,min_lat,max_lon,max_lat" of the map's view, clamped to the world, 6 decimals.
   function bboxOf(map) {
     var b = map.getBounds();
@@ -192,6 +198,14 @@
       rendererFactory: L.canvas.tile, pane: pane, interactive: true, vectorTileLayerStyles: styles,
       maxNativeZoom: opts.maxzoom, minZoom: opts.minzoom
     });
+    // A point on a tile has no latlng: without this, Leaflet 1.9 takes a small circle for a marker and
+    // asks its latlng on a click (TypeError); with it, the click's own position is used.
+    var createLayer = layer._createLayer;
+    layer._createLayer = function (feat, pxPerExtent) {
+      var feature = createLayer.call(this, feat, pxPerExtent);
+      if (feature.getLatLng) { feature.getLatLng = null; }
+      return feature;
+    };
     var aggregates = L.layerGroup().addTo(map);
     function aggregateMarker(count, latlng) {
       var size = Math.round(22 + 7 * Math.log(count + 1) / Math.LN10);
@@ -252,7 +266,14 @@
       var p = e.layer && e.layer.properties;
       if (p && p.count === undefined && opts.onClick) { opts.onClick(p, e.latlng); }
     });
-    layer.on('load', function () { if (opts.onLoad) { opts.onLoad(); } });
+    layer.on('load', function () {
+      // The tiles of the zoom before stay a moment (Leaflet prunes them after this): hide their counts now.
+      var z = map.getZoom();
+      Object.keys(byTile).forEach(function (k) {
+        if (byTile[k].z !== z) { byTile[k].aggregates.forEach(function (a) { aggregates.removeLayer(a.marker); }); }
+      });
+      if (opts.onLoad) { opts.onLoad(); }
+    });
     function current(kind) {
       var z = map.getZoom(), out = [];
       Object.keys(byTile).forEach(function (k) {
