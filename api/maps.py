@@ -222,6 +222,7 @@ def household_map(
     reason: Reason = None,
 ) -> HTMLResponse:
     from maps import household_map as page
+    from maps.offline import ASSET_PATHS
     from maps.points import data_map_page, grid_bounds
 
     missing = _missing_assets_page()
@@ -248,6 +249,7 @@ def household_map(
         config=page.page_config(query_code=query_code, reason=reason, limit=settings.max_features_per_page),
         bounds=bounds, badge_hint=labels.HOUSEHOLD_SYNTHETIC_HINT, synthetic=synthetic,
         tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
+        scripts=[f"{ASSET_PREFIX}/{ASSET_PATHS['vectorGrid']}"],
     ))
 
 
@@ -275,6 +277,7 @@ def incident_map(
     reason: Reason = None,
 ) -> HTMLResponse:
     from maps import incident_map as page
+    from maps.offline import ASSET_PATHS
     from maps.points import data_map_page, grid_bounds
 
     require_time_zone(since=since, until=until)
@@ -304,4 +307,5 @@ def incident_map(
                                 reporter_masked=not incidents.reporter_shown(principal)),
         bounds=bounds, badge_hint=labels.INCIDENT_SYNTHETIC_HINT, synthetic=synthetic,
         tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
+        scripts=[f"{ASSET_PREFIX}/{ASSET_PATHS['vectorGrid']}"],
     ))

@@ -1,11 +1,14 @@
-"""The household map page: the households the viewer may see, one marker each, coloured by who needs
-help first, loaded for the view (maps/static/households.js) from the household list, which masks
-personal fields as the role requires and audits every unmasked read."""
+"""The household map page: the households the viewer may see as vector tiles (maps/static/households.js):
+counted blocks at low zoom, one marker each from the layer's point zoom on, coloured by who needs help
+first, personal fields only where the role may see them (the tiles and GET /households/{id} audit every
+unmasked read)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from gis import tiles
+from gis.privacy import PERSONAL_FIELDS
 from maps import labels
 from maps.points import GROUP_OUTLINE_ZOOM, outline_styles
 
@@ -19,13 +22,23 @@ CLASS_STYLES: dict[str, dict[str, Any]] = {
               "fillOpacity": 0.85},
 }
 DRAW_ORDER = ("other", "assist", "carry")
+POINT_MINZOOM = tiles.LAYERS["households"].point_minzoom or 0
+
+# This page's own Chinese (the shared labels are in maps/labels.py).
+LOADING = "正在读取…"
+AGGREGATE_TITLE = "此处 {count} 户：点击放大"
+AGGREGATE_LEGEND = "住户数（放大后显示每一户）"
+ZOOM_FOR_POINTS = "放大到第 {zoom} 级可查看每一户"
 
 
 def page_config(*, query_code: str | None, reason: str | None, limit: int) -> dict[str, Any]:
-    """What maps/static/households.js reads: where the data is (the list, for `query_code` or the
-    viewer's own rows), how markers look, and the page's Chinese."""
+    """What maps/static/households.js reads: where the data is (the tiles; `query_code` frames the
+    view, the grid outlines come for it), how markers look, and the page's Chinese."""
     return {
-        "list_url": "/households",
+        "tiles": {"url": "/tiles/households/{z}/{x}/{y}.pbf", "maxzoom": tiles.LAYERS["households"].maxzoom,
+                  "point_minzoom": POINT_MINZOOM},
+        "detail_api_url": "/households/{id}",
+        "personal_fields": list(PERSONAL_FIELDS["household"]),
         "grids_url": "/grids",
         "query": {"grid_code": query_code, "reason": reason},
         "limit": limit,
@@ -40,7 +53,10 @@ def page_config(*, query_code: str | None, reason: str | None, limit: int) -> di
             "outline": labels.GRID_OUTLINE_LAYER,
             "count": labels.HOUSEHOLD_COUNT,
             "none": labels.HOUSEHOLDS_NONE,
-            "truncated": labels.HOUSEHOLDS_IN_VIEW_CUT,
+            "loading": LOADING,
+            "aggregate_title": AGGREGATE_TITLE,
+            "aggregate_legend": AGGREGATE_LEGEND,
+            "zoom_for_points": ZOOM_FOR_POINTS.format(zoom=POINT_MINZOOM),
             "masked": labels.PERSONAL_MASKED_NOTE,
             "masked_hint": labels.PERSONAL_MASKED_HINT,
         },

@@ -1,11 +1,13 @@
-"""The incident map page: grid matters coloured by category, overdue ones ringed red on top; open ones
-by default, newest first, loaded for the view (maps/static/incidents.js) with filter controls."""
+"""The incident map page: every incident the viewer may see under the page's filters (open ones by
+default) as vector tiles (maps/static/incidents.js): counted blocks at low zoom, points coloured by
+category with overdue ones ringed red from the layer's point zoom on; grid outlines by view."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from gis import tiles
 from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH, Category
 from gis.incidents.loop import STATE_NAMES_ZH
 from maps import labels
@@ -27,6 +29,12 @@ OVERDUE_RING = "#e31a1c"
 
 _CATEGORY_KEYS = (*CATEGORY_COLOURS, OTHER)
 
+# This page's own Chinese (the shared labels are in maps/labels.py).
+LOADING = "正在读取…"
+AGGREGATE_TITLE = "此处 {count} 件：点击放大"
+AGGREGATE_LEGEND = "事项数（放大后显示单个事项）"
+ZOOM_FOR_POINTS = "放大到第 {zoom} 级可查看单个事项"
+
 
 def _style(colour: str, overdue: bool) -> dict[str, Any]:
     if overdue:
@@ -47,6 +55,9 @@ _CATEGORY_NAMES: dict[str, str] = {c.value: name for c, name in CATEGORY_NAMES_Z
 _DISPUTE_NAMES: dict[str, str] = {k.value: name for k, name in DISPUTE_NAMES_ZH.items()}
 
 
+POINT_MINZOOM = tiles.LAYERS["incidents"].point_minzoom or 0
+
+
 def page_config(
     *,
     query_code: str | None,
@@ -60,7 +71,9 @@ def page_config(
     the open ones; category; since/until as aware datetimes; overdue)."""
     overdue = filters.get("overdue")
     return {
-        "list_url": "/incidents",
+        "tiles": {"url": "/tiles/incidents/{z}/{x}/{y}.pbf", "maxzoom": tiles.LAYERS["incidents"].maxzoom,
+                  "point_minzoom": POINT_MINZOOM},
+        "detail_api_url": "/incidents/{id}",
         "grids_url": "/grids",
         # The incident's own page (detail, history, the loop actions the viewer may take).
         "detail_url": "/pages/incidents/{id}",
@@ -72,7 +85,7 @@ def page_config(
             "until": filters["until"].isoformat() if filters.get("until") else "",
             "overdue": "" if overdue is None else ("true" if overdue else "false"),
         },
-        "limit": limit,
+        "limit": limit,  # grid outlines per answer
         "reporter_masked": reporter_masked,
         "styles": MARKER_STYLES,
         "other": OTHER,
@@ -95,9 +108,11 @@ def page_config(
             "overdue_legend": labels.INCIDENT_OVERDUE_LEGEND,
             "outline": labels.GRID_OUTLINE_LAYER,
             "count": labels.INCIDENTS_IN_VIEW,
-            "many": labels.INCIDENTS_MANY,
             "none": labels.INCIDENTS_NONE,
-            "truncated": labels.INCIDENTS_IN_VIEW_CUT,
+            "loading": LOADING,
+            "aggregate_title": AGGREGATE_TITLE,
+            "aggregate_legend": AGGREGATE_LEGEND,
+            "zoom_for_points": ZOOM_FOR_POINTS.format(zoom=POINT_MINZOOM),
             "masked": labels.PERSONAL_MASKED_NOTE,
             "masked_hint": labels.INCIDENT_REPORTER_MASKED_HINT,
             "open_detail": labels.INCIDENT_OPEN_DETAIL,

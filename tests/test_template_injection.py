@@ -197,13 +197,21 @@ def test_the_incident_popup_shows_the_text_as_written(planted_db, accounts):
             page.click("button[type=submit]")
         page.goto(f"{base}/maps/incidents?grid_code={village}&state=all", wait_until="networkidle")
         page.wait_for_function("document.documentElement.dataset.wanggeLoaded === '1'")
-        texts = page.evaluate("""() => {
-            const layer = window.wanggeIncidents.getLayers()[0];
-            layer.getPopup().options.autoPan = false;
-            layer.openPopup();
-            return Array.from(layer.getPopup().getElement().querySelectorAll('td'))
-                        .map(td => td.textContent);
-        }""")
+        # The incidents come as vector tiles: go to the planted one and open its popup as a click does.
+        eng = create_engine(planted_db["url"], poolclass=NullPool)
+        with eng.connect() as c:
+            planted_id, lon, lat = c.execute(text(
+                "SELECT id, ST_X(geom), ST_Y(geom) FROM incident WHERE description = :p ORDER BY id DESC LIMIT 1"),
+                {"p": PAYLOAD}).one()
+        eng.dispose()
+        page.evaluate("document.documentElement.removeAttribute('data-wangge-loaded')")
+        page.evaluate("([lat, lon]) => window.wanggeMap.setView([lat, lon], 17, {animate: false})", [lat, lon])
+        page.wait_for_function("document.documentElement.dataset.wanggeLoaded === '1'")
+        texts = page.evaluate("""async (id) => {
+            const p = window.wanggeIncidents.points().find(q => q.properties.id === id);
+            await window.wanggeOpenIncident(p.properties, p.latlng);
+            return Array.from(document.querySelectorAll('.leaflet-popup-content td')).map(td => td.textContent);
+        }""", planted_id)
         context.close()
     assert any(t.startswith(PAYLOAD) for t in texts), texts
     assert not any(EVALUATED in t for t in texts)

@@ -1,5 +1,7 @@
-/* The incident map (/maps/incidents): open incidents by default, newest first, loaded for the view
-   from the incident list (GeoJSON); filter controls re-query by URL. Overdue ones ringed red on top. */
+/* The incident map (/maps/incidents): every incident the viewer may see under the filters (open ones by
+   default) as vector tiles: counted blocks at low zoom, points coloured by category from the point zoom
+   on, overdue ones ringed red on top; a click reads the incident and shows it. The filter controls
+   change the tile URL; grid outlines come as GeoJSON for the view. */
 (function () {
   'use strict';
   var W = window.Wangge, V = W.view;
@@ -12,7 +14,6 @@
     map.createPane('wangge-outlines').style.zIndex = 410;
     map.getPane('wangge-outlines').style.pointerEvents = 'none';
     map.createPane('wangge-points').style.zIndex = 450;
-    var renderer = L.canvas({padding: 0.5, pane: 'wangge-points'});
 
     // --- grid outlines for the view (context only; they also name the grids in popups) ---
     var outlines = L.geoJSON(null, {
@@ -76,61 +77,63 @@
       }
       return box;
     }
-    var incidents = L.geoJSON(null, {
-      pane: 'wangge-points',
-      pointToLayer: function (feature, latlng) {
-        var style = cfg.styles[styleKey(feature.properties)];
-        return L.circleMarker(latlng, Object.assign({renderer: renderer, pane: 'wangge-points'}, style));
-      },
-      onEachFeature: function (feature, layer) {
-        layer.bindPopup(function () { return popupContent(feature); },
-                        {maxWidth: 340, className: 'wangge-popup'});
-      }
-    }).addTo(map);
-    window.wanggeIncidents = incidents;
-
-    function query(bbox) {
-      var q = {format: 'geojson', bbox: bbox, limit: cfg.limit, grid_code: cfg.query.grid_code,
-               reason: cfg.query.reason, category: filters.category, overdue: filters.overdue,
-               since: filters.since, until: filters.until};
-      if (filters.state === 'all') { /* every state, closed included */ }
-      else if (filters.state) { q.state = filters.state; }
-      else { q.open = 'true'; }
-      return V.withQuery(cfg.list_url, q);
+    /* Every incident the viewer may see under the filters, as vector tiles (/tiles/incidents, built by
+       PostGIS): counted blocks below the layer's point zoom, single points from it on. No view is cut. */
+    function openPopup(p, latlng) {
+      var popup = L.popup({maxWidth: 340, className: 'wangge-popup'}).setLatLng(latlng)
+        .setContent(W.el('div', {}, t.loading)).openOn(map);
+      return W.api(V.withQuery(cfg.detail_api_url.replace('{id}', String(p.id)), {reason: cfg.query.reason}))
+        .then(function (detail) {
+          popup.setContent(popupContent({id: detail.id, properties: detail}));
+        }).catch(function (err) { map.closePopup(popup); W.showError(err); });
     }
+    function tileUrl() {
+      var q = {grid_code: cfg.query.grid_code, category: filters.category, overdue: filters.overdue,
+               since: filters.since, until: filters.until};
+      if (filters.state === 'all') { q.open = 'false'; }
+      else if (filters.state) { q.state = filters.state; }
+      return V.withQuery(cfg.tiles.url, q);
+    }
+    var firstLoad = true;
+    var incidents = V.tiles(map, {
+      name: 'incidents', url: tileUrl(), maxzoom: cfg.tiles.maxzoom, pointZoom: cfg.tiles.point_minzoom,
+      aggregateTitle: t.aggregate_title, aggregateColour: 'rgba(123,50,148,0.85)',
+      style: function (p) {
+        var s = cfg.styles[styleKey(p)];
+        return {radius: s.radius, color: s.color, weight: s.weight, fill: true, fillColor: s.fillColor,
+                fillOpacity: s.fillOpacity, opacity: 1};
+      },
+      rank: function (p) { return p.overdue ? 1 : 0; },
+      onClick: openPopup,
+      onLoad: function () { drawLegend(); if (firstLoad) { firstLoad = false; } V.loaded(); }
+    });
+    window.wanggeIncidents = incidents;
+    // Opens the popup of one point as a click does (tests read many without aiming at each).
+    window.wanggeOpenIncident = openPopup;
+    map.on('moveend', function () { drawLegend(); });
 
     var legend = V.legend(map, t.legend_title);
-    function drawLegend(fc) {
-      var present = {};
-      var anyOverdue = false;
-      fc.features.forEach(function (f) {
-        var k = styleKey(f.properties);
-        present[k.split(':')[0]] = true;
-        if (f.properties.overdue) { anyOverdue = true; }
+    function drawLegend() {
+      var rows = cfg.category_order.map(function (k) {
+        return {key: k, label: k === cfg.other ? t.other_category : cfg.zh.categories[k], swatch: cfg.styles[k]};
       });
-      var rows = cfg.category_order.filter(function (k) { return present[k]; }).map(function (k) {
-        return {key: k, label: k === cfg.other ? t.other_category : cfg.zh.categories[k],
-                swatch: cfg.styles[k]};
-      });
-      if (anyOverdue) {
-        rows.push({key: 'overdue', label: t.overdue_legend,
-                   swatch: Object.assign({}, cfg.styles[cfg.other + cfg.overdue_suffix], {fill: '#ffffff'})});
-      }
+      rows.push({key: 'overdue', label: t.overdue_legend,
+                 swatch: Object.assign({}, cfg.styles[cfg.other + cfg.overdue_suffix], {fillColor: '#ffffff'})});
       rows.forEach(function (r) {
-        r.swatch = {fill: r.swatch.fillColor || r.swatch.fill, color: r.swatch.color, weight: r.swatch.weight,
+        r.swatch = {fill: r.swatch.fillColor, color: r.swatch.color, weight: r.swatch.weight,
                     radius: r.swatch.radius, opacity: r.swatch.fillOpacity};
       });
+      rows.push({key: 'aggregate', label: t.aggregate_legend,
+                 swatch: {fill: '#7b3294', color: '#ffffff', weight: 2, radius: 6.5, opacity: 0.85}});
       rows.push({key: 'outline', label: t.outline, swatch: {line: true, color: cfg.outline_styles['4'].color,
                                                             weight: 2}});
-      var shown = fc.features.length;
-      var total = fc.numberMatched;
-      var lines = [{id: 'wangge-incident-count',
-                    text: shown ? t.count.replace('{total}', total === undefined ? t.many : total) : t.none}];
+      var total = incidents.inView().count;
+      var lines = [{id: 'wangge-incident-count', text: total ? t.count.replace('{total}', total) : t.none}];
       lines.push({id: 'wangge-incident-filters', text: describeFilters()});
-      if (total === undefined || total > shown) {
-        lines.push({id: 'wangge-truncated-note', note: true, text: t.truncated.replace('{shown}', shown)});
+      if (map.getZoom() < cfg.tiles.point_minzoom) {
+        lines.push({id: 'wangge-zoom-note', note: true, text: t.zoom_for_points});
       }
-      if (cfg.reporter_masked && shown) {
+      if (cfg.reporter_masked) {
         lines.push({id: 'wangge-masked-note', note: true, text: t.masked, hint: t.masked_hint});
       }
       legend.set(rows, lines);
@@ -149,23 +152,9 @@
       if (filters.overdue === 'false') { parts.push(t.filter_overdue_false); }
       return t.filter_prefix + parts.join(t.filter_join);
     }
-    function draw(fc) {
-      incidents.clearLayers();
-      // Overdue last: canvas markers are painted in order, so they stay on top where points crowd.
-      var features = fc.features.slice().sort(function (a, b) {
-        return (a.properties.overdue ? 1 : 0) - (b.properties.overdue ? 1 : 0);
-      });
-      incidents.addData({type: 'FeatureCollection', features: features});
-      drawLegend(fc);
-      V.loaded();
-    }
-
-    // Fit first: the loaders follow the view from then on (no load for the fit itself).
+    // Fit first: the outlines follow the view from then on (no load for the fit itself).
     if (cfg.bounds) { map.fitBounds(cfg.bounds, {padding: [20, 20], animate: false}); }
     var outlineLoader = V.byView(map, loadOutlines, drawOutlines);
-    var loader = V.byView(map, function (bbox) { return W.api(query(bbox)); }, draw, {
-      complete: function (fc) { return fc.numberMatched !== undefined && fc.numberMatched <= fc.features.length; }
-    });
 
     // --- filter controls: they change the URL and re-query ---
     function dateOf(iso) { return iso ? W.time(iso).slice(0, 10) : ''; }
@@ -208,7 +197,7 @@
       var s = params.toString();
       window.history.replaceState(null, '', window.location.pathname + (s ? '?' + s : ''));
       document.documentElement.removeAttribute('data-wangge-loaded');
-      return loader.reload();
+      incidents.setQuery(tileUrl());
     }
     [stateSel, categorySel, overdueSel, since, until].forEach(function (el) {
       el.addEventListener('change', apply);
@@ -217,6 +206,5 @@
     window.wanggeApplyFilters = apply;
 
     outlineLoader.reload();
-    loader.reload();
   });
 })();

@@ -1,9 +1,16 @@
 /* Data by URL for the map pages (grids, incidents, households, hot spots): load a layer for the
-   map's view, build popups and legends from text nodes, and say when the first data is on the map.
+   map's view (GeoJSON) or as vector tiles, build popups and legends from text nodes, and say when
+   the first data is on the map.
    Needs window.Wangge (maps/static/shell.js). */
 (function () {
   'use strict';
   var W = window.Wangge;
+
+  // Leaflet.VectorGrid calls L.DomEvent.fakeStop on a click on a canvas feature; Leaflet 1.8 dropped
+  // it. Its old body: mark the event handled, so the map under the feature does not take the click too.
+  if (window.L && L.DomEvent && !L.DomEvent.fakeStop) {
+    L.DomEvent.fakeStop = function (e) { e._stopped = true; };
+  }
 
   // "min_lon,min_lat,max_lon,max_lat" of the map's view, clamped to the world, 6 decimals.
   function bboxOf(map) {
@@ -173,11 +180,133 @@
     return s;
   }
 
+
+  /* A vector tile layer (L.vectorGrid.protobuf, canvas renderer) of one of Wangge's layers
+     (/tiles/{layer}/...). Point features are drawn on the canvas with `opts.style(properties)`, in the
+     order `opts.rank(properties)` gives (highest on top); aggregate features (those with a `count`)
+     are drawn as sized circles with their count (DOM, text nodes) that zoom in when clicked.
+     `opts.onClick(properties, latlng)` for a point; `opts.onLoad()` after the visible tiles are in.
+     Returns the layer with `.points()` (the point features of the current zoom's loaded tiles, each
+     {properties, latlng}), `.aggregates()` ({count, latlng, element}) and `.setQuery(url)`. */
+  function tiles(map, opts) {
+    var pane = opts.pane || 'wangge-points';
+    if (!map.getPane('wangge-aggregates')) { map.createPane('wangge-aggregates').style.zIndex = 460; }
+    var byTile = {}, generation = 0, styles = {};
+    var hidden = [];
+    styles[opts.name] = function (p) { return p.count !== undefined ? hidden : opts.style(p); };
+    var layer = L.vectorGrid.protobuf(opts.url, {
+      rendererFactory: L.canvas.tile, pane: pane, interactive: true, vectorTileLayerStyles: styles,
+      maxNativeZoom: opts.maxzoom, minZoom: opts.minzoom
+    });
+    // A point on a tile has no latlng: without this, Leaflet 1.9 takes a small circle for a marker and
+    // asks its latlng on a click (TypeError); with it, the click's own position is used.
+    var createLayer = layer._createLayer;
+    layer._createLayer = function (feat, pxPerExtent) {
+      var feature = createLayer.call(this, feat, pxPerExtent);
+      if (feature.getLatLng) { feature.getLatLng = null; }
+      return feature;
+    };
+    var aggregates = L.layerGroup().addTo(map);
+    function aggregateMarker(count, latlng) {
+      var size = Math.round(22 + 7 * Math.log(count + 1) / Math.LN10);
+      var el = W.el('div', {'class': 'wangge-aggregate'}, String(count));
+      el.setAttribute('data-count', String(count));
+      el.setAttribute('style', 'width:' + size + 'px;height:' + size + 'px;line-height:' + size + 'px;' +
+        'border-radius:50%;text-align:center;font:bold 12px sans-serif;color:#fff;' +
+        'background:' + (opts.aggregateColour || 'rgba(44,123,182,0.85)') + ';border:2px solid #fff;' +
+        'box-shadow:0 0 3px rgba(0,0,0,0.4);cursor:pointer');
+      var marker = L.marker(latlng, {
+        pane: 'wangge-aggregates', keyboard: false, title: opts.aggregateTitle ?
+          opts.aggregateTitle.replace('{count}', String(count)) : '',
+        icon: L.divIcon({html: el, className: 'wangge-aggregate-icon', iconSize: [size, size]})
+      });
+      marker.on('click', function () { map.setView(latlng, Math.min(map.getZoom() + 2, opts.pointZoom || 18)); });
+      return {count: count, latlng: latlng, element: el, marker: marker};
+    }
+    var fetchTile = layer._getVectorTilePromise;
+    layer._getVectorTilePromise = function (coords) {
+      var mine = generation, key = this._tileCoordsToKey(coords), size = this.getTileSize();
+      return fetchTile.call(this, coords).then(function (json) {
+        var found = json.layers && json.layers[opts.name];
+        var entry = {z: coords.z, points: [], aggregates: []};
+        if (found && found.features) {
+          if (opts.rank) {
+            // Canvas paints in order: the most urgent last, so it stays on top where points crowd.
+            found.features.sort(function (a, b) { return opts.rank(a.properties) - opts.rank(b.properties); });
+          }
+          var per = size.x / found.extent;
+          found.features.forEach(function (f) {
+            var g = f.geometry && f.geometry[0] && f.geometry[0][0];
+            if (!g) { return; }
+            var latlng = map.unproject(L.point(coords.x * size.x + g.x * per, coords.y * size.y + g.y * per),
+                                       coords.z);
+            if (f.properties.count !== undefined) {
+              entry.aggregates.push(aggregateMarker(f.properties.count, latlng));
+            } else {
+              entry.points.push({properties: f.properties, latlng: latlng, tile: key});
+            }
+          });
+        }
+        if (mine === generation && layer._map) {
+          if (byTile[key]) { byTile[key].aggregates.forEach(function (a) { aggregates.removeLayer(a.marker); }); }
+          byTile[key] = entry;
+          entry.aggregates.forEach(function (a) { aggregates.addLayer(a.marker); });
+        }
+        return json;
+      });
+    };
+    layer.on('tileunload', function (e) {
+      var key = layer._tileCoordsToKey(e.coords);
+      if (byTile[key]) {
+        byTile[key].aggregates.forEach(function (a) { aggregates.removeLayer(a.marker); });
+        delete byTile[key];
+      }
+    });
+    layer.on('click', function (e) {
+      var p = e.layer && e.layer.properties;
+      if (p && p.count === undefined && opts.onClick) { opts.onClick(p, e.latlng); }
+    });
+    layer.on('load', function () {
+      // The tiles of the zoom before stay a moment (Leaflet prunes them after this): hide their counts now.
+      var z = map.getZoom();
+      Object.keys(byTile).forEach(function (k) {
+        if (byTile[k].z !== z) { byTile[k].aggregates.forEach(function (a) { aggregates.removeLayer(a.marker); }); }
+      });
+      if (opts.onLoad) { opts.onLoad(); }
+    });
+    function current(kind) {
+      var z = map.getZoom(), out = [];
+      Object.keys(byTile).forEach(function (k) {
+        if (byTile[k].z === z) { out = out.concat(byTile[k][kind]); }
+      });
+      return out;
+    }
+    layer.points = function () { return current('points'); };
+    layer.aggregates = function () { return current('aggregates'); };
+    layer.setQuery = function (url) {
+      generation += 1;
+      Object.keys(byTile).forEach(function (k) {
+        byTile[k].aggregates.forEach(function (a) { aggregates.removeLayer(a.marker); });
+      });
+      byTile = {};
+      layer.setUrl(url);
+    };
+    // What the loaded tiles hold inside the map's view: {count, points} (an aggregate counts where it is drawn).
+    layer.inView = function () {
+      var b = map.getBounds(), count = 0, points = [];
+      layer.aggregates().forEach(function (a) { if (b.contains(a.latlng)) { count += a.count; } });
+      layer.points().forEach(function (p) { if (b.contains(p.latlng)) { count += 1; points.push(p); } });
+      return {count: count, points: points};
+    };
+    layer.addTo(map);
+    return layer;
+  }
+
   // Mark the page: its first data is on the map (tests wait for it).
   function loaded() {
     document.documentElement.setAttribute('data-wangge-loaded', '1');
   }
 
   W.view = {bboxOf: bboxOf, withQuery: withQuery, byView: byView, table: table, legend: legend,
-            panel: panel, select: select, loaded: loaded};
+            panel: panel, select: select, loaded: loaded, tiles: tiles};
 })();
