@@ -29,6 +29,12 @@ GET_REQUESTS = {
     "/flood/scenarios": [{}],
     "/flood/extents": [{}, {"source": "model"}],
     "/flood/extents/{extent_id}": [("1", {})],
+    # The flood page's layers (api/flood_pages.py).
+    "/flood/map/water": [{"scenario": f"{NOT_STORED:g}"}, {"scenario": "0.37"}, {"scenario": "2023-09-23"}],
+    "/flood/map/shelters": [{}, {"scenario": f"{NOT_STORED:g}"}, {"scenario": "2023-09-23"}],
+    "/flood/map/assignments": [{"scenario": f"{NOT_STORED:g}"}, {"scenario": "2023-09-23"}],
+    "/flood/map/network": [{}],
+    "/flood/map/places": [{}],
 }
 
 
