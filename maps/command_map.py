@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from branca.element import MacroElement
-from folium.elements import JSCSSMixin
-
+from maps.offline import ASSET_PATHS
 from maps.page import finish_page, new_page_map
 from maps.shell import STATIC_PREFIX, Shell
 
@@ -32,17 +30,6 @@ LEVEL_STYLES = {
 }
 # The time windows of the filter: label -> days back (None: all).
 TIME_WINDOWS = [("全部时间", None), ("今天", 0), ("近7天", 7), ("近30天", 30), ("近一年", 365)]
-
-
-class VectorTileAssets(JSCSSMixin, MacroElement):
-    """Loads Leaflet.VectorGrid (served locally under folium's asset name); command.js makes the layers,
-    whose URLs change with the filters."""
-
-    default_js = [("vectorGrid", "https://unpkg.com/leaflet.vectorgrid@latest/dist/Leaflet.VectorGrid.bundled.js")]
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self._name = "VectorTileAssets"
 
 
 def build_command_map(
@@ -67,9 +54,6 @@ def build_command_map(
         panes=[("grids", 410, False), ("areas", 420, True), ("incidents", 450, True), ("live", 460, True)],
         tile_url=tile_url, tile_attribution=tile_attribution, shell=shell,
     )
-    assets = VectorTileAssets()
-    assets._id = "vectortiles"
-    m.add_child(assets)
     config: dict[str, Any] = {
         "town_bbox": list(town_bbox) if town_bbox else None,
         "urls": dict(urls),
@@ -78,6 +62,8 @@ def build_command_map(
         "level_styles": {str(k): v for k, v in LEVEL_STYLES.items()},
         "time_windows": [{"label": label, "days": days} for label, days in TIME_WINDOWS],
     }
-    scripts = [LIVE_SCRIPT, SCRIPT] if live_script else [SCRIPT]
+    # Leaflet.VectorGrid from the local npm install, as on the other tile pages; before the page's script.
+    vector_grid = f"{asset_prefix.rstrip('/')}/{ASSET_PATHS['vectorGrid']}"
+    scripts = [vector_grid, LIVE_SCRIPT, SCRIPT] if live_script else [vector_grid, SCRIPT]
     return finish_page(m, "command center", exposed={}, asset_prefix=asset_prefix, config=config,
                        scripts=scripts, styles=[STYLE])

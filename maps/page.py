@@ -130,8 +130,9 @@ class ShellChrome(MacroElement):
 
 
 # What a shell page loads from folium's defaults: Leaflet alone (no jQuery, Bootstrap or icon fonts).
-SHELL_DEFAULT_JS = [("leaflet", "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js")]
-SHELL_DEFAULT_CSS = [("leaflet_css", "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css")]
+# (folium's own entries by name; maps.offline serves them locally.)
+SHELL_DEFAULT_JS = [(name, url) for name, url in folium.Map.default_js if name == "leaflet"]
+SHELL_DEFAULT_CSS = [(name, url) for name, url in folium.Map.default_css if name == "leaflet_css"]
 
 
 def legend_template(symbol_rows: str) -> Template:
