@@ -10,28 +10,9 @@
     var cfg = W.config, map = W.map, t = cfg.text;
     var gridNames = {};
 
-    map.createPane('wangge-outlines').style.zIndex = 410;
-    map.getPane('wangge-outlines').style.pointerEvents = 'none';
+    // Grid outlines for the view (context only; they also name the grids in popups).
+    var outlines = V.gridOutlines(map, cfg, gridNames);
     map.createPane('wangge-points').style.zIndex = 450;
-
-    var outlines = L.geoJSON(null, {
-      pane: 'wangge-outlines', interactive: false,
-      style: function (f) { return cfg.outline_styles[String(f.properties.level)]; }
-    }).addTo(map);
-    window.wanggeGridOutlines = outlines;
-    function loadOutlines(bbox, zoom) {
-      var levels = zoom >= cfg.group_outline_zoom ? [3, 4] : [3];
-      return Promise.all(levels.map(function (level) {
-        return W.api(V.withQuery(cfg.grids_url, {level: level, bbox: bbox, limit: cfg.limit}));
-      }));
-    }
-    function drawOutlines(answers) {
-      outlines.clearLayers();
-      answers.forEach(function (fc) {
-        (fc.features || []).forEach(function (f) { gridNames[f.properties.code] = f.properties.name; });
-        outlines.addData(fc);
-      });
-    }
 
     function vulnerability(p) {
       if ((p.bedridden || 0) > 0 || (p.disabled || 0) > 0) { return 'carry'; }
@@ -98,7 +79,7 @@
     map.on('moveend', function () { drawLegend(); });
 
     if (cfg.bounds) { map.fitBounds(cfg.bounds, {padding: [20, 20], animate: false}); }
-    var outlineLoader = V.byView(map, loadOutlines, drawOutlines);
+    var outlineLoader = V.byView(map, outlines.load, outlines.draw);
     outlineLoader.reload();
   });
 })();

@@ -11,31 +11,9 @@
     var filters = Object.assign({state: '', category: '', since: '', until: '', overdue: ''}, cfg.filters);
     var gridNames = {};
 
-    map.createPane('wangge-outlines').style.zIndex = 410;
-    map.getPane('wangge-outlines').style.pointerEvents = 'none';
+    // Grid outlines for the view (context only; they also name the grids in popups).
+    var outlines = V.gridOutlines(map, cfg, gridNames);
     map.createPane('wangge-points').style.zIndex = 450;
-
-    // --- grid outlines for the view (context only; they also name the grids in popups) ---
-    var outlines = L.geoJSON(null, {
-      pane: 'wangge-outlines', interactive: false,
-      style: function (f) { return cfg.outline_styles[String(f.properties.level)]; }
-    }).addTo(map);
-    window.wanggeGridOutlines = outlines;
-
-    function loadOutlines(bbox, zoom) {
-      var levels = zoom >= cfg.group_outline_zoom ? [3, 4] : [3];
-      return Promise.all(levels.map(function (level) {
-        return W.api(V.withQuery(cfg.grids_url, {level: level, bbox: bbox, limit: cfg.limit}));
-      }));
-    }
-    function drawOutlines(answers) {
-      outlines.clearLayers();
-      answers.forEach(function (fc) {
-        (fc.features || []).forEach(function (f) { gridNames[f.properties.code] = f.properties.name; });
-        // Fine levels first, so a village line is drawn over its group grids' lines.
-        outlines.addData(fc);
-      });
-    }
 
     // --- the incidents ---
     function styleKey(p) {
@@ -154,7 +132,7 @@
     }
     // Fit first: the outlines follow the view from then on (no load for the fit itself).
     if (cfg.bounds) { map.fitBounds(cfg.bounds, {padding: [20, 20], animate: false}); }
-    var outlineLoader = V.byView(map, loadOutlines, drawOutlines);
+    var outlineLoader = V.byView(map, outlines.load, outlines.draw);
 
     // --- filter controls: they change the URL and re-query ---
     function dateOf(iso) { return iso ? W.time(iso).slice(0, 10) : ''; }

@@ -302,11 +302,38 @@
     return layer;
   }
 
+  /* The grid outlines of the view (context under a page's points): villages, and group grids from
+     cfg.group_outline_zoom, as GeoJSON from cfg.grids_url; `names` (code -> name) is filled as they come.
+     Returns {layer, load, draw} for byView. */
+  function gridOutlines(map, cfg, names) {
+    map.createPane('wangge-outlines').style.zIndex = 410;
+    map.getPane('wangge-outlines').style.pointerEvents = 'none';
+    var layer = L.geoJSON(null, {
+      pane: 'wangge-outlines', interactive: false,
+      style: function (f) { return cfg.outline_styles[String(f.properties.level)]; }
+    }).addTo(map);
+    window.wanggeGridOutlines = layer;
+    function load(bbox, zoom) {
+      var levels = zoom >= cfg.group_outline_zoom ? [3, 4] : [3];
+      return Promise.all(levels.map(function (level) {
+        return W.api(withQuery(cfg.grids_url, {level: level, bbox: bbox, limit: cfg.limit}));
+      }));
+    }
+    function draw(answers) {
+      layer.clearLayers();
+      answers.forEach(function (fc) {
+        (fc.features || []).forEach(function (f) { names[f.properties.code] = f.properties.name; });
+        layer.addData(fc);
+      });
+    }
+    return {layer: layer, load: load, draw: draw};
+  }
+
   // Mark the page: its first data is on the map (tests wait for it).
   function loaded() {
     document.documentElement.setAttribute('data-wangge-loaded', '1');
   }
 
   W.view = {bboxOf: bboxOf, withQuery: withQuery, byView: byView, table: table, legend: legend,
-            panel: panel, select: select, loaded: loaded, tiles: tiles};
+            panel: panel, select: select, loaded: loaded, tiles: tiles, gridOutlines: gridOutlines};
 })();
