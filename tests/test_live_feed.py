@@ -509,7 +509,10 @@ def test_live_js_resumes_across_stream_ends_in_chromium(short_server: str, accou
         assert page.locator("#wangge-banner a[href^='/login']").count() == 1
         assert page.evaluate("window.states").count("closed") == 1
         page.screenshot(path=screenshot_path(f"live_feed_logged_out_{device}"))
-        refused = [p for p in checker.problems() if "401" not in p]
+        # The refused reconnect answers 401; Chromium may also report that request as aborted, since
+        # EventSource stops reading a non-200 answer (whether it does is a matter of timing).
+        refused = [p for p in checker.problems()
+                   if "401" not in p and not ("/events/incidents" in p and "ERR_ABORTED" in p)]
         assert refused == [], refused
         assert checker.remote_requests == []
         context.close()
