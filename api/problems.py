@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gis.errors import Forbidden, InputError, NotFound
+from gis.errors import Conflict, Forbidden, InputError, NotFound
 
 log = logging.getLogger("wangge.api")
 
@@ -104,6 +104,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden) -> Response:
         return problem(403, "Forbidden", kind="http-403", detail=exc.detail)
+
+    @app.exception_handler(Conflict)
+    async def _conflict(request: Request, exc: Conflict) -> Response:
+        return problem(409, "Conflict", kind="conflict", detail=exc.detail, **exc.extra)
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> Response:

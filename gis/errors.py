@@ -50,3 +50,14 @@ class Forbidden(Exception):
     def __init__(self, detail: str):
         self.detail = detail
         super().__init__(detail)
+
+
+class Conflict(Exception):
+    """The caller's change was made against a state that has moved on (a stale version, a plan whose
+    base grids changed): answered 409 naming what conflicts, never last-write-wins. `extra` (e.g.
+    {"conflicts": [...codes...], "current_version": 7}) goes into the problem body."""
+
+    def __init__(self, detail: str, extra: dict[str, Any] | None = None):
+        self.detail = detail
+        self.extra = extra or {}
+        super().__init__(detail)
