@@ -1,0 +1,1 @@
+"""Boundary planning: plans, validation, impact, publish and balanced suggestions."""
