@@ -74,12 +74,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         maps,
         mobile_pages,
         pages,
+        suggestions,
         tiles,
     )
 
     # Page and feature routers before `maps` (its routes are the fallback pages under /maps).
     for module in (
         command,  # first: its /incidents/summary would otherwise reach /incidents/{incident_id}
+        suggestions,  # before any /plans/{plan_id}
         accounts,
         grids,
         households,

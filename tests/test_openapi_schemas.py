@@ -107,6 +107,11 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         grids_fc = clients["admin"].get("/grids", params={"parent_code": group[:12] + "000"}).content
         call("admin", "POST", "/grids/import", "/grids/import",
              files={"file": ("grids.geojson", grids_fc)}, data={"dry_run": "true"})
+        # balanced suggestions for a village (a short chain keeps the probe quick); an unreachable target
+        call("admin", "GET", "/plans/suggestions", "/plans/suggestions",
+             params={"village": group[:12] + "000", "n": 3, "count": 1, "steps": 5})
+        call("admin", "GET", "/plans/suggestions", "/plans/suggestions",
+             params={"village": group[:12] + "000", "target": 10**6, "tolerance": 0.05})
 
         # households
         for role in ("admin", "command_center", "grid_staff"):

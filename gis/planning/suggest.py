@@ -31,8 +31,8 @@ from gis.codes import group_code, reading_order
 from gis.errors import InputError, Problem
 from gis.planning.units import UnitGraph, UnitKind, Weight, build_unit_graph, to_metric, union_cells
 
-MAX_SUGGESTIONS = 10
-MAX_CHAIN_STEPS = 2000
+MAX_SUGGESTIONS = 5
+MAX_CHAIN_STEPS = 500
 MAX_GRIDS = 999  # the grid field of a group code has three digits
 # Spanning trees drawn per bipartition before a seed plan is given up as impossible.
 MAX_TREE_ATTEMPTS = 2000

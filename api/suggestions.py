@@ -1,0 +1,88 @@
+"""Balanced regroupings of a village's units (gis.planning.suggest), for planners."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from api import schemas
+from api.deps import SessionDep
+from api.security import requires
+from gis.auth.principal import Principal
+from gis.auth.roles import Permission
+from gis.planning import suggest as suggesting
+
+router = APIRouter(prefix="/plans", tags=["planning"])
+
+VillageCode = Annotated[str, Query(pattern=r"^\d{15}$", description="the village (level 3) grid code")]
+WeightName = Literal["households", "residents", "incidents"]
+UnitName = Literal["household", "natural_village", "group"]
+
+
+class SuggestedGrid(BaseModel):
+    code: str = Field(description="the new group grid's code (reading order inside the village)")
+    name: str
+    load: int = Field(description="the balanced quantity (`weight`) in this grid")
+    households: int
+    residents: int
+    incidents: int = Field(description="incidents of the last year located in this grid")
+    deviation: float = Field(description="(load - target) / target")
+    polsby_popper: float = Field(description="compactness 4πA/P², 1 for a circle")
+    units: int = Field(description="how many units the grid is made of")
+    geometry: dict[str, Any] = Field(description="GeoJSON MultiPolygon, EPSG:4326")
+
+
+class Suggestion(BaseModel):
+    seed: int = Field(description="repeat the same suggestion with this seed")
+    balance: float = Field(description="the largest |deviation| of a grid")
+    within_tolerance: bool
+    mean_polsby_popper: float
+    cut_edges: int = Field(description="neighbouring units put in different grids (fewer = more compact)")
+    seconds: float
+    grids: list[SuggestedGrid]
+
+
+class Suggestions(BaseModel):
+    village_code: str
+    village_name: str
+    unit_kind: UnitName
+    weight: WeightName
+    target: float = Field(description="the load each grid aims at")
+    tolerance: float
+    n_grids: int
+    replaced_codes: list[str] = Field(description="the village's current group grids the suggestion replaces")
+    suggestions: list[Suggestion] = Field(description="most compact first")
+
+
+@router.get("/suggestions", summary="Suggest balanced, contiguous group grids for a village",
+            response_model=Suggestions, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
+def suggestions(
+    session: SessionDep,
+    _: Annotated[Principal, requires(Permission.PLAN_GRIDS)],
+    village: VillageCode,
+    n: Annotated[int | None, Query(ge=1, le=suggesting.MAX_GRIDS, description="how many grids")] = None,
+    target: Annotated[float | None, Query(gt=0, le=1e7, description="load per grid (instead of n)")] = None,
+    tolerance: Annotated[float, Query(gt=0, lt=1, description="allowed deviation, 0.1 = ±10%")] = 0.1,
+    weight: WeightName = "households",
+    units: UnitName = "household",
+    count: Annotated[int, Query(ge=1, le=suggesting.MAX_SUGGESTIONS)] = 3,
+    seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    steps: Annotated[int, Query(ge=0, le=suggesting.MAX_CHAIN_STEPS, description="ReCom steps per seed")] = 100,
+) -> Any:
+    found = suggesting.suggest(
+        session, village, n_grids=n, target=target, tolerance=tolerance, weight=weight, unit_kind=units,
+        count=count, seed=seed, chain_steps=steps,
+    )
+    first = found[0]
+    return {
+        "village_code": first.village_code, "village_name": first.village_name, "unit_kind": first.unit_kind.value,
+        "weight": first.weight.value, "target": first.target, "tolerance": first.tolerance,
+        "n_grids": len(first.grids), "replaced_codes": list(first.replaced_codes),
+        "suggestions": [
+            {k: v for k, v in s.as_dict().items()
+             if k in {"seed", "balance", "within_tolerance", "mean_polsby_popper", "cut_edges", "seconds", "grids"}}
+            for s in found
+        ],
+    }
