@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         maps,
         mobile_pages,
         pages,
+        planning_pages,
         suggestions,
         tiles,
     )
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mobile_pages,
         flood_pages,
         incident_pages,
+        planning_pages,
         maps,
     ):
         app.include_router(module.router)

@@ -45,6 +45,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("防汛应急", "/maps/flood", Permission.VIEW_EMERGENCIES),
     NavItem("网格地图", "/maps/grids", Permission.VIEW_GRIDS),
     NavItem("住户地图", "/maps/households", Permission.VIEW_HOUSEHOLDS),
+    NavItem("网格规划", "/maps/planner", Permission.PLAN_GRIDS),
     NavItem("矛盾热点", "/maps/hotspots", Permission.VIEW_INCIDENTS),
     NavItem("我的网格（手机）", "/m/", Permission.REPORT_INCIDENTS),
     NavItem("上报事件（手机）", "/m/report", Permission.REPORT_INCIDENTS),

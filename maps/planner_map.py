@@ -1,0 +1,60 @@
+"""The planner's map page (/maps/planner): current grids and a balanced suggestion overlaid.
+
+The page carries no town data: the villages and the current grid outlines come from GET /grids, the
+suggestions from GET /plans/suggestions (maps/static/planner.js draws both). The config holds where
+the data is, how it is drawn, what the viewer may do and the page's Chinese.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from maps.points import GROUP_OUTLINE_ZOOM, outline_styles
+
+TITLE = "网格规划"
+SYNTHETIC_HINT = "本页网格、住户与事件均为程序生成的示例，不代表真实情况"
+# Fill colours of the suggested grids, cycled (ColorBrewer Set3, readable over the outlines).
+PALETTE = ("#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5",
+           "#d9d9d9", "#bc80bd", "#ccebc5", "#ffed6f")
+WEIGHTS = (("households", "户数"), ("residents", "人口"), ("incidents", "近一年事件数"))
+UNIT_KINDS = (("household", "住户（泰森多边形）"), ("natural_village", "自然村"), ("group", "现有小组网格"))
+
+TEXT = {
+    "panel_title": "均衡划分建议",
+    "village": "行政村",
+    "village_pick": "请选择行政村",
+    "n": "网格数",
+    "tolerance": "允许偏差（%）",
+    "weight": "均衡指标",
+    "units": "划分单元",
+    "run": "生成建议",
+    "running": "正在计算，请稍候…",
+    "option": "方案{n}",
+    "summary": "最大偏差 {balance}%，平均紧凑度 {pp}，切割边 {cut} 条，用时 {seconds} 秒",
+    "within": "全部网格在允许偏差内",
+    "outside": "有网格超出允许偏差",
+    "replaces": "将替换现有 {n} 个小组网格",
+    "columns": ["网格", "负荷", "户数", "人口", "事件", "偏差", "紧凑度"],
+    "legend_title": "图例",
+    "current": "现有网格边界",
+    "suggested": "建议网格",
+    "none": "请先选择行政村并生成建议",
+    "no_village": "请选择行政村",
+}
+
+
+def page_config(*, can_plan: bool) -> dict[str, Any]:
+    """What maps/static/planner.js reads."""
+    return {
+        "grids_url": "/grids",
+        "suggestions_url": "/plans/suggestions",
+        "limit": 2000,
+        "outline_styles": outline_styles(),
+        "group_outline_zoom": GROUP_OUTLINE_ZOOM,
+        "palette": list(PALETTE),
+        "weights": [list(w) for w in WEIGHTS],
+        "unit_kinds": [list(u) for u in UNIT_KINDS],
+        "defaults": {"tolerance_percent": 10, "count": 3, "steps": 100},
+        "can_plan": can_plan,
+        "text": TEXT,
+    }

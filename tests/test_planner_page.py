@@ -1,0 +1,96 @@
+"""The planner's map (/maps/planner) in headless Chromium, desktop and phone: a planner picks a village,
+asks for balanced suggestions, sees them drawn over the current grids with a table whose figures agree
+with an independent count; other roles get a Chinese refusal; nothing loads from the internet."""
+
+from __future__ import annotations
+
+import pytest
+import shapely
+from shapely.geometry import shape
+from sqlalchemy import text
+
+from tests.conftest import screenshot_path
+from tests.map_pages import open_loaded
+
+PATH = "/maps/planner"
+N_GRIDS = 3
+
+
+@pytest.fixture(scope="module")
+def village(engine) -> tuple[str, str, int]:
+    """(code, name, households inside its polygon) of the village with the fewest households."""
+    with engine.connect() as c:
+        return tuple(c.execute(text(
+            "SELECT v.code, v.name, (SELECT count(*) FROM household h WHERE ST_Contains(v.geom, h.geom)) AS n "
+            "FROM grid v WHERE v.level = 3 AND v.valid_to IS NULL ORDER BY n, v.code LIMIT 1")).one())
+
+
+def _households_in(engine, geometry: dict, village_code: str) -> int:
+    with engine.connect() as c:
+        return c.execute(text(
+            "SELECT count(*) FROM household h JOIN grid v ON v.code = :v AND v.valid_to IS NULL "
+            "AND ST_Contains(v.geom, h.geom) WHERE ST_Contains(ST_GeomFromWKB(:wkb, 4326), h.geom)"),
+            {"v": village_code, "wkb": shapely.to_wkb(shape(geometry))}).scalar_one()
+
+
+@pytest.mark.parametrize("phone", [False, True], ids=["desktop", "phone"])
+def test_a_planner_gets_balanced_suggestions_drawn_over_the_current_grids(open_as, engine, village, phone):
+    code, name, households = village
+    page, checker, status = open_loaded(open_as, "planner", PATH, phone=phone)
+    assert status == 200
+    panel = page.locator("#planner-panel")
+    if "collapsed" in (panel.get_attribute("class") or ""):
+        panel.locator(".wangge-panel-head").click()  # folded on a phone: open it as a user does
+    page.select_option("#planner-village", code)
+    page.wait_for_function("document.querySelector('#planner-n').value !== ''")
+    page.fill("#planner-n", str(N_GRIDS))
+    page.fill("#planner-tolerance", "10")
+    page.click("#planner-run")
+    page.wait_for_function("document.documentElement.dataset.plannerShown === '0'", timeout=120_000)
+    rows = page.locator("#planner-grids tbody tr")
+    assert rows.count() == N_GRIDS
+    codes = [rows.nth(i).get_attribute("data-code") for i in range(N_GRIDS)]
+    assert len(set(codes)) == N_GRIDS and all(c.startswith(code[:12]) for c in codes)
+    assert name in page.locator("#planner-status").inner_text()
+    # The suggested grids on the map: their households, counted by PostGIS, are the table's, and add up.
+    drawn = page.evaluate(
+        "() => window.wanggeSuggested.toGeoJSON().features.map(f => [f.properties.code, f.geometry])")
+    assert sorted(c for c, _ in drawn) == sorted(codes)
+    table = {rows.nth(i).get_attribute("data-code"): int(rows.nth(i).locator("td").nth(2).inner_text())
+             for i in range(N_GRIDS)}
+    counted = {c: _households_in(engine, g, code) for c, g in drawn}
+    assert counted == table
+    assert sum(counted.values()) == households
+    for c in counted.values():
+        assert abs(c - households / N_GRIDS) <= 0.1 * households / N_GRIDS
+    # Other suggestions can be compared: picking one redraws map and table.
+    options = page.locator(".wangge-planner-option")
+    if options.count() > 1:
+        options.nth(1).click()
+        page.wait_for_function("document.documentElement.dataset.plannerShown === '1'")
+        assert page.locator("#planner-grids tbody tr").count() == N_GRIDS
+    page.screenshot(path=screenshot_path(f"planner-{'phone' if phone else 'desktop'}"))
+    checker.assert_clean()
+
+
+def test_an_impossible_request_is_explained_in_chinese(open_as, village):
+    page, checker, status = open_loaded(open_as, "planner", PATH)
+    assert status == 200
+    page.select_option("#planner-village", village[0])
+    page.wait_for_function("document.querySelector('#planner-n').value !== ''")
+    page.fill("#planner-n", "999")  # more grids than the village has houses
+    page.click("#planner-run")
+    banner = page.locator("#wangge-banner")
+    banner.wait_for(state="visible")
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in banner.inner_text())
+    assert "{" not in banner.inner_text()  # never raw JSON
+    # The one refused request is the suggestion itself (422); nothing else failed or left the machine.
+    problems = checker.problems()
+    assert problems and all("422" in p and ("/plans/suggestions" in p or "Failed to load" in p) for p in problems), \
+        problems
+
+
+def test_other_roles_are_refused_with_a_chinese_page(open_as):
+    page, _, status = open_as("grid_staff", PATH)
+    assert status == 403
+    assert "无权" in page.content()
