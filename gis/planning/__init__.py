@@ -1,1 +1,1 @@
-"""Boundary planning: plans, validation, impact, publish and balanced suggestions."""
+"""Boundary planning: publishing grid changes at a date, their impact, and the grids as they were."""
