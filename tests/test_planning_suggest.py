@@ -251,3 +251,29 @@ def test_the_api_answers_planners_only(clients, quietest):
     far = clients["planner"].get("/plans/suggestions", params={"village": village, "target": 10**6})
     assert far.status_code == 422 and "target" in far.text
 
+
+
+def test_a_published_suggestion_places_every_household_in_exactly_one_new_grid(session, quietest):
+    """to_changes() through the publish engine: afterwards the village's current group grids are the
+    suggested ones, and each of its households lies in exactly one of them (independent ST_Contains),
+    as many per grid as the suggestion said."""
+    from gis.context import Context
+    from gis.planning.publish import publish
+
+    village, households, groups = quietest
+    s = suggest(session, village, n_grids=groups - 2, count=1, seed=5, chain_steps=5)[0]
+    changes = s.to_changes()
+    assert {c.code for c in changes if c.geom is None} == set(s.replaced_codes) - {g.code for g in s.grids}
+    publish(session, Context(principal=None, actor="test"), changes, effective_at=None, base=dict(s.base))
+    current = dict(session.execute(text(
+        "SELECT code, (SELECT count(*) FROM household h JOIN grid v ON v.code = :v AND v.valid_to IS NULL "
+        "AND ST_Contains(v.geom, h.geom) WHERE ST_Contains(g.geom, h.geom)) FROM grid g "
+        "WHERE g.parent_code = :v AND g.level = 4 AND g.valid_to IS NULL"), {"v": village}).all())
+    assert current == {g.code: g.households for g in s.grids}
+    homes_in_several = session.execute(text(
+        "SELECT count(*) FROM (SELECT h.id FROM household h JOIN grid v ON v.code = :v AND v.valid_to IS NULL "
+        "AND ST_Contains(v.geom, h.geom) LEFT JOIN grid g ON g.parent_code = :v AND g.level = 4 "
+        "AND g.valid_to IS NULL AND ST_Contains(g.geom, h.geom) GROUP BY h.id HAVING count(g.id) <> 1) x"),
+        {"v": village}).scalar_one()
+    assert homes_in_several == 0
+    assert sum(current.values()) == households

@@ -27,8 +27,9 @@ import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, mapping
 
-from gis.codes import group_code, reading_order
+from gis.codes import GridLevel, group_code, reading_order
 from gis.errors import InputError, Problem
+from gis.planning.changes import GridChange
 from gis.planning.units import UnitGraph, UnitKind, Weight, build_unit_graph, to_metric, union_cells
 
 MAX_SUGGESTIONS = 5
@@ -66,6 +67,7 @@ class Suggestion:
     seed: int
     seconds: float
     replaced_codes: tuple[str, ...] = field(default=())  # the village's current group grids
+    base: Mapping[str, int] = field(default_factory=dict)  # {code: grid id} of what it was drafted on
 
     @property
     def balance(self) -> float:
@@ -79,6 +81,17 @@ class Suggestion:
     @property
     def within_tolerance(self) -> bool:
         return self.balance <= self.tolerance + 1e-9
+
+    def to_changes(self) -> list[GridChange]:
+        """The suggestion as grid changes: each suggested grid under its code (a new version of the
+        current grid with that code, or a new grid), and the village's other current group grids
+        retired (the publish engine hands their people to the new grid covering most of them)."""
+        changes = [GridChange(code=g.code, level=int(GridLevel.GROUP), name=g.name, parent_code=self.village_code,
+                              geom=g.geom) for g in self.grids]
+        kept = {g.code for g in self.grids}
+        changes += [GridChange(code=code, level=int(GridLevel.GROUP), name=code, parent_code=self.village_code,
+                               geom=None) for code in self.replaced_codes if code not in kept]
+        return changes
 
     def assignment(self) -> dict[str, str]:
         """unit id -> new grid code (the plan's equivalency file)."""
@@ -325,6 +338,7 @@ def _suggestion(ug: UnitGraph, parts: list[set[int]], target: float, tolerance: 
         village_code=ug.village.code, village_name=ug.village.name, unit_kind=ug.kind, weight=ug.weight,
         target=target, tolerance=tolerance, grids=tuple(grids), cut_edges=cut, seed=seed, seconds=seconds,
         replaced_codes=ug.village.group_codes,
+        base=dict(zip(ug.village.group_codes, ug.village.group_ids, strict=True)),
     )
 
 

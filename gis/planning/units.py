@@ -56,6 +56,7 @@ class Village:
     grid_id: int
     geom: BaseGeometry  # EPSG:4326
     group_codes: tuple[str, ...]  # its current group grids
+    group_ids: tuple[int, ...] = ()  # their current versions' ids, in the same order
 
 
 @dataclass(frozen=True)
@@ -100,11 +101,13 @@ def load_village(session: Session, code: str) -> Village:
     if row is None:
         raise NotFound(f"no current village (level 3) grid with code {code}")
     groups = session.execute(
-        text("SELECT code FROM grid WHERE parent_code = :code AND level = :level AND valid_to IS NULL ORDER BY code"),
+        text("SELECT code, id FROM grid WHERE parent_code = :code AND level = :level AND valid_to IS NULL "
+             "ORDER BY code"),
         {"code": code, "level": int(GridLevel.GROUP)},
-    ).scalars().all()
+    ).all()
     geom = shapely.make_valid(shapely.from_wkb(row.wkb))
-    return Village(row.code, row.name, row.parent_code, int(row.id), geom, tuple(groups))
+    return Village(row.code, row.name, row.parent_code, int(row.id), geom, tuple(g.code for g in groups),
+                   tuple(int(g.id) for g in groups))
 
 
 def build_unit_graph(
