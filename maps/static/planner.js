@@ -45,6 +45,9 @@
     var options = W.el('div', {id: 'planner-options', 'class': 'wangge-planner-options'});
     var summary = W.el('div', {id: 'planner-summary', 'class': 'wangge-legend-line'});
     var tableBox = W.el('div', {id: 'planner-table', 'class': 'wangge-planner-table'});
+    // The table scrolls inside the panel, so a phone keeps most of the map in sight.
+    tableBox.style.overflow = 'auto';
+    tableBox.style.maxHeight = '35vh';
     var form = W.el('div', {'class': 'wangge-filter-form'},
                     field('planner-village', t.village, village), field('planner-n', t.n, n),
                     field('planner-tolerance', t.tolerance, tolerance), field('planner-weight', t.weight, weight),
