@@ -70,10 +70,11 @@ def suggestions(
     count: Annotated[int, Query(ge=1, le=suggesting.MAX_SUGGESTIONS)] = 3,
     seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     steps: Annotated[int, Query(ge=0, le=suggesting.MAX_CHAIN_STEPS, description="ReCom steps per seed")] = 100,
+    days: Annotated[int, Query(ge=1, le=3650, description="weight=incidents: those of the last `days` days")] = 365,
 ) -> Any:
     found = suggesting.suggest(
         session, village, n_grids=n, target=target, tolerance=tolerance, weight=weight, unit_kind=units,
-        count=count, seed=seed, chain_steps=steps,
+        count=count, seed=seed, chain_steps=steps, recent_days=days,
     )
     first = found[0]
     return {

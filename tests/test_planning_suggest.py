@@ -277,3 +277,45 @@ def test_a_published_suggestion_places_every_household_in_exactly_one_new_grid(s
         {"v": village}).scalar_one()
     assert homes_in_several == 0
     assert sum(current.values()) == households
+
+
+def test_natural_villages_as_units_keep_each_settlement_whole(db, busiest):
+    village, households, _ = busiest
+    nvs = db.execute(text("SELECT id, ST_AsBinary(geom) FROM natural_village WHERE village_code = :v"),
+                     {"v": village}).all()
+    n = max(2, len(nvs) // 2)
+    s = suggest(db, village, n_grids=n, unit_kind="natural_village", tolerance=0.6, count=1, seed=4,
+                chain_steps=5)[0]
+    assert sorted(u for g in s.grids for u in g.unit_ids) == sorted(str(i) for i, _ in nvs)
+    for i, wkb in nvs:  # each settlement's point lies in the grid its unit went to
+        point = shapely.from_wkb(wkb)
+        holder = [g.code for g in s.grids if str(i) in g.unit_ids]
+        assert len(holder) == 1
+        assert next(g for g in s.grids if g.code == holder[0]).geom.covers(point)
+    assert sum(h for h, _ in _sql_sums(db, village, s).values()) == households
+
+
+def test_recent_incidents_can_be_the_balanced_load(db, busiest):
+    """The incidents of the village in the `recent_days` before `now`, counted by PostGIS per grid."""
+    import datetime as dt
+
+    village, _, _ = busiest
+    now = db.execute(text("SELECT max(occurred_at) FROM incident WHERE village_code = :v"), {"v": village}).scalar_one()
+    since = now - dt.timedelta(days=365)
+    s = suggest(db, village, n_grids=3, weight="incidents", tolerance=0.2, count=1, seed=6, chain_steps=5,
+                recent_days=365, now=now)[0]
+    window = {"v": village, "since": since, "now": now}
+    total = db.execute(text("SELECT count(*) FROM incident WHERE village_code = :v AND occurred_at BETWEEN :since "
+                            "AND :now"), window).scalar_one()
+    assert total > 0 and sum(g.load for g in s.grids) == total
+    outside = db.execute(text(
+        "SELECT count(*) FROM incident i JOIN grid v ON v.code = :v AND v.valid_to IS NULL WHERE i.village_code = :v "
+        "AND i.occurred_at BETWEEN :since AND :now AND NOT ST_Contains(v.geom, i.geom)"), window).scalar_one()
+    for g in s.grids:
+        inside = db.execute(text(
+            "SELECT count(*) FROM incident WHERE village_code = :v AND occurred_at BETWEEN :since AND :now "
+            "AND ST_Contains(ST_GeomFromWKB(:wkb, 4326), geom)"),
+            {**window, "wkb": shapely.to_wkb(g.geom)}).scalar_one()
+        # An incident placed just outside the village outline counts in the nearest grid.
+        assert inside <= g.load <= inside + outside
+        assert abs(g.load - total / 3) <= 0.2 * total / 3

@@ -159,6 +159,8 @@ def suggest(
     Give `n_grids` (how many grids) or `target` (load per grid); `tolerance` is the allowed relative
     deviation of each grid's load from the target (0.1 = ±10 %)."""
     weight, unit_kind = _check_inputs(n_grids, target, tolerance, weight, unit_kind, count, chain_steps)
+    if not 1 <= recent_days <= 3650:
+        raise InputError(Problem(("query", "days"), "days is 1..3650", "out_of_range"))
     ug = build_unit_graph(session, village_code, kind=unit_kind, weight=weight, recent_days=recent_days, now=now)
     n, ideal, eps, goal = _sizing(ug, n_grids, target, tolerance)
     suggestions: list[Suggestion] = []

@@ -28,6 +28,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis import clock
 from gis.codes import GridLevel
 from gis.crs import metric_crs_for, metric_transformer
 from gis.errors import InputError, NotFound, Problem
@@ -150,8 +151,9 @@ def build_unit_graph(
 
     incidents = session.execute(
         text("SELECT ST_X(geom) AS x, ST_Y(geom) AS y FROM incident "
-             "WHERE village_code = :code AND occurred_at >= :since"),
-        {"code": village_code, "since": (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=recent_days)},
+             "WHERE village_code = :code AND occurred_at >= :since AND occurred_at <= :until"),
+        {"code": village_code, "since": (now or clock.now()) - dt.timedelta(days=recent_days),
+         "until": now or clock.now()},
     ).all()
     inc_xy = np.array([(r.x, r.y) for r in incidents], dtype=float).reshape(-1, 2)
     tree = STRtree(cells)
