@@ -13,12 +13,41 @@ from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.planning import suggest as suggesting
+from gis.planning import units as planning_units
 
 router = APIRouter(prefix="/plans", tags=["planning"])
 
 VillageCode = Annotated[str, Query(pattern=r"^\d{15}$", description="the village (level 3) grid code")]
 WeightName = Literal["households", "residents", "incidents"]
 UnitName = Literal["household", "natural_village", "group"]
+
+
+class UnitProperties(BaseModel):
+    unit_id: str = Field(
+        description="household ids joined by ',' (one house site), a natural village id or a grid code")
+    households: int
+    residents: int
+    incidents: int = Field(description="incidents of the last year located in the unit's cell")
+    grid_code: str | None = Field(description="the current group grid holding most of the cell")
+
+
+class UnitFeature(BaseModel):
+    type: Literal["Feature"]
+    id: str
+    properties: UnitProperties
+    geometry: schemas.Area
+
+
+class UnitLayerProperties(BaseModel):
+    village_code: str
+    village_name: str
+    unit_kind: UnitName
+
+
+class UnitCollection(BaseModel):
+    type: Literal["FeatureCollection"]
+    properties: UnitLayerProperties
+    features: list[UnitFeature]
 
 
 class SuggestedGrid(BaseModel):
@@ -31,6 +60,7 @@ class SuggestedGrid(BaseModel):
     deviation: float = Field(description="(load - target) / target")
     polsby_popper: float = Field(description="compactness 4πA/P², 1 for a circle")
     units: int = Field(description="how many units the grid is made of")
+    unit_ids: list[str] = Field(description="the units it is made of (as GET /plans/units names them)")
     geometry: dict[str, Any] = Field(description="GeoJSON MultiPolygon, EPSG:4326")
 
 
@@ -87,3 +117,15 @@ def suggestions(
             for s in found
         ],
     }
+
+
+@router.get("/units", summary="A village's planning units: cells, loads and the current grid of each",
+            response_model=UnitCollection, **schemas.DATA, responses=schemas.problems(*schemas.ONE))
+def units_of_village(
+    session: SessionDep,
+    _: Annotated[Principal, requires(Permission.PLAN_GRIDS)],
+    village: VillageCode,
+    units: UnitName = "household",
+) -> Any:
+    graph = planning_units.build_unit_graph(session, village, kind=planning_units.UnitKind(units))
+    return planning_units.unit_features(session, graph)

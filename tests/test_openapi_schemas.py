@@ -112,6 +112,7 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
              params={"village": group[:12] + "000", "n": 3, "count": 1, "steps": 5})
         call("admin", "GET", "/plans/suggestions", "/plans/suggestions",
              params={"village": group[:12] + "000", "target": 10**6, "tolerance": 0.05})
+        call("admin", "GET", "/plans/units", "/plans/units", params={"village": group[:12] + "000", "units": "group"})
 
         # households
         for role in ("admin", "command_center", "grid_staff"):

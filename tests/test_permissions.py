@@ -113,6 +113,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/shelters"): frozenset({"admin", "command_center", "emergency", "planner"}),
     ("GET", "/events/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/plans/suggestions"): GRID_EDITORS,
+    ("GET", "/plans/units"): GRID_EDITORS,
     ("GET", "/maps/planner"): GRID_EDITORS,
 }
 

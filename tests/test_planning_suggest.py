@@ -14,6 +14,7 @@ from typing import Any
 import networkx as nx
 import pytest
 import shapely
+import shapely.geometry
 from sqlalchemy import text
 
 from gis.codes import code_problem, parent_problem
@@ -319,3 +320,21 @@ def test_recent_incidents_can_be_the_balanced_load(db, busiest):
         # An incident placed just outside the village outline counts in the nearest grid.
         assert inside <= g.load <= inside + outside
         assert abs(g.load - total / 3) <= 0.2 * total / 3
+
+
+def test_the_units_route_gives_each_cell_its_loads_and_current_grid(clients, quietest, engine):
+    village, households, groups = quietest
+    r = clients["planner"].get("/plans/units", params={"village": village, "units": "household"})
+    assert r.status_code == 200, r.text
+    fc = r.json()
+    assert sum(f["properties"]["households"] for f in fc["features"]) == households
+    with engine.connect() as c:
+        current = dict(c.execute(text(
+            "SELECT code, ST_AsBinary(geom) FROM grid WHERE parent_code = :v AND level = 4 AND valid_to IS NULL"),
+            {"v": village}).all())
+    assert {f["properties"]["grid_code"] for f in fc["features"]} <= set(current)
+    for f in fc["features"][:50]:  # a cell lies (mostly) in the grid it is said to be in
+        cell = shapely.geometry.shape(f["geometry"])
+        share = shapely.intersection(cell, shapely.from_wkb(current[f["properties"]["grid_code"]])).area / cell.area
+        assert share >= 0.5
+    assert clients["supervisor"].get("/plans/units", params={"village": village}).status_code == 403

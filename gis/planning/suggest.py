@@ -117,6 +117,7 @@ class Suggestion:
                     "code": g.code, "name": g.name, "load": g.load, "households": g.households,
                     "residents": g.residents, "incidents": g.incidents, "deviation": round(g.deviation, 4),
                     "polsby_popper": round(g.polsby_popper, 4), "units": len(g.unit_ids),
+                    "unit_ids": list(g.unit_ids),
                     **({"geometry": mapping(g.geom)} if geometry else {}),
                 }
                 for g in self.grids

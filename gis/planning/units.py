@@ -22,6 +22,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 import shapely
+import shapely.geometry
 from shapely import STRtree
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
@@ -145,7 +146,8 @@ def build_unit_graph(
             {"code": village_code, "level": int(GridLevel.GROUP)},
         ).all()
         ids = [r.code for r in rows]
-        cells = [shapely.intersection(shapely.make_valid(shapely.from_wkb(r.wkb)), village.geom) for r in rows]
+        cells = [_polygonal(shapely.intersection(shapely.make_valid(shapely.from_wkb(r.wkb)), village.geom))
+                 for r in rows]
     if not ids:
         raise InputError(Problem(("query", "village"), f"village {village_code} has no {kind.value} units", "no_units"))
 
@@ -221,6 +223,12 @@ def _household_cells(
         cell = shapely.transform(raw[int(cell_of[p])], lambda a: a * unscale)
         clipped.append(shapely.intersection(cell, village))
     return unit_ids, _one_piece_cells(clipped, uniq)
+
+
+def _polygonal(geom: BaseGeometry) -> BaseGeometry:
+    """Only the areas of an overlay's result (a touching edge or corner adds lines and points)."""
+    parts = _polygons(geom)
+    return parts[0] if len(parts) == 1 else MultiPolygon(parts)
 
 
 def _polygons(geom: BaseGeometry) -> list[Polygon]:
@@ -304,3 +312,38 @@ def union_cells(cells: Sequence[BaseGeometry]) -> MultiPolygon:
     merged = shapely.make_valid(shapely.union_all(np.asarray(cells, dtype=object)))
     polys = _polygons(merged)
     return MultiPolygon(polys)
+
+
+def current_grid_of_units(session: Session, ug: UnitGraph) -> list[str | None]:
+    """For each unit, the current group grid holding most of its cell (None outside them all)."""
+    rows = session.execute(
+        text("SELECT code, ST_AsBinary(geom) AS wkb FROM grid WHERE parent_code = :code AND level = :level "
+             "AND valid_to IS NULL ORDER BY code"),
+        {"code": ug.village.code, "level": int(GridLevel.GROUP)},
+    ).all()
+    if not rows:
+        return [None] * len(ug.units)
+    groups = [shapely.make_valid(shapely.from_wkb(r.wkb)) for r in rows]
+    tree = STRtree(groups)
+    out: list[str | None] = []
+    for u in ug.units:
+        near = tree.query(u.cell, predicate="intersects")
+        shares = [(shapely.intersection(u.cell, groups[int(j)]).area, rows[int(j)].code) for j in near]
+        out.append(max(shares)[1] if shares else None)
+    return out
+
+
+def unit_features(session: Session, ug: UnitGraph) -> dict[str, Any]:
+    """The units as a GeoJSON FeatureCollection: cell, loads, and the current grid each lies in."""
+    grids = current_grid_of_units(session, ug)
+    return {
+        "type": "FeatureCollection",
+        "properties": {"village_code": ug.village.code, "village_name": ug.village.name, "unit_kind": ug.kind.value},
+        "features": [
+            {"type": "Feature", "id": u.id,
+             "properties": {"unit_id": u.id, "households": u.households, "residents": u.residents,
+                            "incidents": u.incidents, "grid_code": grids[i]},
+             "geometry": shapely.geometry.mapping(u.cell)}
+            for i, u in enumerate(ug.units)
+        ],
+    }
