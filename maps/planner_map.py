@@ -40,6 +40,7 @@ TEXT = {
     "suggested": "建议网格",
     "none": "请先选择行政村并生成建议",
     "no_village": "请选择行政村",
+    "unit_tooltip": "单元：{households} 户，{residents} 人",
 }
 
 
@@ -48,6 +49,7 @@ def page_config(*, can_plan: bool) -> dict[str, Any]:
     return {
         "grids_url": "/grids",
         "suggestions_url": "/plans/suggestions",
+        "units_url": "/plans/units",
         "limit": 2000,
         "outline_styles": outline_styles(),
         "group_outline_zoom": GROUP_OUTLINE_ZOOM,

@@ -43,6 +43,11 @@ def test_a_planner_gets_balanced_suggestions_drawn_over_the_current_grids(open_a
         panel.locator(".wangge-panel-head").click()  # folded on a phone: open it as a user does
     page.select_option("#planner-village", code)
     page.wait_for_function("document.querySelector('#planner-n').value !== ''")
+    # The village's units come with it: their households add up to the village's.
+    page.wait_for_function("window.wanggeUnits.getLayers().length > 0")
+    unit_households = page.evaluate(
+        "() => window.wanggeUnits.getLayers().reduce((s, l) => s + l.feature.properties.households, 0)")
+    assert unit_households == households
     page.fill("#planner-n", str(N_GRIDS))
     page.fill("#planner-tolerance", "10")
     page.click("#planner-run")

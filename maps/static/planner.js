@@ -29,6 +29,25 @@
       }
     }).addTo(map);
     window.wanggeSuggested = suggested;
+    // The village's units (cells), faint under everything: what suggestions and painting are made of.
+    map.createPane('wangge-units').style.zIndex = 402;
+    var unitLayer = L.geoJSON(null, {
+      pane: 'wangge-units',
+      style: function () { return {color: '#888', weight: 0.5, fillOpacity: 0, opacity: 0.7}; },
+      onEachFeature: function (f, layer) {
+        layer.bindTooltip(function () {
+          return W.el('span', {}, t.unit_tooltip.replace('{households}', f.properties.households)
+            .replace('{residents}', f.properties.residents));
+        }, {sticky: true});
+      }
+    }).addTo(map);
+    window.wanggeUnits = unitLayer;
+    function loadUnits() {
+      unitLayer.clearLayers();
+      if (!village.value) { return Promise.resolve(); }
+      return W.api(V.withQuery(cfg.units_url, {village: village.value, units: units.value}))
+        .then(function (fc) { unitLayer.addData(fc); });
+    }
 
     // The form.
     function field(id, label, input) {
@@ -74,7 +93,9 @@
       W.api(V.withQuery(cfg.grids_url, {level: 4, parent_code: f.properties.code, limit: cfg.limit}))
         .then(function (fc) { n.value = String(Math.max(1, (fc.features || []).length)); })
         .catch(W.showError);
+      loadUnits().catch(W.showError);
     });
+    units.addEventListener('change', function () { loadUnits().catch(W.showError); });
 
     function percent(x) { return (Math.round(x * 1000) / 10).toFixed(1); }
 
