@@ -33,7 +33,8 @@ def planner_page(
         return missing
     page = data_map_page(
         title=planner_map.TITLE, shell=page_shell(session, principal, current="/maps/planner"),
-        script="planner.js", config=planner_map.page_config(can_plan=principal.can(Permission.PLAN_GRIDS)),
+        script="planner.js", config=planner_map.page_config(can_plan=principal.can(Permission.PLAN_GRIDS),
+                                       can_publish=principal.can(Permission.EDIT_GRIDS)),
         bounds=grid_bounds(session, None), badge_hint=planner_map.SYNTHETIC_HINT,
         synthetic=dataset_info(session, "sample_town") is not None,
         tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,

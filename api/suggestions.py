@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from api import schemas
 from api.deps import SessionDep
-from api.security import requires
+from api.security import context_of, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
+from gis.context import Context
 from gis.planning import suggest as suggesting
 from gis.planning import units as planning_units
 
@@ -66,6 +67,7 @@ class SuggestedGrid(BaseModel):
 
 class Suggestion(BaseModel):
     seed: int = Field(description="repeat the same suggestion with this seed")
+    fingerprint: str = Field(description="names this regrouping; publishing it needs the same")
     balance: float = Field(description="the largest |deviation| of a grid")
     within_tolerance: bool
     mean_polsby_popper: float
@@ -83,6 +85,7 @@ class Suggestions(BaseModel):
     tolerance: float
     n_grids: int
     replaced_codes: list[str] = Field(description="the village's current group grids the suggestion replaces")
+    base: dict[str, int] = Field(description="{code: grid version id} of those grids, as drafted on")
     suggestions: list[Suggestion] = Field(description="most compact first")
 
 
@@ -110,10 +113,11 @@ def suggestions(
     return {
         "village_code": first.village_code, "village_name": first.village_name, "unit_kind": first.unit_kind.value,
         "weight": first.weight.value, "target": first.target, "tolerance": first.tolerance,
-        "n_grids": len(first.grids), "replaced_codes": list(first.replaced_codes),
+        "n_grids": len(first.grids), "replaced_codes": list(first.replaced_codes), "base": dict(first.base),
         "suggestions": [
             {k: v for k, v in s.as_dict().items()
-             if k in {"seed", "balance", "within_tolerance", "mean_polsby_popper", "cut_edges", "seconds", "grids"}}
+             if k in {"seed", "fingerprint", "balance", "within_tolerance", "mean_polsby_popper", "cut_edges",
+                      "seconds", "grids"}}
             for s in found
         ],
     }
@@ -129,3 +133,49 @@ def units_of_village(
 ) -> Any:
     graph = planning_units.build_unit_graph(session, village, kind=planning_units.UnitKind(units))
     return planning_units.unit_features(session, graph)
+
+
+class PublishSuggestion(BaseModel):
+    """The suggestion as it was shown (GET /plans/suggestions): its parameters, seed and fingerprint,
+    and the grid versions it was drafted on."""
+
+    village: str = Field(pattern=r"^\d{15}$")
+    n: int | None = Field(default=None, ge=1, le=suggesting.MAX_GRIDS)
+    target: float | None = Field(default=None, gt=0, le=1e7)
+    tolerance: float = Field(default=0.1, gt=0, lt=1)
+    weight: WeightName = "households"
+    units: UnitName = "household"
+    steps: int = Field(default=100, ge=0, le=suggesting.MAX_CHAIN_STEPS)
+    days: int = Field(default=365, ge=1, le=3650)
+    seed: int = Field(ge=0, le=2**31 + suggesting.MAX_SUGGESTIONS)
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{20}$")
+    base: dict[str, int] = Field(max_length=1000)
+    effective_at: AwareDatetime | None = Field(default=None, description="when it takes effect; empty: now")
+
+
+class Published(BaseModel):
+    publish_id: int
+    status: Literal["applied", "pending"]
+    effective_at: str
+    created: list[str]
+    replaced: list[str]
+    retired: list[str]
+    successors: dict[str, str] = Field(description="a grid that went -> the grid its people went to")
+    incidents_moved: int
+    staff_moved: list[dict[str, Any]]
+    decisions: list[dict[str, Any]] = Field(description="split grids whose staff and accounts need a decision")
+
+
+@router.post("/suggestions/publish", summary="Publish a suggestion as shown (now or at a later instant)",
+             response_model=Published, **schemas.DATA, responses=schemas.problems(*schemas.ONE, 409))
+def publish_suggestion(
+    body: PublishSuggestion,
+    session: SessionDep,
+    ctx: Annotated[Context, context_of(Permission.EDIT_GRIDS)],
+) -> Any:
+    result = suggesting.publish_suggestion(
+        session, ctx, body.village, fingerprint=body.fingerprint, base=body.base, effective_at=body.effective_at,
+        seed=body.seed, n_grids=body.n, target=body.target, tolerance=body.tolerance, weight=body.weight,
+        unit_kind=body.units, chain_steps=body.steps, recent_days=body.days,
+    )
+    return {k: v for k, v in result.as_dict().items() if k in Published.model_fields}

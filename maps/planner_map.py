@@ -41,15 +41,23 @@ TEXT = {
     "none": "请先选择行政村并生成建议",
     "no_village": "请选择行政村",
     "unit_tooltip": "单元：{households} 户，{residents} 人",
+    "publish": "发布此方案",
+    "effective": "生效时间（北京时间，留空为立即）",
+    "publishing": "正在发布…",
+    "published": "已发布。",
+    "scheduled": "已安排于 {at} 生效。",
+    "publish_counts": ("新建 {created} 个、更新 {replaced} 个、撤销 {retired} 个网格；"
+                       "{staff} 名网格人员随网格调整，{incidents} 件未办结事件重新归属。"),
 }
 
 
-def page_config(*, can_plan: bool) -> dict[str, Any]:
-    """What maps/static/planner.js reads."""
+def page_config(*, can_plan: bool, can_publish: bool) -> dict[str, Any]:
+    """What maps/static/planner.js reads; `can_publish` shows the publish controls."""
     return {
         "grids_url": "/grids",
         "suggestions_url": "/plans/suggestions",
         "units_url": "/plans/units",
+        "publish_url": "/plans/suggestions/publish",
         "limit": 2000,
         "outline_styles": outline_styles(),
         "group_outline_zoom": GROUP_OUTLINE_ZOOM,
@@ -58,5 +66,6 @@ def page_config(*, can_plan: bool) -> dict[str, Any]:
         "unit_kinds": [list(u) for u in UNIT_KINDS],
         "defaults": {"tolerance_percent": 10, "count": 3, "steps": 100},
         "can_plan": can_plan,
+        "can_publish": can_publish,
         "text": TEXT,
     }

@@ -108,11 +108,17 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         call("admin", "POST", "/grids/import", "/grids/import",
              files={"file": ("grids.geojson", grids_fc)}, data={"dry_run": "true"})
         # balanced suggestions for a village (a short chain keeps the probe quick); an unreachable target
-        call("admin", "GET", "/plans/suggestions", "/plans/suggestions",
-             params={"village": group[:12] + "000", "n": 3, "count": 1, "steps": 5})
+        shown = call("admin", "GET", "/plans/suggestions", "/plans/suggestions",
+                     params={"village": group[:12] + "000", "n": 3, "count": 1, "steps": 5}).json()
         call("admin", "GET", "/plans/suggestions", "/plans/suggestions",
              params={"village": group[:12] + "000", "target": 10**6, "tolerance": 0.05})
         call("admin", "GET", "/plans/units", "/plans/units", params={"village": group[:12] + "000", "units": "group"})
+        as_shown = {"village": group[:12] + "000", "n": 3, "steps": 5, "seed": shown["suggestions"][0]["seed"],
+                    "fingerprint": shown["suggestions"][0]["fingerprint"], "base": shown["base"]}
+        call("admin", "POST", "/plans/suggestions/publish", "/plans/suggestions/publish",
+             json={**as_shown, "fingerprint": "0" * 20})  # not what was shown: 409
+        call("admin", "POST", "/plans/suggestions/publish", "/plans/suggestions/publish",
+             json={**as_shown, "effective_at": "2099-01-01T00:00:00+08:00"})  # scheduled: pending
 
         # households
         for role in ("admin", "command_center", "grid_staff"):

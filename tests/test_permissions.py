@@ -114,6 +114,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/events/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/plans/suggestions"): GRID_EDITORS,
     ("GET", "/plans/units"): GRID_EDITORS,
+    ("POST", "/plans/suggestions/publish"): GRID_EDITORS,
     ("GET", "/maps/planner"): GRID_EDITORS,
 }
 

@@ -9,8 +9,9 @@ import shapely
 from shapely.geometry import shape
 from sqlalchemy import text
 
-from tests.conftest import screenshot_path
-from tests.map_pages import open_loaded
+from tests.browser import OfflinePageChecker, serve_app_in_thread
+from tests.conftest import DESKTOP, database_copy, screenshot_path, settings_for
+from tests.map_pages import open_loaded, opened
 
 PATH = "/maps/planner"
 N_GRIDS = 3
@@ -99,3 +100,83 @@ def test_other_roles_are_refused_with_a_chinese_page(open_as):
     page, _, status = open_as("grid_staff", PATH)
     assert status == 403
     assert "无权" in page.content()
+
+
+def test_a_planner_publishes_a_suggestion_and_the_command_center_sees_the_new_grids(site, test_db_url, accounts,
+                                                                                   village):
+    """On a private copy of the town: split a village into two grids more than it has, publish from the
+    page, then the command center's search finds a new grid and its map goes there; every household
+    of the village lies in exactly one of its new grids (PostGIS)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from api.main import create_app
+
+    code, _, households = village
+    _, browser = site  # the module's browser, serving a private copy of the town
+    with database_copy(test_db_url, "planner") as url, \
+            serve_app_in_thread(create_app(settings_for(url))) as base:
+        own_site = (base, browser)
+        eng = create_engine(url, poolclass=NullPool)
+        try:
+            with eng.connect() as c:
+                before = set(c.execute(text("SELECT code FROM grid WHERE parent_code = :v AND level = 4 "
+                                            "AND valid_to IS NULL"), {"v": code}).scalars())
+            n = len(before) + 2
+            with opened(own_site, accounts, "planner", PATH, phone=True) as (page, checker, status):
+                assert status == 200
+                panel = page.locator("#planner-panel")
+                if "collapsed" in (panel.get_attribute("class") or ""):
+                    panel.locator(".wangge-panel-head").click()
+                page.select_option("#planner-village", code)
+                page.wait_for_function("document.querySelector('#planner-n').value !== ''")
+                page.fill("#planner-n", str(n))
+                page.click("#planner-run")
+                page.wait_for_function("document.documentElement.dataset.plannerShown === '0'", timeout=120_000)
+                shown = sorted(page.locator("#planner-grids tbody tr").evaluate_all(
+                    "rows => rows.map(r => r.title)"))
+                page.click("#planner-publish")
+                page.wait_for_function("(document.documentElement.dataset.plannerPublished || '')"
+                                       ".startsWith('applied:')", timeout=120_000)
+                assert "已发布" in page.locator("#planner-published").inner_text()
+                page.screenshot(path=screenshot_path("planner-published-phone"))
+                checker.assert_clean()
+            with eng.connect() as c:
+                after = sorted(c.execute(text("SELECT code FROM grid WHERE parent_code = :v AND level = 4 "
+                                              "AND valid_to IS NULL"), {"v": code}).scalars())
+                misplaced = c.execute(text(
+                    "SELECT count(*) FROM (SELECT h.id FROM household h JOIN grid v ON v.code = :v "
+                    "AND v.valid_to IS NULL AND ST_Contains(v.geom, h.geom) LEFT JOIN grid g ON g.parent_code = :v "
+                    "AND g.level = 4 AND g.valid_to IS NULL AND ST_Contains(g.geom, h.geom) "
+                    "GROUP BY h.id HAVING count(g.id) <> 1) x"), {"v": code}).scalar_one()
+            assert after == shown and len(after) == n
+            assert misplaced == 0
+            new_code = max(set(after) - before)
+            # The command center searches the new grid by its code; the map flies into it.
+            context = browser.new_context(**DESKTOP)
+            try:
+                cc = context.new_page()
+                cc_checker = OfflinePageChecker().attach(cc)
+                cc.goto(base + "/login?next=/maps/command", wait_until="networkidle")
+                cc.fill("#username", accounts["command_center"]["username"])
+                cc.fill("#password", accounts["command_center"]["password"])
+                with cc.expect_navigation():
+                    cc.click("button[type=submit]")
+                cc.wait_for_function("document.documentElement.dataset.commandReady === '1'")
+                cc.fill("#command-search-input", new_code)
+                cc.press("#command-search-input", "Enter")
+                cc.wait_for_function(f"document.documentElement.dataset.commandFlown === 'grid:{new_code}'",
+                                     timeout=15_000)
+                lat, lon = cc.evaluate("(() => { const c = window.wanggeMap.getCenter(); return [c.lat, c.lng]; })()")
+                with eng.connect() as c:
+                    box = c.execute(text("SELECT ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) FROM grid "
+                                         "WHERE code = :c AND valid_to IS NULL"), {"c": new_code}).one()
+                assert box[0] <= lon <= box[2] and box[1] <= lat <= box[3]
+                cc.wait_for_load_state("networkidle")
+                assert any("/tiles/grids/" in u for u in cc_checker.requests)
+                cc.screenshot(path=screenshot_path("planner-published-command-center"))
+                cc_checker.assert_clean()
+            finally:
+                context.close()
+        finally:
+            eng.dispose()

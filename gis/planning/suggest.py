@@ -15,6 +15,7 @@ within target ± tolerance.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import random
 import time
@@ -28,8 +29,10 @@ import shapely
 from shapely.geometry import MultiPolygon, mapping
 
 from gis.codes import GridLevel, group_code, reading_order
-from gis.errors import InputError, Problem
+from gis.context import Context
+from gis.errors import Conflict, InputError, Problem
 from gis.planning.changes import GridChange
+from gis.planning.publish import PublishResult, publish
 from gis.planning.units import UnitGraph, UnitKind, Weight, build_unit_graph, to_metric, union_cells
 
 MAX_SUGGESTIONS = 5
@@ -82,6 +85,12 @@ class Suggestion:
     def within_tolerance(self) -> bool:
         return self.balance <= self.tolerance + 1e-9
 
+    @property
+    def fingerprint(self) -> str:
+        """Names this exact regrouping (which unit in which grid): what a planner saw is what is published."""
+        pairs = "\n".join(f"{u}\t{c}" for u, c in sorted(self.assignment().items()))
+        return hashlib.sha256(pairs.encode()).hexdigest()[:20]
+
     def to_changes(self) -> list[GridChange]:
         """The suggestion as grid changes: each suggested grid under its code (a new version of the
         current grid with that code, or a new grid), and the village's other current group grids
@@ -110,8 +119,10 @@ class Suggestion:
             "mean_polsby_popper": round(self.mean_polsby_popper, 4),
             "cut_edges": self.cut_edges,
             "seed": self.seed,
+            "fingerprint": self.fingerprint,
             "seconds": round(self.seconds, 3),
             "replaced_codes": list(self.replaced_codes),
+            "base": dict(self.base),
             "grids": [
                 {
                     "code": g.code, "name": g.name, "load": g.load, "households": g.households,
@@ -185,6 +196,29 @@ def suggest(
         ))
     suggestions.sort(key=lambda s: (s.cut_edges, -s.mean_polsby_popper))
     return suggestions
+
+
+def publish_suggestion(
+    session: Any,
+    ctx: Context,
+    village_code: str,
+    *,
+    fingerprint: str,
+    base: Mapping[str, int],
+    effective_at: dt.datetime | None,
+    seed: int,
+    **params: Any,
+) -> PublishResult:
+    """Publish the suggestion a planner was shown: drawn again with its seed and parameters, it must
+    still be the same regrouping (`fingerprint`) and the village's grids still the versions it was
+    drafted on (`base`), else Conflict; then the publish engine applies it (or schedules it for
+    `effective_at`), atomically, with its audit row and its inverse for undo."""
+    found = suggest(session, village_code, count=1, seed=seed, **params)[0]
+    if found.fingerprint != fingerprint:
+        raise Conflict(f"the suggestion for village {village_code} differs from the one shown (the households or "
+                       "units changed since); ask for suggestions again", {"conflicts": [village_code]})
+    return publish(session, ctx, found.to_changes(), effective_at=effective_at, base=dict(base),
+                   name=f"{found.village_name}均衡划分（方案 {fingerprint[:8]}）")
 
 
 def _check_inputs(

@@ -64,6 +64,13 @@
     var options = W.el('div', {id: 'planner-options', 'class': 'wangge-planner-options'});
     var summary = W.el('div', {id: 'planner-summary', 'class': 'wangge-legend-line'});
     var tableBox = W.el('div', {id: 'planner-table', 'class': 'wangge-planner-table'});
+    // Publishing (roles that may change grids): the suggestion shown, now or at a chosen instant.
+    var effective = W.el('input', {id: 'planner-effective', type: 'datetime-local'});
+    var publishButton = W.el('button', {type: 'button', id: 'planner-publish'}, t.publish);
+    var published = W.el('div', {id: 'planner-published', 'class': 'wangge-legend-line', 'aria-live': 'polite'});
+    var publishBox = W.el('div', {id: 'planner-publish-box', hidden: true},
+                          W.el('label', {'for': 'planner-effective'}, t.effective), effective, publishButton,
+                          published);
     // The table scrolls inside the panel, so a phone keeps most of the map in sight.
     tableBox.style.overflow = 'auto';
     tableBox.style.maxHeight = '35vh';
@@ -71,7 +78,9 @@
                     field('planner-village', t.village, village), field('planner-n', t.n, n),
                     field('planner-tolerance', t.tolerance, tolerance), field('planner-weight', t.weight, weight),
                     field('planner-units', t.units, units));
-    V.panel(map, t.panel_title, W.el('div', {}, form, run, status, options, summary, tableBox), 'planner-panel');
+    V.panel(map, t.panel_title, W.el('div', {}, form, run, status, options, summary, tableBox,
+                                      cfg.can_publish ? publishBox : null), 'planner-panel');
+    var asked = null, shown = null;  // the parameters of the answer on screen, the suggestion shown
     status.textContent = t.none;
 
     // The villages (level 3) fill the picker; picking one frames it and proposes its current number of grids.
@@ -136,6 +145,9 @@
         });
       });
       tableBox.replaceChildren(table);
+      shown = s;
+      publishBox.hidden = false;
+      published.textContent = '';
       document.documentElement.setAttribute('data-planner-shown', String(i));
     }
 
@@ -145,11 +157,13 @@
       run.disabled = true;
       status.textContent = t.running;
       document.documentElement.removeAttribute('data-planner-shown');
-      W.api(V.withQuery(cfg.suggestions_url, {
+      var params = {
         village: village.value, n: n.value, tolerance: Number(tolerance.value) / 100, weight: weight.value,
-        units: units.value, count: cfg.defaults.count, steps: cfg.defaults.steps
-      })).then(function (a) {
+        units: units.value, steps: cfg.defaults.steps
+      };
+      W.api(V.withQuery(cfg.suggestions_url, Object.assign({count: cfg.defaults.count}, params))).then(function (a) {
         answer = a;
+        asked = params;
         status.textContent = a.village_name + '：' + a.n_grids + ' 个网格，目标负荷 ' + a.target.toFixed(1);
         options.replaceChildren();
         a.suggestions.forEach(function (s, i) {
@@ -163,6 +177,36 @@
         status.textContent = '';
         W.showError(err);
       }).then(function () { run.disabled = false; });
+    });
+
+    // Beijing time as the planner types it (datetime-local has no zone).
+    function instant(local) { return local ? (local.length === 16 ? local + ':00' : local) + '+08:00' : null; }
+
+    publishButton.addEventListener('click', function () {
+      if (!shown || !asked) { return; }
+      W.clearError();
+      publishButton.disabled = true;
+      published.textContent = t.publishing;
+      var body = {
+        village: asked.village, n: Number(asked.n), tolerance: asked.tolerance, weight: asked.weight,
+        units: asked.units, steps: asked.steps, seed: shown.seed, fingerprint: shown.fingerprint,
+        base: answer.base, effective_at: instant(effective.value)
+      };
+      W.api(cfg.publish_url, {method: 'POST', json: body}).then(function (r) {
+        var text = r.status === 'pending' ? t.scheduled.replace('{at}', W.time(r.effective_at)) : t.published;
+        published.textContent = text + t.publish_counts.replace('{created}', r.created.length)
+          .replace('{replaced}', r.replaced.length).replace('{retired}', r.retired.length)
+          .replace('{staff}', r.staff_moved.length).replace('{incidents}', r.incidents_moved);
+        document.documentElement.setAttribute('data-planner-published', r.status + ':' + r.publish_id);
+        if (r.status === 'applied') {
+          suggested.clearLayers();
+          shown = null;
+          return Promise.all([outlineView.reload(), loadUnits()]);
+        }
+      }).catch(function (err) {
+        published.textContent = '';
+        W.showError(err);
+      }).then(function () { publishButton.disabled = false; });
     });
 
     var legend = V.legend(map, t.legend_title);
