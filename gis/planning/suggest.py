@@ -198,6 +198,16 @@ def suggest(
     return suggestions
 
 
+def redraw(session: Any, village_code: str, *, fingerprint: str, seed: int, **params: Any) -> Suggestion:
+    """The suggestion a planner was shown, drawn again from its parameters and seed; Conflict when it
+    is no longer the same regrouping (households or units changed since)."""
+    found = suggest(session, village_code, count=1, seed=seed, **params)[0]
+    if found.fingerprint != fingerprint:
+        raise Conflict(f"the suggestion for village {village_code} differs from the one shown (the households or "
+                       "units changed since); ask for suggestions again", {"conflicts": [village_code]})
+    return found
+
+
 def publish_suggestion(
     session: Any,
     ctx: Context,
@@ -213,10 +223,7 @@ def publish_suggestion(
     still be the same regrouping (`fingerprint`) and the village's grids still the versions it was
     drafted on (`base`), else Conflict; then the publish engine applies it (or schedules it for
     `effective_at`), atomically, with its audit row and its inverse for undo."""
-    found = suggest(session, village_code, count=1, seed=seed, **params)[0]
-    if found.fingerprint != fingerprint:
-        raise Conflict(f"the suggestion for village {village_code} differs from the one shown (the households or "
-                       "units changed since); ask for suggestions again", {"conflicts": [village_code]})
+    found = redraw(session, village_code, fingerprint=fingerprint, seed=seed, **params)
     return publish(session, ctx, found.to_changes(), effective_at=effective_at, base=dict(base),
                    name=f"{found.village_name}均衡划分（方案 {fingerprint[:8]}）")
 
