@@ -338,3 +338,27 @@ def test_the_units_route_gives_each_cell_its_loads_and_current_grid(clients, qui
         share = shapely.intersection(cell, shapely.from_wkb(current[f["properties"]["grid_code"]])).area / cell.area
         assert share >= 0.5
     assert clients["supervisor"].get("/plans/units", params={"village": village}).status_code == 403
+
+
+def test_what_is_published_is_what_was_shown(session, quietest):
+    """A suggestion drawn again from its seed is the same regrouping; another fingerprint, or grids
+    changed since it was shown (a stale base), is a conflict and nothing is written."""
+    from gis.context import Context
+    from gis.errors import Conflict
+    from gis.planning.suggest import publish_suggestion, redraw
+
+    village, _, groups = quietest
+    params = {"n_grids": groups, "tolerance": TOLERANCE, "chain_steps": 5}
+    shown = suggest(session, village, count=2, seed=21, **params)[1]
+    again = redraw(session, village, fingerprint=shown.fingerprint, seed=shown.seed, **params)
+    assert again.assignment() == shown.assignment()
+    ctx = Context(principal=None, actor="test")
+    with pytest.raises(Conflict):
+        redraw(session, village, fingerprint="0" * 20, seed=shown.seed, **params)
+    stale = {**shown.base, shown.replaced_codes[0]: -1}
+    with pytest.raises(Conflict) as err:
+        publish_suggestion(session, ctx, village, fingerprint=shown.fingerprint, base=stale, effective_at=None,
+                           seed=shown.seed, **params)
+    assert shown.replaced_codes[0] in str(err.value.extra)
+    assert session.execute(text("SELECT count(*) FROM grid WHERE parent_code = :v AND valid_to IS NULL"),
+                           {"v": village}).scalar_one() == groups
