@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         maps,
         mobile_pages,
         pages,
+        places,
+        roster,
         tiles,
     )
 
@@ -88,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit,
         flood_extents,
         flood,
+        places,
+        roster,
         hotspots,
         pages,
         tiles,

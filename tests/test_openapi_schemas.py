@@ -214,6 +214,18 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         for role in ("admin", "grid_staff"):
             call(role, "GET", "/tiles/layers", "/tiles/layers")
 
+        # issue 14, roster: places and a DEM upload (polled until its job ends)
+        from tests.test_places_dem import small_dem_bytes, wait_for_job
+
+        shelters = json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {"名称": "探针避难所", "容量": 50},
+             "geometry": {"type": "Point", "coordinates": [lon, lat]}}]})
+        call("admin", "POST", "/places/{kind}/import", "/places/shelters/import",
+             files={"file": ("shelters.geojson", shelters.encode())}, data={"dry_run": "true"})
+        job = call("admin", "POST", "/flood/dem", "/flood/dem", files={"file": ("v.tif", small_dem_bytes())}).json()
+        wait_for_job(clients["admin"], job)
+        call("admin", "GET", "/flood/dem/jobs/{job_id}", f"/flood/dem/jobs/{job['id']}")
+
         call("admin", "GET", "/audit", "/audit", params={"limit": 5})
         call("admin", "GET", "/audit", "/audit", params={"limit": 5, "offset": 3, "action": "read_personal"})
 

@@ -112,6 +112,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/incidents/summary"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/shelters"): frozenset({"admin", "command_center", "emergency", "planner"}),
     ("GET", "/events/incidents"): INCIDENT_WORKERS | {"emergency"},
+    # Issue 14, roster: places, DEM uploads (IMPORT_REGISTER: admin, command center).
+    ("POST", "/places/{kind}/import"): EMERGENCY_MANAGERS,
+    ("POST", "/flood/dem"): EMERGENCY_MANAGERS,
+    ("GET", "/flood/dem/jobs/{job_id}"): EMERGENCY_MANAGERS,
 }
 
 # A query for routes that would otherwise answer an endless event stream: refused (422) after the access check.
@@ -130,6 +134,8 @@ PATH_VALUES = {
     "stage_or_name": "no-such-scenario",
     "unit_id": "411324105888888",
     "z": "3", "x": "0", "y": "0",   # a tile far from the town: empty
+    "kind": "shelters",
+    "job_id": "987654321",
 }
 
 

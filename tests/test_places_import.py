@@ -1,0 +1,200 @@
+"""Places from a town's own files: shelters, roads, rivers and natural villages (issue 14)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import geopandas as gpd
+import pytest
+import shapely
+from shapely.geometry import LineString, Point, Polygon
+from sqlalchemy import text
+
+from gis.context import Context
+from gis.errors import InputError
+from gis.register.places import import_place_file
+
+CTX = Context.cli("test places")
+
+
+def _village(session, offset: int = 0):
+    """(code, name, an inside point) of a current administrative village."""
+    row = session.execute(text(
+        "SELECT code, name, ST_X(ST_PointOnSurface(geom)) AS x, ST_Y(ST_PointOnSurface(geom)) AS y FROM grid "
+        "WHERE level = 3 AND valid_to IS NULL ORDER BY code OFFSET :o LIMIT 1"), {"o": offset}).one()
+    return row.code, row.name, row.x, row.y
+
+
+def _write(frame: gpd.GeoDataFrame, path, crs="EPSG:4326", driver=None):
+    frame = frame.set_crs("EPSG:4326").to_crs(crs)
+    frame.to_file(path, driver=driver) if driver else frame.to_file(path)
+    return path
+
+
+def _count(session, table: str) -> int:
+    return session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def test_shelters_from_a_projected_geopackage_then_a_rerun_changes_nothing(session, tmp_path):
+    _, _, x, y = _village(session)
+    frame = gpd.GeoDataFrame(
+        {"场所名称": ["测试小学", "测试村部", "测试广场"], "类型": ["学校", "村委会", None],
+         "可容纳人数": [300, 120, 80]},
+        geometry=[Point(x, y), Point(x + 0.001, y), Point(x, y + 0.001)])
+    path = _write(frame, tmp_path / "shelters.gpkg", "EPSG:32649", "GPKG")
+    before = _count(session, "shelter")
+    version = session.execute(text("SELECT version FROM flood_data_version")).scalar_one()
+
+    report = import_place_file(session, CTX, "shelters", path)
+    assert (report.rows, report.inserted, report.updated, report.unchanged) == (3, 3, 0, 0)
+    assert _count(session, "shelter") == before + 3
+    stored = session.execute(text(
+        "SELECT kind, capacity, ST_X(geom), ST_Y(geom) FROM shelter WHERE name = '测试小学'")).one()
+    assert stored[:2] == ("学校", 300)
+    assert stored[2] == pytest.approx(x, abs=1e-6) and stored[3] == pytest.approx(y, abs=1e-6)
+    assert session.execute(text("SELECT kind FROM shelter WHERE name = '测试广场'")).scalar_one() == "避难场所"
+    # The flood finder's stored answers are stale now (the shelter table bumps the data version).
+    assert session.execute(text("SELECT version FROM flood_data_version")).scalar_one() > version
+
+    again = import_place_file(session, CTX, "shelters", path)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 3)
+    assert _count(session, "shelter") == before + 3
+
+    frame.loc[1, "可容纳人数"] = 150
+    changed = import_place_file(session, CTX, "shelters", _write(frame, tmp_path / "v2.geojson"))
+    assert (changed.inserted, changed.updated, changed.unchanged) == (0, 1, 2)
+    assert session.execute(text("SELECT capacity FROM shelter WHERE name = '测试村部'")).scalar_one() == 150
+    audit = session.execute(text(
+        "SELECT detail FROM audit_log WHERE action = 'import' AND resource = 'shelter' ORDER BY id DESC LIMIT 1")
+    ).scalar_one()
+    assert audit["file"] == "v2.geojson" and audit["rows"] == 3 and audit["updated"] == 1
+
+
+def test_bad_features_are_named_by_row_and_column_and_nothing_is_written(session, tmp_path):
+    _, _, x, y = _village(session)
+    frame = gpd.GeoDataFrame(
+        {"名称": ["好", "坏容量", "是线", "在外", "好"], "容量": ["50", "很多", "30", "30", "60"]},
+        geometry=[Point(x, y), Point(x, y), LineString([(x, y), (x + 0.01, y)]), Point(100.0, 30.0),
+                  Point(x + 0.002, y)])
+    path = _write(frame, tmp_path / "bad.geojson")
+    before = _count(session, "shelter")
+    with pytest.raises(InputError) as err:
+        import_place_file(session, CTX, "shelters", path)
+    locs = {tuple(p.loc): p.type for p in err.value.problems}
+    assert locs == {
+        ("file", "bad.geojson", 2, "容量"): "bad_capacity",
+        ("file", "bad.geojson", 3, "geometry"): "wrong_geometry",
+        ("file", "bad.geojson", 4, "geometry"): "outside_town",
+        ("file", "bad.geojson", 5, "名称"): "duplicate",  # the same name and kind as row 1
+    }
+    assert _count(session, "shelter") == before
+
+    # The good rows in, the others reported.
+    report = import_place_file(session, CTX, "shelters", path, mode="good_rows")
+    assert (report.inserted, report.skipped) == (1, 4)
+    assert {tuple(p.loc) for p in report.problems} == set(locs)
+    assert _count(session, "shelter") == before + 1
+
+
+def test_a_dry_run_reports_and_writes_nothing(session, tmp_path):
+    _, _, x, y = _village(session)
+    frame = gpd.GeoDataFrame({"name": ["演练点"], "capacity": [40]}, geometry=[Point(x, y)])
+    path = _write(frame, tmp_path / "dry.geojson")
+    before = _count(session, "shelter")
+    audits = _count(session, "audit_log")
+    report = import_place_file(session, CTX, "shelters", path, dry_run=True)
+    assert report.inserted == 1 and report.dry_run
+    assert _count(session, "shelter") == before and _count(session, "audit_log") == audits
+
+
+def test_roads_from_a_zipped_shapefile_replace_the_stored_network(session, tmp_path):
+    _, _, x, y = _village(session)
+    lines = [LineString([(x, y), (x + 0.01, y)]), LineString([(x, y), (x, y + 0.01), (x + 0.005, y + 0.012)])]
+    frame = gpd.GeoDataFrame({"NAME": ["东西路", "南北路"], "fclass": ["县道", "村道"]}, geometry=lines)
+    shp = tmp_path / "shp"
+    shp.mkdir()
+    _write(frame, shp / "roads.shp", "EPSG:4546")
+    archive = tmp_path / "roads.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for part in shp.iterdir():
+            zf.write(part, part.name)
+    assert _count(session, "road") > 2
+    report = import_place_file(session, CTX, "roads", archive, replace=True)
+    assert report.inserted == 2 and report.deleted > 0
+    rows = session.execute(text("SELECT name, road_class, ST_AsBinary(geom) FROM road ORDER BY name")).all()
+    assert [(r[0], r[1]) for r in rows] == [("东西路", "县道"), ("南北路", "村道")]
+    for (_, _, wkb), line in zip(rows, lines, strict=True):
+        assert shapely.from_wkb(bytes(wkb)).hausdorff_distance(line) < 1e-6  # back from CGCS2000 GK metres
+    again = import_place_file(session, CTX, "roads", archive, replace=True)
+    assert (again.inserted, again.unchanged, again.deleted) == (0, 2, 0)
+
+
+def test_rivers_in_say_which_dem_was_conditioned_with_other_rivers(session, tmp_path):
+    _, _, x, y = _village(session)
+    frame = gpd.GeoDataFrame({"河流名称": ["新河"]}, geometry=[LineString([(x, y), (x + 0.02, y + 0.01)])])
+    report = import_place_file(session, CTX, "rivers", _write(frame, tmp_path / "rivers.geojson"))
+    assert report.inserted == 1
+    assert "sample" in report.terrain_stale  # the sample DEM burned the rivers stored at its import
+
+
+def test_natural_villages_by_village_name_code_or_location(session, tmp_path):
+    code, name, x, y = _village(session)
+    other_code, _, ox, oy = _village(session, 1)
+    frame = gpd.GeoDataFrame(
+        {"自然村": ["甲庄", "乙庄", "丙庄", "丁庄"], "行政村": [name, None, None, "没有这个村"],
+         "村代码": [None, other_code, None, None]},
+        geometry=[Point(x, y), Point(ox, oy), Point(x + 0.0005, y), Point(x, y)])
+    path = _write(frame, tmp_path / "nv.geojson")
+    with pytest.raises(InputError) as err:
+        import_place_file(session, CTX, "natural_villages", path)
+    assert [(tuple(p.loc), p.type) for p in err.value.problems] == [
+        (("file", "nv.geojson", 4, "行政村"), "unknown_grid")]
+    report = import_place_file(session, CTX, "natural_villages", path, mode="good_rows")
+    assert report.inserted == 3
+    stored = dict(session.execute(text(
+        "SELECT name, village_code FROM natural_village WHERE name IN ('甲庄', '乙庄', '丙庄')")).all())
+    assert stored == {"甲庄": code, "乙庄": other_code, "丙庄": code}
+
+
+def test_a_file_that_is_not_what_its_name_says_is_refused(session, tmp_path):
+    path = tmp_path / "shelters.gpkg"
+    path.write_bytes(b"name,capacity\nx,1\n")
+    with pytest.raises(InputError) as err:
+        import_place_file(session, CTX, "shelters", path)
+    assert err.value.problems[0].type == "unreadable_file"
+    roads = tmp_path / "roads.geojson"
+    roads.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "x"},
+         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}}]}))
+    with pytest.raises(InputError) as err:
+        import_place_file(session, CTX, "roads", roads)
+    assert [(tuple(p.loc), p.type) for p in err.value.problems] == [
+        (("file", "roads.geojson", 1, "geometry"), "wrong_geometry")]
+
+
+def test_the_api_imports_for_the_roles_allowed(scratch_client, clients, tmp_path):
+    from tests.conftest import auth
+
+    town = scratch_client.get("/grids", params={"level": 3, "limit": 1}).json()["features"][0]
+    x, y = shapely.geometry.shape(town["geometry"]).representative_point().coords[0]
+    body = gpd.GeoDataFrame({"name": ["接口避难所"], "capacity": [90]},
+                            geometry=[Polygon([(x, y), (x + 1e-4, y), (x, y + 1e-4)])]).set_crs("EPSG:4326")
+    data = body.to_json().encode()
+    r = scratch_client.post("/places/shelters/import", files={"file": ("s.geojson", data)},
+                            data={"mode": "good_rows"})
+    assert r.status_code == 200, r.text
+    assert r.json()["inserted"] == 1 and r.json()["problems"] == []
+    again = scratch_client.post("/places/shelters/import", files={"file": ("s.geojson", data)})
+    assert again.json()["unchanged"] == 1
+    r = scratch_client.post("/places/shelters/import", files={"file": ("s.txt", data)})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "file"]
+    nameless = body.drop(columns=["name"]).to_json().encode()
+    bad = scratch_client.post("/places/natural-villages/import", files={"file": ("nv.geojson", nameless)})
+    assert bad.status_code == 422
+    assert bad.json()["errors"] == [{"loc": ["file", "nv.geojson", 1, "名称"], "type": "missing_column",
+                                     "msg": bad.json()["errors"][0]["msg"]}]
+    for role in ("planner", "emergency", "grid_staff"):
+        refused = scratch_client.post("/places/shelters/import", files={"file": ("s.geojson", data)},
+                                      headers=auth(role))
+        assert refused.status_code == 403
