@@ -12,14 +12,14 @@ Beijing. A tenure closed on or before the day it began was a correction and is r
 their staff row; a staff row deleted closes its open responsibilities (same trigger).
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0018 (chained after what main holds; the lead re-chains at merge)
 Create Date: 2026-12-06
 """
 
 from alembic import op
 
 revision = "0017"
-down_revision = "0015"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
