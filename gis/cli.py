@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gis.errors import InputError, NotFound
+from gis.register.roster_cli import places_app, roster_app
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -36,6 +37,8 @@ flood_dem_app = typer.Typer(help="Terrain models for the flood scenarios.", no_a
 flood_app.add_typer(flood_dem_app, name="dem")
 flood_extent_app = typer.Typer(help="Uploaded flood extents.", no_args_is_help=True)
 flood_app.add_typer(flood_extent_app, name="extent")
+app.add_typer(roster_app, name="roster")
+app.add_typer(places_app, name="places")
 
 # Piped output (make serve, CI logs) gets a wide console so tables are not cut.
 console = Console(width=None if sys.stdout.isatty() else 160)

@@ -225,6 +225,20 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         job = call("admin", "POST", "/flood/dem", "/flood/dem", files={"file": ("v.tif", small_dem_bytes())}).json()
         wait_for_job(clients["admin"], job)
         call("admin", "GET", "/flood/dem/jobs/{job_id}", f"/flood/dem/jobs/{job['id']}")
+        from tests.register_files import csv_bytes
+
+        roster_csv = csv_bytes(["姓名", "联系电话", "职务", "网格编码"], [["探针", "13700002222", "网格员", group]])
+        call("admin", "POST", "/staff/import", "/staff/import", files={"file": ("r.csv", roster_csv)},
+             data={"whole_roster": "false"})
+        probe = call("admin", "POST", "/staff", "/staff",
+                     json={"name": "探针二", "phone": "13700003333", "role": "网格长", "grid_code": group}).json()
+        call("command_center", "PATCH", "/staff/{staff_id}", f"/staff/{probe['id']}", json={"role": "网格员"})
+        hno = clients["admin"].get(f"/households/{household}").json()["household_no"]
+        links = csv_bytes(["户号", "网格员电话"], [[hno, "13700003333"]])
+        call("admin", "POST", "/staff/responsibilities/import", "/staff/responsibilities/import",
+             files={"file": ("l.csv", links)}, data={"whole_list": "false"})
+        for role in ("admin", "grid_staff"):
+            call(role, "GET", "/grids/{code}/staff", f"/grids/{group}/staff")
 
         call("admin", "GET", "/audit", "/audit", params={"limit": 5})
         call("admin", "GET", "/audit", "/audit", params={"limit": 5, "offset": 3, "action": "read_personal"})

@@ -116,6 +116,13 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/places/{kind}/import"): EMERGENCY_MANAGERS,
     ("POST", "/flood/dem"): EMERGENCY_MANAGERS,
     ("GET", "/flood/dem/jobs/{job_id}"): EMERGENCY_MANAGERS,
+    # Issue 14, roster: the staff roster, 联系户, single staff edits; who served a grid when (like the card).
+    ("POST", "/staff/import"): EMERGENCY_MANAGERS,
+    ("POST", "/staff/responsibilities/import"): EMERGENCY_MANAGERS,
+    ("POST", "/staff"): EMERGENCY_MANAGERS,
+    ("PATCH", "/staff/{staff_id}"): EMERGENCY_MANAGERS,
+    ("DELETE", "/staff/{staff_id}"): EMERGENCY_MANAGERS,
+    ("GET", "/grids/{code}/staff"): VIEWERS,
 }
 
 # A query for routes that would otherwise answer an endless event stream: refused (422) after the access check.
@@ -136,6 +143,7 @@ PATH_VALUES = {
     "z": "3", "x": "0", "y": "0",   # a tile far from the town: empty
     "kind": "shelters",
     "job_id": "987654321",
+    "staff_id": "987654321",
 }
 
 
