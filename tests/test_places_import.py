@@ -198,3 +198,92 @@ def test_the_api_imports_for_the_roles_allowed(scratch_client, clients, tmp_path
         refused = scratch_client.post("/places/shelters/import", files={"file": ("s.geojson", data)},
                                       headers=auth(role))
         assert refused.status_code == 403
+
+
+def test_shelters_from_a_gbk_csv_in_gcj02_and_swapped_coordinates_refused(session, tmp_path):
+    from gis.crs import wgs84_to_gcj02
+    from tests.register_files import csv_bytes
+
+    _, _, x, y = _village(session)
+    gx, gy = wgs84_to_gcj02(x, y)
+    rows = [["高德避难所", "学校", 200, f"{gx:.7f}", f"{gy:.7f}"],
+            ["反了的", "学校", 100, f"{y:.7f}", f"{x:.7f}"],
+            ["没坐标", "学校", 100, "", ""]]
+    path = tmp_path / "避难场所.csv"
+    path.write_bytes(csv_bytes(["名称", "类型", "容纳人数", "经度", "纬度"], rows, encoding="gbk"))
+    with pytest.raises(InputError) as err:
+        import_place_file(session, CTX, "shelters", path, crs="gcj02")
+    assert {(tuple(p.loc), p.type) for p in err.value.problems} == {
+        (("file", "避难场所.csv", 3, "经度"), "swapped_lonlat"), (("file", "避难场所.csv", 4, "经度"), "not_finite")}
+    report = import_place_file(session, CTX, "shelters", path, crs="gcj02", mode="good_rows")
+    assert report.inserted == 1
+    sx, sy = session.execute(text("SELECT ST_X(geom), ST_Y(geom) FROM shelter WHERE name = '高德避难所'")).one()
+    # Shifted back to WGS84: within a metre of the true point (GCJ-02 alone is hundreds of metres off).
+    assert abs(sx - x) < 1e-5 and abs(sy - y) < 1e-5
+    assert abs(gx - x) + abs(gy - y) > 1e-3
+
+
+def test_natural_villages_from_an_xlsx_with_title_rows(session, tmp_path):
+    from tests.register_files import xlsx_bytes
+
+    code, _, x, y = _village(session)
+    data = xlsx_bytes({"自然村": (("自然村名称", "行政村代码", ("位置", "经度"), ("位置", "纬度")),
+                                  [["表中庄", code, x, y]])}, title_rows=("某镇自然村一览",), total_row=True)
+    path = tmp_path / "自然村.xlsx"
+    path.write_bytes(data)
+    report = import_place_file(session, CTX, "natural_villages", path)
+    assert (report.rows, report.inserted) == (1, 1)
+    assert session.execute(text("SELECT village_code FROM natural_village WHERE name = '表中庄'")).scalar_one() == code
+    lines = tmp_path / "roads.csv"
+    lines.write_bytes(b"name,lon,lat\nx,1,2\n")
+    with pytest.raises(InputError) as err:
+        import_place_file(session, CTX, "roads", lines)
+    assert err.value.problems[0].type == "unsupported_format"
+
+
+def test_the_cli_imports_places_and_a_roster(scratch_db_url, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gis.cli import app
+    from gis.settings import get_settings
+    from tests.register_files import csv_bytes
+
+    monkeypatch.setenv("DATABASE_URL", scratch_db_url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    try:
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        engine = create_engine(scratch_db_url, poolclass=NullPool)
+        with engine.connect() as c:
+            code, x, y = c.execute(text(
+                "SELECT code, ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM grid "
+                "WHERE level = 4 AND valid_to IS NULL ORDER BY code LIMIT 1")).one()
+        path = tmp_path / "s.csv"
+        path.write_bytes(csv_bytes(["名称", "容量", "经度", "纬度"], [["命令行避难所", 70, x, y]], encoding="utf-8"))
+        runner = CliRunner()
+        result = runner.invoke(app, ["places", "import", "shelters", str(path), "--dry-run"])
+        assert result.exit_code == 0, result.output
+        assert "would write: 1 new" in result.output
+        result = runner.invoke(app, ["places", "import", "shelters", str(path)])
+        assert result.exit_code == 0 and "wrote: 1 new" in result.output
+        roster_csv = tmp_path / "r.csv"
+        roster_csv.write_bytes(csv_bytes(["姓名", "联系电话", "职务", "网格编码"],
+                                         [["命令行", "13655556666", "网格员", "411324999999999"]]))
+        bad = runner.invoke(app, ["roster", "import", str(roster_csv), "--partial"])
+        assert bad.exit_code == 1 and "unknown_grid" in bad.output
+        roster_csv.write_bytes(csv_bytes(["姓名", "联系电话", "职务", "网格编码"],
+                                         [["命令行", "13655556666", "网格员", code]]))
+        ok = runner.invoke(app, ["roster", "import", str(roster_csv), "--partial", "--effective", "2031-01-01"])
+        assert ok.exit_code == 0, ok.output
+        assert "1 joined" in ok.output
+        served = runner.invoke(app, ["roster", "served", code, "--on", "2031-01-01"])
+        assert "命令行" in served.output
+        with engine.connect() as c:
+            assert c.execute(text("SELECT count(*) FROM shelter WHERE name = '命令行避难所'")).scalar_one() == 1
+            actors = c.execute(text("SELECT DISTINCT resource FROM audit_log WHERE actor LIKE 'cli%' "
+                                    "AND action = 'import'")).scalars().all()
+        assert {"shelter", "staff"} <= set(actors)
+        engine.dispose()
+    finally:
+        get_settings.cache_clear()
