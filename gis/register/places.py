@@ -210,9 +210,8 @@ def read_table_records(
     mapping: Mapping[str, str] | None = None,
 ) -> Iterator[Record]:
     """The rows of a CSV/xlsx with coordinate columns (经度/纬度) as Records, converted to WGS84."""
-    from gis.register.tables import ColumnSpec, read_table
-
     from gis.crs import convert_points, parse_crs
+    from gis.register.tables import ColumnSpec, read_table
 
     if not layer.points:
         raise InputError(Problem(("file", file_name), f"{layer.label_zh} need line geometries: "
