@@ -242,18 +242,20 @@ def test_natural_villages_from_an_xlsx_with_title_rows(session, tmp_path):
 
 
 def test_the_cli_imports_places_and_a_roster(scratch_db_url, tmp_path, monkeypatch):
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
     from typer.testing import CliRunner
 
+    from gis import cli as cli_mod
     from gis.cli import app
     from gis.settings import get_settings
     from tests.register_files import csv_bytes
 
     monkeypatch.setenv("DATABASE_URL", scratch_db_url.render_as_string(hide_password=False))
+    # Connections that close after each command (as tests/test_api_cli_identity.py does).
+    monkeypatch.setattr(cli_mod, "_engine", lambda: create_engine(scratch_db_url, poolclass=NullPool))
     get_settings.cache_clear()
     try:
-        from sqlalchemy import create_engine
-        from sqlalchemy.pool import NullPool
-
         engine = create_engine(scratch_db_url, poolclass=NullPool)
         with engine.connect() as c:
             code, x, y = c.execute(text(
