@@ -289,3 +289,34 @@ def test_the_cli_imports_places_and_a_roster(scratch_db_url, tmp_path, monkeypat
         engine.dispose()
     finally:
         get_settings.cache_clear()
+
+
+def test_new_rivers_can_rebuild_the_terrain_they_drain(session, tmp_path):
+    """A DEM in the town conditioned without rivers; rivers imported with rebuild: the DEM is conditioned
+    again with them burned in (its digest changes, its stored rivers are the new ones)."""
+    import pyproj
+    import rasterio
+    from affine import Affine
+
+    from gis.flood import dem as flood_dem
+    from tests.test_hand import CELL, v_valley
+
+    _, _, x, y = _village(session)
+    ex, ny = pyproj.Transformer.from_crs(4326, 32649, always_xy=True).transform(x, y)
+    z, _, _, _ = v_valley(rows=200, cols=81, ridge=0.0)
+    transform = Affine(CELL, 0, ex - 40.5 * CELL, 0, -CELL, ny + 100 * CELL)
+    path = tmp_path / "town_valley.tif"
+    with rasterio.open(path, "w", driver="GTiff", dtype="float32", width=81, height=200, count=1,
+                       crs="EPSG:32649", transform=transform) as dst:
+        dst.write(z, 1)
+    session.execute(text("DELETE FROM flood_dem"))   # only this DEM: rebuilding the sample's is slow
+    session.execute(text("DELETE FROM river"))
+    before = flood_dem.import_dem(session, path, name="谷地", precompute=False)
+    channel = pyproj.Transformer.from_crs(32649, 4326, always_xy=True)
+    cx = ex  # the valley's channel runs north-south through the middle column
+    line = LineString([channel.transform(cx, ny + 95 * CELL), channel.transform(cx, ny - 95 * CELL)])
+    frame = gpd.GeoDataFrame({"名称": ["谷河"]}, geometry=[line])
+    report = import_place_file(session, CTX, "rivers", _write(frame, tmp_path / "r.geojson"), rebuild=True)
+    assert report.terrain_rebuilt == ["谷地"] and report.terrain_stale == []
+    row = session.execute(text("SELECT digest, rivers IS NOT NULL FROM flood_dem WHERE name = '谷地'")).one()
+    assert row[0] != before["digest"] and row[1] is True
