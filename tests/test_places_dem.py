@@ -98,3 +98,22 @@ def test_an_oversized_upload_is_413(scratch_db_url, accounts):
     with make_client(scratch_db_url, max_upload_bytes=10_000) as client:
         r = client.post("/flood/dem", files={"file": ("big.tif", small_dem_bytes() + np.zeros(20_000).tobytes())})
     assert r.status_code == 413
+
+
+def test_a_job_whose_worker_stopped_is_answered_as_failed_without_a_write(scratch_client, scratch_db_url):
+    engine = create_engine(scratch_db_url, poolclass=NullPool)
+    with engine.begin() as c:
+        lost = c.execute(text(
+            "INSERT INTO dem_job (state, progress, step, name, file_name, created_at, heartbeat_at) VALUES "
+            "('running', 0.5, 'stages', 'lost', 'lost.tif', now() - interval '1 hour', now() - interval '50 minutes') "
+            "RETURNING id")).scalar_one()
+        alive = c.execute(text(
+            "INSERT INTO dem_job (state, progress, step, name, file_name, created_at, heartbeat_at) VALUES "
+            "('running', 0.5, 'stages', 'alive', 'alive.tif', now() - interval '1 hour', now()) RETURNING id")
+        ).scalar_one()
+    job = scratch_client.get(f"/flood/dem/jobs/{lost}").json()
+    assert job["state"] == "failed" and job["problems"][0]["type"] == "job_lost"
+    assert scratch_client.get(f"/flood/dem/jobs/{alive}").json()["state"] == "running"
+    with engine.connect() as c:
+        assert c.execute(text("SELECT state FROM dem_job WHERE id = :i"), {"i": lost}).scalar_one() == "running"
+    engine.dispose()

@@ -5,7 +5,9 @@ model can use, is a 422 at once); the job then does what `wangge flood dem impor
 (gis/flood/dem.py `import_dem`: rivers burned in, depressions filled, D8, HAND, the precomputed
 stages) in ONE transaction of its own, and writes its progress in short transactions beside it so
 a poll sees it. The uploaded file is deleted when the job ends (it is not kept: the DEM's
-conditioned copy lives in the flood store). One job runs at a time per process.
+conditioned copy lives in the flood store). One job runs at a time per process. While a job is
+queued or running its worker writes a heartbeat; a job whose heartbeat stopped (the server was
+restarted mid-way) is answered as failed, so a client never polls forever.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ log = logging.getLogger("wangge.dem_jobs")
 # The first bytes of a classic or BigTIFF file, little- and big-endian.
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _RUNNING = threading.Semaphore(1)
+HEARTBEAT_S = 15.0
+STALE_AFTER_S = 120.0
 
 
 def check_upload(path: Path, file_name: str, crs: str | None = None) -> None:
@@ -88,6 +92,19 @@ def run_job(make_session: sessionmaker[Session], ctx: Context, job_id: int, path
     from gis.flood.dem import import_dem
     from gis.flood.stages import precomputed_stages, scenario_extent
 
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            try:
+                with make_session() as s, s.begin():
+                    s.execute(text("UPDATE dem_job SET heartbeat_at = now() WHERE id = :id"), {"id": job_id})
+            except Exception:  # noqa: BLE001 - a missed beat only makes the job look stale later
+                log.warning("DEM job %s: heartbeat not written", job_id)
+            stop.wait(HEARTBEAT_S)
+
+    ticker = threading.Thread(target=beat, name=f"dem-job-{job_id}-heartbeat", daemon=True)
+    ticker.start()
     try:
         with _RUNNING:
             _progress(make_session, job_id, 0.0, "conditioning")
@@ -112,6 +129,7 @@ def run_job(make_session: sessionmaker[Session], ctx: Context, job_id: int, path
                   problems=[{"loc": ["file"], "msg": f"the DEM could not be conditioned ({type(exc).__name__})",
                              "type": "job_failed"}])
     finally:
+        stop.set()
         path.unlink(missing_ok=True)
 
 
@@ -121,12 +139,19 @@ def start_job(make_session: sessionmaker[Session], ctx: Context, job_id: int, pa
 
 
 def job_status(session: Session, job_id: int) -> dict[str, Any]:
+    """The job as a poll sees it. Read only: a job whose worker stopped beating is answered as failed."""
     row = session.execute(
         text("SELECT id, state, progress, step, name, file_name, created_at, started_at, finished_at, result, "
-             "problems FROM dem_job WHERE id = :id"), {"id": job_id}).mappings().one_or_none()
+             "problems, state IN ('queued', 'running') AND coalesce(heartbeat_at, created_at) "
+             "< now() - make_interval(secs => :stale) AS stale FROM dem_job WHERE id = :id"),
+        {"id": job_id, "stale": STALE_AFTER_S}).mappings().one_or_none()
     if row is None:
         raise NotFound(f"no DEM job has the id {job_id}")
     out = dict(row)
+    if out.pop("stale"):
+        out.update(state="failed", step="failed", problems=[{
+            "loc": ["file"], "type": "job_lost",
+            "msg": "the server stopped while conditioning this DEM; upload it again"}])
     for key in ("created_at", "started_at", "finished_at"):
         out[key] = out[key].isoformat() if out[key] is not None else None
     return out

@@ -69,6 +69,7 @@ def upgrade() -> None:
             created_by bigint REFERENCES app_user (id),
             created_at timestamptz NOT NULL DEFAULT now(),
             started_at timestamptz,
+            heartbeat_at timestamptz,
             finished_at timestamptz,
             result jsonb,
             problems jsonb,
