@@ -100,6 +100,8 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         for params in ({"level": 4, "limit": 3}, {"level": 1}):
             call("admin", "GET", "/grids", "/grids", params=params)
         call("admin", "GET", "/grids/{code}/history", f"/grids/{group}/history")
+        call("admin", "GET", "/grids/{code}/timeline", f"/grids/{group}/timeline")
+        call("admin", "GET", "/grids/publishes", "/grids/publishes")
         call("admin", "GET", "/grids/locate", "/grids/locate", params={"lon": lon, "lat": lat})
         call("admin", "GET", "/grids/locate", "/grids/locate", params={"lon": 100.0, "lat": 20.0})
         call("admin", "POST", "/grids/locate", "/grids/locate",

@@ -46,6 +46,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/grids/locate"): VIEWERS,
     ("POST", "/grids/import"): GRID_EDITORS,
     ("GET", "/grids/{code}/history"): VIEWERS,
+    ("GET", "/grids/{code}/timeline"): VIEWERS,
+    ("GET", "/grids/publishes"): VIEWERS,
     ("GET", "/grids/{code}/card"): VIEWERS,
     ("GET", "/grids/hillshade.png"): VIEWERS,
     ("GET", "/households"): HOUSEHOLD_ROWS,

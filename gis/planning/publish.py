@@ -154,13 +154,22 @@ def publish(session: Session, ctx: Context, changes: Sequence[GridChange], *, ef
     return result
 
 
-def apply_due(session: Session, now: dt.datetime | None = None, ctx: Context | None = None) -> list[PublishResult]:
+def apply_due(session: Session, now: dt.datetime | None = None, ctx: Context | None = None, *,
+              wait: bool = True) -> list[PublishResult]:
     """Apply every pending publish whose effective instant is at or before `now` (default: the
     clock), oldest first, each in its own savepoint: one that no longer fits (its base grids
-    changed, its hierarchy broke) is marked failed with the reason, the others still apply."""
+    changed, its hierarchy broke) is marked failed with the reason, the others still apply.
+    With `wait` False (the app's background task) a publish or import in progress elsewhere
+    makes this round do nothing instead of waiting for it."""
     now = now or clock.now()
     ctx = ctx or Context(principal=None, method="SYSTEM", path="apply_due", actor="wangge:apply-due")
-    session.execute(text(LOCK_SQL))
+    due_sql = "SELECT EXISTS (SELECT 1 FROM grid_publish WHERE status = 'pending' AND effective_at <= :now)"
+    if not session.execute(text(due_sql), {"now": now}).scalar_one():
+        return []
+    if wait:
+        session.execute(text(LOCK_SQL))
+    elif not session.execute(text(LOCK_SQL.replace("pg_advisory_xact_lock", "pg_try_advisory_xact_lock"))).scalar():
+        return []
     due = session.execute(
         text(
             "SELECT id, plan_id, changes, base, effective_at FROM grid_publish "
