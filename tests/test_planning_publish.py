@@ -102,6 +102,10 @@ def digest(session) -> dict:
 
 @pytest.fixture
 def plan(session):
+    return make_plan(session)
+
+
+def make_plan(session) -> dict:
     """A plan over the busiest village: merge two touching groups (A absorbs B), split a third (C keeps
     its west half, a new code takes the east), recode a fourth (D -> D2), rename a fifth."""
     village, groups = busiest_village(session)

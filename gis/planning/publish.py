@@ -254,18 +254,20 @@ def _current_ids(session: Session, codes: set[str]) -> dict[str, int]:
     return {r.code: int(r.id) for r in rows}
 
 
+def current_versions(session: Session, codes: set[str], *, lock: bool = False) -> dict[str, _Old]:
+    """The current version of each of `codes` that has one (locked for the publish when `lock`)."""
+    rows = session.execute(
+        text("SELECT id, code, name, level, parent_code, ST_AsBinary(geom) AS wkb, valid_from FROM grid "
+             "WHERE valid_to IS NULL AND code = ANY(:c)" + (" FOR UPDATE" if lock else "")),
+        {"c": sorted(codes)},
+    )
+    return {r.code: _Old(int(r.id), r.code, r.name, int(r.level), r.parent_code, shapely.from_wkb(bytes(r.wkb)),
+                         r.valid_from) for r in rows}
+
+
 def _apply(session: Session, changes: Sequence[GridChange], at: dt.datetime, base: dict[str, int],
            *, source: str) -> PublishResult:
-    touched = _touched_codes(changes)
-    old = {
-        r.code: _Old(int(r.id), r.code, r.name, int(r.level), r.parent_code, shapely.from_wkb(bytes(r.wkb)),
-                     r.valid_from)
-        for r in session.execute(
-            text("SELECT id, code, name, level, parent_code, ST_AsBinary(geom) AS wkb, valid_from FROM grid "
-                 "WHERE valid_to IS NULL AND code = ANY(:c) FOR UPDATE"),
-            {"c": sorted(touched)},
-        )
-    }
+    old = current_versions(session, _touched_codes(changes), lock=True)
     _check_base(changes, old, base)
     problems = []
     for i, c in enumerate(changes):
