@@ -4,6 +4,11 @@ versions and publishes, GET /grids/publishes who published what and when — aft
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import shapely
 from shapely.geometry import shape
@@ -14,6 +19,7 @@ from gis import clock
 from gis.context import Context
 from gis.db import transaction
 from gis.planning.publish import GridChange, publish
+from tests.conftest import make_client
 from tests.test_planning_publish import _grid, busiest_village, touching_pair
 
 
@@ -72,3 +78,58 @@ def test_as_of_timeline_and_publish_list_after_a_merge(scratch_client, scratch_d
     assert row["status"] == "applied" and row["created_by_name"] == "test:planner" and row["name"] == "合并测试"
     assert row["changes"] == 2
     assert scratch_client.get("/grids/publishes", params={"status": "pending"}).json()["total"] == 0
+
+
+def test_the_app_and_the_cli_apply_due_publishes(scratch_db_url, accounts):
+    """A publish dated two seconds ahead is applied by the app's background task at startup once its
+    instant has passed; another by `wangge grids apply-due`."""
+    engine = create_engine(scratch_db_url, poolclass=NullPool)
+    ctx = Context(principal=None, method="TEST", path="test_grid_history", actor="test:planner")
+    ids = []
+    with transaction(engine) as session:
+        village, groups = busiest_village(session)
+        for code, when in ((groups[0], 2), (groups[1], 2)):
+            g = _grid(session, code)
+            ids.append(publish(session, ctx, [GridChange(code, 4, g["name"] + "（定时）", village, g["geom"])],
+                               effective_at=clock.now() + dt.timedelta(seconds=when), base=None).publish_id)
+    with make_client(scratch_db_url) as client:   # startup runs one round now: nothing is due yet
+        time.sleep(0.5)
+        assert client.get("/grids/publishes", params={"status": "pending"}).json()["total"] == 2
+    time.sleep(2.5)
+    cli = subprocess.run([sys.executable, "-m", "gis.cli", "grids", "apply-due"],
+                         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "DATABASE_URL": scratch_db_url.render_as_string(hide_password=False)})
+    assert cli.returncode == 0, cli.stderr
+    assert "2 applied, 0 failed" in cli.stdout
+    with transaction(engine) as session:
+        rows = session.execute(text("SELECT status, effective_at FROM grid_publish WHERE id = ANY(:i)"),
+                               {"i": ids}).all()
+        assert [r.status for r in rows] == ["applied", "applied"]
+        starts = session.execute(text("SELECT valid_from FROM grid WHERE valid_to IS NULL AND code = ANY(:c)"),
+                                 {"c": groups[:2]}).scalars().all()
+        assert sorted(starts) == sorted(r.effective_at for r in rows)
+    engine.dispose()
+
+
+def test_the_background_task_applies_a_due_publish(scratch_db_url, accounts):
+    engine = create_engine(scratch_db_url, poolclass=NullPool)
+    ctx = Context(principal=None, method="TEST", path="test_grid_history", actor="test:planner")
+    with transaction(engine) as session:
+        village, groups = busiest_village(session)
+        g = _grid(session, groups[0])
+        pid = publish(session, ctx, [GridChange(groups[0], 4, g["name"] + "（后台）", village, g["geom"])],
+                      effective_at=clock.now() + dt.timedelta(seconds=1), base=None).publish_id
+    engine.dispose()
+    time.sleep(1.5)
+    with make_client(scratch_db_url) as client:
+        deadline = time.monotonic() + 30
+        while True:
+            items = client.get("/grids/publishes").json()["items"]
+            status = next(p["status"] for p in items if p["id"] == pid)
+            if status != "pending" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert status == "applied"
+        names = {f["properties"]["code"]: f["properties"]["name"]
+                 for f in client.get("/grids", params={"parent_code": village}).json()["features"]}
+        assert names[groups[0]].endswith("（后台）")
