@@ -32,15 +32,35 @@ CREATE TEMP TABLE plan_proposed (
 ) ON COMMIT DROP
 """
 
-# The grid a point would be in under the plan: grid_at's rule over the proposed set.
+# grid_at's rule (deepest level, then smallest code) restricted to the levels the plan changes
+# (:lv and deeper): levels above are the same before and after, so a point that no grid of those
+# levels holds, before nor after, does not move; one held on one side only takes grid_at's full
+# answer on the other. The restriction keeps the large town and area outlines out of the tests.
+_CURRENT_AT = """
+    SELECT g.code FROM grid g WHERE g.valid_to IS NULL AND g.level >= :lv AND ST_Intersects(g.geom, {p})
+    ORDER BY g.level DESC, g.code LIMIT 1
+"""
 _PROPOSED_AT = """
     SELECT x.code FROM (
         SELECT g.code, g.level FROM grid g
-        WHERE g.valid_to IS NULL AND NOT (g.code = ANY(:closing)) AND ST_Intersects(g.geom, {p})
+        WHERE g.valid_to IS NULL AND g.level >= :lv AND NOT (g.code = ANY(:closing)) AND ST_Intersects(g.geom, {p})
         UNION ALL
         SELECT q.code, q.level FROM plan_proposed q WHERE ST_Intersects(q.geom, {p})
     ) x ORDER BY x.level DESC, x.code LIMIT 1
 """
+
+
+def _placed(alias: str) -> str:
+    """SQL: before and after (restricted codes; NULL on both sides = unchanged) of the points `alias`."""
+    full = f"(SELECT a.code FROM grid_at({alias}.geom) a)"
+    return f"""
+        CASE WHEN b.code IS NULL AND a.code IS NOT NULL THEN {full} ELSE b.code END AS before,
+        CASE WHEN a.code IS NULL AND b.code IS NOT NULL THEN {full} ELSE a.code END AS after
+        FROM {alias}
+        LEFT JOIN LATERAL ({_CURRENT_AT.format(p=alias + ".geom")}) b ON true
+        LEFT JOIN LATERAL ({_PROPOSED_AT.format(p=alias + ".geom")}) a ON true
+    """
+
 
 _MOVES = f"""
 WITH region AS (
@@ -53,13 +73,9 @@ inc AS (
     WHERE i.state <> 'closed'
 ),
 placed AS (
-    SELECT 'h' AS kind, hh.residents, b.code AS before, a.code AS after FROM hh
-    LEFT JOIN LATERAL grid_at(hh.geom) b ON true
-    LEFT JOIN LATERAL ({_PROPOSED_AT.format(p="hh.geom")}) a ON true
+    SELECT 'h' AS kind, hh.residents, {_placed("hh")}
     UNION ALL
-    SELECT 'i', 0, b.code, a.code FROM inc
-    LEFT JOIN LATERAL grid_at(inc.geom) b ON true
-    LEFT JOIN LATERAL ({_PROPOSED_AT.format(p="inc.geom")}) a ON true
+    SELECT 'i', 0, {_placed("inc")}
 )
 SELECT before, after, count(*) FILTER (WHERE kind = 'h') AS households,
        coalesce(sum(residents) FILTER (WHERE kind = 'h'), 0) AS residents,
@@ -68,16 +84,22 @@ FROM placed WHERE before IS DISTINCT FROM after
 GROUP BY before, after ORDER BY before, after
 """
 
-# What each of the given current grids holds now (by the rule, so a house on a shared edge counts once).
-_HOLDS = """
+# What each of the given current grids holds now (by the rule, so a house on a shared edge counts
+# once; the restriction to :lv and deeper as above — a grid of a level above holds what none below does).
+_HOLDS = f"""
 SELECT g.code,
-       (SELECT count(*) FROM household h CROSS JOIN LATERAL grid_at(h.geom) a
-        WHERE ST_Intersects(g.geom, h.geom) AND a.code = g.code) AS households,
-       (SELECT coalesce(sum(h.residents), 0) FROM household h CROSS JOIN LATERAL grid_at(h.geom) a
-        WHERE ST_Intersects(g.geom, h.geom) AND a.code = g.code) AS residents,
-       (SELECT count(*) FROM incident i CROSS JOIN LATERAL grid_at(i.geom) a
-        WHERE i.state <> 'closed' AND ST_Intersects(g.geom, i.geom) AND a.code = g.code) AS open_incidents
-FROM grid g WHERE g.valid_to IS NULL AND g.code = ANY(:codes)
+       count(t.id) FILTER (WHERE t.kind = 'h') AS households,
+       coalesce(sum(t.residents) FILTER (WHERE t.kind = 'h'), 0) AS residents,
+       count(t.id) FILTER (WHERE t.kind = 'i') AS open_incidents
+FROM grid g
+LEFT JOIN LATERAL (
+    SELECT 'h' AS kind, h.id, h.residents, h.geom FROM household h WHERE ST_Intersects(g.geom, h.geom)
+    UNION ALL
+    SELECT 'i', i.id, 0, i.geom FROM incident i WHERE i.state <> 'closed' AND ST_Intersects(g.geom, i.geom)
+) t ON (CASE WHEN g.level >= :lv THEN ({_CURRENT_AT.format(p="t.geom")})
+             ELSE (SELECT a.code FROM grid_at(t.geom) a) END) = g.code
+WHERE g.valid_to IS NULL AND g.code = ANY(:codes)
+GROUP BY g.code
 """
 
 IMPACT_TABLE = Table({
@@ -135,8 +157,12 @@ def impact(session: Session, changes: Sequence[GridChange], *, target: float | N
     from gis.planning.publish import _successors, _touched_codes, current_versions
 
     check_changes(changes)
+    # The per-point subqueries make PostgreSQL's estimates huge, and JIT-compiling such a plan costs
+    # seconds more than running it (as in gis/flood/finder.py): off for this transaction.
+    session.execute(text("SET LOCAL jit = off"))
     old = current_versions(session, _touched_codes(changes))
     closing = sorted(old)
+    level = min([c.level for c in changes] + [o.level for o in old.values()])
     proposed = [c for c in changes if not c.retires]
     session.execute(text("DROP TABLE IF EXISTS pg_temp.plan_proposed"))
     session.execute(text(_PROPOSED_DDL))
@@ -155,7 +181,7 @@ def impact(session: Session, changes: Sequence[GridChange], *, target: float | N
     result = Impact(target=target, tolerance=tolerance)
     result.moves = [{"from": r.before, "to": r.after, "households": int(r.households), "residents": int(r.residents),
                      "open_incidents": int(r.open_incidents)}
-                    for r in session.execute(text(_MOVES), {"closing": closing})]
+                    for r in session.execute(text(_MOVES), {"closing": closing, "lv": level})]
     session.execute(text("DROP TABLE pg_temp.plan_proposed"))
 
     successors, splits = _successors(changes, old)
@@ -177,17 +203,17 @@ def impact(session: Session, changes: Sequence[GridChange], *, target: float | N
                                {"c": code}).all()
         result.decisions.append({"grid": code, "split_into": takers,
                                  "staff": [{"staff_id": s.id, "name": s.name, "role": s.role} for s in crew]})
-    result.workload = _workload(session, changes, result, follow, target, tolerance)
+    result.workload = _workload(session, changes, result, follow, target, tolerance, level)
     return result
 
 
 def _workload(session: Session, changes: Sequence[GridChange], result: Impact, follow: dict[str, str],
-              target: float | None, tolerance: float | None) -> list[dict[str, Any]]:
+              target: float | None, tolerance: float | None, level: int) -> list[dict[str, Any]]:
     codes = sorted({c for m in result.moves for c in (m["from"], m["to"]) if c}
                    | {c.code for c in changes} | {c.old_code for c in changes if c.old_code})
     holds = {r.code: {"households": int(r.households), "residents": int(r.residents),
                       "open_incidents": int(r.open_incidents)}
-             for r in session.execute(text(_HOLDS), {"codes": codes})}
+             for r in session.execute(text(_HOLDS), {"codes": codes, "lv": level})}
     members: dict[str, int] = dict(session.execute(
         text("SELECT grid_code, count(*) FROM staff WHERE grid_code = ANY(:c) AND role = ANY(:roles) GROUP BY 1"),
         {"c": codes, "roles": list(MEMBER_ROLES)}).tuples().all())

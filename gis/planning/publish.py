@@ -267,6 +267,7 @@ def current_versions(session: Session, codes: set[str], *, lock: bool = False) -
 
 def _apply(session: Session, changes: Sequence[GridChange], at: dt.datetime, base: dict[str, int],
            *, source: str) -> PublishResult:
+    session.execute(text("SET LOCAL jit = off"))   # per-point subqueries: see gis/planning/impact.py
     old = current_versions(session, _touched_codes(changes), lock=True)
     _check_base(changes, old, base)
     problems = []
