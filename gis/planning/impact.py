@@ -80,7 +80,7 @@ placed AS (
 SELECT before, after, count(*) FILTER (WHERE kind = 'h') AS households,
        coalesce(sum(residents) FILTER (WHERE kind = 'h'), 0) AS residents,
        count(*) FILTER (WHERE kind = 'i') AS open_incidents
-FROM placed WHERE before IS DISTINCT FROM after
+FROM placed
 GROUP BY before, after ORDER BY before, after
 """
 
@@ -179,9 +179,17 @@ def impact(session: Session, changes: Sequence[GridChange], *, target: float | N
         session.execute(text("CREATE INDEX ON plan_proposed USING gist (geom)"))
         session.execute(text("ANALYZE plan_proposed"))
     result = Impact(target=target, tolerance=tolerance)
-    result.moves = [{"from": r.before, "to": r.after, "households": int(r.households), "residents": int(r.residents),
-                     "open_incidents": int(r.open_incidents)}
-                    for r in session.execute(text(_MOVES), {"closing": closing, "lv": level})]
+    pairs = [{"from": r.before, "to": r.after, "households": int(r.households), "residents": int(r.residents),
+              "open_incidents": int(r.open_incidents)}
+             for r in session.execute(text(_MOVES), {"closing": closing, "lv": level})]
+    result.moves = [p for p in pairs if p["from"] != p["to"]]
+    # What a touched grid holds now is all in the area read (its whole outline is): summed from the pairs.
+    held: dict[str, dict[str, Any]] = {}
+    for p in pairs:
+        if p["from"] in old:
+            into = held.setdefault(p["from"], {"households": 0, "residents": 0, "open_incidents": 0})
+            for k in into:
+                into[k] += p[k]
     session.execute(text("DROP TABLE pg_temp.plan_proposed"))
 
     successors, splits = _successors(changes, old)
@@ -203,17 +211,20 @@ def impact(session: Session, changes: Sequence[GridChange], *, target: float | N
                                {"c": code}).all()
         result.decisions.append({"grid": code, "split_into": takers,
                                  "staff": [{"staff_id": s.id, "name": s.name, "role": s.role} for s in crew]})
-    result.workload = _workload(session, changes, result, follow, target, tolerance, level)
+    result.workload = _workload(session, changes, result, follow, target, tolerance, level, held)
     return result
 
 
 def _workload(session: Session, changes: Sequence[GridChange], result: Impact, follow: dict[str, str],
-              target: float | None, tolerance: float | None, level: int) -> list[dict[str, Any]]:
+              target: float | None, tolerance: float | None, level: int,
+              held: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     codes = sorted({c for m in result.moves for c in (m["from"], m["to"]) if c}
                    | {c.code for c in changes} | {c.old_code for c in changes if c.old_code})
+    others = [c for c in codes if c not in held]   # untouched grids that gain (a lower level's fallback)
     holds = {r.code: {"households": int(r.households), "residents": int(r.residents),
                       "open_incidents": int(r.open_incidents)}
-             for r in session.execute(text(_HOLDS), {"codes": codes, "lv": level})}
+             for r in session.execute(text(_HOLDS), {"codes": others, "lv": level})} if others else {}
+    holds.update(held)
     members: dict[str, int] = dict(session.execute(
         text("SELECT grid_code, count(*) FROM staff WHERE grid_code = ANY(:c) AND role = ANY(:roles) GROUP BY 1"),
         {"c": codes, "roles": list(MEMBER_ROLES)}).tuples().all())
