@@ -17,6 +17,7 @@ from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.planning import history
+from gis.settings import Settings
 
 router = APIRouter(prefix="/grids", tags=["grids"])
 log = logging.getLogger("wangge.publish")
@@ -92,13 +93,21 @@ def apply_due_once(sessionmaker: Any) -> int:
         return len(apply_due(session, wait=False))
 
 
-async def apply_due_forever(sessionmaker: Any, every_s: float = APPLY_DUE_EVERY_S) -> None:
-    """At startup and every `every_s` seconds until cancelled; a failed round is logged, not fatal."""
-    while True:
-        try:
-            done = await asyncio.to_thread(apply_due_once, sessionmaker)
-            if done:
-                log.info("applied %d scheduled grid publish(es)", done)
-        except Exception:  # noqa: BLE001 - the next round tries again
-            log.exception("applying the scheduled grid publishes failed")
-        await asyncio.sleep(every_s)
+async def apply_due_forever(settings: Settings, every_s: float = APPLY_DUE_EVERY_S) -> None:
+    """At startup and every `every_s` seconds until cancelled; a failed round is logged, not fatal.
+    Its own unpooled engine: a round never holds one of the requests' pooled connections."""
+    from gis.db import make_engine, make_sessionmaker
+
+    engine = make_engine(settings.model_copy(update={"database_pool_size": 0}))
+    sessionmaker = make_sessionmaker(engine)
+    try:
+        while True:
+            try:
+                done = await asyncio.to_thread(apply_due_once, sessionmaker)
+                if done:
+                    log.info("applied %d scheduled grid publish(es)", done)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("applying the scheduled grid publishes failed")
+            await asyncio.sleep(every_s)
+    finally:
+        engine.dispose()

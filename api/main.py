@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings, serving=True)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
-        due = asyncio.create_task(grid_history.apply_due_forever(app.state.sessionmaker))  # dated grid publishes
+        due = asyncio.create_task(grid_history.apply_due_forever(settings))  # dated grid publishes
         yield
         due.cancel()
         engine.dispose()
