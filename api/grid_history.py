@@ -13,9 +13,10 @@ from pydantic import BaseModel
 
 from api import schemas
 from api.deps import PageOffset, SessionDep
-from api.security import requires
+from api.security import context_of, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
+from gis.context import Context
 from gis.planning import history
 from gis.settings import Settings
 
@@ -73,6 +74,21 @@ def list_publishes(
     offset: PageOffset = 0,
 ) -> Any:
     return history.publishes(session, status=status, limit=limit, offset=offset)
+
+
+@router.post("/publishes/{publish_id}/cancel", summary="Withdraw a scheduled (pending) publish",
+             response_model=PublishRow, responses=schemas.problems(*schemas.ONE, 409))
+def cancel_publish(
+    session: SessionDep,
+    ctx: Annotated[Context, context_of(Permission.EDIT_GRIDS)],
+    publish_id: Annotated[int, PathParam(ge=1)],
+) -> Any:
+    """Only a pending publish can be withdrawn (409 otherwise); an applied one is undone by
+    publishing its inverse (the plan's undo)."""
+    from gis.planning.publish import cancel
+
+    cancel(session, ctx, publish_id)
+    return history.publish_row(session, publish_id)
 
 
 @router.get("/{code}/timeline", summary="One grid's versions and the publishes that made them",

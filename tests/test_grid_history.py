@@ -92,9 +92,17 @@ def test_the_app_and_the_cli_apply_due_publishes(scratch_db_url, accounts):
             g = _grid(session, code)
             ids.append(publish(session, ctx, [GridChange(code, 4, g["name"] + "（定时）", village, g["geom"])],
                                effective_at=clock.now() + dt.timedelta(seconds=when), base=None).publish_id)
-    with make_client(scratch_db_url) as client:   # startup runs one round now: nothing is due yet
+        g = _grid(session, groups[2])
+        withdrawn = publish(session, ctx, [GridChange(groups[2], 4, g["name"] + "（撤回）", village, g["geom"])],
+                            effective_at=clock.now() + dt.timedelta(seconds=2), base=None).publish_id
+    with make_client(scratch_db_url, "planner") as client:   # startup runs one round now: nothing is due yet
         time.sleep(0.5)
-        assert client.get("/grids/publishes", params={"status": "pending"}).json()["total"] == 2
+        assert client.get("/grids/publishes", params={"status": "pending"}).json()["total"] == 3
+        cancelled = client.post(f"/grids/publishes/{withdrawn}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        again = client.post(f"/grids/publishes/{withdrawn}/cancel")
+        assert again.status_code == 409 and again.json()["publish_status"] == "cancelled"
+        assert client.post("/grids/publishes/999999/cancel").status_code == 404
     time.sleep(2.5)
     cli = subprocess.run([sys.executable, "-m", "gis.cli", "grids", "apply-due"],
                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120,
@@ -108,6 +116,10 @@ def test_the_app_and_the_cli_apply_due_publishes(scratch_db_url, accounts):
         starts = session.execute(text("SELECT valid_from FROM grid WHERE valid_to IS NULL AND code = ANY(:c)"),
                                  {"c": groups[:2]}).scalars().all()
         assert sorted(starts) == sorted(r.effective_at for r in rows)
+        assert session.execute(text("SELECT status FROM grid_publish WHERE id = :i"),
+                               {"i": withdrawn}).scalar_one() == "cancelled"
+        assert not session.execute(text("SELECT 1 FROM grid WHERE code = :c AND name LIKE '%（撤回）'"),
+                                   {"c": groups[2]}).first()
     engine.dispose()
 
 

@@ -52,3 +52,11 @@ def publishes(session: Session, *, status: str | None = None, limit: int = 50, o
              "LIMIT :limit OFFSET :offset"), params).mappings().all()
     total = session.execute(text(f"SELECT count(*) FROM grid_publish {where}"), params).scalar_one()
     return {"items": [dict(r) for r in rows], "total": int(total), "offset": offset}
+
+
+def publish_row(session: Session, publish_id: int) -> dict[str, Any]:
+    row = session.execute(text(f"SELECT {_PUBLISH_COLUMNS} FROM grid_publish WHERE id = :id"),
+                          {"id": publish_id}).mappings().one_or_none()
+    if row is None:
+        raise NotFound(f"no publish {publish_id}")
+    return dict(row)

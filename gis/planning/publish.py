@@ -214,7 +214,7 @@ def cancel(session: Session, ctx: Context, publish_id: int) -> None:
     if status is None:
         raise NotFound(f"no publish {publish_id}")
     if status != "pending":
-        raise Conflict(f"publish {publish_id} is {status}, not pending", {"status": status})
+        raise Conflict(f"publish {publish_id} is {status}, not pending", {"publish_status": status})
     session.execute(text("UPDATE grid_publish SET status = 'cancelled' WHERE id = :id"), {"id": publish_id})
     ctx.audit(session, "cancel_publish", resource="grid_publish", resource_ids=[publish_id])
 
@@ -227,7 +227,7 @@ def inverse_of(session: Session, publish_id: int) -> list[GridChange]:
         raise NotFound(f"no publish {publish_id}")
     if row.status != "applied" or row.inverse is None:
         raise Conflict(f"publish {publish_id} is {row.status}: only an applied publish can be undone",
-                       {"status": row.status})
+                       {"publish_status": row.status})
     return [GridChange.from_dict(d) for d in row.inverse]
 
 
