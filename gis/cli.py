@@ -16,6 +16,7 @@ from rich.table import Table
 
 from gis.errors import InputError, NotFound
 from gis.register.roster_cli import places_app, roster_app
+from gis.planning.cli import apply_due_command
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -27,6 +28,7 @@ grids_app = typer.Typer(help="Grid boundaries: import, export, locate.", no_args
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
 app.add_typer(grids_app, name="grids")
+grids_app.command("apply-due")(apply_due_command)
 users_app = typer.Typer(help="Accounts and API tokens.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 incidents_app = typer.Typer(help="Incidents: batch import.", no_args_is_help=True)

@@ -100,6 +100,13 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         for params in ({"level": 4, "limit": 3}, {"level": 1}):
             call("admin", "GET", "/grids", "/grids", params=params)
         call("admin", "GET", "/grids/{code}/history", f"/grids/{group}/history")
+        call("admin", "GET", "/grids/{code}/timeline", f"/grids/{group}/timeline")
+        call("admin", "GET", "/grids/publishes", "/grids/publishes")
+        with eng.begin() as c:   # a scheduled publish to withdraw
+            pending = c.execute(text("INSERT INTO grid_publish (name, changes, effective_at) VALUES ('探针', '[]', "
+                                     "now() + interval '1 day') RETURNING id")).scalar_one()
+        call("admin", "POST", "/grids/publishes/{publish_id}/cancel", f"/grids/publishes/{pending}/cancel")
+        call("admin", "POST", "/grids/publishes/{publish_id}/cancel", f"/grids/publishes/{pending}/cancel")
         call("admin", "GET", "/grids/locate", "/grids/locate", params={"lon": lon, "lat": lat})
         call("admin", "GET", "/grids/locate", "/grids/locate", params={"lon": 100.0, "lat": 20.0})
         call("admin", "POST", "/grids/locate", "/grids/locate",

@@ -46,6 +46,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/grids/locate"): VIEWERS,
     ("POST", "/grids/import"): GRID_EDITORS,
     ("GET", "/grids/{code}/history"): VIEWERS,
+    ("GET", "/grids/{code}/timeline"): VIEWERS,
+    ("GET", "/grids/publishes"): VIEWERS,
+    ("POST", "/grids/publishes/{publish_id}/cancel"): GRID_EDITORS,
     ("GET", "/grids/{code}/card"): VIEWERS,
     ("GET", "/grids/hillshade.png"): VIEWERS,
     ("GET", "/households"): HOUSEHOLD_ROWS,
@@ -138,6 +141,7 @@ PATH_VALUES = {
     "incident_id": "987654321",
     "attachment_id": "987654321",
     "extent_id": "987654321",
+    "publish_id": "987654321",
     "stage_or_name": "no-such-scenario",
     "unit_id": "411324105888888",
     "z": "3", "x": "0", "y": "0",   # a tile far from the town: empty
