@@ -135,6 +135,48 @@ def units_of_village(
     return planning_units.unit_features(session, graph)
 
 
+class Move(BaseModel):
+    from_: str | None = Field(alias="from", description="the grid they are in now")
+    to: str | None = Field(description="the grid they would be in")
+    households: int
+    residents: int
+    open_incidents: int
+
+
+class SuggestionImpact(BaseModel):
+    moves: list[Move]
+    totals: dict[str, int] = Field(description="households, residents, open_incidents that move")
+    staff: list[dict[str, Any]] = Field(description="staff that follow their grid to another code")
+    scopes: list[dict[str, Any]] = Field(description="accounts whose scope follows")
+    decisions: list[dict[str, Any]] = Field(description="split grids whose staff and accounts need a decision")
+    workload: list[dict[str, Any]] = Field(description="per grid: households, residents, open incidents per member")
+
+
+@router.get("/suggestions/impact", summary="Who and what would move if a suggestion shown were published",
+            response_model=SuggestionImpact, response_model_by_alias=True, **schemas.DATA,
+            responses=schemas.problems(*schemas.ONE, 409))
+def suggestion_impact(
+    session: SessionDep,
+    _: Annotated[Principal, requires(Permission.PLAN_GRIDS)],
+    village: VillageCode,
+    seed: Annotated[int, Query(ge=0, le=2**31 + suggesting.MAX_SUGGESTIONS)],
+    fingerprint: Annotated[str, Query(pattern=r"^[0-9a-f]{20}$")],
+    n: Annotated[int | None, Query(ge=1, le=suggesting.MAX_GRIDS)] = None,
+    target: Annotated[float | None, Query(gt=0, le=1e7)] = None,
+    tolerance: Annotated[float, Query(gt=0, lt=1)] = 0.1,
+    weight: WeightName = "households",
+    units: UnitName = "household",
+    steps: Annotated[int, Query(ge=0, le=suggesting.MAX_CHAIN_STEPS)] = 100,
+    days: Annotated[int, Query(ge=1, le=3650)] = 365,
+) -> Any:
+    found = suggesting.suggestion_impact(
+        session, village, fingerprint=fingerprint, seed=seed, n_grids=n, target=target, tolerance=tolerance,
+        weight=weight, unit_kind=units, chain_steps=steps, recent_days=days,
+    )
+    answer = found.as_dict()
+    return {k: answer[k] for k in ("moves", "totals", "staff", "scopes", "decisions", "workload")}
+
+
 class PublishSuggestion(BaseModel):
     """The suggestion as it was shown (GET /plans/suggestions): its parameters, seed and fingerprint,
     and the grid versions it was drafted on."""

@@ -122,6 +122,8 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         call("admin", "GET", "/plans/units", "/plans/units", params={"village": group[:12] + "000", "units": "group"})
         as_shown = {"village": group[:12] + "000", "n": 3, "steps": 5, "seed": shown["suggestions"][0]["seed"],
                     "fingerprint": shown["suggestions"][0]["fingerprint"], "base": shown["base"]}
+        call("admin", "GET", "/plans/suggestions/impact", "/plans/suggestions/impact",
+             params={k: v for k, v in as_shown.items() if k != "base"})
         call("admin", "POST", "/plans/suggestions/publish", "/plans/suggestions/publish",
              json={**as_shown, "fingerprint": "0" * 20})  # not what was shown: 409
         call("admin", "POST", "/plans/suggestions/publish", "/plans/suggestions/publish",

@@ -128,6 +128,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/grids/{code}/staff"): VIEWERS,
     ("GET", "/plans/suggestions"): GRID_EDITORS,
     ("GET", "/plans/units"): GRID_EDITORS,
+    ("GET", "/plans/suggestions/impact"): GRID_EDITORS,
     ("POST", "/plans/suggestions/publish"): GRID_EDITORS,
     ("GET", "/maps/planner"): GRID_EDITORS,
 }

@@ -135,6 +135,25 @@ def test_a_planner_publishes_a_suggestion_and_the_command_center_sees_the_new_gr
                 page.wait_for_function("document.documentElement.dataset.plannerShown === '0'", timeout=120_000)
                 shown = sorted(page.locator("#planner-grids tbody tr").evaluate_all(
                     "rows => rows.map(r => r.title)"))
+                # The impact first: the households it says move are those whose grid changes (PostGIS).
+                drawn = page.evaluate(
+                    "() => window.wanggeSuggested.toGeoJSON().features.map(f => [f.properties.code, f.geometry])")
+                page.click("#planner-impact-button")
+                page.wait_for_function("!!document.documentElement.dataset.plannerImpact", timeout=120_000)
+                moved_rows = page.locator("#planner-moves tbody tr")
+                said = sum(int(moved_rows.nth(i).locator("td").nth(2).inner_text())
+                           for i in range(moved_rows.count()))
+                with eng.connect() as c:
+                    expected = c.execute(text(
+                        "WITH s AS (SELECT code, ST_GeomFromWKB(wkb, 4326) AS geom FROM unnest(CAST(:codes AS text[]), "
+                        "CAST(:wkbs AS bytea[])) AS t(code, wkb)) "
+                        "SELECT count(*) FROM household h JOIN grid v ON v.code = :v AND v.valid_to IS NULL "
+                        "AND ST_Contains(v.geom, h.geom) "
+                        "JOIN grid g ON g.parent_code = :v AND g.level = 4 AND g.valid_to IS NULL "
+                        "AND ST_Contains(g.geom, h.geom) JOIN s ON ST_Contains(s.geom, h.geom) WHERE s.code <> g.code"),
+                        {"v": code, "codes": [c_ for c_, _ in drawn],
+                         "wkbs": [shapely.to_wkb(shape(g)) for _, g in drawn]}).scalar_one()
+                assert said == expected > 0
                 page.click("#planner-publish")
                 page.wait_for_function("(document.documentElement.dataset.plannerPublished || '')"
                                        ".startsWith('applied:')", timeout=120_000)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import shapely
@@ -32,8 +32,11 @@ from gis.codes import GridLevel, group_code, reading_order
 from gis.context import Context
 from gis.errors import Conflict, InputError, Problem
 from gis.planning.changes import GridChange
-from gis.planning.publish import PublishResult, publish
+from gis.planning.publish import PublishResult, impact, publish
 from gis.planning.units import UnitGraph, UnitKind, Weight, build_unit_graph, to_metric, union_cells
+
+if TYPE_CHECKING:
+    from gis.planning.impact import Impact
 
 MAX_SUGGESTIONS = 5
 MAX_CHAIN_STEPS = 500
@@ -206,6 +209,12 @@ def redraw(session: Any, village_code: str, *, fingerprint: str, seed: int, **pa
         raise Conflict(f"the suggestion for village {village_code} differs from the one shown (the households or "
                        "units changed since); ask for suggestions again", {"conflicts": [village_code]})
     return found
+
+
+def suggestion_impact(session: Any, village_code: str, *, fingerprint: str, seed: int, **params: Any) -> Impact:
+    """Who and what would move if the suggestion shown were published now (gis.planning.impact)."""
+    found = redraw(session, village_code, fingerprint=fingerprint, seed=seed, **params)
+    return impact(session, found.to_changes())
 
 
 def publish_suggestion(

@@ -67,8 +67,12 @@
     // Publishing (roles that may change grids): the suggestion shown, now or at a chosen instant.
     var effective = W.el('input', {id: 'planner-effective', type: 'datetime-local'});
     var publishButton = W.el('button', {type: 'button', id: 'planner-publish'}, t.publish);
+    var impactButton = W.el('button', {type: 'button', id: 'planner-impact-button'}, t.impact);
+    var impactBox = W.el('div', {id: 'planner-impact', 'class': 'wangge-planner-table'});
+    impactBox.style.overflow = 'auto';
+    impactBox.style.maxHeight = '30vh';
     var published = W.el('div', {id: 'planner-published', 'class': 'wangge-legend-line', 'aria-live': 'polite'});
-    var publishBox = W.el('div', {id: 'planner-publish-box', hidden: true},
+    var publishBox = W.el('div', {id: 'planner-publish-box', hidden: true}, impactButton, impactBox,
                           W.el('label', {'for': 'planner-effective'}, t.effective), effective, publishButton,
                           published);
     // The table scrolls inside the panel, so a phone keeps most of the map in sight.
@@ -148,6 +152,7 @@
       shown = s;
       publishBox.hidden = false;
       published.textContent = '';
+      impactBox.replaceChildren();
       document.documentElement.setAttribute('data-planner-shown', String(i));
     }
 
@@ -181,6 +186,41 @@
 
     // Beijing time as the planner types it (datetime-local has no zone).
     function instant(local) { return local ? (local.length === 16 ? local + ':00' : local) + '+08:00' : null; }
+
+    // The impact of publishing the suggestion shown: who moves from which grid to which.
+    impactButton.addEventListener('click', function () {
+      if (!shown || !asked) { return; }
+      W.clearError();
+      impactButton.disabled = true;
+      impactBox.replaceChildren(W.el('div', {}, t.running));
+      W.api(V.withQuery(cfg.impact_url, Object.assign({}, asked, {seed: shown.seed, fingerprint: shown.fingerprint})))
+        .then(function (r) {
+          var table = W.el('table', {'class': 'wangge-popup-table', id: 'planner-moves'});
+          var head = table.createTHead().insertRow();
+          t.impact_columns.forEach(function (c) { head.appendChild(W.el('th', {}, c)); });
+          var body = table.createTBody();
+          r.moves.forEach(function (m) {
+            var tr = body.insertRow();
+            [W.name('grid', m.from) || m.from || t.none_grid, W.name('grid', m.to) || m.to || t.none_grid,
+             m.households, m.residents, m.open_incidents].forEach(function (v) {
+              var cell = tr.insertCell();
+              cell.textContent = String(v);
+              cell.style.whiteSpace = 'nowrap';
+            });
+            tr.setAttribute('data-from', m.from || '');
+            tr.setAttribute('data-to', m.to || '');
+          });
+          impactBox.replaceChildren(
+            W.el('div', {id: 'planner-impact-totals'}, t.impact_totals.replace('{households}', r.totals.households)
+              .replace('{residents}', r.totals.residents).replace('{incidents}', r.totals.open_incidents)
+              .replace('{staff}', r.staff.length).replace('{decisions}', r.decisions.length)),
+            table);
+          document.documentElement.setAttribute('data-planner-impact', shown.fingerprint);
+        }).catch(function (err) {
+          impactBox.replaceChildren();
+          W.showError(err);
+        }).then(function () { impactButton.disabled = false; });
+    });
 
     publishButton.addEventListener('click', function () {
       if (!shown || !asked) { return; }
