@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from gis.errors import InputError, NotFound
-from gis.register.roster_cli import places_app, roster_app
 from gis.planning.cli import apply_due_command
+from gis.register.roster_cli import places_app, roster_app
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
