@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         maps,
         mobile_pages,
         pages,
+        register,
         tiles,
     )
 
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         flood_extents,
         flood,
         hotspots,
+        register,
         pages,
         tiles,
         events,

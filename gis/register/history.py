@@ -15,9 +15,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis.auth.principal import Principal
+from gis.auth.roles import Role
 from gis.context import Context
 from gis.errors import InputError, NotFound, Problem
 from gis.flood.priority import CHILD_AGE, ELDERLY_AGE
+from gis.households import access_for
+from gis.privacy import mask_address, mask_id_number, mask_name, mask_phone
 from gis.register import checks
 
 _KEY = "coalesce(r.id_number, h.household_no || '/' || r.name)"
@@ -361,8 +365,15 @@ def edit_household(session: Session, ctx: Context, household_no: str, changes: M
     return {"household_no": household_no, "changed": sorted(changed)}
 
 
-def record_death(session: Session, ctx: Context, household_no: str, id_number: str, on: dt.date) -> dict[str, Any]:
-    """A resident died on `on`: removed from today's residents, tenure closed, change logged and audited."""
+DEPARTURES = ("died", "moved_out")
+
+
+def record_departure(session: Session, ctx: Context, household_no: str, id_number: str, kind: str,
+                     on: dt.date) -> dict[str, Any]:
+    """A resident died or moved out on `on`: removed from today's residents, tenure closed, the household's
+    counts recomputed, the change logged and audited."""
+    if kind not in DEPARTURES:
+        raise InputError(Problem(("body", "status"), f"status must be one of {', '.join(DEPARTURES)}"))
     row = session.execute(text(
         "SELECT r.id, r.name, h.id AS household_id FROM resident r JOIN household h ON h.id = r.household_id "
         "WHERE h.household_no = :h AND r.id_number = :n FOR UPDATE OF r, h"),
@@ -381,7 +392,8 @@ def record_death(session: Session, ctx: Context, household_no: str, id_number: s
     if not getattr(updated, "rowcount", 0):
         session.execute(text(
             "INSERT INTO resident_period (household_no, resident_key, id_number, name, valid_from, valid_to) "
-            "VALUES (:h, :n, :n, :name, NULL, :on)"), {"h": household_no, "n": id_number, "name": row.name, "on": on})
+            "VALUES (:h, :k, :n, :name, NULL, :on)"),
+            {"h": household_no, "k": id_number, "n": id_number, "name": row.name, "on": on})
     session.execute(text("DELETE FROM resident WHERE id = :id"), {"id": row.id})
     session.execute(text(f"""
         UPDATE household h SET residents = c.n, elderly = c.elderly, children = c.children,
@@ -397,11 +409,83 @@ def record_death(session: Session, ctx: Context, household_no: str, id_number: s
         WHERE h.id = :hid"""), {"hid": row.household_id, "today": dt.date.today()})
     session.execute(text(
         "INSERT INTO register_change (household_no, id_number, kind, old, effective_date) "
-        "VALUES (:h, :n, 'died', :name, :on)"), {"h": household_no, "n": id_number, "name": row.name, "on": on})
-    ctx.audit(session, "register.resident.died", resource="household", resource_ids=[row.household_id],
+        "VALUES (:h, :n, :k, :name, :on)"),
+        {"h": household_no, "n": id_number, "k": kind, "name": row.name, "on": on})
+    ctx.audit(session, f"register.resident.{kind}", resource="household", resource_ids=[row.household_id],
               detail={"household_no": household_no, "date": on.isoformat()})
     return {"household_no": household_no, "residents": left - 1}
 
 
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+# --- reads with the household access rule -------------------------------------------------------------
+
+
+def _household_access(session: Session, principal: Principal | None, household_no: str) -> tuple[int | None, bool]:
+    """(household id or None when it no longer exists, personal fields shown) — NotFound when the caller may
+    not see the household (gis.households.access_for, the one rule)."""
+    if principal is None:
+        row = session.execute(text("SELECT id FROM household WHERE household_no = :h"), {"h": household_no}).first()
+        return (row.id if row else None), True
+    acc = access_for(principal)
+    row = session.execute(text(
+        f"SELECT h.id, ({acc.rows}) AS visible, ({acc.personal}) AS personal FROM household h "
+        "WHERE h.household_no = :h"), {**acc.params, "h": household_no}).first()
+    if row is None:
+        if principal.role in (Role.ADMIN, Role.COMMAND_CENTER):  # a household that is gone: its history stays
+            return None, principal.role is Role.ADMIN
+        raise NotFound(f"no household {household_no}")
+    if not row.visible:
+        raise NotFound(f"no household {household_no}")
+    return row.id, bool(row.personal)
+
+
+def who_lived_here(session: Session, ctx: Context, household_no: str, on: dt.date) -> dict[str, Any]:
+    """`residents_on` as the caller may see it: names and ID numbers masked unless the household access
+    rule shows them; a read that shows them is audited."""
+    household_id, personal = _household_access(session, ctx.principal, household_no)
+    people = residents_on(session, household_no, on)
+    if personal:
+        if household_id is not None and people:
+            ctx.audit(session, "read_personal", resource="household", resource_ids=[household_id],
+                      detail={"format": "register_residents_on", "on": on.isoformat()})
+    else:
+        for p in people:
+            p["name"], p["id_number"] = mask_name(p["name"]), mask_id_number(p["id_number"])
+    return {"household_no": household_no, "on": on, "personal_fields": "shown" if personal else "masked",
+            "residents": people}
+
+
+_CHANGE_MASKS: dict[str, tuple[Any, Any]] = {
+    "household_added": (None, mask_address),
+    "phone_changed": (mask_phone, mask_phone),
+    "address_changed": (mask_address, mask_address),
+    "head_changed": (mask_name, mask_name),
+    "died": (mask_name, None),
+    "moved_out": (mask_name, None),
+    "moved_in": (None, mask_name),
+    "born": (None, mask_name),
+}
+
+
+def change_log(session: Session, ctx: Context, household_no: str) -> list[dict[str, Any]]:
+    """`changes_of` as the caller may see it: personal values masked unless the household rule shows them."""
+    household_id, personal = _household_access(session, ctx.principal, household_no)
+    rows = changes_of(session, household_no)
+    if not rows and household_id is None:
+        raise NotFound(f"no household {household_no}")
+    if personal:
+        if household_id is not None and rows:
+            ctx.audit(session, "read_personal", resource="household", resource_ids=[household_id],
+                      detail={"format": "register_changes"})
+        return rows
+    for r in rows:
+        old_mask, new_mask = _CHANGE_MASKS.get(r["kind"], (None, None))
+        r["id_number"] = mask_id_number(r["id_number"])
+        if old_mask is not None:
+            r["old"] = old_mask(r["old"])
+        if new_mask is not None:
+            r["new"] = new_mask(r["new"])
+    return rows
