@@ -702,7 +702,9 @@ def import_households(
                 "FROM reg_res WHERE relation IN ('户主', '本人') ORDER BY household_no, row) r "
                 "WHERE r.household_no = h.household_no"))
 
-    session.execute(text("ANALYZE reg_hh; ANALYZE reg_res"))
+    for statement in ("CREATE INDEX ON reg_hh (household_no)", "CREATE INDEX ON reg_res (household_no)",
+                      "ANALYZE reg_hh", "ANALYZE reg_res"):
+        session.execute(text(statement))
     _cross_checks(session, sources, problems, as_of)
     note("checked", n_hh_rows + n_res_rows)
 
@@ -713,11 +715,10 @@ def import_households(
         "FROM reg_hh")).one()
     by_group = [dict(r._mapping) for r in session.execute(text(
         "SELECT hg.group_code, hg.group_name, hg.village_code, hg.village_name, count(*) AS households "
-        "FROM reg_hh t CROSS JOIN LATERAL household_grid_at(ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326)) hg "
-        "WHERE t.located_by IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1"))]
-    outside_grids = session.execute(text(
-        "SELECT count(*) FROM reg_hh t WHERE t.located_by IS NOT NULL AND NOT EXISTS "
-        "(SELECT 1 FROM grid_at(ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326)))")).scalar_one()
+        "FROM reg_hh t LEFT JOIN LATERAL household_grid_at(ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326)) hg "
+        "ON true WHERE t.located_by IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1 NULLS LAST"))]
+    outside_grids = sum(g["households"] for g in by_group if g["group_code"] is None and g["village_code"] is None)
+    by_group = [g for g in by_group if g["group_code"] is not None or g["village_code"] is not None]
 
     write = not options.dry_run and (options.mode == "good_rows" or problems.count == 0)
     if "\0file" in problems.bad:
@@ -775,8 +776,9 @@ def _placed_listing(session: Session, options: ImportOptions) -> list[dict[str, 
     rows = session.execute(text(
         "SELECT t.row, t.household_no, t.located_by, t.precision_m, t.place, t.lon, t.lat, hg.group_code, "
         "hg.group_name, hg.village_code, hg.village_name, hg.area_code, hg.area_name, hg.town_code, hg.town_name "
-        "FROM reg_hh t LEFT JOIN LATERAL household_grid_at(ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326)) hg "
-        "ON true WHERE t.located_by IS NOT NULL ORDER BY t.row LIMIT :n"), {"n": MAX_LISTED})
+        "FROM (SELECT * FROM reg_hh WHERE located_by IS NOT NULL ORDER BY row LIMIT :n) t "
+        "LEFT JOIN LATERAL household_grid_at(ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326)) hg ON true "
+        "ORDER BY t.row"), {"n": MAX_LISTED})
     out = []
     for r in rows:
         d = dict(r._mapping)
@@ -805,11 +807,12 @@ def _cross_checks(session: Session, sources: _Sources, problems: _Problems, as_o
             problems.add(rs.loc(row, "household_no"), "no household with this number in the households table",
                          "unknown_household", hno)
     # The same person twice.
-    for row, hno, other_row, other_hno, same in session.execute(text(
-            "SELECT r.row, r.household_no, f.row, f.household_no, f.household_no = r.household_no FROM reg_res r "
-            "JOIN LATERAL (SELECT row, household_no FROM reg_res f WHERE f.id_number = r.id_number AND f.row < r.row "
-            "ORDER BY f.row LIMIT 1) f ON true WHERE r.id_number IS NOT NULL ORDER BY r.row")):
-        if same:
+    for row, hno, other_row, other_hno in session.execute(text(
+            "SELECT row, household_no, first_row, first_household FROM (SELECT row, household_no, "
+            "first_value(row) OVER w AS first_row, first_value(household_no) OVER w AS first_household "
+            "FROM reg_res WHERE id_number IS NOT NULL WINDOW w AS (PARTITION BY id_number ORDER BY row)) d "
+            "WHERE row <> first_row ORDER BY row")):
+        if other_hno == hno:
             msg = f"the same ID number is on row {other_row} of this household too"
         else:
             msg = f"the same ID number is in household {other_hno} (row {other_row}) too"
@@ -830,9 +833,11 @@ def _cross_checks(session: Session, sources: _Sources, problems: _Problems, as_o
                          "resident_count", hno)
     # Given vulnerable counts that exceed the residents.
     for row, hno, key in session.execute(text(
-            "SELECT h.row, h.household_no, k.key FROM reg_hh h CROSS JOIN LATERAL (VALUES "
-            "('elderly', h.elderly), ('children', h.children), ('disabled', h.disabled), ('pregnant', h.pregnant), "
-            "('bedridden', h.bedridden)) k(key, n) WHERE k.n > coalesce(h.residents, (SELECT count(*) FROM reg_res r "
-            "WHERE r.household_no = h.household_no AND r.status = 'present')) ORDER BY h.row")):
+            "WITH listed AS (SELECT household_no, count(*) AS n FROM reg_res WHERE status = 'present' "
+            "GROUP BY household_no) "
+            "SELECT h.row, h.household_no, k.key FROM reg_hh h LEFT JOIN listed l USING (household_no) "
+            "CROSS JOIN LATERAL (VALUES ('elderly', h.elderly), ('children', h.children), ('disabled', h.disabled), "
+            "('pregnant', h.pregnant), ('bedridden', h.bedridden)) k(key, n) "
+            "WHERE k.n > coalesce(h.residents, l.n, 0) ORDER BY h.row")):
         problems.add(hh.loc(row, key), "more than the household's residents", "too_many", hno)
     _ = as_of
