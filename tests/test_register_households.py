@@ -379,3 +379,33 @@ def test_reimport_with_changes_updates_in_place_and_answers_who_lived_here(db):
     r3 = run(db, v2, "v2.xlsx", as_of=dt.date(2026, 6, 1))
     assert r3["changes"] == {}
     assert db.execute(text("SELECT count(*) FROM resident")).scalar_one() == 4
+
+
+def test_addresses_place_by_known_house_or_natural_village(db):
+    g = groups(db, 1)[0]
+    lon, lat = g.points[0]
+    address = f"{g.village}{cn(g.number)}组5号"
+    first = xlsx_bytes({"户": _households_sheet([_one_household(g, "K1", 门牌号=address, 人数=1)])})
+    assert run(db, first, "k1.xlsx")["written"]
+    village_code = g.code[:12] + "000"
+    nv_name, nv_lon, nv_lat, nv_group = db.execute(text(
+        "SELECT nv.name, ST_X(nv.geom), ST_Y(nv.geom), (SELECT code FROM grid WHERE valid_to IS NULL AND level = 4 "
+        "AND ST_Contains(geom, nv.geom)) FROM natural_village nv WHERE nv.village_code = :v ORDER BY nv.id LIMIT 1"),
+        {"v": village_code}).one()
+    data = csv_bytes(["户号", "户主姓名", "人数", "门牌号"],
+                     [["K2", "钱", 1, f"{g.village}第{cn(g.number)}村民小组5号"],   # the same house, written otherwise
+                      ["K3", "孙", 2, f"{g.village}{nv_name}8号"]], encoding="gbk")
+    report = run(db, data, "k.csv")
+    assert report["problem_count"] == 0, report["problems"]
+    placed = {p["household_no"]: p for p in report["placed"]}
+    assert placed["K2"]["located_by"] == "address" and placed["K2"]["precision_m"] == 10
+    assert (placed["K2"]["lon"], placed["K2"]["lat"]) == (round(lon, 7), round(lat, 7))
+    assert placed["K3"]["located_by"] == "settlement" and placed["K3"]["place"] == nv_name
+    assert (placed["K3"]["lon"], placed["K3"]["lat"]) == (round(nv_lon, 7), round(nv_lat, 7))
+    assert placed["K3"]["group_code"] == nv_group
+    nv_of_k3 = db.execute(text("SELECT nv.name FROM household h JOIN natural_village nv ON nv.id = "
+                               "h.natural_village_id WHERE h.household_no = 'K3'")).scalar_one()
+    assert nv_of_k3 == nv_name
+    # Without settlement placement the natural-village address is listed, not placed.
+    again = run(db, data.replace(b"K3", b"K4"), "k.csv", dry_run=True, place_by_settlement=False)
+    assert [u["household_no"] for u in again["unplaced"]] == ["K4"], (again["unplaced"], again["placed"])

@@ -226,7 +226,13 @@ class AddressIndex:
             key = canonical(addr or "")
             if key:
                 spot = _Spot(lon, lat, 10.0, addr)
-                self.houses[key] = spot if key not in self.houses else None  # the same address twice: ambiguous
+                if key in self.houses:
+                    known = self.houses[key]
+                    # One address at two places is ambiguous; several households of one house are not.
+                    same = known is not None and abs(known.lon - lon) < 1e-5 and abs(known.lat - lat) < 1e-5
+                    self.houses[key] = known if same else None
+                else:
+                    self.houses[key] = spot
         self.groups: dict[str, _Spot] = {}
         self.villages: dict[str, str] = {}
         self.natural: dict[str, dict[str, _Spot]] = {}  # village code -> canonical name -> spot
