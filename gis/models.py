@@ -704,7 +704,7 @@ class RegisterChange(Base):
     old: Mapped[str | None] = mapped_column(Text)
     new: Mapped[str | None] = mapped_column(Text)
     effective_date: Mapped[dt.date] = mapped_column(Date)
-    import_id: Mapped[int | None] = mapped_column(ForeignKey("register_import.id", ondelete="SET NULL"))
+    import_id: Mapped[int | None] = mapped_column(BigInteger)  # register_import.id (no FK: see 0016)
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -726,7 +726,7 @@ class ResidentPeriod(Base):
     name: Mapped[str] = mapped_column(Text)
     valid_from: Mapped[dt.date | None] = mapped_column(Date)
     valid_to: Mapped[dt.date | None] = mapped_column(Date)
-    import_id: Mapped[int | None] = mapped_column(ForeignKey("register_import.id", ondelete="SET NULL"))
+    import_id: Mapped[int | None] = mapped_column(BigInteger)  # register_import.id (no FK: see 0016)
 
 
 class HouseholdLocation(Base):

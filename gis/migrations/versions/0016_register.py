@@ -7,6 +7,8 @@ since before the register began): the `resident` table stays today's residents, 
 the periods. `register_change` is the change log a re-import writes (moved in/out, born, died, phone
 changed, moved group ...) with its effective date. `household_location` says how each imported
 household was placed (coordinates, a known house address, or a settlement's point: approximate).
+`import_id` names the register_import row a change or period came from; it is not a foreign key: a
+county's import writes a million rows, and a per-row check would cost more than the rest of the write.
 
 Revision ID: 0016
 Revises: 0015
@@ -57,7 +59,7 @@ def upgrade() -> None:
             old text,
             new text,
             effective_date date NOT NULL,
-            import_id bigint REFERENCES register_import (id) ON DELETE SET NULL,
+            import_id bigint,
             recorded_at timestamptz NOT NULL DEFAULT now()
         )
         """
@@ -74,7 +76,7 @@ def upgrade() -> None:
             name text NOT NULL,
             valid_from date,
             valid_to date,
-            import_id bigint REFERENCES register_import (id) ON DELETE SET NULL,
+            import_id bigint,
             CONSTRAINT resident_period_order CHECK (valid_to IS NULL OR valid_from IS NULL OR valid_from <= valid_to)
         )
         """
