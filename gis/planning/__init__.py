@@ -1,0 +1,1 @@
+"""Boundary planning: drafts of grid changes, their validation, impact and dated publication."""
