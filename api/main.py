@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         maps,
         mobile_pages,
         pages,
+        plans,
         tiles,
     )
 
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         command,  # first: its /incidents/summary would otherwise reach /incidents/{incident_id}
         accounts,
         grids,
+        plans,
         households,
         incidents,
         emergencies,

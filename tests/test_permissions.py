@@ -48,6 +48,21 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/grids/{code}/history"): VIEWERS,
     ("GET", "/grids/{code}/card"): VIEWERS,
     ("GET", "/grids/hillshade.png"): VIEWERS,
+    # Plans: drafting is the planners' (publish and undo also check edit_grids, which the same roles hold).
+    ("POST", "/plans"): GRID_EDITORS,
+    ("GET", "/plans"): GRID_EDITORS,
+    ("GET", "/plans/{plan_id}"): GRID_EDITORS,
+    ("PATCH", "/plans/{plan_id}"): GRID_EDITORS,
+    ("POST", "/plans/{plan_id}/discard"): GRID_EDITORS,
+    ("POST", "/plans/{plan_id}/edits"): GRID_EDITORS,
+    ("GET", "/plans/{plan_id}/validation"): GRID_EDITORS,
+    ("GET", "/plans/{plan_id}/impact"): GRID_EDITORS,
+    ("GET", "/plans/{plan_id}/impact.csv"): GRID_EDITORS,
+    ("POST", "/plans/{plan_id}/publish"): GRID_EDITORS,
+    ("POST", "/plans/{plan_id}/undo"): GRID_EDITORS,
+    ("GET", "/plans/{plan_id}/equivalency.csv"): GRID_EDITORS,
+    ("POST", "/plans/{plan_id}/equivalency"): GRID_EDITORS,
+    ("GET", "/plans/{plan_id}/boundaries"): GRID_EDITORS,
     ("GET", "/households"): HOUSEHOLD_ROWS,
     ("GET", "/households/counts"): ALL,
     ("GET", "/households/{household_id}"): HOUSEHOLD_ROWS,
@@ -129,6 +144,7 @@ PATH_VALUES = {
     "extent_id": "987654321",
     "stage_or_name": "no-such-scenario",
     "unit_id": "411324105888888",
+    "plan_id": "987654321",
     "z": "3", "x": "0", "y": "0",   # a tile far from the town: empty
 }
 

@@ -183,7 +183,7 @@ def reparent(draft: Draft, code: str, parent_code: str) -> str:
 # --- units ---------------------------------------------------------------------------------------
 
 
-def _household_points(session: Session, kind: str, unit_ids: Sequence[str]) -> tuple[list[tuple[int, float, float]],
+def household_points(session: Session, kind: str, unit_ids: Sequence[str]) -> tuple[list[tuple[int, float, float]],
                                                                                      list[Problem]]:
     problems: list[Problem] = []
     if kind == "household_id":
@@ -262,23 +262,30 @@ def reassign_units(draft: Draft, kind: str, unit_ids: Sequence[str], to_code: st
     if dst.level != GridLevel.GROUP:
         raise InputError(Problem(("body", "to_code"), "households and natural villages are painted into a group "
                                  f"grid (level 4); {to_code} is level {dst.level}", "bad_level"))
-    points, problems = _household_points(draft.session, kind, unit_ids)
+    points, problems = household_points(draft.session, kind, unit_ids)
     if problems:
         raise InputError(problems)
+    moved = move_households(draft, points, dst.code, from_code)
+    if not moved:
+        raise InputError(Problem(("body", "unit_ids"), f"those units are already in grid {to_code}", "no_change"))
+    return {"unit_kind": kind, "units": len(unit_ids), "households": len(points), "to_code": dst.code,
+            "from_codes": sorted(moved)}
+
+
+def move_households(draft: Draft, points: Sequence[tuple[int, float, float]], to_code: str,
+                    from_code: str | None = None) -> dict[str, float]:
+    """Move these households' cells into group grid `to_code`; {source grid: area moved}."""
     regions = household_cells(draft, points)
     if from_code is not None:
         draft.get(from_code, ("body", "from_code"))
         regions = {c: r for c, r in regions.items() if c == from_code}
     moved: dict[str, float] = {}
     for src_code, region in sorted(regions.items()):
-        if src_code != dst.code:
-            area = transfer(draft, region, src_code, dst.code)
+        if src_code != to_code:
+            area = transfer(draft, region, src_code, to_code)
             if area > 0:
                 moved[src_code] = area
-    if not moved:
-        raise InputError(Problem(("body", "unit_ids"), f"those units are already in grid {to_code}", "no_change"))
-    return {"unit_kind": kind, "units": len(unit_ids), "households": len(points), "to_code": dst.code,
-            "from_codes": sorted(moved)}
+    return moved
 
 
 def _reassign_grids(draft: Draft, unit_ids: Sequence[str], dst: DraftGrid) -> dict[str, Any]:

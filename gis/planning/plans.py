@@ -10,6 +10,7 @@ touches, the id of the version it was drafted on, so publish can refuse a plan w
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -268,7 +269,7 @@ def check_version(plan: Plan, if_match: int | None) -> None:
 def must_be_draft(plan: Plan) -> None:
     if plan.status != "draft":
         raise Conflict(f"plan {plan.id} is {plan.status}, only a draft can change",
-                       {"current_version": plan.version, "status": plan.status, "conflicts": []})
+                       {"current_version": plan.version, "plan_status": plan.status, "conflicts": []})
 
 
 def touch(plan: Plan) -> None:
@@ -354,3 +355,96 @@ def grid_features(draft: Draft) -> list[dict[str, Any]]:
             "geometry": None if r.retired or r.geom is None else shapely.geometry.mapping(multipolygon(r.geom)),
         })
     return out
+
+
+# --- publish and undo (the engine is gis/planning/publish.py) -----------------------------------
+
+
+def publish_engine() -> Any:
+    """gis.planning.publish (GridChange, impact, publish), imported when first needed."""
+    return importlib.import_module("gis.planning.publish")
+
+
+def now() -> dt.datetime:
+    """The instant publish decides by: the controllable clock where there is one."""
+    try:
+        clock = importlib.import_module("gis.clock")
+    except ModuleNotFoundError:
+        return dt.datetime.now(dt.UTC)
+    when: dt.datetime = clock.now()
+    return when
+
+
+def change_as_json(c: GridChange) -> dict[str, Any]:
+    return {"code": c.code, "level": c.level, "name": c.name, "parent_code": c.parent_code,
+            "geom": None if c.geom is None else shapely.geometry.mapping(c.geom), "old_code": c.old_code}
+
+
+def change_from_json(d: dict[str, Any]) -> GridChange:
+    geom = None if d.get("geom") is None else multipolygon(shapely.geometry.shape(d["geom"]))
+    return GridChange(d["code"], int(d["level"]), d["name"], d.get("parent_code"), geom, d.get("old_code"))
+
+
+def shown_status(plan: Plan, at: dt.datetime | None = None) -> str:
+    """A scheduled plan whose instant has come is published (the engine applied it then)."""
+    if plan.status == "scheduled" and plan.effective_at is not None and plan.effective_at <= (at or now()):
+        return "published"
+    return plan.status
+
+
+def publish_plan(session: Session, ctx: Context, plan_id: int, if_match: int | None,
+                 effective_at: dt.datetime | None = None, *, check: bool = True,
+                 tolerances: dict[str, float] | None = None) -> tuple[Plan, Any]:
+    """Publish a finished draft at `effective_at` (now when None): validated, then handed to the engine
+    with the plan's base (a base grid changed since -> Conflict naming it). Returns (plan, engine result)."""
+    from gis.planning.validate import validate_plan
+
+    plan = get_plan(session, plan_id, for_update=True)
+    check_version(plan, if_match)
+    must_be_draft(plan)
+    draft = Draft(session, plan)
+    if not draft.rows:
+        raise InputError(Problem(("body",), "the plan changes no grid yet", "empty_plan"))
+    if check:
+        v = validate_plan(draft, **(tolerances or {}))
+        if v.problems:
+            raise InputError(v.problems, title="The plan is unfinished: fix its problems before publishing")
+    instant = now()
+    when = effective_at or instant
+    if when.tzinfo is None:
+        raise InputError(Problem(("body", "effective_at"), "give the effective time with its zone (+08:00)",
+                                 "naive_time"))
+    result = publish_engine().publish(session, ctx, draft.changes(), effective_at=when, base=dict(plan.base),
+                                      plan_id=plan.id)
+    plan.status = "scheduled" if when > instant else "published"
+    plan.published_at, plan.effective_at = instant, when
+    plan.inverse = [change_as_json(c) for c in (getattr(result, "inverse", None) or [])]
+    touch(plan)
+    ctx.audit(session, "plan.publish", resource="plan", resource_ids=[plan.id],
+              detail={"effective_at": when.isoformat(), "grids": len(draft.rows), "version": plan.version})
+    session.flush()
+    return plan, result
+
+
+def undo_plan(session: Session, ctx: Context, plan_id: int, if_match: int | None,
+              effective_at: dt.datetime | None = None) -> tuple[Plan, Any]:
+    """Undo a published plan by publishing its inverse as a new plan; refused (409) when a grid it
+    made has changed since (another plan published over it)."""
+    plan = get_plan(session, plan_id, for_update=True)
+    check_version(plan, if_match)
+    if shown_status(plan) != "published" or not plan.inverse:
+        raise Conflict(f"plan {plan.id} is {STATUS_ZH[shown_status(plan)]}: only a published plan in force can be "
+                       "undone", {"current_version": plan.version, "plan_status": shown_status(plan), "conflicts": []})
+    inverse = [change_from_json(c) for c in plan.inverse]
+    # The codes the plan made current: a recode's new code, a created grid, an edited grid.
+    made = [c.old_code or c.code for c in inverse]
+    current: dict[str, dt.datetime] = dict(session.execute(text(
+        "SELECT code, valid_from FROM grid WHERE valid_to IS NULL AND code = ANY(:c)"), {"c": made}).all())
+    retired_by_plan = {c.code for c in inverse if c.geom is not None and c.old_code is None and c.code not in current}
+    moved = sorted(c for c in made if c not in retired_by_plan and current.get(c) != plan.effective_at)
+    if moved:
+        raise Conflict(f"grids {', '.join(moved)} changed after plan {plan.id} was published: undo would overwrite "
+                       "that change", {"current_version": plan.version, "conflicts": moved})
+    undo = create_plan(session, ctx, f"撤销：{plan.name}"[:200], inverse, note=f"undo of plan {plan.id}")
+    touch(plan)
+    return publish_plan(session, ctx, undo.id, undo.version, effective_at, check=False)
