@@ -28,7 +28,8 @@ def neighbours(session, level=4, same_parent=True):
     op = "=" if same_parent else "<>"
     return session.execute(text(
         "SELECT a.code, b.code FROM grid a JOIN grid b ON a.code < b.code AND a.level = b.level "
-        f"AND a.parent_code {op} b.parent_code AND ST_Length(ST_Intersection(ST_Boundary(a.geom), ST_Boundary(b.geom))) > 0.001 "
+        f"AND a.parent_code {op} b.parent_code "
+        "AND ST_Length(ST_Intersection(ST_Boundary(a.geom), ST_Boundary(b.geom))) > 0.001 "
         "WHERE a.level = :lvl AND a.valid_to IS NULL AND b.valid_to IS NULL ORDER BY a.code, b.code LIMIT 1"),
         {"lvl": level}).one()
 

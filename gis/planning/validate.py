@@ -97,10 +97,14 @@ def _context(draft: Draft, checked: list[DraftGrid]) -> tuple[list[DraftGrid], l
     for g in checked:
         if g.level < GridLevel.GROUP:
             extra += [c for c in draft.children(g.code) if c.code not in codes]
-    # Current children of a retired grid are orphans: checked too (their parent is gone).
+    # Current children of a retired grid are orphans: checked too (their parent is gone); and its
+    # parent, whose children no longer cover it.
     for r in draft.rows.values():
         if r.retired:
             extra += [c for c in draft.children(r.code) if c.code not in codes]
+            parent = draft.find(r.parent_code) if r.parent_code else None
+            if parent is not None and parent.code not in codes:
+                extra.append(parent)
     seen = set(codes)
     check = list(checked)
     for g in extra:
@@ -108,6 +112,12 @@ def _context(draft: Draft, checked: list[DraftGrid]) -> tuple[list[DraftGrid], l
             seen.add(g.code)
             check.append(g)
     around: list[DraftGrid] = []
+    for g in list(check):   # a checked parent is judged with all its children
+        if g.level < GridLevel.GROUP and g.base_code is not None and not draft.rows.get(g.code):
+            for c in draft.children(g.code):
+                if c.code not in seen:
+                    around.append(c)
+                    seen.add(c.code)
     for p in sorted(parents | {g.parent_code for g in check if g.parent_code}):
         parent = draft.find(p)
         if parent is not None and p not in seen:
@@ -188,13 +198,13 @@ def _staffing(draft: Draft, grids: list[DraftGrid]) -> list[Problem]:
         return []
     held = draft.session.execute(text(
         "SELECT grid_code, role, count(*) FROM staff WHERE grid_code = ANY(:codes) GROUP BY 1, 2"),
-        {"codes": [g.base_code for g in groups if g.base_code]}).all()
+        {"codes": [g.base_code or g.code for g in groups]}).all()
     roles: dict[str, set[str]] = {}
     for code, role, _ in held:
         roles.setdefault(code, set()).add(role)
     out = []
     for g in groups:
-        have = roles.get(g.base_code or "", set())
+        have = roles.get(g.base_code or g.code, set())
         for role, kind, zh in (("grid_leader", "no_leader", "leader"), ("grid_member", "no_members", "member")):
             if role not in have:
                 out.append(Problem(("grids", g.code, "staff"), f"group grid {g.code} has no grid {zh}", kind,
