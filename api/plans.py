@@ -4,6 +4,7 @@ impact, publish and undo, and the plan's files (equivalency CSV, boundaries as G
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -12,6 +13,7 @@ from fastapi import APIRouter, File, Header, HTTPException, Query, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep
@@ -23,6 +25,7 @@ from gis.errors import Forbidden, InputError, Problem
 from gis.geometry_input import polygon_from_geojson
 from gis.models import Plan
 from gis.planning import edits, exchange, plans
+from gis.planning import publish as publish_engine
 from gis.planning.plans import Draft, PreconditionRequired
 from gis.planning.validate import Validation, validate_plan
 from gis.settings import Settings
@@ -59,6 +62,8 @@ class PlanOut(BaseModel):
     effective_at: schemas.IsoTime | None
     note: str | None
     grids: int | None = Field(default=None, description="how many grids the plan touches")
+    publish_id: int | None = Field(description="the plan's newest publish (GET /grids history), if any")
+    publish_status: Literal["pending", "applied", "failed", "cancelled"] | None
 
 
 class PlanGridProperties(BaseModel):
@@ -209,10 +214,12 @@ def _tolerances(settings: Settings) -> dict[str, float]:
             "boundary_tolerance_m": settings.boundary_tolerance_m}
 
 
-def _out(plan: Plan, draft: Draft | None = None) -> dict[str, Any]:
+def _out(session: Session, plan: Plan, draft: Draft | None = None) -> dict[str, Any]:
     out = plans.summary(plan, len(draft.rows) if draft is not None else None)
-    out["status"] = plans.shown_status(plan)
+    out["status"] = plans.shown_status(session, plan)
     out["status_zh"] = plans.STATUS_ZH[out["status"]]
+    last = plans.last_publish(session, plan)
+    out["publish_id"], out["publish_status"] = last if last is not None else (None, None)
     return out
 
 
@@ -268,7 +275,7 @@ def _apply(edit: Any, draft: Draft) -> dict[str, Any]:
              responses=schemas.problems(*schemas.READ))
 def create(session: SessionDep, ctx: Annotated[Context, context_of(Permission.PLAN_GRIDS)], body: NewPlan) -> Response:
     plan = plans.create_plan(session, ctx, body.name, note=body.note)
-    return _json(_out(plan, Draft(session, plan)), plan, 201)
+    return _json(_out(session, plan, Draft(session, plan)), plan, 201)
 
 
 @router.get("", response_model=list[PlanOut], summary="Plans, newest first",
@@ -279,10 +286,11 @@ def list_all(
 ) -> list[dict[str, Any]]:
     found = plans.list_plans(session, "scheduled" if status == "published" else status)
     if status == "published":
-        found = plans.list_plans(session, "published") + [p for p in found if plans.shown_status(p) == "published"]
+        found = plans.list_plans(session, "published") + [
+            p for p in found if plans.shown_status(session, p) == "published"]
     elif status == "scheduled":
-        found = [p for p in found if plans.shown_status(p) == "scheduled"]
-    return [_out(p) for p in sorted(found, key=lambda p: -p.id)]
+        found = [p for p in found if plans.shown_status(session, p) == "scheduled"]
+    return [_out(session, p) for p in sorted(found, key=lambda p: -p.id)]
 
 
 @router.get("/{plan_id}", response_model=PlanDetail, summary="A plan and its proposed grids (ETag: its version)",
@@ -291,7 +299,7 @@ def get_one(session: SessionDep, _: Annotated[Context, context_of(Permission.PLA
             plan_id: PlanId) -> Response:
     plan = plans.get_plan(session, plan_id)
     draft = Draft(session, plan)
-    return _json({**_out(plan, draft), "features": plans.grid_features(draft)}, plan)
+    return _json({**_out(session, plan, draft), "features": plans.grid_features(draft)}, plan)
 
 
 @router.patch("/{plan_id}", response_model=PlanOut, summary="Rename a plan or change its note (If-Match)",
@@ -313,7 +321,7 @@ def patch(session: SessionDep, ctx: Annotated[Context, context_of(Permission.PLA
         return plan
 
     plan = _guarded(run)
-    return _json(_out(plan), plan)
+    return _json(_out(session, plan), plan)
 
 
 @router.post("/{plan_id}/discard", response_model=PlanOut, summary="Discard a draft (If-Match)",
@@ -321,7 +329,7 @@ def patch(session: SessionDep, ctx: Annotated[Context, context_of(Permission.PLA
 def discard(session: SessionDep, ctx: Annotated[Context, context_of(Permission.PLAN_GRIDS)], plan_id: PlanId,
             if_match: IfMatch = None) -> Response:
     plan = _guarded(lambda: plans.discard_plan(session, ctx, plan_id, _version(if_match)))
-    return _json(_out(plan), plan)
+    return _json(_out(session, plan), plan)
 
 
 @router.post("/{plan_id}/edits", response_model=EditAnswer,
@@ -331,7 +339,7 @@ def edit(session: SessionDep, settings: SettingsDep, ctx: Annotated[Context, con
          plan_id: PlanId, body: Edit, if_match: IfMatch = None) -> Response:
     plan, draft, report = _guarded(lambda: edits.edit_plan(
         session, ctx, plan_id, _version(if_match), body.kind, lambda d: _apply(body, d)))
-    return _json({"plan": _out(plan, draft), "report": report,
+    return _json({"plan": _out(session, plan, draft), "report": report,
                   "validation": _validation(draft, settings).as_dict()}, plan)
 
 
@@ -350,7 +358,7 @@ ImpactTolerance = Annotated[float | None, Query(ge=0, le=1, description="allowed
 
 def _impact(session: SessionDep, plan_id: int, target: float | None, tolerance: float | None) -> Any:
     plan = plans.get_plan(session, plan_id)
-    return plans.publish_engine().impact(session, Draft(session, plan).changes(), target=target, tolerance=tolerance)
+    return publish_engine.impact(session, Draft(session, plan).changes(), target=target, tolerance=tolerance)
 
 
 @router.get("/{plan_id}/impact", response_model=dict[str, Any],
@@ -367,11 +375,8 @@ def impact(session: SessionDep, _: Annotated[Context, context_of(Permission.PLAN
 def impact_csv(session: SessionDep, _: Annotated[Context, context_of(Permission.PLAN_GRIDS)], plan_id: PlanId,
                target: ImpactTarget = None, tolerance: ImpactTolerance = None) -> Response:
     found = _impact(session, plan_id, target, tolerance)
-    table = getattr(found, "table", None)
-    rows = list(found.rows)
-    if not isinstance(table, Table):
-        keys = list(rows[0]) if rows else ["kind"]
-        table = Table(headers={k: k for k in keys})
+    table: Table = importlib.import_module("gis.planning.impact").IMPACT_TABLE
+    rows = found.rows()
     return table_response(table, rows, f"plan_{plan_id}_impact", len(rows))
 
 
@@ -384,8 +389,18 @@ def publish(session: SessionDep, settings: SettingsDep, ctx: Annotated[Context, 
         raise Forbidden("publishing a plan also needs the permission to edit grids")
     plan, result = _guarded(lambda: plans.publish_plan(session, ctx, plan_id, _version(if_match), body.effective_at,
                                                        tolerances=_tolerances(settings)))
-    report = result.as_dict() if hasattr(result, "as_dict") else {}
-    return _json({"plan": _out(plan), "result": report}, plan)
+    return _json({"plan": _out(session, plan), "result": result.as_dict()}, plan)
+
+
+@router.post("/{plan_id}/cancel", response_model=PlanOut,
+             summary="Withdraw a scheduled plan before its effective instant: a draft again (If-Match)",
+             responses=CHANGE_RESPONSES)
+def cancel(session: SessionDep, ctx: Annotated[Context, context_of(Permission.PLAN_GRIDS)], plan_id: PlanId,
+           if_match: IfMatch = None) -> Response:
+    if ctx.principal is None or not ctx.principal.can(Permission.EDIT_GRIDS):
+        raise Forbidden("withdrawing a scheduled plan also needs the permission to edit grids")
+    plan = _guarded(lambda: plans.cancel_plan(session, ctx, plan_id, _version(if_match)))
+    return _json(_out(session, plan), plan)
 
 
 @router.post("/{plan_id}/undo", response_model=PublishAnswer,
@@ -396,8 +411,7 @@ def undo(session: SessionDep, ctx: Annotated[Context, context_of(Permission.PLAN
     if ctx.principal is None or not ctx.principal.can(Permission.EDIT_GRIDS):
         raise Forbidden("undoing a plan publishes grids: it also needs the permission to edit grids")
     plan, result = _guarded(lambda: plans.undo_plan(session, ctx, plan_id, _version(if_match), body.effective_at))
-    report = result.as_dict() if hasattr(result, "as_dict") else {}
-    return _json({"plan": _out(plan), "result": report}, plan)
+    return _json({"plan": _out(session, plan), "result": result.as_dict()}, plan)
 
 
 @router.get("/{plan_id}/equivalency.csv", summary="The plan's unit -> grid assignment (equivalency file)",
@@ -422,7 +436,7 @@ def equivalency_import(session: SessionDep, settings: SettingsDep,
     plan, draft, report = _guarded(lambda: edits.edit_plan(
         session, ctx, plan_id, _version(if_match), "equivalency_import",
         lambda d: exchange.import_equivalency(d, data, name)))
-    return _json({"plan": _out(plan, draft), "report": report,
+    return _json({"plan": _out(session, plan, draft), "report": report,
                   "validation": _validation(draft, settings).as_dict()}, plan)
 
 

@@ -60,6 +60,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/plans/{plan_id}/impact.csv"): GRID_EDITORS,
     ("POST", "/plans/{plan_id}/publish"): GRID_EDITORS,
     ("POST", "/plans/{plan_id}/undo"): GRID_EDITORS,
+    ("POST", "/plans/{plan_id}/cancel"): GRID_EDITORS,
     ("GET", "/plans/{plan_id}/equivalency.csv"): GRID_EDITORS,
     ("POST", "/plans/{plan_id}/equivalency"): GRID_EDITORS,
     ("GET", "/plans/{plan_id}/boundaries"): GRID_EDITORS,

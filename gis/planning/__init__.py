@@ -1,1 +1,1 @@
-"""Boundary planning: drafts of grid changes, their validation, impact and dated publication."""
+"""Boundary planning: publishing grid changes at a date, their impact, and the grids as they were."""

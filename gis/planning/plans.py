@@ -10,7 +10,6 @@ touches, the id of the version it was drafted on, so publish can refuse a plan w
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,10 +21,13 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
+from gis import clock
 from gis.context import Context
 from gis.errors import Conflict, InputError, NotFound, Problem
 from gis.models import Plan, PlanGrid
+from gis.planning import publish as engine
 from gis.planning.changes import GridChange
+from gis.planning.publish import PublishResult
 from gis.vector_files import as_multipolygon
 
 STATUSES = ("draft", "scheduled", "published", "discarded")
@@ -274,7 +276,7 @@ def must_be_draft(plan: Plan) -> None:
 
 def touch(plan: Plan) -> None:
     plan.version += 1
-    plan.updated_at = dt.datetime.now(dt.UTC)
+    plan.updated_at = clock.now()
 
 
 def create_plan(session: Session, ctx: Context, name: str, changes: Sequence[GridChange] | None = None,
@@ -357,44 +359,28 @@ def grid_features(draft: Draft) -> list[dict[str, Any]]:
     return out
 
 
-# --- publish and undo (the engine is gis/planning/publish.py) -----------------------------------
+# --- publish, schedule, cancel and undo (the engine: gis/planning/publish.py) ----------------------
 
 
-def publish_engine() -> Any:
-    """gis.planning.publish (GridChange, impact, publish), imported when first needed."""
-    return importlib.import_module("gis.planning.publish")
+def last_publish(session: Session, plan: Plan) -> tuple[int, str] | None:
+    """(id, status) of the plan's newest publish row: pending, applied, failed or cancelled."""
+    row = session.execute(text("SELECT id, status FROM grid_publish WHERE plan_id = :p ORDER BY id DESC LIMIT 1"),
+                          {"p": plan.id}).one_or_none()
+    return (int(row.id), str(row.status)) if row is not None else None
 
 
-def now() -> dt.datetime:
-    """The instant publish decides by: the controllable clock where there is one."""
-    try:
-        clock = importlib.import_module("gis.clock")
-    except ModuleNotFoundError:
-        return dt.datetime.now(dt.UTC)
-    when: dt.datetime = clock.now()
-    return when
-
-
-def change_as_json(c: GridChange) -> dict[str, Any]:
-    return {"code": c.code, "level": c.level, "name": c.name, "parent_code": c.parent_code,
-            "geom": None if c.geom is None else shapely.geometry.mapping(c.geom), "old_code": c.old_code}
-
-
-def change_from_json(d: dict[str, Any]) -> GridChange:
-    geom = None if d.get("geom") is None else multipolygon(shapely.geometry.shape(d["geom"]))
-    return GridChange(d["code"], int(d["level"]), d["name"], d.get("parent_code"), geom, d.get("old_code"))
-
-
-def shown_status(plan: Plan, at: dt.datetime | None = None) -> str:
-    """A scheduled plan whose instant has come is published (the engine applied it then)."""
-    if plan.status == "scheduled" and plan.effective_at is not None and plan.effective_at <= (at or now()):
-        return "published"
+def shown_status(session: Session, plan: Plan) -> str:
+    """A scheduled plan that the engine has applied (its instant came) is published."""
+    if plan.status == "scheduled":
+        last = last_publish(session, plan)
+        if last is not None and last[1] == "applied":
+            return "published"
     return plan.status
 
 
 def publish_plan(session: Session, ctx: Context, plan_id: int, if_match: int | None,
                  effective_at: dt.datetime | None = None, *, check: bool = True,
-                 tolerances: dict[str, float] | None = None) -> tuple[Plan, Any]:
+                 tolerances: dict[str, float] | None = None) -> tuple[Plan, PublishResult]:
     """Publish a finished draft at `effective_at` (now when None): validated, then handed to the engine
     with the plan's base (a base grid changed since -> Conflict naming it). Returns (plan, engine result)."""
     from gis.planning.validate import validate_plan
@@ -409,42 +395,57 @@ def publish_plan(session: Session, ctx: Context, plan_id: int, if_match: int | N
         v = validate_plan(draft, **(tolerances or {}))
         if v.problems:
             raise InputError(v.problems, title="The plan is unfinished: fix its problems before publishing")
-    instant = now()
-    when = effective_at or instant
-    if when.tzinfo is None:
-        raise InputError(Problem(("body", "effective_at"), "give the effective time with its zone (+08:00)",
-                                 "naive_time"))
-    result = publish_engine().publish(session, ctx, draft.changes(), effective_at=when, base=dict(plan.base),
-                                      plan_id=plan.id)
-    plan.status = "scheduled" if when > instant else "published"
-    plan.published_at, plan.effective_at = instant, when
-    plan.inverse = [change_as_json(c) for c in (getattr(result, "inverse", None) or [])]
+    result = engine.publish(session, ctx, draft.changes(), effective_at=effective_at, base=dict(plan.base),
+                            plan_id=plan.id, name=plan.name)
+    plan.status = "scheduled" if result.status == "pending" else "published"
+    plan.published_at, plan.effective_at = clock.now(), result.effective_at
     touch(plan)
     ctx.audit(session, "plan.publish", resource="plan", resource_ids=[plan.id],
-              detail={"effective_at": when.isoformat(), "grids": len(draft.rows), "version": plan.version})
+              detail={"effective_at": result.effective_at.isoformat(), "publish_id": result.publish_id,
+                      "grids": len(draft.rows), "version": plan.version})
     session.flush()
     return plan, result
 
 
+def cancel_plan(session: Session, ctx: Context, plan_id: int, if_match: int | None) -> Plan:
+    """A scheduled plan withdrawn before its instant: its publish cancelled, the plan a draft again."""
+    plan = get_plan(session, plan_id, for_update=True)
+    check_version(plan, if_match)
+    last = last_publish(session, plan)
+    if plan.status != "scheduled" or last is None or last[1] != "pending":
+        raise Conflict(f"plan {plan.id} is not waiting for its effective instant: nothing to cancel",
+                       {"current_version": plan.version, "plan_status": shown_status(session, plan), "conflicts": []})
+    engine.cancel(session, ctx, last[0])
+    plan.status, plan.published_at, plan.effective_at = "draft", None, None
+    touch(plan)
+    ctx.audit(session, "plan.cancel", resource="plan", resource_ids=[plan.id], detail={"publish_id": last[0]})
+    session.flush()
+    return plan
+
+
 def undo_plan(session: Session, ctx: Context, plan_id: int, if_match: int | None,
-              effective_at: dt.datetime | None = None) -> tuple[Plan, Any]:
+              effective_at: dt.datetime | None = None) -> tuple[Plan, PublishResult]:
     """Undo a published plan by publishing its inverse as a new plan; refused (409) when a grid it
     made has changed since (another plan published over it)."""
     plan = get_plan(session, plan_id, for_update=True)
     check_version(plan, if_match)
-    if shown_status(plan) != "published" or not plan.inverse:
-        raise Conflict(f"plan {plan.id} is {STATUS_ZH[shown_status(plan)]}: only a published plan in force can be "
-                       "undone", {"current_version": plan.version, "plan_status": shown_status(plan), "conflicts": []})
-    inverse = [change_from_json(c) for c in plan.inverse]
-    # The codes the plan made current: a recode's new code, a created grid, an edited grid.
-    made = [c.old_code or c.code for c in inverse]
+    last = last_publish(session, plan)
+    if shown_status(session, plan) != "published" or last is None:
+        raise Conflict(f"plan {plan.id} is {STATUS_ZH[shown_status(session, plan)]}: only a published plan in force "
+                       "can be undone", {"current_version": plan.version, "plan_status": shown_status(session, plan),
+                                        "conflicts": []})
+    inverse = engine.inverse_of(session, last[0])
+    # The codes the plan made current (a recode's new code, a created or edited grid) must still be
+    # the versions it made: another publish over them would be silently overwritten by the undo.
+    made = sorted({c.old_code or c.code for c in inverse})
     current: dict[str, dt.datetime] = dict(session.execute(text(
         "SELECT code, valid_from FROM grid WHERE valid_to IS NULL AND code = ANY(:c)"), {"c": made}).all())
-    retired_by_plan = {c.code for c in inverse if c.geom is not None and c.old_code is None and c.code not in current}
-    moved = sorted(c for c in made if c not in retired_by_plan and current.get(c) != plan.effective_at)
+    restored = {c.code for c in inverse if c.geom is not None and c.old_code is None and c.code not in current}
+    moved = [c for c in made if c not in restored and current.get(c) != plan.effective_at]
     if moved:
-        raise Conflict(f"grids {', '.join(moved)} changed after plan {plan.id} was published: undo would overwrite "
-                       "that change", {"current_version": plan.version, "conflicts": moved})
+        raise Conflict(f"grids {', '.join(moved)} changed after plan {plan.id} was published: undoing it would "
+                       "overwrite that change", {"current_version": plan.version, "conflicts": moved})
     undo = create_plan(session, ctx, f"撤销：{plan.name}"[:200], inverse, note=f"undo of plan {plan.id}")
     touch(plan)
+    ctx.audit(session, "plan.undo", resource="plan", resource_ids=[plan.id, undo.id])
     return publish_plan(session, ctx, undo.id, undo.version, effective_at, check=False)

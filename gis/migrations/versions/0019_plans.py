@@ -8,7 +8,7 @@ it touches: a new geometry, name, parent or code (`old_code` names the current c
 or its retirement (no geometry).
 
 Revision ID: 0019
-Revises: 0015 (the lead re-chains 0016-0019 at merge)
+Revises: 0018 (publish's grid periods, merged here; the lead re-chains 0016-0019 at merge)
 Create Date: 2026-12-06
 """
 
@@ -18,7 +18,7 @@ from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0019"
-down_revision = "0015"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
@@ -37,7 +37,6 @@ def upgrade() -> None:
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("effective_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("note", sa.Text(), nullable=True),
-        sa.Column("inverse", JSONB(), nullable=True),
         sa.CheckConstraint("status IN ('draft', 'scheduled', 'published', 'discarded')", name="known_status"),
         sa.CheckConstraint("version >= 1", name="version_positive"),
         sa.CheckConstraint("(status IN ('scheduled', 'published')) = (effective_at IS NOT NULL)",
