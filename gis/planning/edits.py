@@ -4,8 +4,10 @@ and keeps the levels above and below in step: area moved between grids of differ
 between those parents too, and children follow the grid that now holds them (re-parented, recoded
 where a group grid changes village) or, straddling a new edge, are left for validation to flag.
 
-A household's unit area is its Voronoi cell among the households of its village, clipped to the
-village; a natural village's is the union of its households' cells; a small grid's is its polygon.
+A household's unit area is its Voronoi cell among the households of the group grid that holds it
+(all inside one village), clipped to that grid: the cells of a grid's households partition it, so
+painting a household moves exactly its share of land. A natural village's area is the union of its
+households' cells; a small grid's is its polygon.
 """
 
 from __future__ import annotations
@@ -214,32 +216,28 @@ def household_points(session: Session, kind: str, unit_ids: Sequence[str]) -> tu
 
 def household_cells(draft: Draft, points: Sequence[tuple[int, float, float]]) -> dict[str, BaseGeometry]:
     """{group grid code: the area these households bring out of it}: each household's Voronoi cell
-    among all households of its village (the plan's village), clipped to the plan's group grid that
-    holds it now (so no other grid changes shape)."""
-    villages: dict[str, DraftGrid] = {}
-    wanted: dict[str, dict[tuple[float, float], DraftGrid]] = {}
+    among the households of the plan's group grid that holds it, clipped to that grid (so the cells
+    of a grid's households partition it, and no other grid changes shape)."""
+    groups: dict[str, DraftGrid] = {}
+    wanted: dict[str, set[tuple[float, float]]] = {}
     for _, x, y in points:
-        pt = shapely.Point(x, y)
-        village = _holder(draft, GridLevel.VILLAGE, pt)
-        group = _holder(draft, GridLevel.GROUP, pt)
-        if village is None or group is None:
+        group = _holder(draft, GridLevel.GROUP, shapely.Point(x, y))
+        if group is None:
             continue
-        villages[village.code] = village
-        wanted.setdefault(village.code, {})[(x, y)] = group
-    cells: dict[str, list[BaseGeometry]] = {}
-    for code, village in villages.items():
-        assert village.geom is not None
+        groups[group.code] = group
+        wanted.setdefault(group.code, set()).add((x, y))
+    cells: dict[str, BaseGeometry] = {}
+    for code, group in groups.items():
+        assert group.geom is not None
         xy = np.asarray(draft.session.execute(text(
             "SELECT ST_X(geom), ST_Y(geom) FROM household WHERE ST_Covers(ST_GeomFromWKB(:g, 4326), geom)"),
-            {"g": shapely.to_wkb(village.geom)}).all(), dtype=float).reshape(-1, 2)
+            {"g": shapely.to_wkb(group.geom)}).all(), dtype=float).reshape(-1, 2)
         unique = np.unique(xy, axis=0)
-        polys = (shapely.get_parts(shapely.voronoi_polygons(MultiPoint(unique), extend_to=village.geom, ordered=True))
-                 if len(unique) > 1 else [village.geom])
-        for (x, y), cell in zip(unique.tolist(), polys, strict=True):
-            group = wanted[code].get((x, y))
-            if group is not None and group.geom is not None:
-                cells.setdefault(group.code, []).append(shapely.intersection(cell, group.geom))
-    return {code: shapely.union_all(parts) for code, parts in cells.items()}
+        polys = (shapely.get_parts(shapely.voronoi_polygons(MultiPoint(unique), extend_to=group.geom, ordered=True))
+                 if len(unique) > 1 else [group.geom])
+        mine = [cell for (x, y), cell in zip(unique.tolist(), polys, strict=True) if (x, y) in wanted[code]]
+        cells[code] = shapely.intersection(shapely.union_all(mine), group.geom)
+    return cells
 
 
 def _holder(draft: Draft, level: int, pt: BaseGeometry) -> DraftGrid | None:

@@ -378,6 +378,17 @@ def shown_status(session: Session, plan: Plan) -> str:
     return plan.status
 
 
+def base_conflicts(session: Session, plan: Plan) -> list[str]:
+    """Codes of the plan's base whose current version is not the one it was drafted on (or is gone)."""
+    base = {k: int(v) for k, v in (plan.base or {}).items()}
+    if not base:
+        return []
+    current: dict[str, int] = dict(session.execute(text(
+        "SELECT code, id FROM grid WHERE valid_to IS NULL AND code = ANY(:c)"),
+                                   {"c": list(base)}).tuples().all())
+    return sorted(code for code, gid in base.items() if current.get(code) != gid)
+
+
 def publish_plan(session: Session, ctx: Context, plan_id: int, if_match: int | None,
                  effective_at: dt.datetime | None = None, *, check: bool = True,
                  tolerances: dict[str, float] | None = None) -> tuple[Plan, PublishResult]:
@@ -391,6 +402,10 @@ def publish_plan(session: Session, ctx: Context, plan_id: int, if_match: int | N
     draft = Draft(session, plan)
     if not draft.rows:
         raise InputError(Problem(("body",), "the plan changes no grid yet", "empty_plan"))
+    moved = base_conflicts(session, plan)
+    if moved:   # first: a plan drafted on grids that changed since is judged against the wrong neighbours
+        raise Conflict(f"grids {', '.join(moved)} changed since plan {plan.id} was drafted on them: "
+                       "reload them into a new plan", {"current_version": plan.version, "conflicts": moved})
     if check:
         v = validate_plan(draft, **(tolerances or {}))
         if v.problems:
