@@ -37,6 +37,7 @@ PlanId = Annotated[int, PathParam(ge=1, le=2**62)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description='the plan version edited, e.g. "3"')]
 Code = Annotated[str, Field(pattern=r"^\d{15}$", description="a grid code")]
 Text = Annotated[str, Field(max_length=200), NoNul]
+Real = schemas.Real
 _PROBLEM = {"content": {schemas.PROBLEM_MEDIA_TYPE: {"schema": schemas.PROBLEM_SCHEMA}}}
 CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **schemas.problems(*schemas.ONE, 409),
@@ -86,6 +87,24 @@ class PlanGridFeature(BaseModel):
 
 class PlanDetail(PlanOut):
     features: list[PlanGridFeature]
+
+
+class PlanBoundaries(BaseModel):
+    type: Literal["FeatureCollection"]
+    features: list[PlanGridFeature]
+
+
+class ImpactOut(BaseModel):
+    """gis.planning.impact's preview: moves between grids, who follows, what to decide, workload."""
+
+    moves: list[dict[str, Any]] = Field(description="from, to, households, residents, open incidents")
+    totals: dict[str, Real]
+    staff: list[dict[str, Any]]
+    scopes: list[dict[str, Any]]
+    decisions: list[dict[str, Any]]
+    workload: list[dict[str, Any]] = Field(description="per grid: per member before/after vs target±tolerance")
+    target: Real | None
+    tolerance: Real | None
 
 
 class ValidationProblem(BaseModel):
@@ -361,7 +380,7 @@ def _impact(session: SessionDep, plan_id: int, target: float | None, tolerance: 
     return publish_engine.impact(session, Draft(session, plan).changes(), target=target, tolerance=tolerance)
 
 
-@router.get("/{plan_id}/impact", response_model=dict[str, Any],
+@router.get("/{plan_id}/impact", response_model=ImpactOut,
             summary="Who and what moves from which grid to which; workload before and after",
             responses=schemas.problems(*schemas.ONE))
 def impact(session: SessionDep, _: Annotated[Context, context_of(Permission.PLAN_GRIDS)], plan_id: PlanId,
@@ -444,9 +463,8 @@ GPKG_MEDIA_TYPE = "application/geopackage+sqlite3"
 
 
 @router.get("/{plan_id}/boundaries", summary="The plan's proposed grids as GeoJSON or GeoPackage",
-            response_class=schemas.GeoJSONResponse,
-            responses={200: {"content": {schemas.GEOJSON_MEDIA_TYPE: {"schema": {"type": "object"}},
-                                         GPKG_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+            response_class=schemas.GeoJSONResponse, response_model=PlanBoundaries,
+            responses={200: {"content": {GPKG_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
                        **schemas.problems(*schemas.ONE)})
 def boundaries(session: SessionDep, _: Annotated[Context, context_of(Permission.PLAN_GRIDS)], plan_id: PlanId,
                format: Annotated[Literal["geojson", "gpkg"], Query()] = "geojson") -> Response:
