@@ -197,3 +197,37 @@ def test_a_plan_id_that_does_not_exist_is_404(planner):
     r = planner.get("/plans/987654")
     assert r.status_code == 404
     assert json.loads(r.text)["status"] == 404
+
+
+def test_equivalency_file_with_natural_villages_and_grids(planner, sql):
+    with sql.connect() as c:
+        nv, home = c.execute(text(
+            "SELECT h.natural_village_id, min(g.code) FROM household h JOIN grid g ON g.level = 4 "
+            "AND g.valid_to IS NULL AND ST_Covers(g.geom, h.geom) WHERE h.natural_village_id IS NOT NULL "
+            "GROUP BY 1 ORDER BY count(DISTINCT g.code), 1 LIMIT 1")).one()
+        target = c.execute(text(
+            "SELECT b.code FROM grid a JOIN grid b ON b.level = 4 AND b.valid_to IS NULL AND b.code <> a.code "
+            "AND b.parent_code = a.parent_code AND ST_Intersects(a.geom, b.geom) WHERE a.code = :c "
+            "AND a.valid_to IS NULL ORDER BY b.code LIMIT 1"), {"c": home}).scalar_one()
+        small, other_village = c.execute(text(
+            "SELECT a.code, b.parent_code FROM grid a JOIN grid b ON a.parent_code <> b.parent_code "
+            "AND ST_Length(ST_Intersection(ST_Boundary(a.geom), ST_Boundary(b.geom))) > 0.001 "
+            "WHERE a.level = 4 AND b.level = 4 AND a.valid_to IS NULL AND b.valid_to IS NULL "
+            "AND a.code <> :home AND b.code <> :home ORDER BY a.code DESC LIMIT 1"), {"home": home}).one()
+        members = set(c.execute(text("SELECT household_no FROM household WHERE natural_village_id = :n"),
+                                {"n": nv}).scalars())
+    plan = new_plan(planner, "自然村和网格")
+    body = f"单元类型,单元编号,网格编码\n自然村,{nv},{target}\n网格,{small},{other_village}\n"
+    r = planner.post(f"/plans/{plan['id']}/equivalency", files={"file": ("units.csv", body.encode())},
+                     headers={"If-Match": "1"})
+    assert r.status_code == 200, r.text
+    report = r.json()["report"]
+    assert report["units_moved"] == 2 and report["reparented"][0][:12] == other_village[:12]
+    exported = planner.get(f"/plans/{plan['id']}/equivalency.csv").content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(exported)))
+    got = {row[1].lstrip("'"): row[2].lstrip("'") for row in rows[1:]}
+    assert {got.get(h) for h in members} == {target}
+    bad = f"单元类型,单元编号,网格编码\n楼栋,1,{target}\n"
+    r = planner.post(f"/plans/{plan['id']}/equivalency", files={"file": ("units.csv", bad.encode())},
+                     headers={"If-Match": "2"})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["file", "units.csv", 2, "单元类型"]
