@@ -4,7 +4,6 @@ impact, publish and undo, and the plan's files (equivalency CSV, boundaries as G
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,10 +25,11 @@ from gis.geometry_input import polygon_from_geojson
 from gis.models import Plan
 from gis.planning import edits, exchange, plans
 from gis.planning import publish as publish_engine
+from gis.planning.impact import IMPACT_TABLE
 from gis.planning.plans import Draft, PreconditionRequired
 from gis.planning.validate import Validation, validate_plan
 from gis.settings import Settings
-from gis.spreadsheet import CSV_MEDIA_TYPE, Table
+from gis.spreadsheet import CSV_MEDIA_TYPE
 
 router = APIRouter(prefix="/plans", tags=["plans"])
 
@@ -394,9 +394,8 @@ def impact(session: SessionDep, _: Annotated[Context, context_of(Permission.PLAN
 def impact_csv(session: SessionDep, _: Annotated[Context, context_of(Permission.PLAN_GRIDS)], plan_id: PlanId,
                target: ImpactTarget = None, tolerance: ImpactTolerance = None) -> Response:
     found = _impact(session, plan_id, target, tolerance)
-    table: Table = importlib.import_module("gis.planning.impact").IMPACT_TABLE
     rows = found.rows()
-    return table_response(table, rows, f"plan_{plan_id}_impact", len(rows))
+    return table_response(IMPACT_TABLE, rows, f"plan_{plan_id}_impact", len(rows))
 
 
 @router.post("/{plan_id}/publish", response_model=PublishAnswer,

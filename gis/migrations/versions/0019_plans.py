@@ -8,7 +8,7 @@ it touches: a new geometry, name, parent or code (`old_code` names the current c
 or its retirement (no geometry).
 
 Revision ID: 0019
-Revises: 0018 (publish's grid periods, merged here; the lead re-chains 0016-0019 at merge)
+Revises: 0017 (as main chains them: 0015, 0018, 0017, then this)
 Create Date: 2026-12-06
 """
 
@@ -18,7 +18,7 @@ from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0019"
-down_revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
