@@ -231,3 +231,26 @@ def test_equivalency_file_with_natural_villages_and_grids(planner, sql):
     r = planner.post(f"/plans/{plan['id']}/equivalency", files={"file": ("units.csv", bad.encode())},
                      headers={"If-Match": "2"})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["file", "units.csv", 2, "单元类型"]
+
+
+def test_impact_of_a_plan_names_who_moves_where(planner, sql):
+    a, b = pair(sql)
+    with sql.connect() as c:
+        units = c.execute(text(
+            "SELECT h.household_no FROM household h JOIN grid g ON ST_Covers(g.geom, h.geom) WHERE g.code = :a "
+            "AND g.valid_to IS NULL ORDER BY ST_Distance(h.geom, (SELECT geom FROM grid WHERE code = :b "
+            "AND valid_to IS NULL)) LIMIT 2"), {"a": a, "b": b}).scalars().all()
+        residents = c.execute(text("SELECT sum(residents) FROM household WHERE household_no = ANY(:u)"),
+                              {"u": units}).scalar_one()
+    plan = new_plan(planner, "影响")
+    r = planner.post(f"/plans/{plan['id']}/edits", headers={"If-Match": "1"},
+                     json={"kind": "reassign", "unit_ids": units, "to_code": b})
+    assert r.status_code == 200, r.text
+    r = planner.get(f"/plans/{plan['id']}/impact", params={"target": 20, "tolerance": 0.5})
+    assert r.status_code == 200, r.text
+    moves = [m for m in r.json()["moves"] if m["from"] == a and m["to"] == b]
+    assert moves and moves[0]["households"] == len(units) and moves[0]["residents"] == residents
+    r = planner.get(f"/plans/{plan['id']}/impact.csv")
+    assert r.status_code == 200
+    header = next(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert "原网格编码" in header and "新网格编码" in header
