@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mobile_pages,
         pages,
         places,
+        plans,
         register,
         roster,
         tiles,
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         command,  # first: its /incidents/summary would otherwise reach /incidents/{incident_id}
         accounts,
         grids,
+        plans,
         grid_history,
         households,
         incidents,

@@ -843,3 +843,52 @@ class HouseholdLocation(Base):
     located_by: Mapped[str] = mapped_column(String(16))
     precision_m: Mapped[float | None] = mapped_column(Float)
     place: Mapped[str | None] = mapped_column(Text)
+
+
+# --- plans (issue 15, migration 0019) ---
+
+
+class Plan(Base):
+    """A planner's named draft of grid changes; invisible to live views until published."""
+
+    __tablename__ = "plan"
+    __table_args__ = (
+        CheckConstraint("status IN ('draft', 'scheduled', 'published', 'discarded')", name="known_status"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        CheckConstraint("(status IN ('scheduled', 'published')) = (effective_at IS NOT NULL)",
+                        name="published_has_effective_date"),
+        Index("plan_owner", "owner_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    status: Mapped[str] = mapped_column(String(10), server_default="draft")
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    base: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    effective_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class PlanGrid(Base):
+    """A plan's proposed state of one grid it touches (no geometry: retired; old_code: recoded)."""
+
+    __tablename__ = "plan_grid"
+    __table_args__ = (
+        PrimaryKeyConstraint("plan_id", "code"),
+        CheckConstraint("level BETWEEN 1 AND 4", name="plan_grid_level_range"),
+        CheckConstraint("retired = (geom IS NULL)", name="retired_iff_no_geometry"),
+    )
+
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plan.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(15))
+    level: Mapped[int] = mapped_column(SmallInteger)
+    name: Mapped[str] = mapped_column(Text)
+    parent_code: Mapped[str | None] = mapped_column(String(15))
+    geom: Mapped[WKBElement | None] = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False))
+    old_code: Mapped[str | None] = mapped_column(String(15))
+    retired: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    allow_parts: Mapped[bool] = mapped_column(Boolean, server_default=false())  # may be non-contiguous
