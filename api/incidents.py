@@ -15,6 +15,7 @@ from api import schemas
 from api.deps import NoNul, PageOffset, Reason, SessionDep, SettingsDep, check_page_limit, request_context
 from api.exports import point_feature, require_time_zone, saved_upload, table_response
 from api.grids import parse_bbox
+from api.incident_params import EscalationLevel, GridCodeQuery, ListFilters
 from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
@@ -23,15 +24,12 @@ from gis.incidents import service
 from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH, Category
 from gis.incidents.fields import TIME_RULE
 from gis.incidents.gazetteer import MAX_PLACE_CHARS
-from gis.incidents.loop import STATE_NAMES_ZH, Action, State
+from gis.incidents.loop import STATE_NAMES_ZH, Action
 from gis.spreadsheet import Table
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
 IncidentId = Annotated[int, PathParam(ge=1, le=2**62)]
-GridCodeQuery = Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")]
-EscalationLevel = Annotated[int | None, Query(ge=1, le=4, description="the grid level now responsible: "
-                                              "4 group (on time) … 1 town")]
 
 CSV_HEADERS = {
     "id": "编号", "category": "类别", "dispute_kind": "纠纷类型", "description": "描述", "occurred_at": "发生时间",
@@ -106,15 +104,7 @@ def list_incidents(
     session: SessionDep,
     settings: SettingsDep,
     principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
-    grid_code: GridCodeQuery = None,
-    state: State | None = None,
-    category: Category | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    overdue: bool | None = None,
-    escalation_level: EscalationLevel = None,
-    flagged: bool | None = None,
-    open_only: Annotated[bool, Query(alias="open", description="only those not closed (ignored with state)")] = False,
+    filters: ListFilters,
     order: Annotated[Literal["newest", "deadline"], Query(
         description="newest first, or a to-do list: overdue first, then by stage deadline")] = "newest",
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS84): a map's view")] = None,
@@ -124,13 +114,9 @@ def list_incidents(
     reason: Reason = None,
 ) -> Response:
     check_page_limit(limit, settings)
-    require_time_zone(since=since, until=until)
     page = service.list_incidents(
-        session, request_context(request, principal, reason), grid_code=grid_code,
-        state=state.value if state else None, category=category.value if category else None, since=since,
-        until=until, overdue=overdue, escalation_level=escalation_level, flagged=flagged, open_only=open_only,
-        order=order, bbox=parse_bbox(bbox), limit=limit, offset=offset,
-        count_up_to=settings.max_exact_incident_count,
+        session, request_context(request, principal, reason), filters, order=order, bbox=parse_bbox(bbox),
+        limit=limit, offset=offset, count_up_to=settings.max_exact_incident_count,
     )
     rows, total = page.items, page.total
     session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
