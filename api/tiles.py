@@ -17,11 +17,12 @@ from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api import schemas
 from api.deps import Reason, SessionDep, request_context
 from api.incident_params import OpenFilters
-from api.security import requires
+from api.security import Check, checks, requires
 from gis import tiles
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
@@ -83,41 +84,52 @@ def _address(z: int, x: int, y: int) -> tiles.TileAddress:
 
 @router.get("/grids/{z}/{x}/{y}.pbf", summary="Grid boundaries as a vector tile (deeper levels at deeper zooms)",
             response_class=Response, responses=TILE_RESPONSES)
-def grids_tile(request: Request, session: SessionDep,
-               principal: Annotated[Principal, requires(Permission.VIEW_GRIDS)], z: Z, x: X, y: Y) -> Response:
-    tile = tiles.grids_tile(session, principal, _address(z, x, y), request.headers.get("if-none-match"),
-                            commit=True)
-    session.commit()   # sends nothing (the tile's message ended the transaction); no teardown thread hop
-    return tile_response(request, tile)
+async def grids_tile(request: Request, session: SessionDep, check: Annotated[Check, checks(Permission.VIEW_GRIDS)],
+                     z: Z, x: X, y: Y) -> Response:
+    def work() -> Response:
+        principal = check(session)
+        tile = tiles.grids_tile(session, principal, _address(z, x, y), request.headers.get("if-none-match"),
+                                commit=True)
+        session.commit()   # sends nothing (the tile's message ended the transaction); no teardown thread hop
+        return tile_response(request, tile)
+
+    # The token check, the tile and gzip in one worker thread: one thread hop per tile.
+    return await run_in_threadpool(work)
 
 
 @router.get("/incidents/{z}/{x}/{y}.pbf", summary="Incidents you may see as a vector tile (aggregated below z14)",
             response_class=Response, responses=TILE_RESPONSES)
-def incidents_tile(
+async def incidents_tile(
     request: Request,
     session: SessionDep,
-    principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
+    check: Annotated[Check, checks(Permission.VIEW_INCIDENTS)],
     z: Z, x: X, y: Y,
     filters: OpenFilters,
 ) -> Response:
-    address = _address(z, x, y)
-    tile = tiles.incidents_tile(session, principal, address, filters,
-                                if_none_match=request.headers.get("if-none-match"), commit=True)
-    session.commit()   # sends nothing (the tile's message ended the transaction); no teardown thread hop
-    return tile_response(request, tile)
+    def work() -> Response:
+        principal = check(session)
+        tile = tiles.incidents_tile(session, principal, _address(z, x, y), filters,
+                                    if_none_match=request.headers.get("if-none-match"), commit=True)
+        session.commit()   # sends nothing (the tile's message ended the transaction); no teardown thread hop
+        return tile_response(request, tile)
+
+    return await run_in_threadpool(work)
 
 
 @router.get("/households/{z}/{x}/{y}.pbf",
             summary="Households you may see as a vector tile (personal fields only where your role may see them)",
             response_class=Response, responses=TILE_RESPONSES)
-def households_tile(request: Request, session: SessionDep,
-                    principal: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLDS)],
-                    z: Z, x: X, y: Y, reason: Reason = None) -> Response:
-    address = _address(z, x, y)
-    tile = tiles.households_tile(session, request_context(request, principal, reason), address,
-                                 request.headers.get("if-none-match"))
-    session.commit()   # the audit row with the tile, here in the worker thread (no teardown thread hop)
-    return tile_response(request, tile)
+async def households_tile(request: Request, session: SessionDep,
+                          check: Annotated[Check, checks(Permission.VIEW_HOUSEHOLDS)],
+                          z: Z, x: X, y: Y, reason: Reason = None) -> Response:
+    def work() -> Response:
+        principal = check(session)
+        tile = tiles.households_tile(session, request_context(request, principal, reason), _address(z, x, y),
+                                     request.headers.get("if-none-match"))
+        session.commit()   # the audit row with the tile, here in the worker thread (no teardown thread hop)
+        return tile_response(request, tile)
+
+    return await run_in_threadpool(work)
 
 
 class TileLayer(BaseModel):
