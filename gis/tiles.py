@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
@@ -236,15 +236,8 @@ class Statement:
 
 # --- versions and ETags ---------------------------------------------------------------------------------
 
-def data_versions(session: Session) -> dict[str, int]:
-    """Each layer's data version: the sum over the slots the triggers of migration 0012 bump."""
-    row = session.execute(text(
-        "SELECT sum(grids) AS grids, sum(incidents) AS incidents, sum(households) AS households "
-        "FROM tile_data_version")).mappings().one()
-    return {k: int(v or 0) for k, v in row.items()}
-
-
 def _version_sql(layer: str) -> str:
+    """A layer's data version: the sum over the slots the triggers of migration 0012 bump."""
     return f"SELECT coalesce(sum({layer}), 0) FROM tile_data_version"
 
 
