@@ -4,6 +4,7 @@ every thread: client and server share this process, as in incident_list_bench.py
 
     .venv/bin/python bench/request_profile.py                       # GET /incidents?limit=50, /healthz, a tile
     .venv/bin/python bench/request_profile.py --db wangge_bench_list --requests 300
+    .venv/bin/python bench/request_profile.py --rounds 3 --requests 100   # HTTP vs the same SQL, interleaved
 
 Needs a database of bench/city.py's city with incidents (default `wangge_bench_tiles`, made by
 tiles_bench.py; `wangge_bench_list` by incident_list_bench.py). Prints, per request kind, the wall time per
@@ -21,6 +22,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -48,6 +50,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", default="wangge_bench_tiles")
     ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=0,
+                    help="instead of profiling: ROUNDS x --requests requests of each kind, each followed by the "
+                         "same statements run directly (the list's page and total as incident_list_bench.py runs "
+                         "them, the tile's Statement.run); medians and the median of the per-pair ratios")
     args = ap.parse_args()
 
     import httpx
@@ -86,6 +92,9 @@ def main() -> None:
         for path in kinds.values():
             for _ in range(20):
                 assert client.get(path).status_code == 200, path
+        if args.rounds:
+            compare(client, kinds, url, user, lon, lat, z, x, y, args)
+            return
         for kind, path in kinds.items():
             walls = []
             for _ in range(args.requests):   # unprofiled: the wall time of a request
@@ -109,6 +118,57 @@ def main() -> None:
                     continue
                 ttot = max(f.ttot for f in found)
                 print(f"  {label:48s} {ttot / args.requests * 1000:6.3f} ms")
+
+
+def compare(client: Any, kinds: dict[str, str], url: Any, user: Any, lon: float, lat: float, z: int, x: int,
+            y: int, args: Any) -> None:
+    import datetime as dt
+
+    import psycopg
+    from incident_list_bench import direct as list_direct
+    from sqlalchemy import create_engine
+
+    from gis import tiles
+    from gis.auth.principal import Principal
+    from gis.incidents.service import IncidentFilter
+    from gis.settings import Settings
+
+    principal = Principal(user.id, user.username, user.role)
+    settings = Settings(DATABASE_URL=url.render_as_string(hide_password=False))
+    raw = psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True)
+    engine = create_engine(url, pool_size=1)
+    conn = engine.connect()
+
+    def tile_direct() -> None:
+        stmt = tiles.incidents_statement(principal, tiles.TileAddress(z, x, y), IncidentFilter(open_only=True),
+                                         tiles.tile_now())
+        stmt.run(conn)
+        conn.rollback()
+
+    directs = {"GET /healthz": None,
+               "GET /incidents?limit=50": lambda: list_direct(raw, principal, settings, dt.datetime.now(dt.UTC), {}),
+               next(k for k in kinds if k.startswith("GET /tiles")): tile_direct}
+    for kind, path in kinds.items():
+        http_ms: list[float] = []
+        sql_ms: list[float] = []
+        for _ in range(args.rounds * args.requests):
+            t = time.perf_counter()
+            assert client.get(path).status_code == 200
+            http_ms.append((time.perf_counter() - t) * 1000)
+            fn = directs[kind]
+            if fn is not None:
+                t = time.perf_counter()
+                fn()
+                sql_ms.append((time.perf_counter() - t) * 1000)
+        line = f"{kind:34s} HTTP median {statistics.median(http_ms):6.2f} ms"
+        if sql_ms:
+            ratio = statistics.median(h / d for h, d in zip(http_ms, sql_ms, strict=True))
+            line += f"  direct median {statistics.median(sql_ms):6.2f} ms  ratio (median of pairs) {ratio:.2f}x"
+        print(line, flush=True)
+    print(f"load average {[round(v, 2) for v in os.getloadavg()]}", flush=True)
+    conn.close()
+    engine.dispose()
+    raw.close()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from gis.errors import InputError, NotFound
+from gis.register.roster_cli import places_app, roster_app
+from gis.planning.cli import apply_due_command
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -26,6 +28,7 @@ grids_app = typer.Typer(help="Grid boundaries: import, export, locate.", no_args
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
 app.add_typer(grids_app, name="grids")
+grids_app.command("apply-due")(apply_due_command)
 users_app = typer.Typer(help="Accounts and API tokens.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 incidents_app = typer.Typer(help="Incidents: batch import.", no_args_is_help=True)
@@ -36,6 +39,8 @@ flood_dem_app = typer.Typer(help="Terrain models for the flood scenarios.", no_a
 flood_app.add_typer(flood_dem_app, name="dem")
 flood_extent_app = typer.Typer(help="Uploaded flood extents.", no_args_is_help=True)
 flood_app.add_typer(flood_extent_app, name="extent")
+app.add_typer(roster_app, name="roster")
+app.add_typer(places_app, name="places")
 
 # Piped output (make serve, CI logs) gets a wide console so tables are not cut.
 console = Console(width=None if sys.stdout.isatty() else 160)
