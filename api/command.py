@@ -3,7 +3,6 @@ follow the view (/incidents/summary)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,14 +13,11 @@ from sqlalchemy import text
 
 from api import schemas
 from api.deps import SessionDep, SettingsDep, request_context
-from api.exports import require_time_zone
 from api.grids import parse_bbox
+from api.incident_params import OpenFilters
 from api.security import require_page, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.incidents.categories import Category
-from gis.incidents.loop import State
-from gis.incidents.service import IncidentFilter
 from gis.search import MAX_HITS, MAX_QUERY_CHARS
 
 router = APIRouter(tags=["command center"])
@@ -112,24 +108,13 @@ def view_summary(
     session: SessionDep,
     principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
     bbox: Annotated[str, Query(max_length=200, description="min_lon,min_lat,max_lon,max_lat (WGS84)")],
-    grid_code: Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")] = None,
-    state: State | None = None,
-    category: Category | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    overdue: bool | None = None,
-    flagged: bool | None = None,
-    open: Annotated[bool, Query(description="only incidents not closed (ignored with `state`)")] = True,
+    filters: OpenFilters,
     top: Annotated[int, Query(ge=1, le=50, description="grids listed per level")] = 10,
 ) -> dict[str, Any]:
     from gis.incidents.summary import view_summary as summarise
 
-    require_time_zone(since=since, until=until)
     box = parse_bbox(bbox)
     assert box is not None
-    filters = IncidentFilter(grid_code=grid_code, state=state.value if state else None,
-                             category=category.value if category else None, since=since, until=until,
-                             overdue=overdue, flagged=flagged, open_only=open)
     return summarise(session, principal, box, filters, top=top)
 
 

@@ -14,8 +14,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from api import schemas
-from api.exports import require_time_zone
-from api.incidents import EscalationLevel, GridCodeQuery
+from api.incident_params import StreamFilters
 from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
@@ -93,21 +92,10 @@ def _frame(cursor: Cursor, payload: dict[str, Any]) -> str:
 async def incident_events(
     request: Request,
     principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
-    grid_code: GridCodeQuery = None,
-    state: State | None = None,
-    category: Category | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    overdue: bool | None = None,
-    escalation_level: EscalationLevel = None,
-    flagged: bool | None = None,
+    filters: StreamFilters,
     after: Annotated[str | None, Query(max_length=40, description="resume after this event id")] = None,
     last_event_id: Annotated[str | None, Header(max_length=40)] = None,
 ) -> EventStream:
-    require_time_zone(since=since, until=until)
-    filters = IncidentFilter(grid_code=grid_code, state=state.value if state else None,
-                             category=category.value if category else None, since=since, until=until,
-                             overdue=overdue, escalation_level=escalation_level, flagged=flagged)
     hub = live_hub(request)
     # The header wins: EventSource sends it on reconnecting, with the first URL's ?after= still on.
     if last_event_id:

@@ -10,12 +10,14 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Upload
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api import schemas
 from api.deps import NoNul, PageOffset, Reason, SessionDep, SettingsDep, check_page_limit, request_context
 from api.exports import point_feature, require_time_zone, saved_upload, table_response
 from api.grids import parse_bbox
-from api.security import requires
+from api.incident_params import EscalationLevel, GridCodeQuery, ListFilters
+from api.security import Check, checks, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.errors import InputError, Problem
@@ -23,15 +25,12 @@ from gis.incidents import service
 from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH, Category
 from gis.incidents.fields import TIME_RULE
 from gis.incidents.gazetteer import MAX_PLACE_CHARS
-from gis.incidents.loop import STATE_NAMES_ZH, Action, State
+from gis.incidents.loop import STATE_NAMES_ZH, Action
 from gis.spreadsheet import Table
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
 IncidentId = Annotated[int, PathParam(ge=1, le=2**62)]
-GridCodeQuery = Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")]
-EscalationLevel = Annotated[int | None, Query(ge=1, le=4, description="the grid level now responsible: "
-                                              "4 group (on time) … 1 town")]
 
 CSV_HEADERS = {
     "id": "编号", "category": "类别", "dispute_kind": "纠纷类型", "description": "描述", "occurred_at": "发生时间",
@@ -101,20 +100,12 @@ def report(request: Request, session: SessionDep, settings: SettingsDep,
 
 @router.get("", summary="Incidents you may see, filtered (JSON, GeoJSON or CSV)", response_model=schemas.IncidentPage,
             **schemas.DATA, responses=schemas.formats(geojson=schemas.IncidentCollection))
-def list_incidents(
+async def list_incidents(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
-    grid_code: GridCodeQuery = None,
-    state: State | None = None,
-    category: Category | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    overdue: bool | None = None,
-    escalation_level: EscalationLevel = None,
-    flagged: bool | None = None,
-    open_only: Annotated[bool, Query(alias="open", description="only those not closed (ignored with state)")] = False,
+    check: Annotated[Check, checks(Permission.VIEW_INCIDENTS)],
+    filters: ListFilters,
     order: Annotated[Literal["newest", "deadline"], Query(
         description="newest first, or a to-do list: overdue first, then by stage deadline")] = "newest",
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS84): a map's view")] = None,
@@ -123,29 +114,30 @@ def list_incidents(
     format: Literal["json", "geojson", "csv", "xlsx"] = "json",
     reason: Reason = None,
 ) -> Response:
-    check_page_limit(limit, settings)
-    require_time_zone(since=since, until=until)
-    page = service.list_incidents(
-        session, request_context(request, principal, reason), grid_code=grid_code,
-        state=state.value if state else None, category=category.value if category else None, since=since,
-        until=until, overdue=overdue, escalation_level=escalation_level, flagged=flagged, open_only=open_only,
-        order=order, bbox=parse_bbox(bbox), limit=limit, offset=offset,
-        count_up_to=settings.max_exact_incident_count,
-    )
-    rows, total = page.items, page.total
-    session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
-    if format in ("csv", "xlsx"):
-        return table_response(EXPORT, rows, "incidents", total, format)
-    if format == "geojson":
-        fc = {"type": "FeatureCollection", **({"numberMatched": total} if page.total_exact else {}),
-              "numberReturned": len(rows),
-              "features": [point_feature(r) for r in rows]}
-        return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
-    # total_exact False: more than max_exact_incident_count matched; `total` is the planner's
-    # estimate.
-    out = {"total": total, "total_exact": page.total_exact, "offset": offset,
-           "next": next_link(request, offset, limit, len(rows), total), "items": rows}
-    return Response(json.dumps(out, default=str, ensure_ascii=False), media_type="application/json")
+    # The token check, the page and its JSON in one worker thread: one thread hop per request.
+    def work() -> Response:
+        principal = check(session)
+        check_page_limit(limit, settings)
+        page = service.list_incidents(
+            session, request_context(request, principal, reason), filters, order=order, bbox=parse_bbox(bbox),
+            limit=limit, offset=offset, count_up_to=settings.max_exact_incident_count,
+        )
+        rows, total = page.items, page.total
+        session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
+        if format in ("csv", "xlsx"):
+            return table_response(EXPORT, rows, "incidents", total, format)
+        if format == "geojson":
+            fc = {"type": "FeatureCollection", **({"numberMatched": total} if page.total_exact else {}),
+                  "numberReturned": len(rows),
+                  "features": [point_feature(r) for r in rows]}
+            return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
+        # total_exact False: more than max_exact_incident_count matched; `total` is the planner's
+        # estimate.
+        out = {"total": total, "total_exact": page.total_exact, "offset": offset,
+               "next": next_link(request, offset, limit, len(rows), total), "items": rows}
+        return Response(json.dumps(out, default=str, ensure_ascii=False), media_type="application/json")
+
+    return await run_in_threadpool(work)
 
 
 @router.post("/import", summary="Batch import (CSV, Excel, GeoJSON, GeoPackage); failed rows by number",

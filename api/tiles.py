@@ -10,26 +10,22 @@ and it costs no body.
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api import schemas
 from api.deps import Reason, SessionDep, request_context
-from api.exports import require_time_zone
-from api.incidents import GridCodeQuery
-from api.security import requires
+from api.incident_params import OpenFilters
+from api.security import Check, checks, requires
 from gis import tiles
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.incidents.categories import Category
-from gis.incidents.loop import State
-from gis.incidents.service import IncidentFilter
 
 router = APIRouter(prefix="/tiles", tags=["tiles"])
 
@@ -64,6 +60,10 @@ def _accepts_gzip(request: Request) -> bool:
     return False
 
 
+# Smaller tiles go as they are: compressing a few hundred bytes saves less than it costs (both ends).
+GZIP_MIN_BYTES = 1024
+
+
 def tile_response(request: Request, tile: tiles.Tile) -> Response:
     headers = {"ETag": tile.etag, "Vary": "Accept-Encoding",
                "Cache-Control": "private, no-store" if tile.personal else "private, no-cache"}
@@ -72,7 +72,7 @@ def tile_response(request: Request, tile: tiles.Tile) -> Response:
     if tile.content is None:
         return Response(status_code=204, headers=headers)
     body = tile.content
-    if _accepts_gzip(request):
+    if len(body) >= GZIP_MIN_BYTES and _accepts_gzip(request):
         body = gzip.compress(body, compresslevel=6, mtime=0)
         headers["Content-Encoding"] = "gzip"
     return Response(body, media_type=tiles.MEDIA_TYPE, headers=headers)
@@ -84,48 +84,52 @@ def _address(z: int, x: int, y: int) -> tiles.TileAddress:
 
 @router.get("/grids/{z}/{x}/{y}.pbf", summary="Grid boundaries as a vector tile (deeper levels at deeper zooms)",
             response_class=Response, responses=TILE_RESPONSES)
-def grids_tile(request: Request, session: SessionDep,
-               principal: Annotated[Principal, requires(Permission.VIEW_GRIDS)], z: Z, x: X, y: Y) -> Response:
-    tile = tiles.grids_tile(session, principal, _address(z, x, y), request.headers.get("if-none-match"))
-    return tile_response(request, tile)
+async def grids_tile(request: Request, session: SessionDep, check: Annotated[Check, checks(Permission.VIEW_GRIDS)],
+                     z: Z, x: X, y: Y) -> Response:
+    def work() -> Response:
+        principal = check(session)
+        tile = tiles.grids_tile(session, principal, _address(z, x, y), request.headers.get("if-none-match"),
+                                commit=True)
+        session.commit()   # sends nothing (the tile's message ended the transaction); no teardown thread hop
+        return tile_response(request, tile)
+
+    # The token check, the tile and gzip in one worker thread: one thread hop per tile.
+    return await run_in_threadpool(work)
 
 
 @router.get("/incidents/{z}/{x}/{y}.pbf", summary="Incidents you may see as a vector tile (aggregated below z14)",
             response_class=Response, responses=TILE_RESPONSES)
-def incidents_tile(
+async def incidents_tile(
     request: Request,
     session: SessionDep,
-    principal: Annotated[Principal, requires(Permission.VIEW_INCIDENTS)],
+    check: Annotated[Check, checks(Permission.VIEW_INCIDENTS)],
     z: Z, x: X, y: Y,
-    grid_code: GridCodeQuery = None,
-    state: State | None = None,
-    category: Category | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    overdue: bool | None = None,
-    flagged: bool | None = None,
-    open: Annotated[bool, Query(description="only incidents not closed (unless `state` is given)")] = True,
+    filters: OpenFilters,
 ) -> Response:
-    address = _address(z, x, y)
-    require_time_zone(since=since, until=until)
-    filters = IncidentFilter(grid_code=grid_code, state=state.value if state else None,
-                             category=category.value if category else None, since=since, until=until,
-                             overdue=overdue, flagged=flagged, open_only=open)
-    tile = tiles.incidents_tile(session, principal, address, filters,
-                                if_none_match=request.headers.get("if-none-match"))
-    return tile_response(request, tile)
+    def work() -> Response:
+        principal = check(session)
+        tile = tiles.incidents_tile(session, principal, _address(z, x, y), filters,
+                                    if_none_match=request.headers.get("if-none-match"), commit=True)
+        session.commit()   # sends nothing (the tile's message ended the transaction); no teardown thread hop
+        return tile_response(request, tile)
+
+    return await run_in_threadpool(work)
 
 
 @router.get("/households/{z}/{x}/{y}.pbf",
             summary="Households you may see as a vector tile (personal fields only where your role may see them)",
             response_class=Response, responses=TILE_RESPONSES)
-def households_tile(request: Request, session: SessionDep,
-                    principal: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLDS)],
-                    z: Z, x: X, y: Y, reason: Reason = None) -> Response:
-    address = _address(z, x, y)
-    tile = tiles.households_tile(session, request_context(request, principal, reason), address,
-                                 request.headers.get("if-none-match"))
-    return tile_response(request, tile)
+async def households_tile(request: Request, session: SessionDep,
+                          check: Annotated[Check, checks(Permission.VIEW_HOUSEHOLDS)],
+                          z: Z, x: X, y: Y, reason: Reason = None) -> Response:
+    def work() -> Response:
+        principal = check(session)
+        tile = tiles.households_tile(session, request_context(request, principal, reason), _address(z, x, y),
+                                     request.headers.get("if-none-match"))
+        session.commit()   # the audit row with the tile, here in the worker thread (no teardown thread hop)
+        return tile_response(request, tile)
+
+    return await run_in_threadpool(work)
 
 
 class TileLayer(BaseModel):

@@ -14,8 +14,9 @@ Tiles: a fixed sample at each zoom 8..16 — the 3 × 3 tiles around the city's 
 with a fixed seed anywhere over the city (those that touch it). For every tile of every layer, as the
 admin (who sees every row and every personal field: the largest tiles, and an audit row per household
 point tile): (a) HTTP: `GET /tiles/{layer}/{z}/{x}/{y}.pbf` with a bearer token and
-`Accept-Encoding: gzip` through the real ASGI app (Starlette's TestClient, in process: authentication,
-the version read, the statement, the audit row, gzip); (b) direct: the same statement
+`Accept-Encoding: gzip` through the real app served by uvicorn in a thread of this process, httpx keeping
+its connection alive (`--client testclient`: Starlette's TestClient instead, as before 2026-12-06 19:30;
+authentication, the version read, the statement, the audit row, gzip); (b) direct: the same statement
 (`gis.tiles.*_statement`, run with its planner settings by `Statement.run`) on one connection. (a) and
 (b) run in turn for each tile, `--repeat` rounds after one warm-up; medians and 95th percentiles are
 over all tiles and rounds of a layer. Results are printed and written to var/bench/tiles_results.json.
@@ -24,9 +25,11 @@ over all tiles and rounds of a layer. Results are printed and written to var/ben
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gzip
 import math
+import os
 import statistics
 import sys
 import time
@@ -329,6 +332,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timed rounds per tile (after one warm-up)")
     ap.add_argument("--households", type=int, default=HOUSEHOLDS)
     ap.add_argument("--layers", default=",".join(LAYERS))
+    ap.add_argument("--client", choices=("http", "testclient"), default="http",
+                    help="http: the app under uvicorn in a thread, httpx keeping its connection alive (the default); "
+                         "testclient: Starlette's TestClient in process (the figures before 2026-12-06 19:30)")
     ap.add_argument("--render", type=int, default=0, metavar="ROUNDS",
                     help="only time drawing a city view in headless Chromium: VectorGrid vs MapLibre, ROUNDS each")
     args = ap.parse_args()
@@ -351,8 +357,21 @@ def main() -> None:
     print(f"{len(sample)} tiles at zooms {ZOOMS.start}..{ZOOMS.stop - 1}", flush=True)
     results: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "tiles": len(sample),
                                "repeat": args.repeat, "role": "admin", "layers": {}}
-    with TestClient(app, base_url="https://testserver") as client, engine.connect() as direct:
+    with contextlib.ExitStack() as stack:
+        if args.client == "http":
+            import httpx
+
+            from tests.browser import serve_app_in_thread
+
+            base = stack.enter_context(serve_app_in_thread(app))
+            client = stack.enter_context(httpx.Client(base_url=base))
+        else:
+            client = stack.enter_context(TestClient(app, base_url="https://testserver"))
+        direct = stack.enter_context(engine.connect())
         client.headers.update({"Authorization": f"Bearer {token}", "Accept-Encoding": "gzip"})
+        results["client"] = args.client
+        results["loadavg_before"] = [round(v, 2) for v in os.getloadavg()]
+        print(f"client {args.client}, load average {results['loadavg_before']}", flush=True)
         for layer in args.layers.split(","):
             http_ms: list[float] = []
             sql_ms: list[float] = []
@@ -423,6 +442,8 @@ def main() -> None:
                 print(f"    z{z:<2d} {info['tiles']} tiles ({info['empty']} empty), largest "
                       f"{info['largest_bytes'] / 1024:.1f} KB; median HTTP {statistics.median(info['http_ms']):.1f}"
                       f" ms, direct {statistics.median(info['direct_ms']):.1f} ms", flush=True)
+    results["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+    print(f"load average after {results['loadavg_after']}", flush=True)
     engine.dispose()
     write_results(RESULTS, results)
 

@@ -196,6 +196,49 @@ def _run_first(session: Session, sql: str, params: dict[str, Any]) -> list[dict[
         driver._autocommit = False
 
 
+def script_rows(conn: Session | Any, statements: list[str], params: dict[str, Any], *,
+                tuples: bool = False) -> list[list[Any]]:
+    """Several statements in ONE message to the server (one round trip), in the caller's transaction.
+
+    `conn`: a Session or an SQLAlchemy Connection. The statements take `:name` parameters (the same dict for
+    all), bound on the client by psycopg (`ClientCursor`, quoted by psycopg), and run one after the other as
+    PostgreSQL runs a multi-statement query: each planned after the one before it ran, so a `set_config`
+    of the first applies to the plan of the next. When no transaction is open, its BEGIN goes in the same
+    message (as `first_rows` does; psycopg's own where the connection sets
+    options for it). A statement that is `COMMIT` ends the transaction there: psycopg, and so
+    the session's later commit, then has nothing left to send. Returns each row-returning statement's rows,
+    in order: dicts, or with `tuples` tuples (for statements whose columns may share a name).
+    """
+    from psycopg import ClientCursor
+    from psycopg.pq import ExecStatus, TransactionStatus
+    from psycopg.rows import dict_row, tuple_row
+
+    connection = conn.connection() if isinstance(conn, Session) else conn
+    if not connection.in_transaction():
+        connection.begin()   # so that SQLAlchemy's commit/rollback reach the transaction begun here (no I/O)
+    driver: Any = connection.connection.driver_connection
+    script = ";".join(pyformat(sql) for sql in statements)
+    begin = (driver.info.transaction_status == TransactionStatus.IDLE and not driver.autocommit
+             and driver.isolation_level is None and driver.read_only is None and driver.deferrable is None)
+    if begin:
+        script = "BEGIN;" + script
+        driver.autocommit = True   # so that psycopg sends no BEGIN of its own before ours
+    out: list[list[Any]] = []
+    try:
+        with ClientCursor(driver, row_factory=tuple_row if tuples else dict_row) as cur:
+            cur.execute(script, params)
+            while True:
+                result = cur.pgresult
+                if result is not None and result.status == ExecStatus.TUPLES_OK:
+                    out.append(cur.fetchall())
+                if not cur.nextset():
+                    break
+    finally:
+        if begin:
+            driver._autocommit = False   # back to transactions (see _run_first)
+    return out
+
+
 def _run(driver: Any, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     from psycopg.pq import ExecStatus
     from psycopg.rows import dict_row

@@ -765,3 +765,130 @@ class GridPublish(Base):
     created_by_name: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     applied_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+# --- issue 14, reg: the register's imports, history and how households were placed (migration 0016) ---
+
+REGISTER_CHANGE_KINDS = ("household_added", "moved_in", "moved_out", "born", "died", "phone_changed", "moved_group",
+                         "address_changed", "head_changed", "details_changed")
+LOCATED_BY = ("coordinates", "address", "settlement")
+
+
+class RegisterImport(Base):
+    """One run of a register import: the file, the mode, the date the register is as of, the counts."""
+
+    __tablename__ = "register_import"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(Text)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    rows: Mapped[int] = mapped_column(Integer)
+    households: Mapped[int] = mapped_column(Integer)
+    residents: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class RegisterChange(Base):
+    """What a re-import found changed in a household (moved in/out, born, died, phone ...), with its date."""
+
+    __tablename__ = "register_change"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", REGISTER_CHANGE_KINDS), name="register_change_kind"),
+        Index("register_change_household", "household_no", "effective_date"),
+        Index("register_change_id_number", "id_number"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    household_no: Mapped[str] = mapped_column(String(32))
+    id_number: Mapped[str | None] = mapped_column(String(18))
+    kind: Mapped[str] = mapped_column(String(24))
+    old: Mapped[str | None] = mapped_column(Text)
+    new: Mapped[str | None] = mapped_column(Text)
+    effective_date: Mapped[dt.date] = mapped_column(Date)
+    import_id: Mapped[int | None] = mapped_column(BigInteger)  # register_import.id (no FK: see 0016)
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ResidentPeriod(Base):
+    """A resident's tenure in a household, [valid_from, valid_to); valid_from NULL = before the register."""
+
+    __tablename__ = "resident_period"
+    __table_args__ = (
+        CheckConstraint("valid_to IS NULL OR valid_from IS NULL OR valid_from <= valid_to",
+                        name="resident_period_order"),
+        Index("resident_period_household", "household_no"),
+        Index("resident_period_key", "resident_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    household_no: Mapped[str] = mapped_column(String(32))
+    resident_key: Mapped[str] = mapped_column(Text)
+    id_number: Mapped[str | None] = mapped_column(String(18))
+    name: Mapped[str] = mapped_column(Text)
+    valid_from: Mapped[dt.date | None] = mapped_column(Date)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date)
+    import_id: Mapped[int | None] = mapped_column(BigInteger)  # register_import.id (no FK: see 0016)
+
+
+class HouseholdLocation(Base):
+    """How an imported household was placed: its coordinates, a known house address, or a settlement's point."""
+
+    __tablename__ = "household_location"
+    __table_args__ = (CheckConstraint(_one_of("located_by", LOCATED_BY), name="household_location_by"),)
+
+    household_id: Mapped[int] = mapped_column(ForeignKey("household.id", ondelete="CASCADE"), primary_key=True)
+    located_by: Mapped[str] = mapped_column(String(16))
+    precision_m: Mapped[float | None] = mapped_column(Float)
+    place: Mapped[str | None] = mapped_column(Text)
+
+
+# --- plans (issue 15, migration 0019) ---
+
+
+class Plan(Base):
+    """A planner's named draft of grid changes; invisible to live views until published."""
+
+    __tablename__ = "plan"
+    __table_args__ = (
+        CheckConstraint("status IN ('draft', 'scheduled', 'published', 'discarded')", name="known_status"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        CheckConstraint("(status IN ('scheduled', 'published')) = (effective_at IS NOT NULL)",
+                        name="published_has_effective_date"),
+        Index("plan_owner", "owner_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    status: Mapped[str] = mapped_column(String(10), server_default="draft")
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    base: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    effective_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class PlanGrid(Base):
+    """A plan's proposed state of one grid it touches (no geometry: retired; old_code: recoded)."""
+
+    __tablename__ = "plan_grid"
+    __table_args__ = (
+        PrimaryKeyConstraint("plan_id", "code"),
+        CheckConstraint("level BETWEEN 1 AND 4", name="plan_grid_level_range"),
+        CheckConstraint("retired = (geom IS NULL)", name="retired_iff_no_geometry"),
+    )
+
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plan.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(15))
+    level: Mapped[int] = mapped_column(SmallInteger)
+    name: Mapped[str] = mapped_column(Text)
+    parent_code: Mapped[str | None] = mapped_column(String(15))
+    geom: Mapped[WKBElement | None] = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False))
+    old_code: Mapped[str | None] = mapped_column(String(15))
+    retired: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    allow_parts: Mapped[bool] = mapped_column(Boolean, server_default=false())  # may be non-contiguous

@@ -20,15 +20,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
 from gis.context import Context
+from gis.db import driver_rows, script_rows
 from gis.errors import InputError, Problem
 from gis.households import access_for
 from gis.incidents.service import FLAGGED_SQL, IncidentFilter
@@ -216,21 +217,44 @@ class Statement:
         tile, took 8.7 s instead of 1.3 s for a city-wide incident tile); no JIT (compiling a tile's
         expressions took longer than running them: 1.2 s against 0.2 s for a city-wide grid tile); and for
         aggregates no sort (the planner cannot know how few blocks a tile has, expects a group per row and
-        would sort a million rows, on disk, instead of hashing them into a few hundred blocks)."""
-        conn.execute(text(
-            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true), "
-            "set_config('enable_sort', :sort, true)"), {"sort": "off" if self.aggregate else "on"})
-        return tuple(conn.execute(text(self.sql), self.params).one())
+        would sort a million rows, on disk, instead of hashing them into a few hundred blocks).
+        The settings and the statement go in one message (`gis.db.script_rows`: one round trip)."""
+        return self.run_with(conn)[-1]
+
+    def run_with(self, conn: Session | Connection, before: tuple[str, ...] = (),
+                 commit: bool = False) -> list[tuple[Any, ...]]:
+        """`run`, with the one-row statements `before` sent in the same message after the planner settings
+        (e.g. the layer's data version, read in the same transaction), and with `commit` the caller's
+        transaction ended by a COMMIT at its end (for a request that writes nothing after the tile).
+        Returns each statement's one row: `before`'s, then the tile's."""
+        settings = ("SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true), "
+                    f"set_config('enable_sort', '{'off' if self.aggregate else 'on'}', true)")
+        results = script_rows(conn, [settings, *before, self.sql, *(["COMMIT"] if commit else [])], self.params,
+                              tuples=True)
+        return [tuple(rows[0]) for rows in results[1:]]
 
 
 # --- versions and ETags ---------------------------------------------------------------------------------
 
-def data_versions(session: Session) -> dict[str, int]:
-    """Each layer's data version: the sum over the slots the triggers of migration 0012 bump."""
-    row = session.execute(text(
-        "SELECT sum(grids) AS grids, sum(incidents) AS incidents, sum(households) AS households "
-        "FROM tile_data_version")).mappings().one()
-    return {k: int(v or 0) for k, v in row.items()}
+def _version_sql(layer: str) -> str:
+    """A layer's data version: the sum over the slots the triggers of migration 0012 bump."""
+    return f"SELECT coalesce(sum({layer}), 0) FROM tile_data_version"
+
+
+def _tile(session: Session, layer: str, statement: Statement, tag_of: Callable[[int], str],
+          if_none_match: str | None, commit: bool) -> tuple[str, tuple[Any, ...] | None]:
+    """(ETag, the statement's row; None when `if_none_match` names the ETag: 304).
+
+    Without If-None-Match the version is read in the tile's own message (one round trip for both); with
+    one, first alone (a 304 then costs that small read only), then the tile."""
+    if if_none_match:
+        version = int(driver_rows(session, _version_sql(layer), {})[0]["coalesce"])
+        tag = tag_of(version)
+        if matches(if_none_match, tag):
+            return tag, None
+        return tag, statement.run_with(session, commit=commit)[-1]
+    (version,), row = statement.run_with(session, (_version_sql(layer),), commit=commit)
+    return tag_of(int(version)), row
 
 
 def etag(layer: str, address: TileAddress, principal: Principal, version: int,
@@ -286,13 +310,15 @@ def grids_statement(address: TileAddress) -> Statement:
 
 
 def grids_tile(session: Session, principal: Principal, address: TileAddress,
-               if_none_match: str | None = None) -> Tile:
+               if_none_match: str | None = None, *, commit: bool = False) -> Tile:
     """Current grids down to the level of the zoom (`GET /grids`'s rule: every current grid to every
-    role that may view grids)."""
-    tag = etag("grids", address, principal, data_versions(session)["grids"])
-    if matches(if_none_match, tag):
+    role that may view grids). `commit`: end the caller's transaction with the tile's message (a request
+    that writes nothing after it; its session's commit then sends nothing)."""
+    tag, row = _tile(session, "grids", grids_statement(address), lambda v: etag("grids", address, principal, v),
+                     if_none_match, commit)
+    if row is None:
         return Tile(tag, None, not_modified=True)
-    return Tile(tag, _bytes(grids_statement(address).run(session)[0]))
+    return Tile(tag, _bytes(row[0]))
 
 
 def incident_filter_key(filters: IncidentFilter) -> dict[str, Any]:
@@ -317,17 +343,18 @@ def incidents_statement(principal: Principal, address: TileAddress, filters: Inc
 
 
 def incidents_tile(session: Session, principal: Principal, address: TileAddress, filters: IncidentFilter,
-                   *, now: dt.datetime | None = None, if_none_match: str | None = None) -> Tile:
+                   *, now: dt.datetime | None = None, if_none_match: str | None = None, commit: bool = False) -> Tile:
     """The incidents `principal` may see that match `filters` (IncidentFilter's one predicate): single
     points from the layer's point zoom, blocks with count/open/overdue below it. Overdue flags are
     worked out for the current minute (part of the ETag), so a cached tile is never more than a minute
-    behind a deadline passing."""
+    behind a deadline passing. `commit`: as for `grids_tile`."""
     now = tile_now(now)
-    tag = etag("incidents", address, principal, data_versions(session)["incidents"],
-               {**incident_filter_key(filters), "now": now.isoformat()})
-    if matches(if_none_match, tag):
+    key = {**incident_filter_key(filters), "now": now.isoformat()}
+    tag, row = _tile(session, "incidents", incidents_statement(principal, address, filters, now),
+                     lambda v: etag("incidents", address, principal, v, key), if_none_match, commit)
+    if row is None:
         return Tile(tag, None, not_modified=True)
-    return Tile(tag, _bytes(incidents_statement(principal, address, filters, now).run(session)[0]))
+    return Tile(tag, _bytes(row[0]))
 
 
 def households_statement(principal: Principal, address: TileAddress) -> Statement:
@@ -354,10 +381,11 @@ def households_tile(session: Session, ctx: Context, address: TileAddress,
     acc = access_for(principal)
     points = address.z >= (LAYERS["households"].point_minzoom or 0)
     personal = points and acc.personal != "FALSE" and acc.rows != "FALSE"
-    tag = etag("households", address, principal, data_versions(session)["households"])
-    if matches(if_none_match, tag):
+    tag, found = _tile(session, "households", households_statement(principal, address),
+                       lambda v: etag("households", address, principal, v), if_none_match, False)
+    if found is None:
         return Tile(tag, None, not_modified=True, personal=personal)
-    row = households_statement(principal, address).run(session)
+    row = found
     if not points:
         return Tile(tag, _bytes(row[0]))
     content, shown = row[0], row[1]

@@ -134,6 +134,28 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
             call(role, "GET", "/households", "/households", params={"limit": 3})
             call(role, "GET", "/households", "/households", params={"limit": 2, "format": "geojson"})
         call("admin", "GET", "/households/counts", "/households/counts", params={"level": 3})
+
+        # the register (issue 14): import, history, edits
+        eng = create_engine(url, poolclass=NullPool)
+        with eng.connect() as c:
+            reg_no, reg_id = c.execute(text(
+                "SELECT h.household_no, min(r.id_number) FROM household h JOIN resident r ON r.household_id = h.id "
+                "WHERE h.residents >= 2 AND r.id_number IS NOT NULL GROUP BY h.id ORDER BY h.id LIMIT 1")).one()
+        eng.dispose()
+        reg_csv = f"户号,姓名,经度,纬度\nR1,张三,{lon},{lat}\nR2,李四,{lat},{lon}\n".encode("gbk")
+        call("admin", "POST", "/register/households/import", "/register/households/import",
+             files={"file": ("户.csv", reg_csv)}, data={"dry_run": "true"})
+        call("command_center", "POST", "/register/households/import", "/register/households/import",
+             files={"file": ("户.csv", reg_csv)}, data={"mode": "good_rows", "as_of": "2026-06-01"})
+        call("admin", "PATCH", "/register/households/{household_no}", f"/register/households/{reg_no}",
+             json={"phone": "13800001111"})
+        call("admin", "PATCH", "/register/households/{household_no}/residents/{id_number}",
+             f"/register/households/{reg_no}/residents/{reg_id}", json={"status": "moved_out",
+                                                                     "effective_date": "2026-05-01"})
+        for role in ("admin", "command_center"):
+            call(role, "GET", "/register/households/{household_no}/residents",
+                 f"/register/households/{reg_no}/residents", params={"on": "2026-04-01"})
+            call(role, "GET", "/register/households/{household_no}/changes", f"/register/households/{reg_no}/changes")
         for role in ("admin", "command_center"):
             call(role, "GET", "/households/{household_id}", f"/households/{household}")
 
@@ -269,6 +291,34 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
             call(role, "GET", "/places/suggest", "/places/suggest", params={"q": "尹营村一组1"})
             call(role, "GET", "/me/grids", "/me/grids")
             call(role, "GET", "/incidents", "/incidents", params={"open": "true", "order": "deadline", "limit": 3})
+
+        # plans (last: publishing one makes new grid versions): drafts, edits (If-Match), files, publish and undo
+        pid = call("admin", "POST", "/plans", "/plans", json={"name": "探针方案"}).json()["id"]
+        call("admin", "GET", "/plans", "/plans")
+        call("admin", "PATCH", "/plans/{plan_id}", f"/plans/{pid}", json={"note": "探针"}, headers={"If-Match": "1"})
+        edit = {"kind": "rename", "code": group, "name": "探针网格"}
+        call("admin", "POST", "/plans/{plan_id}/edits", f"/plans/{pid}/edits", json=edit)   # 428
+        call("admin", "POST", "/plans/{plan_id}/edits", f"/plans/{pid}/edits", json=edit, headers={"If-Match": "1"})
+        call("admin", "POST", "/plans/{plan_id}/edits", f"/plans/{pid}/edits", json=edit, headers={"If-Match": "2"})
+        call("admin", "GET", "/plans/{plan_id}", f"/plans/{pid}")
+        call("admin", "GET", "/plans/{plan_id}/validation", f"/plans/{pid}/validation")
+        call("admin", "GET", "/plans/{plan_id}/impact", f"/plans/{pid}/impact", params={"target": 30, "tolerance": 0.2})
+        call("admin", "GET", "/plans/{plan_id}/boundaries", f"/plans/{pid}/boundaries")
+        with eng.connect() as c:
+            household_no = c.execute(text(
+                "SELECT min(h.household_no) FROM household h JOIN grid g ON ST_Covers(g.geom, h.geom) "
+                "WHERE g.code = :c AND g.valid_to IS NULL"), {"c": group}).scalar_one()
+        eng.dispose()
+        call("admin", "POST", "/plans/{plan_id}/equivalency", f"/plans/{pid}/equivalency", headers={"If-Match": "3"},
+             files={"file": ("对照.csv", f"单元编号,网格编码\n{household_no},{group}\n".encode())})
+        call("admin", "POST", "/plans/{plan_id}/publish", f"/plans/{pid}/publish", json={}, headers={"If-Match": "4"})
+        call("admin", "POST", "/plans/{plan_id}/undo", f"/plans/{pid}/undo", json={}, headers={"If-Match": "5"})
+        later = call("admin", "POST", "/plans", "/plans", json={"name": "探针定时"}).json()["id"]
+        call("admin", "POST", "/plans/{plan_id}/edits", f"/plans/{later}/edits", json=edit, headers={"If-Match": "1"})
+        call("admin", "POST", "/plans/{plan_id}/publish", f"/plans/{later}/publish", headers={"If-Match": "2"},
+             json={"effective_at": "2099-01-01T08:00:00+08:00"})
+        call("admin", "POST", "/plans/{plan_id}/cancel", f"/plans/{later}/cancel", headers={"If-Match": "3"})
+        call("admin", "POST", "/plans/{plan_id}/discard", f"/plans/{later}/discard", headers={"If-Match": "4"})
     finally:
         for c in clients.values():
             c.__exit__(None, None, None)

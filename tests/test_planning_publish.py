@@ -331,3 +331,45 @@ def test_bad_changes_are_refused_with_their_place_and_write_nothing(session, pla
     with pytest.raises(InputError) as e:
         publish(session, CTX, plan["changes"], effective_at=clock.now() - dt.timedelta(days=1), base=None)
     assert e.value.problems[0].loc == ("body", "effective_at")
+
+
+def test_two_planners_publishing_on_one_base_the_second_gets_409(scratch_db_url):
+    """Two transactions publish plans drafted on the same base at once: the second waits for the
+    first (one publish at a time), then finds its base changed — 409 naming the code, not last-write-wins."""
+    import threading
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from gis.db import make_sessionmaker
+
+    engine = create_engine(scratch_db_url, poolclass=NullPool)
+    sessions = make_sessionmaker(engine)
+    with sessions() as s:
+        village, groups = busiest_village(s)
+        g = _grid(s, groups[0])
+    base = {g["code"]: g["id"]}
+    first_in = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def second() -> None:
+        first_in.wait(30)
+        with sessions() as s, s.begin():
+            try:
+                publish(s, CTX, [_change(g, name=g["name"] + "（乙）")], effective_at=None, base=base)
+                outcome["second"] = "published"
+            except Conflict as e:
+                outcome["second"] = e.extra["conflicts"]
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    with sessions() as s, s.begin():
+        publish(s, CTX, [_change(g, name=g["name"] + "（甲）")], effective_at=None, base=base)
+        first_in.set()
+        worker.join(1.0)
+        assert worker.is_alive()   # waiting for the first publish to end
+    worker.join(60)
+    assert outcome["second"] == [g["code"]]
+    with sessions() as s:
+        assert _grid(s, g["code"])["name"] == g["name"] + "（甲）"
+    engine.dispose()

@@ -31,9 +31,9 @@ class Permission(StrEnum):
     IMPORT_INCIDENTS = "import_incidents"  # batch import of historical incidents
     EDIT_FLOOD_EXTENTS = "edit_flood_extents"  # upload or draw an observed flood extent
     COMPUTE_FLOOD_SCENARIOS = "compute_flood_scenarios"  # model a stage of the allowed set (costly)
+    PLAN_GRIDS = "plan_grids"  # draft boundary plans (publishing one also needs EDIT_GRIDS)
     IMPORT_REGISTER = "import_register"  # households, residents, roster, 联系户, places, DEM
     EXPORT_REGISTER = "export_register"  # the register back out (GeoPackage, Excel)
-    PLAN_GRIDS = "plan_grids"
 
 
 P = Permission
@@ -49,7 +49,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS, P.VIEW_EMERGENCIES,
          P.REPORT_INCIDENTS, P.VIEW_INCIDENTS, P.EDIT_FLOOD_EXTENTS, P.EXPORT_REGISTER}
     ),
-    Role.PLANNER: frozenset({P.VIEW_GRIDS, P.EDIT_GRIDS, P.PLAN_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_SHELTERS}),
+    Role.PLANNER: frozenset({P.VIEW_GRIDS, P.EDIT_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_SHELTERS, P.PLAN_GRIDS}),
     Role.GRID_STAFF: frozenset(
         {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.REPORT_INCIDENTS, P.VIEW_INCIDENTS,
          P.WORK_INCIDENTS}
