@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from api import schemas
-from api.deps import SessionDep
+from api.deps import NoNul, SessionDep
+from api.plans import PlanOut
 from api.security import context_of, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
@@ -175,6 +176,41 @@ def suggestion_impact(
     )
     answer = found.as_dict()
     return {k: answer[k] for k in ("moves", "totals", "staff", "scopes", "decisions", "workload")}
+
+
+class DraftSuggestion(BaseModel):
+    """The suggestion as it was shown (GET /plans/suggestions): its parameters, seed and fingerprint."""
+
+    village: str = Field(pattern=r"^\d{15}$")
+    n: int | None = Field(default=None, ge=1, le=suggesting.MAX_GRIDS)
+    target: float | None = Field(default=None, gt=0, le=1e7)
+    tolerance: float = Field(default=0.1, gt=0, lt=1)
+    weight: WeightName = "households"
+    units: UnitName = "household"
+    steps: int = Field(default=100, ge=0, le=suggesting.MAX_CHAIN_STEPS)
+    days: int = Field(default=365, ge=1, le=3650)
+    seed: int = Field(ge=0, le=2**31 + suggesting.MAX_SUGGESTIONS)
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{20}$")
+    name: Annotated[str, NoNul] | None = Field(default=None, max_length=200, description="default: village + 方案")
+
+
+@router.post("/suggestions", status_code=201, response_model=PlanOut,
+             summary="Turn a suggestion shown into a draft plan (then edited and published through /plans)",
+             responses=schemas.problems(*schemas.ONE, 409))
+def draft_from_suggestion(
+    body: DraftSuggestion,
+    session: SessionDep,
+    ctx: Annotated[Context, context_of(Permission.PLAN_GRIDS)],
+) -> Response:
+    from api.plans import _json, _out
+    from gis.planning.plans import Draft
+
+    plan = suggesting.draft_from_suggestion(
+        session, ctx, body.village, fingerprint=body.fingerprint, seed=body.seed, name=body.name, n_grids=body.n,
+        target=body.target, tolerance=body.tolerance, weight=body.weight, unit_kind=body.units,
+        chain_steps=body.steps, recent_days=body.days,
+    )
+    return _json(_out(session, plan, Draft(session, plan)), plan, 201)
 
 
 class PublishSuggestion(BaseModel):

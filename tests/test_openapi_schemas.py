@@ -124,6 +124,8 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
                     "fingerprint": shown["suggestions"][0]["fingerprint"], "base": shown["base"]}
         call("admin", "GET", "/plans/suggestions/impact", "/plans/suggestions/impact",
              params={k: v for k, v in as_shown.items() if k != "base"})
+        draft_body = {k: v for k, v in as_shown.items() if k != "base"}
+        call("admin", "POST", "/plans/suggestions", "/plans/suggestions", json={**draft_body, "name": "建议草案"})
         call("admin", "POST", "/plans/suggestions/publish", "/plans/suggestions/publish",
              json={**as_shown, "fingerprint": "0" * 20})  # not what was shown: 409
         call("admin", "POST", "/plans/suggestions/publish", "/plans/suggestions/publish",

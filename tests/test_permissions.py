@@ -151,6 +151,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/plans/units"): GRID_EDITORS,
     ("GET", "/plans/suggestions/impact"): GRID_EDITORS,
     ("POST", "/plans/suggestions/publish"): GRID_EDITORS,
+    ("POST", "/plans/suggestions"): GRID_EDITORS,
     ("GET", "/maps/planner"): GRID_EDITORS,
 }
 

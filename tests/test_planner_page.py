@@ -199,3 +199,30 @@ def test_a_planner_publishes_a_suggestion_and_the_command_center_sees_the_new_gr
                 context.close()
         finally:
             eng.dispose()
+
+
+def test_a_suggestion_becomes_a_draft_plan(scratch_db_url, accounts, engine, village):
+    """POST /plans/suggestions: the suggestion shown becomes a draft plan whose proposed grids are the
+    suggested ones (GET /plans/{id}); another fingerprint is a 409 and makes no plan."""
+    from tests.conftest import make_client
+
+    code, name, _ = village
+    with engine.connect() as c:
+        groups = c.execute(text("SELECT count(*) FROM grid WHERE parent_code = :v AND level = 4 AND valid_to IS NULL"),
+                           {"v": code}).scalar_one()
+    params = {"village": code, "n": groups + 1, "tolerance": 0.1, "steps": 5}
+    with make_client(scratch_db_url, "planner") as c:
+        shown = c.get("/plans/suggestions", params={**params, "count": 1}).json()
+        first = shown["suggestions"][0]
+        body = {**params, "seed": first["seed"], "fingerprint": first["fingerprint"]}
+        assert c.post("/plans/suggestions", json={**body, "fingerprint": "0" * 20}).status_code == 409
+        assert c.get("/plans").json() == []
+        r = c.post("/plans/suggestions", json=body)
+        assert r.status_code == 201, r.text
+        plan = r.json()
+        assert plan["status"] == "draft" and name in plan["name"]
+        detail = c.get(f"/plans/{plan['id']}")
+        assert detail.status_code == 200, detail.text
+        for g in first["grids"]:
+            assert g["code"] in detail.text
+        assert [p["id"] for p in c.get("/plans").json()] == [plan["id"]]

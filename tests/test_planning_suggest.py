@@ -362,3 +362,4 @@ def test_what_is_published_is_what_was_shown(session, quietest):
     assert shown.replaced_codes[0] in str(err.value.extra)
     assert session.execute(text("SELECT count(*) FROM grid WHERE parent_code = :v AND valid_to IS NULL"),
                            {"v": village}).scalar_one() == groups
+

@@ -36,6 +36,7 @@ from gis.planning.publish import PublishResult, impact, publish
 from gis.planning.units import UnitGraph, UnitKind, Weight, build_unit_graph, to_metric, union_cells
 
 if TYPE_CHECKING:
+    from gis.models import Plan
     from gis.planning.impact import Impact
 
 MAX_SUGGESTIONS = 5
@@ -215,6 +216,19 @@ def suggestion_impact(session: Any, village_code: str, *, fingerprint: str, seed
     """Who and what would move if the suggestion shown were published now (gis.planning.impact)."""
     found = redraw(session, village_code, fingerprint=fingerprint, seed=seed, **params)
     return impact(session, found.to_changes())
+
+
+def draft_from_suggestion(session: Any, ctx: Context, village_code: str, *, fingerprint: str, seed: int,
+                          name: str | None = None, **params: Any) -> Plan:
+    """The suggestion shown becomes a draft plan (gis.planning.plans.create_plan), to edit and publish."""
+    from gis.planning.plans import create_plan
+
+    found = redraw(session, village_code, fingerprint=fingerprint, seed=seed, **params)
+    title = (name or "").strip() or f"{found.village_name}均衡划分（方案 {fingerprint[:8]}）"
+    note = (f"GerryChain suggestion: {len(found.grids)} grids, {found.weight.value} ±{found.tolerance:.0%}, "
+            f"balance {found.balance:.3f}, mean Polsby-Popper {found.mean_polsby_popper:.3f}, "
+            f"cut edges {found.cut_edges}, seed {found.seed}")
+    return create_plan(session, ctx, title, found.to_changes(), note=note)
 
 
 def publish_suggestion(
