@@ -28,6 +28,8 @@ UPLOAD_ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/flood/dem"): "max_upload_bytes",
     ("POST", "/staff/import"): "max_upload_bytes",
     ("POST", "/staff/responsibilities/import"): "max_upload_bytes",
+    ("POST", "/register/households/import"): "max_upload_bytes",   # households and residents together
+    ("POST", "/plans/{plan_id}/equivalency"): "max_upload_bytes",
 }
 # Room for the multipart boundaries, part headers and small form fields around the file: a file of
 # exactly the promised size must fit.

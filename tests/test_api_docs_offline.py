@@ -40,7 +40,7 @@ def test_swagger_ui_renders_the_api_offline(site):
     context, page, checker, response = _open(site, "/docs")
     try:
         assert response.status == 200
-        page.locator(".opblock-summary", has_text="/healthz").first.wait_for(timeout=15_000)
+        page.locator(".opblock-summary", has_text="/healthz").first.wait_for(timeout=45_000)
         assert page.locator(".opblock").count() > 20  # every operation, not just one
         assert page.get_by_text(OPERATION).first.is_visible()
         page.wait_for_load_state("networkidle")

@@ -35,6 +35,8 @@ GET_REQUESTS = {
     "/flood/map/assignments": [{"scenario": f"{NOT_STORED:g}"}, {"scenario": "2023-09-23"}],
     "/flood/map/network": [{}],
     "/flood/map/places": [{}],
+    # A DEM upload's job (api/places.py): its state is read, nothing is computed.
+    "/flood/dem/jobs/{job_id}": [("1", {})],
 }
 
 
@@ -66,7 +68,8 @@ def _requests():
         for call in calls:
             if isinstance(call, tuple):
                 value, params = call
-                yield path.replace("{stage_or_name}", value).replace("{extent_id}", value), params
+                yield (path.replace("{stage_or_name}", value).replace("{extent_id}", value)
+                       .replace("{job_id}", value), params)
             else:
                 yield path, call
 

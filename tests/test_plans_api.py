@@ -254,3 +254,15 @@ def test_impact_of_a_plan_names_who_moves_where(planner, sql):
     assert r.status_code == 200
     header = next(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert "原网格编码" in header and "新网格编码" in header
+
+
+def test_impact_of_a_plan_with_no_edits_is_empty_not_an_error(planner):
+    """A fresh plan has no changes: its preview moves nothing (the fuzz found a 500 here)."""
+    plan = new_plan(planner, "空方案")
+    r = planner.get(f"/plans/{plan['id']}/impact", params={"target": 20, "tolerance": 0.2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["moves"] == [] and body["totals"] == {"households": 0, "residents": 0, "open_incidents": 0}
+    r = planner.get(f"/plans/{plan['id']}/impact.csv")
+    assert r.status_code == 200
+    assert len(list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))) == 1   # the header alone

@@ -157,6 +157,8 @@ def impact(session: Session, changes: Sequence[GridChange], *, target: float | N
     from gis.planning.publish import _successors, _touched_codes, current_versions
 
     check_changes(changes)
+    if not changes:   # a plan with no edits yet: nothing moves
+        return Impact(target=target, tolerance=tolerance)
     # The per-point subqueries make PostgreSQL's estimates huge, and JIT-compiling such a plan costs
     # seconds more than running it (as in gis/flood/finder.py): off for this transaction.
     session.execute(text("SET LOCAL jit = off"))
