@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gis.errors import InputError, NotFound
+from gis.register.export_cli import export_app, quality_app
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -36,6 +37,8 @@ flood_dem_app = typer.Typer(help="Terrain models for the flood scenarios.", no_a
 flood_app.add_typer(flood_dem_app, name="dem")
 flood_extent_app = typer.Typer(help="Uploaded flood extents.", no_args_is_help=True)
 flood_app.add_typer(flood_extent_app, name="extent")
+app.add_typer(quality_app, name="quality")  # issue 14: the register's data-quality report
+app.add_typer(export_app, name="export")  # issue 14: the register as GeoPackage / Excel
 
 # Piped output (make serve, CI logs) gets a wide console so tables are not cut.
 console = Console(width=None if sys.stdout.isatty() else 160)

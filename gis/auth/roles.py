@@ -31,6 +31,7 @@ class Permission(StrEnum):
     IMPORT_INCIDENTS = "import_incidents"  # batch import of historical incidents
     EDIT_FLOOD_EXTENTS = "edit_flood_extents"  # upload or draw an observed flood extent
     COMPUTE_FLOOD_SCENARIOS = "compute_flood_scenarios"  # model a stage of the allowed set (costly)
+    EXPORT_REGISTER = "export_register"  # the register back as GeoPackage / Excel (issue 14)
 
 
 P = Permission
@@ -39,11 +40,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.COMMAND_CENTER: frozenset(
         {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS,
          P.MANAGE_EMERGENCIES, P.VIEW_EMERGENCIES, P.REPORT_INCIDENTS, P.VIEW_INCIDENTS, P.WORK_INCIDENTS,
-         P.REVIEW_INCIDENTS, P.IMPORT_INCIDENTS, P.EDIT_FLOOD_EXTENTS, P.COMPUTE_FLOOD_SCENARIOS}
+         P.REVIEW_INCIDENTS, P.IMPORT_INCIDENTS, P.EDIT_FLOOD_EXTENTS, P.COMPUTE_FLOOD_SCENARIOS,
+         P.EXPORT_REGISTER}
     ),
     Role.EMERGENCY: frozenset(
         {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS, P.VIEW_EMERGENCIES,
-         P.REPORT_INCIDENTS, P.VIEW_INCIDENTS, P.EDIT_FLOOD_EXTENTS}
+         P.REPORT_INCIDENTS, P.VIEW_INCIDENTS, P.EDIT_FLOOD_EXTENTS, P.EXPORT_REGISTER}
     ),
     Role.PLANNER: frozenset({P.VIEW_GRIDS, P.EDIT_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_SHELTERS}),
     Role.GRID_STAFF: frozenset(
