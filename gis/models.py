@@ -36,7 +36,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB, TSTZRANGE, ExcludeConstraint
 from sqlalchemy.dialects.postgresql import base as postgresql_base
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import UserDefinedType
@@ -91,6 +91,8 @@ class Grid(Base):
               postgresql_where=text("valid_to IS NULL")),
         Index("grid_current_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"},
               postgresql_where=text("valid_to IS NULL")),
+        # No two versions of one code alive at one instant (migration 0018, btree_gist).
+        ExcludeConstraint(("code", "="), ("period", "&&"), name="grid_period_no_overlap", using="gist"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -102,6 +104,8 @@ class Grid(Base):
     valid_from: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     valid_to: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     source: Mapped[str | None] = mapped_column(Text)
+    # [valid_from, valid_to), generated (migration 0018): what "as of t" and the exclusion read.
+    period: Mapped[Any] = mapped_column(TSTZRANGE, Computed("tstzrange(valid_from, valid_to, '[)')", persisted=True))
 
     @property
     def grid_level(self) -> GridLevel:
@@ -660,3 +664,34 @@ class FloodAnswerHousehold(Base):
     unplaced: Mapped[bool] = mapped_column(Boolean)
     geom: Mapped[WKBElement] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
     row: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# --- publish (issue 15): dated publishes of grid changes (migration 0018) ---------------------------
+
+PUBLISH_STATUSES = ("pending", "applied", "cancelled", "failed")
+
+
+class GridPublish(Base):
+    """One publish of grid changes: what, on which base, effective when, by whom, and its inverse."""
+
+    __tablename__ = "grid_publish"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", PUBLISH_STATUSES), name="grid_publish_known_status"),
+        Index("grid_publish_due", "effective_at", postgresql_where=text("status = 'pending'")),
+        Index("grid_publish_newest", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    plan_id: Mapped[int | None] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(Text)
+    changes: Mapped[list[Any]] = mapped_column(JSONB)
+    base: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    effective_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(10), server_default="pending")
+    inverse: Mapped[list[Any] | None] = mapped_column(JSONB)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    failure: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    created_by_name: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    applied_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

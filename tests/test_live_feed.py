@@ -483,6 +483,8 @@ def test_live_js_resumes_across_stream_ends_in_chromium(short_server: str, accou
         with page.expect_navigation():
             page.click("button[type=submit]")
         page.goto(short_server + "/pages/account", wait_until="networkidle")
+        # Leaving the role's first page (the command map) cancels its requests still in flight.
+        checker.failed_requests[:] = [f for f in checker.failed_requests if "ERR_ABORTED" not in f]
         page.add_script_tag(url="/static/wangge/live.js")   # as pages load it
         page.evaluate("""() => {
             window.got = []; window.states = [];

@@ -24,7 +24,10 @@ WRONG = "wrong-password-123"
 
 
 def _settings(url, **overrides) -> Settings:
-    # A real pool (not the tests' NullPool): waiting requests must not starve it.
+    # A real pool (not the tests' NullPool): waiting requests must not starve it. The wait for a
+    # place is long here: these tests are about throttling, and on a loaded machine forty logins
+    # queued behind five places can outlast the default 3 s (then answered 503 busy, by design).
+    overrides.setdefault("database_pool_timeout_s", 30.0)
     return Settings(DATABASE_URL=url.render_as_string(hide_password=False), database_pool_size=5,
                     **overrides)
 

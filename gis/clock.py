@@ -1,0 +1,44 @@
+"""The service's clock: `now()`, which tests (and a rehearsal) can set to another instant.
+
+Whatever decides by time what is current — a dated publish becoming due above all — asks this
+clock and passes the instant to SQL as a parameter, instead of the database's now(). The clock
+is the real UTC time unless it is set: by `frozen(at)` in this process, or by the environment
+variable WANGGE_CLOCK (an ISO 8601 instant with its offset) for a whole process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+ENV_VAR = "WANGGE_CLOCK"
+
+_frozen: list[dt.datetime] = []
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    if at.tzinfo is None:
+        raise ValueError("the clock needs an instant with its time zone")
+    return at
+
+
+def now() -> dt.datetime:
+    """The current instant (timezone-aware)."""
+    if _frozen:
+        return _frozen[-1]
+    configured = os.environ.get(ENV_VAR)
+    if configured:
+        return _aware(dt.datetime.fromisoformat(configured))
+    return dt.datetime.now(dt.UTC)
+
+
+@contextmanager
+def frozen(at: dt.datetime) -> Iterator[dt.datetime]:
+    """Within the block (in this process, every thread), `now()` answers `at`."""
+    _frozen.append(_aware(at))
+    try:
+        yield at
+    finally:
+        _frozen.pop()
