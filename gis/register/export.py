@@ -1,9 +1,11 @@
 """Export of the whole register back to files: a GeoPackage (one layer per kind) or an Excel workbook
 (one sheet per kind, Chinese headers, written through gis.spreadsheet.Table).
 
-Layers / sheets: grids (current ones), households, residents (no geometry), staff, shelters, roads, rivers,
-natural_villages. Rows are ordered by what they are (household number, grid code, name …), never by database
-ids, so exporting the same town from two databases gives the same file content.
+The sheets' headers are the names the register import (gis.register.households) reads, so a workbook
+exported here can be imported again. Layers / sheets: grids (current ones), households, residents (no
+geometry), staff, shelters, roads, rivers, natural_villages. Rows are ordered by what they are (household
+number, grid code, name …), never by database ids, so exporting the same town from two databases gives the
+same file content.
 
 Who gets what: households (and their residents) as `gis.households.access_for` admits them for the principal,
 personal fields (head's name, phone, address; residents' names, ID numbers, birth dates) shown where its
@@ -56,8 +58,8 @@ LAYERS: tuple[LayerSpec, ...] = (
         FROM grid WHERE valid_to IS NULL ORDER BY level, code"""),
     LayerSpec("households", "住户", Table({
         "household_no": "户号", "head_name": "户主姓名", "phone": "联系电话", "address": "地址",
-        "residents": "人数", "elderly": "65岁以上", "children": "儿童", "disabled": "残疾", "pregnant": "孕妇",
-        "bedridden": "卧床", "floors": "楼层数", "natural_village": "自然村", "grid_code": "网格编码",
+        "residents": "人数", "elderly": "老人数", "children": "儿童数", "disabled": "残疾人数", "pregnant": "孕妇数",
+        "bedridden": "卧床人数", "floors": "房屋层数", "natural_village": "自然村", "grid_code": "网格编码",
         "lon": "经度", "lat": "纬度", "personal_fields": "个人信息"}, labels={"personal_fields": PERSONAL}),
         "Point", """
         SELECT h.id, h.household_no, h.head_name, h.phone, h.address, h.residents, h.elderly, h.children,
@@ -69,8 +71,8 @@ LAYERS: tuple[LayerSpec, ...] = (
         WHERE ({rows}) ORDER BY h.household_no"""),
     LayerSpec("residents", "居民", Table({
         "household_no": "户号", "name": "姓名", "gender": "性别", "birth_date": "出生日期", "id_number": "身份证号",
-        "relation_to_head": "与户主关系", "is_disabled": "残疾", "is_pregnant": "孕妇", "is_bedridden": "卧床",
-        "personal_fields": "个人信息"}, labels={"personal_fields": PERSONAL}), None, """
+        "relation_to_head": "与户主关系", "is_disabled": "是否残疾", "is_pregnant": "是否孕妇",
+        "is_bedridden": "是否卧床", "personal_fields": "个人信息"}, labels={"personal_fields": PERSONAL}), None, """
         SELECT h.household_no, r.name, r.gender, r.birth_date, r.id_number, r.relation_to_head, r.is_disabled,
                r.is_pregnant, r.is_bedridden, ({personal}) AS personal_shown
         FROM resident r JOIN household h ON h.id = r.household_id

@@ -38,6 +38,7 @@ from gis.context import Context
 from gis.crs import metric_crs_for, metric_transformer
 from gis.households import access_for
 from gis.privacy import mask_id_number, mask_record
+from gis.register.checks import parse_id_number
 from gis.spreadsheet import PERSONAL, Table
 
 KINDS: dict[str, str] = {
@@ -62,26 +63,24 @@ EXPORT = Table(
 )
 
 # --- GB 11643 ID numbers -------------------------------------------------------------------------
-# A private check until gis/register/checks.py (owner: reg) is on main.
-_WEIGHTS = tuple(2 ** (17 - i) % 11 for i in range(17))
-_CHECK = "10X98765432"
 
 
 def id_number_problem(id_number: str, birth_date: dt.date | None = None, gender: str | None = None) -> str | None:
-    """Why `id_number` is not a valid 18-digit resident ID number (GB 11643), in Chinese; None if valid.
-    The birth date and gender the register states, when given, must agree with the number."""
-    n = id_number.strip().upper()
-    if len(n) != 18 or not n[:17].isdigit() or not (n[17].isdigit() or n[17] == "X"):
-        return "应为18位（前17位数字，末位数字或X）"
+    """Why `id_number` is not a valid 18-digit resident ID number (GB 11643, the rule of
+    gis.register.checks), in Chinese; None if valid. The birth date and gender the register states, when
+    given, must agree with the number."""
     try:
-        born = dt.date(int(n[6:10]), int(n[10:12]), int(n[12:14]))
-    except ValueError:
-        return "出生日期码不是有效日期"
-    if _CHECK[sum(int(d) * w for d, w in zip(n[:17], _WEIGHTS, strict=True)) % 11] != n[17]:
-        return "校验码错误"
-    if birth_date is not None and born != birth_date:
+        parsed = parse_id_number(id_number)
+    except ValueError as exc:
+        why = str(exc)
+        if "check digit" in why:
+            return "校验码错误"
+        if "birth date" in why:
+            return "出生日期码不是有效日期"
+        return "应为18位（前17位数字，末位数字或X）"
+    if birth_date is not None and parsed.birth_date != birth_date:
         return "出生日期码与登记的出生日期不一致"
-    if gender in ("男", "女") and ("男" if int(n[16]) % 2 else "女") != gender:
+    if gender in ("男", "女") and parsed.gender != gender:
         return "性别码与登记的性别不一致"
     return None
 
