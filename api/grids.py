@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -90,16 +91,20 @@ def list_grids(
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS84)")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: PageOffset = 0,
+    as_of: Annotated[dt.datetime | None, Query(description="the grids as they were at this instant (ISO 8601 "
+                                                             "with offset); default now")] = None,
 ) -> Response:
     box = parse_bbox(bbox)
+    if as_of is not None and as_of.tzinfo is None:
+        raise InputError(Problem(("query", "as_of"), "as_of needs its time zone, e.g. 2026-12-06T08:00:00+08:00"))
     cap = settings.max_features_per_page
     if limit is not None and limit > cap:
         raise InputError(Problem(("query", "limit"), f"at most {cap} features per page"))
     limit = limit or cap
     frame = store.current_grids(
-        session, level=level, parent_code=parent_code, bbox=box, limit=limit, offset=offset
+        session, level=level, parent_code=parent_code, bbox=box, limit=limit, offset=offset, as_of=as_of
     )
-    matched = store.count_current_grids(session, level=level, parent_code=parent_code, bbox=box)
+    matched = store.count_current_grids(session, level=level, parent_code=parent_code, bbox=box, as_of=as_of)
     # Pages follow the code order (unique among current grids), so consecutive pages neither repeat nor skip.
     after = offset + len(frame)
     next_url = str(request.url.include_query_params(offset=after, limit=limit)) if after < matched else None

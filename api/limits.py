@@ -24,6 +24,10 @@ UPLOAD_ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/flood/extents"): "max_upload_bytes",
     ("POST", "/flood/extents/drawn"): "max_upload_bytes",
     ("POST", "/incidents/{incident_id}/attachments"): "max_attachment_bytes",
+    ("POST", "/places/{kind}/import"): "max_upload_bytes",
+    ("POST", "/flood/dem"): "max_upload_bytes",
+    ("POST", "/staff/import"): "max_upload_bytes",
+    ("POST", "/staff/responsibilities/import"): "max_upload_bytes",
 }
 # Room for the multipart boundaries, part headers and small form fields around the file: a file of
 # exactly the promised size must fit.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +12,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from sqlalchemy import text
 
-from api import problems, schemas
+from api import grid_history, problems, schemas
 from api.deps import SessionDep
 from api.limits import BodySizeLimit, upload_limits
 from api.origin import OriginCheck
@@ -32,7 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings, serving=True)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        due = asyncio.create_task(grid_history.apply_due_forever(settings))  # dated grid publishes
         yield
+        due.cancel()
         engine.dispose()
 
     app = FastAPI(
@@ -74,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         maps,
         mobile_pages,
         pages,
+        places,
+        roster,
         tiles,
     )
 
@@ -82,12 +87,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         command,  # first: its /incidents/summary would otherwise reach /incidents/{incident_id}
         accounts,
         grids,
+        grid_history,
         households,
         incidents,
         emergencies,
         audit,
         flood_extents,
         flood,
+        places,
+        roster,
         hotspots,
         pages,
         tiles,

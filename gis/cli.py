@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from gis.errors import InputError, NotFound
+from gis.planning.cli import apply_due_command
 from gis.register.export_cli import export_app, quality_app
+from gis.register.roster_cli import places_app, roster_app
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -27,6 +29,7 @@ grids_app = typer.Typer(help="Grid boundaries: import, export, locate.", no_args
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
 app.add_typer(grids_app, name="grids")
+grids_app.command("apply-due")(apply_due_command)
 users_app = typer.Typer(help="Accounts and API tokens.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 incidents_app = typer.Typer(help="Incidents: batch import.", no_args_is_help=True)
@@ -37,6 +40,8 @@ flood_dem_app = typer.Typer(help="Terrain models for the flood scenarios.", no_a
 flood_app.add_typer(flood_dem_app, name="dem")
 flood_extent_app = typer.Typer(help="Uploaded flood extents.", no_args_is_help=True)
 flood_app.add_typer(flood_extent_app, name="extent")
+app.add_typer(roster_app, name="roster")
+app.add_typer(places_app, name="places")
 app.add_typer(quality_app, name="quality")  # issue 14: the register's data-quality report
 app.add_typer(export_app, name="export")  # issue 14: the register as GeoPackage / Excel
 

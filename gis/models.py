@@ -666,6 +666,76 @@ class FloodAnswerHousehold(Base):
     row: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+# --- roster: staff tenure, responsibilities (联系户), DEM upload jobs (migration 0017, part "roster") ---
+
+
+class StaffTenure(Base):
+    """One stretch of one staff member in one role and grid: [valid_from, valid_to) in days.
+
+    Written by a trigger on `staff` (migration 0017); `staff_id` outlives the staff row."""
+
+    __tablename__ = "staff_tenure"
+    __table_args__ = (
+        CheckConstraint(_one_of("role", STAFF_ROLES), name="staff_tenure_known_role"),
+        CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="staff_tenure_period"),
+        Index("staff_tenure_grid", "grid_code", "valid_from"),
+        Index("staff_tenure_staff", "staff_id"),
+        Index("staff_tenure_one_open", "staff_id", unique=True, postgresql_where=text("valid_to IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    staff_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(String(20))
+    role: Mapped[str] = mapped_column(String(20))
+    grid_code: Mapped[str] = mapped_column(String(15))
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class HouseholdResponsible(Base):
+    """A staff member responsible for a household (联系户), over [valid_from, valid_to) in days."""
+
+    __tablename__ = "household_responsible"
+    __table_args__ = (
+        CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="household_responsible_period"),
+        Index("household_responsible_household", "household_id"),
+        Index("household_responsible_staff", "staff_id"),
+        Index("household_responsible_one_open", "household_id", "staff_id", unique=True,
+              postgresql_where=text("valid_to IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("household.id", ondelete="CASCADE"))
+    staff_id: Mapped[int] = mapped_column(BigInteger)
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class DemJob(Base):
+    """A DEM uploaded through the API, conditioned in the background; the client polls its progress."""
+
+    __tablename__ = "dem_job"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", ("queued", "running", "done", "failed")), name="dem_job_known_state"),
+        CheckConstraint("progress >= 0 AND progress <= 1", name="dem_job_progress_range"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    state: Mapped[str] = mapped_column(String(10), server_default="queued")
+    progress: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    step: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    file_name: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))  # the worker is alive
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    problems: Mapped[list[Any] | None] = mapped_column(JSONB)
+
+
 # --- publish (issue 15): dated publishes of grid changes (migration 0018) ---------------------------
 
 PUBLISH_STATUSES = ("pending", "applied", "cancelled", "failed")

@@ -100,6 +100,13 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         for params in ({"level": 4, "limit": 3}, {"level": 1}):
             call("admin", "GET", "/grids", "/grids", params=params)
         call("admin", "GET", "/grids/{code}/history", f"/grids/{group}/history")
+        call("admin", "GET", "/grids/{code}/timeline", f"/grids/{group}/timeline")
+        call("admin", "GET", "/grids/publishes", "/grids/publishes")
+        with eng.begin() as c:   # a scheduled publish to withdraw
+            pending = c.execute(text("INSERT INTO grid_publish (name, changes, effective_at) VALUES ('探针', '[]', "
+                                     "now() + interval '1 day') RETURNING id")).scalar_one()
+        call("admin", "POST", "/grids/publishes/{publish_id}/cancel", f"/grids/publishes/{pending}/cancel")
+        call("admin", "POST", "/grids/publishes/{publish_id}/cancel", f"/grids/publishes/{pending}/cancel")
         call("admin", "GET", "/grids/locate", "/grids/locate", params={"lon": lon, "lat": lat})
         call("admin", "GET", "/grids/locate", "/grids/locate", params={"lon": 100.0, "lat": 20.0})
         call("admin", "POST", "/grids/locate", "/grids/locate",
@@ -217,6 +224,32 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         # the register's data-quality report (issue 14)
         for role in ("admin", "command_center", "grid_staff"):
             call(role, "GET", "/register/quality", "/register/quality", params={"member_limit": 3, "per_kind": 5})
+        # issue 14, roster: places and a DEM upload (polled until its job ends)
+        from tests.test_places_dem import small_dem_bytes, wait_for_job
+
+        shelters = json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {"名称": "探针避难所", "容量": 50},
+             "geometry": {"type": "Point", "coordinates": [lon, lat]}}]})
+        call("admin", "POST", "/places/{kind}/import", "/places/shelters/import",
+             files={"file": ("shelters.geojson", shelters.encode())}, data={"dry_run": "true"})
+        job = call("admin", "POST", "/flood/dem", "/flood/dem", files={"file": ("v.tif", small_dem_bytes())}).json()
+        wait_for_job(clients["admin"], job)
+        call("admin", "GET", "/flood/dem/jobs/{job_id}", f"/flood/dem/jobs/{job['id']}")
+        from tests.register_files import csv_bytes
+
+        roster_csv = csv_bytes(["姓名", "联系电话", "职务", "网格编码"], [["探针", "13700002222", "网格员", group]])
+        call("admin", "POST", "/staff/import", "/staff/import", files={"file": ("r.csv", roster_csv)},
+             data={"whole_roster": "false"})
+        probe = call("admin", "POST", "/staff", "/staff",
+                     json={"name": "探针二", "phone": "13700003333", "role": "网格长", "grid_code": group}).json()
+        call("command_center", "PATCH", "/staff/{staff_id}", f"/staff/{probe['id']}", json={"role": "网格员"})
+        hno = clients["admin"].get(f"/households/{household}").json()["household_no"]
+        links = csv_bytes(["户号", "网格员电话"], [[hno, "13700003333"]])
+        call("admin", "POST", "/staff/responsibilities/import", "/staff/responsibilities/import",
+             files={"file": ("l.csv", links)}, data={"whole_list": "false"})
+        for role in ("admin", "grid_staff"):
+            call(role, "GET", "/grids/{code}/staff", f"/grids/{group}/staff")
+
         call("admin", "GET", "/audit", "/audit", params={"limit": 5})
         call("admin", "GET", "/audit", "/audit", params={"limit": 5, "offset": 3, "action": "read_personal"})
 

@@ -46,6 +46,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/grids/locate"): VIEWERS,
     ("POST", "/grids/import"): GRID_EDITORS,
     ("GET", "/grids/{code}/history"): VIEWERS,
+    ("GET", "/grids/{code}/timeline"): VIEWERS,
+    ("GET", "/grids/publishes"): VIEWERS,
+    ("POST", "/grids/publishes/{publish_id}/cancel"): GRID_EDITORS,
     ("GET", "/grids/{code}/card"): VIEWERS,
     ("GET", "/grids/hillshade.png"): VIEWERS,
     ("GET", "/households"): HOUSEHOLD_ROWS,
@@ -118,6 +121,17 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     # The register back as files (issue 14): personal fields as each role may see them.
     ("GET", "/register/export.gpkg"): EMERGENCY_VIEWERS,
     ("GET", "/register/export.xlsx"): EMERGENCY_VIEWERS,
+    # Issue 14, roster: places, DEM uploads (IMPORT_REGISTER: admin, command center).
+    ("POST", "/places/{kind}/import"): EMERGENCY_MANAGERS,
+    ("POST", "/flood/dem"): EMERGENCY_MANAGERS,
+    ("GET", "/flood/dem/jobs/{job_id}"): EMERGENCY_MANAGERS,
+    # Issue 14, roster: the staff roster, 联系户, single staff edits; who served a grid when (like the card).
+    ("POST", "/staff/import"): EMERGENCY_MANAGERS,
+    ("POST", "/staff/responsibilities/import"): EMERGENCY_MANAGERS,
+    ("POST", "/staff"): EMERGENCY_MANAGERS,
+    ("PATCH", "/staff/{staff_id}"): EMERGENCY_MANAGERS,
+    ("DELETE", "/staff/{staff_id}"): EMERGENCY_MANAGERS,
+    ("GET", "/grids/{code}/staff"): VIEWERS,
 }
 
 # A query for routes that would otherwise answer an endless event stream: refused (422) after the access check.
@@ -133,9 +147,13 @@ PATH_VALUES = {
     "incident_id": "987654321",
     "attachment_id": "987654321",
     "extent_id": "987654321",
+    "publish_id": "987654321",
     "stage_or_name": "no-such-scenario",
     "unit_id": "411324105888888",
     "z": "3", "x": "0", "y": "0",   # a tile far from the town: empty
+    "kind": "shelters",
+    "job_id": "987654321",
+    "staff_id": "987654321",
 }
 
 

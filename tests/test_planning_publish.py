@@ -89,6 +89,13 @@ def independent_places(session, village: str) -> dict[str, dict[int, list[str]]]
     return out
 
 
+def cache_versions(session) -> tuple:
+    """The tile layers' and the flood finder's data versions (bumped by triggers on grid and staff)."""
+    tiles = session.execute(text("SELECT sum(grids), sum(households) FROM tile_data_version")).one()
+    flood = session.execute(text("SELECT version FROM flood_data_version")).scalar_one()
+    return int(tiles[0]), int(tiles[1]), int(flood)
+
+
 def digest(session) -> dict:
     return {
         "grids": session.execute(text("SELECT md5(string_agg(id || code || coalesce(valid_to::text, '-'), ',' "
@@ -102,6 +109,10 @@ def digest(session) -> dict:
 
 @pytest.fixture
 def plan(session):
+    return make_plan(session)
+
+
+def make_plan(session) -> dict:
     """A plan over the busiest village: merge two touching groups (A absorbs B), split a third (C keeps
     its west half, a new code takes the east), recode a fourth (D -> D2), rename a fifth."""
     village, groups = busiest_village(session)
@@ -140,8 +151,11 @@ def test_publish_moves_everything_and_keeps_every_place_single(session, plan):
     hh_before = session.execute(text(
         "SELECT count(*) FROM household_grid WHERE village_code = :v"), {"v": village}).scalar_one()
     at = clock.now()
+    caches = cache_versions(session)
 
     result = publish(session, CTX, plan["changes"], effective_at=at, base=plan["base"])
+    # Grid tiles, household tiles and stored flood answers are all invalidated.
+    assert all(after > before for after, before in zip(cache_versions(session), caches, strict=True))
 
     assert result.status == "applied" and result.publish_id > 0
     assert result.retired == [b] and result.recoded == {d: plan["new_d"]} and result.created == [plan["new_c"]]
@@ -238,11 +252,11 @@ def test_undo_publishes_the_inverse_and_restores_the_grids(session, plan):
 
 
 def test_future_publish_changes_nothing_until_the_clock_passes_it(session, plan):
-    before = digest(session)
+    before, caches = digest(session), cache_versions(session)
     at = clock.now() + dt.timedelta(days=2)
     result = publish(session, CTX, plan["changes"], effective_at=at, base=plan["base"])
     assert result.status == "pending"
-    assert digest(session) == before
+    assert digest(session) == before and cache_versions(session) == caches
     assert apply_due(session, at - dt.timedelta(seconds=1)) == []
     assert digest(session) == before
     with clock.frozen(at):

@@ -31,7 +31,8 @@ class Permission(StrEnum):
     IMPORT_INCIDENTS = "import_incidents"  # batch import of historical incidents
     EDIT_FLOOD_EXTENTS = "edit_flood_extents"  # upload or draw an observed flood extent
     COMPUTE_FLOOD_SCENARIOS = "compute_flood_scenarios"  # model a stage of the allowed set (costly)
-    EXPORT_REGISTER = "export_register"  # the register back as GeoPackage / Excel (issue 14)
+    IMPORT_REGISTER = "import_register"  # households, residents, roster, 联系户, places, DEM
+    EXPORT_REGISTER = "export_register"  # the register back out (GeoPackage, Excel)
 
 
 P = Permission
@@ -41,7 +42,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS,
          P.MANAGE_EMERGENCIES, P.VIEW_EMERGENCIES, P.REPORT_INCIDENTS, P.VIEW_INCIDENTS, P.WORK_INCIDENTS,
          P.REVIEW_INCIDENTS, P.IMPORT_INCIDENTS, P.EDIT_FLOOD_EXTENTS, P.COMPUTE_FLOOD_SCENARIOS,
-         P.EXPORT_REGISTER}
+         P.IMPORT_REGISTER, P.EXPORT_REGISTER}
     ),
     Role.EMERGENCY: frozenset(
         {P.VIEW_GRIDS, P.VIEW_HOUSEHOLD_COUNTS, P.VIEW_HOUSEHOLDS, P.VIEW_SHELTERS, P.VIEW_EMERGENCIES,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,13 @@ GRID_COLUMNS = ["code", "name", "level", "parent_code", "valid_from", "geometry"
 Bbox = tuple[float, float, float, float]
 
 
-def _current(level: int | None, parent_code: str | None, bbox: Bbox | None) -> tuple[str, dict[str, Any]]:
-    """The WHERE clause (and its parameters) of the current grids with these filters."""
-    where, params = ["valid_to IS NULL"], dict[str, Any]()
+def _current(level: int | None, parent_code: str | None, bbox: Bbox | None,
+             as_of: dt.datetime | None = None) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (and its parameters) of the current grids (or those alive at `as_of`:
+    one version per code, migration 0018) with these filters."""
+    where, params = ["valid_to IS NULL" if as_of is None else "period @> CAST(:as_of AS timestamptz)"], dict[str, Any]()
+    if as_of is not None:
+        params["as_of"] = as_of
     if level is not None:
         where.append("level = :level")
         params["level"] = level
@@ -51,10 +56,11 @@ def current_grids(
     bbox: Bbox | None = None,
     limit: int | None = None,
     offset: int = 0,
+    as_of: dt.datetime | None = None,
 ) -> gpd.GeoDataFrame:
-    """Current versions, ordered by code (unique among current grids: pages neither repeat nor
-    skip); filters are optional and combine with AND."""
-    where, params = _current(level, parent_code, bbox)
+    """Current versions (or those of the instant `as_of`), ordered by code (unique among current grids: pages
+    neither repeat nor skip); filters are optional and combine with AND."""
+    where, params = _current(level, parent_code, bbox, as_of)
     sql = (
         "SELECT code, name, level, parent_code, valid_from, ST_AsBinary(geom) AS wkb FROM grid "
         f"WHERE {where} ORDER BY code"
@@ -68,9 +74,10 @@ def current_grids(
 
 
 def count_current_grids(
-    session: Session, *, level: int | None = None, parent_code: str | None = None, bbox: Bbox | None = None
+    session: Session, *, level: int | None = None, parent_code: str | None = None, bbox: Bbox | None = None,
+    as_of: dt.datetime | None = None,
 ) -> int:
-    where, params = _current(level, parent_code, bbox)
+    where, params = _current(level, parent_code, bbox, as_of)
     return int(session.execute(text(f"SELECT count(*) FROM grid WHERE {where}"), params).scalar_one())
 
 

@@ -154,13 +154,22 @@ def publish(session: Session, ctx: Context, changes: Sequence[GridChange], *, ef
     return result
 
 
-def apply_due(session: Session, now: dt.datetime | None = None, ctx: Context | None = None) -> list[PublishResult]:
+def apply_due(session: Session, now: dt.datetime | None = None, ctx: Context | None = None, *,
+              wait: bool = True) -> list[PublishResult]:
     """Apply every pending publish whose effective instant is at or before `now` (default: the
     clock), oldest first, each in its own savepoint: one that no longer fits (its base grids
-    changed, its hierarchy broke) is marked failed with the reason, the others still apply."""
+    changed, its hierarchy broke) is marked failed with the reason, the others still apply.
+    With `wait` False (the app's background task) a publish or import in progress elsewhere
+    makes this round do nothing instead of waiting for it."""
     now = now or clock.now()
     ctx = ctx or Context(principal=None, method="SYSTEM", path="apply_due", actor="wangge:apply-due")
-    session.execute(text(LOCK_SQL))
+    due_sql = "SELECT EXISTS (SELECT 1 FROM grid_publish WHERE status = 'pending' AND effective_at <= :now)"
+    if not session.execute(text(due_sql), {"now": now}).scalar_one():
+        return []
+    if wait:
+        session.execute(text(LOCK_SQL))
+    elif not session.execute(text(LOCK_SQL.replace("pg_advisory_xact_lock", "pg_try_advisory_xact_lock"))).scalar():
+        return []
     due = session.execute(
         text(
             "SELECT id, plan_id, changes, base, effective_at FROM grid_publish "
@@ -205,7 +214,7 @@ def cancel(session: Session, ctx: Context, publish_id: int) -> None:
     if status is None:
         raise NotFound(f"no publish {publish_id}")
     if status != "pending":
-        raise Conflict(f"publish {publish_id} is {status}, not pending", {"status": status})
+        raise Conflict(f"publish {publish_id} is {status}, not pending", {"publish_status": status})
     session.execute(text("UPDATE grid_publish SET status = 'cancelled' WHERE id = :id"), {"id": publish_id})
     ctx.audit(session, "cancel_publish", resource="grid_publish", resource_ids=[publish_id])
 
@@ -218,7 +227,7 @@ def inverse_of(session: Session, publish_id: int) -> list[GridChange]:
         raise NotFound(f"no publish {publish_id}")
     if row.status != "applied" or row.inverse is None:
         raise Conflict(f"publish {publish_id} is {row.status}: only an applied publish can be undone",
-                       {"status": row.status})
+                       {"publish_status": row.status})
     return [GridChange.from_dict(d) for d in row.inverse]
 
 
@@ -245,18 +254,21 @@ def _current_ids(session: Session, codes: set[str]) -> dict[str, int]:
     return {r.code: int(r.id) for r in rows}
 
 
+def current_versions(session: Session, codes: set[str], *, lock: bool = False) -> dict[str, _Old]:
+    """The current version of each of `codes` that has one (locked for the publish when `lock`)."""
+    rows = session.execute(
+        text("SELECT id, code, name, level, parent_code, ST_AsBinary(geom) AS wkb, valid_from FROM grid "
+             "WHERE valid_to IS NULL AND code = ANY(:c)" + (" FOR UPDATE" if lock else "")),
+        {"c": sorted(codes)},
+    )
+    return {r.code: _Old(int(r.id), r.code, r.name, int(r.level), r.parent_code, shapely.from_wkb(bytes(r.wkb)),
+                         r.valid_from) for r in rows}
+
+
 def _apply(session: Session, changes: Sequence[GridChange], at: dt.datetime, base: dict[str, int],
            *, source: str) -> PublishResult:
-    touched = _touched_codes(changes)
-    old = {
-        r.code: _Old(int(r.id), r.code, r.name, int(r.level), r.parent_code, shapely.from_wkb(bytes(r.wkb)),
-                     r.valid_from)
-        for r in session.execute(
-            text("SELECT id, code, name, level, parent_code, ST_AsBinary(geom) AS wkb, valid_from FROM grid "
-                 "WHERE valid_to IS NULL AND code = ANY(:c) FOR UPDATE"),
-            {"c": sorted(touched)},
-        )
-    }
+    session.execute(text("SET LOCAL jit = off"))   # per-point subqueries: see gis/planning/impact.py
+    old = current_versions(session, _touched_codes(changes), lock=True)
     _check_base(changes, old, base)
     problems = []
     for i, c in enumerate(changes):
