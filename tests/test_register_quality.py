@@ -210,6 +210,32 @@ def test_the_report_finds_each_planted_defect_and_agrees_with_an_independent_cou
     assert _summary(high)["member_over_limit"]["total"] == 0
 
 
+def test_once_a_responsibility_list_is_loaded_it_decides(town):
+    """With 联系户 rows (roster's household_responsible) a member's load is their own households, and a household
+    without a current row has no responsible member, whatever its grid's staff."""
+    with database_copy(town["url"], "list") as url:
+        engine = create_engine(url, poolclass=NullPool)
+        with engine.begin() as c:
+            members = c.execute(text("SELECT id FROM staff WHERE role = 'grid_member' AND grid_code = :g "
+                                     "ORDER BY id LIMIT 2"), {"g": town["staff_scope"]}).scalars().all()
+            houses = c.execute(text("SELECT id FROM household ORDER BY id LIMIT 7")).scalars().all()
+            rows = [(h, members[0], None) for h in houses[:5]] + [(houses[5], members[1], None)]
+            rows.append((houses[6], members[1], "ended"))  # ended today: no longer responsible
+            for h, staff, ended in rows:
+                c.execute(text("INSERT INTO household_responsible (household_id, staff_id, valid_from, valid_to) "
+                               "VALUES (:h, :s, CURRENT_DATE - 30, CASE WHEN :e THEN CURRENT_DATE END)"),
+                          {"h": h, "s": staff, "e": ended is not None})
+            total = c.execute(text("SELECT count(*) FROM household")).scalar_one()
+        engine.dispose()
+        with make_client(url, "admin") as admin:
+            report = admin.get("/register/quality", params={"member_limit": 3, "per_kind": 20000}).json()
+    assert report["responsibility"] == "list"
+    over = [f for f in report["findings"] if f["kind"] == "member_over_limit"]
+    assert [(f["staff_id"], f["value"]) for f in over] == [(members[0], 5)]
+    without = _ids(report, "household_without_responsible", "household_id")
+    assert len(without) == total - 6 and houses[6] in without and not set(houses[:6]) & without
+
+
 def test_per_kind_caps_the_list_not_the_count(town, expected):
     with make_client(town["url"], "admin") as admin:
         report = admin.get("/register/quality", params={"per_kind": 1, "member_limit": 3}).json()

@@ -158,6 +158,10 @@ _POINT_IN_AREA = (
 )
 
 
+# A 联系户 row in force today (alias r of household_responsible).
+_CURRENT_RESPONSIBILITY = "r.valid_from <= CURRENT_DATE AND (r.valid_to IS NULL OR r.valid_to > CURRENT_DATE)"
+
+
 def _has_responsibility_list(session: Session) -> bool:
     exists = session.execute(text("SELECT to_regclass('household_responsible') IS NOT NULL")).scalar_one()
     return bool(exists) and session.execute(text("SELECT EXISTS (SELECT 1 FROM household_responsible)")).scalar_one()
@@ -213,7 +217,7 @@ def quality_report(
         loads = session.execute(text(f"""
             SELECT s.id, s.name, s.grid_code, g.name AS grid_name, count(r.household_id) AS load
             FROM staff s JOIN household_responsible r ON r.staff_id = s.id
-                 AND (r.valid_to IS NULL OR r.valid_to > now())
+                 AND {_CURRENT_RESPONSIBILITY}
             LEFT JOIN grid g ON g.code = s.grid_code AND g.valid_to IS NULL
             WHERE s.role = 'grid_member' AND (g.code IS NULL OR {_GRID_IN_AREA.format(g="g")})
             GROUP BY s.id, s.name, s.grid_code, g.name HAVING count(r.household_id) > :limit
@@ -260,7 +264,7 @@ def quality_report(
     if list_mode:
         for (hid,) in session.execute(text(
                 "SELECT h.id FROM household h WHERE NOT EXISTS (SELECT 1 FROM household_responsible r "
-                f"WHERE r.household_id = h.id AND (r.valid_to IS NULL OR r.valid_to > now())) AND {area} "
+                f"WHERE r.household_id = h.id AND {_CURRENT_RESPONSIBILITY}) AND {area} "
                 "ORDER BY h.id"), params):
             hh.append(("household_without_responsible", hid, "联系户名单中没有该户", None))
     else:
