@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mobile_pages,
         pages,
         places,
+        register,
         roster,
         tiles,
     )
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         places,
         roster,
         hotspots,
+        register,
         pages,
         tiles,
         events,

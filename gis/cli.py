@@ -16,6 +16,7 @@ from rich.table import Table
 
 from gis.errors import InputError, NotFound
 from gis.planning.cli import apply_due_command
+from gis.register.cli import register_app
 from gis.register.export_cli import export_app, quality_app
 from gis.register.roster_cli import places_app, roster_app
 
@@ -34,6 +35,7 @@ users_app = typer.Typer(help="Accounts and API tokens.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 incidents_app = typer.Typer(help="Incidents: batch import.", no_args_is_help=True)
 app.add_typer(incidents_app, name="incidents")
+app.add_typer(register_app, name="register")
 flood_app = typer.Typer(help="Flood: DEMs, flood extents and scenarios, flooded households.", no_args_is_help=True)
 app.add_typer(flood_app, name="flood")
 flood_dem_app = typer.Typer(help="Terrain models for the flood scenarios.", no_args_is_help=True)

@@ -765,3 +765,81 @@ class GridPublish(Base):
     created_by_name: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     applied_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+# --- issue 14, reg: the register's imports, history and how households were placed (migration 0016) ---
+
+REGISTER_CHANGE_KINDS = ("household_added", "moved_in", "moved_out", "born", "died", "phone_changed", "moved_group",
+                         "address_changed", "head_changed", "details_changed")
+LOCATED_BY = ("coordinates", "address", "settlement")
+
+
+class RegisterImport(Base):
+    """One run of a register import: the file, the mode, the date the register is as of, the counts."""
+
+    __tablename__ = "register_import"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(Text)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    rows: Mapped[int] = mapped_column(Integer)
+    households: Mapped[int] = mapped_column(Integer)
+    residents: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class RegisterChange(Base):
+    """What a re-import found changed in a household (moved in/out, born, died, phone ...), with its date."""
+
+    __tablename__ = "register_change"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", REGISTER_CHANGE_KINDS), name="register_change_kind"),
+        Index("register_change_household", "household_no", "effective_date"),
+        Index("register_change_id_number", "id_number"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    household_no: Mapped[str] = mapped_column(String(32))
+    id_number: Mapped[str | None] = mapped_column(String(18))
+    kind: Mapped[str] = mapped_column(String(24))
+    old: Mapped[str | None] = mapped_column(Text)
+    new: Mapped[str | None] = mapped_column(Text)
+    effective_date: Mapped[dt.date] = mapped_column(Date)
+    import_id: Mapped[int | None] = mapped_column(BigInteger)  # register_import.id (no FK: see 0016)
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ResidentPeriod(Base):
+    """A resident's tenure in a household, [valid_from, valid_to); valid_from NULL = before the register."""
+
+    __tablename__ = "resident_period"
+    __table_args__ = (
+        CheckConstraint("valid_to IS NULL OR valid_from IS NULL OR valid_from <= valid_to",
+                        name="resident_period_order"),
+        Index("resident_period_household", "household_no"),
+        Index("resident_period_key", "resident_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    household_no: Mapped[str] = mapped_column(String(32))
+    resident_key: Mapped[str] = mapped_column(Text)
+    id_number: Mapped[str | None] = mapped_column(String(18))
+    name: Mapped[str] = mapped_column(Text)
+    valid_from: Mapped[dt.date | None] = mapped_column(Date)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date)
+    import_id: Mapped[int | None] = mapped_column(BigInteger)  # register_import.id (no FK: see 0016)
+
+
+class HouseholdLocation(Base):
+    """How an imported household was placed: its coordinates, a known house address, or a settlement's point."""
+
+    __tablename__ = "household_location"
+    __table_args__ = (CheckConstraint(_one_of("located_by", LOCATED_BY), name="household_location_by"),)
+
+    household_id: Mapped[int] = mapped_column(ForeignKey("household.id", ondelete="CASCADE"), primary_key=True)
+    located_by: Mapped[str] = mapped_column(String(16))
+    precision_m: Mapped[float | None] = mapped_column(Float)
+    place: Mapped[str | None] = mapped_column(Text)

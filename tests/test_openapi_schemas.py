@@ -120,6 +120,28 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
             call(role, "GET", "/households", "/households", params={"limit": 3})
             call(role, "GET", "/households", "/households", params={"limit": 2, "format": "geojson"})
         call("admin", "GET", "/households/counts", "/households/counts", params={"level": 3})
+
+        # the register (issue 14): import, history, edits
+        eng = create_engine(url, poolclass=NullPool)
+        with eng.connect() as c:
+            reg_no, reg_id = c.execute(text(
+                "SELECT h.household_no, min(r.id_number) FROM household h JOIN resident r ON r.household_id = h.id "
+                "WHERE h.residents >= 2 AND r.id_number IS NOT NULL GROUP BY h.id ORDER BY h.id LIMIT 1")).one()
+        eng.dispose()
+        reg_csv = f"户号,姓名,经度,纬度\nR1,张三,{lon},{lat}\nR2,李四,{lat},{lon}\n".encode("gbk")
+        call("admin", "POST", "/register/households/import", "/register/households/import",
+             files={"file": ("户.csv", reg_csv)}, data={"dry_run": "true"})
+        call("command_center", "POST", "/register/households/import", "/register/households/import",
+             files={"file": ("户.csv", reg_csv)}, data={"mode": "good_rows", "as_of": "2026-06-01"})
+        call("admin", "PATCH", "/register/households/{household_no}", f"/register/households/{reg_no}",
+             json={"phone": "13800001111"})
+        call("admin", "PATCH", "/register/households/{household_no}/residents/{id_number}",
+             f"/register/households/{reg_no}/residents/{reg_id}", json={"status": "moved_out",
+                                                                     "effective_date": "2026-05-01"})
+        for role in ("admin", "command_center"):
+            call(role, "GET", "/register/households/{household_no}/residents",
+                 f"/register/households/{reg_no}/residents", params={"on": "2026-04-01"})
+            call(role, "GET", "/register/households/{household_no}/changes", f"/register/households/{reg_no}/changes")
         for role in ("admin", "command_center"):
             call(role, "GET", "/households/{household_id}", f"/households/{household}")
 

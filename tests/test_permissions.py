@@ -70,6 +70,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/incidents"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/incidents/review"): EMERGENCY_MANAGERS,
     ("POST", "/incidents/import"): EMERGENCY_MANAGERS,
+    ("POST", "/register/households/import"): EMERGENCY_MANAGERS,
+    ("PATCH", "/register/households/{household_no}"): EMERGENCY_MANAGERS,
+    ("PATCH", "/register/households/{household_no}/residents/{id_number}"): EMERGENCY_MANAGERS,
+    ("GET", "/register/households/{household_no}/residents"): HOUSEHOLD_ROWS,
+    ("GET", "/register/households/{household_no}/changes"): HOUSEHOLD_ROWS,
     ("GET", "/incidents/stats"): INCIDENT_WORKERS | {"emergency"},
     ("POST", "/incidents/{incident_id}/attachments"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/incidents/{incident_id}/attachments"): INCIDENT_WORKERS | {"emergency"},
@@ -154,6 +159,8 @@ PATH_VALUES = {
     "kind": "shelters",
     "job_id": "987654321",
     "staff_id": "987654321",
+    "household_no": "NO-SUCH-HOUSEHOLD",
+    "id_number": "11010519491231002X",
 }
 
 

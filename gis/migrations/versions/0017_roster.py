@@ -19,7 +19,7 @@ Create Date: 2026-12-06
 from alembic import op
 
 revision = "0017"
-down_revision = "0018"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
