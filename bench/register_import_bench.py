@@ -76,9 +76,10 @@ def make_town() -> None:
     truncate()
 
 
-def _id_number(rng: np.random.Generator, born: dt.date, male: bool) -> str:
-    seq = int(rng.integers(0, 500)) * 2 + (1 if male else 0)
-    first = f"411324{born:%Y%m%d}{seq:03d}"
+def _id_number(serial: int, born: dt.date, male: bool) -> str:
+    # (region, sequence) from a running number: no two residents share an ID number, whatever their birth dates.
+    seq = serial % 500 * 2 + (1 if male else 0)
+    first = f"{410000 + serial // 500 % 10000:06d}{born:%Y%m%d}{seq:03d}"
     return first + _CHECK[sum(int(d) * w for d, w in zip(first, _WEIGHTS, strict=True)) % 11]
 
 
@@ -109,6 +110,7 @@ def write_files(n: int) -> tuple[Path, Path, Path]:
     surnames = list("王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗")
     given = list("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华")
     today = dt.date(2026, 6, 1)
+    serial = 0
     with (hh_path.open("w", newline="", encoding="utf-8") as fh,
           res_path.open("w", newline="", encoding="utf-8") as fr,
           truth_path.open("w", newline="", encoding="utf-8") as ft):
@@ -136,7 +138,8 @@ def write_files(n: int) -> tuple[Path, Path, Path]:
                 male = bool(rng.integers(0, 2))
                 born = today - dt.timedelta(days=int(rng.integers(365, 90 * 365)))
                 name = head if k == 0 else head[0] + given[int(rng.integers(len(given)))]
-                wr.writerow([hno, name, _id_number(rng, born, male), "男" if male else "女", born.isoformat(),
+                serial += 1
+                wr.writerow([hno, name, _id_number(serial, born, male), "男" if male else "女", born.isoformat(),
                              "户主" if k == 0 else "家庭成员"])
     return hh_path, res_path, truth_path
 
@@ -205,6 +208,7 @@ def run_import(hh_path: Path, res_path: Path) -> dict[str, float]:
     seconds = time.perf_counter() - t0
     engine.dispose()
     summary = {k: v for k, v in report.items() if isinstance(v, (int, float, str, bool))}
+    summary["first_problems"] = report.get("problems", [])[:5]
     return {"seconds": seconds, **summary}
 
 
@@ -256,7 +260,10 @@ def main() -> None:
     print(f"(a) plain COPY: {copy['seconds']:.1f} s, peak {copy['peak_rss_mib']:.0f} MiB", flush=True)
     truncate()
     wangge = contest("import", args.households)
-    print(f"(b) register import: {wangge['seconds']:.1f} s, peak {wangge['peak_rss_mib']:.0f} MiB", flush=True)
+    print(f"(b) register import: {wangge['seconds']:.1f} s, peak {wangge['peak_rss_mib']:.0f} MiB, "
+          f"written: {wangge.get('written')}", flush=True)
+    if not wangge.get("written"):
+        print(f"  NOT WRITTEN: {wangge.get('problem_count')} problems, e.g. {wangge.get('first_problems')}", flush=True)
     ratio = wangge["seconds"] / copy["seconds"]
     print(f"ratio (b)/(a): {ratio:.2f} (goal <= 3); residents {copy['residents']}", flush=True)
     from city import write_results

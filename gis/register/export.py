@@ -76,7 +76,7 @@ LAYERS: tuple[LayerSpec, ...] = (
         SELECT h.household_no, r.name, r.gender, r.birth_date, r.id_number, r.relation_to_head, r.is_disabled,
                r.is_pregnant, r.is_bedridden, ({personal}) AS personal_shown
         FROM resident r JOIN household h ON h.id = r.household_id
-        WHERE ({rows}) ORDER BY h.household_no, r.id"""),
+        WHERE ({rows}) ORDER BY h.household_no, r.id_number, r.name, r.birth_date, r.id"""),
     LayerSpec("staff", "网格人员", Table({"name": "姓名", "phone": "联系电话", "role": "职务", "grid_code": "网格编码",
                                          "household_no": "户号"}, labels={"role": STAFF_ROLE_LABELS}), None, """
         SELECT s.name, s.phone, s.role, s.grid_code, h.household_no
