@@ -46,7 +46,8 @@ sample: migrate
 
 serve: setup sample
 	$(PY) -m gis.cli stats
-	$(PY) -m gis.cli sample demo-accounts
+	@# Demo accounts only for the synthetic sample; a town's own database (README "Start from nothing") gets none.
+	$(PY) -m gis.cli sample demo-accounts || echo "not the sample town: no demo accounts (create accounts with wangge users)"
 	WANGGE_HOST=$(HOST) WANGGE_PORT=$(PORT) $(PY) -m gis.cli serve
 
 # The gates: lint, types and "the models and the migrations describe the same schema". Any finding fails.

@@ -115,6 +115,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router)
     app.include_router(maps.data_router)
+    from api import register_quality  # issue 14: the register's data-quality report and page
+    app.include_router(register_quality.router)
+    from api import register_export  # issue 14: the register back as GeoPackage / Excel
+    app.include_router(register_export.router)
     maps.mount_assets(app)
     pages.mount_static(app)
     docs.install(app, maps.ASSET_PREFIX)

@@ -17,6 +17,7 @@ from rich.table import Table
 from gis.errors import InputError, NotFound
 from gis.planning.cli import apply_due_command
 from gis.register.cli import register_app
+from gis.register.export_cli import export_app, quality_app
 from gis.register.roster_cli import places_app, roster_app
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ flood_extent_app = typer.Typer(help="Uploaded flood extents.", no_args_is_help=T
 flood_app.add_typer(flood_extent_app, name="extent")
 app.add_typer(roster_app, name="roster")
 app.add_typer(places_app, name="places")
+app.add_typer(quality_app, name="quality")  # issue 14: the register's data-quality report
+app.add_typer(export_app, name="export")  # issue 14: the register as GeoPackage / Excel
 
 # Piped output (make serve, CI logs) gets a wide console so tables are not cut.
 console = Console(width=None if sys.stdout.isatty() else 160)

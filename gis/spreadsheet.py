@@ -166,6 +166,27 @@ class Table:
         wb.save(buf)
         return buf.getvalue()
 
+    def write_sheet(self, workbook: Any, rows: Iterable[Mapping[str, Any]], sheet: str) -> int:
+        """One more sheet of a write-only workbook (openpyxl `Workbook(write_only=True)`), streamed row by
+        row with the same cells as `xlsx_bytes`: many sheets, constant memory. Returns the number of rows."""
+        from openpyxl.cell import WriteOnlyCell
+        from openpyxl.styles import Font
+
+        ws = workbook.create_sheet(sheet[:31])
+        ws.freeze_panes = "A2"
+        bold = Font(bold=True)
+        header = []
+        for h in self.headers.values():
+            cell = _xlsx_text(WriteOnlyCell(ws), h)
+            cell.font = bold
+            header.append(cell)
+        ws.append(header)
+        n = 0
+        for row in rows:
+            ws.append([_xlsx_text(WriteOnlyCell(ws), v) if isinstance(v, str) else v for v in self.cells(row)])
+            n += 1
+        return n
+
     def write_file(self, path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
         """The CLI's exports: .xlsx gives a workbook, anything else CSV (UTF-8 with BOM)."""
         rows = list(rows)

@@ -49,6 +49,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("矛盾热点", "/maps/hotspots", Permission.VIEW_INCIDENTS),
     NavItem("我的网格（手机）", "/m/", Permission.REPORT_INCIDENTS),
     NavItem("上报事件（手机）", "/m/report", Permission.REPORT_INCIDENTS),
+    NavItem("数据质量", "/pages/quality", Permission.VIEW_HOUSEHOLD_COUNTS),
     NavItem("我的账户", "/pages/account", Permission.VIEW_GRIDS),
     NavItem("接口文档", "/docs", Permission.VIEW_GRIDS),
 )

@@ -259,6 +259,9 @@ def _run_every_route(url: Any, accounts: dict[str, dict[str, Any]]) -> list[Exch
         for role in ("admin", "grid_staff"):
             call(role, "GET", "/tiles/layers", "/tiles/layers")
 
+        # the register's data-quality report (issue 14)
+        for role in ("admin", "command_center", "grid_staff"):
+            call(role, "GET", "/register/quality", "/register/quality", params={"member_limit": 3, "per_kind": 5})
         # issue 14, roster: places and a DEM upload (polled until its job ends)
         from tests.test_places_dem import small_dem_bytes, wait_for_job
 

@@ -136,6 +136,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/incidents/summary"): INCIDENT_WORKERS | {"emergency"},
     ("GET", "/shelters"): frozenset({"admin", "command_center", "emergency", "planner"}),
     ("GET", "/events/incidents"): INCIDENT_WORKERS | {"emergency"},
+    # The register's data-quality report (issue 14): every role, over its own area; households only as it may see them.
+    ("GET", "/register/quality"): ALL,
+    ("GET", "/pages/quality"): ALL,
+    # The register back as files (issue 14): personal fields as each role may see them.
+    ("GET", "/register/export.gpkg"): EMERGENCY_VIEWERS,
+    ("GET", "/register/export.xlsx"): EMERGENCY_VIEWERS,
     # Issue 14, roster: places, DEM uploads (IMPORT_REGISTER: admin, command center).
     ("POST", "/places/{kind}/import"): EMERGENCY_MANAGERS,
     ("POST", "/flood/dem"): EMERGENCY_MANAGERS,
