@@ -22,10 +22,11 @@ def planner_page(
     principal: Annotated[Principal, Depends(require_page(Permission.PLAN_GRIDS))],
 ) -> HTMLResponse:
     """Pick a village, ask for balanced regroupings, compare them with the current grids on the map."""
-    from api.maps import _missing_assets_page
+    from api.maps import ASSET_PREFIX, _missing_assets_page
     from gis.dataset_info import dataset_info
     from maps import planner_map
-    from maps.points import data_map_page, grid_bounds
+    from maps.offline import ASSET_PATHS
+    from maps.points import STATIC, data_map_page, grid_bounds
     from maps.shell import page_shell
 
     missing = _missing_assets_page()
@@ -38,5 +39,6 @@ def planner_page(
         bounds=grid_bounds(session, None), badge_hint=planner_map.SYNTHETIC_HINT,
         synthetic=dataset_info(session, "sample_town") is not None,
         tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
+        scripts=[f"{ASSET_PREFIX}/{ASSET_PATHS['leaflet_geoman_js']}", STATIC + "planner_edit.js"],
     )
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})

@@ -56,6 +56,48 @@ TEXT = {
 }
 
 
+# The draft-plan editor (maps/static/planner_edit.js).
+EDIT_TEXT = {
+    "panel_title": "编辑方案",
+    "plan": "草稿方案",
+    "plan_pick": "请选择方案",
+    "open": "打开",
+    "create": "新建草稿",
+    "from_suggestion": "以所示建议生成草稿",
+    "new_name": "网格调整方案",
+    "info": "{name}（{status}，第 {version} 版）",
+    "target": "涂入网格",
+    "target_pick": "请选择网格",
+    "paint": "将所选单元涂入该网格",
+    "clear": "清除选择",
+    "selected": "已选 {n} 个单元（点击地图上的单元选择）",
+    "undo": "撤销",
+    "redo": "重做",
+    "split": "拆分网格",
+    "split_pick": "请选择要拆分的网格",
+    "draw": "在地图上画拆分线",
+    "draw_finish": "完成画线",
+    "validation": "校验结果",
+    "impact": "影响预览",
+    "impact_columns": ["原网格", "新网格", "户数", "人数", "未办结事件"],
+    "none_grid": "（无）",
+    "effective": "生效时间（北京时间，留空为立即）",
+    "publish": "发布方案",
+    "undo_published": "撤销已发布方案",
+    "published": "方案已发布。",
+    "scheduled": "方案已安排在生效时间发布。",
+    "undone": "已发布反向方案，原网格已恢复。",
+    "conflict": "方案已被他人修改（版本冲突），本次修改未保存。",
+    "reload": "重新载入方案",
+    "no_village": "请先选择行政村",
+    "no_suggestion": "请先生成并选择一个建议",
+    "no_target": "请选择要涂入的网格",
+    "no_selection": "请先在地图上点击选择单元",
+    "no_split_grid": "请先打开方案并选择要拆分的网格",
+    "group_units": "“现有小组网格”单元不能涂入小组网格，请改选住户或自然村单元",
+}
+
+
 def page_config(*, can_plan: bool, can_publish: bool) -> dict[str, Any]:
     """What maps/static/planner.js reads; `can_publish` shows the publish controls."""
     return {
@@ -74,4 +116,6 @@ def page_config(*, can_plan: bool, can_publish: bool) -> dict[str, Any]:
         "can_plan": can_plan,
         "can_publish": can_publish,
         "text": TEXT,
+        "plans_url": "/plans",
+        "edit_text": EDIT_TEXT,
     }

@@ -8,6 +8,8 @@
 
   W.ready(function () {
     var cfg = W.config, map = W.map, t = cfg.text;
+    // Leaflet-Geoman (line drawing for splits) loads after the map was made: give the map its handler.
+    if (window.L && L.PM && !map.pm) { map.pm = new L.PM.Map(map); }
     var names = {};
     var villages = {};   // code -> GeoJSON feature
     var answer = null;
@@ -17,7 +19,7 @@
     var outlineView = V.byView(map, outlines.load, outlines.draw);
     map.createPane('wangge-suggested').style.zIndex = 405;
     var suggested = L.geoJSON(null, {
-      pane: 'wangge-suggested',
+      pane: 'wangge-suggested', pmIgnore: true,
       style: function (f) {
         return {color: '#333', weight: 1.5, fillColor: cfg.palette[f.properties.index % cfg.palette.length],
                 fillOpacity: 0.55};
@@ -32,7 +34,7 @@
     // The village's units (cells), faint under everything: what suggestions and painting are made of.
     map.createPane('wangge-units').style.zIndex = 402;
     var unitLayer = L.geoJSON(null, {
-      pane: 'wangge-units',
+      pane: 'wangge-units', pmIgnore: true,
       style: function () { return {color: '#888', weight: 0.5, fillOpacity: 0, opacity: 0.7}; },
       onEachFeature: function (f, layer) {
         layer.bindTooltip(function () {
@@ -248,6 +250,25 @@
         W.showError(err);
       }).then(function () { publishButton.disabled = false; });
     });
+
+    // Editing a draft plan (maps/static/planner_edit.js), for the roles that may plan.
+    var villageListeners = [];
+    village.addEventListener('change', function () { villageListeners.forEach(function (fn) { fn(); }); });
+    if (cfg.can_plan && window.WanggePlannerEdit) {
+      window.WanggePlannerEdit({
+        map: map, unitLayer: unitLayer,
+        village: function () { return village.value; },
+        villageName: function () { var f = villages[village.value]; return f ? f.properties.name : ''; },
+        unitKind: function () { return units.value; },
+        suggestion: function () {
+          return shown && asked ? {village: asked.village, n: Number(asked.n), tolerance: asked.tolerance,
+                                   weight: asked.weight, units: asked.units, steps: asked.steps, seed: shown.seed,
+                                   fingerprint: shown.fingerprint} : null;
+        },
+        reloadCurrent: function () { return Promise.all([outlineView.reload(), loadUnits()]); },
+        onVillage: function (fn) { villageListeners.push(fn); }
+      });
+    }
 
     var legend = V.legend(map, t.legend_title);
     legend.set([
