@@ -56,6 +56,16 @@ ANONYMOUS_BUDGET = 6
 WEIGHTS: dict[str, float] = {
     "GET /grids": 0.6,  # whole-town GeoJSON pages
     "POST /grids/import": 2.0,  # file formats, parsing, hierarchy validation: the most to explore
+    # Whole-town answers that take seconds each (a workbook of every household, the quality report, GerryChain
+    # runs): the fewest examples, most of them refused by validation anyway; each has its own tests.
+    "GET /register/export.xlsx": 0.01,
+    "GET /register/export.gpkg": 0.01,
+    "GET /register/quality": 0.01,
+    "GET /plans/suggestions": 0.01,
+    "GET /plans/suggestions/impact": 0.01,
+    "POST /plans/suggestions": 0.01,
+    "POST /plans/suggestions/publish": 0.01,
+    "GET /plans/units": 0.01,
 }
 
 PROBLEM_JSON = "application/problem+json"
