@@ -178,7 +178,7 @@ def suggestion_impact(
     return {k: answer[k] for k in ("moves", "totals", "staff", "scopes", "decisions", "workload")}
 
 
-class DraftSuggestion(BaseModel):
+class ShownSuggestion(BaseModel):
     """The suggestion as it was shown (GET /plans/suggestions): its parameters, seed and fingerprint."""
 
     village: str = Field(pattern=r"^\d{15}$")
@@ -191,6 +191,11 @@ class DraftSuggestion(BaseModel):
     days: int = Field(default=365, ge=1, le=3650)
     seed: int = Field(ge=0, le=2**31 + suggesting.MAX_SUGGESTIONS)
     fingerprint: str = Field(pattern=r"^[0-9a-f]{20}$")
+
+
+class DraftSuggestion(ShownSuggestion):
+    """A shown suggestion to turn into a draft plan, and the plan's name."""
+
     name: Annotated[str, NoNul] | None = Field(default=None, max_length=200, description="default: village + 方案")
 
 
@@ -213,20 +218,9 @@ def draft_from_suggestion(
     return _json(_out(session, plan, Draft(session, plan)), plan, 201)
 
 
-class PublishSuggestion(BaseModel):
-    """The suggestion as it was shown (GET /plans/suggestions): its parameters, seed and fingerprint,
-    and the grid versions it was drafted on."""
+class PublishSuggestion(ShownSuggestion):
+    """A shown suggestion to publish, and the grid versions it was drafted on."""
 
-    village: str = Field(pattern=r"^\d{15}$")
-    n: int | None = Field(default=None, ge=1, le=suggesting.MAX_GRIDS)
-    target: float | None = Field(default=None, gt=0, le=1e7)
-    tolerance: float = Field(default=0.1, gt=0, lt=1)
-    weight: WeightName = "households"
-    units: UnitName = "household"
-    steps: int = Field(default=100, ge=0, le=suggesting.MAX_CHAIN_STEPS)
-    days: int = Field(default=365, ge=1, le=3650)
-    seed: int = Field(ge=0, le=2**31 + suggesting.MAX_SUGGESTIONS)
-    fingerprint: str = Field(pattern=r"^[0-9a-f]{20}$")
     base: dict[str, int] = Field(max_length=1000)
     effective_at: AwareDatetime | None = Field(default=None, description="when it takes effect; empty: now")
 
