@@ -7,6 +7,7 @@ expected; the importers turn it into a Problem naming the row and column.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -33,12 +34,15 @@ class IdNumber:
 
 def id_check_char(first17: str) -> str:
     """The GB 11643 check character of the first 17 digits."""
-    return _CHECK_CHARS[sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True)) % 11]
+    if len(first17) != 17:
+        raise ValueError("the check character is computed from 17 digits")
+    return _CHECK_CHARS[sum(map(operator.mul, map(int, first17), _WEIGHTS)) % 11]
 
 
 def parse_id_number(value: str, *, today: dt.date | None = None) -> IdNumber:
     """Check an ID number: 18 characters, the birth date inside it, the check digit."""
-    text = unicodedata.normalize("NFKC", value).strip().replace(" ", "").upper()
+    text = value if value.isascii() else unicodedata.normalize("NFKC", value)  # full-width digits, as typed
+    text = text.strip().replace(" ", "").upper()
     if len(text) == 15 and text.isdigit():
         raise ValueError("a 15-digit old-style ID number: the 18-digit number is expected")
     if len(text) != 18:
@@ -67,8 +71,13 @@ def age_on(birth_date: dt.date, on: dt.date) -> int:
 
 def parse_date(value: str) -> dt.date:
     """YYYY-MM-DD, YYYY/MM/DD, YYYY.MM.DD, YYYYMMDD or YYYY年MM月DD日."""
-    text = unicodedata.normalize("NFKC", value).strip()
+    text = (value if value.isascii() else unicodedata.normalize("NFKC", value)).strip()
     text = text.split(" ")[0]
+    if len(text) == 10 and text[4] == text[7] == "-" and text.isascii():  # the common YYYY-MM-DD
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not a date: {value!r}") from None
     m = re.match(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?$", text) or re.match(r"^(\d{4})(\d{2})(\d{2})$", text)
     if not m:
         raise ValueError(f"not a date: {value!r} (expected YYYY-MM-DD)")

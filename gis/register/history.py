@@ -42,13 +42,25 @@ def _derived(as_of_param: str = ":as_of") -> str:
     """
 
 
-_PREPARE = """
+# The rows to write: the staged ones less the households with problems or no place (copied) ...
+_GOOD_SOME = """
 CREATE TEMP TABLE reg_good ON COMMIT DROP AS
     SELECT * FROM reg_hh WHERE located_by IS NOT NULL AND NOT household_no = ANY(:bad);
 CREATE UNIQUE INDEX ON reg_good (household_no);
 CREATE TEMP TABLE reg_good_res ON COMMIT DROP AS
     SELECT r.* FROM reg_res r JOIN reg_good g USING (household_no);
 CREATE INDEX ON reg_good_res (key);
+ANALYZE reg_good; ANALYZE reg_good_res;
+"""
+# ... or all of them, when every household is placed and none has a problem (then every staged resident's
+# household is staged too: a resident naming another is a problem of that household number).
+_GOOD_ALL = """
+CREATE TEMP VIEW reg_good AS SELECT * FROM reg_hh;
+CREATE INDEX ON reg_res (key);
+CREATE TEMP VIEW reg_good_res AS SELECT * FROM reg_res;
+"""
+
+_PREPARE = """
 CREATE TEMP TABLE reg_before ON COMMIT DROP AS
     SELECT h.id, h.household_no, h.phone, h.address, h.head_name, hg.group_code
     FROM household h JOIN reg_good g USING (household_no)
@@ -59,7 +71,7 @@ CREATE TEMP TABLE reg_cur ON COMMIT DROP AS
     WHERE h.household_no IN (SELECT household_no FROM reg_good)
        OR r.id_number IN (SELECT id_number FROM reg_good_res WHERE id_number IS NOT NULL);
 CREATE INDEX ON reg_cur (key);
-ANALYZE reg_good; ANALYZE reg_good_res; ANALYZE reg_cur;
+ANALYZE reg_cur;
 """
 
 # Residents present before the register kept periods (the sample town, earlier loads): their tenure
@@ -81,10 +93,11 @@ up AS (
            coalesce(g.disabled, d.disabled, 0), coalesce(g.pregnant, d.pregnant, 0),
            coalesce(g.bedridden, d.bedridden, 0), coalesce(g.floors, 1), nv.id,
            ST_SetSRID(ST_MakePoint(g.lon, g.lat), 4326)
-    FROM reg_good g LEFT JOIN d USING (household_no)
-    LEFT JOIN LATERAL (
+    FROM (SELECT *, coalesce(natural_village, CASE WHEN located_by = 'settlement' THEN place END) AS nv_name
+          FROM reg_good) g LEFT JOIN d USING (household_no)
+    LEFT JOIN LATERAL (  -- looked up only for the households that name one
         SELECT nv.id FROM natural_village nv
-        WHERE nv.name = coalesce(g.natural_village, CASE WHEN g.located_by = 'settlement' THEN g.place END)
+        WHERE g.nv_name IS NOT NULL AND nv.name = g.nv_name
         ORDER BY nv.geom <-> ST_SetSRID(ST_MakePoint(g.lon, g.lat), 4326) LIMIT 1
     ) nv ON true
     ON CONFLICT (household_no) DO UPDATE SET
@@ -149,6 +162,7 @@ INSERT INTO reg_moves (household_no, key, id_number, name, status, status_date, 
     SELECT c.household_no, c.key, c.id_number, c.name, 'moved_out', NULL, c.id, c.household_no, 'unlisted'
     FROM reg_cur c JOIN reg_good g USING (household_no)
     WHERE NOT EXISTS (SELECT 1 FROM reg_good_res s WHERE s.key = c.key);
+ANALYZE reg_moves;
 """
 
 _RESIDENT_CHANGES = """
@@ -217,18 +231,23 @@ UPDATE household h SET residents = c.n, elderly = least(h.elderly, c.n), childre
     disabled = least(h.disabled, c.n), pregnant = least(h.pregnant, c.n), bedridden = least(h.bedridden, c.n)
 FROM (SELECT h2.id, count(r.id) AS n FROM household h2 LEFT JOIN resident r ON r.household_id = h2.id
       WHERE h2.household_no IN (SELECT cur_household FROM reg_moves WHERE class = 'moved_here')
-        AND h2.household_no NOT IN (SELECT household_no FROM reg_good)
+        AND NOT EXISTS (SELECT 1 FROM reg_good g WHERE g.household_no = h2.household_no)
       GROUP BY h2.id) c
 WHERE h.id = c.id AND c.n >= 1
 """
 
 
 def apply_import(session: Session, ctx: Context, bad: Sequence[str], *, filename: str, mode: str,
-                 as_of: dt.date, rows: int, has_residents: bool) -> dict[str, Any]:
-    """Write the staged households (reg_hh / reg_res, less the `bad` ones) in place and log the changes."""
+                 as_of: dt.date, rows: int, has_residents: bool, all_placed: bool) -> dict[str, Any]:
+    """Write the staged households (reg_hh / reg_res, less the `bad` ones and those without a place) in
+    place and log the changes."""
     previous = session.execute(text(
         "SELECT max(as_of) FROM register_import WHERE kind = 'households'")).scalar()
-    _script(session, _PREPARE, {"bad": list(bad)})
+    every_row = all_placed and not bad
+    # Temp tables' statistics from a sample of 3,000 rows: enough for these joins, and quick to take.
+    session.execute(text("SET LOCAL default_statistics_target = 10"))
+    _script(session, _GOOD_ALL if every_row else _GOOD_SOME, {"bad": list(bad)})
+    _script(session, _PREPARE, {})
     counts = session.execute(text("SELECT (SELECT count(*) FROM reg_good), (SELECT count(*) FROM reg_good_res "
                                   "WHERE status = 'present')")).one()
     import_id = session.execute(text(
@@ -257,7 +276,8 @@ def apply_import(session: Session, ctx: Context, bad: Sequence[str], *, filename
         {"i": import_id})}
     session.execute(text("UPDATE register_import SET summary = CAST(:s AS jsonb) WHERE id = :i"),
                     {"s": _json({"changes": changes}), "i": import_id})
-    for table in ("reg_good", "reg_good_res", "reg_before", "reg_cur", "reg_ids", "reg_moves"):
+    session.execute(text(f"DROP {'VIEW' if every_row else 'TABLE'} reg_good_res, reg_good"))
+    for table in ("reg_before", "reg_cur", "reg_ids", "reg_moves"):
         session.execute(text(f"DROP TABLE IF EXISTS {table}"))
     return {"households": counts[0], "residents": counts[1] if has_residents else 0, "changes": changes,
             "import_id": import_id}

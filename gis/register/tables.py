@@ -30,6 +30,7 @@ from gis.errors import InputError, Problem
 TABLE_TITLE = "Cannot read the table"
 HEADER_SCAN_ROWS = 30  # title rows above the header are few; a header further down is not looked for
 _TOTAL_WORDS = ("合计", "总计", "小计", "总数")
+_TOTAL_FIRST = frozenset(w[0] for w in _TOTAL_WORDS)
 _XLSX_EXTS = (".xlsx", ".xlsm")
 _CSV_EXTS = (".csv", ".txt", ".tsv")
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -104,7 +105,10 @@ def cell_text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        text = value.strip().lstrip("'").strip()
+        text = value.strip()
+        if text[:1] not in ("'", "="):  # the common case: nothing to undo
+            return text or None
+        text = text.lstrip("'").strip()
         m = _EXCEL_TEXT.match(text)  # ="4113..." is how exports keep long numbers as text
         if m:
             text = m.group(1).strip()
@@ -129,7 +133,7 @@ def cell_text(value: Any) -> str | None:
 def is_total_row(texts: Sequence[str | None]) -> bool:
     """A 合计/总计 row: its first filled cell starts with one of those words."""
     first = next((t for t in texts if t), None)
-    if first is None:
+    if first is None or first.lstrip()[:1] not in _TOTAL_FIRST:
         return False
     compact = re.sub(r"\s+", "", first)
     return compact.startswith(_TOTAL_WORDS)
