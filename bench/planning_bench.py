@@ -210,21 +210,24 @@ def direct_publish(session: Any, changes: list[Any], at: Any) -> int:
 
 # --- validation ------------------------------------------------------------------------------------
 
-PLANTED = {"overlap", "outside_parent", "gap", "invalid_geometry", "non_contiguous", "bad_parent"}
+PLANTED = {"overlap", "outside_parent", "gap", "invalid_geometry", "non_contiguous", "bad_parent", "empty_geometry",
+           "bad_code"}
 
 
 def make_planted(session: Any, changes: list[Any]) -> list[Any]:
     """The same plan with one problem of each kind a plan drawn this way can have, on grids of the
     first village: a grid grown 50 m past its siblings and its village (overlap, outside_parent), one
-    shrunk 20 m (gap), a bow-tie (invalid_geometry), one with a far-off second piece (non_contiguous)
-    and one given another village as parent (bad_parent). duplicate_code cannot be planted through
-    create_plan (it refuses a code in use); bad_code/empty_geometry neither (a GridChange carries a
-    level's code and a geometry or a retirement)."""
+    shrunk 20 m (gap), a bow-tie (invalid_geometry), one with a far-off second piece (non_contiguous),
+    one given another village as parent (bad_parent), one emptied (empty_geometry), and a new grid with a
+    malformed code inside a sibling (bad_code). duplicate_code cannot be planted through create_plan (it
+    refuses a code in use)."""
     import dataclasses
 
     import shapely
     from shapely.geometry import MultiPolygon, Polygon
     from sqlalchemy import text
+
+    from gis.planning.changes import GridChange
 
     kept = [i for i, c in enumerate(changes) if c.geom is not None]
     village, other = sorted({changes[i].parent_code for i in kept})[:2]
@@ -250,6 +253,10 @@ def make_planted(session: Any, changes: list[Any]) -> list[Any]:
     far = Polygon([(x1 + 0.002, y0), (x1 + 0.003, y0), (x1 + 0.003, y0 + 0.001), (x1 + 0.002, y0 + 0.001)])
     put(split, geom=multi(shapely.union(changes[split].geom, far)))
     put(orphan, parent_code=other)
+    put(rest[-1], geom=MultiPolygon())
+    c = changes[rest[len(rest) // 8]].geom.centroid
+    box = shapely.box(c.x - 1e-4, c.y - 1e-4, c.x + 1e-4, c.y + 1e-4)
+    out.append(GridChange(f"{village[:12]}0a1", 4, "坏码", village, MultiPolygon([box])))
     return out
 
 
@@ -369,7 +376,8 @@ def direct_validate(session: Any, plan: Any) -> set[tuple[str, Any]]:
             codes = {r[0] for r in rows}
             if kind == "bad_code":
                 bad_code = codes
-            found |= {(kind, c) for c in codes - (bad_code if kind == "bad_parent" else set())}
+            # A grid with a malformed code is judged no further against its parent (as the engine does).
+            found |= {(kind, c) for c in codes - (bad_code if kind in ("bad_parent", "outside_parent") else set())}
     session.execute(text("DROP TABLE bv_state"))
     return found
 
