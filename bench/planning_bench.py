@@ -427,10 +427,10 @@ def main() -> None:
         # Validation: the plan stored as the engine stores it (create_plan, not timed), then read and
         # checked; each run in its own transaction, rolled back.
         for suffix, plan_changes in (("", changes), ("_planted", planted)):
-            for name, fn in (("validate", engine_validate), ("direct_validate", direct_validate)):
+            for name, check in (("validate", engine_validate), ("direct_validate", direct_validate)):
                 with sessions() as s, s.begin():
                     plan = create_plan(s, ctx, "bench", plan_changes)
-                    dt_s, out = timed(lambda fn=fn, s=s, plan=plan: fn(s, plan))
+                    dt_s, out = timed(lambda check=check, s=s, plan=plan: check(s, plan))
                     s.rollback()
                 runs[name + suffix].append(dt_s)
                 answers[name + suffix] = out
