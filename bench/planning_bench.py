@@ -1,5 +1,5 @@
-"""Impact preview and publish of a plan touching 1,000 group grids at city scale, against the same
-answers computed directly (one plain PostGIS statement; shapely's STRtree) in the same run.
+"""Validation, impact preview and publish of a plan touching 1,000 group grids at city scale, against the
+same answers computed directly (plain PostGIS statements; shapely's STRtree) in the same run.
 
     .venv/bin/python bench/planning_bench.py            # ~5 min; --villages N (default 10), --repeat N
 
@@ -8,7 +8,11 @@ Database `wangge_bench_planning`: a copy (CREATE DATABASE ... TEMPLATE) of the c
 migrated to head. The plan: in each of the first N villages (100 group grids each), the group grids
 are merged in pairs (001+002, 003+004, ...: the odd one takes the union, the even one is retired),
 so 10 villages touch 1,000 grids (500 redrawn, 500 retired). Every publish is rolled back, so the
-database stays as it was. Results: var/bench/planning_results.json.
+database stays as it was. Validation runs on the plan stored as the engine stores it (create_plan, in
+the run's transaction, rolled back): `validate` (Draft + validate_plan, as GET /plans/{id}/validation)
+against `direct_validate` (the same checks as plain PostGIS statements), on the plan and on a variant
+with one planted problem of each kind (`make_planted`); both must find the same problems.
+Results: var/bench/planning_results.json.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +208,180 @@ def direct_publish(session: Any, changes: list[Any], at: Any) -> int:
     return int(moved)
 
 
+# --- validation ------------------------------------------------------------------------------------
+
+PLANTED = {"overlap", "outside_parent", "gap", "invalid_geometry", "non_contiguous", "bad_parent", "empty_geometry",
+           "bad_code"}
+
+
+def make_planted(session: Any, changes: list[Any]) -> list[Any]:
+    """The same plan with one problem of each kind a plan drawn this way can have, on grids of the
+    first village: a grid grown 50 m past its siblings and its village (overlap, outside_parent), one
+    shrunk 20 m (gap), a bow-tie (invalid_geometry), one with a far-off second piece (non_contiguous),
+    one given another village as parent (bad_parent), one emptied (empty_geometry), and a new grid with a
+    malformed code inside a sibling (bad_code). duplicate_code cannot be planted through create_plan (it
+    refuses a code in use)."""
+    import dataclasses
+
+    import shapely
+    from shapely.geometry import MultiPolygon, Polygon
+    from sqlalchemy import text
+
+    from gis.planning.changes import GridChange
+
+    kept = [i for i, c in enumerate(changes) if c.geom is not None]
+    village, other = sorted({changes[i].parent_code for i in kept})[:2]
+    vgeom = shapely.from_wkb(bytes(session.execute(text(
+        "SELECT ST_AsBinary(geom) FROM grid WHERE valid_to IS NULL AND code = :c"), {"c": village}).scalar_one()))
+    mine = [i for i in kept if changes[i].parent_code == village]
+    edge = next(i for i in mine if changes[i].geom.intersects(vgeom.boundary))
+    rest = [i for i in mine if i != edge and not changes[i].geom.intersects(changes[edge].geom.buffer(0.001))]
+    out = list(changes)
+
+    def put(i: int, **kw: Any) -> None:
+        out[i] = dataclasses.replace(changes[i], **kw)
+
+    def multi(g: Any) -> MultiPolygon:
+        return MultiPolygon(list(shapely.get_parts(g)))
+
+    put(edge, geom=multi(changes[edge].geom.buffer(0.0005)))
+    shrink, bowtie, split, orphan = rest[0], rest[len(rest) // 4], rest[len(rest) // 2], rest[3 * len(rest) // 4]
+    put(shrink, geom=multi(changes[shrink].geom.buffer(-0.0002)))
+    x0, y0, x1, y1 = changes[bowtie].geom.bounds
+    put(bowtie, geom=MultiPolygon([Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1), (x0, y0)])]))
+    x0, y0, x1, y1 = changes[split].geom.bounds
+    far = Polygon([(x1 + 0.002, y0), (x1 + 0.003, y0), (x1 + 0.003, y0 + 0.001), (x1 + 0.002, y0 + 0.001)])
+    put(split, geom=multi(shapely.union(changes[split].geom, far)))
+    put(orphan, parent_code=other)
+    put(rest[-1], geom=MultiPolygon())
+    c = changes[rest[len(rest) // 8]].geom.centroid
+    box = shapely.box(c.x - 1e-4, c.y - 1e-4, c.x + 1e-4, c.y + 1e-4)
+    out.append(GridChange(f"{village[:12]}0a1", 4, "坏码", village, MultiPolygon([box])))
+    return out
+
+
+def engine_validate(session: Any, plan: Any) -> set[tuple[str, Any]]:
+    """GET /plans/{id}/validation's work: the stored plan read (Draft) and validated."""
+    from gis.planning.plans import Draft
+    from gis.planning.validate import validate_plan
+
+    v = validate_plan(Draft(session, plan))
+    return {problem_key(p.type, str(p.loc[1]), p.ctx or {}) for p in v.problems}
+
+
+def problem_key(kind: str, code: str, ctx: dict[str, Any]) -> tuple[str, Any]:
+    """What a problem is about, however it is reported: an overlap by its pair, a gap by its parent."""
+    if kind == "overlap":
+        return kind, tuple(sorted((code, str(ctx["other_code"]))))
+    if kind == "gap":
+        return kind, str(ctx["parent_code"])
+    return kind, code
+
+
+# The proposed state around the plan in one temp table: the plan's rows (not retired; invalid ones
+# repaired, as the engine judges the rest on a repaired copy) and the current grids they are judged
+# with (their parents, siblings and children) that the plan does not stand for.
+DIRECT_STATE = """
+CREATE TEMP TABLE bv_state ON COMMIT DROP AS
+WITH pr AS (SELECT * FROM plan_grid WHERE plan_id = :plan AND NOT retired),
+shadow AS (SELECT coalesce(r.old_code, r.code) AS code FROM plan_grid r WHERE r.plan_id = :plan
+           AND (r.old_code IS NOT NULL OR r.code IN (SELECT jsonb_object_keys(base) FROM plan WHERE id = :plan)))
+SELECT code, level, parent_code, true AS planned,
+       CASE WHEN ST_IsValid(geom) THEN geom ELSE ST_CollectionExtract(ST_MakeValid(geom), 3) END AS geom
+FROM pr WHERE geom IS NOT NULL AND NOT ST_IsEmpty(geom)
+UNION ALL
+SELECT g.code, g.level, g.parent_code, false, g.geom FROM grid g
+WHERE g.valid_to IS NULL AND g.code NOT IN (SELECT code FROM shadow)
+  AND (g.code IN (SELECT parent_code FROM pr) OR g.parent_code IN (SELECT parent_code FROM pr)
+       OR g.parent_code IN (SELECT code FROM pr))
+"""
+
+# The parts of a lon/lat shape X wider than the boundary tolerance, their area in m² (the engine's
+# rule: a part is wider than w when a -w/2 buffer leaves something; metric CRS :srid).
+_WIDE = ("(SELECT coalesce(sum(ST_Area(m)), 0) FROM (SELECT ST_Transform(d.geom, :srid) AS m "
+         "FROM ST_Dump(ST_CollectionExtract({x}, 3)) d) q WHERE NOT ST_IsEmpty(ST_Buffer(m, -:half)))")
+
+DIRECT_CHECKS = {
+    "empty_geometry": "SELECT code FROM plan_grid WHERE plan_id = :plan AND NOT retired "
+                      "AND (geom IS NULL OR ST_IsEmpty(geom))",
+    "invalid_geometry": "SELECT code FROM plan_grid WHERE plan_id = :plan AND NOT retired AND geom IS NOT NULL "
+                        "AND NOT ST_IsEmpty(geom) AND NOT ST_IsValid(geom)",
+    "duplicate_code": """
+        SELECT r.code FROM plan_grid r JOIN grid g ON g.valid_to IS NULL AND g.code = r.code
+        WHERE r.plan_id = :plan AND NOT r.retired AND (r.old_code IS NOT NULL
+              OR r.code NOT IN (SELECT jsonb_object_keys(base) FROM plan WHERE id = :plan))
+          AND r.code NOT IN (SELECT coalesce(old_code, code) FROM plan_grid WHERE plan_id = :plan)""",
+    "bad_code": "SELECT code FROM plan_grid WHERE plan_id = :plan AND NOT retired AND (code !~ CASE level "
+                "WHEN 1 THEN '^[0-9]{9}000000$' WHEN 2 THEN '^[0-9]{9}9[0-9]{2}000$' "
+                "WHEN 3 THEN '^[0-9]{9}[0-8][0-9]{2}000$' WHEN 4 THEN '^[0-9]{9}[0-8][0-9]{5}$' ELSE '^$' END "
+                "OR (level = 3 AND substr(code, 10, 3) = '000') OR (level = 4 AND right(code, 3) = '000'))",
+    "bad_parent": """
+        SELECT r.code FROM plan_grid r LEFT JOIN bv_state p ON p.code = r.parent_code AND p.level = r.level - 1
+        WHERE r.plan_id = :plan AND NOT r.retired AND r.level > 1
+          AND (p.code IS NULL OR left(r.parent_code, 9) <> left(r.code, 9)
+               OR (r.level = 4 AND left(r.parent_code, 12) <> left(r.code, 12)))""",
+    "outside_parent": f"""
+        SELECT c.code FROM bv_state c JOIN bv_state p ON p.code = c.parent_code AND p.level = c.level - 1
+        WHERE c.planned AND left(c.parent_code, 9) = left(c.code, 9)
+          AND (c.level <> 4 OR left(c.parent_code, 12) = left(c.code, 12))
+          AND {_WIDE.format(x="ST_Difference(c.geom, p.geom)")} > :tol""",
+    "overlap": f"""
+        SELECT a.code, b.code FROM bv_state a JOIN bv_state b ON a.parent_code = b.parent_code AND a.code <> b.code
+             AND (NOT b.planned OR a.code < b.code) AND ST_Intersects(a.geom, b.geom)
+        WHERE a.planned AND {_WIDE.format(x="ST_Intersection(a.geom, b.geom)")} > :tol""",
+    "gap": f"""
+        SELECT p.code FROM bv_state p
+        JOIN LATERAL (SELECT ST_Union(k.geom) AS u FROM bv_state k WHERE k.parent_code = p.code) kids ON true
+        WHERE kids.u IS NOT NULL AND (p.planned OR p.code IN (SELECT parent_code FROM bv_state WHERE planned))
+          AND {_WIDE.format(x="ST_Difference(p.geom, kids.u)")} > :tol""",
+    "non_contiguous": """
+        SELECT r.code FROM plan_grid r WHERE r.plan_id = :plan AND NOT r.retired AND NOT r.allow_parts
+          AND (SELECT count(*) FROM ST_Dump(r.geom) d WHERE ST_Area(ST_Transform(d.geom, :srid)) > :tol) > 1""",
+    "staff": """
+        SELECT r.code, bool_or(s.role = 'grid_leader'), bool_or(s.role = 'grid_member')
+        FROM plan_grid r LEFT JOIN staff s ON s.grid_code = coalesce(r.old_code, r.code)
+        WHERE r.plan_id = :plan AND NOT r.retired AND r.level = 4 AND r.geom IS NOT NULL AND NOT ST_IsEmpty(r.geom)
+        GROUP BY r.code""",
+}
+
+
+def direct_validate(session: Any, plan: Any) -> set[tuple[str, Any]]:
+    """The same checks by plain PostGIS statements on the stored plan (plan_grid) and the live grids
+    around it, in the engine's metric CRS with its default tolerances (1 m², 0.1 m wide)."""
+    from sqlalchemy import text
+
+    from gis.crs import metric_crs_for
+    from gis.grids.validate import DEFAULT_TOLERANCE_M
+
+    session.execute(text("SET LOCAL jit = off"))
+    lon, lat = session.execute(text("SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)) c "
+                                    "FROM plan_grid WHERE plan_id = :plan) q"), {"plan": plan.id}).one()
+    srid = int(metric_crs_for(lon, lat).split(":")[1])
+    session.execute(text(DIRECT_STATE), {"plan": plan.id})
+    session.execute(text("CREATE INDEX ON bv_state (parent_code)"))
+    session.execute(text("CREATE INDEX ON bv_state USING gist (geom)"))
+    session.execute(text("ANALYZE bv_state"))
+    args = {"plan": plan.id, "srid": srid, "half": DEFAULT_TOLERANCE_M / 2, "tol": 1.0}
+    found: set[tuple[str, Any]] = set()
+    bad_code: set[str] = set()
+    for kind, sql in DIRECT_CHECKS.items():
+        rows = session.execute(text(sql), {k: v for k, v in args.items() if f":{k}" in sql}).all()
+        if kind == "staff":
+            for code, leader, member in rows:
+                found |= {("no_leader", code)} if not leader else set()
+                found |= {("no_members", code)} if not member else set()
+        elif kind == "overlap":
+            found |= {(kind, tuple(sorted(r))) for r in rows}
+        else:
+            codes = {r[0] for r in rows}
+            if kind == "bad_code":
+                bad_code = codes
+            # A grid with a malformed code is judged no further against its parent (as the engine does).
+            found |= {(kind, c) for c in codes - (bad_code if kind in ("bad_parent", "outside_parent") else set())}
+    session.execute(text("DROP TABLE bv_state"))
+    return found
+
+
 def timed(fn: Any) -> tuple[float, Any]:
     t = time.perf_counter()
     out = fn()
@@ -221,6 +400,7 @@ def main() -> None:
     from gis import clock
     from gis.context import Context
     from gis.db import make_sessionmaker
+    from gis.planning.plans import create_plan
     from gis.planning.publish import impact, publish
 
     url = prepare()
@@ -238,9 +418,23 @@ def main() -> None:
     print(figures, flush=True)
 
     runs: dict[str, list[float]] = {"impact": [], "direct_sql": [], "direct_shapely": [], "publish": [],
-                                    "direct_publish": []}
+                                    "direct_publish": [], "validate": [], "direct_validate": [],
+                                    "validate_planted": [], "direct_validate_planted": []}
     answers: dict[str, Any] = {}
+    with sessions() as s, s.begin():
+        planted = make_planted(s, changes)
     for _ in range(args.repeat):
+        # Validation: the plan stored as the engine stores it (create_plan, not timed), then read and
+        # checked; each run in its own transaction, rolled back.
+        for suffix, plan_changes in (("", changes), ("_planted", planted)):
+            for name, check in (("validate", engine_validate), ("direct_validate", direct_validate)):
+                with sessions() as s, s.begin():
+                    plan = create_plan(s, ctx, "bench", plan_changes)
+                    dt_s, out = timed(lambda check=check, s=s, plan=plan: check(s, plan))
+                    s.rollback()
+                runs[name + suffix].append(dt_s)
+                answers[name + suffix] = out
+                print(f"{name + suffix}: {dt_s:.2f} s ({len(out)} problems)", flush=True)
         for name, fn in (("impact", lambda s: impact(s, changes)), ("direct_sql", lambda s: direct_sql(s, changes)),
                          ("direct_shapely", lambda s: direct_shapely(s, changes))):
             with sessions() as s, s.begin():
@@ -259,6 +453,13 @@ def main() -> None:
             print(f"{name}: {dt_s:.2f} s", flush=True)
     preview = {(m["from"], m["to"]): m["households"] for m in answers["impact"].moves if m["households"]}
     assert preview == answers["direct_sql"] == answers["direct_shapely"], "the three answers differ"
+    for suffix in ("", "_planted"):
+        a, b = answers["validate" + suffix], answers["direct_validate" + suffix]
+        assert a == b, f"validate{suffix} and direct_validate{suffix} differ: {sorted(a ^ b)[:10]}"
+    kinds = {k for k, _ in answers["validate_planted"] - answers["validate"]}
+    assert kinds >= PLANTED, f"planted problems not found: {sorted(PLANTED - kinds)}"
+    figures["validation"] = {v: dict(sorted(Counter(k for k, _ in answers[v]).items()))
+                             for v in ("validate", "validate_planted")}
     result = answers["publish"]
     figures["moved_households"] = sum(preview.values())
     figures["publish"] = {"incidents_checked": result.incidents_checked, "incidents_moved": result.incidents_moved,

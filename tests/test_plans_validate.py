@@ -176,3 +176,45 @@ def test_no_leader_no_members_and_a_code_taken_meanwhile(session, ctx):
 def test_every_problem_kind_has_a_chinese_name():
     assert set(PROBLEM_ZH) >= {"invalid_geometry", "empty_geometry", "duplicate_code", "bad_code", "bad_parent",
                                "outside_parent", "overlap", "gap", "non_contiguous", "no_leader", "no_members"}
+
+
+def test_retiring_many_group_grids_costs_no_query_per_grid(session, ctx):
+    """Merging all of a village's group grids into one is checked with as many queries as merging two (a
+    group grid has no children to look up; the village is looked up once), and the village of a retired
+    grid is still judged: a retirement whose area no sibling takes is a gap."""
+    from sqlalchemy import event
+
+    a, _ = neighbours(session)
+    village = a[:12] + "000"
+    kids = session.execute(text("SELECT code, name FROM grid WHERE parent_code = :v AND valid_to IS NULL "
+                                "ORDER BY code"), {"v": village}).all()
+    assert len(kids) >= 6, "the sample village needs a few group grids"
+
+    def merged(n):
+        whole = shapely.union_all([current_geom(session, k.code) for k in kids[:n]])
+        return plans.create_plan(session, ctx, f"合并{n}", [
+            GridChange(kids[0].code, 4, kids[0].name, village, MultiPolygon(list(shapely.get_parts(whole))))]
+            + [GridChange(k.code, 4, k.name, village, None) for k in kids[1:n]])
+
+    few, many = merged(2), merged(len(kids))
+    one = plans.create_plan(session, ctx, "撤一个", [GridChange(kids[-1].code, 4, kids[-1].name, village, None)])
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    bind = session.get_bind()
+    event.listen(bind, "before_cursor_execute", count)
+    try:
+        v_few = check(session, few)
+        n_few = len(statements)
+        v_many = check(session, many)
+        n_many = len(statements) - n_few
+    finally:
+        event.remove(bind, "before_cursor_execute", count)
+    for v in (v_few, v_many):
+        assert not [p for p in v.problems if p.type in ("gap", "overlap", "outside_parent", "non_contiguous")]
+    assert n_many <= n_few, (n_few, n_many)
+    gaps = found(check(session, one), "gap")
+    assert [p.ctx["parent_code"] for p in gaps] == [village]
+    assert located_in(gaps[0], current_geom(session, kids[-1].code), slack=1e-9)

@@ -99,12 +99,16 @@ def _context(draft: Draft, checked: list[DraftGrid]) -> tuple[list[DraftGrid], l
             extra += [c for c in draft.children(g.code) if c.code not in codes]
     # Current children of a retired grid are orphans: checked too (their parent is gone); and its
     # parent, whose children no longer cover it.
-    for r in draft.rows.values():
-        if r.retired:
+    # A group grid has no children, so only a retired higher grid is looked up (one query each), and
+    # each parent once: a plan retiring 500 group grids costs a handful of queries, not 1,000.
+    retired = [r for r in draft.rows.values() if r.retired]
+    for r in retired:
+        if r.level < GridLevel.GROUP:
             extra += [c for c in draft.children(r.code) if c.code not in codes]
-            parent = draft.find(r.parent_code) if r.parent_code else None
-            if parent is not None and parent.code not in codes:
-                extra.append(parent)
+    for code in sorted({r.parent_code for r in retired if r.parent_code}):
+        parent = draft.find(code)
+        if parent is not None and parent.code not in codes:
+            extra.append(parent)
     seen = set(codes)
     check = list(checked)
     for g in extra:
