@@ -621,7 +621,10 @@ def import_households(
     problems = _Problems(options.reveal)
     note = progress or (lambda _stage, _n: None)
 
-    session.execute(text("SET LOCAL jit = off"))  # many short per-row plans: compiling costs more than it saves
+    # Many short per-row plans: JIT compiling costs more than it saves. Joins and sorts of a county's
+    # million residents in memory rather than in batches on disk (this transaction only).
+    session.execute(text("SET LOCAL jit = off; SET LOCAL work_mem = '128MB'; "
+                         "SET LOCAL maintenance_work_mem = '256MB'"))
     index = AddressIndex(session)
     town = _town(session)
     grids = grid_index(session)
