@@ -1,8 +1,8 @@
 """Editing a draft plan on the planner's map (/maps/planner) in headless Chromium: a planner starts a draft,
 clicks unit cells and paints them into a neighbouring grid (impact row checked against PostGIS), undoes and
 redoes the paint, and meets a stale version as a Chinese conflict with a reload; splits a grid by a line drawn with
-real mouse clicks (pieces checked against shapely's split by the line the page sent, impact against PostGIS) and
-undoes the split. Nothing loads from the internet."""
+real mouse clicks (pieces checked against shapely's split by the line the page sent, impact against PostGIS) after
+a line that cuts nothing is refused in Chinese, and undoes the split. Nothing loads from the internet."""
 
 from __future__ import annotations
 
@@ -216,8 +216,29 @@ def test_a_planner_splits_a_grid_by_a_drawn_line_and_undoes_it(site, test_db_url
                 clicks = [(bottom[0], bottom[1] + 40), (centre[0] + 3, centre[1]), (top[0], top[1] - 40)]
                 assert all(_on_map(page, x, y) for x, y in clicks), clicks
 
+                # First a short line inside the grid: it cuts nothing, so a Chinese refusal and no edit.
+                inner = shapely.get_coordinates(original.representative_point())[0]
+                ix, iy = _pixel(page, inner[1], inner[0])
+                short = [(ix - 12, iy), (ix + 12, iy)]
+                assert all(_on_map(page, x, y) for x, y in short)
+                version = page.evaluate("document.documentElement.dataset.planVersion")
                 page.click("#plan-draw")
                 page.wait_for_function("document.documentElement.dataset.planDrawing === '1'")
+                for x, y in short:
+                    page.mouse.click(x, y)
+                with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/edits")) as sent:
+                    page.locator("#plan-draw-finish").click()
+                assert original.contains(shape(sent.value.post_data_json["line"]))
+                page.wait_for_function(f"document.documentElement.dataset.planSplitRefused === '{code}'")
+                banner = page.locator("#wangge-banner")
+                assert banner.is_visible() and "拆分线" in banner.inner_text()
+                assert page.evaluate("document.documentElement.dataset.planVersion") == version
+                assert page.locator("#plan-draw-finish").is_hidden()
+                assert page.evaluate("document.documentElement.dataset.planEdits") is None
+
+                page.click("#plan-draw")
+                page.wait_for_function("document.documentElement.dataset.planDrawing === '1'")
+                assert banner.is_hidden()
                 for x, y in clicks:
                     page.mouse.click(x, y)
                 with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/edits")) as sent:
@@ -270,6 +291,11 @@ def test_a_planner_splits_a_grid_by_a_drawn_line_and_undoes_it(site, test_db_url
                 assert not any(k[0] == code and k[1] in created for k in _impact_rows(page))
                 assert shapely.symmetric_difference(drawn[code], original).area < original.area * 1e-6
                 page.screenshot(path=screenshot_path("planner-split-desktop"))
-                checker.assert_clean()
+                # The one refused request is the line that cut nothing (422); nothing else failed. (A grid-outline
+                # request of an earlier view may be reported aborted by Chromium when the view moved on: not a
+                # failure of the page, it draws only the newest view's answer.)
+                problems = [p for p in checker.problems()
+                            if not ("/grids?" in p and "bbox=" in p and "net::ERR_ABORTED" in p)]
+                assert problems and all("422" in p for p in problems), "\n".join(problems)
         finally:
             eng.dispose()
