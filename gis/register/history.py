@@ -50,7 +50,6 @@ CREATE TEMP TABLE reg_good ON COMMIT DROP AS
 CREATE UNIQUE INDEX ON reg_good (household_no);
 CREATE TEMP TABLE reg_good_res ON COMMIT DROP AS
     SELECT r.* FROM reg_res r JOIN reg_good g USING (household_no);
-CREATE INDEX ON reg_good_res (key);
 CREATE INDEX ON reg_good_res (household_no);
 ANALYZE reg_good; ANALYZE reg_good_res;
 """
@@ -58,7 +57,6 @@ ANALYZE reg_good; ANALYZE reg_good_res;
 # household is staged too: a resident naming another is a problem of that household number).
 _GOOD_ALL = """
 CREATE TEMP VIEW reg_good AS SELECT * FROM reg_hh;
-CREATE INDEX ON reg_res (key);
 CREATE TEMP VIEW reg_good_res AS SELECT * FROM reg_res;
 """
 

@@ -369,7 +369,7 @@ def _household_from_row(table: TableRead, number: int, r: Mapping[str, str | Non
             phone = None
     residents = _int(r.get("residents"), table, number, "residents", problems, hno, 1, 100)
     counts = {k: _int(r.get(k), table, number, k, problems, hno, 0, 100)
-              for k in ("elderly", "children", "disabled", "pregnant", "bedridden")}
+              for k in _VULNERABLE}
     floors = _int(r.get("floors"), table, number, "floors", problems, hno, 1, 10)
     village, group = r.get("village"), r.get("group")
     address = r.get("address") or ""
@@ -831,6 +831,9 @@ def _placed_listing(session: Session, options: ImportOptions) -> list[dict[str, 
     return out
 
 
+_VULNERABLE = ("elderly", "children", "disabled", "pregnant", "bedridden")
+
+
 def _cross_checks(session: Session, sources: _Sources, problems: _Problems, as_of: dt.date) -> None:
     """Checks across rows, in SQL over the staged rows."""
     if sources.residents is None:
@@ -848,11 +851,12 @@ def _cross_checks(session: Session, sources: _Sources, problems: _Problems, as_o
                 "(SELECT 1 FROM reg_hh h WHERE h.household_no = r.household_no) ORDER BY r.row")):
             problems.add(rs.loc(row, "household_no"), "no household with this number in the households table",
                          "unknown_household", hno)
-    # The same person twice.
+    # The same person twice (the numbers that repeat found first: only their rows are ordered).
     for row, hno, other_row, other_hno in session.execute(text(
             "SELECT row, household_no, first_row, first_household FROM (SELECT row, household_no, "
             "first_value(row) OVER w AS first_row, first_value(household_no) OVER w AS first_household "
-            "FROM reg_res WHERE id_number IS NOT NULL WINDOW w AS (PARTITION BY id_number ORDER BY row)) d "
+            "FROM reg_res WHERE id_number IN (SELECT id_number FROM reg_res WHERE id_number IS NOT NULL "
+            "GROUP BY id_number HAVING count(*) > 1) WINDOW w AS (PARTITION BY id_number ORDER BY row)) d "
             "WHERE row <> first_row ORDER BY row")):
         if other_hno == hno:
             msg = f"the same ID number is on row {other_row} of this household too"
@@ -873,7 +877,9 @@ def _cross_checks(session: Session, sources: _Sources, problems: _Problems, as_o
         else:
             problems.add(hh.loc(row, "residents"), f"人数 says {stated} but {listed} residents are listed",
                          "resident_count", hno)
-    # Given vulnerable counts that exceed the residents.
+    # Given vulnerable counts that exceed the residents (when the households table gives any).
+    if not any(k in hh.columns for k in _VULNERABLE):
+        return
     for row, hno, key in session.execute(text(
             "WITH listed AS (SELECT household_no, count(*) AS n FROM reg_res WHERE status = 'present' "
             "GROUP BY household_no) "
