@@ -172,6 +172,7 @@ WHERE hg.group_code IS DISTINCT FROM b.group_code
 _RESIDENT_CLASSES = """
 CREATE TEMP TABLE reg_moves ON COMMIT DROP AS
     SELECT s.household_no, s.key, s.id_number, s.name, s.birth_date, s.status, s.status_date,
+           s.gender, left(s.relation, 8) AS relation, s.is_disabled, s.is_pregnant, s.is_bedridden,
            c.id AS cur_id, c.household_no AS cur_household,
            CASE
              WHEN s.status <> 'present' AND c.household_no = s.household_no THEN s.status
@@ -233,20 +234,18 @@ WHERE r.id = m.cur_id AND m.class IN ('died', 'moved_out', 'unlisted', 'moved_he
 """
 
 _UPDATE_STAYING = """
-UPDATE resident r SET name = s.name, gender = coalesce(s.gender, r.gender), birth_date = coalesce(s.birth_date,
-    r.birth_date), id_number = coalesce(s.id_number, r.id_number), relation_to_head = coalesce(left(s.relation, 8),
-    r.relation_to_head), is_disabled = s.is_disabled, is_pregnant = s.is_pregnant, is_bedridden = s.is_bedridden
-FROM reg_moves m JOIN reg_good_res s ON s.household_no = m.household_no AND s.key = m.key
+UPDATE resident r SET name = m.name, gender = coalesce(m.gender, r.gender), birth_date = coalesce(m.birth_date,
+    r.birth_date), id_number = coalesce(m.id_number, r.id_number), relation_to_head = coalesce(m.relation,
+    r.relation_to_head), is_disabled = m.is_disabled, is_pregnant = m.is_pregnant, is_bedridden = m.is_bedridden
+FROM reg_moves m
 WHERE m.class = 'stays' AND r.id = m.cur_id
 """
 
 _INSERT_ARRIVALS = """
 INSERT INTO resident (household_id, name, gender, birth_date, id_number, relation_to_head, is_disabled, is_pregnant,
                       is_bedridden)
-SELECT i.id, s.name, s.gender, s.birth_date, s.id_number, left(s.relation, 8), s.is_disabled, s.is_pregnant,
-       s.is_bedridden
-FROM reg_moves m JOIN reg_good_res s ON s.household_no = m.household_no AND s.key = m.key
-JOIN reg_ids i ON i.household_no = m.household_no
+SELECT i.id, m.name, m.gender, m.birth_date, m.id_number, m.relation, m.is_disabled, m.is_pregnant, m.is_bedridden
+FROM reg_moves m JOIN reg_ids i ON i.household_no = m.household_no
 WHERE m.class IN ('arrived', 'moved_here')
 """
 
