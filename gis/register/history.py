@@ -281,6 +281,9 @@ def apply_import(session: Session, ctx: Context, bad: Sequence[str], *, filename
     session.execute(text("SET LOCAL default_statistics_target = 10"))
     _script(session, _GOOD_ALL if every_row else _GOOD_SOME, {"bad": list(bad)})
     _script(session, _PREPARE, {})
+    if every_row and session.execute(text("SELECT EXISTS (SELECT 1 FROM reg_before)")).scalar_one():
+        # Households already in the register are updated one by one from their staged residents.
+        session.execute(text("CREATE INDEX ON reg_res (household_no)"))
     counts = session.execute(text("SELECT (SELECT count(*) FROM reg_good), (SELECT count(*) FROM reg_good_res "
                                   "WHERE status = 'present')")).one()
     import_id = session.execute(text(

@@ -717,8 +717,7 @@ def import_households(
                 "WHERE r.household_no = h.household_no"))
 
     session.execute(text("SET LOCAL default_statistics_target = 10"))  # temp tables: a 3,000-row sample
-    for statement in ("CREATE INDEX ON reg_hh (household_no)", "CREATE INDEX ON reg_res (household_no)",
-                      "ANALYZE reg_hh", "ANALYZE reg_res"):
+    for statement in ("CREATE INDEX ON reg_hh (household_no)", "ANALYZE reg_hh", "ANALYZE reg_res"):
         session.execute(text(statement))
     _cross_checks(session, sources, problems, as_of)
     note("checked", n_hh_rows + n_res_rows)
