@@ -5,8 +5,10 @@ the grid periods, not against the tile code."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
+import pyogrio
 import shapely
 from shapely.geometry import MultiPolygon, shape
 from sqlalchemy import create_engine, text
@@ -20,6 +22,7 @@ from tests.test_planning_publish import _grid, busiest_village, touching_pair
 from tests.test_tiles import decode, tile_of
 
 Z = 14
+BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
 def _tile(client: Any, x: int, y: int, **params: Any) -> Any:
@@ -44,7 +47,31 @@ def _sql_codes(engine: Any, x: int, y: int, at: dt.datetime, grow_m: float) -> s
             {"t": at, "z": Z, "x": x, "y": y, "d": grow_m}).scalars())
 
 
-def test_grid_tiles_as_of_show_the_grids_before_a_publish(scratch_client: Any, scratch_db_url: Any) -> None:
+def _sql_village(engine: Any, village: str, at: dt.datetime) -> set[str]:
+    with engine.connect() as c:
+        return set(c.execute(text(
+            "SELECT code FROM grid WHERE valid_from <= :t AND :t < coalesce(valid_to, 'infinity') "
+            "AND parent_code = :v"), {"t": at, "v": village}).scalars())
+
+
+def _exported(monkeypatch: Any, url: Any, out: Path, *args: str) -> Any:
+    """`wangge grids export OUT --level 4 ARGS` on the database at `url`: (exit code, output)."""
+    from typer.testing import CliRunner
+
+    from gis import settings as settings_mod
+    from gis.cli import app
+
+    monkeypatch.setenv("DATABASE_URL", url.render_as_string(hide_password=False))
+    settings_mod.get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["grids", "export", str(out), "--level", "4", *args])
+    finally:
+        settings_mod.get_settings.cache_clear()
+    return result
+
+
+def test_grid_tiles_as_of_show_the_grids_before_a_publish(scratch_client: Any, scratch_db_url: Any,
+                                                          monkeypatch: Any, tmp_path: Path) -> None:
     engine = create_engine(scratch_db_url, poolclass=NullPool)
     with transaction(engine) as session:
         village, groups = busiest_village(session)
@@ -98,6 +125,21 @@ def test_grid_tiles_as_of_show_the_grids_before_a_publish(scratch_client: Any, s
     assert old.headers["cache-control"] == "private, max-age=86400"
     got = set(_features(old))
     assert _sql_codes(engine, x, y, long_ago, -unit) <= got <= _sql_codes(engine, x, y, long_ago, 70 * unit)
+
+    # The grids' GeoPackage export (wangge grids export) takes the instant too: read back with pyogrio.
+    for name, at, args in (("then", before_at, ["--as-of", before_at.astimezone(BEIJING).isoformat()]),
+                           ("now", done.effective_at, [])):
+        out = tmp_path / f"{name}.gpkg"
+        result = _exported(monkeypatch, scratch_db_url, out, *args)
+        assert result.exit_code == 0, result.output
+        frame = pyogrio.read_dataframe(out)
+        codes = set(frame.loc[frame["parent_code"] == village, "code"])
+        assert codes == _sql_village(engine, village, at)
+        assert (b in codes) == (name == "then")
+        grown = shapely.area(frame.loc[frame["code"] == a, "geometry"].iloc[0])
+        assert (grown > ga["geom"].area * 1.0001) == (name == "now")
+    bad = _exported(monkeypatch, scratch_db_url, tmp_path / "bad.gpkg", "--as-of", "2026-12-06T08:00:00")
+    assert bad.exit_code == 2 and "--as-of" in bad.output and not (tmp_path / "bad.gpkg").exists()
     engine.dispose()
 
 
