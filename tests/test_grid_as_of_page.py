@@ -123,3 +123,13 @@ def test_history_on_a_phone_opened_from_a_shared_url(published: Any, accounts: A
         checker.failed_requests[:] = [f for f in checker.failed_requests
                                       if not ("ERR_ABORTED" in f and "as_of=" not in f)]
         checker.assert_clean()
+
+        # An instant without its offset is not guessed at: today's grids, no banner; on a phone the panel
+        # then starts folded, and its head opens it.
+        page.goto(published["site"][0] + f"{PATH}?as_of=2026-12-06T08:00:00", wait_until="networkidle")
+        wait_loaded(page)
+        _look_at(page, published["point"])
+        assert not _has(page, published["b"]) and not banner.is_visible()
+        assert not page.locator("#wangge-as-of").is_visible()
+        page.click("#wangge-as-of-head")
+        assert page.locator("#wangge-as-of").is_visible() and page.locator("#wangge-as-of-now").is_visible()

@@ -118,7 +118,8 @@
     // --- 查看历史: the instant shown (an ISO 8601 string with its offset), null for now -------------------
     var HISTORY = {title: '查看历史', at: '时刻（北京时间）', now: '现在', shown: '显示 {at} 时的网格'};
     var asOf = new URLSearchParams(window.location.search).get('as_of') || null;
-    if (asOf !== null && isNaN(new Date(asOf).getTime())) { asOf = null; }
+    // Only an instant with its offset (what this page writes); anything else shows today's grids.
+    if (asOf !== null && (!/(Z|[+-]\d\d:\d\d)$/.test(asOf) || isNaN(new Date(asOf).getTime()))) { asOf = null; }
     var parts = new Intl.DateTimeFormat('en-CA', {timeZone: 'Asia/Shanghai', year: 'numeric', month: '2-digit',
       day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23'});
     function localValue(iso) {     // the instant as a datetime-local value in Beijing time
@@ -135,7 +136,12 @@
     var atInput = W.el('input', {id: 'wangge-as-of', type: 'datetime-local', step: '1'});
     var nowButton = W.el('button', {type: 'button', id: 'wangge-as-of-now'}, HISTORY.now);
     var banner = W.el('div', {id: 'wangge-as-of-banner', role: 'status', 'class': 'wangge-legend-note'});
-    historyBox.appendChild(W.el('div', {'class': 'wangge-panel-head'}, HISTORY.title));
+    // The head folds the panel (on a phone it starts folded unless a past instant is shown).
+    historyBox.appendChild(W.el('button', {type: 'button', 'class': 'wangge-panel-head', id: 'wangge-as-of-head',
+      onclick: function () { historyBox.classList.toggle('collapsed'); }}, HISTORY.title));
+    if (!asOf && window.matchMedia && window.matchMedia('(max-width: 700px)').matches) {
+      historyBox.classList.add('collapsed');
+    }
     historyBox.appendChild(W.el('label', {'for': 'wangge-as-of', 'class': 'wangge-legend-line'}, HISTORY.at));
     historyBox.appendChild(W.el('div', {}, atInput, ' ', nowButton));
     historyBox.appendChild(banner);
