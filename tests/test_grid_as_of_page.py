@@ -118,8 +118,8 @@ def test_history_on_a_phone_opened_from_a_shared_url(published: Any, accounts: A
             box = page.locator(selector).bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, selector
         page.screenshot(path=screenshot_path("grid_map_as_of_phone"))
-        # The login lands on the grid map (today's) and the shared URL then replaces it: those first
-        # requests, without as_of, are cancelled by the navigation, not failures.
+        # The login lands on the caller's start page, whose map asks for today's grids, and the shared URL
+        # replaces it at once: those requests (without as_of) may be cancelled by the navigation; not failures.
         checker.failed_requests[:] = [f for f in checker.failed_requests
                                       if not ("ERR_ABORTED" in f and "as_of=" not in f)]
         checker.assert_clean()

@@ -158,9 +158,12 @@
       banner.hidden = !asOf;
       atInput.value = asOf ? localValue(asOf) : '';
       document.documentElement.dataset.wanggeAsOf = asOf || '';
+      // The URL is touched only when the instant changes (a page just opened keeps its own URL).
       var url = new URL(window.location.href);
-      if (asOf) { url.searchParams.set('as_of', asOf); } else { url.searchParams.delete('as_of'); }
-      window.history.replaceState(null, '', url.pathname + url.search + url.hash);
+      if (url.searchParams.get('as_of') !== asOf) {
+        if (asOf) { url.searchParams.set('as_of', asOf); } else { url.searchParams.delete('as_of'); }
+        window.history.replaceState(null, '', url.pathname + url.search + url.hash);
+      }
     }
     function setAsOf(value) {
       asOf = value;
