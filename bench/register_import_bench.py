@@ -222,11 +222,20 @@ def truncate() -> None:
     engine.dispose()
 
 
+def peak_rss_mib() -> float:
+    """This process's own peak resident memory: VmHWM of its address space. (ru_maxrss is not: Linux keeps
+    across exec the peak of the address space the child was forked with, i.e. the parent's.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(which: str, n: int) -> None:
     """One contestant in this process; prints its figures (with the peak RSS) as JSON."""
     hh_path, res_path, truth_path = (OUT / f"register_{n}_{k}.csv" for k in ("households", "residents", "truth"))
     out = run_copy(hh_path, res_path, truth_path) if which == "copy" else run_import(hh_path, res_path)
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mib"] = peak_rss_mib()
     print("RESULT " + json.dumps(out, ensure_ascii=False, default=str))
 
 

@@ -27,8 +27,9 @@ from gis.register import checks
 _KEY = "coalesce(r.id_number, h.household_no || '/' || r.name)"
 
 
-def _derived(as_of_param: str = ":as_of") -> str:
-    """Each staged household's living residents and the counts derived from them as of the date."""
+def _derived(as_of_param: str = ":as_of", where: str = "true") -> str:
+    """Each staged household's living residents and the counts derived from them as of the date (for the
+    households `where` picks: a condition on r, the staged residents)."""
     return f"""
         SELECT r.household_no, count(*) AS residents,
                count(*) FILTER (WHERE r.birth_date <= (CAST({as_of_param} AS date) - interval '{ELDERLY_AGE} years'))
@@ -38,7 +39,7 @@ def _derived(as_of_param: str = ":as_of") -> str:
                count(*) FILTER (WHERE r.is_disabled) AS disabled,
                count(*) FILTER (WHERE r.is_pregnant) AS pregnant,
                count(*) FILTER (WHERE r.is_bedridden) AS bedridden
-        FROM reg_good_res r WHERE r.status = 'present' GROUP BY r.household_no
+        FROM reg_good_res r WHERE r.status = 'present' AND {where} GROUP BY r.household_no
     """
 
 
@@ -49,14 +50,13 @@ CREATE TEMP TABLE reg_good ON COMMIT DROP AS
 CREATE UNIQUE INDEX ON reg_good (household_no);
 CREATE TEMP TABLE reg_good_res ON COMMIT DROP AS
     SELECT r.* FROM reg_res r JOIN reg_good g USING (household_no);
-CREATE INDEX ON reg_good_res (key);
+CREATE INDEX ON reg_good_res (household_no);
 ANALYZE reg_good; ANALYZE reg_good_res;
 """
 # ... or all of them, when every household is placed and none has a problem (then every staged resident's
 # household is staged too: a resident naming another is a problem of that household number).
 _GOOD_ALL = """
 CREATE TEMP VIEW reg_good AS SELECT * FROM reg_hh;
-CREATE INDEX ON reg_res (key);
 CREATE TEMP VIEW reg_good_res AS SELECT * FROM reg_res;
 """
 
@@ -83,9 +83,10 @@ WHERE NOT EXISTS (SELECT 1 FROM resident_period p
                   WHERE p.household_no = c.household_no AND p.resident_key = c.key AND p.valid_to IS NULL)
 """
 
-_UPSERT_HOUSEHOLDS = """
+# Households new to the register: inserted (the import holds the register lock: no one else adds them) ...
+_INSERT_HOUSEHOLDS = """
 WITH d AS ({derived}),
-up AS (
+added AS (
     INSERT INTO household (household_no, address, head_name, phone, residents, elderly, children, disabled,
                            pregnant, bedridden, floors, natural_village_id, geom)
     SELECT g.household_no, g.address, g.head_name, g.phone,
@@ -93,32 +94,56 @@ up AS (
            coalesce(g.disabled, d.disabled, 0), coalesce(g.pregnant, d.pregnant, 0),
            coalesce(g.bedridden, d.bedridden, 0), coalesce(g.floors, 1), nv.id,
            ST_SetSRID(ST_MakePoint(g.lon, g.lat), 4326)
-    FROM (SELECT *, coalesce(natural_village, CASE WHEN located_by = 'settlement' THEN place END) AS nv_name
-          FROM reg_good) g LEFT JOIN d USING (household_no)
-    LEFT JOIN LATERAL (  -- looked up only for the households that name one
+    FROM {good} g LEFT JOIN d USING (household_no)
+    {natural_village}
+    WHERE NOT EXISTS (SELECT 1 FROM reg_before b WHERE b.household_no = g.household_no)
+    RETURNING id, household_no
+)
+INSERT INTO reg_ids SELECT id, household_no, true FROM added
+"""
+
+# ... and the ones it has: updated in place (an empty address or a missing head, phone or natural village
+# keeps the stored one).
+_UPDATE_HOUSEHOLDS = """
+WITH changed AS (
+    UPDATE household h SET
+        address = CASE WHEN g.address <> '' THEN g.address ELSE h.address END,
+        head_name = coalesce(g.head_name, h.head_name),
+        phone = coalesce(g.phone, h.phone),
+        residents = {residents}, elderly = coalesce(g.elderly, d.elderly, 0),
+        children = coalesce(g.children, d.children, 0), disabled = coalesce(g.disabled, d.disabled, 0),
+        pregnant = coalesce(g.pregnant, d.pregnant, 0), bedridden = coalesce(g.bedridden, d.bedridden, 0),
+        floors = coalesce(g.floors, 1), natural_village_id = coalesce(nv.id, h.natural_village_id),
+        geom = ST_SetSRID(ST_MakePoint(g.lon, g.lat), 4326)
+    FROM reg_before b JOIN {good} g USING (household_no)
+    LEFT JOIN LATERAL ({derived}) d ON true
+    {natural_village}
+    WHERE h.id = b.id
+    RETURNING h.id, h.household_no
+)
+INSERT INTO reg_ids SELECT id, household_no, false FROM changed
+"""
+
+# The household's natural village: the one of its name nearest to it (looked up only for rows naming one).
+_NATURAL_VILLAGE = """
+    LEFT JOIN LATERAL (
         SELECT nv.id FROM natural_village nv
         WHERE g.nv_name IS NOT NULL AND nv.name = g.nv_name
         ORDER BY nv.geom <-> ST_SetSRID(ST_MakePoint(g.lon, g.lat), 4326) LIMIT 1
-    ) nv ON true
-    ON CONFLICT (household_no) DO UPDATE SET
-        address = CASE WHEN EXCLUDED.address <> '' THEN EXCLUDED.address ELSE household.address END,
-        head_name = coalesce(EXCLUDED.head_name, household.head_name),
-        phone = coalesce(EXCLUDED.phone, household.phone),
-        residents = EXCLUDED.residents, elderly = EXCLUDED.elderly, children = EXCLUDED.children,
-        disabled = EXCLUDED.disabled, pregnant = EXCLUDED.pregnant, bedridden = EXCLUDED.bedridden,
-        floors = EXCLUDED.floors,
-        natural_village_id = coalesce(EXCLUDED.natural_village_id, household.natural_village_id),
-        geom = EXCLUDED.geom
-    RETURNING id, household_no
-)
-INSERT INTO reg_ids SELECT id, household_no FROM up
-"""
+    ) nv ON true"""
+_GOOD_NAMED = ("(SELECT *, coalesce(natural_village, CASE WHEN located_by = 'settlement' THEN place END) AS nv_name "
+               "FROM reg_good)")
 
+# How each household was placed: new rows for the households just added, else replaced.
 _LOCATIONS = """
 INSERT INTO household_location (household_id, located_by, precision_m, place)
 SELECT i.id, g.located_by, g.precision_m, g.place FROM reg_ids i JOIN reg_good g USING (household_no)
+WHERE i.added;
+INSERT INTO household_location (household_id, located_by, precision_m, place)
+SELECT i.id, g.located_by, g.precision_m, g.place FROM reg_ids i JOIN reg_good g USING (household_no)
+WHERE NOT i.added
 ON CONFLICT (household_id) DO UPDATE SET located_by = EXCLUDED.located_by, precision_m = EXCLUDED.precision_m,
-    place = EXCLUDED.place
+    place = EXCLUDED.place;
 """
 
 _HOUSEHOLD_CHANGES = """
@@ -147,6 +172,7 @@ WHERE hg.group_code IS DISTINCT FROM b.group_code
 _RESIDENT_CLASSES = """
 CREATE TEMP TABLE reg_moves ON COMMIT DROP AS
     SELECT s.household_no, s.key, s.id_number, s.name, s.birth_date, s.status, s.status_date,
+           s.gender, left(s.relation, 8) AS relation, s.is_disabled, s.is_pregnant, s.is_bedridden,
            c.id AS cur_id, c.household_no AS cur_household,
            CASE
              WHEN s.status <> 'present' AND c.household_no = s.household_no THEN s.status
@@ -208,20 +234,18 @@ WHERE r.id = m.cur_id AND m.class IN ('died', 'moved_out', 'unlisted', 'moved_he
 """
 
 _UPDATE_STAYING = """
-UPDATE resident r SET name = s.name, gender = coalesce(s.gender, r.gender), birth_date = coalesce(s.birth_date,
-    r.birth_date), id_number = coalesce(s.id_number, r.id_number), relation_to_head = coalesce(left(s.relation, 8),
-    r.relation_to_head), is_disabled = s.is_disabled, is_pregnant = s.is_pregnant, is_bedridden = s.is_bedridden
-FROM reg_moves m JOIN reg_good_res s ON s.household_no = m.household_no AND s.key = m.key
+UPDATE resident r SET name = m.name, gender = coalesce(m.gender, r.gender), birth_date = coalesce(m.birth_date,
+    r.birth_date), id_number = coalesce(m.id_number, r.id_number), relation_to_head = coalesce(m.relation,
+    r.relation_to_head), is_disabled = m.is_disabled, is_pregnant = m.is_pregnant, is_bedridden = m.is_bedridden
+FROM reg_moves m
 WHERE m.class = 'stays' AND r.id = m.cur_id
 """
 
 _INSERT_ARRIVALS = """
 INSERT INTO resident (household_id, name, gender, birth_date, id_number, relation_to_head, is_disabled, is_pregnant,
                       is_bedridden)
-SELECT i.id, s.name, s.gender, s.birth_date, s.id_number, left(s.relation, 8), s.is_disabled, s.is_pregnant,
-       s.is_bedridden
-FROM reg_moves m JOIN reg_good_res s ON s.household_no = m.household_no AND s.key = m.key
-JOIN reg_ids i ON i.household_no = m.household_no
+SELECT i.id, m.name, m.gender, m.birth_date, m.id_number, m.relation, m.is_disabled, m.is_pregnant, m.is_bedridden
+FROM reg_moves m JOIN reg_ids i ON i.household_no = m.household_no
 WHERE m.class IN ('arrived', 'moved_here')
 """
 
@@ -229,18 +253,27 @@ WHERE m.class IN ('arrived', 'moved_here')
 _RECOUNT_LEFT_BEHIND = """
 UPDATE household h SET residents = c.n, elderly = least(h.elderly, c.n), children = least(h.children, c.n),
     disabled = least(h.disabled, c.n), pregnant = least(h.pregnant, c.n), bedridden = least(h.bedridden, c.n)
-FROM (SELECT h2.id, count(r.id) AS n FROM household h2 LEFT JOIN resident r ON r.household_id = h2.id
-      WHERE h2.household_no IN (SELECT cur_household FROM reg_moves WHERE class = 'moved_here')
-        AND NOT EXISTS (SELECT 1 FROM reg_good g WHERE g.household_no = h2.household_no)
-      GROUP BY h2.id) c
-WHERE h.id = c.id AND c.n >= 1
+FROM (SELECT r.household_id AS id, count(*) AS n
+      FROM (SELECT DISTINCT m.cur_household FROM reg_moves m
+            WHERE m.class = 'moved_here'
+              AND NOT EXISTS (SELECT 1 FROM reg_good g WHERE g.household_no = m.cur_household)) left_behind
+      JOIN household h2 ON h2.household_no = left_behind.cur_household
+      JOIN resident r ON r.household_id = h2.id
+      GROUP BY r.household_id) c
+WHERE h.id = c.id
 """
+
+
+# One register import writes at a time (a second waits): what it found in the register stays true until it
+# commits, so the households it did not find are inserted without a conflict clause.
+REGISTER_LOCK = "SELECT pg_advisory_xact_lock(hashtext('wangge.register_import'))"
 
 
 def apply_import(session: Session, ctx: Context, bad: Sequence[str], *, filename: str, mode: str,
                  as_of: dt.date, rows: int, has_residents: bool, all_placed: bool) -> dict[str, Any]:
     """Write the staged households (reg_hh / reg_res, less the `bad` ones and those without a place) in
     place and log the changes."""
+    session.execute(text(REGISTER_LOCK))
     previous = session.execute(text(
         "SELECT max(as_of) FROM register_import WHERE kind = 'households'")).scalar()
     every_row = all_placed and not bad
@@ -248,6 +281,9 @@ def apply_import(session: Session, ctx: Context, bad: Sequence[str], *, filename
     session.execute(text("SET LOCAL default_statistics_target = 10"))
     _script(session, _GOOD_ALL if every_row else _GOOD_SOME, {"bad": list(bad)})
     _script(session, _PREPARE, {})
+    if every_row and session.execute(text("SELECT EXISTS (SELECT 1 FROM reg_before)")).scalar_one():
+        # Households already in the register are updated one by one from their staged residents.
+        session.execute(text("CREATE INDEX ON reg_res (household_no)"))
     counts = session.execute(text("SELECT (SELECT count(*) FROM reg_good), (SELECT count(*) FROM reg_good_res "
                                   "WHERE status = 'present')")).one()
     import_id = session.execute(text(
@@ -257,10 +293,13 @@ def apply_import(session: Session, ctx: Context, bad: Sequence[str], *, filename
          "by": _who(ctx)}).scalar_one()
     params = {"as_of": as_of, "import_id": import_id, "previous": previous}
     session.execute(text(_ENSURE_PERIODS))
-    session.execute(text("CREATE TEMP TABLE reg_ids (id bigint, household_no text) ON COMMIT DROP"))
+    session.execute(text("CREATE TEMP TABLE reg_ids (id bigint, household_no text, added boolean) ON COMMIT DROP"))
     residents_expr = "coalesce(d.residents, g.residents)" if has_residents else "g.residents"
-    session.execute(text(_UPSERT_HOUSEHOLDS.format(derived=_derived(), residents=residents_expr)), params)
-    session.execute(text(_LOCATIONS))
+    parts = {"good": _GOOD_NAMED, "natural_village": _NATURAL_VILLAGE, "residents": residents_expr}
+    session.execute(text(_INSERT_HOUSEHOLDS.format(derived=_derived(), **parts)), params)
+    session.execute(text(_UPDATE_HOUSEHOLDS.format(derived=_derived(where="r.household_no = g.household_no"),
+                                                    **parts)), params)
+    _script(session, _LOCATIONS, {})
     session.execute(text(_HOUSEHOLD_CHANGES), params)
     if has_residents:
         _script(session, _RESIDENT_CLASSES, {})

@@ -369,7 +369,7 @@ def _household_from_row(table: TableRead, number: int, r: Mapping[str, str | Non
             phone = None
     residents = _int(r.get("residents"), table, number, "residents", problems, hno, 1, 100)
     counts = {k: _int(r.get(k), table, number, k, problems, hno, 0, 100)
-              for k in ("elderly", "children", "disabled", "pregnant", "bedridden")}
+              for k in _VULNERABLE}
     floors = _int(r.get("floors"), table, number, "floors", problems, hno, 1, 10)
     village, group = r.get("village"), r.get("group")
     address = r.get("address") or ""
@@ -621,7 +621,10 @@ def import_households(
     problems = _Problems(options.reveal)
     note = progress or (lambda _stage, _n: None)
 
-    session.execute(text("SET LOCAL jit = off"))  # many short per-row plans: compiling costs more than it saves
+    # Many short per-row plans: JIT compiling costs more than it saves. Joins and sorts of a county's
+    # million residents in memory rather than in batches on disk (this transaction only).
+    session.execute(text("SET LOCAL jit = off; SET LOCAL work_mem = '128MB'; "
+                         "SET LOCAL maintenance_work_mem = '256MB'"))
     index = AddressIndex(session)
     town = _town(session)
     grids = grid_index(session)
@@ -714,8 +717,7 @@ def import_households(
                 "WHERE r.household_no = h.household_no"))
 
     session.execute(text("SET LOCAL default_statistics_target = 10"))  # temp tables: a 3,000-row sample
-    for statement in ("CREATE INDEX ON reg_hh (household_no)", "CREATE INDEX ON reg_res (household_no)",
-                      "ANALYZE reg_hh", "ANALYZE reg_res"):
+    for statement in ("CREATE INDEX ON reg_hh (household_no)", "ANALYZE reg_hh", "ANALYZE reg_res"):
         session.execute(text(statement))
     _cross_checks(session, sources, problems, as_of)
     note("checked", n_hh_rows + n_res_rows)
@@ -828,6 +830,9 @@ def _placed_listing(session: Session, options: ImportOptions) -> list[dict[str, 
     return out
 
 
+_VULNERABLE = ("elderly", "children", "disabled", "pregnant", "bedridden")
+
+
 def _cross_checks(session: Session, sources: _Sources, problems: _Problems, as_of: dt.date) -> None:
     """Checks across rows, in SQL over the staged rows."""
     if sources.residents is None:
@@ -845,11 +850,12 @@ def _cross_checks(session: Session, sources: _Sources, problems: _Problems, as_o
                 "(SELECT 1 FROM reg_hh h WHERE h.household_no = r.household_no) ORDER BY r.row")):
             problems.add(rs.loc(row, "household_no"), "no household with this number in the households table",
                          "unknown_household", hno)
-    # The same person twice.
+    # The same person twice (the numbers that repeat found first: only their rows are ordered).
     for row, hno, other_row, other_hno in session.execute(text(
             "SELECT row, household_no, first_row, first_household FROM (SELECT row, household_no, "
             "first_value(row) OVER w AS first_row, first_value(household_no) OVER w AS first_household "
-            "FROM reg_res WHERE id_number IS NOT NULL WINDOW w AS (PARTITION BY id_number ORDER BY row)) d "
+            "FROM reg_res WHERE id_number IN (SELECT id_number FROM reg_res WHERE id_number IS NOT NULL "
+            "GROUP BY id_number HAVING count(*) > 1) WINDOW w AS (PARTITION BY id_number ORDER BY row)) d "
             "WHERE row <> first_row ORDER BY row")):
         if other_hno == hno:
             msg = f"the same ID number is on row {other_row} of this household too"
@@ -870,7 +876,9 @@ def _cross_checks(session: Session, sources: _Sources, problems: _Problems, as_o
         else:
             problems.add(hh.loc(row, "residents"), f"人数 says {stated} but {listed} residents are listed",
                          "resident_count", hno)
-    # Given vulnerable counts that exceed the residents.
+    # Given vulnerable counts that exceed the residents (when the households table gives any).
+    if not any(k in hh.columns for k in _VULNERABLE):
+        return
     for row, hno, key in session.execute(text(
             "WITH listed AS (SELECT household_no, count(*) AS n FROM reg_res WHERE status = 'present' "
             "GROUP BY household_no) "

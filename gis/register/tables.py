@@ -81,7 +81,9 @@ class TableRead:
         for number, cells in self._raw():
             if number <= self.header_row:
                 continue
-            texts = [cell_text(c) for c in cells]
+            # cell_text of each cell; a plain text cell (most of a CSV) without the call.
+            texts = [t if c.__class__ is str and (t := c.strip()) and t[0] not in "'=" else cell_text(c)
+                     for c in cells]
             if all(t is None for t in texts) or is_total_row(texts):
                 continue
             yield number, {k: (texts[i] if i < len(texts) else None) for k, i in index.items()}

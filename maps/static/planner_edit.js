@@ -367,7 +367,15 @@
         done.push(step);
         redoable = [];
         return refresh();
-      }).then(function () { mark('edits', done.length); mark('split', step.created.join(',')); }).catch(fail);
+      }).then(function () { mark('edits', done.length); mark('split', step.created.join(',')); }).catch(function (err) {
+        // A line that does not cut the grid (or is not a line) changes nothing: say so in Chinese.
+        if (err && err.status === 422) {
+          W.showError(t.split_refused);
+          mark('split-refused', step.code);
+        } else {
+          fail(err);
+        }
+      });
     });
 
     // --- publish, schedule, undo a published plan ---------------------------------------------------
