@@ -181,13 +181,24 @@ def grids_import(
 def grids_export(
     out: Annotated[Path, typer.Argument(help=".geojson or .gpkg")],
     level: Annotated[int | None, typer.Option(min=1, max=4)] = None,
+    as_of: Annotated[str | None, typer.Option(help="the grids as they were at this instant (ISO 8601 with "
+                                                   "offset, e.g. 2026-12-06T08:00:00+08:00); default now")] = None,
 ) -> None:
-    """Export the current grids to GeoJSON or GeoPackage."""
+    """Export the current grids (or those of the instant --as-of) to GeoJSON or GeoPackage."""
     from gis.db import transaction
     from gis.grids.store import current_grids
 
+    instant = None
+    if as_of is not None:
+        try:
+            instant = dt.datetime.fromisoformat(as_of)
+        except ValueError:
+            instant = None
+        if instant is None or instant.tzinfo is None:
+            err.print("--as-of: an ISO 8601 instant with its time zone, e.g. 2026-12-06T08:00:00+08:00")
+            raise typer.Exit(2)
     with transaction(_engine()) as session:
-        frame = current_grids(session, level=level)
+        frame = current_grids(session, level=level, as_of=instant)
     frame["valid_from"] = frame["valid_from"].astype(str)
     suffix = out.suffix.lower()
     if suffix in {".geojson", ".json"}:

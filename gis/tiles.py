@@ -122,15 +122,19 @@ _ENV = "ST_TileEnvelope(CAST(:tile_z AS int), CAST(:tile_x AS int), CAST(:tile_y
 _NEAR = ("{geom} && ST_Transform(ST_TileEnvelope(CAST(:tile_z AS int), CAST(:tile_x AS int), "
          "CAST(:tile_y AS int), margin => CAST(:margin AS float8)), 4326)")
 
-GRIDS_SQL = f"""
+_GRIDS_SQL = f"""
     SELECT ST_AsMVT(t, 'grids', {EXTENT}, 'geom') FROM (
         SELECT g.code, g.name, g.level,
                ST_AsMVTGeom(ST_SimplifyPreserveTopology(ST_Transform(g.geom, 3857), :tolerance),
                             {_ENV}, {EXTENT}, {BUFFER}, true) AS geom
         FROM grid g
-        WHERE g.valid_to IS NULL AND g.level <= :max_level AND {_NEAR.format(geom="g.geom")}
+        WHERE {{alive}} AND g.level <= :max_level AND {_NEAR.format(geom="g.geom")}
     ) t WHERE t.geom IS NOT NULL
 """
+# The current versions; or, with `as_of`, the versions valid at that instant (GET /grids's rule:
+# valid_from <= as_of < coalesce(valid_to, infinity), the `period` range).
+GRIDS_SQL = _GRIDS_SQL.format(alive="g.valid_to IS NULL")
+GRIDS_AS_OF_SQL = _GRIDS_SQL.format(alive="g.period @> CAST(:as_of AS timestamptz)")
 
 # Overdue: the rule of gis.incidents.loop.urgency as IncidentFilter's `overdue` writes it (past the stored
 # stage deadline at `now`).
@@ -303,19 +307,25 @@ def grid_levels(z: int) -> int:
     return max(level for level, minzoom in GRID_LEVEL_MINZOOM.items() if z >= minzoom)
 
 
-def grids_statement(address: TileAddress) -> Statement:
-    """A grid tile's statement: one row, the tile's bytes."""
-    return Statement(GRIDS_SQL, {**address.params(), "max_level": grid_levels(address.z),
-                                 "tolerance": _unit_m(address.z), "margin": BUFFER / EXTENT})
+def grids_statement(address: TileAddress, as_of: dt.datetime | None = None) -> Statement:
+    """A grid tile's statement: one row, the tile's bytes (the grids of the instant `as_of`, current if None)."""
+    params = {**address.params(), "max_level": grid_levels(address.z), "tolerance": _unit_m(address.z),
+              "margin": BUFFER / EXTENT}
+    if as_of is None:
+        return Statement(GRIDS_SQL, params)
+    return Statement(GRIDS_AS_OF_SQL, {**params, "as_of": as_of})
 
 
 def grids_tile(session: Session, principal: Principal, address: TileAddress,
-               if_none_match: str | None = None, *, commit: bool = False) -> Tile:
+               if_none_match: str | None = None, *, commit: bool = False, as_of: dt.datetime | None = None) -> Tile:
     """Current grids down to the level of the zoom (`GET /grids`'s rule: every current grid to every
-    role that may view grids). `commit`: end the caller's transaction with the tile's message (a request
-    that writes nothing after it; its session's commit then sends nothing)."""
-    tag, row = _tile(session, "grids", grids_statement(address), lambda v: etag("grids", address, principal, v),
-                     if_none_match, commit)
+    role that may view grids), or those valid at the instant `as_of` (timezone-aware). `commit`: end the
+    caller's transaction with the tile's message (a request that writes nothing after it; its session's
+    commit then sends nothing). The ETag covers `as_of` (as UTC), so a past instant's tile never answers
+    for today's, and still the data version (a scheduled publish applied late may change the recent past)."""
+    key = None if as_of is None else {"as_of": as_of.astimezone(dt.UTC).isoformat()}
+    tag, row = _tile(session, "grids", grids_statement(address, as_of),
+                     lambda v: etag("grids", address, principal, v, key), if_none_match, commit)
     if row is None:
         return Tile(tag, None, not_modified=True)
     return Tile(tag, _bytes(row[0]))

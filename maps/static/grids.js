@@ -1,5 +1,7 @@
 /* The four-level grid map (/maps/grids): each level loaded for the view from the grid list
-   (GeoJSON), a grid's card (staff, households) fetched when its popup opens. */
+   (GeoJSON), a grid's card (staff, households) fetched when its popup opens. "查看历史": the grids as
+   they were at an instant (Beijing time), by `as_of` on the grid list and the tiles; the page's URL keeps
+   it (?as_of=…) so the view can be shared and reloaded. */
 (function () {
   'use strict';
   var W = window.Wangge, V = W.view;
@@ -113,10 +115,76 @@
     }
     legend.set(rows, cfg.synthetic_note ? [{id: 'wangge-legend-note', note: true, text: cfg.synthetic_note}] : []);
 
+    // --- 查看历史: the instant shown (an ISO 8601 string with its offset), null for now -------------------
+    var HISTORY = {title: '查看历史', at: '时刻（北京时间）', now: '现在', shown: '显示 {at} 时的网格'};
+    var asOf = new URLSearchParams(window.location.search).get('as_of') || null;
+    // Only an instant with its offset (what this page writes); anything else shows today's grids.
+    if (asOf !== null && (!/(Z|[+-]\d\d:\d\d)$/.test(asOf) || isNaN(new Date(asOf).getTime()))) { asOf = null; }
+    var parts = new Intl.DateTimeFormat('en-CA', {timeZone: 'Asia/Shanghai', year: 'numeric', month: '2-digit',
+      day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23'});
+    function localValue(iso) {     // the instant as a datetime-local value in Beijing time
+      var p = {};
+      parts.formatToParts(new Date(iso)).forEach(function (x) { p[x.type] = x.value; });
+      return p.year + '-' + p.month + '-' + p.day + 'T' + p.hour + ':' + p.minute + ':' + p.second;
+    }
+    // Beijing time as typed (datetime-local has no zone).
+    function instant(local) { return local ? (local.length === 16 ? local + ':00' : local) + '+08:00' : null; }
+    function tilesUrl() {
+      return asOf ? V.withQuery(cfg.tiles.url, {as_of: asOf}) : cfg.tiles.url;
+    }
+    var historyBox = W.el('div', {'class': 'wangge-panel wangge-grid-history', id: 'wangge-grid-history'});
+    var atInput = W.el('input', {id: 'wangge-as-of', type: 'datetime-local', step: '1'});
+    var nowButton = W.el('button', {type: 'button', id: 'wangge-as-of-now'}, HISTORY.now);
+    var banner = W.el('div', {id: 'wangge-as-of-banner', role: 'status', 'class': 'wangge-legend-note'});
+    // The head folds the panel (on a phone it starts folded unless a past instant is shown).
+    historyBox.appendChild(W.el('button', {type: 'button', 'class': 'wangge-panel-head', id: 'wangge-as-of-head',
+      onclick: function () { historyBox.classList.toggle('collapsed'); }}, HISTORY.title));
+    if (!asOf && window.matchMedia && window.matchMedia('(max-width: 700px)').matches) {
+      historyBox.classList.add('collapsed');
+    }
+    historyBox.appendChild(W.el('label', {'for': 'wangge-as-of', 'class': 'wangge-legend-line'}, HISTORY.at));
+    historyBox.appendChild(W.el('div', {}, atInput, ' ', nowButton));
+    historyBox.appendChild(banner);
+    atInput.style.maxWidth = '190px';
+    atInput.style.fontSize = '13px';
+    var HistoryControl = L.Control.extend({options: {position: 'bottomleft'}, onAdd: function () {
+      L.DomEvent.disableClickPropagation(historyBox);
+      L.DomEvent.disableScrollPropagation(historyBox);
+      return historyBox;
+    }});
+    new HistoryControl().addTo(map);
+    function showAsOf() {
+      banner.textContent = asOf ? HISTORY.shown.replace('{at}', W.time(asOf)) : '';
+      banner.hidden = !asOf;
+      atInput.value = asOf ? localValue(asOf) : '';
+      document.documentElement.dataset.wanggeAsOf = asOf || '';
+      // The URL is touched only when the instant changes (a page just opened keeps its own URL).
+      var url = new URL(window.location.href);
+      if (url.searchParams.get('as_of') !== asOf) {
+        if (asOf) { url.searchParams.set('as_of', asOf); } else { url.searchParams.delete('as_of'); }
+        window.history.replaceState(null, '', url.pathname + url.search + url.hash);
+      }
+    }
+    function setAsOf(value) {
+      asOf = value;
+      showAsOf();
+      if (tiles) { tiles.setUrl(tilesUrl()); }
+      document.documentElement.dataset.wanggeLoaded = '0';
+      W.clearError();
+      return loader.reload();
+    }
+    atInput.addEventListener('change', function () {
+      var value = instant(atInput.value);
+      if (value === asOf) { return; }
+      setAsOf(value);
+    });
+    nowButton.addEventListener('click', function () { setAsOf(null); });
+    window.wanggeGridTilesUrl = tilesUrl;
+
     function load(bbox, zoom) {
       return Promise.all(levels.map(function (level) {
         if (zoom < cfg.min_zoom[level]) { return Promise.resolve(null); }
-        return W.api(V.withQuery(cfg.grids_url, {level: level, bbox: bbox, limit: cfg.limit}));
+        return W.api(V.withQuery(cfg.grids_url, {level: level, bbox: bbox, limit: cfg.limit, as_of: asOf}));
       }));
     }
     /* Where the group grids in view are more than one answer holds (a city, not a town), they are
@@ -125,7 +193,7 @@
     function groupTiles() {
       if (tiles || !cfg.tiles || !L.vectorGrid) { return tiles; }
       var style = cfg.styles[4], hidden = {weight: 0, opacity: 0, fill: false, fillOpacity: 0};
-      tiles = L.vectorGrid.protobuf(cfg.tiles.url, {
+      tiles = L.vectorGrid.protobuf(tilesUrl(), {
         rendererFactory: L.canvas.tile, pane: cfg.fill_panes[4][0], interactive: true,
         minZoom: cfg.min_zoom[4], maxNativeZoom: cfg.tiles.maxzoom,
         vectorTileLayerStyles: {grids: function (p) {
@@ -172,6 +240,7 @@
     var loader = V.byView(map, load, draw, {complete: function (answers) {
       return answers.every(function (fc) { return fc && fc.numberMatched <= fc.numberReturned; });
     }});
+    showAsOf();
     loader.reload();
   });
 })();
