@@ -94,6 +94,17 @@ def test_history_control_shows_the_grids_before_a_publish_and_back(published: An
         _look_at(page, point)
         assert _has(page, b) and banner.is_visible()
         assert page.input_value("#wangge-as-of") == local.strftime("%Y-%m-%dT%H:%M:%S")
+        # The retired grid's card, clicked on the map: the grid as it was, not an error about today's grids.
+        x, y = page.evaluate("([lat, lon]) => { const p = window.wanggeMap.latLngToContainerPoint([lat, lon]); "
+                             "const r = window.wanggeMap.getContainer().getBoundingClientRect(); "
+                             "return [r.left + p.x, r.top + p.y]; }", [point.y, point.x])
+        page.mouse.click(x, y)
+        card = page.locator(".wangge-grid-card table")
+        card.wait_for(timeout=15_000)
+        assert card.get_attribute("data-code") == b
+        assert "这是该时刻的网格" in page.locator(".wangge-grid-card").inner_text()
+        assert page.locator(".wangge-popup-error").count() == 0
+        page.keyboard.press("Escape")
 
         page.evaluate("document.documentElement.dataset.wanggeLoaded = '0'")
         page.click("#wangge-as-of-now")

@@ -29,7 +29,17 @@
       });
       return box;
     }
-    function card(code, box, popup) {
+    function card(code, box, popup, props) {
+      if (asOf) {   // a past instant: the grid as it was (its staff and households are today's, not shown)
+        while (box.firstChild) { box.removeChild(box.firstChild); }
+        box.appendChild(V.table([
+          [t.code, props.code], [t.name, props.name], [t.level, cfg.level_names[String(props.level)]],
+          [t.parent, props.parent_code || null]
+        ], t.blank, 'data-code', props.code));
+        box.appendChild(W.el('div', {'class': 'wangge-grid-card-note'}, HISTORY.card_note));
+        popup.update();
+        return;
+      }
       W.api(cfg.card_url.replace('{code}', encodeURIComponent(code))).then(function (c) {
         while (box.firstChild) { box.removeChild(box.firstChild); }
         var parent = c.parent_code ? (c.parent_name ? c.parent_name + '（' + c.parent_code + '）' : c.parent_code)
@@ -62,7 +72,7 @@
           layer.on('popupopen', function () {
             var box = W.el('div', {'class': 'wangge-grid-card'}, t.loading);
             popup.setContent(box);
-            card(feature.properties.code, box, popup);
+            card(feature.properties.code, box, popup, feature.properties);
           });
           layer.on('mouseover', function () { layer.setStyle(highlight); });
           layer.on('mouseout', function () { fill.resetStyle(layer); });
@@ -116,7 +126,8 @@
     legend.set(rows, cfg.synthetic_note ? [{id: 'wangge-legend-note', note: true, text: cfg.synthetic_note}] : []);
 
     // --- 查看历史: the instant shown (an ISO 8601 string with its offset), null for now -------------------
-    var HISTORY = {title: '查看历史', at: '时刻（北京时间）', now: '现在', shown: '显示 {at} 时的网格'};
+    var HISTORY = {title: '查看历史', at: '时刻（北京时间）', now: '现在', shown: '显示 {at} 时的网格',
+                   card_note: '这是该时刻的网格；网格人员和住户只按现在的网格显示。'};
     var asOf = new URLSearchParams(window.location.search).get('as_of') || null;
     // Only an instant with its offset (what this page writes); anything else shows today's grids.
     if (asOf !== null && (!/(Z|[+-]\d\d:\d\d)$/.test(asOf) || isNaN(new Date(asOf).getTime()))) { asOf = null; }
@@ -207,7 +218,7 @@
         var box = W.el('div', {'class': 'wangge-grid-card'}, t.loading);
         var popup = L.popup({maxWidth: 380, className: 'wangge-popup'}).setLatLng(e.latlng).setContent(box)
           .openOn(map);
-        card(p.code, box, popup);
+        card(p.code, box, popup, p);
       });
       window.wanggeGridTiles = tiles;
       return tiles;
