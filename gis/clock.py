@@ -12,8 +12,10 @@ import datetime as dt
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from zoneinfo import ZoneInfo
 
 ENV_VAR = "WANGGE_CLOCK"
+BEIJING = ZoneInfo("Asia/Shanghai")  # the day a dated change falls on, as the township counts days
 
 _frozen: list[dt.datetime] = []
 

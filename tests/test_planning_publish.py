@@ -273,6 +273,25 @@ def test_future_publish_changes_nothing_until_the_clock_passes_it(session, plan)
     assert apply_due(session, at + dt.timedelta(days=1)) == []
 
 
+def test_staff_moved_by_a_late_applied_publish_serve_from_its_effective_day(session, plan):
+    """Applied three days after its instant (the service was down): the staff who follow their grid are on
+    the new grid's roster from the plan's day (Beijing), not from the day it was applied."""
+    moved = set(session.execute(text("SELECT id FROM staff WHERE grid_code = :c"), {"c": plan["b"]}).scalars())
+    assert moved
+    at = clock.now() + dt.timedelta(days=2)
+    result = publish(session, CTX, plan["changes"], effective_at=at, base=plan["base"])
+    applied = apply_due(session, at + dt.timedelta(days=3))
+    assert [r.publish_id for r in applied] == [result.publish_id]
+    day = at.astimezone(clock.BEIJING).date()
+    rows = session.execute(text(
+        "SELECT staff_id, grid_code, valid_from, valid_to FROM staff_tenure WHERE staff_id = ANY(:s) "
+        "AND (grid_code = :b OR valid_to IS NULL)"), {"s": sorted(moved), "b": plan["b"]}).all()
+    current = {r.staff_id: r for r in rows if r.valid_to is None}
+    assert set(current) == moved and all(r.grid_code == plan["a"] and r.valid_from == day for r in current.values())
+    ended = [r for r in rows if r.grid_code == plan["b"]]
+    assert {r.staff_id for r in ended} == moved and all(r.valid_to == day for r in ended)
+
+
 def test_a_scheduled_publish_whose_base_changed_fails_alone(session, plan):
     at = clock.now() + dt.timedelta(hours=1)
     first = publish(session, CTX, plan["changes"], effective_at=at, base=plan["base"])

@@ -32,6 +32,7 @@ from gis import clock
 from gis.context import Context
 from gis.errors import Conflict, InputError, NotFound, Problem
 from gis.planning.changes import GridChange, check_changes
+from gis.register.roster import set_effective_date
 
 if TYPE_CHECKING:
     from gis.planning.impact import Impact
@@ -407,6 +408,8 @@ def _follow(session: Session, result: PublishResult, successors: dict[str, str],
                               for r in stranded], title="The grid changes cannot be published")
     moves = {c: successors[c] for c in gone if c in successors}
     if moves:
+        # Their tenures change on the plan's effective day (Beijing), even when it is applied late.
+        set_effective_date(session, result.effective_at.astimezone(clock.BEIJING).date())
         rows = session.execute(
             text(
                 "UPDATE staff s SET grid_code = m.new FROM unnest(CAST(:olds AS text[]), CAST(:news AS text[])) "
@@ -414,6 +417,7 @@ def _follow(session: Session, result: PublishResult, successors: dict[str, str],
             ),
             {"olds": list(moves), "news": list(moves.values())},
         ).all()
+        set_effective_date(session, None)
         result.staff_moved = [{"staff_id": r.id, "name": r.name, "role": r.role, "from": r.old, "to": r.new}
                               for r in sorted(rows, key=lambda r: r.id)]
     for table, kind in (("app_user", "user"), ("api_token", "token")):
