@@ -16,6 +16,7 @@ from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep
 from api.exports import saved_upload
 from api.security import context_of
+from gis import clock
 from gis.auth.roles import Permission, Role
 from gis.context import Context
 from gis.errors import InputError, Problem
@@ -233,7 +234,7 @@ def residents_on_date(
     household_no: HouseholdNo,
     on: Annotated[dt.date | None, Query(description="the date (default today)")] = None,
 ) -> dict[str, Any]:
-    return history.who_lived_here(session, ctx, household_no, on or dt.date.today())
+    return history.who_lived_here(session, ctx, household_no, on or clock.today())
 
 
 @router.get("/households/{household_no}/changes", summary="The household's change log (moved in/out, born, "

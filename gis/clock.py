@@ -36,6 +36,12 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def today() -> dt.date:
+    """Today as the township counts days (Beijing), by this clock: the default date of register and roster
+    changes and of "who lived / served here" questions."""
+    return now().astimezone(BEIJING).date()
+
+
 @contextmanager
 def frozen(at: dt.datetime) -> Iterator[dt.datetime]:
     """Within the block (in this process, every thread), `now()` answers `at`."""

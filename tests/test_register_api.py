@@ -186,6 +186,37 @@ def test_cli_imports_with_progress_and_exit_codes(scratch_db_url, accounts, tmp_
         settings_mod.get_settings.cache_clear()
 
 
+def test_dates_left_out_are_today_in_beijing_when_the_command_runs(scratch_db_url, tmp_path, monkeypatch):
+    """No --as-of / --on: the register's date is the service clock's day in Beijing at the time of the call
+    (01:30 on 2 March there is still 1 March in UTC), not a date fixed when the program started."""
+    from typer.testing import CliRunner
+
+    from gis import clock
+    from gis import settings as settings_mod
+    from gis.cli import app
+
+    hh, res, _groups, _ = _files(scratch_db_url)
+    (tmp_path / "户.xlsx").write_bytes(hh)
+    (tmp_path / "人.csv").write_bytes(res)
+    monkeypatch.setenv("DATABASE_URL", scratch_db_url.render_as_string(hide_password=False))
+    settings_mod.get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        report = tmp_path / "report.json"
+        with clock.frozen(dt.datetime(2027, 3, 1, 17, 30, tzinfo=dt.UTC)):
+            done = runner.invoke(app, ["register", "households", str(tmp_path / "户.xlsx"), "--residents",
+                                       str(tmp_path / "人.csv"), "--report", str(report)])
+            assert done.exit_code == 0, done.output
+            assert json.loads(report.read_text(encoding="utf-8"))["as_of"] == "2027-03-02"
+            who = runner.invoke(app, ["register", "residents-on", "N1"])
+        assert who.exit_code == 0 and "2027-03-02" in who.output and "赵二" in who.output, who.output
+        with clock.frozen(dt.datetime(2027, 3, 1, 15, 30, tzinfo=dt.UTC)):  # 23:30 on 1 March in Beijing
+            before = runner.invoke(app, ["register", "residents-on", "N1"])
+        assert before.exit_code == 0 and "2027-03-01" in before.output and "赵二" not in before.output
+    finally:
+        settings_mod.get_settings.cache_clear()
+
+
 @pytest.mark.parametrize("role", ["planner", "emergency", "grid_staff"])
 def test_roles_without_the_permission_cannot_import(client, accounts, clients, role):
     r = clients[role].post("/register/households/import", files={"file": ("户.csv", "户号\nH1\n".encode())})

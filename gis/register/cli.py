@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -115,9 +114,10 @@ def households(
 @register_app.command("residents-on")
 def residents_on_date(
     household_no: Annotated[str, typer.Argument(help="the household number")],
-    on: Annotated[str, typer.Option(help="the date, YYYY-MM-DD")] = dt.date.today().isoformat(),
+    on: Annotated[str | None, typer.Option(help="the date, YYYY-MM-DD (default: today, Beijing)")] = None,
 ) -> None:
     """Who lived in a household on a date."""
+    from gis import clock
     from gis.context import Context
     from gis.db import transaction
     from gis.errors import NotFound
@@ -125,7 +125,7 @@ def residents_on_date(
     from gis.register.history import who_lived_here
 
     try:
-        day = parse_date(on)
+        day = parse_date(on) if on else clock.today()
     except ValueError as exc:
         err.print(f"--on: {exc}")
         raise typer.Exit(2) from None
@@ -136,7 +136,7 @@ def residents_on_date(
     except NotFound as exc:
         err.print(exc.detail)
         raise typer.Exit(1) from None
-    table = Table(title=f"{household_no} 于 {on} 的住户")
+    table = Table(title=f"{household_no} 于 {day.isoformat()} 的住户")
     for col in ("姓名", "身份证号", "起", "止"):
         table.add_column(col)
     for p in people:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis import clock
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
 from gis.context import Context
@@ -407,7 +408,7 @@ def edit_household(session: Session, ctx: Context, household_no: str, changes: M
         values[key] = value.strip() if isinstance(value, str) else value
     if problems:
         raise InputError(problems)
-    when = effective_date or dt.date.today()
+    when = effective_date or clock.today()
     kinds = {"phone": "phone_changed", "head_name": "head_changed", "address": "address_changed",
              "floors": "details_changed"}
     changed = {k: v for k, v in values.items() if getattr(row, k) != v}
@@ -465,7 +466,7 @@ def record_departure(session: Session, ctx: Context, household_no: str, id_numbe
                      count(*) FILTER (WHERE is_disabled) AS disabled, count(*) FILTER (WHERE is_pregnant) AS pregnant,
                      count(*) FILTER (WHERE is_bedridden) AS bedridden
               FROM resident WHERE household_id = :hid) c
-        WHERE h.id = :hid"""), {"hid": row.household_id, "today": dt.date.today()})
+        WHERE h.id = :hid"""), {"hid": row.household_id, "today": clock.today()})
     session.execute(text(
         "INSERT INTO register_change (household_no, id_number, kind, old, effective_date) "
         "VALUES (:h, :n, :k, :name, :on)"),

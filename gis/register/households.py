@@ -26,6 +26,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis import clock
 from gis.bulk import copy_rows
 from gis.context import Context
 from gis.crs import WGS84, CoordSystem, parse_crs, to_wgs84
@@ -615,7 +616,7 @@ def import_households(
     options = options or ImportOptions()
     if options.mode not in MODES:
         raise InputError(Problem(("mode",), f"mode must be one of {', '.join(MODES)}"), IMPORT_TITLE)
-    as_of = options.as_of or dt.date.today()
+    as_of = options.as_of or clock.today()
     default_crs = parse_crs(options.crs, ("crs",)) if options.crs else None
     sources = open_sources(source, filename, residents, options)
     problems = _Problems(options.reveal)

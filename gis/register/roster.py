@@ -20,6 +20,7 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis import clock
 from gis.context import Context
 from gis.errors import InputError, NotFound, Problem
 from gis.register.checks import normalize_phone
@@ -57,7 +58,7 @@ RESPONSIBLE_COLUMNS = (
 
 def today() -> dt.date:
     """Today in Beijing: the default effective date of a roster change."""
-    return dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    return clock.today()
 
 
 def role_of(value: str) -> str | None:
