@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -91,12 +90,10 @@ def list_grids(
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS84)")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: PageOffset = 0,
-    as_of: Annotated[dt.datetime | None, Query(description="the grids as they were at this instant (ISO 8601 "
-                                                             "with offset); default now")] = None,
+    as_of: schemas.AsOf = None,
 ) -> Response:
     box = parse_bbox(bbox)
-    if as_of is not None and as_of.tzinfo is None:
-        raise InputError(Problem(("query", "as_of"), "as_of needs its time zone, e.g. 2026-12-06T08:00:00+08:00"))
+    as_of = schemas.checked_as_of(as_of)
     cap = settings.max_features_per_page
     if limit is not None and limit > cap:
         raise InputError(Problem(("query", "limit"), f"at most {cap} features per page"))

@@ -15,6 +15,7 @@ from api.deps import NoNul, SessionDep, SettingsDep, request_context
 from api.exports import saved_upload
 from api.places import FileProblem, parse_mapping
 from api.security import requires
+from gis import clock
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.errors import InputError, NotFound, Problem
@@ -203,5 +204,5 @@ def grid_staff_on(
 ) -> Any:
     if not roster.grid_known(session, code):
         raise NotFound(f"no grid has the code {code}")
-    day = on or roster.today()
+    day = on or clock.today()
     return {"grid_code": code, "on": day.isoformat(), "staff": roster.staff_on(session, code, day)}

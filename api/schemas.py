@@ -13,9 +13,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from gis import errors
 from gis.auth.roles import Permission, Role
 from gis.incidents.categories import Category
 from gis.incidents.loop import State
@@ -33,6 +35,19 @@ def _iso(value: object) -> object:
 # Times are ISO 8601 text with their offset; ints stay ints and floats floats (`Real`), as the data has them.
 IsoTime = Annotated[str, BeforeValidator(_iso), WithJsonSchema({"type": "string", "format": "date-time"})]
 IsoDate = Annotated[str, WithJsonSchema({"type": "string", "description": "YYYY-MM-DD; masked: YYYY-**-**"})]
+# The grids at an instant: GET /grids and the grid tiles take it alike.
+AsOf = Annotated[dt.datetime | None, Query(description="the grids as they were at this instant (ISO 8601 with "
+                                                        "offset); default now")]
+
+
+def checked_as_of(as_of: dt.datetime | None) -> dt.datetime | None:
+    """An instant needs its time zone (422 naming query.as_of)."""
+    if as_of is not None and as_of.tzinfo is None:
+        raise errors.InputError(errors.Problem(("query", "as_of"),
+                                               "as_of needs its time zone, e.g. 2026-12-06T08:00:00+08:00"))
+    return as_of
+
+
 Real = Annotated[int | float, WithJsonSchema({"type": "number"})]
 GridCode = Annotated[str, WithJsonSchema({"type": "string", "pattern": r"^\d{15}$", "description": "a grid code"})]
 Level = Annotated[int, Field(ge=1, le=4, description="1 town, 2 area, 3 village, 4 group grid")]

@@ -14,7 +14,7 @@ import datetime as dt
 import gzip
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -27,7 +27,6 @@ from api.security import Check, checks, requires
 from gis import clock, tiles
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.errors import InputError, Problem
 
 router = APIRouter(prefix="/tiles", tags=["tiles"])
 
@@ -71,17 +70,6 @@ GZIP_MIN_BYTES = 1024
 PAST_TILE_MAX_AGE = "private, max-age=86400"
 PAST_TILE_SLACK = dt.timedelta(hours=1)
 
-AsOf = Annotated[dt.datetime | None, Query(description="the grids as they were at this instant (ISO 8601 with "
-                                                        "offset, as GET /grids); default now")]
-
-
-def checked_as_of(as_of: dt.datetime | None) -> dt.datetime | None:
-    """GET /grids's rule: an instant needs its time zone (422 naming query.as_of)."""
-    if as_of is not None and as_of.tzinfo is None:
-        raise InputError(Problem(("query", "as_of"), "as_of needs its time zone, e.g. 2026-12-06T08:00:00+08:00"))
-    return as_of
-
-
 def tile_response(request: Request, tile: tiles.Tile, cache_control: str | None = None) -> Response:
     headers = {"ETag": tile.etag, "Vary": "Accept-Encoding",
                "Cache-Control": "private, no-store" if tile.personal else (cache_control or "private, no-cache")}
@@ -103,10 +91,10 @@ def _address(z: int, x: int, y: int) -> tiles.TileAddress:
 @router.get("/grids/{z}/{x}/{y}.pbf", summary="Grid boundaries as a vector tile (deeper levels at deeper zooms)",
             response_class=Response, responses=TILE_RESPONSES)
 async def grids_tile(request: Request, session: SessionDep, check: Annotated[Check, checks(Permission.VIEW_GRIDS)],
-                     z: Z, x: X, y: Y, as_of: AsOf = None) -> Response:
+                     z: Z, x: X, y: Y, as_of: schemas.AsOf = None) -> Response:
     def work() -> Response:
         principal = check(session)
-        instant = checked_as_of(as_of)
+        instant = schemas.checked_as_of(as_of)
         tile = tiles.grids_tile(session, principal, _address(z, x, y), request.headers.get("if-none-match"),
                                 commit=True, as_of=instant)
         session.commit()   # sends nothing (the tile's message ended the transaction); no teardown thread hop

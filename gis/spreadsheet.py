@@ -34,9 +34,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from zoneinfo import ZoneInfo
 
-BEIJING = ZoneInfo("Asia/Shanghai")
+from gis.clock import BEIJING
+
 YES, NO = "是", "否"
 # Whether personal fields of a row were shown or masked for the reader.
 PERSONAL = {"shown": "显示", "masked": "已脱敏"}

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import text
 
+from gis import clock
 from gis.context import Context
 from gis.errors import InputError
 from gis.register import roster
@@ -41,7 +42,7 @@ def _served(session, code: str, day: dt.date) -> set[tuple[str, str]]:
 
 def test_reimport_records_who_joined_moved_and_left_and_answers_who_served_when(session):
     staff = _staff(session)
-    today = roster.today()
+    today = clock.today()
     d1, d2 = today + dt.timedelta(days=10), today + dt.timedelta(days=40)
 
     same = roster.import_roster(session, CTX, _workbook(_rows(staff)), file_name="花名册.xlsx", effective=d1)
@@ -132,7 +133,7 @@ def test_a_gbk_csv_by_grid_name_and_a_dry_run(session):
 
 
 def test_responsibilities_are_dated_and_a_whole_list_ends_the_ones_it_drops(session):
-    today = roster.today()
+    today = clock.today()
     d1, d2 = today + dt.timedelta(days=5), today + dt.timedelta(days=20)
     member = session.execute(text(
         "SELECT id, name, phone, grid_code FROM staff WHERE role = 'grid_member' ORDER BY id LIMIT 1")).one()
@@ -175,7 +176,7 @@ def test_single_edits_through_the_api(scratch_client, clients):
 
     group = scratch_client.get("/grids", params={"level": 4, "limit": 2}).json()["features"]
     g1, g2 = group[0]["properties"]["code"], group[1]["properties"]["code"]
-    today = roster.today()
+    today = clock.today()
     d1 = today + dt.timedelta(days=7)
     r = scratch_client.post("/staff", json={"name": "李四", "phone": "139 1234 5678", "role": "网格员",
                                             "grid_code": g1})

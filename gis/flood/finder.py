@@ -30,7 +30,6 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import shapely
@@ -41,6 +40,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger
 
 from gis.auth.principal import Principal
+from gis.clock import BEIJING
 from gis.crs import metric_crs_for, metric_transformer
 from gis.db import pyformat
 from gis.errors import InputError, Problem
@@ -50,7 +50,6 @@ from gis.households import access_for, present
 PIECE_VERTICES = 128
 # Degrees of latitude per metre is at least 1/111,700; a grown box must be generous, never short.
 _DEG_MARGIN = 1.02
-BEIJING = ZoneInfo("Asia/Shanghai")
 
 _PIECES = "SELECT ST_GeomFromWKB(w, 4326) AS g FROM unnest(CAST(:pieces AS bytea[])) AS w"
 

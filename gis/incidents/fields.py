@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from gis.clock import BEIJING
 from gis.incidents.categories import CATEGORY_NAMES_ZH, DISPUTE_NAMES_ZH, Category, DisputeKind
 from gis.incidents.loop import STATE_NAMES_ZH, State
 
-BEIJING = ZoneInfo("Asia/Shanghai")
 TIME_RULE = "a date and time, e.g. 2024-05-01T08:00:00+08:00; without a zone it is Beijing time"
 
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.auth.principal import Principal
+from gis.clock import BEIJING
 from gis.codes import LEVEL_NAMES_ZH, GridLevel
 from gis.incidents.service import FLAGGED_SQL, IncidentFilter
 
-BEIJING = ZoneInfo("Asia/Shanghai")
 # Per-level counts: the incident's grid at that level (its stored assignment). Areas and villages: a
 # view's group grids would be thousands at city scale, and grouping by them costs the statement a sort.
 LEVEL_COLUMNS = {GridLevel.AREA: "area_code", GridLevel.VILLAGE: "village_code"}

@@ -278,8 +278,7 @@ def apply_import(session: Session, ctx: Context, bad: Sequence[str], *, filename
     previous = session.execute(text(
         "SELECT max(as_of) FROM register_import WHERE kind = 'households'")).scalar()
     every_row = all_placed and not bad
-    # Temp tables' statistics from a sample of 3,000 rows: enough for these joins, and quick to take.
-    session.execute(text("SET LOCAL default_statistics_target = 10"))
+    # (The caller set this transaction's statistics target for the temp tables: a 3,000-row sample.)
     _script(session, _GOOD_ALL if every_row else _GOOD_SOME, {"bad": list(bad)})
     _script(session, _PREPARE, {})
     if every_row and session.execute(text("SELECT EXISTS (SELECT 1 FROM reg_before)")).scalar_one():

@@ -56,11 +56,6 @@ RESPONSIBLE_COLUMNS = (
 )
 
 
-def today() -> dt.date:
-    """Today in Beijing: the default effective date of a roster change."""
-    return clock.today()
-
-
 def role_of(value: str) -> str | None:
     """The role code a roster's 职务 cell names (Chinese or code), or None."""
     return _ROLE_BY_WORD.get(value.strip().lower())
@@ -277,7 +272,7 @@ def import_roster(
     """Read a roster (xlsx/CSV as townships write them) and make `staff` say what it says, each change
     dated `effective` (default today). `whole_roster`: staff the file does not name leave. A dry run
     reports the same changes and writes nothing (no audit row either)."""
-    on = effective or today()
+    on = effective or clock.today()
     report = RosterImport(file_name, dry_run, mode, on, whole_roster)
     table = _read(source, ROSTER_COLUMNS, file_name, sheet, mapping)
     people, problems, report.rows = read_roster(session, table, progress)
@@ -420,7 +415,7 @@ def create_staff(session: Session, ctx: Context, fields: Mapping[str, Any], effe
     set_effective_date(session, None)
     ctx.audit(session, "create", resource="staff", resource_ids=[staff_id],
               detail={"role": values["role"], "grid_code": values["grid_code"],
-                      "effective": (effective or today()).isoformat()})
+                      "effective": (effective or clock.today()).isoformat()})
     return _staff_row(session, staff_id)
 
 
@@ -436,7 +431,7 @@ def update_staff(session: Session, ctx: Context, staff_id: int, fields: Mapping[
         session.execute(text(f"UPDATE staff SET {sets} WHERE id = :id"), {**changed, "id": staff_id})
         set_effective_date(session, None)
         ctx.audit(session, "update", resource="staff", resource_ids=[staff_id],
-                  detail={"fields": sorted(changed), "effective": (effective or today()).isoformat()})
+                  detail={"fields": sorted(changed), "effective": (effective or clock.today()).isoformat()})
     return _staff_row(session, staff_id)
 
 
@@ -448,7 +443,7 @@ def delete_staff(session: Session, ctx: Context, staff_id: int, effective: dt.da
     set_effective_date(session, None)
     ctx.audit(session, "delete", resource="staff", resource_ids=[staff_id],
               detail={"role": before["role"], "grid_code": before["grid_code"],
-                      "effective": (effective or today()).isoformat()})
+                      "effective": (effective or clock.today()).isoformat()})
 
 
 # --- 联系户: who is responsible for which households ---------------------------------------------
@@ -529,7 +524,7 @@ def import_responsibilities(
 ) -> ResponsibleImport:
     """Read a 联系户 list (户号 and the member's phone or name per row) and record who is responsible for
     which household from `effective`; with `whole_list`, responsibilities the list no longer holds end."""
-    on = effective or today()
+    on = effective or clock.today()
     report = ResponsibleImport(file_name, dry_run, mode, on, whole_list)
     table = _read(source, RESPONSIBLE_COLUMNS, file_name, sheet, mapping)
     if "staff_phone" not in table.columns and "staff_name" not in table.columns:

@@ -147,10 +147,11 @@ def roster_served(
     on: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="the day (default today)")] = None,
 ) -> None:
     """Who served a grid on a day."""
-    from gis.register.roster import staff_on, today
+    from gis import clock
+    from gis.register.roster import staff_on
 
     console, _ = _console()
-    day = on.date() if on else today()
+    day = on.date() if on else clock.today()
     with _session() as session:
         rows = staff_on(session, grid_code, day)
     table = Table("职务", "姓名", "联系电话", "自", "至", title=f"{grid_code} {day}")

@@ -324,26 +324,19 @@
       }).then(function () { mark('edits', done.length); }).catch(fail);
     });
 
-    undoButton.addEventListener('click', function () {
-      if (busy || !done.length) { return; }
+    // Undo runs the last done step's inverse, redo the last undone step again; the step changes stacks.
+    function replay(from, to, inverse) {
+      if (busy || !from.length) { return; }
       W.clearError();
-      var step = done[done.length - 1];
-      run(step, true).then(function () {
-        done.pop();
-        redoable.push(step);
+      var step = from[from.length - 1];
+      run(step, inverse).then(function () {
+        from.pop();
+        to.push(step);
         return refresh();
       }).then(function () { mark('edits', done.length); }).catch(fail);
-    });
-    redoButton.addEventListener('click', function () {
-      if (busy || !redoable.length) { return; }
-      W.clearError();
-      var step = redoable[redoable.length - 1];
-      run(step, false).then(function () {
-        redoable.pop();
-        done.push(step);
-        return refresh();
-      }).then(function () { mark('edits', done.length); }).catch(fail);
-    });
+    }
+    undoButton.addEventListener('click', function () { replay(done, redoable, true); });
+    redoButton.addEventListener('click', function () { replay(redoable, done, false); });
 
     // --- splitting by a drawn line (Leaflet-Geoman free build) ---------------------------------
     drawButton.addEventListener('click', function () {
