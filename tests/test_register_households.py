@@ -23,7 +23,7 @@ from gis.errors import InputError
 from gis.register import history
 from gis.register.history import residents_on
 from gis.register.households import ImportOptions, import_households
-from tests.conftest import database_copy
+from tests.conftest import database_copy, schema_of
 from tests.register_files import csv_bytes, make_id, wrong_check_digit, xlsx_bytes
 
 AS_OF = dt.date(2026, 6, 1)
@@ -330,18 +330,10 @@ def test_empty_sheet_and_wrong_content_raise_before_anything_is_read(db):
 
 REGISTER_TABLES = ["household", "household_location", "resident", "resident_period", "register_change", "staff",
                    "household_responsible"]
-CATALOGUE = """
-    SELECT 'index', indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index
-    WHERE indrelid = ANY(CAST(:tables AS regclass[]))
-    UNION ALL
-    SELECT 'constraint', conrelid::regclass::text || '.' || conname, pg_get_constraintdef(oid) FROM pg_constraint
-    WHERE conrelid = ANY(CAST(:tables AS regclass[])) OR confrelid = ANY(CAST(:tables AS regclass[]))
-    ORDER BY 1, 2
-"""
 
 
 def register_schema(session) -> list[tuple]:
-    return [tuple(r) for r in session.execute(text(CATALOGUE), {"tables": REGISTER_TABLES})]
+    return schema_of(session, REGISTER_TABLES)
 
 
 @pytest.mark.parametrize("bulk", [False, True], ids=["row_by_row", "bulk_first_load"])
