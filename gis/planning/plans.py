@@ -152,12 +152,11 @@ class Draft:
         a code is never given to a second grid in one plan)."""
         return code in self.rows or self.current(code) is not None
 
-    def children(self, code: str) -> list[DraftGrid]:
+    def _unshadowed(self, rows: Sequence[Any]) -> list[DraftGrid]:
+        """The current grids among `rows` (grid rows of _CURRENT_COLUMNS) that no plan row stands for,
+        remembered as loaded."""
         shadowed = self.shadowed()
-        out = [r for r in self.rows.values() if r.parent_code == code and not r.retired]
-        rows = self.session.execute(
-            text(f"SELECT {_CURRENT_COLUMNS} FROM grid WHERE valid_to IS NULL AND parent_code = :p ORDER BY code"),
-            {"p": code}).all()
+        out = []
         for r in rows:
             if r.code not in shadowed:
                 g = self._current.get(r.code) or _from_row(r)
@@ -165,21 +164,22 @@ class Draft:
                 out.append(g)
         return out
 
+    def children(self, code: str) -> list[DraftGrid]:
+        out = [r for r in self.rows.values() if r.parent_code == code and not r.retired]
+        rows = self.session.execute(
+            text(f"SELECT {_CURRENT_COLUMNS} FROM grid WHERE valid_to IS NULL AND parent_code = :p ORDER BY code"),
+            {"p": code}).all()
+        return out + self._unshadowed(rows)
+
     def at_level(self, level: int, near: BaseGeometry) -> list[DraftGrid]:
         """The plan's grids of one level whose geometry intersects `near`."""
-        shadowed = self.shadowed()
         out = [r for r in self.rows.values()
                if r.level == level and not r.retired and r.geom is not None and r.geom.intersects(near)]
         rows = self.session.execute(
             text(f"SELECT {_CURRENT_COLUMNS} FROM grid WHERE valid_to IS NULL AND level = :lvl "
                  "AND ST_Intersects(geom, ST_GeomFromWKB(:g, 4326)) ORDER BY code"),
             {"lvl": level, "g": shapely.to_wkb(near)}).all()
-        for r in rows:
-            if r.code not in shadowed:
-                g = self._current.get(r.code) or _from_row(r)
-                self._current[r.code] = g
-                out.append(g)
-        return out
+        return out + self._unshadowed(rows)
 
     # --- changing ------------------------------------------------------------------------------
 

@@ -112,6 +112,11 @@ def load_village(session: Session, code: str) -> Village:
                    tuple(int(g.id) for g in groups))
 
 
+def _xy(rows: Sequence[Any]) -> np.ndarray:
+    """The (x, y) of SQL rows that have them, as an n × 2 array (0 × 2 when there are none)."""
+    return np.array([(r.x, r.y) for r in rows], dtype=float).reshape(-1, 2)
+
+
 def build_unit_graph(
     session: Session,
     village_code: str,
@@ -128,7 +133,7 @@ def build_unit_graph(
              "JOIN household_grid hg ON hg.household_id = h.id WHERE hg.village_code = :code ORDER BY h.id"),
         {"code": village_code},
     ).all()
-    home_xy = np.array([(r.x, r.y) for r in homes], dtype=float).reshape(-1, 2)
+    home_xy = _xy(homes)
     if kind is UnitKind.HOUSEHOLD:
         ids, cells = _household_cells(village.geom, [str(r.id) for r in homes], home_xy)
     elif kind is UnitKind.NATURAL_VILLAGE:
@@ -137,7 +142,7 @@ def build_unit_graph(
                  "WHERE village_code = :code ORDER BY id"),
             {"code": village_code},
         ).all()
-        xy = np.array([(r.x, r.y) for r in nvs], dtype=float).reshape(-1, 2)
+        xy = _xy(nvs)
         ids, cells = _household_cells(village.geom, [str(r.id) for r in nvs], xy)
     else:
         rows = session.execute(
@@ -157,7 +162,7 @@ def build_unit_graph(
         {"code": village_code, "since": (now or clock.now()) - dt.timedelta(days=recent_days),
          "until": now or clock.now()},
     ).all()
-    inc_xy = np.array([(r.x, r.y) for r in incidents], dtype=float).reshape(-1, 2)
+    inc_xy = _xy(incidents)
     tree = STRtree(cells)
     home_of = _cell_of_points(tree, cells, home_xy)
     inc_of = _cell_of_points(tree, cells, inc_xy)
