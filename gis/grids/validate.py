@@ -69,10 +69,28 @@ def _tolerance_note(width: float, tol_m: float) -> str:
     )
 
 
-def _sliver_detail(area: float, width: float, tol_m: float, lon: float, lat: float, **about: object) -> dict[str, Any]:
-    """A sliver problem's detail: its size against the tolerance, what it concerns, and where it is."""
-    return {"area_m2": round(area, 1), "width_m": round(width, 3), "tolerance_m": tol_m, **about,
-            "lon": lon, "lat": lat}
+@dataclass(frozen=True)
+class _Sliver:
+    """A gap, overlap or part outside its parent wider and larger than the tolerances (see _Metric.sliver)."""
+
+    part: BaseGeometry  # the wide parts, lon/lat
+    area: float  # m²
+    width: float  # m, the widest part's
+    tol_m: float
+    lon: float  # a point inside the largest part
+    lat: float
+
+    def size(self) -> str:
+        """Its area, as a problem's message gives it."""
+        return f"{_fmt_area(self.area)} m²"
+
+    def note(self) -> str:
+        return _tolerance_note(self.width, self.tol_m)
+
+    def detail(self, **about: object) -> dict[str, Any]:
+        """A sliver problem's detail: its size against the tolerance, what it concerns, and where it is."""
+        return {"area_m2": round(self.area, 1), "width_m": round(self.width, 3), "tolerance_m": self.tol_m,
+                **about, "lon": self.lon, "lat": self.lat}
 
 
 def _text(v: object) -> str:
@@ -260,6 +278,14 @@ class _Metric:
             2 * float(np.max(radii)),
         )
 
+    def sliver(self, piece: BaseGeometry | None, tol: float, tol_m: float) -> _Sliver | None:
+        """The parts of `piece` wider than `tol_m` m, when together larger than `tol` m² (else None)."""
+        part, area, width = self.wide_parts(piece, tol_m)
+        if part is None or area <= tol:
+            return None
+        lon, lat = self.lonlat(part)
+        return _Sliver(part, area, width, tol_m, lon, lat)
+
     @staticmethod
     def lonlat(geom: BaseGeometry) -> tuple[float, float]:
         """A point inside the largest part of a lon/lat geometry."""
@@ -282,17 +308,15 @@ def _outside_parent(g: _Grids, m: _Metric, parent_of: list[int | None], tol: flo
     outside = shapely.difference(child, parent)
     problems = []
     for (i, j), piece in zip(pairs, outside, strict=True):
-        part, area, width = m.wide_parts(piece, tol_m)
-        if part is None or area <= tol:
+        s = m.sliver(piece, tol, tol_m)
+        if s is None:
             continue
-        lon, lat = m.lonlat(part)
         problems.append(
             Problem(
                 ("features", g.row(i), "geometry"),
-                f"{_fmt_area(area)} m² of grid {g.codes[i]} lies outside its parent "
-                f"{g.codes[j]} ({_tolerance_note(width, tol_m)})",
+                f"{s.size()} of grid {g.codes[i]} lies outside its parent {g.codes[j]} ({s.note()})",
                 "outside_parent",
-                _sliver_detail(area, width, tol_m, lon, lat, other_code=g.codes[j]),
+                s.detail(other_code=g.codes[j]),
             )
         )
     return problems
@@ -322,19 +346,17 @@ def _overlaps(g: _Grids, m: _Metric, tol: float, tol_m: float) -> list[Problem]:
     )
     problems = []
     for (i, j), piece in zip(keep, inter, strict=True):
-        part, area, width = m.wide_parts(piece, tol_m)
-        if part is None or area <= tol:
+        s = m.sliver(piece, tol, tol_m)
+        if s is None:
             continue
         # Report on the later new row, naming the grid it collides with.
         at, other = (j, i) if j < g.n_new else (i, j)
-        lon, lat = m.lonlat(part)
         problems.append(
             Problem(
                 ("features", g.row(at), "geometry"),
-                f"grid {g.codes[at]} overlaps its sibling {g.codes[other]} by "
-                f"{_fmt_area(area)} m² ({_tolerance_note(width, tol_m)})",
+                f"grid {g.codes[at]} overlaps its sibling {g.codes[other]} by {s.size()} ({s.note()})",
                 "overlap",
-                _sliver_detail(area, width, tol_m, lon, lat, other_code=g.codes[other]),
+                s.detail(other_code=g.codes[other]),
             )
         )
     return problems
@@ -362,11 +384,10 @@ def _gaps(
         if pg is None or not kids:
             continue
         whole = shapely.difference(pg, shapely.union_all(np.asarray(kids, dtype=object)))
-        gap, area, width = m.wide_parts(whole, tol_m)
-        if gap is None or area <= tol:
+        s = m.sliver(whole, tol, tol_m)
+        if s is None:
             continue
-        lon, lat = m.lonlat(gap)
-        pieces = int(shapely.get_num_geometries(gap))
+        gap = s.part
         if p < g.n_new:
             report_at = p
         else:
@@ -378,25 +399,12 @@ def _gaps(
             ]
             report_at = new_kids[int(np.argmin(dist))]
         if report_at == p:
-            loc = ("features", g.row(p), "geometry")
-            msg = (
-                f"{_fmt_area(area)} m² of grid {g.codes[p]} is not covered by its children "
-                f"(near {lon}, {lat}; {_tolerance_note(width, tol_m)})"
-            )
+            loc, whose = ("features", g.row(p), "geometry"), "grid"
         else:
-            loc = ("features", g.row(report_at), "parent_code")
-            msg = (
-                f"{_fmt_area(area)} m² of parent grid {g.codes[p]} is not covered by its children "
-                f"(near {lon}, {lat}; {_tolerance_note(width, tol_m)})"
-            )
-        problems.append(
-            Problem(
-                loc,
-                msg,
-                "gap",
-                _sliver_detail(area, width, tol_m, lon, lat, parent_code=g.codes[p], pieces=pieces),
-            )
-        )
+            loc, whose = ("features", g.row(report_at), "parent_code"), "parent grid"
+        msg = f"{s.size()} of {whose} {g.codes[p]} is not covered by its children (near {s.lon}, {s.lat}; {s.note()})"
+        pieces = int(shapely.get_num_geometries(gap))
+        problems.append(Problem(loc, msg, "gap", s.detail(parent_code=g.codes[p], pieces=pieces)))
     return problems
 
 
