@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import shapely
@@ -85,6 +85,7 @@ _ONE_SHEET_COLUMNS = RESIDENT_COLUMNS + tuple(
 
 _YES = {"是", "有", "y", "yes", "true", "1", "√", "✓", "t"}
 _NO = {"否", "无", "n", "no", "false", "0", "×", "f", "-"}
+_T = TypeVar("_T")
 _DIED = {"死亡", "已故", "去世", "亡故", "已死亡"}
 _LEFT = {"迁出", "外迁", "注销", "已迁出", "迁移"}
 _PRESENT = {"在册", "正常", "在户", "现住", "在"}
@@ -315,6 +316,19 @@ def _flag(value: str | None, table: TableRead, row: int, key: str, problems: _Pr
     return False
 
 
+def _parsed(value: str | None, parse: Callable[[str], _T], table: TableRead, row: int, key: str,
+            problems: _Problems, kind: str, hno: str | None) -> _T | None:
+    """A cell read by `parse` (one of gis.register.checks' parsers); None when it is empty, or when `parse`
+    refuses it, which is then a problem of type `kind` at that cell."""
+    if not value:
+        return None
+    try:
+        return parse(value)
+    except ValueError as exc:
+        problems.add(table.loc(row, key), str(exc), kind, hno)
+        return None
+
+
 def _crs_from_header(header: str | None) -> str | None:
     if not header:
         return None
@@ -444,25 +458,13 @@ def _resident_from_row(table: TableRead, number: int, r: Mapping[str, str | None
     if not name:
         problems.add(table.loc(number, "name"), "the name is empty", "missing", hno)
         return None
-    id_info = None
-    id_text = r.get("id_number")
-    if id_text is not None:
-        try:
-            id_info = checks.parse_id_number(id_text, today=as_of)
-        except ValueError as exc:
-            problems.add(table.loc(number, "id_number"), str(exc), "invalid_id_number", hno)
-    birth = None
-    if r.get("birth_date"):
-        try:
-            birth = checks.parse_date(r["birth_date"] or "")
-        except ValueError as exc:
-            problems.add(table.loc(number, "birth_date"), str(exc), "invalid_date", hno)
-    age = None
-    if r.get("age"):
-        try:
-            age = checks.parse_age(r["age"] or "")
-        except ValueError as exc:
-            problems.add(table.loc(number, "age"), str(exc), "invalid", hno)
+    def cell(key: str, parse: Callable[[str], _T], kind: str) -> _T | None:
+        return _parsed(r.get(key), parse, table, number, key, problems, kind, hno)
+
+    # Cells are None when empty (TableRead.rows), never "".
+    id_info = cell("id_number", lambda v: checks.parse_id_number(v, today=as_of), "invalid_id_number")
+    birth = cell("birth_date", checks.parse_date, "invalid_date")
+    age = cell("age", checks.parse_age, "invalid")
     disagreement = checks.check_birth(id_info.birth_date if id_info else None, birth, age, as_of)
     if disagreement:
         key = "birth_date" if birth is not None and (id_info is not None and birth != id_info.birth_date) else "age"
@@ -488,12 +490,7 @@ def _resident_from_row(table: TableRead, number: int, r: Mapping[str, str | None
         status = "moved_out"
     elif raw_status and raw_status not in _PRESENT:
         problems.add(table.loc(number, "status"), f"expected 在册, 死亡 or 迁出, got {raw_status!r}", "invalid", hno)
-    status_date = None
-    if r.get("status_date"):
-        try:
-            status_date = checks.parse_date(r["status_date"] or "")
-        except ValueError as exc:
-            problems.add(table.loc(number, "status_date"), str(exc), "invalid_date", hno)
+    status_date = cell("status_date", checks.parse_date, "invalid_date")
     id_number = id_info.number if id_info else None
     return _Resident(
         number, hno, id_number or f"{hno}/{name}", name, gender, (id_info.birth_date if id_info else birth),
