@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +46,21 @@ def saved_upload(file: UploadFile, suffix: str, max_bytes: int) -> Iterator[Path
                     raise HTTPException(413, f"the file is larger than {max_bytes} bytes")
                 out.write(chunk)
         yield path
+
+
+def parse_mapping(raw: str | None) -> dict[str, str] | None:
+    """An import's `mapping` form field: a JSON object {field key: column header as in the file}; None when
+    it is not given. Anything else is a 422 naming the field."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InputError(Problem(("body", "mapping"), f"not JSON ({exc.msg})", "bad_mapping")) from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InputError(Problem(("body", "mapping"), 'give a JSON object {"field": "column header", ...}',
+                                 "bad_mapping"))
+    return value
 
 
 def require_time_zone(**times: dt.datetime | None) -> None:

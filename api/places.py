@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from api import schemas
 from api.deps import SessionDep, SettingsDep, request_context
-from api.exports import saved_upload
+from api.exports import parse_mapping, saved_upload
 from api.security import requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
@@ -46,19 +45,6 @@ class PlaceImportReport(BaseModel):
     problems: list[FileProblem]
     terrain_stale: list[str] = Field(description="DEMs conditioned with other rivers than now stored")
     terrain_rebuilt: list[str]
-
-
-def parse_mapping(mapping: str | None) -> dict[str, str] | None:
-    """The `mapping` form field: a JSON object {field key: column header as in the file}."""
-    if mapping is None or not mapping.strip():
-        return None
-    try:
-        value = json.loads(mapping)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise InputError(Problem(("body", "mapping"), 'a JSON object {"field": "column header"}', "bad_mapping"))
-    return value
 
 
 @router.post("/places/{kind}/import", summary="Import shelters, roads, rivers or natural villages from a file",

@@ -4,7 +4,6 @@ in a household on a date and its change log, edit one household or record a resi
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep
-from api.exports import saved_upload
+from api.exports import parse_mapping, saved_upload
 from api.security import context_of
 from gis import clock
 from gis.auth.roles import Permission, Role
@@ -169,18 +168,6 @@ class DepartureRecorded(BaseModel):
 # --- routes ---------------------------------------------------------------------------------------------
 
 
-def _mapping(raw: str | None) -> dict[str, str]:
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InputError(Problem(("body", "mapping"), f"not JSON: {exc.msg}")) from None
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise InputError(Problem(("body", "mapping"), 'give an object {"field": "column header", ...}'))
-    return value
-
-
 def _suffix(file: UploadFile, field: str) -> str:
     suffix = Path(file.filename or "").suffix.lower()
     if suffix not in TABLE_SUFFIXES:
@@ -210,7 +197,7 @@ def import_register_households(
 ) -> dict[str, Any]:
     assert mode in MODES
     options = ImportOptions(mode=mode, dry_run=dry_run, as_of=as_of, crs=crs, household_sheet=household_sheet,
-                            resident_sheet=resident_sheet, mapping=_mapping(mapping),
+                            resident_sheet=resident_sheet, mapping=parse_mapping(mapping) or {},
                             place_by_settlement=place_by_settlement,
                             reveal=ctx.principal is not None and ctx.principal.role is Role.ADMIN)
     suffix = _suffix(file, "file")

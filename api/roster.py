@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 
 from api import schemas
 from api.deps import NoNul, SessionDep, SettingsDep, request_context
-from api.exports import saved_upload
-from api.places import FileProblem, parse_mapping
+from api.exports import parse_mapping, saved_upload
+from api.places import FileProblem
 from api.security import requires
 from gis import clock
 from gis.auth.principal import Principal
