@@ -170,6 +170,23 @@ def bench_url(database: str):
     return make_url(Settings().require_database_url()).set(database=database)
 
 
+def table_counts(url, *tables: str) -> tuple[int, ...] | None:
+    """The row count of each table in the database at `url`; None when the database or a table is not there."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as c:
+            row = c.execute(text("SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in tables))).one()
+            return tuple(int(v) for v in row)
+    except (OperationalError, ProgrammingError):
+        return None
+    finally:
+        engine.dispose()
+
+
 def write_results(path: Path, results: dict) -> None:
     """A benchmark's figures as JSON (readable Chinese, dates as text) under var/bench/, and where they went."""
     path.parent.mkdir(parents=True, exist_ok=True)

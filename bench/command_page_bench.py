@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from city import bench_url, write_results  # noqa: E402
+from city import bench_url, table_counts, write_results  # noqa: E402
 
 DB = "wangge_bench_command"
 # Databases that already hold the city (grids and incidents; households where present), best first.
@@ -48,21 +48,8 @@ USER, PASSWORD = "bench_command", "bench-command-password-1"
 GOAL_BYTES = 3 * 1024 * 1024
 
 
-def _counts(url: Any) -> tuple[int, int, int] | None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-    from sqlalchemy.pool import NullPool
-
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as c:
-            row = c.execute(text("SELECT (SELECT count(*) FROM grid), (SELECT count(*) FROM incident), "
-                                 "(SELECT count(*) FROM household)")).one()
-            return int(row[0]), int(row[1]), int(row[2])
-    except (OperationalError, ProgrammingError):
-        return None
-    finally:
-        engine.dispose()
+def _counts(url: Any) -> tuple[int, ...] | None:
+    return table_counts(url, "grid", "incident", "household")
 
 
 def prepare() -> Any:
