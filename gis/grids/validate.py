@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -295,31 +296,36 @@ class _Metric:
         return round(float(p.x), 6), round(float(p.y), 6)
 
 
+def _pair_slivers(
+    g: _Grids, m: _Metric, pairs: list[tuple[int, int]], op: Callable[[Any, Any], Any], tol: float, tol_m: float
+) -> Iterator[tuple[int, int, _Sliver]]:
+    """(i, j, sliver) for each pair of rows whose `op` (shapely.difference: i outside j; shapely.intersection:
+    their overlap) is wider and larger than the tolerances."""
+    if not pairs:
+        return
+    pieces = op(np.asarray([g.geoms[i] for i, _ in pairs], dtype=object),
+                np.asarray([g.geoms[j] for _, j in pairs], dtype=object))
+    for (i, j), piece in zip(pairs, pieces, strict=True):
+        s = m.sliver(piece, tol, tol_m)
+        if s is not None:
+            yield i, j, s
+
+
 def _outside_parent(g: _Grids, m: _Metric, parent_of: list[int | None], tol: float, tol_m: float) -> list[Problem]:
     pairs = [
         (i, j)
         for i, j in enumerate(parent_of)
         if j is not None and g.geoms[i] is not None and g.geoms[j] is not None
     ]
-    if not pairs:
-        return []
-    child = np.asarray([g.geoms[i] for i, _ in pairs], dtype=object)
-    parent = np.asarray([g.geoms[j] for _, j in pairs], dtype=object)
-    outside = shapely.difference(child, parent)
-    problems = []
-    for (i, j), piece in zip(pairs, outside, strict=True):
-        s = m.sliver(piece, tol, tol_m)
-        if s is None:
-            continue
-        problems.append(
-            Problem(
-                ("features", g.row(i), "geometry"),
-                f"{s.size()} of grid {g.codes[i]} lies outside its parent {g.codes[j]} ({s.note()})",
-                "outside_parent",
-                s.detail(other_code=g.codes[j]),
-            )
+    return [
+        Problem(
+            ("features", g.row(i), "geometry"),
+            f"{s.size()} of grid {g.codes[i]} lies outside its parent {g.codes[j]} ({s.note()})",
+            "outside_parent",
+            s.detail(other_code=g.codes[j]),
         )
-    return problems
+        for i, j, s in _pair_slivers(g, m, pairs, shapely.difference, tol, tol_m)
+    ]
 
 
 def _overlaps(g: _Grids, m: _Metric, tol: float, tol_m: float) -> list[Problem]:
@@ -338,17 +344,8 @@ def _overlaps(g: _Grids, m: _Metric, tol: float, tol_m: float) -> list[Problem]:
         and g.parents[i] == g.parents[j]
         and g.codes[i] != g.codes[j]
     ]
-    if not keep:
-        return []
-    inter = shapely.intersection(
-        np.asarray([g.geoms[i] for i, _ in keep], dtype=object),
-        np.asarray([g.geoms[j] for _, j in keep], dtype=object),
-    )
     problems = []
-    for (i, j), piece in zip(keep, inter, strict=True):
-        s = m.sliver(piece, tol, tol_m)
-        if s is None:
-            continue
+    for i, j, s in _pair_slivers(g, m, keep, shapely.intersection, tol, tol_m):
         # Report on the later new row, naming the grid it collides with.
         at, other = (j, i) if j < g.n_new else (i, j)
         problems.append(
