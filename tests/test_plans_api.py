@@ -47,6 +47,15 @@ def pair(sql):
             "ORDER BY a.code DESC LIMIT 1")).one()
 
 
+def households_nearest(sql, a, b, n=2):
+    """The household numbers of the `n` houses of grid `a` nearest grid `b`."""
+    with sql.connect() as c:
+        return c.execute(text(
+            "SELECT h.household_no FROM household h JOIN grid g ON ST_Covers(g.geom, h.geom) WHERE g.code = :a "
+            "AND g.valid_to IS NULL ORDER BY ST_Distance(h.geom, (SELECT geom FROM grid WHERE code = :b "
+            "AND valid_to IS NULL)) LIMIT :n"), {"a": a, "b": b, "n": n}).scalars().all()
+
+
 def new_plan(client, name="测试方案"):
     r = client.post("/plans", json={"name": name})
     assert r.status_code == 201, r.text
@@ -121,11 +130,7 @@ def test_split_by_a_drawn_line_shows_the_plan_unfinished_not_refused(planner, sq
 
 def test_equivalency_round_trip_and_a_bad_file_changes_nothing(planner, sql):
     a, b = pair(sql)
-    with sql.connect() as c:
-        moving = c.execute(text(
-            "SELECT h.household_no FROM household h JOIN grid g ON ST_Covers(g.geom, h.geom) WHERE g.code = :a "
-            "AND g.valid_to IS NULL ORDER BY ST_Distance(h.geom, (SELECT geom FROM grid WHERE code = :b "
-            "AND valid_to IS NULL)) LIMIT 2"), {"a": a, "b": b}).scalars().all()
+    moving = households_nearest(sql, a, b)
     plan = new_plan(planner)
     r = planner.post(f"/plans/{plan['id']}/edits",
                      json={"kind": "reassign", "unit_ids": moving[:1], "to_code": b}, headers={"If-Match": "1"})
@@ -235,11 +240,8 @@ def test_equivalency_file_with_natural_villages_and_grids(planner, sql):
 
 def test_impact_of_a_plan_names_who_moves_where(planner, sql):
     a, b = pair(sql)
+    units = households_nearest(sql, a, b)
     with sql.connect() as c:
-        units = c.execute(text(
-            "SELECT h.household_no FROM household h JOIN grid g ON ST_Covers(g.geom, h.geom) WHERE g.code = :a "
-            "AND g.valid_to IS NULL ORDER BY ST_Distance(h.geom, (SELECT geom FROM grid WHERE code = :b "
-            "AND valid_to IS NULL)) LIMIT 2"), {"a": a, "b": b}).scalars().all()
         residents = c.execute(text("SELECT sum(residents) FROM household WHERE household_no = ANY(:u)"),
                               {"u": units}).scalar_one()
     plan = new_plan(planner, "影响")
