@@ -192,6 +192,11 @@ class ShownSuggestion(BaseModel):
     seed: int = Field(ge=0, le=2**31 + suggesting.MAX_SUGGESTIONS)
     fingerprint: str = Field(pattern=r"^[0-9a-f]{20}$")
 
+    def chain_params(self) -> dict[str, Any]:
+        """Its parameters under the names gis.planning.suggest takes (the chain is drawn again with them)."""
+        return {"n_grids": self.n, "target": self.target, "tolerance": self.tolerance, "weight": self.weight,
+                "unit_kind": self.units, "chain_steps": self.steps, "recent_days": self.days}
+
 
 class DraftSuggestion(ShownSuggestion):
     """A shown suggestion to turn into a draft plan, and the plan's name."""
@@ -211,10 +216,8 @@ def draft_from_suggestion(
     from gis.planning.plans import Draft
 
     plan = suggesting.draft_from_suggestion(
-        session, ctx, body.village, fingerprint=body.fingerprint, seed=body.seed, name=body.name, n_grids=body.n,
-        target=body.target, tolerance=body.tolerance, weight=body.weight, unit_kind=body.units,
-        chain_steps=body.steps, recent_days=body.days,
-    )
+        session, ctx, body.village, fingerprint=body.fingerprint, seed=body.seed, name=body.name,
+        **body.chain_params())
     return _json(_out(session, plan, Draft(session, plan)), plan, 201)
 
 
@@ -247,7 +250,5 @@ def publish_suggestion(
 ) -> Any:
     result = suggesting.publish_suggestion(
         session, ctx, body.village, fingerprint=body.fingerprint, base=body.base, effective_at=body.effective_at,
-        seed=body.seed, n_grids=body.n, target=body.target, tolerance=body.tolerance, weight=body.weight,
-        unit_kind=body.units, chain_steps=body.steps, recent_days=body.days,
-    )
+        seed=body.seed, **body.chain_params())
     return {k: v for k, v in result.as_dict().items() if k in Published.model_fields}
