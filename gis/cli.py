@@ -494,24 +494,18 @@ def incidents_export(
     offset: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
     """The incident export of GET /incidents?format=csv, for the same account and filters."""
-    from sqlalchemy import text
-
     from api.incidents import EXPORT
-    from gis.auth.principal import Principal
-    from gis.auth.roles import Role
+    from gis.auth.accounts import principal_of_account
     from gis.context import Context
     from gis.db import transaction
     from gis.incidents import service
     from gis.settings import get_settings
 
     with transaction(_engine()) as session:
-        user = session.execute(
-            text("SELECT id, username, role, scope_codes FROM app_user WHERE username = :u AND active"), {"u": as_user}
-        ).first()
-        if user is None:
+        principal = principal_of_account(session, as_user)
+        if principal is None:
             err.print(f"no active account {as_user!r}")
             raise typer.Exit(1)
-        principal = Principal(user.id, user.username, Role(user.role), tuple(user.scope_codes or ()), "cli")
         page = service.list_incidents(
             session, principal, grid_code=grid_code, state=state, category=category, overdue=overdue,
             flagged=flagged, limit=limit, offset=offset, count_up_to=get_settings().max_exact_incident_count,

@@ -316,6 +316,16 @@ def create_session(session: Session, user: User, client_ip: str | None, hours: f
     return value
 
 
+def principal_of_account(session: Session, username: str, via: str = "cli") -> Principal | None:
+    """The active account USERNAME acting with its role and grids (the CLI's --as); None when there is none."""
+    user = session.execute(
+        text("SELECT id, username, role, scope_codes FROM app_user WHERE username = :u AND active"), {"u": username}
+    ).first()
+    if user is None:
+        return None
+    return Principal(user.id, user.username, Role(user.role), tuple(user.scope_codes or ()), via)
+
+
 def principal_from_session(session: Session, cookie_value: str, client_ip: str | None) -> Principal | None:
     row = session.execute(
         text(

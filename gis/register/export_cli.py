@@ -28,20 +28,15 @@ AsUser = Annotated[
 
 
 def _principal(session: Session, username: str | None) -> Principal | None:
-    from sqlalchemy import text
-
-    from gis.auth.principal import Principal
-    from gis.auth.roles import Role
+    from gis.auth.accounts import principal_of_account
 
     if username is None:
         return None
-    user = session.execute(
-        text("SELECT id, username, role, scope_codes FROM app_user WHERE username = :u AND active"), {"u": username}
-    ).first()
-    if user is None:
+    principal = principal_of_account(session, username)
+    if principal is None:
         err.print(f"no active account {username!r}")
         raise typer.Exit(1)
-    return Principal(user.id, user.username, Role(user.role), tuple(user.scope_codes or ()), "cli")
+    return principal
 
 
 def _session_scope() -> AbstractContextManager[Session]:
