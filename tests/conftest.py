@@ -295,6 +295,28 @@ def screenshot_path(name: str) -> str:
     return str(SCREENSHOTS / f"{name}.png")
 
 
+def log_in_and_open(browser, base: str, account: dict, path: str, contexts: list, **context_options):
+    """Open `path` in a new browser context (kept in `contexts` to close), log in through the form as
+    `account`, open `path` again and wait for the page to be ready; returns (page, checker, status)."""
+    context = browser.new_context(**context_options)
+    contexts.append(context)
+    page = context.new_page()
+    checker = OfflinePageChecker().attach(page)
+    page.goto(base + path, wait_until="networkidle")
+    assert "/login" in page.url
+    page.fill("#username", account["username"])
+    page.fill("#password", account["password"])
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    # Open the page again and read its status: the redirect after login hides a 403.
+    status = page.goto(base + path, wait_until="networkidle").status
+    if status == 200:
+        page.wait_for_function("document.documentElement.dataset.wanggeReady === '1'")
+        page.wait_for_load_state("networkidle")
+    return page, checker, status
+
+
 @pytest.fixture(scope="module")
 def open_as(site, accounts):
     """Log in through the form as `role`, then open `path` (on a phone screen with `phone=True`);
@@ -303,23 +325,7 @@ def open_as(site, accounts):
     contexts = []
 
     def _open(role: str, path: str, *, phone: bool = False):
-        context = browser.new_context(**(PHONE if phone else DESKTOP))
-        contexts.append(context)
-        page = context.new_page()
-        checker = OfflinePageChecker().attach(page)
-        page.goto(base + path, wait_until="networkidle")
-        assert "/login" in page.url
-        page.fill("#username", accounts[role]["username"])
-        page.fill("#password", accounts[role]["password"])
-        with page.expect_navigation():
-            page.click("button[type=submit]")
-        page.wait_for_load_state("networkidle")
-        # Open the page again and read its status: the redirect after login hides a 403.
-        status = page.goto(base + path, wait_until="networkidle").status
-        if status == 200:
-            page.wait_for_function("document.documentElement.dataset.wanggeReady === '1'")
-            page.wait_for_load_state("networkidle")
-        return page, checker, status
+        return log_in_and_open(browser, base, accounts[role], path, contexts, **(PHONE if phone else DESKTOP))
 
     yield _open
     for context in contexts:

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from gis.incidents import gazetteer as G
-from tests.conftest import PHONE, make_client, report_incident, screenshot_path
+from tests.conftest import PHONE, log_in_and_open, make_client, report_incident, screenshot_path
 
 
 def _one(engine, sql: str, **params):
@@ -230,28 +230,11 @@ def phone_engine(phone_db):
 def open_phone(phone_site, accounts):
     """Log in through the form as `role` on a phone (or `device`), then open `path`; returns
     (page, checker, status). Context options (geolocation, permissions) pass through."""
-    from tests.browser import OfflinePageChecker
-
     base, browser = phone_site
     contexts = []
 
     def _open(role: str, path: str, device: dict | None = None, **options):
-        context = browser.new_context(**(device or PHONE), **options)
-        contexts.append(context)
-        page = context.new_page()
-        checker = OfflinePageChecker().attach(page)
-        page.goto(base + path, wait_until="networkidle")
-        assert "/login" in page.url
-        page.fill("#username", accounts[role]["username"])
-        page.fill("#password", accounts[role]["password"])
-        with page.expect_navigation():
-            page.click("button[type=submit]")
-        page.wait_for_load_state("networkidle")
-        status = page.goto(base + path, wait_until="networkidle").status
-        if status == 200:
-            page.wait_for_function("document.documentElement.dataset.wanggeReady === '1'")
-            page.wait_for_load_state("networkidle")
-        return page, checker, status
+        return log_in_and_open(browser, base, accounts[role], path, contexts, **(device or PHONE), **options)
 
     yield _open
     for context in contexts:
