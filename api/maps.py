@@ -27,6 +27,7 @@ from gis.errors import NotFound
 from gis.incidents import service as incidents
 from gis.incidents.categories import Category
 from gis.incidents.loop import State
+from gis.settings import Settings
 from maps import labels
 
 router = APIRouter(prefix="/maps", tags=["maps"])
@@ -111,6 +112,20 @@ def _page(page: str) -> HTMLResponse:
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
 
+def _data_map(session: Session, settings: Settings, principal: Principal, path: str, *, title: str, script: str,
+              config: dict[str, Any], bounds: Any, badge_hint: str, synthetic: bool) -> HTMLResponse:
+    """A map page whose data comes by URL (grids, households, incidents): the shell for `principal` at `path`,
+    the configured base map, the vector-tile plugin."""
+    from maps.offline import ASSET_PATHS
+    from maps.points import data_map_page
+
+    return _page(data_map_page(
+        title=title, shell=_shell(session, principal, path), script=script, config=config, bounds=bounds,
+        badge_hint=badge_hint, synthetic=synthetic, tile_url=settings.tile_url,
+        tile_attribution=settings.tile_attribution, scripts=[f"{ASSET_PREFIX}/{ASSET_PATHS['vectorGrid']}"],
+    ))
+
+
 @router.get("/grids", response_class=HTMLResponse, summary="Interactive map of the four grid levels")
 def grid_map(
     session: SessionDep,
@@ -118,8 +133,7 @@ def grid_map(
     principal: Annotated[Principal, Depends(require_page(Permission.VIEW_GRIDS))],
 ) -> HTMLResponse:
     from maps import grid_map as page
-    from maps.offline import ASSET_PATHS
-    from maps.points import data_map_page, grid_bounds
+    from maps.points import grid_bounds
 
     missing = _missing_assets_page()
     if missing is not None:
@@ -127,14 +141,12 @@ def grid_map(
     synthetic = _synthetic(session)
     hillshade = hillshade_layer(session)
     title = page.title(session, synthetic)
-    return _page(data_map_page(
-        title=title, shell=_shell(session, principal, "/maps/grids"), script="grids.js",
+    return _data_map(
+        session, settings, principal, "/maps/grids", title=title, script="grids.js",
         config=page.page_config(limit=settings.max_features_per_page,
                                 hillshade_bounds=hillshade[1] if hillshade else None, synthetic=synthetic),
         bounds=grid_bounds(session, None), badge_hint=labels.SYNTHETIC_BADGE_HINT, synthetic=synthetic,
-        tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
-        scripts=[f"{ASSET_PREFIX}/{ASSET_PATHS['vectorGrid']}"],
-    ))
+    )
 
 
 @data_router.get("/hillshade.png", summary="The grid map's hillshade of the town's DEM (PNG)",
@@ -202,6 +214,18 @@ def _scoped_focus(session: Session, principal: Principal, grid_code: str | None)
     return list(principal.scope_codes), None
 
 
+def _focus(session: Session, principal: Principal, grid_code: str | None) -> tuple[str | None, Any]:
+    """(the grid a household or incident map queries by, the map's bounds). Grid staff and supervisors: see
+    _scoped_focus. Others: `grid_code`, or without one (the menu's link) the whole town, whose rows come by
+    view, at most `limit` at a time, with a note to zoom in or choose a grid when there are more."""
+    from maps.points import grid_bounds
+
+    if principal.scoped:
+        focus, query_code = _scoped_focus(session, principal, grid_code)
+        return query_code, grid_bounds(session, focus)
+    return grid_code, grid_bounds(session, [grid_code] if grid_code else None)
+
+
 def _emergency_bounds(session: Session) -> list[list[float]] | None:
     row = session.execute(text(
         "SELECT ST_XMin(e) AS w, ST_YMin(e) AS s, ST_XMax(e) AS e, ST_YMax(e) AS n FROM "
@@ -222,35 +246,24 @@ def household_map(
     reason: Reason = None,
 ) -> HTMLResponse:
     from maps import household_map as page
-    from maps.offline import ASSET_PATHS
-    from maps.points import data_map_page, grid_bounds
+    from maps.points import grid_bounds
 
     missing = _missing_assets_page()
     if missing is not None:
         return missing
     _require_grid(session, grid_code)
-    if principal.scoped:
-        focus, query_code = _scoped_focus(session, principal, grid_code)
-        bounds = grid_bounds(session, focus)
-    elif principal.role is Role.EMERGENCY:
+    if principal.role is Role.EMERGENCY and not principal.scoped:
         # Their rows are the households inside active emergencies, wherever those are.
         query_code = grid_code
         bounds = grid_bounds(session, [grid_code]) if grid_code else (
             _emergency_bounds(session) or grid_bounds(session, None))
     else:
-        # Without a grid (the menu's link) the page opens on the whole town: its households come by
-        # view, at most `limit` at a time, with a note to zoom in or choose a grid when there are more.
-        query_code = grid_code
-        bounds = grid_bounds(session, None if grid_code is None else [grid_code])
-    synthetic = _synthetic(session)
-    return _page(data_map_page(
-        title=labels.HOUSEHOLD_PAGE_TITLE, shell=_shell(session, principal, "/maps/households"),
-        script="households.js",
+        query_code, bounds = _focus(session, principal, grid_code)
+    return _data_map(
+        session, settings, principal, "/maps/households", title=labels.HOUSEHOLD_PAGE_TITLE, script="households.js",
         config=page.page_config(query_code=query_code, reason=reason, limit=settings.max_features_per_page),
-        bounds=bounds, badge_hint=labels.HOUSEHOLD_SYNTHETIC_HINT, synthetic=synthetic,
-        tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
-        scripts=[f"{ASSET_PREFIX}/{ASSET_PATHS['vectorGrid']}"],
-    ))
+        bounds=bounds, badge_hint=labels.HOUSEHOLD_SYNTHETIC_HINT, synthetic=_synthetic(session),
+    )
 
 
 IncidentPageState = Annotated[
@@ -277,20 +290,13 @@ def incident_map(
     reason: Reason = None,
 ) -> HTMLResponse:
     from maps import incident_map as page
-    from maps.offline import ASSET_PATHS
-    from maps.points import data_map_page, grid_bounds
 
     require_time_zone(since=since, until=until)
     missing = _missing_assets_page()
     if missing is not None:
         return missing
     _require_grid(session, grid_code)
-    if principal.scoped:
-        focus, query_code = _scoped_focus(session, principal, grid_code)
-        bounds = grid_bounds(session, focus)
-    else:
-        query_code = grid_code
-        bounds = grid_bounds(session, [grid_code] if grid_code else None)
+    query_code, bounds = _focus(session, principal, grid_code)
     filters: dict[str, Any] = {
         "category": category.value if category else None,
         "state": state.value if isinstance(state, State) else state,
@@ -298,14 +304,10 @@ def incident_map(
         "until": until,
         "overdue": overdue,
     }
-    synthetic = _synthetic(session)
-    return _page(data_map_page(
-        title=labels.INCIDENT_PAGE_TITLE, shell=_shell(session, principal, "/maps/incidents"),
-        script="incidents.js",
+    return _data_map(
+        session, settings, principal, "/maps/incidents", title=labels.INCIDENT_PAGE_TITLE, script="incidents.js",
         config=page.page_config(query_code=query_code, reason=reason, filters=filters,
                                 limit=settings.max_features_per_page,
                                 reporter_masked=not incidents.reporter_shown(principal)),
-        bounds=bounds, badge_hint=labels.INCIDENT_SYNTHETIC_HINT, synthetic=synthetic,
-        tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
-        scripts=[f"{ASSET_PREFIX}/{ASSET_PATHS['vectorGrid']}"],
-    ))
+        bounds=bounds, badge_hint=labels.INCIDENT_SYNTHETIC_HINT, synthetic=_synthetic(session),
+    )
