@@ -49,12 +49,9 @@ def _largest_group_grid(engine):
         ).one()
 
 
-def _click(page, lat: float, lon: float) -> str:
-    page.evaluate("window.wanggeMap.closePopup()")
-    page.evaluate(f"window.wanggeMap.setView([{lat}, {lon}], 15, {{animate: false}})")
-    wait_loaded(page)
-    page.wait_for_timeout(300)
-    xy = page.evaluate(
+def _screen_xy(page, lat: float, lon: float) -> list[float]:
+    """Where the point (lat, lon) of the map stands on the screen, for a mouse click."""
+    return page.evaluate(
         """([lat, lon]) => {
             const p = window.wanggeMap.latLngToContainerPoint([lat, lon]);
             const r = window.wanggeMap.getContainer().getBoundingClientRect();
@@ -62,6 +59,14 @@ def _click(page, lat: float, lon: float) -> str:
         }""",
         [lat, lon],
     )
+
+
+def _click(page, lat: float, lon: float) -> str:
+    page.evaluate("window.wanggeMap.closePopup()")
+    page.evaluate(f"window.wanggeMap.setView([{lat}, {lon}], 15, {{animate: false}})")
+    wait_loaded(page)
+    page.wait_for_timeout(300)
+    xy = _screen_xy(page, lat, lon)
     page.mouse.click(*xy)
     table = page.locator(".leaflet-popup-content table[data-code]")
     table.wait_for(state="visible")
@@ -193,14 +198,7 @@ def test_more_group_grids_than_one_answer_holds_come_as_vector_tiles(test_db_url
         page.evaluate(f"window.wanggeMap.setView([{row.y}, {row.x}], 15, {{animate: false}})")
         page.wait_for_load_state("networkidle")
         page.wait_for_timeout(500)
-        xy = page.evaluate(
-            """([lat, lon]) => {
-                const p = window.wanggeMap.latLngToContainerPoint([lat, lon]);
-                const r = window.wanggeMap.getContainer().getBoundingClientRect();
-                return [r.left + p.x, r.top + p.y];
-            }""",
-            [row.y, row.x],
-        )
+        xy = _screen_xy(page, row.y, row.x)
         page.mouse.click(*xy)
         table = page.locator(".leaflet-popup-content table[data-code]")
         table.wait_for(state="visible")
