@@ -342,14 +342,35 @@ def household_points(n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
     return np.round(lon[order], 7), np.round(lat[order], 7)
 
 
-def load_households(url, n: int, seed: int = SEED) -> int:
-    """Replace the households of the database at `url` with n deterministic ones (COPY, then the GiST
-    index built once, VACUUM ANALYZE); returns how many were loaded."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
+HOUSEHOLD_COPY_COLUMNS = ("household_no", "address", "head_name", "phone", "residents", "elderly", "children",
+                          "disabled", "pregnant", "bedridden", "floors", "geom")
+
+
+def copy_households(engine, rows, *, truncate: bool = False) -> int:
+    """COPY synthetic households (tuples of HOUSEHOLD_COPY_COLUMNS, geom as EWKT) into the database of
+    `engine` with its GiST index dropped for the load and built once after it, then VACUUM ANALYZE; returns
+    how many were loaded. `truncate`: the households there before (and what points to them) go first."""
+    from sqlalchemy import text
 
     from gis.bulk import copy_rows
     from gis.db import transaction
+
+    with transaction(engine) as session:
+        if truncate:
+            session.execute(text("TRUNCATE household CASCADE"))
+        session.execute(text("DROP INDEX idx_household_geom"))
+        loaded = copy_rows(session, "household", HOUSEHOLD_COPY_COLUMNS, rows)
+        session.execute(text("CREATE INDEX idx_household_geom ON household USING gist (geom)"))
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE household"))
+    return loaded
+
+
+def load_households(url, n: int, seed: int = SEED) -> int:
+    """Replace the households of the database at `url` with n deterministic ones (COPY, then the GiST
+    index built once, VACUUM ANALYZE); returns how many were loaded."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
 
     lon, lat = household_points(n, seed)
     rng = np.random.default_rng(seed + 4)
@@ -361,21 +382,14 @@ def load_households(url, n: int, seed: int = SEED) -> int:
     phone = rng.integers(0, 10**9, size=n)
     xs, ys = lon.tolist(), lat.tolist()
     engine = create_engine(url, poolclass=NullPool)
-    with transaction(engine) as session:
-        session.execute(text("TRUNCATE household CASCADE"))
-        session.execute(text("DROP INDEX idx_household_geom"))
-        loaded = copy_rows(
-            session, "household",
-            ("household_no", "address", "head_name", "phone", "residents", "elderly", "children",
-             "disabled", "pregnant", "bedridden", "floors", "geom"),
-            ((f"C{i:010d}", f"基准镇{i % 600 + 1:03d}村{i % 97 + 1}号", f"{surname[i]}某某", f"13{phone[i]:09d}",
-              int(residents[i]), int(elderly[i]), int(children[i]), 0, 0, 0, int(floors[i]),
-              f"SRID=4326;POINT({xs[i]!r} {ys[i]!r})")
-             for i in range(n)),
-        )
-        session.execute(text("CREATE INDEX idx_household_geom ON household USING gist (geom)"))
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE household"))
+    loaded = copy_households(
+        engine,
+        ((f"C{i:010d}", f"基准镇{i % 600 + 1:03d}村{i % 97 + 1}号", f"{surname[i]}某某", f"13{phone[i]:09d}",
+          int(residents[i]), int(elderly[i]), int(children[i]), 0, 0, 0, int(floors[i]),
+          f"SRID=4326;POINT({xs[i]!r} {ys[i]!r})")
+         for i in range(n)),
+        truncate=True,
+    )
     engine.dispose()
     return loaded
 

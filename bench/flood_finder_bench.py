@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from city import DX, DY, LAT0, LON0, NX, NY, VX, VY, bench_url, build_city, load_database  # noqa: E402
+from city import DX, DY, LAT0, LON0, NX, NY, VX, VY, bench_url, build_city, copy_households, load_database  # noqa: E402
 
 SEED = 20230923
 DB = "wangge_flood_bench"
@@ -153,11 +153,8 @@ def household_points(rng: np.random.Generator, centre: np.ndarray, n: int) -> tu
 
 
 def load_households(url, lon: np.ndarray, lat: np.ndarray, rng: np.random.Generator) -> float:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
-
-    from gis.bulk import copy_rows
-    from gis.db import transaction
 
     n = len(lon)
     lon, lat = lon.tolist(), lat.tolist()
@@ -167,21 +164,10 @@ def load_households(url, lon: np.ndarray, lat: np.ndarray, rng: np.random.Genera
     floors = rng.integers(1, 4, n)
     engine = create_engine(url, poolclass=NullPool)
     t = time.perf_counter()
-    with transaction(engine) as session:
-        # The GIST index is built once after the load, not maintained row by row.
-        session.execute(text("DROP INDEX idx_household_geom"))
-        copy_rows(
-            session, "household",
-            ("household_no", "address", "head_name", "phone", "residents", "elderly", "children",
-             "disabled", "pregnant", "bedridden", "floors", "geom"),
-            ((f"B{i:010d}", f"基准镇{i % 600:03d}村{i % 97}号", "王某", None, int(residents[i]),
-              int(elderly[i]), int(children[i]), 0, 0, 0, int(floors[i]),
-              f"SRID=4326;POINT({lon[i]!r} {lat[i]!r})")
-             for i in range(n)),
-        )
-        session.execute(text("CREATE INDEX idx_household_geom ON household USING gist (geom)"))
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE household"))
+    copy_households(engine, (
+        (f"B{i:010d}", f"基准镇{i % 600:03d}村{i % 97}号", "王某", None, int(residents[i]),
+         int(elderly[i]), int(children[i]), 0, 0, 0, int(floors[i]), f"SRID=4326;POINT({lon[i]!r} {lat[i]!r})")
+        for i in range(n)))
     engine.dispose()
     return time.perf_counter() - t
 

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from city import bench_url, build_city, load_database, write_results  # noqa: E402
+from city import bench_url, build_city, copy_households, load_database, write_results  # noqa: E402
 from flood_finder_bench import SEED, flood_extent, household_points  # noqa: E402
 from incident_list_bench import _status_mb, interleaved_ms, reset_peak_rss  # noqa: E402
 
@@ -50,11 +50,6 @@ LIMIT = 50
 
 def load_slice(engine, lon: np.ndarray, lat: np.ndarray, first: int) -> float:
     """Households `first`… (numbers B…), COPY with the GIST index rebuilt after the load."""
-    from sqlalchemy import text
-
-    from gis.bulk import copy_rows
-    from gis.db import transaction
-
     rng = np.random.default_rng(SEED + 2 + first)
     n = len(lon)
     residents = rng.integers(1, 7, n)
@@ -62,19 +57,10 @@ def load_slice(engine, lon: np.ndarray, lat: np.ndarray, first: int) -> float:
     floors = rng.integers(1, 4, n)
     lo, la = lon.tolist(), lat.tolist()
     t = time.perf_counter()
-    with transaction(engine) as session:
-        session.execute(text("DROP INDEX idx_household_geom"))
-        copy_rows(
-            session, "household",
-            ("household_no", "address", "head_name", "phone", "residents", "elderly", "children",
-             "disabled", "pregnant", "bedridden", "floors", "geom"),
-            ((f"B{first + i:010d}", f"基准镇{i % 600:03d}村{i % 97}号", "王某", "13800000000", int(residents[i]),
-              int(elderly[i]), 0, 0, 0, 0, int(floors[i]), f"SRID=4326;POINT({lo[i]!r} {la[i]!r})")
-             for i in range(n)),
-        )
-        session.execute(text("CREATE INDEX idx_household_geom ON household USING gist (geom)"))
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE household"))
+    copy_households(engine, (
+        (f"B{first + i:010d}", f"基准镇{i % 600:03d}村{i % 97}号", "王某", "13800000000", int(residents[i]),
+         int(elderly[i]), 0, 0, 0, 0, int(floors[i]), f"SRID=4326;POINT({lo[i]!r} {la[i]!r})")
+        for i in range(n)))
     return time.perf_counter() - t
 
 
