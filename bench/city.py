@@ -205,6 +205,23 @@ def recreate_database(url) -> None:
     admin.dispose()
 
 
+def sample_town_database(url):
+    """A fresh database at `url` (dropped first if there), migrated, holding the sample town; an engine on it."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from gis.db import transaction, upgrade
+    from gis.sample_load import load_sample_town
+    from gis.sample_town import generate_sample_town
+
+    recreate_database(url)
+    engine = create_engine(url, poolclass=NullPool)
+    upgrade(engine)
+    with transaction(engine) as session:
+        load_sample_town(session, generate_sample_town())
+    return engine
+
+
 def load_database(url, frame) -> dict:
     from shapely.geometry import MultiPolygon
     from sqlalchemy import create_engine, text

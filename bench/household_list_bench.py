@@ -27,28 +27,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from city import bench_url, recreate_database, write_results  # noqa: E402
+from city import bench_url, sample_town_database, write_results  # noqa: E402
 
 RESULTS = ROOT / "var" / "bench" / "household_list_results{}.json"
 DB = "wangge_bench_hhperf"
 
 
 def build(copies: int):
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
+    from sqlalchemy import text
 
     from gis.auth import accounts
     from gis.auth.roles import Role
-    from gis.db import transaction, upgrade
-    from gis.sample_load import load_sample_town
-    from gis.sample_town import generate_sample_town
+    from gis.db import transaction
 
-    url = bench_url(DB)
-    recreate_database(url)
-    engine = create_engine(url, poolclass=NullPool)
-    upgrade(engine)
+    engine = sample_town_database(bench_url(DB))
     with transaction(engine) as s:
-        load_sample_town(s, generate_sample_town())
         for k in range(1, copies):
             s.execute(text(
                 "INSERT INTO household (household_no, address, head_name, phone, residents, elderly, children, "

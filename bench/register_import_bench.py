@@ -58,21 +58,9 @@ def bench_url(database: str):  # type: ignore[no-untyped-def]
 def make_town() -> None:
     """The sample town without households (grids, natural villages, shelters, roads; the staff go with the
     households they point to), migrated."""
-    from city import recreate_database
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
+    from city import sample_town_database
 
-    from gis.db import transaction, upgrade
-    from gis.sample_load import load_sample_town
-    from gis.sample_town import generate_sample_town
-
-    url = bench_url(DB)
-    recreate_database(url)
-    engine = create_engine(url, poolclass=NullPool)
-    upgrade(engine)
-    with transaction(engine) as session:
-        load_sample_town(session, generate_sample_town())
-    engine.dispose()
+    sample_town_database(bench_url(DB)).dispose()
     truncate()
 
 
