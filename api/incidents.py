@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
@@ -118,6 +119,9 @@ async def list_incidents(
     def work() -> Response:
         principal = check(session)
         check_page_limit(limit, settings)
+        if format == "json":
+            return json_page(request, session, request_context(request, principal, reason), filters, order,
+                             parse_bbox(bbox), limit, offset, settings.max_exact_incident_count)
         page = service.list_incidents(
             session, request_context(request, principal, reason), filters, order=order, bbox=parse_bbox(bbox),
             limit=limit, offset=offset, count_up_to=settings.max_exact_incident_count,
@@ -138,6 +142,21 @@ async def list_incidents(
         return Response(json.dumps(out, default=str, ensure_ascii=False), media_type="application/json")
 
     return await run_in_threadpool(work)
+
+
+def json_page(request: Request, session: Any, ctx: Any, filters: service.IncidentFilter, order: str,
+              bbox: tuple[float, float, float, float] | None, limit: int, offset: int,
+              count_up_to: int | None) -> Response:
+    """The JSON list: the rows as PostgreSQL shaped them (`service.list_incidents_json`), wrapped here."""
+    if bbox is not None:
+        filters = replace(filters, bbox=bbox)
+    page = service.list_incidents_json(session, ctx, filters, order=order, limit=limit, offset=offset,
+                                       count_up_to=count_up_to, end_transaction=True)
+    session.commit()   # sends nothing when the page's message ended the transaction
+    # total_exact False: more than max_exact_incident_count matched; `total` is the planner's estimate.
+    head = json.dumps({"total": page.total, "total_exact": page.total_exact, "offset": offset,
+                       "next": next_link(request, offset, limit, page.shown, page.total)}, ensure_ascii=False)
+    return Response(head[:-1] + ', "items": ' + page.items_json + "}", media_type="application/json")
 
 
 @router.post("/import", summary="Batch import (CSV, Excel, GeoJSON, GeoPackage); failed rows by number",
