@@ -116,3 +116,33 @@ def test_the_list_over_http_audits_shown_reporters_only(client, clients, engine)
     assert r.status_code == 200 and len(body["items"]) == 20 and body["next"]
     shown = [i["id"] for i in body["items"] if i["reporter_name"] or i["reporter_phone"]]
     assert audited() == before + (1 if shown else 0)
+
+
+@pytest.mark.parametrize("query, field", [({"limit": 0}, "limit"), ({"state": "nope"}, "state"),
+                                          ({"open": "maybe"}, "open"), ({"offset": -1}, "offset"),
+                                          ({"since": "2024-01-01T00:00:00"}, "since"),
+                                          ({"grid_code": "12"}, "grid_code"),
+                                          ({"escalation_level": 9}, "escalation_level"),
+                                          ({"order": "oldest"}, "order"), ({"format": "pdf"}, "format")])
+def test_the_list_query_model_names_the_field(clients, query, field):
+    """The query is validated as one model: a bad parameter is still a 422 naming it, before credentials."""
+    for who in ("command_center", "anonymous"):
+        r = clients[who].get("/incidents", params=query, headers=auth(who) if who != "anonymous" else {})
+        assert r.status_code == 422, (who, r.text)
+        assert any(tuple(p["loc"])[:2] == ("query", field) for p in r.json()["errors"]), r.json()
+
+
+def test_the_list_query_model_applies_every_filter(clients):
+    c, h = clients["command_center"], auth("command_center")
+    everything = c.get("/incidents", params={"limit": 500}, headers=h).json()["items"]
+    assert everything
+    one = everything[0]
+    for params, keep in [({"state": one["state"]}, lambda i: i["state"] == one["state"]),
+                         ({"category": one["category"]}, lambda i: i["category"] == one["category"]),
+                         ({"grid_code": one["village_code"]}, lambda i: i["village_code"] == one["village_code"]),
+                         ({"open": "true"}, lambda i: i["state"] != "closed"),
+                         ({"flagged": "true"}, lambda i: i["flagged"])]:
+        got = c.get("/incidents", params={"limit": 500, **params}, headers=h).json()["items"]
+        kept = [i["id"] for i in everything if keep(i)]
+        assert all(keep(i) for i in got) and (got or "flagged" in params), params
+        assert [i["id"] for i in got][:len(kept)] == kept, params   # newest first, both ways
