@@ -37,11 +37,11 @@ from http_client import ClientProcess  # noqa: E402
 # (label, yappi full name suffix): inclusive CPU time of each part.
 PARTS = [
     ("token check (accounts.principal_from_token)", "principal_from_token"),
-    ("list: service.list_incidents", "list_incidents"),
-    ("  of it: SQL through psycopg (driver_rows)", "driver_rows"),
-    ("tile: gis.tiles.incidents_tile", "incidents_tile"),
+    ("list: service.list_incidents_json (JSON by PostgreSQL)", "list_incidents_json"),
     ("  of it: SQL through psycopg (script_rows)", "script_rows"),
+    ("tile: gis.tiles.incidents_tile", "incidents_tile"),
     ("session commit/close (Session.commit)", "Session.commit"),
+    ("admission (api.deps.Admission.enter)", "Admission.enter"),
     ("FastAPI solve_dependencies", "solve_dependencies"),
     ("JSON dumps", "json.dumps"),
     ("gzip.compress", "gzip.compress"),
