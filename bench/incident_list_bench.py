@@ -10,17 +10,22 @@ gis.incidents.batch in slices so the table holds each size in turn (VACUUM ANALY
 
 At each size, for each case (first page; a deep page at offset 10,000; filters incl.
 overdue=true): (a) the app: `GET /incidents?limit=50&...` as the command center (sees the whole
-town, reporters masked, so no audit row per read), over HTTP from a client that keeps its
-connection alive, to the real app served by uvicorn in a thread of this process on the
-service's own listening socket (bearer token checked against the database); (b) direct: the
-statements the list runs (page, then the count: exact up to `max_exact_incident_count`, beyond it
-the planner's estimate) built by the same `gis.incidents.service.incident_filter` and run on one
-psycopg connection; (s) between them, `service.list_incidents` in this process (the SQL plus
-shaping the rows: what the endpoint adds before HTTP, auth and JSON). The three run in turn
-(REPEAT rounds after WARMUP); a ratio is the median of the per-round ratios to (b). Server
-memory: this process's peak RSS (VmHWM, reset through /proc/self/clear_refs) over its RSS before,
-while the app answers a size's cases and 32 deep-page requests 8 at a time. Results are printed
-and written to var/bench/incident_list_results.json.
+town, reporters masked, so no audit row per read), over HTTP to the real app served by uvicorn in a
+thread of this process on the service's own listening socket (bearer token checked against the
+database), from a client in its OWN process keeping its connection alive (bench/http_client.py;
+`--client httpx`: httpx in this process, as before 2026-12-07), timed by that client; (b) direct: the
+statements the list sends, built by the same `gis.incidents.service.page_statements` and sent as the
+app sends them: the page shaped as JSON by PostgreSQL and the planner's estimate of the total in ONE
+message with BEGIN and COMMIT, then, only where the estimate is under `max_exact_incident_count`, the
+count stopped at the cap (since 2026-12-07; before, the page's plain rows, shaped in Python by the app);
+(s) between them, `service.list_incidents_json` in this process (the same statements through the
+service's session). The three run in turn (REPEAT rounds after WARMUP); a ratio is the median of the
+per-round ratios to (b). Server memory: this process's peak RSS (VmHWM, reset through
+/proc/self/clear_refs) over its RSS before, while the app answers a size's cases and 32 deep-page
+requests from 8 client processes at a time. Results are printed and written to
+var/bench/incident_list_results.json.
+
+    .venv/bin/python bench/incident_list_bench.py --reuse wangge_bench_list,wangge_bench_tiles   # as they are
 """
 
 from __future__ import annotations
