@@ -38,7 +38,7 @@ from http_client import ClientProcess  # noqa: E402
 PARTS = [
     ("token check (accounts.principal_from_token)", "principal_from_token"),
     ("list: service.list_incidents_json (JSON by PostgreSQL)", "list_incidents_json"),
-    ("  of it: SQL through psycopg (script_rows)", "script_rows"),
+    ("SQL through psycopg (script_rows: the list page or the tile)", "script_rows"),
     ("tile: gis.tiles.incidents_tile", "incidents_tile"),
     ("session commit/close (Session.commit)", "Session.commit"),
     ("admission (api.deps.Admission.enter)", "Admission.enter"),
