@@ -15,13 +15,15 @@ import inspect
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
+from pydantic import BaseModel, create_model
 
 from api.exports import require_time_zone
 from gis.incidents.categories import Category
 from gis.incidents.loop import State
 from gis.incidents.service import IncidentFilter
 
-__all__ = ["EscalationLevel", "GridCodeQuery", "ListFilters", "OpenFilters", "StreamFilters", "incident_filter"]
+__all__ = ["EscalationLevel", "GridCodeQuery", "ListFilters", "OpenFilters", "StreamFilters", "filter_of",
+           "incident_filter", "query_model"]
 
 GridCodeQuery = Annotated[str | None, Query(pattern=r"^\d{15}$", description="any level: its whole subtree")]
 EscalationLevel = Annotated[int | None, Query(ge=1, le=4, description="the grid level now responsible: "
@@ -55,6 +57,27 @@ def _build(*, open_only: bool = False, **values: Any) -> IncidentFilter:
         category=category.value if category else None, since=since, until=until,
         overdue=values.get("overdue"), escalation_level=values.get("escalation_level"),
         flagged=values.get("flagged"), open_only=open_only)
+
+
+def query_model(name: str, *, open_default: bool | None, escalation: bool = True,
+                before: dict[str, Any] | None = None) -> type[BaseModel]:
+    """The same filters as `incident_filter(...)` gives, as ONE model for a route's whole query
+    (`query: Annotated[Model, Query()]`, FastAPI's query parameter model; `filter_of(query)` builds the
+    `IncidentFilter`): one validation instead of one per parameter and no dependency to solve, on the hot
+    routes (GET /incidents, incident tiles). The route's own parameters (`before`: name -> (annotation,
+    default)) come first, as they are listed today; the documented parameters stay the same."""
+    fields: dict[str, Any] = dict(before or {})
+    fields.update({p.name: (p.annotation, p.default) for p in _FILTERS if escalation or p.name != "escalation_level"})
+    if open_default is not None:
+        fields["open_only"] = (Annotated[bool, Query(alias="open", description=OPEN_DESCRIPTION)], open_default)
+    model: type[BaseModel] = create_model(name, **fields)
+    return model
+
+
+def filter_of(query: Any) -> IncidentFilter:
+    """The `IncidentFilter` of a `query_model` instance (a time without a zone: 422 naming it)."""
+    values = {p.name: getattr(query, p.name) for p in _FILTERS if p.name in type(query).model_fields}
+    return _build(open_only=getattr(query, "open_only", False), **values)
 
 
 @functools.cache

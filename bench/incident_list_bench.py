@@ -10,17 +10,22 @@ gis.incidents.batch in slices so the table holds each size in turn (VACUUM ANALY
 
 At each size, for each case (first page; a deep page at offset 10,000; filters incl.
 overdue=true): (a) the app: `GET /incidents?limit=50&...` as the command center (sees the whole
-town, reporters masked, so no audit row per read), over HTTP from a client that keeps its
-connection alive, to the real app served by uvicorn in a thread of this process on the
-service's own listening socket (bearer token checked against the database); (b) direct: the
-statements the list runs (page, then the count: exact up to `max_exact_incident_count`, beyond it
-the planner's estimate) built by the same `gis.incidents.service.incident_filter` and run on one
-psycopg connection; (s) between them, `service.list_incidents` in this process (the SQL plus
-shaping the rows: what the endpoint adds before HTTP, auth and JSON). The three run in turn
-(REPEAT rounds after WARMUP); a ratio is the median of the per-round ratios to (b). Server
-memory: this process's peak RSS (VmHWM, reset through /proc/self/clear_refs) over its RSS before,
-while the app answers a size's cases and 32 deep-page requests 8 at a time. Results are printed
-and written to var/bench/incident_list_results.json.
+town, reporters masked, so no audit row per read), over HTTP to the real app served by uvicorn in a
+thread of this process on the service's own listening socket (bearer token checked against the
+database), from a client in its OWN process keeping its connection alive (bench/http_client.py;
+`--client httpx`: httpx in this process, as before 2026-12-07), timed by that client; (b) direct: the
+statements the list sends, built by the same `gis.incidents.service.page_statements` and sent as the
+app sends them: the page shaped as JSON by PostgreSQL and the planner's estimate of the total in ONE
+message with BEGIN and COMMIT, then, only where the estimate is under `max_exact_incident_count`, the
+count stopped at the cap (since 2026-12-07; before, the page's plain rows, shaped in Python by the app);
+(s) between them, `service.list_incidents_json` in this process (the same statements through the
+service's session). The three run in turn (REPEAT rounds after WARMUP); a ratio is the median of the
+per-round ratios to (b). Server memory: this process's peak RSS (VmHWM, reset through
+/proc/self/clear_refs) over its RSS before, while the app answers a size's cases and 32 deep-page
+requests from 8 client processes at a time. Results are printed and written to
+var/bench/incident_list_results.json.
+
+    .venv/bin/python bench/incident_list_bench.py --reuse wangge_bench_list,wangge_bench_tiles   # as they are
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from city import bench_url, build_city, incident_frame, load_database, write_results  # noqa: E402
+from http_client import Answer, ClientProcess  # noqa: E402
 
 RESULTS = ROOT / "var" / "bench" / "incident_list_results.json"
 DB = "wangge_bench_list"
@@ -97,7 +103,8 @@ def median_ms(fn) -> float:
 
 def interleaved_ms(app, service, sql) -> dict:
     """Medians (ms) of the three, run in turn REPEAT times after WARMUP, so a change in the
-    machine's load falls on all alike; ratios are medians of the per-round ratios to `sql`."""
+    machine's load falls on all alike; ratios are medians of the per-round ratios to `sql`. A function
+    that returns an `http_client.Answer` is timed by the client process (its `ms`)."""
     fns = {"app": app, "service": service, "sql": sql}
     for _ in range(WARMUP):
         for fn in fns.values():
@@ -106,8 +113,9 @@ def interleaved_ms(app, service, sql) -> dict:
     for _ in range(REPEAT):
         for k, fn in fns.items():
             t = time.perf_counter()
-            fn()
-            ms[k].append((time.perf_counter() - t) * 1000)
+            got = fn()
+            elapsed = (time.perf_counter() - t) * 1000
+            ms[k].append(got.ms if isinstance(got, Answer) else elapsed)
     out = {f"{k}_ms": round(statistics.median(v), 2) for k, v in ms.items()}
     for k in ("app", "service"):
         out[f"{k}_ratio"] = round(
@@ -116,55 +124,79 @@ def interleaved_ms(app, service, sql) -> dict:
     return out
 
 
-def in_service(session, principal, settings, now, params: dict):
-    """The list as the endpoint calls it (SQL plus shaping each row), without HTTP or auth."""
+def _filter(params: dict):
     from gis.incidents import service
 
-    filters = {
+    return service.IncidentFilter(**{
         k: (dt.datetime.fromisoformat(v) if k in ("since", "until") else v)
-        for k, v in params.items()
-    }
+        for k, v in params.items() if k != "offset"
+    })
+
+
+def in_service(session, principal, settings, now, params: dict):
+    """The list as the endpoint calls it (its statements and the page shaped by PostgreSQL), without HTTP or
+    auth: `service.list_incidents_json`."""
+    from gis.context import Context
+    from gis.incidents import service
+
     try:
-        return service.list_incidents(
-            session,
-            principal,
-            limit=LIMIT,
-            now=now,
-            count_up_to=settings.max_exact_incident_count,
-            **filters,
-        )
+        return service.list_incidents_json(
+            session, Context(principal, "GET", "/incidents"), _filter(params), limit=LIMIT,
+            offset=params.get("offset", 0), now=now, count_up_to=settings.max_exact_incident_count)
     finally:
         session.rollback()
 
 
 def direct(raw, principal, settings, now, params: dict):
-    """The list's statements for one page, run directly: (page rows, total)."""
+    """The list's statements for one page, run directly and sent as the app sends them: the page (shaped as
+    JSON by PostgreSQL) and the planner's estimate in ONE message with BEGIN and COMMIT (`page_statements`),
+    then, only where the estimate is under the cap, the bounded count. Returns (the page's ids, the total);
+    the ids are read from the JSON text only for the check, after the timing's statements."""
+    from psycopg import ClientCursor
+    from psycopg.pq import ExecStatus
+    from psycopg.rows import dict_row
+
     from gis.db import pyformat
     from gis.incidents import service
 
-    filters = {
-        k: (dt.datetime.fromisoformat(v) if k in ("since", "until") else v)
-        for k, v in params.items()
-        if k not in ("offset",)
-    }
-    with raw.transaction(), raw.cursor() as cur:
-        cond, p = service.incident_filter(None, principal, now=now, **filters)
-        p.update(limit=LIMIT, offset=params.get("offset", 0))
-        cur.execute(pyformat(service.PAGE_SQL.format(cond=cond)), p)
-        rows = cur.fetchall()
+    offset = params.get("offset", 0)
+    cap = settings.max_exact_incident_count
+    stmts = service.page_statements(principal, _filter(params), order="newest", limit=LIMIT, offset=offset,
+                                    count_up_to=cap, now=now, commit=True)
+    results = []
+    with ClientCursor(raw, row_factory=dict_row) as cur:
+        cur.execute("BEGIN;" + ";".join(pyformat(sql) for sql in stmts.statements), stmts.params)
+        while True:
+            if cur.pgresult is not None and cur.pgresult.status == ExecStatus.TUPLES_OK:
+                results.append(cur.fetchall())
+            if not cur.nextset():
+                break
 
         def run(sql, q):
             cur.execute(pyformat(sql), q)
-            names = [d.name for d in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+            return cur.fetchall()
 
-        offset = params.get("offset", 0)
-        if offset == 0 and len(rows) < LIMIT:
-            return rows, len(rows)
-        total, exact = service.count_matches(run, cond, p, settings.max_exact_incident_count)
-        if not exact and rows:
-            total = max(total, offset + len(rows))
-    return rows, total
+        page = results[0][0]
+        shown = int(page["shown"])
+        if offset == 0 and shown < LIMIT:
+            total = shown
+        else:
+            total, exact = service.count_matches(run, stmts.cond, stmts.params, cap, plan=results[1])
+            if not exact and shown:
+                total = max(total, offset + shown)
+    return Ids(page["items"]), total
+
+
+class Ids:
+    """The page's ids, read from its JSON when first asked for (not while timing)."""
+
+    def __init__(self, items_json: str):
+        self.items_json = items_json
+
+    def __iter__(self):
+        import json
+
+        return iter([r["id"] for r in json.loads(self.items_json)])
 
 
 def _status_mb(field: str) -> float:
@@ -188,26 +220,42 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--reuse", metavar="DB[,DB...]",
+                    help="measure these existing bench databases as they are (e.g. wangge_bench_list,"
+                         "wangge_bench_tiles: 100,000 and 1,000,000 incidents) instead of building one")
+    ap.add_argument("--client", choices=("process", "httpx"), default="process",
+                    help="process: the HTTP client in its own process (bench/http_client.py, the default); httpx: "
+                         "httpx in this process (the figures before 2026-12-07)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    import httpx
-    import psycopg
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
-
-    from api.main import create_app
-    from gis.auth import accounts
-    from gis.auth.roles import Role
-    from gis.db import transaction
-    from gis.settings import Settings
 
     info = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "loadavg_before": [round(v, 2) for v in os.getloadavg()],
+        "client": args.client,
     }
-    print(f"{info['date']}  {info['cpus']} cpus  load {info['loadavg_before']}", flush=True)
+    print(f"{info['date']}  {info['cpus']} cpus  load {info['loadavg_before']}  client {args.client}", flush=True)
+    results: dict = {"machine": info, "sizes": {}}
+    if args.reuse:
+        for db in args.reuse.split(","):
+            url = bench_url(db)
+            engine = create_engine(url, poolclass=NullPool)
+            with engine.connect() as c:
+                stored = c.execute(text("SELECT count(*) FROM incident")).scalar_one()
+                village = c.execute(text("SELECT min(code) FROM grid WHERE level = 3 AND valid_to IS NULL")
+                                    ).scalar_one()
+            engine.dispose()
+            print(f"\n{db}: {stored:,} incidents", flush=True)
+            results["sizes"][stored] = {"stored": stored, "database": db,
+                                        **measure(url, village, args.client)}
+        info["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+        write_results(RESULTS, results)
+        return
+
     t = time.perf_counter()
     grids, lattice = build_city()
     url = bench_url(DB)
@@ -215,33 +263,9 @@ def main() -> None:
     print(f"city of {len(grids)} grids in {time.perf_counter() - t:.0f} s", flush=True)
     frame, _ = incident_frame(lattice, max(sizes))
     engine = create_engine(url, poolclass=NullPool)
-    with transaction(engine) as s:
-        user = accounts.create_user(
-            s, "bench_cc", "correct-horse-battery-staple", Role.COMMAND_CENTER
-        )
-        secret, _ = accounts.create_token(s, user.id, "bench")
     village = grids[grids["level"] == 3]["code"].min()
-    settings = Settings(DATABASE_URL=url.render_as_string(hide_password=False))
-    from gis.auth.principal import Principal
-
-    principal = Principal(user.id, "bench_cc", Role.COMMAND_CENTER)
-    raw = psycopg.connect(
-        url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True
-    )
-    results: dict = {"machine": info, "sizes": {}}
     loaded = 0
-    from gis.db import make_sessionmaker
-
-    pooled = create_engine(url, pool_size=1)   # the service's session keeps its connection
-
-    from tests.browser import serve_app_in_thread
-
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        serve_app_in_thread(create_app(settings)) as base,
-        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {secret}"}) as client,
-        make_sessionmaker(pooled)() as session,
-    ):
+    with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             imp = import_slice(engine, frame.iloc[loaded:size], Path(tmp) / "slice.csv")
             loaded = size
@@ -251,64 +275,84 @@ def main() -> None:
                 )
                 stored = c.execute(text("SELECT count(*) FROM incident")).scalar_one()
             print(f"\n{stored:,} incidents (slice imported in {imp['seconds']:.0f} s)", flush=True)
-            now = dt.datetime.now(dt.UTC)
-            rss0 = reset_peak_rss()
-            # What any request costs through this client and server (HTTP, one query, thread
-            # hops): the part of `app` that no list query can remove.
-            fixed_ms = median_ms(lambda: client.get("/healthz"))
-            print(f"  GET /healthz (fixed cost of a request here): {fixed_ms:.2f} ms", flush=True)
-            per_case = {"healthz_ms": round(fixed_ms, 2)}
-            for name, params in cases(village).items():
-                query = {
-                    "limit": LIMIT,
-                    **{k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()},
-                }
-                answer = client.get("/incidents", params=query)
-                assert answer.status_code == 200, answer.text
-                body = answer.json()
-                rows, total = direct(raw, principal, settings, now, params)
-                # The same page both ways (ids in order) and the same total.
-                assert [r["id"] for r in body["items"]] == [r[0] for r in rows], name
-                assert body["total"] == total, (name, body["total"], total)
-                m = interleaved_ms(
-                    lambda q=query: client.get("/incidents", params=q),
-                    lambda p=params, t=now: in_service(session, principal, settings, t, p),
-                    lambda p=params, t=now: direct(raw, principal, settings, t, p),
-                )
-                per_case[name] = {**m, "total": body["total"], "total_exact": body["total_exact"]}
-                print(
-                    f"  {name:26s} app {m['app_ms']:6.2f} ms ({m['app_ratio']:4.2f}x)"
-                    f"  service {m['service_ms']:6.2f} ms ({m['service_ratio']:4.2f}x)"
-                    f"  sql {m['sql_ms']:6.2f} ms"
-                    f"  total {body['total']:>9,}{'' if body['total_exact'] else ' (est.)'}",
-                    flush=True,
-                )
-            with ThreadPoolExecutor(8) as pool:
-                list(
-                    pool.map(
-                        lambda _: client.get(
-                            "/incidents", params={"limit": LIMIT, "offset": 10_000}
-                        ),
-                        range(32),
-                    )
-                )
-            peak = _status_mb("VmHWM")
-            growth = peak - rss0
+            results["sizes"][size] = {"stored": stored, "import": imp, **measure(url, village, args.client)}
+    engine.dispose()
+    info["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+    write_results(RESULTS, results)
+
+
+def measure(url, village: str, client_kind: str) -> dict:
+    """Every case at the database's current size: app (HTTP) / service / sql interleaved; server memory."""
+    import contextlib
+    import secrets
+
+    import httpx
+    import psycopg
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from api.main import create_app
+    from gis.auth import accounts
+    from gis.auth.principal import Principal
+    from gis.auth.roles import Role
+    from gis.db import make_sessionmaker, transaction
+    from gis.settings import Settings
+    from tests.browser import serve_app_in_thread
+
+    engine = create_engine(url, poolclass=NullPool)
+    with transaction(engine) as s:
+        user = accounts.create_user(s, f"bench_cc_{secrets.token_hex(3)}", "correct-horse-battery-staple",
+                                    Role.COMMAND_CENTER)
+        secret, _ = accounts.create_token(s, user.id, "bench")
+    engine.dispose()
+    settings = Settings(DATABASE_URL=url.render_as_string(hide_password=False))
+    principal = Principal(user.id, user.username, Role.COMMAND_CENTER)
+    headers = {"Authorization": f"Bearer {secret}", "Accept-Encoding": "gzip"}
+    pooled = create_engine(url, pool_size=1)   # the service's session keeps its connection
+    with contextlib.ExitStack() as stack:
+        raw = stack.enter_context(psycopg.connect(
+            url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True))
+        base = stack.enter_context(serve_app_in_thread(create_app(settings)))
+        client = stack.enter_context(ClientProcess(base, headers) if client_kind == "process"
+                                     else httpx.Client(base_url=base, headers=headers))
+        session = stack.enter_context(make_sessionmaker(pooled)())
+        now = dt.datetime.now(dt.UTC)
+        rss0 = reset_peak_rss()
+        # What any request costs through this client and server (HTTP, one query, thread hops).
+        fixed = interleaved_ms(lambda: client.get("/healthz"), lambda: None, lambda: None)
+        print(f"  GET /healthz (fixed cost of a request here): {fixed['app_ms']:.2f} ms", flush=True)
+        per_case: dict = {"healthz_ms": fixed["app_ms"]}
+        for name, params in cases(village).items():
+            query = {"limit": LIMIT, **{k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}}
+            answer = client.get("/incidents", params=query)
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            ids, total = direct(raw, principal, settings, now, params)
+            # The same page both ways (ids in order) and the same total.
+            assert [r["id"] for r in body["items"]] == list(ids), name
+            assert body["total"] == total, (name, body["total"], total)
+            m = interleaved_ms(
+                lambda q=query: client.get("/incidents", params=q),
+                lambda p=params, t=now: in_service(session, principal, settings, t, p),
+                lambda p=params, t=now: direct(raw, principal, settings, t, p),
+            )
+            per_case[name] = {**m, "total": body["total"], "total_exact": body["total_exact"]}
             print(
-                f"  peak RSS growth while answering: {growth:.1f} MB (RSS {rss0:.0f} MB before)",
+                f"  {name:26s} app {m['app_ms']:6.2f} ms ({m['app_ratio']:4.2f}x)"
+                f"  service {m['service_ms']:6.2f} ms ({m['service_ratio']:4.2f}x)"
+                f"  sql {m['sql_ms']:6.2f} ms"
+                f"  total {body['total']:>9,}{'' if body['total_exact'] else ' (est.)'}",
                 flush=True,
             )
-            results["sizes"][size] = {
-                "stored": stored,
-                "import": imp,
-                "cases": per_case,
-                "rss_growth_mb": round(growth, 1),
-                "rss_before_mb": round(rss0),
-            }
-    raw.close()
+        # 32 deep pages, 8 clients at a time (each its own process and connection).
+        clients = [stack.enter_context(ClientProcess(base, headers)) for _ in range(8)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda k: [clients[k].get("/incidents", params={"limit": LIMIT, "offset": 10_000})
+                                     for _ in range(4)], range(8)))
+        growth = _status_mb("VmHWM") - rss0
+        print(f"  peak RSS growth while answering: {growth:.1f} MB (RSS {rss0:.0f} MB before)", flush=True)
     pooled.dispose()
-    engine.dispose()
-    write_results(RESULTS, results)
+    return {"cases": per_case, "rss_growth_mb": round(growth, 1), "rss_before_mb": round(rss0)}
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Where the fixed cost of one API request goes (issues 12 and 13): the app served by uvicorn in a thread,
-one httpx client keeping its connection alive, requests one at a time, profiled with yappi (CPU clock of
-every thread: client and server share this process, as in incident_list_bench.py and tiles_bench.py).
+one client keeping its connection alive, requests one at a time, profiled with yappi (CPU clock of every
+thread of this process). The client runs in its own process (bench/http_client.py; `--client httpx`: httpx
+in this process, as before 2026-12-07, when its CPU and GIL turns were charged to the server).
 
     .venv/bin/python bench/request_profile.py                       # GET /incidents?limit=50, /healthz, a tile
     .venv/bin/python bench/request_profile.py --db wangge_bench_list --requests 300
     .venv/bin/python bench/request_profile.py --rounds 3 --requests 100   # HTTP vs the same SQL, interleaved
+    .venv/bin/python bench/request_profile.py --rounds 2 --requests 100 --client httpx   # the old, in-process client
 
 Needs a database of bench/city.py's city with incidents (default `wangge_bench_tiles`, made by
 tiles_bench.py; `wangge_bench_list` by incident_list_bench.py). Prints, per request kind, the wall time per
@@ -16,6 +18,7 @@ parsing, the client's side. Writes nothing to the database but an account and it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import statistics
@@ -29,15 +32,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from city import bench_url  # noqa: E402
+from http_client import ClientProcess  # noqa: E402
 
 # (label, yappi full name suffix): inclusive CPU time of each part.
 PARTS = [
     ("token check (accounts.principal_from_token)", "principal_from_token"),
-    ("list: service.list_incidents", "list_incidents"),
-    ("  of it: SQL through psycopg (driver_rows)", "driver_rows"),
+    ("list: service.list_incidents_json (JSON by PostgreSQL)", "list_incidents_json"),
+    ("SQL through psycopg (script_rows: the list page or the tile)", "script_rows"),
     ("tile: gis.tiles.incidents_tile", "incidents_tile"),
-    ("  of it: SQL through psycopg (script_rows)", "script_rows"),
     ("session commit/close (Session.commit)", "Session.commit"),
+    ("admission (api.deps.Admission.enter)", "Admission.enter"),
     ("FastAPI solve_dependencies", "solve_dependencies"),
     ("JSON dumps", "json.dumps"),
     ("gzip.compress", "gzip.compress"),
@@ -54,6 +58,9 @@ def main() -> None:
                     help="instead of profiling: ROUNDS x --requests requests of each kind, each followed by the "
                          "same statements run directly (the list's page and total as incident_list_bench.py runs "
                          "them, the tile's Statement.run); medians and the median of the per-pair ratios")
+    ap.add_argument("--client", choices=("process", "httpx"), default="process",
+                    help="process: the client in its own process (bench/http_client.py, the default); httpx: httpx in "
+                         "this process (the figures before 2026-12-07)")
     args = ap.parse_args()
 
     import httpx
@@ -87,8 +94,12 @@ def main() -> None:
              f"GET /tiles/incidents/{z}/x/y.pbf": f"/tiles/incidents/{z}/{x}/{y}.pbf"}
     print(f"db {args.db}, load average {[round(v, 2) for v in os.getloadavg()]}", flush=True)
     app = create_app(Settings(DATABASE_URL=url.render_as_string(hide_password=False)))
-    with serve_app_in_thread(app) as base, httpx.Client(base_url=base, headers={
-            "Authorization": f"Bearer {token}", "Accept-Encoding": "gzip"}) as client:
+    headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "gzip"}
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(serve_app_in_thread(app))
+        client: Any = stack.enter_context(
+            ClientProcess(base, headers) if args.client == "process" else httpx.Client(base_url=base, headers=headers))
+        print(f"client: {args.client}", flush=True)
         for path in kinds.values():
             for _ in range(20):
                 assert client.get(path).status_code == 200, path
@@ -98,9 +109,7 @@ def main() -> None:
         for kind, path in kinds.items():
             walls = []
             for _ in range(args.requests):   # unprofiled: the wall time of a request
-                t = time.perf_counter()
-                client.get(path)
-                walls.append((time.perf_counter() - t) * 1000)
+                walls.append(timed(client, path)[1])
             yappi.clear_stats()
             yappi.set_clock_type("cpu")
             yappi.start(builtins=False, profile_threads=True)
@@ -118,6 +127,16 @@ def main() -> None:
                     continue
                 ttot = max(f.ttot for f in found)
                 print(f"  {label:48s} {ttot / args.requests * 1000:6.3f} ms")
+
+
+def timed(client: Any, path: str) -> tuple[int, float]:
+    """(status, wall ms) of one GET: timed by the client process itself, or here around httpx."""
+    if isinstance(client, ClientProcess):
+        r = client.get(path)
+        return r.status_code, r.ms
+    t = time.perf_counter()
+    status = client.get(path).status_code
+    return status, (time.perf_counter() - t) * 1000
 
 
 def compare(client: Any, kinds: dict[str, str], url: Any, user: Any, lon: float, lat: float, z: int, x: int,
@@ -152,9 +171,9 @@ def compare(client: Any, kinds: dict[str, str], url: Any, user: Any, lon: float,
         http_ms: list[float] = []
         sql_ms: list[float] = []
         for _ in range(args.rounds * args.requests):
-            t = time.perf_counter()
-            assert client.get(path).status_code == 200
-            http_ms.append((time.perf_counter() - t) * 1000)
+            status, ms = timed(client, path)
+            assert status == 200, (path, status)
+            http_ms.append(ms)
             fn = directs[kind]
             if fn is not None:
                 t = time.perf_counter()

@@ -14,8 +14,9 @@ Tiles: a fixed sample at each zoom 8..16 — the 3 × 3 tiles around the city's 
 with a fixed seed anywhere over the city (those that touch it). For every tile of every layer, as the
 admin (who sees every row and every personal field: the largest tiles, and an audit row per household
 point tile): (a) HTTP: `GET /tiles/{layer}/{z}/{x}/{y}.pbf` with a bearer token and
-`Accept-Encoding: gzip` through the real app served by uvicorn in a thread of this process, httpx keeping
-its connection alive (`--client testclient`: Starlette's TestClient instead, as before 2026-12-06 19:30;
+`Accept-Encoding: gzip` through the real app served by uvicorn in a thread of this process, from a client in
+its own process keeping its connection alive (bench/http_client.py; `--client httpx`: httpx in this process,
+as before 2026-12-07; `--client testclient`: Starlette's TestClient, as before 2026-12-06 19:30;
 authentication, the version read, the statement, the audit row, gzip); (b) direct: the same statement
 (`gis.tiles.*_statement`, run with its planner settings by `Statement.run`) on one connection. (a) and
 (b) run in turn for each tile, `--repeat` rounds after one warm-up; medians and 95th percentiles are
@@ -332,9 +333,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timed rounds per tile (after one warm-up)")
     ap.add_argument("--households", type=int, default=HOUSEHOLDS)
     ap.add_argument("--layers", default=",".join(LAYERS))
-    ap.add_argument("--client", choices=("http", "testclient"), default="http",
-                    help="http: the app under uvicorn in a thread, httpx keeping its connection alive (the default); "
-                         "testclient: Starlette's TestClient in process (the figures before 2026-12-06 19:30)")
+    ap.add_argument("--client", choices=("process", "httpx", "testclient"), default="process",
+                    help="process: the app under uvicorn in a thread, the client in its own process keeping its "
+                         "connection alive (bench/http_client.py, the default); httpx: httpx in this process (before "
+                         "2026-12-07); testclient: Starlette's TestClient in process (before 2026-12-06 19:30)")
     ap.add_argument("--render", type=int, default=0, metavar="ROUNDS",
                     help="only time drawing a city view in headless Chromium: VectorGrid vs MapLibre, ROUNDS each")
     args = ap.parse_args()
@@ -358,7 +360,14 @@ def main() -> None:
     results: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "tiles": len(sample),
                                "repeat": args.repeat, "role": "admin", "layers": {}}
     with contextlib.ExitStack() as stack:
-        if args.client == "http":
+        if args.client == "process":
+            from http_client import ClientProcess
+
+            from tests.browser import serve_app_in_thread
+
+            base = stack.enter_context(serve_app_in_thread(app))
+            client = stack.enter_context(ClientProcess(base))
+        elif args.client == "httpx":
             import httpx
 
             from tests.browser import serve_app_in_thread
@@ -384,6 +393,9 @@ def main() -> None:
                     stmt = statement(layer, principal, z, x, y)
 
                     def over_http(path: str = path) -> tuple[Any, bytes, float]:
+                        if args.client == "process":   # timed by the client process
+                            answer = client.get(path)
+                            return answer, answer.raw, answer.ms
                         t = time.perf_counter()
                         with client.stream("GET", path) as r:
                             raw = b"".join(r.iter_raw())
