@@ -213,12 +213,15 @@ def run_import(hh_path: Path, res_path: Path) -> dict[str, float]:
 
 
 def truncate() -> None:
+    """Empty the register: households and everything hanging off them, and the register's history (each
+    contestant loads a town's first register; earlier runs' tenure periods and change log would otherwise
+    pile up, 1,000,000 periods a run)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
     engine = create_engine(bench_url(DB), poolclass=NullPool)
     with engine.begin() as c:
-        c.execute(text("TRUNCATE household CASCADE"))
+        c.execute(text("TRUNCATE household, resident_period, register_change, register_import CASCADE"))
     engine.dispose()
 
 

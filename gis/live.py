@@ -209,7 +209,7 @@ def prune_changes(session: Session, keep_days: int) -> int:
 
 
 def bulk_load_begins(cur: Any) -> None:
-    """A batch import in bulk mode (gis.incidents.bulk_indexes: the incident tables locked ACCESS
+    """A batch import in bulk mode (gis.bulk_indexes: the incident tables locked ACCESS
     EXCLUSIVE until its commit) logs nothing per statement: the insert trigger's transition table
     copies every row (about a tenth of the import's time at 200,000 rows, bench/live_bench.py).
     Inside the import's transaction: undone by a rollback, invisible to others (the table is locked)."""

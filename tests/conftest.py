@@ -171,6 +171,21 @@ def session(engine):
         s.rollback()
 
 
+_CATALOGUE = """
+    SELECT 'index', indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index
+    WHERE indrelid = ANY(CAST(:tables AS regclass[]))
+    UNION ALL
+    SELECT 'constraint', conrelid::regclass::text || '.' || conname, pg_get_constraintdef(oid) FROM pg_constraint
+    WHERE conrelid = ANY(CAST(:tables AS regclass[])) OR confrelid = ANY(CAST(:tables AS regclass[]))
+    ORDER BY 1, 2
+"""
+
+
+def schema_of(conn, tables) -> list[tuple]:
+    """The indexes and constraints of `tables` (and the foreign keys to them), as the catalogue has them."""
+    return [tuple(r) for r in conn.execute(text(_CATALOGUE), {"tables": list(tables)})]
+
+
 @contextmanager
 def database_copy(template_url, label: str = "") -> Iterator:
     """A private copy of the database at `template_url` (CREATE DATABASE ... TEMPLATE), dropped

@@ -13,19 +13,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from gis.incidents import batch
-
-CATALOGUE = """
-    SELECT 'index', indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index
-    WHERE indrelid = ANY(CAST(:tables AS regclass[]))
-    UNION ALL
-    SELECT 'constraint', conrelid::regclass::text || '.' || conname, pg_get_constraintdef(oid) FROM pg_constraint
-    WHERE conrelid = ANY(CAST(:tables AS regclass[])) OR confrelid = ANY(CAST(:tables AS regclass[]))
-    ORDER BY 1, 2
-"""
+from tests.conftest import schema_of
 
 
 def schema(conn) -> list[tuple]:
-    return [tuple(r) for r in conn.execute(text(CATALOGUE), {"tables": list(batch.BULK_TABLES)})]
+    return schema_of(conn, batch.BULK_TABLES)
 
 
 def counts(conn) -> tuple[int, int, int]:

@@ -5,6 +5,7 @@ good-rows mode, re-imports that update in place and the history of who lived whe
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -19,9 +20,10 @@ from gis.context import Context
 from gis.crs import wgs84_to_gcj02
 from gis.db import make_sessionmaker
 from gis.errors import InputError
+from gis.register import history
 from gis.register.history import residents_on
 from gis.register.households import ImportOptions, import_households
-from tests.conftest import database_copy
+from tests.conftest import database_copy, schema_of
 from tests.register_files import csv_bytes, make_id, wrong_check_digit, xlsx_bytes
 
 AS_OF = dt.date(2026, 6, 1)
@@ -326,7 +328,21 @@ def test_empty_sheet_and_wrong_content_raise_before_anything_is_read(db):
 # --- keeping it current ---------------------------------------------------------------------------------
 
 
-def test_reimport_with_changes_updates_in_place_and_answers_who_lived_here(db):
+REGISTER_TABLES = ["household", "household_location", "resident", "resident_period", "register_change", "staff",
+                   "household_responsible"]
+
+
+def register_schema(session) -> list[tuple]:
+    return schema_of(session, REGISTER_TABLES)
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["row_by_row", "bulk_first_load"])
+def test_reimport_with_changes_updates_in_place_and_answers_who_lived_here(db, bulk, monkeypatch, caplog):
+    # bulk: the first import (into the empty town) drops the register tables' indexes and keys and rebuilds
+    # them before its commit (gis.bulk_indexes); the threshold is lowered so that 2 households count.
+    monkeypatch.setattr(history, "BULK_MIN_ROWS", 1 if bulk else 10**9)
+    schema_before = register_schema(db)
+    assert any("FOREIGN KEY" in d and "household(id)" in d for _, _, d in schema_before)
     g = groups(db, 2)
     a, b = g
     ids = {k: make_id(dt.date(1950 + k, 3, 1), k, male=k % 2 == 0) for k in range(6)}
@@ -340,8 +356,11 @@ def test_reimport_with_changes_updates_in_place_and_answers_who_lived_here(db):
         [["H1", "甲", "13800000001", "x1号", *a.points[0]], ["H2", "乙", "13800000002", "x2号", *a.points[1]]],
         [["H1", "甲", ids[0], None, None], ["H1", "丙", ids[1], None, None],
          ["H2", "乙", ids[2], None, None], ["H2", "丁", ids[3], None, None]])
-    r1 = run(db, v1, "v1.xlsx", as_of=dt.date(2026, 1, 1))
+    with caplog.at_level(logging.DEBUG, logger="wangge.register.history"):
+        r1 = run(db, v1, "v1.xlsx", as_of=dt.date(2026, 1, 1))
     assert r1["written"] and r1["problem_count"] == 0, r1["problems"]
+    assert ("rebuild:" in caplog.text) == bulk
+    assert register_schema(db) == schema_before
     ids_before = dict(db.execute(text("SELECT household_no, id FROM household")).all())
 
     baby = make_id(dt.date(2026, 2, 1), 9)
@@ -379,6 +398,12 @@ def test_reimport_with_changes_updates_in_place_and_answers_who_lived_here(db):
     r3 = run(db, v2, "v2.xlsx", as_of=dt.date(2026, 6, 1))
     assert r3["changes"] == {}
     assert db.execute(text("SELECT count(*) FROM resident")).scalar_one() == 4
+    assert register_schema(db) == schema_before
+    # The rebuilt indexes answer (index scans only).
+    db.execute(text("SET LOCAL enable_seqscan = off"))
+    assert db.execute(text("SELECT count(*) FROM household WHERE household_no IN ('H1', 'H2')")).scalar_one() == 2
+    assert db.execute(text("SELECT count(*) FROM resident_period WHERE resident_key = :k"),
+                      {"k": ids[1]}).scalar_one() == 1
 
 
 def test_addresses_place_by_known_house_or_natural_village(db):

@@ -16,7 +16,7 @@ run column-wise (gis.incidents.row_checks), points are located in memory by
 staff are paired by the rule of gis.incidents.routing, and the incidents, their history and
 routing are sent to PostgreSQL by this module's thread pipeline while the next part is being read
 and prepared (see `import_incidents`); a large load drops and rebuilds the indexes
-(gis.incidents.bulk_indexes).
+(gis.bulk_indexes).
 """
 
 from __future__ import annotations
@@ -36,15 +36,18 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from gis.bulk import BinaryColumns, Vocabulary, copy_payload
+from gis.bulk_indexes import BULK_MIN_ROWS, drop_indexes, rebuild_indexes, worth_rebuilding
 from gis.context import Context
 from gis.crs import CoordSystem, parse_crs
 from gis.grids.locate import BulkLocation, GridIndex, add_nearest, grid_index, match_bulk
 from gis.incidents import routing
-from gis.incidents.bulk_indexes import BULK_MIN_ROWS, BULK_TABLES, drop_indexes, rebuild_indexes
 from gis.incidents.files import IncidentFile, open_incident_file, read_incident_file
 from gis.incidents.row_checks import CheckedRows, check_rows
 from gis.live import bulk_load_begins, bulk_load_ends
 from gis.spreadsheet import Table
+
+# The tables a batch import writes: in bulk mode their indexes and keys are rebuilt at the end.
+BULK_TABLES = ("incident", "incident_event", "incident_assignee")
 
 # Still imported from here by callers of the import (the CLI, the sample loader, benches, tests).
 __all__ = ["BULK_TABLES", "CHUNK", "FAILURES_EXPORT", "BatchReport", "IncidentFile", "import_incidents",
@@ -385,8 +388,8 @@ class _Load:
         incidents and at least as many as the table holds; see `drop_indexes`."""
         self.decided = True
         estimate = fresh_share * self.expected
-        if estimate >= BULK_MIN_ROWS and estimate >= self.table_rows:
-            self.bulk = drop_indexes(self.cur)
+        if worth_rebuilding(int(estimate), self.table_rows, BULK_MIN_ROWS):
+            self.bulk = drop_indexes(self.cur, BULK_TABLES)
             bulk_load_begins(self.cur)
             # The tables are ours alone until the commit: ids are counted here, the sequence set at the end.
             self.cur.execute("SELECT nextval(%s::regclass)", (self.sequence,))
@@ -468,7 +471,7 @@ class _Load:
         if self.bulk is not None:
             self.cur.execute("SELECT setval(%s::regclass, %s)", (self.sequence, self.next_id - 1))
             rebuild: dict[str, float] = {}
-            rebuild_indexes(self.cur, self.bulk, rebuild)
+            rebuild_indexes(self.cur, self.bulk, BULK_TABLES, rebuild)
             bulk_load_ends(self.cur, self.created)
             t.lap("bulk_rebuild")
             log.debug("rebuild: %s", "; ".join(f"{v:.2f}s {k}" for k, v in rebuild.items()))

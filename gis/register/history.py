@@ -9,6 +9,7 @@ resident's tenure in a household and `register_change` the change log (migration
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,12 +19,15 @@ from sqlalchemy.orm import Session
 from gis import clock
 from gis.auth.principal import Principal
 from gis.auth.roles import Role
+from gis.bulk_indexes import BULK_MIN_ROWS, drop_indexes, rebuild_indexes, worth_rebuilding
 from gis.context import Context
 from gis.errors import InputError, NotFound, Problem
 from gis.flood.priority import CHILD_AGE, ELDERLY_AGE
 from gis.households import access_for
 from gis.privacy import mask_address, mask_id_number, mask_name, mask_phone
 from gis.register import checks
+
+log = logging.getLogger("wangge.register.history")
 
 _KEY = "coalesce(r.id_number, h.household_no || '/' || r.name)"
 
@@ -140,12 +144,14 @@ _LOCATIONS = """
 INSERT INTO household_location (household_id, located_by, precision_m, place)
 SELECT i.id, g.located_by, g.precision_m, g.place FROM reg_ids i JOIN reg_good g USING (household_no)
 WHERE i.added;
+UPDATE household_location l SET located_by = g.located_by, precision_m = g.precision_m, place = g.place
+FROM reg_ids i JOIN reg_good g USING (household_no) WHERE NOT i.added AND l.household_id = i.id;
 INSERT INTO household_location (household_id, located_by, precision_m, place)
 SELECT i.id, g.located_by, g.precision_m, g.place FROM reg_ids i JOIN reg_good g USING (household_no)
-WHERE NOT i.added
-ON CONFLICT (household_id) DO UPDATE SET located_by = EXCLUDED.located_by, precision_m = EXCLUDED.precision_m,
-    place = EXCLUDED.place;
+WHERE NOT i.added AND NOT EXISTS (SELECT 1 FROM household_location l WHERE l.household_id = i.id);
 """
+# (Only this import writes household_location, under REGISTER_LOCK: no conflict clause, which would need
+# the key that a bulk load drops.)
 
 _HOUSEHOLD_CHANGES = """
 INSERT INTO register_change (household_no, id_number, kind, old, new, effective_date, import_id)
@@ -293,6 +299,10 @@ def apply_import(session: Session, ctx: Context, bad: Sequence[str], *, filename
          "by": _who(ctx)}).scalar_one()
     params = {"as_of": as_of, "import_id": import_id, "previous": previous}
     session.execute(text(_ENSURE_PERIODS))
+    before = session.execute(text("SELECT (SELECT count(*) FROM reg_before), (SELECT count(*) FROM reg_cur)")).one()
+    bulk = _bulk_tables(session, counts[0] - before[0], counts[1] - before[1] if has_residents else 0)
+    cur = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    rebuild = drop_indexes(cur, bulk) if bulk else None
     session.execute(text("CREATE TEMP TABLE reg_ids (id bigint, household_no text, added boolean) ON COMMIT DROP"))
     residents_expr = "coalesce(d.residents, g.residents)" if has_residents else "g.residents"
     parts = {"good": _GOOD_NAMED, "natural_village": _NATURAL_VILLAGE, "residents": residents_expr}
@@ -310,6 +320,12 @@ def apply_import(session: Session, ctx: Context, bad: Sequence[str], *, filename
         session.execute(text(_UPDATE_STAYING))
         session.execute(text(_INSERT_ARRIVALS))
         session.execute(text(_RECOUNT_LEFT_BEHIND))
+    if rebuild is not None:
+        # The real tables' statistics from a full sample, not the temp tables' 3,000 rows.
+        session.execute(text("SET LOCAL default_statistics_target TO DEFAULT"))
+        timings: dict[str, float] = {}
+        rebuild_indexes(cur, rebuild, bulk, timings)
+        log.debug("rebuild: %s", "; ".join(f"{v:.2f}s {k}" for k, v in timings.items()))
     changes = {k: n for k, n in session.execute(text(
         "SELECT kind, count(*) FROM register_change WHERE import_id = :i GROUP BY kind ORDER BY kind"),
         {"i": import_id})}
@@ -320,6 +336,17 @@ def apply_import(session: Session, ctx: Context, bad: Sequence[str], *, filename
         session.execute(text(f"DROP TABLE IF EXISTS {table}"))
     return {"households": counts[0], "residents": counts[1] if has_residents else 0, "changes": changes,
             "import_id": import_id}
+
+
+def _bulk_tables(session: Session, households: int, residents: int) -> list[str]:
+    """The tables this import loads in bulk (`gis.bulk_indexes`), given about how many households and
+    residents it adds: those it at least doubles with at least BULK_MIN_ROWS rows — a town's first register,
+    typically. They stay locked until the commit."""
+    adding = {"household": households, "household_location": households, "resident": residents,
+              "resident_period": residents, "register_change": households + residents}
+    return [table for table, n in adding.items()
+            if n >= BULK_MIN_ROWS  # (table names are this module's constants)
+            and worth_rebuilding(n, session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one(), BULK_MIN_ROWS)]
 
 
 def _script(session: Session, sql: str, params: Mapping[str, Any]) -> None:
