@@ -89,9 +89,9 @@ class Admission:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_s
         try:
-            await asyncio.wait_for(entry[0].acquire(), self.wait_s)
+            await _acquire(entry[0], self.wait_s)
             try:
-                await asyncio.wait_for(self.places.acquire(), max(0.0, deadline - loop.time()))
+                await _acquire(self.places, max(0.0, deadline - loop.time()))
             except BaseException:
                 entry[0].release()
                 raise
@@ -112,6 +112,15 @@ class Admission:
         entry[1] -= 1
         if entry[1] == 0:   # nobody of this client holds or waits: drop its entry
             del self.clients[key]
+
+
+async def _acquire(semaphore: asyncio.Semaphore, wait_s: float) -> None:
+    """`semaphore.acquire()` within `wait_s` (TimeoutError after); a free place is taken at once, without
+    the task `asyncio.wait_for` makes for every call (most requests find their client's place free)."""
+    if not semaphore.locked():
+        await semaphore.acquire()   # returns without waiting
+        return
+    await asyncio.wait_for(semaphore.acquire(), wait_s)
 
 
 def _admission(request: Request) -> Admission | None:

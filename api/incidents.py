@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import email.message
 import json
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticUndefined as Undefined
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import incident_params, schemas
 from api.deps import NoNul, PageOffset, Reason, SessionDep, SettingsDep, check_page_limit, request_context
@@ -81,23 +85,79 @@ def next_link(request: Request, offset: int, limit: int, shown: int, total: int)
     return str(request.url.include_query_params(offset=offset + limit))
 
 
+# The intake's body, validated as FastAPI validates a route's body model (`_intake_body`); the OpenAPI
+# document still shows it as the request body.
+_INTAKE_BODY = TypeAdapter(IncidentIn)
+_INTAKE_REQUEST_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": IncidentIn.model_json_schema()}}}}
+
+
+async def _read_json(request: Request) -> Any:
+    """The body as FastAPI reads a JSON body model: `Undefined` when empty, the parsed JSON when the
+    content type is JSON (`application/json`, `*+json`), else the bytes (which then fail validation).
+    Malformed JSON is answered 422 here, before the credentials are checked, as FastAPI does."""
+    try:
+        raw = await request.body()
+        if not raw:
+            return Undefined
+        content_type = request.headers.get("content-type")
+        if content_type == "application/json":
+            return json.loads(raw)
+        if not content_type:
+            return raw
+        message = email.message.Message()
+        message["content-type"] = content_type
+        subtype = message.get_content_subtype()
+        if message.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+            return raw
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
+                                       "input": {}, "ctx": {"error": exc.msg}}], body=exc.doc) from exc
+    except StarletteHTTPException:   # the body limit's 413
+        raise
+    except Exception as exc:  # noqa: BLE001 - as FastAPI: not UTF-8 text, the client gone mid-body
+        raise HTTPException(400, "There was an error parsing the body") from exc
+
+
+def _intake_body(body: Any) -> IncidentIn:
+    """`body` (from `_read_json`) validated as FastAPI validates a body model: 422 naming each field."""
+    if body is Undefined:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    try:
+        return _INTAKE_BODY.validate_python(body, from_attributes=True)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)],
+                                     body=body) from None
+
+
 @router.post("", status_code=201, summary="Report an incident: located, assigned to its grids, routed",
              response_model=schemas.ReportedIncident, **schemas.DATA,
-             responses=schemas.reported_again(schemas.ReportedIncident))
-def report(request: Request, session: SessionDep, settings: SettingsDep,
-           principal: Annotated[Principal, requires(Permission.REPORT_INCIDENTS)], body: IncidentIn) -> Response:
-    req = service.IntakeRequest(**body.model_dump(mode="python"))
-    result = service.intake(
-        session, request_context(request, principal), req,
-        outside_tolerance_m=settings.incident_outside_tolerance_m,
-        duplicate_radius_m=settings.duplicate_radius_m,
-        duplicate_window_hours=settings.duplicate_window_hours,
-    )
-    out = result.record or service.get_incident(session, principal, result.id)
-    out.update(service.routing(session, principal, out, result.grid_names))
-    session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
-    return Response(json.dumps(out, default=str, ensure_ascii=False), status_code=201 if result.created else 200,
-                    media_type="application/json")
+             responses=schemas.reported_again(schemas.ReportedIncident), openapi_extra=_INTAKE_REQUEST_BODY)
+async def report(request: Request, session: SessionDep,
+                 check: Annotated[Check, checks(Permission.REPORT_INCIDENTS)]) -> Response:
+    body = await _read_json(request)
+    settings: Settings = request.app.state.settings   # (as SettingsDep, without a dependency to solve)
+
+    # The token check, the body's validation (after it: 401/403 come before 422, as for any route), the
+    # intake, the commit and the JSON in ONE worker thread: one thread hop per report.
+    def work() -> Response:
+        principal = check(session)
+        fields = _intake_body(body)
+        req = service.IntakeRequest(**fields.__dict__)
+        result = service.intake(
+            session, request_context(request, principal), req,
+            outside_tolerance_m=settings.incident_outside_tolerance_m,
+            duplicate_radius_m=settings.duplicate_radius_m,
+            duplicate_window_hours=settings.duplicate_window_hours,
+        )
+        out = result.record or service.get_incident(session, principal, result.id)
+        out.update(service.routing(session, principal, out, result.grid_names))
+        session.commit()   # here, in the worker thread (saves the teardown a thread hop)
+        return Response(json.dumps(out, default=str, ensure_ascii=False),
+                        status_code=201 if result.created else 200, media_type="application/json")
+
+    return await run_in_threadpool(work)
 
 
 # GET /incidents' whole query as one model (api.incident_params.query_model): the list's own parameters, then

@@ -223,8 +223,10 @@ def main() -> None:
         r = results[name]
         print(f"{name:8} mean {r['requests_per_s']:8.1f} req/s  median p50 {r['p50_ms_median']:.1f} ms  "
               f"worst p99 {r['p99_ms_worst']:.1f} ms  errors {r['errors']}")
+    results["machine"]["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
     print(f"RATIO wangge / minimal = {results['ratio']:.2f} (mean of rounds; per round "
-          f"{results['ratio_per_round']}; goal >= 0.5, errors 0)")
+          f"{results['ratio_per_round']}; goal >= 0.5 on every round, errors 0); load average after "
+          f"{results['machine']['loadavg_after']}")
     write_results(RESULTS, results)
 
 

@@ -473,6 +473,11 @@ def convert_points(x: object, y: object, system: CoordSystem) -> ConvertedPoints
     finite numbers; for degrees, the lon/lat ranges (and the swapped-axes mistake) on the input;
     for a projected CRS, its area of use on the input (it has no degree range); then the
     conversion, and the WGS84 result checked against the lon/lat ranges."""
+    if (system.kind == "wgs84" and type(x) is float and type(y) is float and -180.0 <= x <= 180.0
+            and -90.0 <= y <= 90.0 and not (3.0 <= x <= 54.0 and y >= 73.0)):
+        # One WGS84 point that passes every check below (a report's usual case): the same answer
+        # without the array work (~75 µs a report).
+        return ConvertedPoints(np.array([x]), np.array([y]), np.zeros(1, dtype=bool), [])
     x = np.atleast_1d(np.asarray(x, dtype=float))
     y = np.atleast_1d(np.asarray(y, dtype=float))
     n = len(x)

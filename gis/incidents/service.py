@@ -428,7 +428,6 @@ def routing(session: Session, principal: Principal, record: dict[str, Any],
     """Where a reported incident went, for the reporter: its grid path (town → group, with names),
     whether that lies outside the reporter's own grids, and a sentence saying so in Chinese.
     `names` (code -> name) when the intake already read them (the one-statement path)."""
-    from gis.codes import level_of_code
     from gis.incidents.labels import ROUTED_ELSEWHERE, ROUTED_OWN_GRID
 
     # group_code holds the deepest assigned code (a village's own, when assigned at its level).
@@ -438,13 +437,20 @@ def routing(session: Session, principal: Principal, record: dict[str, Any],
         names = dict(session.execute(
             text("SELECT code, name FROM grid WHERE code = ANY(:c) AND valid_to IS NULL"),
             {"c": codes}).all())
-    path = [{"level": int(level_of_code(code) or 0), "code": code, "name": names.get(code)}
-            for code in codes]
+    path = [{"level": _level_of(code), "code": code, "name": names.get(code)} for code in codes]
     own = not principal.scoped or bool(set(principal.scope_codes) & set(codes))
     named = "".join(p["name"] or p["code"] for p in path[2:] or path)
     place = f"{named}（{codes[-1]}）"
     return {"grid_path": path, "outside_your_grids": not own,
             "routing_notice": (ROUTED_OWN_GRID if own else ROUTED_ELSEWHERE).format(place=place)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _level_of(code: str) -> int:
+    """gis.codes.level_of_code as a number (0: not a well-formed code); remembered, as every report asks."""
+    from gis.codes import level_of_code
+
+    return int(level_of_code(code) or 0)
 
 
 # --- access -------------------------------------------------------------------------------------
@@ -668,11 +674,18 @@ REVIEW_ACTIONS = ("review", "reassign")
 def incident_actions(principal: Principal, record: dict[str, Any], workable: bool) -> list[str]:
     """What `principal` may do with the incident `record` now: the loop actions `loop_refusal`
     lets through, then the review actions while it waits in the review queue."""
-    state = State(record["state"])
-    out = [a.value for a in Action if loop_refusal(principal, record["id"], state, workable, a) is None]
+    out = list(_loop_actions(principal.role, State(record["state"]), workable))
     if record["flagged"] and record["reviewed_at"] is None and review_refusal(principal) is None:
         out += REVIEW_ACTIONS
     return out
+
+
+@functools.cache
+def _loop_actions(role: Role, state: State, workable: bool) -> tuple[str, ...]:
+    """The loop actions `loop_refusal` lets a principal of `role` take in `state`: it looks at nothing else
+    of the principal or the incident (the incident's id only names it in a refusal's message)."""
+    principal = Principal(0, "", role)
+    return tuple(a.value for a in Action if loop_refusal(principal, 0, state, workable, a) is None)
 
 
 def mark_reviewed(session: Session, actor: Context | Principal, incident_id: int) -> dict[str, Any]:
