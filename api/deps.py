@@ -80,12 +80,6 @@ class Admission:
         key = request.state.admission_key = self.client_key(request)
         entry = self.clients.setdefault(key, [asyncio.Semaphore(self.per_client), 0])
         entry[1] += 1
-        if not entry[0].locked() and not self.places.locked():
-            # Both free: taken at once (an acquire that need not wait does not suspend), without the two
-            # wait_for tasks and timers below, which cost more than the rest of a small request's admission.
-            await entry[0].acquire()
-            await self.places.acquire()
-            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_s
         try:
