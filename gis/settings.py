@@ -29,11 +29,10 @@ class Settings(BaseSettings):
     database_pool_timeout_s: float = 3.0
     # How long a request's statement may wait for a lock another transaction holds (then 503).
     database_lock_timeout_ms: int = 5000
-    # None: every pooled connection is checked (one round trip) before it is lent. A number: only
-    # one unused for longer than that many seconds is (see gis.db.ping_when_idle). Off by default:
-    # without the per-request check the login-burst test (tests/test_login_throttle.py, 40 logins
-    # from one address) answered some 503s on a loaded machine, and the check was not found why.
-    database_ping_after_idle_s: float | None = None
+    # A pooled connection unused for longer than this many seconds is checked (one round trip) before
+    # it is lent (gis.db.ping_when_idle); one returned a moment ago is not. 0: every one is checked, a
+    # round trip per request (None, in code: SQLAlchemy's own pool_pre_ping).
+    database_ping_after_idle_s: float | None = 10.0
 
     host: str = "127.0.0.1"
     port: int = 8000
