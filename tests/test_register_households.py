@@ -406,6 +406,55 @@ def test_reimport_with_changes_updates_in_place_and_answers_who_lived_here(db, b
                       {"k": ids[1]}).scalar_one() == 1
 
 
+REGISTER_STATE = {
+    "household": "SELECT household_no, address, head_name, phone, residents, elderly, children, floors, "
+                 "ST_AsText(geom) FROM household ORDER BY household_no",
+    "location": "SELECT h.household_no, l.located_by, l.precision_m, l.place FROM household_location l "
+                "JOIN household h ON h.id = l.household_id ORDER BY 1",
+    "resident": "SELECT h.household_no, r.name, r.id_number, r.gender, r.birth_date FROM resident r "
+                "JOIN household h ON h.id = r.household_id ORDER BY 1, 2",
+    "period": "SELECT household_no, resident_key, name, valid_from, valid_to FROM resident_period ORDER BY 1, 2, 4",
+    "change": "SELECT household_no, id_number, kind, old, new, effective_date FROM register_change "
+              "ORDER BY 1, 2 NULLS FIRST, 3",
+}
+
+
+def test_a_bulk_load_that_also_updates_households_ends_as_row_by_row_does(db, monkeypatch, caplog):
+    # A second import that updates the households already there AND brings more new ones than the table
+    # holds is loaded in bulk: its updates (placements, residents, periods) run while the keys are dropped.
+    a, b = groups(db, 2)
+    ids = {k: make_id(dt.date(1960 + k, 5, 1), k, male=k % 2 == 0) for k in range(12)}
+    hh = ["户号", "户主姓名", "联系电话", "门牌号", "经度", "纬度"]
+    res = ["户号", "姓名", "身份证号", "人员状态", "变动日期"]
+    v1 = xlsx_bytes({"户": (hh, [["H1", "甲", "13800000001", "1号", *a.points[0]],
+                                 ["H2", "乙", "13800000002", "2号", *a.points[1]]]),
+                     "人口": (res, [["H1", "甲", ids[0], None, None], ["H1", "丙", ids[1], None, None],
+                                    ["H2", "乙", ids[2], None, None]])})
+    v2 = xlsx_bytes({"户": (hh, [["H1", "甲", "13800000001", "1号", *b.points[0]],
+                                 ["H2", "乙", "13900000009", "2号", *a.points[1]],
+                                 *[[f"H{k}", f"户{k}", f"1380000000{k}", f"{k}号", *b.points[k - 2]]
+                                   for k in (3, 4, 5)]]),
+                     "人口": (res, [["H1", "甲", ids[0], None, None], ["H1", "丙", ids[1], "死亡", "2026-03-15"],
+                                    ["H2", "乙", ids[2], None, None], ["H2", "丁", ids[3], None, None],
+                                    *[[f"H{k}", f"户{k}", ids[k + 1], None, None] for k in (3, 4, 5)]])})
+    states, rebuilt = {}, {}
+    for mode, min_rows in (("row_by_row", 10**9), ("bulk", 1)):
+        monkeypatch.setattr(history, "BULK_MIN_ROWS", min_rows)
+        step = db.begin_nested()
+        assert run(db, v1, "v1.xlsx", as_of=dt.date(2026, 1, 1))["problem_count"] == 0
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="wangge.register.history"):
+            r2 = run(db, v2, "v2.xlsx", as_of=dt.date(2026, 6, 1))
+        assert r2["written"] and r2["problem_count"] == 0, r2["problems"]
+        rebuilt[mode] = "ALTER TABLE household ADD CONSTRAINT" in caplog.text
+        states[mode] = {k: [tuple(r) for r in db.execute(text(q))] for k, q in REGISTER_STATE.items()}
+        step.rollback()
+    assert rebuilt == {"row_by_row": False, "bulk": True}
+    assert len(states["bulk"]["household"]) == 5 and len(states["bulk"]["location"]) == 5
+    assert {r[2] for r in states["bulk"]["change"]} >= {"household_added", "died", "moved_group", "phone_changed"}
+    assert states["bulk"] == states["row_by_row"]
+
+
 def test_addresses_place_by_known_house_or_natural_village(db):
     g = groups(db, 1)[0]
     lon, lat = g.points[0]
