@@ -301,7 +301,7 @@ def apply_import(session: Session, ctx: Context, bad: Sequence[str], *, filename
     session.execute(text(_ENSURE_PERIODS))
     before = session.execute(text("SELECT (SELECT count(*) FROM reg_before), (SELECT count(*) FROM reg_cur)")).one()
     bulk = _bulk_tables(session, counts[0] - before[0], counts[1] - before[1] if has_residents else 0)
-    cur = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cur = session.connection().connection.driver_connection.cursor() if bulk else None  # type: ignore[union-attr]
     rebuild = drop_indexes(cur, bulk) if bulk else None
     session.execute(text("CREATE TEMP TABLE reg_ids (id bigint, household_no text, added boolean) ON COMMIT DROP"))
     residents_expr = "coalesce(d.residents, g.residents)" if has_residents else "g.residents"
