@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 from pydantic import AfterValidator
@@ -54,6 +54,36 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     finally:
         if admission is not None:
             admission.leave(request)
+
+
+T = TypeVar("T")
+
+
+async def in_session(request: Request, work: Callable[[Session], T]) -> T:
+    """`work(session)` with the request's one transaction as `get_session` gives it to a route (admitted
+    first; committed when `work` returns, rolled back on any error, closed), all of it in ONE worker thread:
+    for the lean routes (api.lean), which call this instead of solving the session dependency."""
+    admission = _admission(request)
+    if admission is not None:
+        await admission.enter(request)
+    try:
+        return await run_in_threadpool(_work_and_finish, request.app.state.sessionmaker(), work)
+    finally:
+        if admission is not None:
+            admission.leave(request)
+
+
+def _work_and_finish(session: Session, work: Callable[[Session], T]) -> T:
+    try:
+        out = work(session)
+    except BaseException:
+        _finish(session, False)
+        raise
+    if session.in_transaction():
+        _finish(session, True)
+    else:   # nothing began, or the work committed: closing does no I/O
+        session.close()
+    return out
 
 
 class Admission:

@@ -22,6 +22,7 @@ from api.deps import NoNul, PageOffset, Reason, SessionDep, SettingsDep, check_p
 from api.exports import point_feature, require_time_zone, saved_upload, table_response
 from api.grids import parse_bbox
 from api.incident_params import EscalationLevel, GridCodeQuery
+from api.lean import LeanRoute, lean
 from api.security import Check, checks, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
@@ -34,7 +35,7 @@ from gis.incidents.loop import STATE_NAMES_ZH, Action
 from gis.settings import Settings
 from gis.spreadsheet import Table
 
-router = APIRouter(prefix="/incidents", tags=["incidents"])
+router = APIRouter(prefix="/incidents", tags=["incidents"], route_class=LeanRoute)
 
 IncidentId = Annotated[int, PathParam(ge=1, le=2**62)]
 
@@ -131,33 +132,38 @@ def _intake_body(body: Any) -> IncidentIn:
                                      body=body) from None
 
 
+def _report(request: Request, session: Any, check: Check, *, body: Any) -> Response:
+    """The token check, the body's validation (after it: 401/403 come before 422, as for any route), the
+    intake, the commit and the JSON, in the request's ONE worker thread (one thread hop per report)."""
+    settings: Settings = request.app.state.settings
+    principal = check(session)
+    fields = _intake_body(body)
+    req = service.IntakeRequest(**fields.__dict__)
+    result = service.intake(
+        session, request_context(request, principal), req,
+        outside_tolerance_m=settings.incident_outside_tolerance_m,
+        duplicate_radius_m=settings.duplicate_radius_m,
+        duplicate_window_hours=settings.duplicate_window_hours,
+    )
+    out = result.record or service.get_incident(session, principal, result.id)
+    out.update(service.routing(session, principal, out, result.grid_names))
+    session.commit()   # here, in the worker thread (saves the teardown a thread hop)
+    return Response(json.dumps(out, default=str, ensure_ascii=False),
+                    status_code=201 if result.created else 200, media_type="application/json")
+
+
+async def _report_body(request: Request) -> dict[str, Any]:
+    return {"body": await _read_json(request)}
+
+
 @router.post("", status_code=201, summary="Report an incident: located, assigned to its grids, routed",
              response_model=schemas.ReportedIncident, **schemas.DATA,
              responses=schemas.reported_again(schemas.ReportedIncident), openapi_extra=_INTAKE_REQUEST_BODY)
+@lean(_report, Permission.REPORT_INCIDENTS, parse=_report_body)
 async def report(request: Request, session: SessionDep,
                  check: Annotated[Check, checks(Permission.REPORT_INCIDENTS)]) -> Response:
     body = await _read_json(request)
-    settings: Settings = request.app.state.settings   # (as SettingsDep, without a dependency to solve)
-
-    # The token check, the body's validation (after it: 401/403 come before 422, as for any route), the
-    # intake, the commit and the JSON in ONE worker thread: one thread hop per report.
-    def work() -> Response:
-        principal = check(session)
-        fields = _intake_body(body)
-        req = service.IntakeRequest(**fields.__dict__)
-        result = service.intake(
-            session, request_context(request, principal), req,
-            outside_tolerance_m=settings.incident_outside_tolerance_m,
-            duplicate_radius_m=settings.duplicate_radius_m,
-            duplicate_window_hours=settings.duplicate_window_hours,
-        )
-        out = result.record or service.get_incident(session, principal, result.id)
-        out.update(service.routing(session, principal, out, result.grid_names))
-        session.commit()   # here, in the worker thread (saves the teardown a thread hop)
-        return Response(json.dumps(out, default=str, ensure_ascii=False),
-                        status_code=201 if result.created else 200, media_type="application/json")
-
-    return await run_in_threadpool(work)
+    return await run_in_threadpool(lambda: _report(request, session, check, body=body))
 
 
 # GET /incidents' whole query as one model (api.incident_params.query_model): the list's own parameters, then
@@ -174,46 +180,52 @@ IncidentListQuery = incident_params.query_model("IncidentListQuery", open_defaul
 })
 
 
+def _list_page(request: Request, session: Any, check: Check, *, query: Any) -> Response:
+    """One page of the list: the token check, the page and its JSON, in the request's one worker thread."""
+    q = query
+    filters = incident_params.filter_of(q)
+    settings: Settings = request.app.state.settings
+    order, bbox, limit, offset, format, reason = q.order, q.bbox, q.limit, q.offset, q.format, q.reason
+    if format == "json":
+        def json_list(principal: Principal) -> Response:
+            check_page_limit(limit, settings)
+            return json_page(request, session, request_context(request, principal, reason), filters, order,
+                             parse_bbox(bbox), limit, offset, settings.max_exact_incident_count)
+
+        # The credential's check goes in the page's message (one round trip for both).
+        return check.within(session, json_list)
+    principal = check(session)
+    check_page_limit(limit, settings)
+    page = service.list_incidents(
+        session, request_context(request, principal, reason), filters, order=order, bbox=parse_bbox(bbox),
+        limit=limit, offset=offset, count_up_to=settings.max_exact_incident_count,
+    )
+    rows, total = page.items, page.total
+    session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
+    if format in ("csv", "xlsx"):
+        return table_response(EXPORT, rows, "incidents", total, format)
+    if format == "geojson":
+        fc = {"type": "FeatureCollection", **({"numberMatched": total} if page.total_exact else {}),
+              "numberReturned": len(rows),
+              "features": [point_feature(r) for r in rows]}
+        return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
+    # total_exact False: more than max_exact_incident_count matched; `total` is the planner's estimate.
+    out = {"total": total, "total_exact": page.total_exact, "offset": offset,
+           "next": next_link(request, offset, limit, len(rows), total), "items": rows}
+    return Response(json.dumps(out, default=str, ensure_ascii=False), media_type="application/json")
+
+
+# Served by its lean path (api.lean: the query model validated at once, no dependency to solve); one thread hop.
 @router.get("", summary="Incidents you may see, filtered (JSON, GeoJSON or CSV)", response_model=schemas.IncidentPage,
             **schemas.DATA, responses=schemas.formats(geojson=schemas.IncidentCollection))
+@lean(_list_page, Permission.VIEW_INCIDENTS, query=IncidentListQuery, query_as="query")
 async def list_incidents(
     request: Request,
     session: SessionDep,
     check: Annotated[Check, checks(Permission.VIEW_INCIDENTS)],
     query: Annotated[IncidentListQuery, Query()],  # type: ignore[valid-type]  # a model made at import
 ) -> Response:
-    q: Any = query
-    filters = incident_params.filter_of(q)
-    settings: Settings = request.app.state.settings
-    order, bbox, limit, offset, format, reason = q.order, q.bbox, q.limit, q.offset, q.format, q.reason
-
-    # The token check, the page and its JSON in one worker thread: one thread hop per request.
-    def work() -> Response:
-        principal = check(session)
-        check_page_limit(limit, settings)
-        if format == "json":
-            return json_page(request, session, request_context(request, principal, reason), filters, order,
-                             parse_bbox(bbox), limit, offset, settings.max_exact_incident_count)
-        page = service.list_incidents(
-            session, request_context(request, principal, reason), filters, order=order, bbox=parse_bbox(bbox),
-            limit=limit, offset=offset, count_up_to=settings.max_exact_incident_count,
-        )
-        rows, total = page.items, page.total
-        session.commit()   # here, in the endpoint's worker thread (saves the teardown a thread hop)
-        if format in ("csv", "xlsx"):
-            return table_response(EXPORT, rows, "incidents", total, format)
-        if format == "geojson":
-            fc = {"type": "FeatureCollection", **({"numberMatched": total} if page.total_exact else {}),
-                  "numberReturned": len(rows),
-                  "features": [point_feature(r) for r in rows]}
-            return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
-        # total_exact False: more than max_exact_incident_count matched; `total` is the planner's
-        # estimate.
-        out = {"total": total, "total_exact": page.total_exact, "offset": offset,
-               "next": next_link(request, offset, limit, len(rows), total), "items": rows}
-        return Response(json.dumps(out, default=str, ensure_ascii=False), media_type="application/json")
-
-    return await run_in_threadpool(work)
+    return await run_in_threadpool(lambda: _list_page(request, session, check, query=query))
 
 
 def json_page(request: Request, session: Any, ctx: Any, filters: service.IncidentFilter, order: str,
@@ -224,7 +236,6 @@ def json_page(request: Request, session: Any, ctx: Any, filters: service.Inciden
         filters = replace(filters, bbox=bbox)
     page = service.list_incidents_json(session, ctx, filters, order=order, limit=limit, offset=offset,
                                        count_up_to=count_up_to, end_transaction=True)
-    session.commit()   # sends nothing when the page's message ended the transaction
     # total_exact False: more than max_exact_incident_count matched; `total` is the planner's estimate.
     head = json.dumps({"total": page.total, "total_exact": page.total_exact, "offset": offset,
                        "next": next_link(request, offset, limit, page.shown, page.total)}, ensure_ascii=False)

@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         command,  # first: its /incidents/summary would otherwise reach /incidents/{incident_id}
         incidents,  # next: routes are matched in order, and the intake is the busiest (bench/intake_bench.py)
+        tiles,  # next: a map asks for dozens of tiles at once, and each router passed costs ~30 µs to match
         suggestions,  # before any /plans/{plan_id}
         accounts,
         grids,
@@ -112,7 +113,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hotspots,
         register,
         pages,
-        tiles,
         events,
         mobile_pages,
         flood_pages,

@@ -10,7 +10,10 @@ routes and fails for any route without one, so a new endpoint cannot ship withou
 from __future__ import annotations
 
 import functools
-from typing import Any
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
@@ -20,6 +23,9 @@ from gis.auth import accounts
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.context import Context
+from gis.db import first_rows, send_with_next, sent_rows
+
+T = TypeVar("T")
 
 __all__ = ["Check", "checks", "client_ip", "context_of", "public", "require", "require_page", "requires",
            "resolve_principal"]
@@ -32,32 +38,64 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
+def credential_check(request: Request) -> accounts.CredentialCheck | None:
+    """The check of the credential the request carries: its bearer token, else its session cookie; None
+    without either. A malformed Authorization header is refused (401), not taken as anonymous."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise HTTPException(401, "use 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
+        return accounts.token_check(credential.strip())
+    cookie = request.cookies.get(request.app.state.settings.session_cookie_name)
+    return accounts.session_check(cookie) if cookie else None
+
+
 def resolve_principal(request: Request, session: Any) -> Principal | None:
     """The caller from a bearer token or the session cookie; a bad token is an error, not anonymous."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]  # request.state is untyped
-    ip = client_ip(request)
-    header = request.headers.get("authorization")
+    check = credential_check(request)
     principal = None
-    if header:
-        scheme, _, credential = header.partition(" ")
-        if scheme.lower() != "bearer" or not credential.strip():
-            raise HTTPException(401, "use 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
-        principal = accounts.principal_from_token(session, credential.strip(), ip)
-        if principal is None:
-            raise HTTPException(
-                401,
-                "the token is unknown, expired or revoked, or its user no longer holds its role "
-                "or grids",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
-    else:
-        cookie = request.cookies.get(request.app.state.settings.session_cookie_name)
-        if cookie:
-            principal = accounts.principal_from_session(session, cookie, ip)
+    if check is not None:
+        principal = check.principal(first_rows(session, check.sql, check.params), client_ip(request))
+        _remember(check, principal)
+    return _resolved(request, check, principal)
+
+
+def _resolved(request: Request, check: accounts.CredentialCheck | None,
+              principal: Principal | None) -> Principal | None:
+    if principal is None and check is not None and check.via == "token":
+        raise HTTPException(
+            401,
+            "the token is unknown, expired or revoked, or its user no longer holds its role or grids",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
     request.state.principal = principal
     return principal
+
+
+# What each credential was last found to grant in this process (by its hash; the oldest forgotten past the
+# bound). Never trusted: only a guess to build a request's statements with, sent in one message with the
+# credential's check and used only when that check, in the same transaction, finds the same (`Check.within`).
+_LAST_SEEN: dict[str, Principal] = {}
+_LAST_SEEN_MAX = 4096
+_LAST_SEEN_LOCK = threading.Lock()
+
+
+def _last_seen(check: accounts.CredentialCheck) -> Principal | None:
+    return _LAST_SEEN.get(check.params["credential_hash"])
+
+
+def _remember(check: accounts.CredentialCheck, principal: Principal | None) -> None:
+    key = check.params["credential_hash"]
+    with _LAST_SEEN_LOCK:
+        _LAST_SEEN.pop(key, None)
+        if principal is not None:
+            _LAST_SEEN[key] = principal
+            if len(_LAST_SEEN) > _LAST_SEEN_MAX:
+                del _LAST_SEEN[next(iter(_LAST_SEEN))]
 
 
 @functools.cache
@@ -108,13 +146,54 @@ class Check:
         self.permission = permission
 
     def __call__(self, session: Any) -> Principal:
-        principal = resolve_principal(self.request, session)
+        return self._allowed(resolve_principal(self.request, session))
+
+    def _allowed(self, principal: Principal | None) -> Principal:
         if principal is None:
             raise HTTPException(401, "log in or send a bearer token", headers={"WWW-Authenticate": "Bearer"})
         if not principal.can(self.permission):
             raise HTTPException(
                 403, f"the role {principal.role} may not {self.permission.value.replace('_', ' ')}")
         return principal
+
+    def within(self, session: Any, work: Callable[[Principal], T]) -> T:
+        """`work(principal)` with this check sent in the same message as work's first statements (one round
+        trip fewer per request: the tiles and the list).
+
+        Work runs for what this credential was last found to grant in this process, and the check goes first
+        in work's first message (`gis.db.send_with_next`), in the same transaction. Work's result is used only
+        when that check finds the same caller; otherwise the answer is check(session)'s (401/403), or, when the
+        caller's access changed since, work's again in a new transaction for the caller as found. If work
+        fails, the request is done again the plain way (`work(check(session))`), so a refused credential is
+        always answered 401/403 first. Without a guess (the first request of a credential here, or one the
+        guess would refuse) this is `work(check(session))`.
+
+        `work` must not commit, nor write anything outside its transaction: the caller commits after this
+        returns (a statement's own in-message COMMIT is fine when all it wrote is the check's use stamp)."""
+        check = credential_check(self.request)
+        guess = _last_seen(check) if check is not None else None
+        if (check is None or guess is None or not guess.can(self.permission)
+                or getattr(self.request.state, "principal", None) is not None):
+            return work(self(session))
+        ip = client_ip(self.request)
+        guess = replace(guess, client_ip=ip)
+        send_with_next(session, check.sql, check.params)
+        try:
+            out = work(guess)
+        except Exception:
+            sent_rows(session)
+            session.rollback()
+            return work(self(session))
+        rows = sent_rows(session)
+        if rows is None:   # work sent nothing through script_rows: check now, in its transaction
+            rows = first_rows(session, check.sql, check.params)
+        principal = check.principal(rows, ip)
+        _remember(check, principal)
+        self._allowed(_resolved(self.request, check, principal))
+        if principal == guess:
+            return out
+        session.rollback()   # the caller's access changed since it was last seen: nothing of the guess is kept
+        return work(self._allowed(principal))
 
 
 @functools.cache

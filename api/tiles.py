@@ -22,12 +22,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api import incident_params, schemas
 from api.deps import Reason, SessionDep, request_context
+from api.lean import LeanRoute, lean, params_model
 from api.security import Check, checks, requires
 from gis import clock, tiles
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 
-router = APIRouter(prefix="/tiles", tags=["tiles"])
+router = APIRouter(prefix="/tiles", tags=["tiles"], route_class=LeanRoute)
 
 Z = Annotated[int, PathParam(ge=0, le=tiles.MAX_ZOOM, description="zoom 0..22")]
 X = Annotated[int, PathParam(ge=0, description="column 0..2^z-1")]
@@ -87,21 +88,29 @@ def _address(z: int, x: int, y: int) -> tiles.TileAddress:
     return tiles.TileAddress.checked(z, x, y)
 
 
+TilePath = params_model("TilePath", z=Z, x=X, y=Y)
+
+
+def _grids_tile(request: Request, session: Any, check: Check, *, z: int, x: int, y: int,
+                as_of: dt.datetime | None) -> Response:
+    instant = schemas.checked_as_of(as_of)
+    address, if_none_match = _address(z, x, y), request.headers.get("if-none-match")
+    # The credential's check goes in the tile's message (one round trip), which also ends the transaction.
+    tile = check.within(session, lambda principal: tiles.grids_tile(session, principal, address, if_none_match,
+                                                                    commit=True, as_of=instant))
+    past = instant is not None and instant < clock.now() - PAST_TILE_SLACK
+    return tile_response(request, tile, PAST_TILE_MAX_AGE if past else None)
+
+
+# Each tile route: the token check, the tile and gzip in one worker thread (one thread hop per tile), served by
+# its lean path (api.lean: no dependency solving), which a map asking for dozens of tiles at once pays per tile.
 @router.get("/grids/{z}/{x}/{y}.pbf", summary="Grid boundaries as a vector tile (deeper levels at deeper zooms)",
             response_class=Response, responses=TILE_RESPONSES)
+@lean(_grids_tile, Permission.VIEW_GRIDS, path=TilePath,
+      query=params_model("GridTileQuery", as_of=(schemas.AsOf, None)))
 async def grids_tile(request: Request, session: SessionDep, check: Annotated[Check, checks(Permission.VIEW_GRIDS)],
                      z: Z, x: X, y: Y, as_of: schemas.AsOf = None) -> Response:
-    def work() -> Response:
-        principal = check(session)
-        instant = schemas.checked_as_of(as_of)
-        tile = tiles.grids_tile(session, principal, _address(z, x, y), request.headers.get("if-none-match"),
-                                commit=True, as_of=instant)
-        session.commit()   # sends nothing (the tile's message ended the transaction); no teardown thread hop
-        past = instant is not None and instant < clock.now() - PAST_TILE_SLACK
-        return tile_response(request, tile, PAST_TILE_MAX_AGE if past else None)
-
-    # The token check, the tile and gzip in one worker thread: one thread hop per tile.
-    return await run_in_threadpool(work)
+    return await run_in_threadpool(lambda: _grids_tile(request, session, check, z=z, x=x, y=y, as_of=as_of))
 
 
 # The filters of OpenFilters as ONE query model (validated at once, no dependency to solve): a map asks for dozens
@@ -109,8 +118,17 @@ async def grids_tile(request: Request, session: SessionDep, check: Annotated[Che
 IncidentTileQuery = incident_params.query_model("IncidentTileQuery", open_default=True, escalation=False)
 
 
+def _incidents_tile(request: Request, session: Any, check: Check, *, z: int, x: int, y: int, query: Any) -> Response:
+    filters = incident_params.filter_of(query)
+    address, if_none_match = _address(z, x, y), request.headers.get("if-none-match")
+    tile = check.within(session, lambda principal: tiles.incidents_tile(session, principal, address, filters,
+                                                                        if_none_match=if_none_match, commit=True))
+    return tile_response(request, tile)
+
+
 @router.get("/incidents/{z}/{x}/{y}.pbf", summary="Incidents you may see as a vector tile (aggregated below z14)",
             response_class=Response, responses=TILE_RESPONSES)
+@lean(_incidents_tile, Permission.VIEW_INCIDENTS, path=TilePath, query=IncidentTileQuery, query_as="query")
 async def incidents_tile(
     request: Request,
     session: SessionDep,
@@ -118,32 +136,27 @@ async def incidents_tile(
     z: Z, x: X, y: Y,
     query: Annotated[IncidentTileQuery, Query()],  # type: ignore[valid-type]  # a model made at import
 ) -> Response:
-    filters = incident_params.filter_of(query)
+    return await run_in_threadpool(lambda: _incidents_tile(request, session, check, z=z, x=x, y=y, query=query))
 
-    def work() -> Response:
-        principal = check(session)
-        tile = tiles.incidents_tile(session, principal, _address(z, x, y), filters,
-                                    if_none_match=request.headers.get("if-none-match"), commit=True)
-        session.commit()   # sends nothing (the tile's message ended the transaction); no teardown thread hop
-        return tile_response(request, tile)
 
-    return await run_in_threadpool(work)
+def _households_tile(request: Request, session: Any, check: Check, *, z: int, x: int, y: int,
+                     reason: str | None) -> Response:
+    principal = check(session)
+    tile = tiles.households_tile(session, request_context(request, principal, reason), _address(z, x, y),
+                                 request.headers.get("if-none-match"))
+    session.commit()   # the audit row with the tile, here in the worker thread (no teardown thread hop)
+    return tile_response(request, tile)
 
 
 @router.get("/households/{z}/{x}/{y}.pbf",
             summary="Households you may see as a vector tile (personal fields only where your role may see them)",
             response_class=Response, responses=TILE_RESPONSES)
+@lean(_households_tile, Permission.VIEW_HOUSEHOLDS, path=TilePath,
+      query=params_model("HouseholdTileQuery", reason=(Reason, None)))
 async def households_tile(request: Request, session: SessionDep,
                           check: Annotated[Check, checks(Permission.VIEW_HOUSEHOLDS)],
                           z: Z, x: X, y: Y, reason: Reason = None) -> Response:
-    def work() -> Response:
-        principal = check(session)
-        tile = tiles.households_tile(session, request_context(request, principal, reason), _address(z, x, y),
-                                     request.headers.get("if-none-match"))
-        session.commit()   # the audit row with the tile, here in the worker thread (no teardown thread hop)
-        return tile_response(request, tile)
-
-    return await run_in_threadpool(work)
+    return await run_in_threadpool(lambda: _households_tile(request, session, check, z=z, x=x, y=y, reason=reason))
 
 
 class TileLayer(BaseModel):

@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--client", choices=("process", "httpx"), default="process",
                     help="process: the client in its own process (bench/http_client.py, the default); httpx: httpx in "
                          "this process (the figures before 2026-12-07)")
+    ap.add_argument("--top", type=int, default=0, help="also list the N functions with the most CPU of their own")
     args = ap.parse_args()
 
     import httpx
@@ -127,6 +128,11 @@ def main() -> None:
                     continue
                 ttot = max(f.ttot for f in found)
                 print(f"  {label:48s} {ttot / args.requests * 1000:6.3f} ms")
+            if args.top:
+                print("  own CPU (tsub), the largest:")
+                for f in sorted(stats, key=lambda f: f.tsub, reverse=True)[:args.top]:
+                    where = f"{Path(f.module).name}:{f.lineno}" if f.module else ""
+                    print(f"    {f.tsub / args.requests * 1000:6.3f} ms  {f.name} ({where})")
 
 
 def timed(client: Any, path: str) -> tuple[int, float]:

@@ -196,6 +196,25 @@ def _run_first(session: Session, sql: str, params: dict[str, Any]) -> list[dict[
         driver._autocommit = False
 
 
+# session.info key: [sql, params, its rows once sent] of a statement queued to go with the next message.
+_RIDER = "wangge.rider"
+
+
+def send_with_next(session: Session, sql: str, params: dict[str, Any]) -> None:
+    """Queue a one-statement read to go FIRST in the next message `script_rows` sends on this session (one
+    round trip for both; its parameters' names must differ from that message's); `sent_rows` gives its
+    rows after. Used by `api.security.Check.within`: the caller's credential checked in the same message as
+    the request's own statements."""
+    session.info[_RIDER] = [sql, params, None]
+
+
+def sent_rows(session: Session) -> list[dict[str, Any]] | None:
+    """The rows of the statement `send_with_next` queued, as dicts; None when no message went since (it is
+    then dropped: it never goes later)."""
+    rider = session.info.pop(_RIDER, None)
+    return None if rider is None else rider[2]
+
+
 def script_rows(conn: Session | Any, statements: list[str], params: dict[str, Any], *,
                 tuples: bool = False) -> list[list[Any]]:
     """Several statements in ONE message to the server (one round trip), in the caller's transaction.
@@ -207,7 +226,8 @@ def script_rows(conn: Session | Any, statements: list[str], params: dict[str, An
     message (as `first_rows` does; psycopg's own where the connection sets
     options for it). A statement that is `COMMIT` ends the transaction there: psycopg, and so
     the session's later commit, then has nothing left to send. Returns each row-returning statement's rows,
-    in order: dicts, or with `tuples` tuples (for statements whose columns may share a name).
+    in order: dicts, or with `tuples` tuples (for statements whose columns may share a name). A statement queued
+    on the session by `send_with_next` goes first; its rows are kept for `sent_rows`, not returned here.
     """
     from psycopg import ClientCursor
     from psycopg.pq import ExecStatus, TransactionStatus
@@ -217,6 +237,13 @@ def script_rows(conn: Session | Any, statements: list[str], params: dict[str, An
     if not connection.in_transaction():
         connection.begin()   # so that SQLAlchemy's commit/rollback reach the transaction begun here (no I/O)
     driver: Any = connection.connection.driver_connection
+    rider = conn.info.get(_RIDER) if isinstance(conn, Session) else None
+    if rider is not None and rider[2] is None:   # a statement queued by `send_with_next` goes first
+        if rider[1].keys() & params.keys():
+            raise ValueError(f"parameters named twice: {sorted(rider[1].keys() & params.keys())}")
+        statements, params = [rider[0], *statements], {**params, **rider[1]}
+    else:
+        rider = None
     script = ";".join(pyformat(sql) for sql in statements)
     begin = (driver.info.transaction_status == TransactionStatus.IDLE and not driver.autocommit
              and driver.isolation_level is None and driver.read_only is None and driver.deferrable is None)
@@ -230,7 +257,12 @@ def script_rows(conn: Session | Any, statements: list[str], params: dict[str, An
             while True:
                 result = cur.pgresult
                 if result is not None and result.status == ExecStatus.TUPLES_OK:
-                    out.append(cur.fetchall())
+                    rows = cur.fetchall()
+                    if rider is not None and rider[2] is None:   # the queued statement's rows, as dicts
+                        names = [column.name for column in cur.description or ()]
+                        rider[2] = [dict(zip(names, row, strict=True)) for row in rows] if tuples else rows
+                    else:
+                        out.append(rows)
                 if not cur.nextset():
                     break
     finally:

@@ -327,20 +327,8 @@ def principal_of_account(session: Session, username: str, via: str = "cli") -> P
 
 
 def principal_from_session(session: Session, cookie_value: str, client_ip: str | None) -> Principal | None:
-    row = session.execute(
-        text(
-            """
-            SELECT u.id, u.username, u.role, u.scope_codes, s.id_hash FROM web_session s
-            JOIN app_user u ON u.id = s.user_id
-            WHERE s.id_hash = :h AND s.revoked_at IS NULL AND s.expires_at > now() AND u.active
-            """
-        ),
-        {"h": _sha256(cookie_value)},
-    ).first()
-    if row is None:
-        return None
-    return Principal(row.id, row.username, Role(row.role), tuple(row.scope_codes or ()), "session",
-                     client_ip, session_id_hash=row.id_hash)
+    check = session_check(cookie_value)
+    return check.principal(first_rows(session, check.sql, check.params), client_ip)
 
 
 def end_session(session: Session, id_hash: str) -> None:
@@ -449,38 +437,70 @@ def revoke_tokens(session: Session, user_id: int) -> None:
 
 
 def principal_from_token(session: Session, secret: str, client_ip: str | None) -> Principal | None:
-    rows = first_rows(
-        session,
-        """
-            WITH t AS (
-                SELECT t.id, t.last_used_at, u.id AS user_id, u.username, u.role AS user_role,
-                       u.scope_codes AS user_scope, t.role AS token_role,
-                       t.scope_codes AS token_scope
-                FROM api_token t JOIN app_user u ON u.id = t.user_id
-                WHERE t.token_hash = :h AND u.active AND t.revoked_at IS NULL
-                  AND (t.expires_at IS NULL OR t.expires_at > now())
-            ), touched AS (
-                -- last_used_at to the minute: a busy device does not rewrite (and lock) its token row
-                -- on every request; and never waits for it: while a concurrent request of the same
-                -- token holds the row, that one records the use (parallel requests would otherwise
-                -- queue here one by one, each holding its connection).
-                UPDATE api_token SET last_used_at = now()
-                WHERE id = (SELECT a.id FROM api_token a JOIN t ON t.id = a.id
-                            WHERE t.last_used_at IS NULL
-                               OR t.last_used_at < now() - interval '1 minute'
-                            FOR UPDATE OF a SKIP LOCKED)
-            )
-            SELECT id, user_id, username, user_role, user_scope, token_role, token_scope FROM t
-        """,
-        {"h": _sha256(secret)},
+    check = token_check(secret)
+    return check.principal(first_rows(session, check.sql, check.params), client_ip)
+
+
+# --- a credential's check as one statement ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CredentialCheck:
+    """The check of one credential (an API token or a browser session) as ONE statement: its SQL, its one
+    parameter (`credential_hash`: a name no other statement uses, so it can be sent in one message with a
+    route's own statements, `api.security.Check.within`), and how its rows make the caller."""
+
+    sql: str
+    params: dict[str, Any]
+    via: str   # token | session
+
+    def principal(self, rows: list[dict[str, Any]], client_ip: str | None) -> Principal | None:
+        """The caller its rows name, None when there are none (unknown, expired, revoked, or out of role)."""
+        if not rows:
+            return None
+        row = rows[0]
+        if self.via == "session":
+            return Principal(row["id"], row["username"], Role(row["role"]), tuple(row["scope_codes"] or ()),
+                             "session", client_ip, session_id_hash=row["id_hash"])
+        access = narrowed_access(row["user_role"], row["user_scope"] or (), row["token_role"], row["token_scope"])
+        if access is None:
+            return None
+        role, scope = access
+        return Principal(row["user_id"], row["username"], role, scope, "token", client_ip, token_id=row["id"])
+
+
+_SESSION_SQL = """
+    SELECT u.id, u.username, u.role, u.scope_codes, s.id_hash FROM web_session s
+    JOIN app_user u ON u.id = s.user_id
+    WHERE s.id_hash = :credential_hash AND s.revoked_at IS NULL AND s.expires_at > now() AND u.active
+"""
+
+_TOKEN_SQL = """
+    WITH t AS (
+        SELECT t.id, t.last_used_at, u.id AS user_id, u.username, u.role AS user_role,
+               u.scope_codes AS user_scope, t.role AS token_role,
+               t.scope_codes AS token_scope
+        FROM api_token t JOIN app_user u ON u.id = t.user_id
+        WHERE t.token_hash = :credential_hash AND u.active AND t.revoked_at IS NULL
+          AND (t.expires_at IS NULL OR t.expires_at > now())
+    ), touched AS (
+        -- last_used_at to the minute: a busy device does not rewrite (and lock) its token row
+        -- on every request; and never waits for it: while a concurrent request of the same
+        -- token holds the row, that one records the use (parallel requests would otherwise
+        -- queue here one by one, each holding its connection).
+        UPDATE api_token SET last_used_at = now()
+        WHERE id = (SELECT a.id FROM api_token a JOIN t ON t.id = a.id
+                    WHERE t.last_used_at IS NULL
+                       OR t.last_used_at < now() - interval '1 minute'
+                    FOR UPDATE OF a SKIP LOCKED)
     )
-    if not rows:
-        return None
-    row = rows[0]
-    access = narrowed_access(row["user_role"], row["user_scope"] or (), row["token_role"],
-                             row["token_scope"])
-    if access is None:
-        return None
-    role, scope = access
-    return Principal(row["user_id"], row["username"], role, scope, "token", client_ip,
-                     token_id=row["id"])
+    SELECT id, user_id, username, user_role, user_scope, token_role, token_scope FROM t
+"""
+
+
+def session_check(cookie_value: str) -> CredentialCheck:
+    return CredentialCheck(_SESSION_SQL, {"credential_hash": _sha256(cookie_value)}, "session")
+
+
+def token_check(secret: str) -> CredentialCheck:
+    return CredentialCheck(_TOKEN_SQL, {"credential_hash": _sha256(secret)}, "token")
