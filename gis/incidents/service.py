@@ -311,13 +311,10 @@ def _intake_inside_sql(workable: str = "TRUE") -> str:
         RETURNING *
     ),
     duplicates AS (
+        -- the rule of possible duplicates: one SQL function (migration 0020), planned with its index
         INSERT INTO incident_duplicate (incident_id, other_id, distance_m)
-        SELECT n.id, o.id, ST_Distance(n.geom::geography, o.geom::geography)
-        FROM ins n JOIN incident o
-          ON o.category = n.category AND o.state <> 'closed'
-         AND o.geom && ST_Expand(n.geom, :r / 80000.0)
-         AND ST_DWithin(n.geom::geography, o.geom::geography, :r)
-         AND abs(extract(epoch FROM o.occurred_at - n.occurred_at)) <= :w * 3600
+        SELECT n.id, d.other_id, d.distance_m
+        FROM ins n CROSS JOIN LATERAL incident_near(n.geom, n.category, n.occurred_at, :r, :w) d
         RETURNING *
     ),
     audited AS (
@@ -408,15 +405,10 @@ def _link_duplicates(session: Session, incident_id: int, radius_m: float, window
         text(
             """
             INSERT INTO incident_duplicate (incident_id, other_id, distance_m)
-            SELECT n.id, o.id, ST_Distance(n.geom::geography, o.geom::geography)
-            FROM incident n JOIN incident o
-              ON o.id <> n.id AND o.category = n.category AND o.state <> 'closed'
-             -- A degree box first (uses the GIST index; 80 km per degree is safe up to ~44°N),
-             -- then the exact geodesic test.
-             AND o.geom && ST_Expand(n.geom, :r / 80000.0)
-             AND ST_DWithin(n.geom::geography, o.geom::geography, :r)
-             AND abs(extract(epoch FROM o.occurred_at - n.occurred_at)) <= :w * 3600
-            WHERE n.id = :i
+            SELECT n.id, d.other_id, d.distance_m
+            FROM incident n
+            CROSS JOIN LATERAL incident_near(n.geom, n.category, n.occurred_at, :r, :w) d   -- migration 0020
+            WHERE n.id = :i AND d.other_id <> n.id
             """
         ),
         {"i": incident_id, "r": radius_m, "w": window_h},
