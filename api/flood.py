@@ -7,18 +7,21 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import TypeAdapter
+from starlette.concurrency import run_in_threadpool
 
 from api import schemas
-from api.deps import PageOffset, Reason, SessionDep, SettingsDep, check_page_limit, request_context
+from api.deps import PageOffset, Reason, SessionDep, check_page_limit, request_context
 from api.exports import offset_next_link, point_feature, table_response
-from api.security import requires
+from api.lean import LeanRoute, lean, params_model
+from api.security import Check, checks, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.errors import InputError, Problem
 from gis.flood import answers
 from gis.flood import labels as L
 
-router = APIRouter(prefix="/flood", tags=["flood"])
+router = APIRouter(prefix="/flood", tags=["flood"], route_class=LeanRoute)
 
 ExtentId = Annotated[int | None, Query(ge=1, le=2**62, description="a stored flood extent's id")]
 Scenario = Annotated[str | None, Query(max_length=40, pattern=r"^[0-9A-Za-z._\-]+$",
@@ -30,31 +33,30 @@ GridFilter = Annotated[str | None, Query(pattern=r"^\d{15}$", description="only 
 MAX_CHECKLIST_HOUSEHOLDS = 1500
 
 
-@router.get("/households", summary="Households in a flood extent, in rescue order (JSON, GeoJSON or CSV)",
-            response_model=schemas.FloodHouseholdPage, **schemas.DATA,
-            responses=schemas.formats(geojson=schemas.FloodHouseholdCollection, also=schemas.ONE))
-def households(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    principal: Annotated[Principal, requires(Permission.VIEW_HOUSEHOLDS)],
-    extent: ExtentId = None,
-    scenario: Scenario = None,
-    buffer_m: BufferM = 0.0,
-    grid_code: GridFilter = None,
-    limit: Annotated[int, Query(ge=1)] = 1000,
-    offset: PageOffset = 0,
-    format: Literal["json", "geojson", "csv", "xlsx"] = "json",
-    reason: Reason = None,
-    sort: Annotated[Literal["rank", "depth", "vulnerable", "residents", "distance", "household_no"], Query(
-        description="rank: rescue order (default); depth, vulnerable, residents: most first; distance to the "
-                    "shelter: nearest first; household_no. Ties in rescue order")] = "rank",
-) -> Any:
-    check_page_limit(limit, settings)
+SortBy = Annotated[Literal["rank", "depth", "vulnerable", "residents", "distance", "household_no"], Query(
+    description="rank: rescue order (default); depth, vulnerable, residents: most first; distance to the "
+                "shelter: nearest first; household_no. Ties in rescue order")]
+Format = Literal["json", "geojson", "csv", "xlsx"]
+
+# The list's query as one model: its lean path (api.lean) validates it at once, without dependencies to solve.
+FloodHouseholdsQuery = params_model(
+    "FloodHouseholdsQuery", extent=(ExtentId, None), scenario=(Scenario, None), buffer_m=(BufferM, 0.0),
+    grid_code=(GridFilter, None), limit=(Annotated[int, Query(ge=1)], 1000), offset=(PageOffset, 0),
+    format=(Format, "json"), reason=(Reason, None), sort=(SortBy, "rank"))
+
+
+def _households(request: Request, session: Any, check: Check, *, extent: int | None, scenario: str | None,
+                buffer_m: float, grid_code: str | None, limit: int, offset: int, format: Format, reason: str | None,
+                sort: str) -> Response:
+    """One page of the list: the check, the page, its audit row and the commit, in the request's one worker
+    thread."""
+    principal = check(session)
+    check_page_limit(limit, request.app.state.settings)
     page = answers.list_flood_households(
         session, request_context(request, principal, reason), extent_id=extent, scenario=scenario, buffer_m=buffer_m,
         grid_code=grid_code, limit=limit, offset=offset, fmt=format, sort=sort,
     )
+    session.commit()   # the audit row of the read, here in the worker thread
     total = page.total
     if format in ("csv", "xlsx"):
         return table_response(L.EXPORT, page.items, "flood_households", total, format)
@@ -62,7 +64,35 @@ def households(
         fc = {"type": "FeatureCollection", "numberMatched": total, "numberReturned": len(page.items),
               "extent": page.extent, "totals": page.totals, "features": [point_feature(h) for h in page.items]}
         return Response(json.dumps(fc, ensure_ascii=False, default=str), media_type="application/geo+json")
-    return {**answers.as_json(page), "next": offset_next_link(request, offset, limit, total)}
+    out = {**answers.as_json(page), "next": offset_next_link(request, offset, limit, total)}
+    # Through its response model, as FastAPI answers a route that returns the dict.
+    return Response(_PAGE.dump_json(_PAGE.validate_python(out), by_alias=True), media_type="application/json")
+
+
+_PAGE = TypeAdapter(schemas.FloodHouseholdPage)
+
+
+@router.get("/households", summary="Households in a flood extent, in rescue order (JSON, GeoJSON or CSV)",
+            response_model=schemas.FloodHouseholdPage, **schemas.DATA,
+            responses=schemas.formats(geojson=schemas.FloodHouseholdCollection, also=schemas.ONE))
+@lean(_households, Permission.VIEW_HOUSEHOLDS, query=FloodHouseholdsQuery)
+async def households(
+    request: Request,
+    session: SessionDep,
+    check: Annotated[Check, checks(Permission.VIEW_HOUSEHOLDS)],
+    extent: ExtentId = None,
+    scenario: Scenario = None,
+    buffer_m: BufferM = 0.0,
+    grid_code: GridFilter = None,
+    limit: Annotated[int, Query(ge=1)] = 1000,
+    offset: PageOffset = 0,
+    format: Format = "json",
+    reason: Reason = None,
+    sort: SortBy = "rank",
+) -> Response:
+    return await run_in_threadpool(lambda: _households(
+        request, session, check, extent=extent, scenario=scenario, buffer_m=buffer_m, grid_code=grid_code,
+        limit=limit, offset=offset, format=format, reason=reason, sort=sort))
 
 
 @router.get("/checklist", summary="The printable 明白卡 checklist per grid member (HTML or PDF)",

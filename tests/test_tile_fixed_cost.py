@@ -107,7 +107,8 @@ def test_tiles_one_message_keeps_etag_gzip_rule_and_revocation(scratch_db_url: A
         assert posted.status_code == 201, posted.text
         assert admin.get(url).headers["etag"] != tag
 
-    # A token revoked between two tiles is refused on the next one (nothing cached per token).
+    # A token revoked between two tiles is refused on the next one (checked with every tile; what the process saw of
+    # the token before is only a guess the check must confirm, api.security.Check.within).
     with make_client(scratch_db_url, None) as anon:
         headers = auth("command_center")
         tile = f"/tiles/incidents/12/{big[0]}/{big[1]}.pbf"
