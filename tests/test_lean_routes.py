@@ -115,6 +115,10 @@ def test_the_lean_path_answers_as_fastapi_does(test_db_url: Any, places: dict[st
                 took_lean = len(lean_calls) > before
                 plain = full.get(path, headers=headers)
                 assert len(lean_calls) == before + took_lean   # FastAPI's app never takes it
+                if fast.headers.get("etag") != plain.headers.get("etag"):
+                    # An incident tile's ETag names the minute its overdue flags are for: the two answers may
+                    # straddle a minute; asked again at once, they cannot straddle another.
+                    fast, plain = lean.get(path, headers=headers), full.get(path, headers=headers)
                 _same(fast, plain, f"{role} {path}")
             refused_by_type = any(s in path for s in ("limit=0", "limit=abc", "state=reported", "grid_code=12",
                                                       "sort=nearest", "/99/", "/x/"))
