@@ -80,19 +80,9 @@ async def households(
     request: Request,
     session: SessionDep,
     check: Annotated[Check, checks(Permission.VIEW_HOUSEHOLDS)],
-    extent: ExtentId = None,
-    scenario: Scenario = None,
-    buffer_m: BufferM = 0.0,
-    grid_code: GridFilter = None,
-    limit: Annotated[int, Query(ge=1)] = 1000,
-    offset: PageOffset = 0,
-    format: Format = "json",
-    reason: Reason = None,
-    sort: SortBy = "rank",
+    query: Annotated[FloodHouseholdsQuery, Query()],  # type: ignore[valid-type]  # a model made at import
 ) -> Response:
-    return await run_in_threadpool(lambda: _households(
-        request, session, check, extent=extent, scenario=scenario, buffer_m=buffer_m, grid_code=grid_code,
-        limit=limit, offset=offset, format=format, reason=reason, sort=sort))
+    return await run_in_threadpool(lambda: _households(request, session, check, **vars(query)))
 
 
 @router.get("/checklist", summary="The printable 明白卡 checklist per grid member (HTML or PDF)",

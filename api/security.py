@@ -23,7 +23,7 @@ from gis.auth import accounts
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.context import Context
-from gis.db import first_rows, send_with_next, sent_rows
+from gis.db import send_with_next, sent_rows
 
 T = TypeVar("T")
 
@@ -59,7 +59,7 @@ def resolve_principal(request: Request, session: Any) -> Principal | None:
     check = credential_check(request)
     principal = None
     if check is not None:
-        principal = check.principal(first_rows(session, check.sql, check.params), client_ip(request))
+        principal = check.run(session, client_ip(request))
         _remember(check, principal)
     return _resolved(request, check, principal)
 
@@ -185,9 +185,8 @@ class Check:
             session.rollback()
             return work(self(session))
         rows = sent_rows(session)
-        if rows is None:   # work sent nothing through script_rows: check now, in its transaction
-            rows = first_rows(session, check.sql, check.params)
-        principal = check.principal(rows, ip)
+        # None: work sent nothing through script_rows, so the check runs now, in its transaction.
+        principal = check.principal(rows, ip) if rows is not None else check.run(session, ip)
         _remember(check, principal)
         self._allowed(_resolved(self.request, check, principal))
         if principal == guess:

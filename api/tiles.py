@@ -89,6 +89,9 @@ def _address(z: int, x: int, y: int) -> tiles.TileAddress:
 
 
 TilePath = params_model("TilePath", z=Z, x=X, y=Y)
+# Each tile route's query as one model: its lean path validates it, FastAPI documents it from the same model.
+GridTileQuery = params_model("GridTileQuery", as_of=(schemas.AsOf, None))
+HouseholdTileQuery = params_model("HouseholdTileQuery", reason=(Reason, None))
 
 
 def _grids_tile(request: Request, session: Any, check: Check, *, z: int, x: int, y: int,
@@ -106,11 +109,11 @@ def _grids_tile(request: Request, session: Any, check: Check, *, z: int, x: int,
 # its lean path (api.lean: no dependency solving), which a map asking for dozens of tiles at once pays per tile.
 @router.get("/grids/{z}/{x}/{y}.pbf", summary="Grid boundaries as a vector tile (deeper levels at deeper zooms)",
             response_class=Response, responses=TILE_RESPONSES)
-@lean(_grids_tile, Permission.VIEW_GRIDS, path=TilePath,
-      query=params_model("GridTileQuery", as_of=(schemas.AsOf, None)))
+@lean(_grids_tile, Permission.VIEW_GRIDS, path=TilePath, query=GridTileQuery)
 async def grids_tile(request: Request, session: SessionDep, check: Annotated[Check, checks(Permission.VIEW_GRIDS)],
-                     z: Z, x: X, y: Y, as_of: schemas.AsOf = None) -> Response:
-    return await run_in_threadpool(lambda: _grids_tile(request, session, check, z=z, x=x, y=y, as_of=as_of))
+                     z: Z, x: X, y: Y,
+                     query: Annotated[GridTileQuery, Query()]) -> Response:  # type: ignore[valid-type]
+    return await run_in_threadpool(lambda: _grids_tile(request, session, check, z=z, x=x, y=y, **vars(query)))
 
 
 # The filters of OpenFilters as ONE query model (validated at once, no dependency to solve): a map asks for dozens
@@ -151,12 +154,12 @@ def _households_tile(request: Request, session: Any, check: Check, *, z: int, x:
 @router.get("/households/{z}/{x}/{y}.pbf",
             summary="Households you may see as a vector tile (personal fields only where your role may see them)",
             response_class=Response, responses=TILE_RESPONSES)
-@lean(_households_tile, Permission.VIEW_HOUSEHOLDS, path=TilePath,
-      query=params_model("HouseholdTileQuery", reason=(Reason, None)))
+@lean(_households_tile, Permission.VIEW_HOUSEHOLDS, path=TilePath, query=HouseholdTileQuery)
 async def households_tile(request: Request, session: SessionDep,
-                          check: Annotated[Check, checks(Permission.VIEW_HOUSEHOLDS)],
-                          z: Z, x: X, y: Y, reason: Reason = None) -> Response:
-    return await run_in_threadpool(lambda: _households_tile(request, session, check, z=z, x=x, y=y, reason=reason))
+                          check: Annotated[Check, checks(Permission.VIEW_HOUSEHOLDS)], z: Z, x: X, y: Y,
+                          query: Annotated[HouseholdTileQuery, Query()]) -> Response:  # type: ignore[valid-type]
+    return await run_in_threadpool(lambda: _households_tile(request, session, check, z=z, x=x, y=y,
+                                                            **vars(query)))
 
 
 class TileLayer(BaseModel):

@@ -36,7 +36,7 @@ from http_client import ClientProcess  # noqa: E402
 
 # (label, yappi full name suffix): inclusive CPU time of each part.
 PARTS = [
-    ("token check (accounts.principal_from_token)", "principal_from_token"),
+    ("credential check run alone (CredentialCheck.run)", "CredentialCheck.run"),
     ("list: service.list_incidents_json (JSON by PostgreSQL)", "list_incidents_json"),
     ("SQL through psycopg (script_rows: the list page or the tile)", "script_rows"),
     ("tile: gis.tiles.incidents_tile", "incidents_tile"),

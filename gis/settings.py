@@ -33,8 +33,8 @@ class Settings(BaseSettings):
     # it is lent (gis.db.ping_when_idle); one returned a moment ago is not. 0: every one is checked, a
     # round trip per request (None, in code: SQLAlchemy's own pool_pre_ping).
     database_ping_after_idle_s: float | None = 10.0
-    # The busiest routes (the incident list, tiles, the intake) served by their lean path (api.lean); false:
-    # by FastAPI's own handler like every other route (the same answers; a diagnostic).
+    # The busiest routes (the incident list, tiles, the intake, the flood list) served by their lean path
+    # (api.lean); false: by FastAPI's own handler like every other route (the same answers; a diagnostic).
     lean_routes: bool = True
 
     host: str = "127.0.0.1"

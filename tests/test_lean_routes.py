@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 import api.lean
-import api.security
+from gis.auth.accounts import CredentialCheck
 from tests.conftest import auth, make_client, report_incident
 
 
@@ -187,13 +187,13 @@ def test_the_check_rides_with_the_statements_and_a_changed_caller_is_never_answe
     x, y = _tile_of(lon, lat, 12)
     tile, page = f"/tiles/incidents/12/{x}/{y}.pbf", "/incidents?limit=1000"
     alone: list[str] = []   # credential checks sent as a statement of their own
-    real_first_rows = api.security.first_rows
+    real_run = CredentialCheck.run
 
-    def counting(session: Any, sql: str, params: dict[str, Any]) -> Any:
-        alone.append(sql)
-        return real_first_rows(session, sql, params)
+    def counting(self: CredentialCheck, session: Any, client_ip: str | None) -> Any:
+        alone.append(self.sql)
+        return real_run(self, session, client_ip)
 
-    monkeypatch.setattr(api.security, "first_rows", counting)
+    monkeypatch.setattr(CredentialCheck, "run", counting)
     h = fresh_user["headers"]
     with make_client(scratch_db_url, None) as lean, make_client(scratch_db_url, None, lean_routes=False) as full:
         first = lean.get(tile, headers=h)

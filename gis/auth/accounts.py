@@ -159,7 +159,7 @@ def update_user(
     if changed_access or password is not None:
         # A changed role, scope, password or a deactivation takes effect at once: end every session.
         # Tokens are narrowed to the user's current role and scope on every request
-        # (principal_from_token), so they follow a role or scope change by themselves.
+        # (token_check), so they follow a role or scope change by themselves.
         end_sessions(session, user_id)
     if password is not None:
         # A new password is how an owner shuts out whoever learnt the old one: that person may
@@ -326,11 +326,6 @@ def principal_of_account(session: Session, username: str, via: str = "cli") -> P
     return Principal(user.id, user.username, Role(user.role), tuple(user.scope_codes or ()), via)
 
 
-def principal_from_session(session: Session, cookie_value: str, client_ip: str | None) -> Principal | None:
-    check = session_check(cookie_value)
-    return check.principal(first_rows(session, check.sql, check.params), client_ip)
-
-
 def end_session(session: Session, id_hash: str) -> None:
     session.execute(text("UPDATE web_session SET revoked_at = now() WHERE id_hash = :h AND revoked_at IS NULL"),
                     {"h": id_hash})
@@ -436,11 +431,6 @@ def revoke_tokens(session: Session, user_id: int) -> None:
     )
 
 
-def principal_from_token(session: Session, secret: str, client_ip: str | None) -> Principal | None:
-    check = token_check(secret)
-    return check.principal(first_rows(session, check.sql, check.params), client_ip)
-
-
 # --- a credential's check as one statement ---------------------------------------------------------------
 
 
@@ -453,6 +443,10 @@ class CredentialCheck:
     sql: str
     params: dict[str, Any]
     via: str   # token | session
+
+    def run(self, session: Session, client_ip: str | None) -> Principal | None:
+        """The caller, checked now: the statement alone (with its transaction's BEGIN, `first_rows`)."""
+        return self.principal(first_rows(session, self.sql, self.params), client_ip)
 
     def principal(self, rows: list[dict[str, Any]], client_ip: str | None) -> Principal | None:
         """The caller its rows name, None when there are none (unknown, expired, revoked, or out of role)."""
