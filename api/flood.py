@@ -48,15 +48,19 @@ FloodHouseholdsQuery = params_model(
 def _households(request: Request, session: Any, check: Check, *, extent: int | None, scenario: str | None,
                 buffer_m: float, grid_code: str | None, limit: int, offset: int, format: Format, reason: str | None,
                 sort: str) -> Response:
-    """One page of the list: the check, the page, its audit row and the commit, in the request's one worker
-    thread."""
-    principal = check(session)
+    """One page of the list in the request's one worker thread: the credential check rides in the page's
+    message (Check.within); then the audit row of the read and the COMMIT, in one more."""
     check_page_limit(limit, request.app.state.settings)
-    page = answers.list_flood_households(
-        session, request_context(request, principal, reason), extent_id=extent, scenario=scenario, buffer_m=buffer_m,
-        grid_code=grid_code, limit=limit, offset=offset, fmt=format, sort=sort,
-    )
-    session.commit()   # the audit row of the read, here in the worker thread
+    reader: list[Principal] = []
+
+    def read(principal: Principal) -> answers.FloodPage:
+        reader[:] = [principal]
+        return answers.flood_page(session, principal, extent_id=extent, scenario=scenario, buffer_m=buffer_m,
+                                  grid_code=grid_code, limit=limit, offset=offset, sort=sort)
+
+    page = check.within(session, read)
+    answers.audit_read(session, request_context(request, reader[0], reason), page, scenario=scenario,
+                       grid_code=grid_code, fmt=format, sort=sort, commit=True)
     total = page.total
     if format in ("csv", "xlsx"):
         return table_response(L.EXPORT, page.items, "flood_households", total, format)

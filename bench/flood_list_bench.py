@@ -64,57 +64,76 @@ def load_slice(engine, lon: np.ndarray, lat: np.ndarray, first: int) -> float:
     return time.perf_counter() - t
 
 
-def direct(raw, principal, extent_id: int, offset: int) -> list:
-    """The statements the list runs for one page, run directly: the page's rows."""
+def direct(raw, principal, extent_id: int, offset: int, audit: bool = False) -> list:
+    """The statements the list reads one page with (gis.flood.answers.stored_page_statements: the extent's row,
+    the stored answer's check, the page, its members), run directly in one message as the list sends them:
+    the page's ids. `audit`: then, in one more message, the list's audit row of the read (gis.audit) and the
+    COMMIT, as the list ends."""
+    from psycopg import ClientCursor
+
+    from gis import audit as audit_log
     from gis.db import pyformat
     from gis.flood import answers
-    from gis.households import access_for
 
-    acc = access_for(principal)
-    where = f"h.extent_id = :e AND h.buffer_m = :b AND ({acc.rows})"
-    p = {**acc.params, "e": extent_id, "b": 0.0, "limit": LIMIT, "offset": offset}
-    with raw.transaction(), raw.cursor() as cur:
-        cur.execute("SELECT a.shelter_method, a.distance_kind, a.shelters, a.totals FROM flood_answer a "
-                    "WHERE a.extent_id = %(e)s AND a.buffer_m = %(b)s "
-                    "AND a.data_version = (SELECT version FROM flood_data_version)", p)
-        assert cur.fetchone() is not None
-        cur.execute(pyformat(answers.page_sql(where, "TRUE", acc.personal, acc.rows == "TRUE")), p)
-        rows = cur.fetchall()
-        ids = [r[0]["id"] for r in rows]
-        cur.execute("SELECT household_id, name, gender, birth_date, relation_to_head, is_disabled, is_pregnant, "
-                    "is_bedridden FROM resident WHERE household_id = ANY(%(ids)s) ORDER BY household_id, id",
-                    {"ids": ids})
-        cur.fetchall()
+    statements, params, _ = answers.stored_page_statements(principal, extent_id, 0.0, None, LIMIT, offset)
+    with ClientCursor(raw) as cur:
+        cur.execute("BEGIN;" + ";".join(pyformat(s) for s in statements), params)
+        sets = []
+        while True:
+            if cur.description is not None:
+                sets.append(cur.fetchall())
+            if not cur.nextset():
+                break
+        assert sets[1], "the answer is stored"
+        ids = [r[3] for r in sets[2]]
+        if audit:
+            cur.execute(pyformat(audit_log._INSERT.text) + ";COMMIT", audit_log.params(
+                principal, "read", resource="household", method="GET", path="/flood/households",
+                detail={"endpoint": "flood_households", "format": "json", "households": len(ids), "shown": 0,
+                        "extent": {"id": extent_id}, "offset": offset}))
+        else:
+            cur.execute("COMMIT")
     return ids
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--reuse", action="store_true",
+                    help=f"measure {DB} as it is (its households and stored extent) instead of rebuilding it")
+    ap.add_argument("--client", choices=("process", "httpx"), default="process",
+                    help="process: the HTTP client in its own process (bench/http_client.py, the default); httpx: "
+                         "httpx in this process (the figures before 2026-12-07)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    import httpx
-    import psycopg
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
-    from api.main import create_app
-    from gis.auth import accounts
-    from gis.auth.principal import Principal
-    from gis.auth.roles import Role
     from gis.db import transaction
     from gis.flood import answers
     from gis.flood.extents import get_extent, save_extent
-    from gis.settings import Settings
-    from tests.browser import serve_app_in_thread
 
     info = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
-            "loadavg_before": [round(v, 2) for v in os.getloadavg()]}
-    print(f"{info['date']}  {info['cpus']} cpus  load {info['loadavg_before']}", flush=True)
+            "loadavg_before": [round(v, 2) for v in os.getloadavg()], "client": args.client}
+    print(f"{info['date']}  {info['cpus']} cpus  load {info['loadavg_before']}  client {args.client}", flush=True)
+    url = bench_url(DB)
+    results: dict = {"machine": info, "sizes": {}}
+    if args.reuse:
+        engine = create_engine(url, poolclass=NullPool)
+        with transaction(engine) as s:
+            extent_id = s.execute(text("SELECT min(id) FROM flood_extent")).scalar_one()
+            answers.ensure_answer(s, get_extent(s, extent_id))
+            size = s.execute(text("SELECT count(*) FROM household")).scalar_one()
+        engine.dispose()
+        print(f"\n{DB}: {size:,} households, extent {extent_id}", flush=True)
+        results["sizes"][size] = measure(url, extent_id, args.client)
+        info["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+        write_results(RESULTS, results)
+        return
+
     t = time.perf_counter()
     grids, _ = build_city()
-    url = bench_url(DB)
     load_database(url, grids)
     print(f"city of {len(grids)} grids in {time.perf_counter() - t:.0f} s", flush=True)
     rng = np.random.default_rng(SEED)
@@ -125,61 +144,94 @@ def main() -> None:
     lon, lat = lon[order], lat[order]
     engine = create_engine(url, poolclass=NullPool)
     with transaction(engine) as s:
-        user = accounts.create_user(s, "bench_cc", "correct-horse-battery-staple", Role.COMMAND_CENTER)
-        secret, _ = accounts.create_token(s, user.id, "bench")
         extent_id = save_extent(s, geom, "upload", "基准洪水范围").id
-    principal = Principal(user.id, "bench_cc", Role.COMMAND_CENTER)
-    settings = Settings(DATABASE_URL=url.render_as_string(hide_password=False))
-    raw = psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True)
-    results: dict = {"machine": info, "extent_vertices": int(sum(len(p.exterior.coords) for p in geom.geoms)),
-                     "sizes": {}}
+    results["extent_vertices"] = int(sum(len(p.exterior.coords) for p in geom.geoms))
     loaded = 0
-    with (
-        serve_app_in_thread(create_app(settings)) as base,
-        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {secret}"}, timeout=600) as client,
-    ):
-        for size in sizes:
-            secs = load_slice(engine, lon[loaded:size], lat[loaded:size], loaded)
-            loaded = size
-            t = time.perf_counter()
-            with transaction(engine) as s:
-                answers.ensure_answer(s, get_extent(s, extent_id))
-            store_s = time.perf_counter() - t
-            with engine.connect() as c:
-                c.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE flood_answer_household"))
-                flooded = c.execute(text("SELECT count(*) FROM flood_answer_household WHERE extent_id = :e"),
-                                    {"e": extent_id}).scalar_one()
-            print(f"\n{size:,} households ({secs:.0f} s to load), {flooded:,} in the extent; "
-                  f"answer stored in {store_s:.1f} s", flush=True)
-            rss0 = reset_peak_rss()
-            per_case: dict = {"flooded": flooded, "load_s": round(secs, 1), "store_answer_s": round(store_s, 1)}
-            deep = max(0, min(10_000, flooded - LIMIT))
-            for name, offset in (("first page", 0), (f"deep page (offset {deep:,})", deep)):
-                query = {"extent": extent_id, "limit": LIMIT, "offset": offset}
-                answer = client.get("/flood/households", params=query)
-                assert answer.status_code == 200, answer.text
-                body = answer.json()
-                assert [h["id"] for h in body["items"]] == direct(raw, principal, extent_id, offset), name
-                assert body["total"] == flooded
-                m = interleaved_ms(lambda q=query: client.get("/flood/households", params=q),
-                                   lambda o=offset: direct(raw, principal, extent_id, o),
-                                   lambda o=offset: direct(raw, principal, extent_id, o))
-                per_case[name] = {k: v for k, v in m.items() if not k.startswith("service")}
-                print(f"  {name:28s} app {m['app_ms']:7.2f} ms ({m['app_ratio']:4.2f}x)  sql {m['sql_ms']:6.2f} ms",
-                      flush=True)
-            growth = _status_mb("VmHWM") - rss0
-            per_case["rss_growth_mb"] = round(growth, 1)
-            print(f"  peak RSS growth while answering: {growth:.1f} MB (RSS {rss0:.0f} MB before)", flush=True)
-            t = time.perf_counter()
-            r = client.get("/flood/households", params={"extent": extent_id, "limit": LIMIT, "buffer_m": 10})
-            assert r.status_code == 200, r.text
-            per_case["not stored (buffer_m=10), computed on read_ms"] = round((time.perf_counter() - t) * 1000)
-            print(f"  not stored (buffer_m=10): {per_case['not stored (buffer_m=10), computed on read_ms']} ms, "
-                  f"{r.json()['total']:,} households", flush=True)
-            results["sizes"][size] = per_case
-    raw.close()
+    for size in sizes:
+        secs = load_slice(engine, lon[loaded:size], lat[loaded:size], loaded)
+        loaded = size
+        t = time.perf_counter()
+        with transaction(engine) as s:
+            answers.ensure_answer(s, get_extent(s, extent_id))
+        store_s = time.perf_counter() - t
+        print(f"\n{size:,} households ({secs:.0f} s to load); answer stored in {store_s:.1f} s", flush=True)
+        results["sizes"][size] = {"load_s": round(secs, 1), "store_answer_s": round(store_s, 1),
+                                  **measure(url, extent_id, args.client)}
     engine.dispose()
+    info["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
     write_results(RESULTS, results)
+
+
+def measure(url, extent_id: int, client_kind: str) -> dict:
+    """Both cases at the database's current size, app (HTTP) and direct SQL interleaved; server memory."""
+    import contextlib
+    import secrets
+
+    import httpx
+    import psycopg
+    from http_client import ClientProcess
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from api.main import create_app
+    from gis.auth import accounts
+    from gis.auth.principal import Principal
+    from gis.auth.roles import Role
+    from gis.db import transaction
+    from gis.settings import Settings
+    from tests.browser import serve_app_in_thread
+
+    engine = create_engine(url, poolclass=NullPool)
+    with transaction(engine) as s:
+        user = accounts.create_user(s, f"bench_cc_{secrets.token_hex(3)}", "correct-horse-battery-staple",
+                                    Role.COMMAND_CENTER)
+        secret, _ = accounts.create_token(s, user.id, "bench")
+    with engine.connect() as c:
+        c.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE flood_answer_household"))
+        flooded = c.execute(text("SELECT count(*) FROM flood_answer_household WHERE extent_id = :e"),
+                            {"e": extent_id}).scalar_one()
+    engine.dispose()
+    print(f"  {flooded:,} households in the extent", flush=True)
+    principal = Principal(user.id, user.username, Role.COMMAND_CENTER)
+    settings = Settings(DATABASE_URL=url.render_as_string(hide_password=False))
+    headers = {"Authorization": f"Bearer {secret}", "Accept-Encoding": "gzip"}
+    per_case: dict = {"flooded": flooded}
+    with contextlib.ExitStack() as stack:
+        raw = stack.enter_context(psycopg.connect(
+            url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True))
+        base = stack.enter_context(serve_app_in_thread(create_app(settings)))
+        client = stack.enter_context(ClientProcess(base, headers) if client_kind == "process"
+                                     else httpx.Client(base_url=base, headers=headers, timeout=600))
+        rss0 = reset_peak_rss()
+        fixed = interleaved_ms(lambda: client.get("/healthz"), lambda: None, lambda: None)
+        print(f"  GET /healthz (fixed cost of a request here): {fixed['app_ms']:.2f} ms", flush=True)
+        per_case["healthz_ms"] = fixed["app_ms"]
+        deep = max(0, min(10_000, flooded - LIMIT))
+        for name, offset in (("first page", 0), (f"deep page (offset {deep:,})", deep)):
+            query = {"extent": extent_id, "limit": LIMIT, "offset": offset}
+            answer = client.get("/flood/households", params=query)
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert [h["id"] for h in body["items"]] == direct(raw, principal, extent_id, offset), name
+            assert body["total"] == flooded
+            m = interleaved_ms(lambda q=query: client.get("/flood/households", params=q),
+                               lambda o=offset: direct(raw, principal, extent_id, o, audit=True),
+                               lambda o=offset: direct(raw, principal, extent_id, o))
+            per_case[name] = {"app_ms": m["app_ms"], "sql_ms": m["sql_ms"], "app_ratio": m["app_ratio"],
+                              "sql_with_audit_ms": m["service_ms"],
+                              "app_ratio_to_sql_with_audit": round(m["app_ratio"] / m["service_ratio"], 2)}
+            print(f"  {name:28s} app {m['app_ms']:7.2f} ms ({m['app_ratio']:4.2f}x)  sql {m['sql_ms']:6.2f} ms"
+                  f"  sql + audit row + commit {m['service_ms']:6.2f} ms", flush=True)
+        growth = _status_mb("VmHWM") - rss0
+        per_case["rss_growth_mb"] = round(growth, 1)
+        print(f"  peak RSS growth while answering: {growth:.1f} MB (RSS {rss0:.0f} MB before)", flush=True)
+        t = time.perf_counter()
+        r = client.get("/flood/households", params={"extent": extent_id, "limit": LIMIT, "buffer_m": 10})
+        assert r.status_code == 200, r.text
+        per_case["not stored (buffer_m=10), computed on read_ms"] = round((time.perf_counter() - t) * 1000)
+        print(f"  not stored (buffer_m=10): {per_case['not stored (buffer_m=10), computed on read_ms']} ms, "
+              f"{r.json()['total']:,} households", flush=True)
+    return per_case
 
 
 if __name__ == "__main__":

@@ -66,11 +66,18 @@ def params(
     }
 
 
-def record(session: Session, principal: Principal | None, action: str, **fields: Any) -> None:
+def record(session: Session, principal: Principal | None, action: str, *, commit: bool = False,
+           **fields: Any) -> None:
     """Append one row in the caller's transaction, so the record and the act commit together.
 
-    `fields` are those of `params` (resource, resource_ids, reason, outcome, method, path, ...).
+    `fields` are those of `params` (resource, resource_ids, reason, outcome, method, path, ...). `commit`: the
+    row and the COMMIT of the transaction go in one message (one round trip: a read's audit row, written last).
     """
+    if commit:
+        from gis.db import script_rows
+
+        script_rows(session, [_INSERT.text, "COMMIT"], params(principal, action, **fields))
+        return
     session.execute(_INSERT, params(principal, action, **fields))
 
 

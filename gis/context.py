@@ -47,8 +47,10 @@ class Context:
         outcome: str = "ok",
         detail: dict[str, Any] | None = None,
         reason: str | None = None,
+        commit: bool = False,
     ) -> None:
-        """Append one audit row in the caller's transaction, so the record and the act commit together."""
+        """Append one audit row in the caller's transaction, so the record and the act commit together.
+        `commit`: the row and the transaction's COMMIT go in one message (the operation is done)."""
         audit.record(
             session,
             self.principal,
@@ -62,6 +64,7 @@ class Context:
             client_ip=self.client_ip,
             actor=self.actor,
             detail=detail,
+            commit=commit,
         )
 
 

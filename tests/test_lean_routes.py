@@ -61,8 +61,14 @@ def places(test_db_url: Any) -> dict[str, Any]:
         lon, lat = c.execute(text("SELECT ST_X(geom), ST_Y(geom) FROM incident WHERE state <> 'closed' "
                                   "ORDER BY id LIMIT 1")).one()
         hlon, hlat = c.execute(text("SELECT ST_X(geom), ST_Y(geom) FROM household ORDER BY id LIMIT 1")).one()
+        # A stored extent whose answer is stored for the current data (its page is read in one message), and
+        # a village that holds some of its households.
+        extent, village = c.execute(text(
+            "SELECT a.extent_id, min(h.village_code) FROM flood_answer a JOIN flood_answer_household h "
+            "USING (extent_id, buffer_m) WHERE a.buffer_m = 0 "
+            "AND a.data_version = (SELECT version FROM flood_data_version) GROUP BY 1 ORDER BY 1 LIMIT 1")).one()
     engine.dispose()
-    return {"incident": (lon, lat), "household": (hlon, hlat)}
+    return {"incident": (lon, lat), "household": (hlon, hlat), "flood_extent": extent, "flood_village": village}
 
 
 def _get_cases(places: dict[str, Any]) -> list[str]:
@@ -99,6 +105,12 @@ def _get_cases(places: dict[str, Any]) -> list[str]:
         "/flood/households?scenario=no-such&limit=3",
         "/flood/households?scenario=2023-09-23&limit=0",
         "/flood/households?scenario=2023-09-23&sort=nearest",
+        f"/flood/households?extent={places['flood_extent']}&limit=5",
+        f"/flood/households?extent={places['flood_extent']}&limit=4&offset=3&sort=vulnerable",
+        f"/flood/households?extent={places['flood_extent']}&limit=4&grid_code={places['flood_village']}",
+        f"/flood/households?extent={places['flood_extent']}&limit=3&format=csv",
+        f"/flood/households?extent={places['flood_extent']}&limit=3&buffer_m=7",   # no stored answer: computed
+        "/flood/households?extent=987654321&limit=3",                                # no such extent: 404
     ]
 
 
@@ -176,7 +188,14 @@ def fresh_user(scratch_db_url: Any) -> Iterator[dict[str, Any]]:
         with engine.begin() as c:
             c.execute(text(sql), {"u": user.id, **params})
 
-    yield {"id": user.id, "headers": {"Authorization": f"Bearer {token}"}, "set": change}
+    def audited(path: str) -> list[tuple[str, str, str]]:
+        """The user's audit rows of reads of `path`: (role, action, outcome), in order."""
+        with engine.connect() as c:
+            return [tuple(r) for r in c.execute(text(
+                "SELECT role, action, outcome FROM audit_log WHERE actor_id = :u AND path = :p ORDER BY id"),
+                {"u": user.id, "p": path})]
+
+    yield {"id": user.id, "headers": {"Authorization": f"Bearer {token}"}, "set": change, "audited": audited}
     engine.dispose()
 
 
@@ -186,6 +205,7 @@ def test_the_check_rides_with_the_statements_and_a_changed_caller_is_never_answe
     lon, lat = places["incident"]
     x, y = _tile_of(lon, lat, 12)
     tile, page = f"/tiles/incidents/12/{x}/{y}.pbf", "/incidents?limit=1000"
+    flood = f"/flood/households?extent={places['flood_extent']}&limit=1000"
     alone: list[str] = []   # credential checks sent as a statement of their own
     real_run = CredentialCheck.run
 
@@ -202,6 +222,10 @@ def test_the_check_rides_with_the_statements_and_a_changed_caller_is_never_answe
         assert again.content == first.content and len(alone) == 1   # then with the tile, in its message
         everything = lean.get(page, headers=h).json()
         assert len(alone) == 1 and everything["items"]
+        flooded = lean.get(flood, headers=h).json()
+        assert len(alone) == 1 and flooded["items"]
+        # Its audit row was written, and committed with the read's last message.
+        assert fresh_user["audited"]("/flood/households") == [("command_center", "read", "ok")]
 
         # Narrowed to one group grid: the next answers are the grid staff's, not the command center's.
         group = everything["items"][0]["group_code"]
@@ -212,17 +236,21 @@ def test_the_check_rides_with_the_statements_and_a_changed_caller_is_never_answe
         assert {i["group_code"] for i in narrowed.json()["items"]} == {group}
         assert narrowed.json()["total"] < everything["total"]
         _same(lean.get(tile, headers=h), full.get(tile, headers=h), "narrowed tile")
+        _same(lean.get(flood, headers=h), full.get(flood, headers=h), "narrowed flood list")
+        assert lean.get(flood, headers=h).json()["total"] < flooded["total"]
+        # Each read of the narrowed caller is logged as the grid staff's, who sees personal fields.
+        assert fresh_user["audited"]("/flood/households")[-1][0] == "grid_staff"
 
         # A role without the permission: 403, from the guess that still had it.
         fresh_user["set"]("UPDATE app_user SET role = 'planner', scope_codes = '{}' WHERE id = :u")
-        for path in (tile, page):
+        for path in (tile, page, flood):
             assert lean.get(path, headers=h).status_code == 403, path
         fresh_user["set"]("UPDATE app_user SET role = 'command_center' WHERE id = :u")
         assert lean.get(tile, headers=h).status_code == 200
 
         # Revoked: 401 at once, also where the request would otherwise have been refused for its page limit.
         fresh_user["set"]("UPDATE api_token SET revoked_at = now() WHERE user_id = :u")
-        for path in (tile, page, "/incidents?limit=100000", f"/tiles/grids/12/{x}/{y}.pbf"):
+        for path in (tile, page, flood, "/incidents?limit=100000", f"/tiles/grids/12/{x}/{y}.pbf"):
             refused = lean.get(path, headers=h)
             assert refused.status_code == 401, (path, refused.text)
             _same(refused, full.get(path, headers=h), f"revoked {path}")

@@ -20,13 +20,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis.auth.principal import Principal
 from gis.context import Context
-from gis.errors import InputError, Problem
+from gis.errors import InputError, NotFound, Problem
 from gis.flood import finder
 from gis.households import access_for, present
 
@@ -88,15 +90,15 @@ def store_answer(session: Session, ext: Any, buffer_m: float = 0.0) -> None:
         )
 
 
+# The answer stored for the extent :e and buffer :b, when it was computed on the current data.
+_FRESH = ("SELECT a.shelter_method, a.distance_kind, a.shelters, a.totals FROM flood_answer a "
+          "WHERE a.extent_id = :e AND a.buffer_m = :b AND a.data_version = (SELECT version FROM flood_data_version)")
+
+
 def _fresh(session: Session, extent_id: int | None, buffer_m: float) -> Any:
     if extent_id is None:
         return None
-    return session.execute(
-        text("SELECT a.shelter_method, a.distance_kind, a.shelters, a.totals FROM flood_answer a "
-             "WHERE a.extent_id = :e AND a.buffer_m = :b "
-             "AND a.data_version = (SELECT version FROM flood_data_version)"),
-        {"e": extent_id, "b": float(buffer_m)},
-    ).mappings().first()
+    return session.execute(text(_FRESH), {"e": extent_id, "b": float(buffer_m)}).mappings().first()
 
 
 TOTALS = ("households", "residents", "elderly", "children", "disabled", "pregnant", "bedridden",
@@ -116,7 +118,7 @@ _TOTALS = """
     WHERE {where}
 """
 _PAGE = """
-    SELECT h.row, h.unplaced, ({personal}) AS personal_shown
+    SELECT h.row, h.unplaced, ({personal}) AS personal_shown, h.household_id
     FROM flood_answer_household h
     WHERE {where} AND {grid}
     ORDER BY {order} LIMIT :limit OFFSET :offset
@@ -150,7 +152,7 @@ def _sort_key(sort: str) -> Any:
 # A reader who sees every row, unfiltered: ranks run 0, 1, 2 … so the page starts at rank = offset,
 # found in the primary key (a deep page costs what the first one does).
 _PAGE_BY_RANK = """
-    SELECT h.row, h.unplaced, ({personal}) AS personal_shown
+    SELECT h.row, h.unplaced, ({personal}) AS personal_shown, h.household_id
     FROM flood_answer_household h
     WHERE {where} AND h.rank >= :offset
     ORDER BY h.rank LIMIT :limit
@@ -162,6 +164,8 @@ def page_sql(where: str, grid: str, personal: str, every_row: bool, sort: str = 
     if every_row and sort == "rank":
         return _PAGE_BY_RANK.format(where=where, personal=personal)
     return _PAGE.format(where=where, grid=grid, personal=personal, order=SORTS[sort])
+
+
 def households_page(
     session: Session, principal: Any, ext: Any, buffer_m: float = 0.0, grid_code: str | None = None,
     *, limit: int | None = None, offset: int = 0, with_members: bool = True, today: dt.date | None = None,
@@ -169,48 +173,90 @@ def households_page(
 ) -> FloodPage:
     """One page (`limit` None: all) of the households of `ext` the reader may see, in rescue order
     (or `sort`, one of SORTS), filtered by a grid of any level. `principal` None is a trusted caller (the CLI)."""
-    grid_code = grid_filter(grid_code)
+    grid_code = _checked(grid_code, sort, buffer_m)
+    if getattr(ext, "id", None) is not None:
+        page = _stored_page(session, principal, ext.id, buffer_m, grid_code, limit, offset, with_members, today,
+                            sort)
+        if page is not None:
+            return page
+    return _computed_page(session, principal, ext, buffer_m, grid_code, limit, offset, with_members, today, sort)
+
+
+def _checked(grid_code: str | None, sort: str, buffer_m: float) -> str | None:
     if sort not in SORTS:
         raise InputError(Problem(("query", "sort"), f"one of {', '.join(SORTS)}", "unknown_sort"))
     finder.check_buffer(buffer_m)
-    stored = _fresh(session, getattr(ext, "id", None), buffer_m)
-    if stored is None:
-        return _computed_page(session, principal, ext, buffer_m, grid_code, limit, offset, with_members, today,
-                              sort)
+    return grid_filter(grid_code)
+
+
+# The extent's row as a page names it (finder.extent_meta's fields).
+_EXTENT_ROW = "SELECT id, name, source, stage_m FROM flood_extent WHERE id = :e"
+
+
+def stored_page_statements(principal: Any, extent_id: int, buffer_m: float, grid_code: str | None,
+                           limit: int | None, offset: int, sort: str = "rank",
+                           with_members: bool = True) -> tuple[list[str], dict[str, Any], bool]:
+    """The statements of one page read from a stored answer, sent in ONE message (gis.db.script_rows): the
+    extent's row, the stored answer's check, the totals (only for a reader who does not see every row:
+    `every_row` False), the page and the page's members (the page again as a subquery: cheaper than a second
+    round trip). Returns the statements, their parameters and `every_row`."""
     acc = access_for(principal) if principal is not None else None
-    params: dict[str, Any] = {**(acc.params if acc is not None else {}), "e": ext.id, "b": float(buffer_m),
+    params: dict[str, Any] = {**(acc.params if acc is not None else {}), "e": int(extent_id), "b": float(buffer_m),
                               "g": grid_code, "limit": limit, "offset": offset}
     # The stored row stands in for the household (alias h, with its point): the access predicate
     # runs on it, no join.
     where = f"h.extent_id = :e AND h.buffer_m = :b AND ({acc.rows if acc is not None else 'TRUE'})"
     grid = "CAST(:g AS text) IN (h.group_code, h.village_code, h.area_code)" if grid_code is not None else "TRUE"
     every_row = (acc is None or acc.rows == "TRUE") and grid_code is None
+    page = page_sql(where, grid, acc.personal if acc is not None else "TRUE", every_row, sort)
+    statements = [_EXTENT_ROW, _FRESH]
+    if not every_row:
+        statements.append(_TOTALS.format(where=where, grid=grid))
+    statements.append(page)
+    if with_members:
+        statements.append(finder.MEMBERS_SQL.format(ids=f"ARRAY(SELECT p.household_id FROM ({page}) p)"))
+    return statements, params, every_row
+
+
+def _stored_page(session: Session, principal: Any, extent_id: int, buffer_m: float, grid_code: str | None,
+                 limit: int | None, offset: int, with_members: bool, today: dt.date | None,
+                 sort: str) -> FloodPage | None:
+    """The page from the answer stored for the current data, in one round trip (`stored_page_statements`), or
+    None when no answer is stored for the current data (the caller computes it)."""
+    from gis.db import script_rows
+
+    statements, params, every_row = stored_page_statements(principal, extent_id, buffer_m, grid_code, limit, offset,
+                                                           sort, with_members)
+    results = script_rows(session, statements, params)
+    if not results[0]:
+        raise NotFound(f"no flood extent has the id {extent_id}")
+    if not results[1]:
+        return None
+    ext, stored = results[0][0], results[1][0]
     if every_row:
         # A reader who sees every row gets the stored totals: no pass over the extent's rows.
         totals = {k: int(stored["totals"][k]) for k in TOTALS}
         total = totals["households"]
     else:
-        agg = dict(session.execute(text(_TOTALS.format(where=where, grid=grid)), params).mappings().one())
+        agg = dict(results[2][0])
         total = int(agg.pop("total"))
         totals = {k: int(v) for k, v in agg.items()}
-    rows = session.execute(
-        text(page_sql(where, grid, acc.personal if acc is not None else "TRUE", every_row, sort)), params
-    ).mappings().all()
-    ids = [int(r["row"]["id"]) for r in rows]
-    members = finder.members_of(session, ids, today) if with_members else {}
+    rows = results[3 - every_row]
+    ids = [int(r["household_id"]) for r in rows]
+    members = finder.shape_members(results[-1], ids, today) if with_members else {}
     items = []
     for r in rows:
         h = {**r["row"], "personal_shown": r["personal_shown"]}
         if with_members:
             h["members"] = members[h["id"]]
         items.append(present(h))
-    page = FloodPage(finder.extent_meta(ext, buffer_m), total, offset, totals, items)
+    out = FloodPage(finder.extent_meta(SimpleNamespace(**ext), buffer_m), total, offset, totals, items)
     if totals["households"]:
-        page.shelter_method, page.distance_kind = stored["shelter_method"], stored["distance_kind"]
-        page.shelters = list(stored["shelters"])
-        page.unplaced = [{"id": r["row"]["id"], "household_no": r["row"]["household_no"],
-                          "residents": r["row"]["residents"]} for r in rows if r["unplaced"]]
-    return page
+        out.shelter_method, out.distance_kind = stored["shelter_method"], stored["distance_kind"]
+        out.shelters = list(stored["shelters"])
+        out.unplaced = [{"id": r["row"]["id"], "household_no": r["row"]["household_no"],
+                         "residents": r["row"]["residents"]} for r in rows if r["unplaced"]]
+    return out
 
 
 def _computed_page(session: Session, principal: Any, ext: Any, buffer_m: float, grid_code: str | None,
@@ -229,6 +275,35 @@ def _computed_page(session: Session, principal: Any, ext: Any, buffer_m: float, 
                      result.distance_kind, [u for u in result.unplaced if u["id"] in on_page], result.shelters)
 
 
+def flood_page(
+    session: Session, principal: Principal | None, *, extent_id: int | None = None, scenario: str | None = None,
+    buffer_m: float = 0.0, grid_code: str | None = None, limit: int | None = None, offset: int = 0,
+    compute: bool = False, sort: str = "rank",
+) -> FloodPage:
+    """One page of the flood households list for `principal` (None: trusted, everything shown), not audited
+    (`list_flood_households` is, and `audit_read` audits a page read here). An extent named by its id whose
+    answer is stored is read in one round trip, extent row included."""
+    if extent_id is not None and scenario is None:
+        grid_code = _checked(grid_code, sort, buffer_m)
+        page = _stored_page(session, principal, extent_id, buffer_m, grid_code, limit, offset, True, None, sort)
+        if page is not None:
+            return page
+    ext = finder.resolve_extent(session, extent_id, scenario, compute=compute)
+    return households_page(session, principal, ext, buffer_m, grid_code, limit=limit, offset=offset, sort=sort)
+
+
+def audit_read(session: Session, ctx: Context, page: FloodPage, *, scenario: str | None = None,
+               grid_code: str | None = None, fmt: str = "json", endpoint: str = "flood_households",
+               sort: str = "rank", commit: bool = False) -> None:
+    """The audit row of a read of `page`: `read_personal` with the ids of the households whose personal
+    fields it shows. `commit`: the row and the COMMIT go in one message (the read is done)."""
+    shown = [h["id"] for h in page.items if h.get("personal_fields") == "shown"]
+    detail = {"endpoint": endpoint, "format": fmt, "households": len(page.items), "shown": len(shown),
+              "extent": page.extent, "scenario": scenario, "offset": page.offset, "grid_code": grid_code}
+    ctx.audit(session, "read_personal" if shown else "read", resource="household", resource_ids=shown,
+              detail=detail if sort == "rank" else {**detail, "sort": sort}, commit=commit)
+
+
 def list_flood_households(
     session: Session, ctx: Context, *, extent_id: int | None = None, scenario: str | None = None,
     buffer_m: float = 0.0, grid_code: str | None = None, limit: int | None = None, offset: int = 0,
@@ -236,13 +311,9 @@ def list_flood_households(
 ) -> FloodPage:
     """The flood households list for the caller of `ctx` (None principal: trusted, everything shown),
     audited: `read_personal` with the ids of the households whose personal fields it shows."""
-    ext = finder.resolve_extent(session, extent_id, scenario, compute=compute)
-    page = households_page(session, ctx.principal, ext, buffer_m, grid_code, limit=limit, offset=offset, sort=sort)
-    shown = [h["id"] for h in page.items if h.get("personal_fields") == "shown"]
-    detail = {"endpoint": endpoint, "format": fmt, "households": len(page.items), "shown": len(shown),
-              "extent": page.extent, "scenario": scenario, "offset": offset, "grid_code": grid_code}
-    ctx.audit(session, "read_personal" if shown else "read", resource="household", resource_ids=shown,
-              detail=detail if sort == "rank" else {**detail, "sort": sort})
+    page = flood_page(session, ctx.principal, extent_id=extent_id, scenario=scenario, buffer_m=buffer_m,
+                      grid_code=grid_code, limit=limit, offset=offset, compute=compute, sort=sort)
+    audit_read(session, ctx, page, scenario=scenario, grid_code=grid_code, fmt=fmt, endpoint=endpoint, sort=sort)
     return page
 
 

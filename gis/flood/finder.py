@@ -239,18 +239,26 @@ def _age(birth: dt.date | None, today: dt.date) -> int | None:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
 
+# The members of the households whose ids `{ids}` gives (an SQL array), in household then register order.
+MEMBERS_SQL = ("SELECT household_id, name, gender, birth_date, relation_to_head, is_disabled, is_pregnant, "
+               "is_bedridden FROM resident WHERE household_id = ANY({ids}) ORDER BY household_id, id")
+
+
 def members_of(session: Session, ids: list[int], today: dt.date | None = None) -> dict[int, list[dict[str, Any]]]:
     """The members of each household with their age on `today` (Beijing) and their flags."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        text(MEMBERS_SQL.format(ids=":ids")).bindparams(bindparam("ids", type_=ARRAY(BigInteger))), {"ids": ids},
+    ).mappings()
+    return shape_members(rows, ids, today)
+
+
+def shape_members(rows: Any, ids: list[int], today: dt.date | None = None) -> dict[int, list[dict[str, Any]]]:
+    """MEMBERS_SQL's rows as `members_of` gives them: per household id of `ids`, its members with their age on
+    `today` (Beijing) and their flags."""
     today = today or dt.datetime.now(BEIJING).date()
     out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
-    if not ids:
-        return out
-    rows = session.execute(
-        text("SELECT household_id, name, gender, birth_date, relation_to_head, is_disabled, is_pregnant, "
-             "is_bedridden FROM resident WHERE household_id = ANY(:ids) ORDER BY household_id, id")
-        .bindparams(bindparam("ids", type_=ARRAY(BigInteger))),
-        {"ids": ids},
-    ).mappings()
     for r in rows:
         age = _age(r["birth_date"], today)
         flags = []
