@@ -123,6 +123,49 @@ def _found(pattern: str, text: str) -> str:
     return m.group(1)
 
 
+def _cpu_s(pid: int, children: bool = False) -> float:
+    """CPU seconds (user + system) process `pid` has used so far (0 when it is gone); `children`: with those of
+    its children that have ended (a backend of a closed connection)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(f) for f in fields[11:15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_pids() -> list[int]:
+    """This project's PostgreSQL: the postmaster (var/pg/postmaster.pid) and its children (the backends);
+    empty for a server elsewhere (DATABASE_URL)."""
+    pidfile = ROOT / "var" / "pg" / "postmaster.pid"
+    if not pidfile.exists():
+        return []
+    master = int(pidfile.read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                children.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return [master, *children]
+
+
+def _sessions(engine: Engine) -> int:
+    """Connections made to the bench database so far (each one a new PostgreSQL backend), this one included."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()"))
+                   .scalar_one())
+
+
+def cpu_use(server: int) -> dict[str, float]:
+    """CPU seconds used so far by the app's server process and by PostgreSQL's processes."""
+    pids = _postgres_pids()
+    return {"server": _cpu_s(server), "postgres": sum(_cpu_s(p, children=i == 0) for i, p in enumerate(pids))}
+
+
 def run_wrk(port: int, seconds: int, conns: int, script_args: list[str]) -> dict[str, Any]:
     cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "--latency",
            "-s", str(ROOT / "bench" / "intake.lua"), f"http://127.0.0.1:{port}", "--", *script_args]
@@ -196,10 +239,19 @@ def main() -> None:
             this: dict[str, Any] = {}
             for name in order:
                 script = [name, tokens_file, *map(str, box), f"{tag}{k}{len(name)}", ids]
+                cpu0, sessions0 = cpu_use(procs[name].pid), _sessions(engine)
                 r = this[name] = run_wrk(ports[name], args.seconds, args.connections, script)
+                cpu1 = cpu_use(procs[name].pid)
+                time.sleep(0.6)   # the statistics of the backends that ended are flushed within 0.5 s
+                r["new_connections"] = _sessions(engine) - sessions0 - 1
+                # CPU per request: the app's process and PostgreSQL's (wrk's own is not counted).
+                r.update({f"cpu_ms_per_request_{part}": round((cpu1[part] - cpu0[part]) * 1000 / max(r["requests"], 1), 3)
+                          for part in cpu0})
                 print(f"round {k + 1} {name:8} {r['requests_per_s']:8.1f} req/s  p50 {r.get('p50_ms', 0):7.1f} ms  "
                       f"p99 {r.get('p99_ms', 0):7.1f} ms  errors {r['errors']} "
-                      f"(non-2xx {r['non_2xx']}, socket {r['socket_errors']})", flush=True)
+                      f"(non-2xx {r['non_2xx']}, socket {r['socket_errors']})  CPU per request: server "
+                      f"{r['cpu_ms_per_request_server']:.2f} ms, PostgreSQL {r['cpu_ms_per_request_postgres']:.2f} ms; "
+                      f"{r['new_connections']} new database connections", flush=True)
             this["ratio"] = this["wangge"]["requests_per_s"] / this["minimal"]["requests_per_s"]
             rounds.append(this)
     finally:

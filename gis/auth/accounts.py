@@ -469,27 +469,11 @@ _SESSION_SQL = """
     WHERE s.id_hash = :credential_hash AND s.revoked_at IS NULL AND s.expires_at > now() AND u.active
 """
 
-_TOKEN_SQL = """
-    WITH t AS (
-        SELECT t.id, t.last_used_at, u.id AS user_id, u.username, u.role AS user_role,
-               u.scope_codes AS user_scope, t.role AS token_role,
-               t.scope_codes AS token_scope
-        FROM api_token t JOIN app_user u ON u.id = t.user_id
-        WHERE t.token_hash = :credential_hash AND u.active AND t.revoked_at IS NULL
-          AND (t.expires_at IS NULL OR t.expires_at > now())
-    ), touched AS (
-        -- last_used_at to the minute: a busy device does not rewrite (and lock) its token row
-        -- on every request; and never waits for it: while a concurrent request of the same
-        -- token holds the row, that one records the use (parallel requests would otherwise
-        -- queue here one by one, each holding its connection).
-        UPDATE api_token SET last_used_at = now()
-        WHERE id = (SELECT a.id FROM api_token a JOIN t ON t.id = a.id
-                    WHERE t.last_used_at IS NULL
-                       OR t.last_used_at < now() - interval '1 minute'
-                    FOR UPDATE OF a SKIP LOCKED)
-    )
-    SELECT id, user_id, username, user_role, user_scope, token_role, token_scope FROM t
-"""
+# The token check (migration 0021): the token by its hash, its user active, neither revoked nor expired; its use
+# stamped to the minute, never waiting for a concurrent request of the same token. A PL/pgSQL function, so its
+# plan is kept for the connection: sent as text on every request, the statement was planned every time.
+_TOKEN_SQL = ("SELECT id, user_id, username, user_role, user_scope, token_role, token_scope "
+              "FROM api_token_check(:credential_hash)")
 
 
 def session_check(cookie_value: str) -> CredentialCheck:
