@@ -245,8 +245,8 @@ def main() -> None:
                 time.sleep(0.6)   # the statistics of the backends that ended are flushed within 0.5 s
                 r["new_connections"] = _sessions(engine) - sessions0 - 1
                 # CPU per request: the app's process and PostgreSQL's (wrk's own is not counted).
-                r.update({f"cpu_ms_per_request_{part}": round((cpu1[part] - cpu0[part]) * 1000 / max(r["requests"], 1), 3)
-                          for part in cpu0})
+                r.update({f"cpu_ms_per_request_{part}":
+                          round((cpu1[part] - cpu0[part]) * 1000 / max(r["requests"], 1), 3) for part in cpu0})
                 print(f"round {k + 1} {name:8} {r['requests_per_s']:8.1f} req/s  p50 {r.get('p50_ms', 0):7.1f} ms  "
                       f"p99 {r.get('p99_ms', 0):7.1f} ms  errors {r['errors']} "
                       f"(non-2xx {r['non_2xx']}, socket {r['socket_errors']})  CPU per request: server "
