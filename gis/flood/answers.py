@@ -283,13 +283,15 @@ def flood_page(
     """One page of the flood households list for `principal` (None: trusted, everything shown), not audited
     (`list_flood_households` is, and `audit_read` audits a page read here). An extent named by its id whose
     answer is stored is read in one round trip, extent row included."""
-    if extent_id is not None and scenario is None:
-        grid_code = _checked(grid_code, sort, buffer_m)
-        page = _stored_page(session, principal, extent_id, buffer_m, grid_code, limit, offset, True, None, sort)
-        if page is not None:
-            return page
-    ext = finder.resolve_extent(session, extent_id, scenario, compute=compute)
-    return households_page(session, principal, ext, buffer_m, grid_code, limit=limit, offset=offset, sort=sort)
+    if extent_id is None or scenario is not None:
+        ext = finder.resolve_extent(session, extent_id, scenario, compute=compute)
+        return households_page(session, principal, ext, buffer_m, grid_code, limit=limit, offset=offset, sort=sort)
+    grid_code = _checked(grid_code, sort, buffer_m)
+    page = _stored_page(session, principal, extent_id, buffer_m, grid_code, limit, offset, True, None, sort)
+    if page is not None:
+        return page
+    ext = finder.resolve_extent(session, extent_id, None, compute=compute)   # no answer stored for the current data
+    return _computed_page(session, principal, ext, buffer_m, grid_code, limit, offset, True, None, sort)
 
 
 def audit_read(session: Session, ctx: Context, page: FloodPage, *, scenario: str | None = None,
