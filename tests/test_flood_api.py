@@ -277,3 +277,21 @@ def test_the_2023_09_23_scenario_holds_the_four_low_villages(api):
     assert {h["village_name"] for h in body["items"]} == set(LOW_LYING_VILLAGES)
     assert all(h["depth_m"] is not None and h["depth_m"] > 0 for h in body["items"])
     assert body["totals"]["unplaced_households"] == 0
+
+
+def test_the_list_names_its_extent_as_it_was_asked_for(api):
+    """A named scenario keeps its own name (not its modelled stage's); by its id the stored extent is named as
+    stored. The page is the same rows either way."""
+    from gis.flood.stages import NAMED_SCENARIOS
+
+    named = NAMED_SCENARIOS["2023-09-23"]
+    by_name = api["admin"].get("/flood/households", params={"scenario": "2023-09-23", "limit": 3}).json()
+    assert by_name["extent"]["name"] == named.name and by_name["extent"]["stage_m"] == named.stage_m
+    by_id = api["admin"].get("/flood/households", params={"extent": by_name["extent"]["id"], "limit": 3}).json()
+    stored = [e for e in api["admin"].get("/flood/extents").json() if e["id"] == by_name["extent"]["id"]]
+    assert stored and by_id["extent"]["name"] == stored[0]["name"]
+    assert by_id["extent"] | {"name": None} == by_name["extent"] | {"name": None}
+    assert [h["id"] for h in by_id["items"]] == [h["id"] for h in by_name["items"]]
+    for fmt in ("geojson",):
+        again = api["admin"].get("/flood/households", params={"scenario": "2023-09-23", "limit": 3, "format": fmt})
+        assert again.json()["extent"]["name"] == named.name

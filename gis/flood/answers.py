@@ -176,7 +176,7 @@ def households_page(
     grid_code = _checked(grid_code, sort, buffer_m)
     if getattr(ext, "id", None) is not None:
         page = _stored_page(session, principal, ext.id, buffer_m, grid_code, limit, offset, with_members, today,
-                            sort)
+                            sort, meta=finder.extent_meta(ext, buffer_m))
         if page is not None:
             return page
     return _computed_page(session, principal, ext, buffer_m, grid_code, limit, offset, with_members, today, sort)
@@ -220,9 +220,10 @@ def stored_page_statements(principal: Any, extent_id: int, buffer_m: float, grid
 
 def _stored_page(session: Session, principal: Any, extent_id: int, buffer_m: float, grid_code: str | None,
                  limit: int | None, offset: int, with_members: bool, today: dt.date | None,
-                 sort: str) -> FloodPage | None:
+                 sort: str, meta: dict[str, Any] | None = None) -> FloodPage | None:
     """The page from the answer stored for the current data, in one round trip (`stored_page_statements`), or
-    None when no answer is stored for the current data (the caller computes it)."""
+    None when no answer is stored for the current data (the caller computes it). `meta`: the page's `extent` as
+    the caller's extent object names it (a named scenario's name); else the stored extent's row."""
     from gis.db import script_rows
 
     statements, params, every_row = stored_page_statements(principal, extent_id, buffer_m, grid_code, limit, offset,
@@ -250,7 +251,7 @@ def _stored_page(session: Session, principal: Any, extent_id: int, buffer_m: flo
         if with_members:
             h["members"] = members[h["id"]]
         items.append(present(h))
-    out = FloodPage(finder.extent_meta(SimpleNamespace(**ext), buffer_m), total, offset, totals, items)
+    out = FloodPage(meta or finder.extent_meta(SimpleNamespace(**ext), buffer_m), total, offset, totals, items)
     if totals["households"]:
         out.shelter_method, out.distance_kind = stored["shelter_method"], stored["distance_kind"]
         out.shelters = list(stored["shelters"])
