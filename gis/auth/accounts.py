@@ -463,15 +463,13 @@ class CredentialCheck:
         return Principal(row["user_id"], row["username"], role, scope, "token", client_ip, token_id=row["id"])
 
 
-_SESSION_SQL = """
-    SELECT u.id, u.username, u.role, u.scope_codes, s.id_hash FROM web_session s
-    JOIN app_user u ON u.id = s.user_id
-    WHERE s.id_hash = :credential_hash AND s.revoked_at IS NULL AND s.expires_at > now() AND u.active
-"""
+# The checks are PL/pgSQL functions (migration 0021), so their plans are kept for the connection: sent as text
+# on every request, the statements were planned every time.
+# A browser session: by its hash, neither revoked nor expired, its user active.
+_SESSION_SQL = "SELECT id, username, role, scope_codes, id_hash FROM web_session_check(:credential_hash)"
 
-# The token check (migration 0021): the token by its hash, its user active, neither revoked nor expired; its use
-# stamped to the minute, never waiting for a concurrent request of the same token. A PL/pgSQL function, so its
-# plan is kept for the connection: sent as text on every request, the statement was planned every time.
+# An API token: by its hash, its user active, neither revoked nor expired; its use stamped to the minute, never
+# waiting for a concurrent request of the same token.
 _TOKEN_SQL = ("SELECT id, user_id, username, user_role, user_scope, token_role, token_scope "
               "FROM api_token_check(:credential_hash)")
 

@@ -1,6 +1,7 @@
-"""The API token check (`gis.auth.accounts.token_check`, the PL/pgSQL function `api_token_check` of migration
-0021): who a token names, and when it names nobody, checked on every rule of the check, the first call of a
-connection and the later ones (whose plan the function keeps) alike."""
+"""The credential checks (`gis.auth.accounts.token_check` and `session_check`, the PL/pgSQL functions
+`api_token_check` and `web_session_check` of migration 0021): who a token or a browser session names, and when
+it names nobody, checked on every rule of each check, the first call of a connection and the later ones (whose
+plan the function keeps) alike."""
 
 from __future__ import annotations
 
@@ -73,5 +74,46 @@ def test_the_token_check_names_its_caller_and_nobody_else(scratch_db_url: Any) -
         with transaction(engine) as s:
             s.execute(text("UPDATE app_user SET active = true, role = 'supervisor' WHERE id = :u"), {"u": staff.id})
         assert _checked(session, plain).role is Role.SUPERVISOR
+    pooled.dispose()
+    engine.dispose()
+
+
+def test_the_session_check_names_its_user_and_nobody_else(scratch_db_url: Any) -> None:
+    engine = create_engine(scratch_db_url, poolclass=NullPool)
+    with transaction(engine) as s:
+        village = s.execute(text("SELECT min(code) FROM grid WHERE level = 3 AND valid_to IS NULL")).scalar_one()
+        user = accounts.create_user(s, f"sc_{secrets.token_hex(3)}", secrets.token_urlsafe(12) + "aA1!",
+                                    Role.SUPERVISOR, scope_codes=[village])
+        cookie = accounts.create_session(s, user, "10.0.0.2", 8)
+        ended = accounts.create_session(s, user, "10.0.0.2", 8)
+        short = accounts.create_session(s, user, "10.0.0.2", 8)
+        accounts.end_session(s, accounts.session_check(ended).params["credential_hash"])
+    pooled = create_engine(scratch_db_url, pool_size=1)
+
+    def checked(session: Any, value: str) -> Any:
+        principal = accounts.session_check(value).run(session, "10.0.0.3")
+        session.commit()
+        return principal
+
+    with make_sessionmaker(pooled)() as session:
+        for _ in range(3):
+            p = checked(session, cookie)
+            assert (p.user_id, p.username, p.role, tuple(p.scope_codes), p.via, p.client_ip) == (
+                user.id, user.username, Role.SUPERVISOR, (village,), "session", "10.0.0.3")
+            assert p.session_id_hash == accounts.session_check(cookie).params["credential_hash"]
+            assert checked(session, short) is not None
+            assert checked(session, ended) is None
+            assert checked(session, cookie + "x") is None
+        with transaction(engine) as s:
+            s.execute(text("UPDATE web_session SET expires_at = now() - interval '1 second' WHERE id_hash = :h"),
+                      {"h": accounts.session_check(short).params["credential_hash"]})
+        assert checked(session, short) is None and checked(session, cookie) is not None
+        with transaction(engine) as s:
+            s.execute(text("UPDATE app_user SET active = false WHERE id = :u"), {"u": user.id})
+        assert checked(session, cookie) is None
+        with transaction(engine) as s:
+            s.execute(text("UPDATE app_user SET active = true, role = 'command_center', scope_codes = '{}' "
+                           "WHERE id = :u"), {"u": user.id})
+        assert checked(session, cookie).role is Role.COMMAND_CENTER
     pooled.dispose()
     engine.dispose()

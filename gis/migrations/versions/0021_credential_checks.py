@@ -1,13 +1,17 @@
-"""An API token's check as one PL/pgSQL function, `api_token_check(credential_hash)`, whose plan is kept.
+"""The credential checks as PL/pgSQL functions whose plans are kept: `api_token_check(credential_hash)` (an API
+token) and `web_session_check(credential_hash)` (a browser session).
 
-Every request with a bearer token runs this check first (gis.auth.accounts.token_check). It is sent as text
-in one message with the transaction's BEGIN or with the route's own statements (gis.db.first_rows,
-script_rows), so as a bare statement it was planned again on every request: 0.18 ms of PostgreSQL's CPU per
-request under the intake load (pg_stat_statements: 0.215 ms a call, 0.177 ms of it planning), about a tenth
-of what the database spends on a report. A PL/pgSQL function keeps the plan of its query for the
-connection; the message now holds `SELECT * FROM api_token_check(...)`, whose own planning is trivial.
-The rule is the one it was: the token by its hash, its user active, neither revoked nor expired; its use
-stamped to the minute without waiting for a concurrent request of the same token (SKIP LOCKED).
+Every request runs one of them first (gis.auth.accounts.token_check / session_check). It is sent as text in one
+message with the transaction's BEGIN or with the route's own statements (gis.db.first_rows, script_rows), so as
+a bare statement it was planned again on every request: for the token check 0.18 ms of PostgreSQL's CPU per
+request under the intake load (pg_stat_statements: 0.215 ms a call, 0.177 ms of it planning), about a tenth of
+what the database spends on a report; a map page's tiles, asked with the browser's session, paid the session
+check's planning on each. A PL/pgSQL function keeps the plan of its query for the connection; the message now
+holds `SELECT ... FROM api_token_check(...)`, whose own planning is trivial.
+
+The rules are the ones they were. A token: found by its hash, its user active, neither revoked nor expired; its
+use stamped to the minute without waiting for a concurrent request of the same token (SKIP LOCKED). A session:
+found by its hash, neither revoked nor expired, its user active.
 
 Revision ID: 0021
 Revises: 0020
@@ -54,7 +58,24 @@ def upgrade() -> None:
         $$
         """
     )
+    op.execute(
+        """
+        CREATE FUNCTION web_session_check(credential_hash text)
+        RETURNS TABLE (id bigint, username text, role varchar, scope_codes varchar[], id_hash varchar)
+        LANGUAGE plpgsql STABLE
+        AS $$
+        #variable_conflict use_column
+        BEGIN
+            RETURN QUERY
+            SELECT u.id, u.username, u.role, u.scope_codes, s.id_hash FROM web_session s
+            JOIN app_user u ON u.id = s.user_id
+            WHERE s.id_hash = credential_hash AND s.revoked_at IS NULL AND s.expires_at > now() AND u.active;
+        END
+        $$
+        """
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION web_session_check(text)")
     op.execute("DROP FUNCTION api_token_check(text)")
