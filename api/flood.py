@@ -51,15 +51,14 @@ def _households(request: Request, session: Any, check: Check, *, extent: int | N
     """One page of the list in the request's one worker thread: the credential check rides in the page's
     message (Check.within); then the audit row of the read and the COMMIT, in one more."""
     check_page_limit(limit, request.app.state.settings)
-    reader: list[Principal] = []
 
-    def read(principal: Principal) -> answers.FloodPage:
-        reader[:] = [principal]
-        return answers.flood_page(session, principal, extent_id=extent, scenario=scenario, buffer_m=buffer_m,
-                                  grid_code=grid_code, limit=limit, offset=offset, sort=sort)
+    def read(principal: Principal) -> tuple[Principal, answers.FloodPage]:
+        return principal, answers.flood_page(session, principal, extent_id=extent, scenario=scenario,
+                                             buffer_m=buffer_m, grid_code=grid_code, limit=limit, offset=offset,
+                                             sort=sort)
 
-    page = check.within(session, read)
-    answers.audit_read(session, request_context(request, reader[0], reason), page, scenario=scenario,
+    reader, page = check.within(session, read)   # the caller the page was read for, as the check found it
+    answers.audit_read(session, request_context(request, reader, reason), page, scenario=scenario,
                        grid_code=grid_code, fmt=format, sort=sort, commit=True)
     total = page.total
     if format in ("csv", "xlsx"):

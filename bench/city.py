@@ -170,6 +170,29 @@ def bench_url(database: str):
     return make_url(Settings().require_database_url()).set(database=database)
 
 
+def command_center_caller(url, name: str):
+    """A new command-center account in the database at `url` (a unique name starting `name`) and an API token
+    of it: (its Principal, the token's secret). What the benches ask the app as: the whole town, personal fields
+    masked outside an emergency."""
+    import secrets
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from gis.auth import accounts
+    from gis.auth.principal import Principal
+    from gis.auth.roles import Role
+    from gis.db import transaction
+
+    engine = create_engine(url, poolclass=NullPool)
+    with transaction(engine) as s:
+        user = accounts.create_user(s, f"{name}_{secrets.token_hex(3)}", secrets.token_urlsafe(16) + "aA1!",
+                                    Role.COMMAND_CENTER)
+        secret, _ = accounts.create_token(s, user.id, name)
+    engine.dispose()
+    return Principal(user.id, user.username, Role.COMMAND_CENTER), secret
+
+
 def table_counts(url, *tables: str) -> tuple[int, ...] | None:
     """The row count of each table in the database at `url`; None when the database or a table is not there."""
     from sqlalchemy import create_engine, text

@@ -28,13 +28,11 @@ DB = "wangge_bench_flood_list"
 
 def measure(tree: str) -> dict[str, float]:
     """In a child process whose `gis` and `api` are `tree`'s."""
-    import secrets
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from city import bench_url
+    from city import bench_url, command_center_caller
     from http_client import ClientProcess
     from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
 
     # bench/city.py puts this checkout first on the path and imports from it: `tree`'s go first from here on.
     sys.path.insert(0, tree)
@@ -42,26 +40,17 @@ def measure(tree: str) -> dict[str, float]:
         del sys.modules[name]
 
     from api.main import create_app
-    from gis.auth import accounts
-    from gis.auth.principal import Principal
-    from gis.auth.roles import Role
     from gis.context import Context
-    from gis.db import make_sessionmaker, transaction
+    from gis.db import make_sessionmaker
     from gis.flood import answers
     from gis.settings import Settings
     from tests.browser import serve_app_in_thread
 
     assert answers.__file__.startswith(str(Path(tree).resolve())), answers.__file__
     url = bench_url(DB)
-    engine = create_engine(url, poolclass=NullPool)
-    with transaction(engine) as s:
-        user = accounts.create_user(s, f"ab_{secrets.token_hex(3)}", "correct-horse-battery-staple",
-                                    Role.COMMAND_CENTER)
-        secret, _ = accounts.create_token(s, user.id, "ab")
-    engine.dispose()
+    principal, secret = command_center_caller(url, "bench_ab")
     out: dict[str, float] = {}
     sessions = make_sessionmaker(create_engine(url, pool_size=1))
-    principal = Principal(user.id, user.username, Role.COMMAND_CENTER)
 
     def in_process() -> None:
         with sessions() as s:

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from city import bench_url, build_city, copy_households, load_database, write_results  # noqa: E402
+from city import bench_url, build_city, command_center_caller, copy_households, load_database, write_results  # noqa: E402
 from flood_finder_bench import SEED, flood_extent, household_points  # noqa: E402
 from incident_list_bench import _status_mb, interleaved_ms, reset_peak_rss  # noqa: E402
 
@@ -165,7 +165,6 @@ def main() -> None:
 def measure(url, extent_id: int, client_kind: str) -> dict:
     """Both cases at the database's current size, app (HTTP) and direct SQL interleaved; server memory."""
     import contextlib
-    import secrets
 
     import httpx
     import psycopg
@@ -174,25 +173,17 @@ def measure(url, extent_id: int, client_kind: str) -> dict:
     from sqlalchemy.pool import NullPool
 
     from api.main import create_app
-    from gis.auth import accounts
-    from gis.auth.principal import Principal
-    from gis.auth.roles import Role
-    from gis.db import transaction
     from gis.settings import Settings
     from tests.browser import serve_app_in_thread
 
+    principal, secret = command_center_caller(url, "bench_cc")
     engine = create_engine(url, poolclass=NullPool)
-    with transaction(engine) as s:
-        user = accounts.create_user(s, f"bench_cc_{secrets.token_hex(3)}", "correct-horse-battery-staple",
-                                    Role.COMMAND_CENTER)
-        secret, _ = accounts.create_token(s, user.id, "bench")
     with engine.connect() as c:
         c.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE flood_answer_household"))
         flooded = c.execute(text("SELECT count(*) FROM flood_answer_household WHERE extent_id = :e"),
                             {"e": extent_id}).scalar_one()
     engine.dispose()
     print(f"  {flooded:,} households in the extent", flush=True)
-    principal = Principal(user.id, user.username, Role.COMMAND_CENTER)
     settings = Settings(DATABASE_URL=url.render_as_string(hide_password=False))
     headers = {"Authorization": f"Bearer {secret}", "Accept-Encoding": "gzip"}
     per_case: dict = {"flooded": flooded}

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from city import bench_url, build_city, incident_frame, load_database, write_results  # noqa: E402
+from city import bench_url, build_city, command_center_caller, incident_frame, load_database, write_results  # noqa: E402
 from http_client import Answer, ClientProcess  # noqa: E402
 
 RESULTS = ROOT / "var" / "bench" / "incident_list_results.json"
@@ -284,29 +284,18 @@ def main() -> None:
 def measure(url, village: str, client_kind: str) -> dict:
     """Every case at the database's current size: app (HTTP) / service / sql interleaved; server memory."""
     import contextlib
-    import secrets
 
     import httpx
     import psycopg
     from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
 
     from api.main import create_app
-    from gis.auth import accounts
-    from gis.auth.principal import Principal
-    from gis.auth.roles import Role
-    from gis.db import make_sessionmaker, transaction
+    from gis.db import make_sessionmaker
     from gis.settings import Settings
     from tests.browser import serve_app_in_thread
 
-    engine = create_engine(url, poolclass=NullPool)
-    with transaction(engine) as s:
-        user = accounts.create_user(s, f"bench_cc_{secrets.token_hex(3)}", "correct-horse-battery-staple",
-                                    Role.COMMAND_CENTER)
-        secret, _ = accounts.create_token(s, user.id, "bench")
-    engine.dispose()
+    principal, secret = command_center_caller(url, "bench_cc")
     settings = Settings(DATABASE_URL=url.render_as_string(hide_password=False))
-    principal = Principal(user.id, user.username, Role.COMMAND_CENTER)
     headers = {"Authorization": f"Bearer {secret}", "Accept-Encoding": "gzip"}
     pooled = create_engine(url, pool_size=1)   # the service's session keeps its connection
     with contextlib.ExitStack() as stack:

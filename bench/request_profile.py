@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import secrets
 import statistics
 import sys
 import time
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from city import bench_url  # noqa: E402
+from city import bench_url, command_center_caller  # noqa: E402
 from http_client import ClientProcess  # noqa: E402
 
 # (label, yappi full name suffix): inclusive CPU time of each part.
@@ -70,18 +69,12 @@ def main() -> None:
     from sqlalchemy.pool import NullPool
 
     from api.main import create_app
-    from gis.auth import accounts
-    from gis.auth.roles import Role
-    from gis.db import transaction
     from gis.settings import Settings
     from tests.browser import serve_app_in_thread
 
     url = bench_url(args.db)
+    principal, token = command_center_caller(url, "bench_profile")
     engine = create_engine(url, poolclass=NullPool)
-    with transaction(engine) as s:
-        user = accounts.create_user(s, f"bench-profile-{secrets.token_hex(3)}", secrets.token_urlsafe(16) + "aA1!",
-                                    Role.COMMAND_CENTER)
-        token, _ = accounts.create_token(s, user.id, "profile")
     with engine.connect() as c:
         lon, lat = c.execute(text("SELECT ST_X(geom), ST_Y(geom) FROM incident WHERE state <> 'closed' "
                                   "ORDER BY id LIMIT 1")).one()
@@ -105,7 +98,7 @@ def main() -> None:
             for _ in range(20):
                 assert client.get(path).status_code == 200, path
         if args.rounds:
-            compare(client, kinds, url, user, lon, lat, z, x, y, args)
+            compare(client, kinds, url, principal, lon, lat, z, x, y, args)
             return
         for kind, path in kinds.items():
             walls = []
@@ -145,7 +138,7 @@ def timed(client: Any, path: str) -> tuple[int, float]:
     return status, (time.perf_counter() - t) * 1000
 
 
-def compare(client: Any, kinds: dict[str, str], url: Any, user: Any, lon: float, lat: float, z: int, x: int,
+def compare(client: Any, kinds: dict[str, str], url: Any, principal: Any, lon: float, lat: float, z: int, x: int,
             y: int, args: Any) -> None:
     import datetime as dt
 
@@ -154,11 +147,9 @@ def compare(client: Any, kinds: dict[str, str], url: Any, user: Any, lon: float,
     from sqlalchemy import create_engine
 
     from gis import tiles
-    from gis.auth.principal import Principal
     from gis.incidents.service import IncidentFilter
     from gis.settings import Settings
 
-    principal = Principal(user.id, user.username, user.role)
     settings = Settings(DATABASE_URL=url.render_as_string(hide_password=False))
     raw = psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True)
     engine = create_engine(url, pool_size=1)
