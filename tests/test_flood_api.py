@@ -292,6 +292,16 @@ def test_the_list_names_its_extent_as_it_was_asked_for(api):
     assert stored and by_id["extent"]["name"] == stored[0]["name"]
     assert by_id["extent"] | {"name": None} == by_name["extent"] | {"name": None}
     assert [h["id"] for h in by_id["items"]] == [h["id"] for h in by_name["items"]]
-    for fmt in ("geojson",):
-        again = api["admin"].get("/flood/households", params={"scenario": "2023-09-23", "limit": 3, "format": fmt})
-        assert again.json()["extent"]["name"] == named.name
+    # Every reader (those who see every row, and those whose totals and page are filtered), in each form that
+    # names the extent, and the 明白卡; a stage asked by its number keeps the stored stage's name.
+    stage = f"{named.stage_m:g}"
+    for role in ("admin", "command_center", "emergency", "grid_staff", "supervisor"):
+        for scenario, name in (("2023-09-23", named.name), (stage, stored[0]["name"])):
+            for fmt in ("json", "geojson"):
+                r = api[role].get("/flood/households", params={"scenario": scenario, "limit": 3, "format": fmt})
+                assert r.status_code == 200 and r.json()["extent"]["name"] == name, (role, scenario, fmt)
+            grid = api["grid_staff"].get("/flood/households", params={"scenario": scenario, "limit": 1}).json()
+            code = (grid["items"] or by_name["items"])[0]["grid_code"]
+            card = api[role].get("/flood/checklist", params={"scenario": scenario, "grid_code": code})
+            assert card.status_code == 200 and f"<title>防汛避险转移明白卡 — {name}</title>" in card.text, (
+                role, scenario)
