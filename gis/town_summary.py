@@ -13,9 +13,9 @@ def town_counts(session: Session) -> dict[str, Any]:
         return session.execute(text(sql)).scalar_one()
 
     levels: dict[int, int] = dict(
-        session.execute(text("SELECT level, count(*) FROM grid WHERE valid_to IS NULL GROUP BY level")).tuples().all()
+        session.execute(text("SELECT level, count(*) FROM grid WHERE valid_to IS NULL GROUP BY level")).all()
     )
-    staff: dict[str, int] = dict(session.execute(text("SELECT role, count(*) FROM staff GROUP BY role")).tuples().all())
+    staff: dict[str, int] = dict(session.execute(text("SELECT role, count(*) FROM staff GROUP BY role")).all())
     synthetic = session.execute(
         text("SELECT value->>'notice' FROM dataset_info WHERE key = 'sample_town'")
     ).scalar_one_or_none()

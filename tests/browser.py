@@ -115,13 +115,18 @@ class OfflinePageChecker:
     page_errors: list[str] = field(default_factory=list)
     remote_requests: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
+    # Requests the browser itself cancelled (net::ERR_ABORTED): a navigation or reload leaving the page, a
+    # tile layer dropping tiles of a view it left, a fetch the page aborted for a newer one. Not failures of
+    # the page; kept apart so a test can still ask about them. Any other network error, and every answer of
+    # 4xx/5xx, is a failure.
+    aborted_requests: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
 
     def attach(self, page) -> OfflinePageChecker:
         page.on("console", self._on_console)
         page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
         page.on("request", self._on_request)
-        page.on("requestfailed", lambda r: self.failed_requests.append(f"{r.url} ({r.failure})"))
+        page.on("requestfailed", self._on_failed)
         page.on("response", self._on_response)
         return self
 
@@ -136,6 +141,12 @@ class OfflinePageChecker:
             return
         if (parts.hostname or "") not in self.allowed_hosts:
             self.remote_requests.append(request.url)
+
+    def _on_failed(self, request) -> None:
+        if request.failure == "net::ERR_ABORTED":
+            self.aborted_requests.append(request.url)
+        else:
+            self.failed_requests.append(f"{request.url} ({request.failure})")
 
     def _on_response(self, response) -> None:
         if response.status >= 400:

@@ -204,7 +204,5 @@ def test_more_group_grids_than_one_answer_holds_come_as_vector_tiles(test_db_url
         table.wait_for(state="visible")
         assert row.code in table.inner_text() and row.leader in table.inner_text()
         page.screenshot(path=screenshot_path("grid_map_tiles"))
-        # Tiles still loading when the map zooms are cancelled by the tile layer: not failures.
-        checker.failed_requests[:] = [f for f in checker.failed_requests
-                                      if not ("/tiles/grids/" in f and "ERR_ABORTED" in f)]
+        # Tiles still loading when the map zooms are cancelled by the tile layer: the checker keeps them apart.
         checker.assert_clean()

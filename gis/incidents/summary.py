@@ -76,7 +76,7 @@ def view_summary(session: Session, principal: Principal, bbox: tuple[float, floa
     codes = [code for items in tops.values() for code, _ in items]
     names: dict[str, str] = dict(session.execute(
         text("SELECT code, name FROM grid WHERE valid_to IS NULL AND code = ANY(:codes)"), {"codes": codes}
-    ).tuples().all()) if codes else {}
+    ).all()) if codes else {}
     for level, items in tops.items():
         out["by_level"].append({
             "level": int(level), "level_name": LEVEL_NAMES_ZH[level], "grids": len(per_level[level]),

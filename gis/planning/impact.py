@@ -229,7 +229,7 @@ def _workload(session: Session, changes: Sequence[GridChange], result: Impact, f
     holds.update(held)
     members: dict[str, int] = dict(session.execute(
         text("SELECT grid_code, count(*) FROM staff WHERE grid_code = ANY(:c) AND role = ANY(:roles) GROUP BY 1"),
-        {"c": codes, "roles": list(MEMBER_ROLES)}).tuples().all())
+        {"c": codes, "roles": list(MEMBER_ROLES)}).all())
     names = {c.code: c.name for c in changes}
     gone = {c.code for c in changes if c.retires} | {c.old_code for c in changes if c.old_code}
     out = []

@@ -385,7 +385,7 @@ def base_conflicts(session: Session, plan: Plan) -> list[str]:
         return []
     current: dict[str, int] = dict(session.execute(text(
         "SELECT code, id FROM grid WHERE valid_to IS NULL AND code = ANY(:c)"),
-                                   {"c": list(base)}).tuples().all())
+                                   {"c": list(base)}).all())
     return sorted(code for code, gid in base.items() if current.get(code) != gid)
 
 
