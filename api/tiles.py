@@ -11,7 +11,6 @@ and it costs no body.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -21,6 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api import incident_params, schemas
+from api.compression import gzip_bytes
 from api.deps import Reason, SessionDep, request_context
 from api.lean import LeanRoute, lean, params_model
 from api.security import Check, checks, requires
@@ -79,7 +79,7 @@ def tile_response(request: Request, tile: tiles.Tile, cache_control: str | None 
         return Response(status_code=204, headers=headers)
     body = tile.content
     if len(body) >= GZIP_MIN_BYTES and _accepts_gzip(request):
-        body = gzip.compress(body, compresslevel=6, mtime=0)
+        body = gzip_bytes(body)
         headers["Content-Encoding"] = "gzip"
     return Response(body, media_type=tiles.MEDIA_TYPE, headers=headers)
 

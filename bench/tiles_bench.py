@@ -107,6 +107,7 @@ def prepare(households: int) -> Any:
         admin.dispose()
         if source is None:
             from gis.incidents.batch import import_incidents, open_incident_file
+            from gis.settings import get_settings
 
             print(f"building {DB}: grids, then the incidents of {DEFAULT_CSV}", flush=True)
             frame, _ = build_city()
@@ -115,7 +116,9 @@ def prepare(households: int) -> Any:
                 raise SystemExit(f"{DEFAULT_CSV} is missing: run `.venv/bin/python bench/city.py --skip-db` first")
             engine = create_engine(url, poolclass=NullPool)
             with transaction(engine) as session:
-                import_incidents(session, open_incident_file(DEFAULT_CSV))
+                import_incidents(session, open_incident_file(DEFAULT_CSV, max_rows=2_000_000),
+                                 source=f"bench:{DEFAULT_CSV.name}", crs=None,
+                                 outside_tolerance_m=get_settings().incident_outside_tolerance_m)
             engine.dispose()
     engine = create_engine(url, poolclass=NullPool)
     upgrade(engine)
