@@ -99,16 +99,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         command,  # first: its /incidents/summary would otherwise reach /incidents/{incident_id}
         incidents,  # next: routes are matched in order, and the intake is the busiest (bench/intake_bench.py)
         tiles,  # next: a map asks for dozens of tiles at once, and each router passed costs ~30 µs to match
+        # Then the other lists a working screen asks for all day (bench/route_match.py: the flood list was 13th,
+        # 120 µs to find): the flood households list (exact paths only), the grid outlines of every pan.
+        flood,
+        grids,
         suggestions,  # before any /plans/{plan_id}
         accounts,
-        grids,
         plans,
         grid_history,
         households,
         emergencies,
         audit,
         flood_extents,
-        flood,
         places,
         roster,
         hotspots,
