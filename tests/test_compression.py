@@ -56,9 +56,9 @@ APP = GZip(Starlette(routes=[Route("/big", _big), Route("/small", _small), Route
 
 def _get(path: str, encoding: str = "gzip, deflate, br") -> tuple[httpx.Response, bytes]:
     async def go() -> tuple[httpx.Response, bytes]:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=APP), base_url="http://t") as client:
-            async with client.stream("GET", path, headers={"Accept-Encoding": encoding}) as r:
-                return r, b"".join([part async for part in r.aiter_raw()])
+        async with (httpx.AsyncClient(transport=httpx.ASGITransport(app=APP), base_url="http://t") as client,
+                    client.stream("GET", path, headers={"Accept-Encoding": encoding}) as r):
+            return r, b"".join([part async for part in r.aiter_raw()])
     return asyncio.run(go())
 
 
