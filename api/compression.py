@@ -5,7 +5,7 @@ Every JSON page, GeoJSON answer and vector tile a browser asks for goes gzipped 
 zlib at level 6 costs ~5 µs per KB here, and it ran on the event loop (Starlette compresses bodies under 128 KiB
 inline) or in a tile's worker thread: a 43 KB list page 0.2–0.6 ms, a busy tile more, as much as a small
 statement. ISA-L's level 2 compresses the same answers 4–12× faster for ~5–8 % more bytes
-(bench/README.md, "gzip by ISA-L"). Its levels are 0–3.
+(bench/README.md, "Session 12 … gzip by ISA-L"). Its levels are 0–3.
 
 - `gzip_bytes(body)`: one answer compressed whole (the tiles).
 - `GZip`: Starlette's GZipMiddleware (which answers it compresses, the headers, streaming) with ISA-L's
