@@ -59,15 +59,27 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 T = TypeVar("T")
 
 
-async def in_session(request: Request, work: Callable[[Session], T]) -> T:
+async def in_session(request: Request, work: Callable[[Session], T], *, on_loop: bool = False) -> T:
     """`work(session)` with the request's one transaction as `get_session` gives it to a route (admitted
     first; committed when `work` returns, rolled back on any error, closed), all of it in ONE worker thread:
-    for the lean routes (api.lean), which call this instead of solving the session dependency."""
+    for the lean routes (api.lean), which call this instead of solving the session dependency.
+
+    `on_loop`: instead of a worker thread, on the event loop, in a greenlet (SQLAlchemy's `run_sync`) whose
+    statements psycopg's async driver sends (`gis.db.io`): the loop serves other requests while the database
+    works. Only for work whose own Python is short (a thread holds the GIL as long, but lets the loop run
+    between). Without the async engine (`lean_async` off) the work goes to a thread as before."""
     admission = _admission(request)
     if admission is not None:
         await admission.enter(request)
     try:
-        return await run_in_threadpool(_work_and_finish, request.app.state.sessionmaker(), work)
+        make_async = request.app.state.async_sessionmaker if on_loop else None
+        if make_async is None:
+            return await run_in_threadpool(_work_and_finish, request.app.state.sessionmaker(), work)
+        session = make_async()
+        try:
+            return await session.run_sync(_work_and_finish, work)  # type: ignore[no-any-return]
+        finally:
+            await session.close()
     finally:
         if admission is not None:
             admission.leave(request)

@@ -159,7 +159,10 @@ async def _report_body(request: Request) -> dict[str, Any]:
 @router.post("", status_code=201, summary="Report an incident: located, assigned to its grids, routed",
              response_model=schemas.ReportedIncident, **schemas.DATA,
              responses=schemas.reported_again(schemas.ReportedIncident), openapi_extra=_INTAKE_REQUEST_BODY)
-@lean(_report, Permission.REPORT_INCIDENTS, parse=_report_body)
+# On the event loop for a report by coordinates; one by place name (the gazetteer's fuzzy ranking, its index
+# read once per data version) keeps its worker thread.
+@lean(_report, Permission.REPORT_INCIDENTS, parse=_report_body,
+      on_loop=lambda values: isinstance(values["body"], dict) and not values["body"].get("place"))
 async def report(request: Request, session: SessionDep,
                  check: Annotated[Check, checks(Permission.REPORT_INCIDENTS)]) -> Response:
     body = await _read_json(request)
@@ -218,7 +221,8 @@ def _list_page(request: Request, session: Any, check: Check, *, query: Any) -> R
 # Served by its lean path (api.lean: the query model validated at once, no dependency to solve); one thread hop.
 @router.get("", summary="Incidents you may see, filtered (JSON, GeoJSON or CSV)", response_model=schemas.IncidentPage,
             **schemas.DATA, responses=schemas.formats(geojson=schemas.IncidentCollection))
-@lean(_list_page, Permission.VIEW_INCIDENTS, query=IncidentListQuery, query_as="query")
+@lean(_list_page, Permission.VIEW_INCIDENTS, query=IncidentListQuery, query_as="query",
+      on_loop=lambda values: values["query"].format == "json")   # a page PostgreSQL shaped; files in a thread
 async def list_incidents(
     request: Request,
     session: SessionDep,

@@ -10,7 +10,10 @@ with `@lean(...)`; a router made with `route_class=LeanRoute` then serves it by 
    (`params_model`), in one call;
 2. the request is admitted and given its transaction as `api.deps.get_session` gives it
    (`api.deps.in_session`), and the route's `work(request, session, check, **values)` runs in ONE worker
-   thread, the token check (`check(session)`) first as in the FastAPI handler.
+   thread, the token check (`check(session)`) first as in the FastAPI handler; or, for work marked
+   `on_loop` (small, bounded Python: a report, a JSON page, a tile), on the event loop itself, its
+   statements sent by psycopg's async driver: no thread hop, and no worker thread contending with the
+   event loop for the GIL (`bench/README.md`, "Session 13").
 
 Whatever the lean path does not take goes to FastAPI's own handler, unchanged: any value that does not
 validate (so a 422 is FastAPI's, word for word, and comes before the credentials are looked at, as there),
@@ -43,24 +46,30 @@ class Fallback(Exception):
 class Lean:
     """How a marked route is served on its lean path."""
 
-    work: Callable[..., Response]            # work(request, session, check, **values), run in a worker thread
+    work: Callable[..., Response]            # work(request, session, check, **values)
     permission: Permission                   # the route's one access rule (as its `checks(...)`)
     parse: Callable[[Request], Awaitable[dict[str, Any]]]   # the request's values, or Fallback
+    on_loop: Callable[[dict[str, Any]], bool]   # given the values: run the work on the event loop (else a thread)
 
 
 def lean(work: Callable[..., Response], permission: Permission, *, path: type[BaseModel] | None = None,
          query: type[BaseModel] | None = None, query_as: str | None = None,
-         parse: Callable[[Request], Awaitable[dict[str, Any]]] | None = None) -> Callable[[Any], Any]:
+         parse: Callable[[Request], Awaitable[dict[str, Any]]] | None = None,
+         on_loop: bool | Callable[[dict[str, Any]], bool] = False) -> Callable[[Any], Any]:
     """Mark a route's endpoint to be served by its lean path (apply below `@router.get(...)`).
 
     `path`, `query`: the models of its path and query parameters (`params_model`); the work gets their
     fields as keyword arguments, or the query model whole as `query_as`. `parse`: instead, the route's own
-    async reading of the request (e.g. a body), giving the work's keyword arguments."""
+    async reading of the request (e.g. a body), giving the work's keyword arguments. `on_loop` (or, given
+    those arguments, whether): the work's Python is small and bounded, so it runs on the event loop with the
+    async driver (`api.deps.in_session`); work that may run long in Python (a file, a computed flood answer)
+    keeps its worker thread, where it stalls no other request."""
     if parse is None:
         parse = _model_parse(path, query, query_as)
+    decide = on_loop if callable(on_loop) else (lambda values, always=on_loop: always)
 
     def mark(endpoint: Any) -> Any:
-        endpoint.__lean__ = Lean(work, permission, parse)
+        endpoint.__lean__ = Lean(work, permission, parse, decide)
         return endpoint
 
     return mark
@@ -117,4 +126,5 @@ async def _serve(spec: Lean, full: Callable[[Request], Coroutine[Any, Any, Respo
     except Fallback:
         return await full(request)
     check = Check(request, spec.permission)
-    return await in_session(request, lambda session: spec.work(request, session, check, **values))
+    return await in_session(request, lambda session: spec.work(request, session, check, **values),
+                            on_loop=spec.on_loop(values))

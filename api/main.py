@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from api import grid_history, problems, schemas
 from api.compression import GZip
@@ -20,7 +21,7 @@ from api.origin import OriginCheck
 from api.security import public, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
-from gis.db import make_engine, make_sessionmaker
+from gis.db import make_async_engine, make_engine, make_sessionmaker
 from gis.settings import Settings, get_settings
 
 log = logging.getLogger("wangge.api")
@@ -34,6 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings, serving=True)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        async_engine = make_async_engine(settings) if settings.lean_async else None
+        app.state.async_sessionmaker = (
+            async_sessionmaker(async_engine, expire_on_commit=False) if async_engine is not None else None)
         due = asyncio.create_task(grid_history.apply_due_forever(settings))  # dated grid publishes
         # The app's own objects (routes, schemas, models: ~300,000) stay for its life: kept out of the
         # collector's passes (once per process), a full pass no longer stalls every request for ~200 ms
@@ -44,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         due.cancel()
         engine.dispose()
+        if async_engine is not None:
+            await async_engine.dispose()
 
     app = FastAPI(
         title="Wangge 网格",

@@ -109,7 +109,7 @@ def _grids_tile(request: Request, session: Any, check: Check, *, z: int, x: int,
 # its lean path (api.lean: no dependency solving), which a map asking for dozens of tiles at once pays per tile.
 @router.get("/grids/{z}/{x}/{y}.pbf", summary="Grid boundaries as a vector tile (deeper levels at deeper zooms)",
             response_class=Response, responses=TILE_RESPONSES)
-@lean(_grids_tile, Permission.VIEW_GRIDS, path=TilePath, query=GridTileQuery)
+@lean(_grids_tile, Permission.VIEW_GRIDS, path=TilePath, query=GridTileQuery, on_loop=True)
 async def grids_tile(request: Request, session: SessionDep, check: Annotated[Check, checks(Permission.VIEW_GRIDS)],
                      z: Z, x: X, y: Y,
                      query: Annotated[GridTileQuery, Query()]) -> Response:  # type: ignore[valid-type]
@@ -131,7 +131,8 @@ def _incidents_tile(request: Request, session: Any, check: Check, *, z: int, x: 
 
 @router.get("/incidents/{z}/{x}/{y}.pbf", summary="Incidents you may see as a vector tile (aggregated below z14)",
             response_class=Response, responses=TILE_RESPONSES)
-@lean(_incidents_tile, Permission.VIEW_INCIDENTS, path=TilePath, query=IncidentTileQuery, query_as="query")
+@lean(_incidents_tile, Permission.VIEW_INCIDENTS, path=TilePath, query=IncidentTileQuery, query_as="query",
+      on_loop=True)
 async def incidents_tile(
     request: Request,
     session: SessionDep,
@@ -154,7 +155,7 @@ def _households_tile(request: Request, session: Any, check: Check, *, z: int, x:
 @router.get("/households/{z}/{x}/{y}.pbf",
             summary="Households you may see as a vector tile (personal fields only where your role may see them)",
             response_class=Response, responses=TILE_RESPONSES)
-@lean(_households_tile, Permission.VIEW_HOUSEHOLDS, path=TilePath, query=HouseholdTileQuery)
+@lean(_households_tile, Permission.VIEW_HOUSEHOLDS, path=TilePath, query=HouseholdTileQuery, on_loop=True)
 async def households_tile(request: Request, session: SessionDep,
                           check: Annotated[Check, checks(Permission.VIEW_HOUSEHOLDS)], z: Z, x: X, y: Y,
                           query: Annotated[HouseholdTileQuery, Query()]) -> Response:  # type: ignore[valid-type]

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # The busiest routes (the incident list, tiles, the intake, the flood list) served by their lean path
     # (api.lean); false: by FastAPI's own handler like every other route (the same answers; a diagnostic).
     lean_routes: bool = True
+    # Their work on psycopg's async driver, in a greenlet on the event loop (no thread hop; api.deps.in_session);
+    # false: in a worker thread on the sync driver.
+    lean_async: bool = True
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -8,6 +8,7 @@ path (the default), one by FastAPI's handler (`lean_routes=False`), and checks t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import secrets
@@ -30,17 +31,39 @@ def _tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
 
 
 @pytest.fixture
-def lean_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def lean_where() -> list[tuple[str, bool]]:
+    """(path, whether its work ran on the event loop) of each request served by the lean path, in order."""
+    return []
+
+
+@pytest.fixture
+def lean_calls(monkeypatch: pytest.MonkeyPatch, lean_where: list[tuple[str, bool]]) -> list[str]:
     """The paths served by the lean path, in order."""
     calls: list[str] = []
     real = api.lean.in_session
 
-    async def spy(request: Any, work: Any) -> Any:
+    async def spy(request: Any, work: Any, **options: Any) -> Any:
         calls.append(request.url.path)
-        return await real(request, work)
+
+        def watched(session: Any) -> Any:
+            try:
+                asyncio.get_running_loop()   # set in the event loop's thread (its greenlets included) only
+                on_loop = True
+            except RuntimeError:
+                on_loop = False
+            lean_where.append((request.url.path, on_loop))
+            return work(session)
+
+        return await real(request, watched, **options)
 
     monkeypatch.setattr(api.lean, "in_session", spy)
     return calls
+
+
+def _on_loop(path: str) -> bool:
+    """Whether a valid request's work runs on the event loop: a JSON page of incidents and every tile; a file
+    of incidents and the flood list (whose answer may be computed) in a worker thread."""
+    return path.startswith("/tiles/") or (path.startswith("/incidents?") and "format=" not in path)
 
 
 def _same(a: Any, b: Any, what: str) -> None:
@@ -116,7 +139,7 @@ def _get_cases(places: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("role", ["admin", "command_center", "supervisor", "grid_staff", "planner", None, "bad"])
 def test_the_lean_path_answers_as_fastapi_does(test_db_url: Any, places: dict[str, Any], role: str | None,
-                                                lean_calls: list[str]) -> None:
+                                                lean_calls: list[str], lean_where: list[tuple[str, bool]]) -> None:
     headers = {"Authorization": "Bearer wg_not-a-token"} if role == "bad" else auth(role) if role else {}
     headers["Accept-Encoding"] = "gzip"
     with make_client(test_db_url, None) as lean, make_client(test_db_url, None, lean_routes=False) as full:
@@ -136,10 +159,31 @@ def test_the_lean_path_answers_as_fastapi_does(test_db_url: Any, places: dict[st
                                                       "sort=nearest", "/99/", "/x/"))
             # Every valid request was served by the lean path; a value its type refuses by FastAPI's handler.
             assert took_lean == (not refused_by_type), path
+            if took_lean:   # on the event loop, or in a worker thread, as the route marks it
+                assert {on_loop for p, on_loop in lean_where[-2:]} == {_on_loop(path)}, path
+
+
+@pytest.mark.parametrize("role", ["command_center", "grid_staff"])
+def test_work_on_the_event_loop_answers_as_in_a_thread(test_db_url: Any, places: dict[str, Any], role: str,
+                                                       lean_calls: list[str],
+                                                       lean_where: list[tuple[str, bool]]) -> None:
+    """The same lean work with its statements sent by the async driver on the event loop, and by the sync
+    driver in a worker thread (`lean_async=False`): the same answers; the latter never on the loop."""
+    headers = {**auth(role), "Accept-Encoding": "gzip"}
+    with make_client(test_db_url, None) as on_loop, make_client(test_db_url, None, lean_async=False) as threads:
+        for path in _get_cases(places):
+            a = on_loop.get(path, headers=headers)
+            where = len(lean_where)
+            b = threads.get(path, headers=headers)
+            assert all(not ran for _, ran in lean_where[where:]), path
+            if a.headers.get("etag") != b.headers.get("etag"):   # straddled a minute (see above)
+                a, b = on_loop.get(path, headers=headers), threads.get(path, headers=headers)
+            _same(a, b, f"{role} {path}")
+    assert any(ran for _, ran in lean_where), "nothing ran on the event loop"
 
 
 def test_the_intake_answers_as_fastapi_does(scratch_db_url: Any, places: dict[str, Any],
-                                            lean_calls: list[str]) -> None:
+                                            lean_calls: list[str], lean_where: list[tuple[str, bool]]) -> None:
     lon, lat = places["incident"]
     with make_client(scratch_db_url, None) as lean, make_client(scratch_db_url, None, lean_routes=False) as full:
         refusals = [
@@ -159,6 +203,7 @@ def test_the_intake_answers_as_fastapi_does(scratch_db_url: Any, places: dict[st
         lean.headers.update(auth("grid_staff"))
         full.headers.update(auth("grid_staff"))
         a = report_incident(lean, lon, lat, external_id="lean-1")
+        assert lean_where[-1] == ("/incidents", True)   # a report by coordinates: on the event loop
         b = report_incident(full, lon, lat, external_id="full-1")
         assert a.status_code == b.status_code == 201, (a.text, b.text)
         one, other = a.json(), b.json()
@@ -169,6 +214,14 @@ def test_the_intake_answers_as_fastapi_does(scratch_db_url: Any, places: dict[st
         # The same report again: 200 and the first one, by either path.
         again = report_incident(lean, lon, lat, external_id="lean-1")
         assert again.status_code == 200 and again.json()["id"] == one["id"]
+        # A report by place name (the gazetteer) keeps its worker thread, and answers as FastAPI's handler.
+        by_name = {"category": "矛盾纠纷", "description": "地名", "occurred_at": "2026-11-20 09:00",
+                   "place": "尹营村三组"}
+        a, b = lean.post("/incidents", json=by_name), full.post("/incidents", json=by_name)
+        assert lean_where[-1] == ("/incidents", False)
+        assert a.status_code == b.status_code == 201, (a.text, b.text)
+        assert {k: v for k, v in a.json().items() if k not in differ} == {
+            k: v for k, v in b.json().items() if k not in differ}
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION
 from sqlalchemy.orm import Session
 
-from gis.db import PerDataVersion
+from gis.db import PerDataVersion, offload
 from gis.grids.pip import AMBIGUOUS, OUTSIDE, PolygonBuckets
 
 
@@ -127,15 +127,9 @@ def deepest_covering(session: Session, lon: float, lat: float, radius_m: float,
     return session.execute(_COVERING, params).scalar_one_or_none()
 
 
-def current_hierarchy(session: Session) -> dict[str, GridRef]:
-    rows = session.execute(
-        text("SELECT code, name, level, parent_code FROM grid WHERE valid_to IS NULL")
-    )
-    return {r.code: GridRef(r.code, r.name, r.level, r.parent_code) for r in rows}
-
-
 def hierarchy_for(session: Session, codes: Iterable[str | None]) -> dict[str, GridRef]:
-    """The part of `current_hierarchy` that `path_to_town` needs for `codes`: them and their ancestors."""
+    """The current grids that `path_to_town` needs for `codes`: them and their ancestors (a few rows, not the
+    whole hierarchy: 60,000 grids in a city)."""
     wanted = sorted({c for c in codes if c})
     if not wanted:
         return {}
@@ -394,7 +388,7 @@ def grid_index(session: Session) -> GridIndex:
             "SELECT id, code, name, level, parent_code, ST_AsBinary(geom) FROM grid "
             "WHERE valid_to IS NULL"
         )).all()
-        return GridIndex(key, rows)
+        return offload(GridIndex, key, rows)
 
     return _INDEXES.get(session, read)
 

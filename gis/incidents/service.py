@@ -26,7 +26,7 @@ from gis.context import Context
 from gis.crs import parse_crs, points_to_wgs84
 from gis.db import driver_rows
 from gis.errors import Forbidden, InputError, NotFound, Problem
-from gis.grids.locate import GridRef, current_hierarchy, locate_points, path_to_town
+from gis.grids.locate import GridRef, hierarchy_for, locate_points, path_to_town
 from gis.incidents import fields
 from gis.incidents.categories import Category
 from gis.incidents.loop import (
@@ -163,7 +163,7 @@ def assign(session: Session, lon: float, lat: float,
             "outside_town",
             ctx={"nearest_code": loc.nearest.code, "distance_m": round(loc.distance_m, 1)},
         ))
-    return path_to_town(loc.nearest.code, current_hierarchy(session)), False, loc.distance_m
+    return path_to_town(loc.nearest.code, hierarchy_for(session, [loc.nearest.code])), False, loc.distance_m
 
 
 def as_context(actor: Context | Principal | None) -> Context:
@@ -206,7 +206,7 @@ def intake(
         if existing is not None:
             return IntakeResult(existing, False)
     if placed.grid_code:
-        path = path_to_town(placed.grid_code, current_hierarchy(session))
+        path = path_to_town(placed.grid_code, hierarchy_for(session, [placed.grid_code]))
         on_boundary, outside_m = False, None
     else:
         path, on_boundary, outside_m = assign(session, placed.lon, placed.lat, outside_tolerance_m)
