@@ -70,8 +70,7 @@ def make_engine(settings: Settings | None = None, url: str | None = None, *,
     settings = settings or get_settings()
     url = url or settings.require_database_url()
     engine = create_engine(url, **_engine_options(settings, serving))
-    if settings.database_pool_size > 0 and settings.database_ping_after_idle_s is not None:
-        ping_when_idle(engine, settings.database_ping_after_idle_s)
+    _ping_pooled(engine, settings)
     return engine
 
 
@@ -83,9 +82,14 @@ def make_async_engine(settings: Settings) -> AsyncEngine:
 
     url = make_url(settings.require_database_url()).set(drivername="postgresql+psycopg_async")
     engine = create_async_engine(url, **_engine_options(settings, True))
-    if settings.database_pool_size > 0 and settings.database_ping_after_idle_s is not None:
-        ping_when_idle(engine.sync_engine, settings.database_ping_after_idle_s)
+    _ping_pooled(engine.sync_engine, settings)
     return engine
+
+
+def _ping_pooled(engine: Engine, settings: Settings) -> None:
+    """A pooled engine's idle pings (`ping_when_idle`); without the setting, `pool_pre_ping` pings every time."""
+    if settings.database_pool_size > 0 and settings.database_ping_after_idle_s is not None:
+        ping_when_idle(engine, settings.database_ping_after_idle_s)
 
 
 def _engine_options(settings: Settings, serving: bool) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from gis.auth.roles import Permission
 from gis.context import Context
 from gis.db import driver_rows, first_rows, make_sessionmaker
 from gis.settings import Settings
-from tests.conftest import auth, settings_for
+from tests.conftest import WHEN, auth, settings_for
 
 
 def test_context_of_gives_the_caller_and_the_request(test_db_url, accounts):
@@ -143,3 +143,22 @@ def test_a_pooled_connection_that_died_is_replaced(scratch_db_url, accounts, idl
         if idle_s == 0.0:
             assert _end_backends(scratch_db_url) >= 1
             assert c.get("/healthz").status_code == 200
+        # The same on the event loop's pool (api.deps.in_session(on_loop=True)): a report by coordinates checks its
+        # token first and retries on a new connection; with a ping after any idle time a page of incidents too.
+        lon, lat = _inside_point(scratch_db_url)
+        body = {"category": "environment", "description": "垃圾堆放", "occurred_at": WHEN, "lon": lon, "lat": lat}
+        assert c.post("/incidents", json=body).status_code == 201
+        assert _end_backends(scratch_db_url) >= 1
+        assert c.post("/incidents", json=body).status_code in (200, 201)
+        if idle_s == 0.0:
+            assert _end_backends(scratch_db_url) >= 1
+            assert c.get("/incidents", params={"limit": 1}).status_code == 200
+
+
+def _inside_point(url) -> tuple[float, float]:
+    eng = create_engine(url, poolclass=NullPool)
+    with eng.connect() as conn:
+        point = conn.execute(text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM grid "
+                                  "WHERE level = 4 AND valid_to IS NULL ORDER BY code LIMIT 1) s")).one()
+    eng.dispose()
+    return float(point[0]), float(point[1])
