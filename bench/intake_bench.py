@@ -160,6 +160,25 @@ def _sessions(engine: Engine) -> int:
                    .scalar_one())
 
 
+def db_counters(engine: Engine) -> dict[str, int]:
+    """The server's WAL written so far (bytes, full-page images), checkpoints begun, and autovacuum/autoanalyze
+    passes over the bench database's tables: what the database did beside the requests during a run (PostgreSQL
+    14 to 16's statistics views; zeros where the server has other ones)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import ProgrammingError
+
+    with engine.connect() as conn:
+        try:
+            row = conn.execute(text(
+                "SELECT w.wal_bytes::bigint AS wal_bytes, w.wal_fpi AS wal_fpi, "
+                "b.checkpoints_timed + b.checkpoints_req AS checkpoints, "
+                "(SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_user_tables)::bigint "
+                "AS autovacuum FROM pg_stat_wal w, pg_stat_bgwriter b")).mappings().one()
+        except ProgrammingError:
+            return dict.fromkeys(("wal_bytes", "wal_fpi", "checkpoints", "autovacuum"), 0)
+    return {key: int(value) for key, value in row.items()}
+
+
 def cpu_use(server: int) -> dict[str, float]:
     """CPU seconds used so far by the app's server process and by PostgreSQL's processes."""
     pids = _postgres_pids()
@@ -239,11 +258,16 @@ def main() -> None:
             this: dict[str, Any] = {}
             for name in order:
                 script = [name, tokens_file, *map(str, box), f"{tag}{k}{len(name)}", ids]
-                cpu0, sessions0 = cpu_use(procs[name].pid), _sessions(engine)
+                cpu0, sessions0, db0 = cpu_use(procs[name].pid), _sessions(engine), db_counters(engine)
                 r = this[name] = run_wrk(ports[name], args.seconds, args.connections, script)
                 cpu1 = cpu_use(procs[name].pid)
                 time.sleep(0.6)   # the statistics of the backends that ended are flushed within 0.5 s
                 r["new_connections"] = _sessions(engine) - sessions0 - 1
+                db1 = db_counters(engine)
+                r["wal_kb_per_request"] = round((db1["wal_bytes"] - db0["wal_bytes"]) / 1024 / max(r["requests"], 1), 2)
+                r["wal_fpi_per_request"] = round((db1["wal_fpi"] - db0["wal_fpi"]) / max(r["requests"], 1), 2)
+                r["checkpoints"] = db1["checkpoints"] - db0["checkpoints"]
+                r["autovacuum_passes"] = db1["autovacuum"] - db0["autovacuum"]
                 # CPU per request: the app's process and PostgreSQL's (wrk's own is not counted).
                 r.update({f"cpu_ms_per_request_{part}":
                           round((cpu1[part] - cpu0[part]) * 1000 / max(r["requests"], 1), 3) for part in cpu0})
@@ -251,7 +275,9 @@ def main() -> None:
                       f"p99 {r.get('p99_ms', 0):7.1f} ms  errors {r['errors']} "
                       f"(non-2xx {r['non_2xx']}, socket {r['socket_errors']})  CPU per request: server "
                       f"{r['cpu_ms_per_request_server']:.2f} ms, PostgreSQL {r['cpu_ms_per_request_postgres']:.2f} ms; "
-                      f"{r['new_connections']} new database connections", flush=True)
+                      f"{r['new_connections']} new database connections; WAL {r['wal_kb_per_request']:.1f} KB "
+                      f"({r['wal_fpi_per_request']:.2f} full pages) per request, {r['checkpoints']} checkpoints "
+                      f"begun, {r['autovacuum_passes']} autovacuum passes", flush=True)
             this["ratio"] = this["wangge"]["requests_per_s"] / this["minimal"]["requests_per_s"]
             rounds.append(this)
     finally:

@@ -8,7 +8,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -218,19 +218,27 @@ def first_rows(session: Session, sql: str, params: dict[str, Any]) -> list[dict[
     this transaction yet, so nothing is lost or done twice. Used by the token check, which every
     API request starts with.
     """
+    return _replacing_dead(session, lambda: _run_first(session, sql, params))
+
+
+def _replacing_dead(conn: Session | Any, run: Callable[[], T]) -> T:
+    """`run()`, the first statements of `conn`'s transaction; when the pooled connection they went to had died
+    since its last use (a lost connection, found closed), once more on a new one: nothing was done in the
+    transaction yet, so nothing is lost or done twice. Else as `run()`."""
     import psycopg
 
-    fresh = not session.in_transaction()
+    if not isinstance(conn, Session) or conn.in_transaction():
+        return run()
     try:
-        return _run_first(session, sql, params)
+        return run()
     except psycopg.OperationalError:
-        connection = session.connection()
+        connection = conn.connection()
         driver = connection.connection.driver_connection
-        if not fresh or driver is None or not driver.closed:
+        if driver is None or not driver.closed:
             raise
         connection.invalidate()   # tells the pool: replace this and every older connection
-        session.rollback()
-        return _run_first(session, sql, params)
+        conn.rollback()
+        return run()
 
 
 def _run_first(session: Session, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -277,7 +285,7 @@ def sent_rows(session: Session) -> list[dict[str, Any]] | None:
     return None if rider is None else rider[2]
 
 
-def script_rows(conn: Session | Any, statements: list[str], params: dict[str, Any], *,
+def script_rows(conn: Session | Any, statements: Sequence[str], params: dict[str, Any], *,
                 tuples: bool = False) -> list[list[Any]]:
     """Several statements in ONE message to the server (one round trip), in the caller's transaction.
 
@@ -291,6 +299,13 @@ def script_rows(conn: Session | Any, statements: list[str], params: dict[str, An
     in order: dicts, or with `tuples` tuples (for statements whose columns may share a name). A statement queued
     on the session by `send_with_next` goes first; its rows are kept for `sent_rows`, not returned here.
     """
+    # A message that opens the session's transaction is sent again on a new connection when the pooled one had
+    # died (as `first_rows`): the first message of a route whose check rides in it (`send_with_next`).
+    return _replacing_dead(conn, lambda: _script_rows(conn, statements, params, tuples))
+
+
+def _script_rows(conn: Session | Any, statements: Sequence[str], params: dict[str, Any],
+                 tuples: bool) -> list[list[Any]]:
     from psycopg.pq import ExecStatus, TransactionStatus
     from psycopg.rows import dict_row, tuple_row
 
