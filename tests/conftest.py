@@ -242,6 +242,18 @@ def make_client(url, role: str | None = "admin", **overrides):
 WHEN = "2026-11-20T09:30:00+08:00"
 
 
+def inside_point(url, code: str | None = None) -> tuple[float, float]:
+    """A point inside the current group grid `code` (by default the first one by code) of the database at `url`."""
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as conn:
+        x, y = conn.execute(text(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM grid WHERE valid_to IS NULL "
+            "AND (code = :c OR (CAST(:c AS text) IS NULL AND level = 4)) ORDER BY code LIMIT 1) s"),
+            {"c": code}).one()
+    engine.dispose()
+    return float(x), float(y)
+
+
 def report_incident(client, lon, lat, **fields):
     """POST /incidents as `client`: rubbish dumped at (lon, lat) at WHEN; `fields` add to the body or
     replace its category, description or time."""

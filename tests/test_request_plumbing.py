@@ -17,7 +17,7 @@ from gis.auth.roles import Permission
 from gis.context import Context
 from gis.db import driver_rows, first_rows, make_sessionmaker
 from gis.settings import Settings
-from tests.conftest import WHEN, auth, settings_for
+from tests.conftest import auth, inside_point, report_incident, settings_for
 
 
 def test_context_of_gives_the_caller_and_the_request(test_db_url, accounts):
@@ -143,24 +143,18 @@ def test_a_pooled_connection_that_died_is_replaced(scratch_db_url, accounts, idl
         if idle_s == 0.0:
             assert _end_backends(scratch_db_url) >= 1
             assert c.get("/healthz").status_code == 200
-        # The same on the event loop's pool (api.deps.in_session(on_loop=True)): a report by coordinates checks its
-        # token first and retries on a new connection (`gis.db.first_rows`); a page of incidents sends the check
-        # in its first message (`Check.within`: this credential was seen above), and that message goes again on a
-        # new connection (`gis.db.script_rows`; before, without pings, a 500).
-        lon, lat = _inside_point(scratch_db_url)
-        body = {"category": "environment", "description": "垃圾堆放", "occurred_at": WHEN, "lon": lon, "lat": lat}
-        assert c.post("/incidents", json=body).status_code == 201
+        # A report by coordinates (on the event loop's pool, api.deps.in_session(on_loop=True)) checks its token
+        # first and retries on a new connection (`gis.db.first_rows`).
+        lon, lat = inside_point(scratch_db_url)
+        assert report_incident(c, lon, lat).status_code == 201
         assert _end_backends(scratch_db_url) >= 1
-        assert c.post("/incidents", json=body).status_code in (200, 201)
-        assert _end_backends(scratch_db_url) >= 1
-        page = c.get("/incidents", params={"limit": 1})
-        assert page.status_code == 200 and len(page.json()["items"]) == 1
-
-
-def _inside_point(url) -> tuple[float, float]:
-    eng = create_engine(url, poolclass=NullPool)
-    with eng.connect() as conn:
-        point = conn.execute(text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM grid "
-                                  "WHERE level = 4 AND valid_to IS NULL ORDER BY code LIMIT 1) s")).one()
-    eng.dispose()
-    return float(point[0]), float(point[1])
+        assert report_incident(c, lon, lat).status_code in (200, 201)
+        # Every lean read, each after the backends were ended: the list and the three tile layers on the event
+        # loop's pool, the flood list on the threads' pool. Those whose check rides in their first message
+        # (`Check.within`: this credential was seen above; the list, grid and incident tiles) send that message
+        # again on a new connection (`gis.db.script_rows`; before, without pings, a 500).
+        for path in ("/incidents?limit=1", "/tiles/grids/0/0/0.pbf", "/tiles/incidents/0/0/0.pbf",
+                     "/tiles/households/0/0/0.pbf", "/flood/households?scenario=2023-09-23&limit=1"):
+            assert _end_backends(scratch_db_url) >= 1
+            answer = c.get(path)
+            assert answer.status_code == 200 and answer.content, (path, answer.status_code, answer.text[:200])

@@ -15,7 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from gis.auth.principal import narrowed_access
 from gis.auth.roles import Role
-from tests.conftest import database_copy, make_client
+from tests.conftest import database_copy, inside_point, make_client, report_incident
 
 PASSWORD = "old-password-12345"
 NEW_PASSWORD = "new-password-67890"
@@ -121,25 +121,17 @@ def test_credentials_issued_before_a_change_lose_the_old_privileges(
             assert ok.status_code == 200, ok.text
 
 
-def _one_row(db_url, sql: str, params: dict) -> tuple:
-    engine = create_engine(db_url, poolclass=NullPool)
-    with engine.connect() as conn:
-        row = conn.execute(text(sql), params).one()
-    engine.dispose()
-    return tuple(row)
-
-
-def _inside(db_url, code: str) -> tuple[float, float]:
-    return _one_row(db_url, "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM grid "
-                            "WHERE code = :c AND valid_to IS NULL) s", {"c": code})
-
-
 def _written(db_url, external_id: str) -> tuple:
     """(incidents, their history events, their audit rows of creation) stored under `external_id`."""
-    return _one_row(db_url, "SELECT count(DISTINCT i.id), count(DISTINCT e.id), count(DISTINCT a.id) FROM incident i "
-                            "LEFT JOIN incident_event e ON e.incident_id = i.id "
-                            "LEFT JOIN audit_log a ON a.resource_ids = ARRAY[i.id::text] AND a.action = 'create' "
-                            "WHERE i.external_id = :e", {"e": external_id})
+    engine = create_engine(db_url, poolclass=NullPool)
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT count(DISTINCT i.id), count(DISTINCT e.id), count(DISTINCT a.id) FROM incident i "
+            "LEFT JOIN incident_event e ON e.incident_id = i.id "
+            "LEFT JOIN audit_log a ON a.resource_ids = ARRAY[i.id::text] AND a.action = 'create' "
+            "WHERE i.external_id = :e"), {"e": external_id}).one()
+    engine.dispose()
+    return tuple(row)
 
 
 @pytest.mark.parametrize("change", ["revoke", "deactivate", "role", "scope"])
@@ -153,16 +145,11 @@ def test_a_report_after_its_caller_changed_is_made_for_the_caller_found(db_url, 
                                             "scope_codes": [old_grid]})
     assert user.status_code == 201, user.text
     issued = admin.post(f"/admin/users/{user.json()['id']}/tokens", json={"name": "phone"}).json()
-    lon, lat = _inside(db_url, old_grid)
-
-    def report(c, external_id: str, point: tuple[float, float] = (lon, lat)):
-        return c.post("/incidents", json={"category": "environment", "description": "垃圾堆放",
-                                          "occurred_at": "2026-11-20T09:30:00+08:00", "lon": point[0],
-                                          "lat": point[1], "external_id": external_id})
+    old_point = inside_point(db_url, old_grid)
 
     with make_client(db_url, None) as c:
         c.headers["Authorization"] = f"Bearer {issued['token']}"
-        seen = report(c, f"{username}-1")
+        seen = report_incident(c, *old_point, external_id=f"{username}-1")
         assert seen.status_code == 201, seen.text
         assert seen.json()["actions"], "a member works the incidents of their own grid"
         patch = {"role": {"role": "planner"}, "deactivate": {"active": False},
@@ -172,11 +159,11 @@ def test_a_report_after_its_caller_changed_is_made_for_the_caller_found(db_url, 
         else:
             assert admin.patch(f"/admin/users/{user.json()['id']}", json=patch).status_code == 200
 
-        again = report(c, f"{username}-2")
+        again = report_incident(c, *old_point, external_id=f"{username}-2")
         if change == "scope":   # stored, and answered for the member as moved: the old grid is not theirs to work
             assert again.status_code == 201, again.text
             assert again.json()["group_code"] == old_grid and again.json()["actions"] == []
-            moved = report(c, f"{username}-3", _inside(db_url, new_grid))
+            moved = report_incident(c, *inside_point(db_url, new_grid), external_id=f"{username}-3")
             assert moved.status_code == 201 and moved.json()["actions"], moved.text
         else:
             assert again.status_code == (403 if change == "role" else 401), again.text
