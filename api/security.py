@@ -156,6 +156,26 @@ class Check:
                 403, f"the role {principal.role} may not {self.permission.value.replace('_', ' ')}")
         return principal
 
+    def guess(self) -> tuple[Principal, tuple[str, dict[str, Any]]] | None:
+        """What this credential was last found to grant in this process, with the SQL condition that holds while
+        its check still finds the same (`CredentialCheck.unchanged`); None without one, or when it would be
+        refused. For work that writes and commits in ONE statement guarded by that condition: it may then act
+        for the guess, as what it writes is written only for the caller as found in the same statement; the
+        request is then for that caller (`confirm`). Else (nothing written) the work goes the plain way,
+        `work(check(session))`, so a changed credential is answered as it is found."""
+        check = credential_check(self.request)
+        if check is None or getattr(self.request.state, "principal", None) is not None:
+            return None
+        guess = _last_seen(check)
+        if guess is None or guess.checked_as is None or not guess.can(self.permission):
+            return None
+        return replace(guess, client_ip=client_ip(self.request)), check.unchanged(guess.checked_as)
+
+    def confirm(self, principal: Principal) -> Principal:
+        """The request's caller is `principal`, found by a statement guarded by `guess`'s condition."""
+        self.request.state.principal = principal
+        return principal
+
     def within(self, session: Any, work: Callable[[Principal], T]) -> T:
         """`work(principal)` with this check sent in the same message as work's first statements (one round
         trip fewer per request: the tiles and the list).

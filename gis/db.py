@@ -221,6 +221,37 @@ def first_rows(session: Session, sql: str, params: dict[str, Any]) -> list[dict[
     return _replacing_dead(session, lambda: _run_first(session, sql, params))
 
 
+def committed_rows(session: Session, sql: str, params: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """ONE statement as a transaction of its own, committed when this returns: one round trip in all.
+
+    The statement goes alone with the connection in autocommit: no BEGIN before it and no COMMIT after it
+    (PostgreSQL commits a lone statement when it ends, before it answers), and psycopg binds and prepares it
+    as any other (`_run`). It is all or nothing as any transaction is, and its rows are those `driver_rows`
+    would give. For an operation whose every write is that one statement and whose every condition is in it
+    (the intake of a report: `gis.incidents.service.intake_at_once`).
+
+    None, sending nothing, when the session has a transaction open already (then the statement could not be
+    its own) or sets options for its transactions; the caller then takes its usual way. A pooled connection
+    found dead is replaced, as for `first_rows`; when it died after running the statement and before
+    answering (the server gone at that instant) the statement may run twice, as a client's own retry after a
+    lost answer would: a report's `external_id` makes that harmless."""
+    from psycopg.pq import TransactionStatus
+
+    def run() -> list[dict[str, Any]] | None:
+        driver = session.connection().connection.driver_connection
+        if (driver is None or driver.info.transaction_status != TransactionStatus.IDLE or driver.autocommit
+                or driver.isolation_level is not None or driver.read_only is not None
+                or driver.deferrable is not None):
+            return None   # a transaction is open, or its BEGIN would not be the plain one
+        set_autocommit(driver, True)
+        try:
+            return _run(driver, sql, params)
+        finally:
+            driver._autocommit = False   # back to transactions (see _run_first); nothing is open now
+
+    return _replacing_dead(session, run)
+
+
 def _replacing_dead(conn: Session | Any, run: Callable[[], T]) -> T:
     """`run()`, the first statements of `conn`'s transaction; when the pooled connection they went to had died
     since its last use (a lost connection, found closed), once more on a new one: nothing was done in the

@@ -144,7 +144,8 @@ def test_a_pooled_connection_that_died_is_replaced(scratch_db_url, accounts, idl
             assert _end_backends(scratch_db_url) >= 1
             assert c.get("/healthz").status_code == 200
         # A report by coordinates (on the event loop's pool, api.deps.in_session(on_loop=True)) checks its token
-        # first and retries on a new connection (`gis.db.first_rows`).
+        # first and retries on a new connection (`gis.db.first_rows`); so does one whose caller was seen before,
+        # stored by one statement of its own (`gis.db.committed_rows`).
         lon, lat = inside_point(scratch_db_url)
         assert report_incident(c, lon, lat).status_code == 201
         assert _end_backends(scratch_db_url) >= 1

@@ -455,23 +455,35 @@ class CredentialCheck:
         row = rows[0]
         if self.via == "session":
             return Principal(row["id"], row["username"], Role(row["role"]), tuple(row["scope_codes"] or ()),
-                             "session", client_ip, session_id_hash=row["id_hash"])
+                             "session", client_ip, session_id_hash=row["id_hash"], checked_as=row["checked_as"])
         access = narrowed_access(row["user_role"], row["user_scope"] or (), row["token_role"], row["token_scope"])
         if access is None:
             return None
         role, scope = access
-        return Principal(row["user_id"], row["username"], role, scope, "token", client_ip, token_id=row["id"])
+        return Principal(row["user_id"], row["username"], role, scope, "token", client_ip, token_id=row["id"],
+                         checked_as=row["checked_as"])
+
+    def unchanged(self, checked_as: str) -> tuple[str, dict[str, Any]]:
+        """An SQL condition, with its parameters, that holds while this check still finds the row `checked_as`
+        (a `Principal.checked_as`): the caller made from it is then the same. For a statement that writes for a
+        caller it has not checked in its own transaction (`gis.incidents.service.intake_at_once`): with this
+        in its WHERE it writes nothing once the credential is revoked or expired, or its user's role, grids or
+        standing changed. It runs the check itself (and stamps its use as the check does)."""
+        return (f"EXISTS (SELECT FROM ({self.sql}) checked WHERE checked.checked_as = :credential_checked_as)",
+                {**self.params, "credential_checked_as": checked_as})
 
 
 # The checks are PL/pgSQL functions (migration 0021), so their plans are kept for the connection: sent as text
 # on every request, the statements were planned every time.
 # A browser session: by its hash, neither revoked nor expired, its user active.
-_SESSION_SQL = "SELECT id, username, role, scope_codes, id_hash FROM web_session_check(:credential_hash)"
+# Each also gives its row as text (`checked_as`): what the caller was made from (`CredentialCheck.unchanged`).
+_SESSION_SQL = ("SELECT c.*, c::text AS checked_as FROM (SELECT id, username, role, scope_codes, id_hash "
+                "FROM web_session_check(:credential_hash)) c")
 
 # An API token: by its hash, its user active, neither revoked nor expired; its use stamped to the minute, never
 # waiting for a concurrent request of the same token.
-_TOKEN_SQL = ("SELECT id, user_id, username, user_role, user_scope, token_role, token_scope "
-              "FROM api_token_check(:credential_hash)")
+_TOKEN_SQL = ("SELECT c.*, c::text AS checked_as FROM (SELECT id, user_id, username, user_role, user_scope, "
+              "token_role, token_scope FROM api_token_check(:credential_hash)) c")
 
 
 def session_check(cookie_value: str) -> CredentialCheck:

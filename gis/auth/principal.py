@@ -18,6 +18,9 @@ class Principal:
     client_ip: str | None = None
     token_id: int | None = None
     session_id_hash: str | None = field(default=None, repr=False)
+    # The credential check's row this caller was made from, as text (gis.auth.accounts.CredentialCheck): not
+    # part of who the caller is (equality), only how to tell later that its check still finds the same.
+    checked_as: str | None = field(default=None, repr=False, compare=False)
 
     def can(self, permission: Permission) -> bool:
         return allows(self.role, permission)

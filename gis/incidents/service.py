@@ -24,7 +24,7 @@ from gis.auth.principal import Principal
 from gis.auth.roles import Permission, Role
 from gis.context import Context
 from gis.crs import parse_crs, points_to_wgs84
-from gis.db import driver_rows
+from gis.db import committed_rows, driver_rows
 from gis.errors import Forbidden, InputError, NotFound, Problem
 from gis.grids.locate import GridRef, hierarchy_for, locate_points, path_to_town
 from gis.incidents import fields
@@ -270,10 +270,11 @@ _DUPLICATES_JSON = """coalesce(json_agg(json_build_object(
 # INSERT do nothing (the unique index also serialises two concurrent posts of one id), and so does a
 # point outside every group grid: the caller then takes the general path.
 @functools.cache
-def _intake_inside_sql(workable: str = "TRUE") -> str:
-    """The statement; `workable`: the caller's scope_condition (the incidents they work)."""
+def _intake_inside_sql(workable: str = "TRUE", only_while: str = "TRUE") -> str:
+    """The statement; `workable`: the caller's scope_condition (the incidents they work); `only_while`: a
+    condition without which it writes nothing (`intake_at_once`)."""
     return f"""
-    WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4326) AS g),
+    WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4326) AS g WHERE {only_while}),
     hit AS (
         SELECT g.id, g.code, g.name, g.level, g.parent_code, at.on_boundary AS on_edge
         FROM p CROSS JOIN LATERAL grid_at(p.g) at
@@ -335,14 +336,64 @@ def _intake_inside_sql(workable: str = "TRUE") -> str:
 """
 
 
+def intake_at_once(session: Session, ctx: Context, req: IntakeRequest, *,
+                   only_while: tuple[str, dict[str, Any]], duplicate_radius_m: float,
+                   duplicate_window_hours: float, now: dt.datetime | None = None) -> IntakeResult | None:
+    """`intake`'s common case, a report by coordinates inside a group grid, as ONE statement that is a
+    transaction of its own (`gis.db.committed_rows`): written, audited and committed in one round trip.
+
+    It writes only while `only_while` (an SQL condition and its parameters) holds: the API passes the
+    condition that the caller's credential still finds the caller `ctx` names (`api.security.Check.guess`), so
+    a report is checked and stored by the same statement. None when it wrote nothing: a field the checks
+    refuse, a report by place name, a point outside every group grid, an external id this reporter used
+    before, the condition false, or a transaction already open on `session`. The caller then calls `intake`
+    (its usual way), which gives each of those its answer. `req` may be changed (as by `intake`)."""
+    now = now or dt.datetime.now(dt.UTC)
+    if req.place:
+        return None
+    try:
+        _check_fields(req, now)
+        placed = place_incident(session, req, ctx.principal)
+    except Exception:  # noqa: BLE001 - nothing is sent yet: `intake` raises it again, in its own order
+        return None
+    condition, params = only_while
+    sql, values = _intake_inside_statement(ctx, req, placed, now, duplicate_radius_m, duplicate_window_hours,
+                                           condition)
+    rows = committed_rows(session, sql, {**values, **params})
+    return _inside_result(rows[0], ctx.principal, now) if rows else None
+
+
 def _intake_inside(session: Session, ctx: Context, req: IntakeRequest, placed: Placement, now: dt.datetime,
                    radius_m: float, window_h: float) -> IntakeResult | None:
     """The result when the one-statement path applies, else None (see _intake_inside_sql)."""
+    sql, params = _intake_inside_statement(ctx, req, placed, now, radius_m, window_h)
+    rows = driver_rows(session, sql, params)
+    if rows:
+        return _inside_result(rows[0], ctx.principal, now)
+    if req.external_id is not None:
+        existing = _reported_before(session, ctx.principal, req.external_id)
+        if existing is not None:
+            return IntakeResult(existing, False)
+    return None
+
+
+def _inside_result(row: dict[str, Any], principal: Principal | None, now: dt.datetime) -> IntakeResult:
+    """The one statement's row as the intake's result."""
+    names = row.pop("grid_names")
+    visible, workable = row.pop("visible"), row.pop("workable")
+    record = _with_details(row, principal, now, workable) if visible and principal else None
+    return IntakeResult(row["id"], True, record, names)
+
+
+def _intake_inside_statement(ctx: Context, req: IntakeRequest, placed: Placement, now: dt.datetime,
+                             radius_m: float, window_h: float,
+                             only_while: str = "TRUE") -> tuple[str, dict[str, Any]]:
+    """The one statement (`_intake_inside_sql`) for this report and caller, and its parameters."""
     principal = ctx.principal
-    sql = _intake_inside_sql(scope_condition(principal) if principal else "TRUE").replace(
+    sql = _intake_inside_sql(scope_condition(principal) if principal else "TRUE", only_while).replace(
         "{visible}", visible_condition(principal) if principal else "TRUE")
     # The audit row Context.audit would write, written by the statement itself.
-    rows = driver_rows(session, sql, {
+    return sql, {
         **audit.params(principal, "create", resource="incident", method=ctx.method, path=ctx.path,
                        client_ip=ctx.client_ip, actor=ctx.actor, reason=ctx.reason),
         "x": placed.lon, "y": placed.lat, "ext": req.external_id, "cat": req.category, "kind": req.dispute_kind,
@@ -351,18 +402,7 @@ def _intake_inside(session: Session, ctx: Context, req: IntakeRequest, placed: P
         "match": placed.place_match, "prec": placed.precision_m, "now": now,
         "by": principal.user_id if principal else None, "actor": principal.username if principal else None,
         "r": radius_m, "w": window_h, **(access_params(principal) if principal else {}),
-    })
-    if rows:
-        row = rows[0]
-        names = row.pop("grid_names")
-        visible, workable = row.pop("visible"), row.pop("workable")
-        record = _with_details(row, principal, now, workable) if visible and principal else None
-        return IntakeResult(row["id"], True, record, names)
-    if req.external_id is not None:
-        existing = _reported_before(session, principal, req.external_id)
-        if existing is not None:
-            return IntakeResult(existing, False)
-    return None
+    }
 
 
 def _reported_before(session: Session, principal: Principal | None, external_id: str) -> int | None:
