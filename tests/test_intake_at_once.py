@@ -189,3 +189,25 @@ def _first_group(db_url, skip: int = 0) -> str:
                                  "OFFSET :n LIMIT 1"), {"n": skip}).scalar_one()
     eng.dispose()
     return code
+
+
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize("via", ["token", "session"])
+def test_the_statement_stays_within_psycopgs_parse_cache(role, via):
+    """psycopg keeps its parse of a statement (a regex split of ~4 KB of SQL, on every request otherwise) only up
+    to a length and a number of parameters: the intake statement, with the credential's check in it, fits for
+    every caller, a grid member whose grids lie at every level included."""
+    from psycopg import _queries
+
+    from gis.auth.principal import Principal
+    from gis.db import pyformat
+
+    principal = Principal(1, "某人", role, ("410101001001", "410101001", "410101", "4101"), via)
+    check = accounts.token_check("x") if via == "token" else accounts.session_check("x")
+    condition, guard = check.unchanged("(1,2,某人,grid_staff,{},,)")
+    req = service.IntakeRequest("environment", "垃圾堆放", WHEN, 114.0, 33.0, external_id="e")
+    placed = service.Placement(114.0, 33.0, "coordinates", None, None, "EPSG:4326")
+    sql, params = service._intake_inside_statement(Context(principal), req, placed, service.dt.datetime.now(
+        service.dt.UTC), 50.0, 24.0, condition)
+    assert len(pyformat(sql)) <= _queries.MAX_CACHED_STATEMENT_LENGTH
+    assert len({**params, **guard}) <= _queries.MAX_CACHED_STATEMENT_PARAMS

@@ -440,9 +440,14 @@ class CredentialCheck:
     parameter (`credential_hash`: a name no other statement uses, so it can be sent in one message with a
     route's own statements, `api.security.Check.within`), and how its rows make the caller."""
 
-    sql: str
+    source: str   # the check's function, called with its parameter: one row per caller found (none or one)
     params: dict[str, Any]
     via: str   # token | session
+
+    @property
+    def sql(self) -> str:
+        """The check: the function's row, and that row as text (`checked_as`, what the caller is made from)."""
+        return f"SELECT c.*, c::text AS checked_as FROM {self.source} c"
 
     def run(self, session: Session, client_ip: str | None) -> Principal | None:
         """The caller, checked now: the statement alone (with its transaction's BEGIN, `first_rows`)."""
@@ -469,26 +474,23 @@ class CredentialCheck:
         caller it has not checked in its own transaction (`gis.incidents.service.intake_at_once`): with this
         in its WHERE it writes nothing once the credential is revoked or expired, or its user's role, grids or
         standing changed. It runs the check itself (and stamps its use as the check does)."""
-        return (f"EXISTS (SELECT FROM ({self.sql}) checked WHERE checked.checked_as = :credential_checked_as)",
+        return (f"(SELECT c::text FROM {self.source} c) = :credential_checked_as",
                 {**self.params, "credential_checked_as": checked_as})
 
 
 # The checks are PL/pgSQL functions (migration 0021), so their plans are kept for the connection: sent as text
 # on every request, the statements were planned every time.
 # A browser session: by its hash, neither revoked nor expired, its user active.
-# Each also gives its row as text (`checked_as`): what the caller was made from (`CredentialCheck.unchanged`).
-_SESSION_SQL = ("SELECT c.*, c::text AS checked_as FROM (SELECT id, username, role, scope_codes, id_hash "
-                "FROM web_session_check(:credential_hash)) c")
+_SESSION_SOURCE = "web_session_check(:credential_hash)"
 
 # An API token: by its hash, its user active, neither revoked nor expired; its use stamped to the minute, never
 # waiting for a concurrent request of the same token.
-_TOKEN_SQL = ("SELECT c.*, c::text AS checked_as FROM (SELECT id, user_id, username, user_role, user_scope, "
-              "token_role, token_scope FROM api_token_check(:credential_hash)) c")
+_TOKEN_SOURCE = "api_token_check(:credential_hash)"
 
 
 def session_check(cookie_value: str) -> CredentialCheck:
-    return CredentialCheck(_SESSION_SQL, {"credential_hash": _sha256(cookie_value)}, "session")
+    return CredentialCheck(_SESSION_SOURCE, {"credential_hash": _sha256(cookie_value)}, "session")
 
 
 def token_check(secret: str) -> CredentialCheck:
-    return CredentialCheck(_TOKEN_SQL, {"credential_hash": _sha256(secret)}, "token")
+    return CredentialCheck(_TOKEN_SOURCE, {"credential_hash": _sha256(secret)}, "token")
