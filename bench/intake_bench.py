@@ -3,6 +3,8 @@
     apt-get install -y wrk                      # once (Debian)
     .venv/bin/python bench/city.py --skip-csv   # once, if wangge_bench does not exist yet
     .venv/bin/python bench/intake_bench.py      # about 1.5 minutes
+    git worktree add /tmp/earlier HEAD~1 && ln -s "$PWD/.venv" /tmp/earlier/.venv
+    .venv/bin/python bench/intake_bench.py --compare /tmp/earlier   # and the code before a change, in the same rounds
 
 Both apps run the same way: uvicorn, 1 worker, 127.0.0.1 only, access log off, the same
 database engine settings, against a fresh copy of the generated city (`wangge_bench_intake`,
@@ -75,12 +77,13 @@ def town_box(engine: Engine, inset: float = 0.02) -> tuple[float, float, float, 
     return x0 + dx, y0 + dy, x1 - dx, y1 - dy
 
 
-def serve(app: str, port: int, env: dict[str, str], app_dir: str | None = None) -> subprocess.Popen[bytes]:
+def serve(app: str, port: int, env: dict[str, str], app_dir: str | None = None,
+          cwd: Path = ROOT) -> subprocess.Popen[bytes]:
     cmd = [PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
            "--no-access-log", "--log-level", "warning"]
     if app_dir:
         cmd += ["--app-dir", app_dir]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env)
+    return subprocess.Popen(cmd, cwd=cwd, env=env)
 
 
 def wait_ready(port: int, path: str, body: bytes | None, timeout: float = 60) -> None:
@@ -212,6 +215,9 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--no-ids", action="store_true", help="post without external_id")
     ap.add_argument("--port", type=int, default=8801)
+    ap.add_argument("--compare", type=Path, metavar="CHECKOUT",
+                    help="also serve Wangge from this checkout (e.g. a `git worktree` of an earlier commit, with this "
+                         "one's .venv) as 'earlier', in the same rounds: a change measured against the code before it")
     args = ap.parse_args()
 
     from sqlalchemy import create_engine, text
@@ -247,17 +253,24 @@ def main() -> None:
         procs["minimal"] = serve("minimal_app:app", args.port, env, app_dir=str(ROOT / "bench"))
         procs["wangge"] = serve("api.main:app", args.port + 1, env)
         ports = {"minimal": args.port, "wangge": args.port + 1}
+        if args.compare is not None:
+            procs["earlier"] = serve("api.main:app", args.port + 2, env, cwd=args.compare.resolve())
+            ports["earlier"] = args.port + 2
         wait_ready(ports["minimal"], "/locate", json.dumps({"lon": box[0], "lat": box[1]}).encode())
-        wait_ready(ports["wangge"], "/healthz", None)
+        for name in ports.keys() - {"minimal"}:
+            wait_ready(ports[name], "/healthz", None)
         ids = "none" if args.no_ids else "ids"
-        for name in ("minimal", "wangge"):                                          # warm-up, not counted
-            run_wrk(ports[name], 3, args.connections, [name, tokens_file, *map(str, box), f"{tag}9{len(name)}", ids])
+        names = list(ports)
+        for name in names:                                                          # warm-up, not counted
+            run_wrk(ports[name], 3, args.connections, [_mode(name), tokens_file, *map(str, box), f"{tag}9{len(name)}",
+                                                       ids])
         rounds: list[dict[str, Any]] = []
         for k in range(args.rounds):
-            order = ("minimal", "wangge") if k % 2 == 0 else ("wangge", "minimal")
+            # Two apps: A B / B A. Three: each order in turn (A B C, B C A, C A B).
+            order = (names[k % 3:] + names[:k % 3]) if len(names) == 3 else names[::1 if k % 2 == 0 else -1]
             this: dict[str, Any] = {}
             for name in order:
-                script = [name, tokens_file, *map(str, box), f"{tag}{k}{len(name)}", ids]
+                script = [_mode(name), tokens_file, *map(str, box), f"{tag}{k}{len(name)}", ids]
                 cpu0, sessions0, db0 = cpu_use(procs[name].pid), _sessions(engine), db_counters(engine)
                 r = this[name] = run_wrk(ports[name], args.seconds, args.connections, script)
                 cpu1 = cpu_use(procs[name].pid)
@@ -279,13 +292,18 @@ def main() -> None:
                       f"({r['wal_fpi_per_request']:.2f} full pages) per request, {r['checkpoints']} checkpoints "
                       f"begun, {r['autovacuum_passes']} autovacuum passes", flush=True)
             this["ratio"] = this["wangge"]["requests_per_s"] / this["minimal"]["requests_per_s"]
+            if "earlier" in this:
+                this["ratio_earlier"] = this["earlier"]["requests_per_s"] / this["minimal"]["requests_per_s"]
+                print(f"round {k + 1}: wangge / minimal {this['ratio']:.3f}, earlier / minimal "
+                      f"{this['ratio_earlier']:.3f}, wangge / earlier "
+                      f"{this['wangge']['requests_per_s'] / this['earlier']['requests_per_s']:.3f}", flush=True)
             rounds.append(this)
     finally:
         for proc in procs.values():
             stop(proc)
         os.unlink(tokens_file)
     results["rounds"] = rounds
-    for name in ("minimal", "wangge"):
+    for name in names:
         rs = [r[name] for r in rounds]
         results[name] = {
             "requests_per_s": sum(r["requests_per_s"] for r in rs) / len(rs),
@@ -301,8 +319,11 @@ def main() -> None:
     results["duplicate_links"] = dups
     results["ratio"] = results["wangge"]["requests_per_s"] / results["minimal"]["requests_per_s"]
     results["ratio_per_round"] = [round(r["ratio"], 3) for r in rounds]
+    if args.compare is not None:
+        results["compare"] = str(args.compare)
+        results["ratio_earlier_per_round"] = [round(r["ratio_earlier"], 3) for r in rounds]
     print(f"incidents created during the runs: {after - before} (duplicate links {dups})")
-    for name in ("minimal", "wangge"):
+    for name in names:
         r = results[name]
         print(f"{name:8} mean {r['requests_per_s']:8.1f} req/s  median p50 {r['p50_ms_median']:.1f} ms  "
               f"worst p99 {r['p99_ms_worst']:.1f} ms  errors {r['errors']}")
@@ -310,7 +331,14 @@ def main() -> None:
     print(f"RATIO wangge / minimal = {results['ratio']:.2f} (mean of rounds; per round "
           f"{results['ratio_per_round']}; goal >= 0.5 on every round, errors 0); load average after "
           f"{results['machine']['loadavg_after']}")
+    if args.compare is not None:
+        print(f"earlier ({args.compare}) / minimal per round {results['ratio_earlier_per_round']}")
     write_results(RESULTS, results)
+
+
+def _mode(name: str) -> str:
+    """The wrk script's mode for an app: the minimal app's, or Wangge's (this checkout or the earlier one)."""
+    return "minimal" if name == "minimal" else "wangge"
 
 
 if __name__ == "__main__":
