@@ -133,13 +133,15 @@ def test_it_leaves_the_unusual_report_to_the_plain_way(db_url, engine, case):
     assert _written(db_url, f"{name}-1") == ((1, 1, 1) if case == "external_id_again" else (0, 0, 0))
 
 
-def test_a_report_by_a_caller_seen_before_is_one_statement(db_url, engine, monkeypatch):
+@pytest.mark.parametrize("lean_async", [True, False])
+def test_a_report_by_a_caller_seen_before_is_one_statement(db_url, engine, monkeypatch, lean_async):
     """Through the app: the second report of a token sends ONE statement (no BEGIN, no check of its own, no
-    COMMIT), and is answered as the first (the plain way) was."""
+    COMMIT), and is answered as the first (the plain way) was; on the event loop (psycopg's async driver) and in
+    a worker thread (its sync one) alike."""
     grid = _first_group(db_url)
     name, secret, _ = _member(engine, grid)
     point = inside_point(db_url, grid)
-    with make_client(db_url, None) as c:
+    with make_client(db_url, None, lean_async=lean_async) as c:
         c.headers["Authorization"] = f"Bearer {secret}"
         plain = report_incident(c, *point, external_id=f"{name}-1")
         assert plain.status_code == 201, plain.text
