@@ -9,7 +9,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -207,6 +207,30 @@ def driver_rows(session: Session, sql: str, params: dict[str, Any]) -> list[dict
     return _run(driver, sql, params)
 
 
+def _plain_idle(driver: Any) -> bool:
+    """No transaction is open on `driver`, and psycopg's BEGIN for the next one would be the plain one (no
+    isolation, read-only or deferrable option): its statements may then go without psycopg's own BEGIN (with
+    ours in their message, or, alone, as a transaction of their own)."""
+    from psycopg.pq import TransactionStatus
+
+    return (driver is not None and driver.info.transaction_status == TransactionStatus.IDLE
+            and not driver.autocommit and driver.isolation_level is None and driver.read_only is None
+            and driver.deferrable is None)
+
+
+@contextmanager
+def _without_psycopgs_begin(driver: Any) -> Iterator[None]:
+    """`driver` in autocommit while the block sends, so that psycopg sends no BEGIN of its own; then back to
+    transactions. psycopg's setter refuses inside a transaction, so the flag is set back directly: the
+    connection is then as psycopg's own BEGIN and statements would have left it (in a transaction, or, after a
+    lone statement, idle)."""
+    set_autocommit(driver, True)
+    try:
+        yield
+    finally:
+        driver._autocommit = False
+
+
 def first_rows(session: Session, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     """`driver_rows` for a statement that is usually the first of the session's transaction.
 
@@ -239,19 +263,12 @@ def committed_rows(session: Session, sql: str, params: dict[str, Any]) -> list[d
     found dead is replaced, as for `first_rows`; when it died after running the statement and before
     answering (the server gone at that instant) the statement may run twice, as a client's own retry after a
     lost answer would: a report's `external_id` makes that harmless."""
-    from psycopg.pq import TransactionStatus
-
     def run() -> list[dict[str, Any]] | None:
         driver = session.connection().connection.driver_connection
-        if (driver is None or driver.info.transaction_status != TransactionStatus.IDLE or driver.autocommit
-                or driver.isolation_level is not None or driver.read_only is not None
-                or driver.deferrable is not None):
-            return None   # a transaction is open, or its BEGIN would not be the plain one
-        set_autocommit(driver, True)
-        try:
+        if not _plain_idle(driver):
+            return None
+        with _without_psycopgs_begin(driver):
             return _run(driver, sql, params)
-        finally:
-            driver._autocommit = False   # back to transactions (see _run_first); nothing is open now
 
     return _replacing_dead(session, run)
 
@@ -277,16 +294,13 @@ def _replacing_dead(conn: Session | Any, run: Callable[[], T]) -> T:
 
 
 def _run_first(session: Session, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    from psycopg.pq import ExecStatus, TransactionStatus
+    from psycopg.pq import ExecStatus
     from psycopg.rows import dict_row
 
     driver = session.connection().connection.driver_connection
-    if (driver is None or driver.info.transaction_status != TransactionStatus.IDLE or driver.autocommit
-            or driver.isolation_level is not None or driver.read_only is not None
-            or driver.deferrable is not None):
+    if not _plain_idle(driver):
         return _run(driver, sql, params)   # a transaction is open, or its BEGIN is not the plain one
-    set_autocommit(driver, True)   # so that psycopg sends no BEGIN of its own before ours
-    try:
+    with _without_psycopgs_begin(driver):   # our BEGIN goes in the statement's message
         cur = client_cursor(driver, dict_row)
         try:
             io(cur.execute("BEGIN;" + pyformat(sql), params))
@@ -295,10 +309,6 @@ def _run_first(session: Session, sql: str, params: dict[str, Any]) -> list[dict[
             return io(cur.fetchall()) if result is not None and result.status == ExecStatus.TUPLES_OK else []
         finally:
             io(cur.close())
-    finally:
-        # Back to transactions. psycopg's setter refuses inside one; the connection is now as
-        # psycopg's own BEGIN and statement would have left it (in a transaction, not autocommit).
-        driver._autocommit = False
 
 
 # session.info key: [sql, params, its rows once sent] of a statement queued to go with the next message.
@@ -341,7 +351,7 @@ def script_rows(conn: Session | Any, statements: Sequence[str], params: dict[str
 
 def _script_rows(conn: Session | Any, statements: Sequence[str], params: dict[str, Any],
                  tuples: bool) -> list[list[Any]]:
-    from psycopg.pq import ExecStatus, TransactionStatus
+    from psycopg.pq import ExecStatus
     from psycopg.rows import dict_row, tuple_row
 
     connection = conn.connection() if isinstance(conn, Session) else conn
@@ -356,13 +366,11 @@ def _script_rows(conn: Session | Any, statements: Sequence[str], params: dict[st
     else:
         rider = None
     script = ";".join(pyformat(sql) for sql in statements)
-    begin = (driver.info.transaction_status == TransactionStatus.IDLE and not driver.autocommit
-             and driver.isolation_level is None and driver.read_only is None and driver.deferrable is None)
+    begin = _plain_idle(driver)
     if begin:
         script = "BEGIN;" + script
-        set_autocommit(driver, True)   # so that psycopg sends no BEGIN of its own before ours
     out: list[list[Any]] = []
-    try:
+    with _without_psycopgs_begin(driver) if begin else nullcontext():
         cur = client_cursor(driver, tuple_row if tuples else dict_row)
         try:
             io(cur.execute(script, params))
@@ -379,9 +387,6 @@ def _script_rows(conn: Session | Any, statements: Sequence[str], params: dict[st
                     break
         finally:
             io(cur.close())
-    finally:
-        if begin:
-            driver._autocommit = False   # back to transactions (see _run_first)
     return out
 
 

@@ -261,6 +261,20 @@ def report_incident(client, lon, lat, **fields):
     return client.post("/incidents", json={**body, **fields})
 
 
+def stored_report(url, external_id: str) -> tuple[int, int, int]:
+    """(incidents, their history events, their audit rows of creation) stored under `external_id` in the database
+    at `url`, read on a connection of its own (so only what was committed)."""
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT count(DISTINCT i.id), count(DISTINCT e.id), count(DISTINCT a.id) FROM incident i "
+            "LEFT JOIN incident_event e ON e.incident_id = i.id "
+            "LEFT JOIN audit_log a ON a.resource_ids = ARRAY[i.id::text] AND a.action = 'create' "
+            "WHERE i.external_id = :e"), {"e": external_id}).one()
+    engine.dispose()
+    return (int(row[0]), int(row[1]), int(row[2]))
+
+
 @pytest.fixture(scope="session")
 def client(test_db_url, accounts):
     """The admin's client on the shared, read-only sample database."""

@@ -16,7 +16,7 @@ from gis.auth.roles import Role
 from gis.context import Context
 from gis.db import make_engine, make_sessionmaker, transaction
 from gis.incidents import service
-from tests.conftest import WHEN, database_copy, inside_point, make_client, report_incident
+from tests.conftest import WHEN, database_copy, inside_point, make_client, report_incident, stored_report
 
 RADIUS = {"duplicate_radius_m": 50.0, "duplicate_window_hours": 24.0}
 
@@ -50,22 +50,8 @@ def _checked(engine, check: accounts.CredentialCheck):
     return principal
 
 
-def _written(db_url, external_id: str) -> tuple[int, int, int]:
-    """(incidents, history events, audit rows) stored under `external_id`, seen from another connection."""
-    eng = create_engine(db_url, poolclass=NullPool)
-    with eng.connect() as conn:
-        row = conn.execute(text(
-            "SELECT count(*), (SELECT count(*) FROM incident_event e JOIN incident j ON j.id = e.incident_id "
-            "WHERE j.external_id = :x), (SELECT count(*) FROM audit_log a JOIN incident j "
-            "ON a.resource = 'incident' AND a.resource_ids = ARRAY[j.id::text] WHERE j.external_id = :x) "
-            "FROM incident WHERE external_id = :x"), {"x": external_id}).one()
-    eng.dispose()
-    return tuple(row)
-
-
-def _report(db_url, engine, principal, condition, external_id: str, *, grid: str | None = None, first: str = ""):
-    req = service.IntakeRequest("environment", "垃圾堆放", WHEN, *inside_point(db_url, grid),
-                                external_id=external_id)
+def _report(engine, principal, condition, req: service.IntakeRequest, *, first: str = ""):
+    """`service.intake_at_once` on a session of its own (after `first`, when given)."""
     with make_sessionmaker(engine)() as s:
         if first:
             s.execute(text(first))
@@ -75,14 +61,18 @@ def _report(db_url, engine, principal, condition, external_id: str, *, grid: str
     return result
 
 
+def _request(db_url, external_id: str, grid: str) -> service.IntakeRequest:
+    return service.IntakeRequest("environment", "垃圾堆放", WHEN, *inside_point(db_url, grid), external_id=external_id)
+
+
 def test_it_writes_and_commits_while_the_caller_is_as_checked(db_url, engine):
     grid = _first_group(db_url)
     name, _, check = _member(engine, grid)
     principal = _checked(engine, check)
-    result = _report(db_url, engine, principal, check.unchanged(principal.checked_as), f"{name}-1", grid=grid)
+    result = _report(engine, principal, check.unchanged(principal.checked_as), _request(db_url, f"{name}-1", grid))
     assert result is not None and result.created and result.record is not None
     assert result.record["group_code"] == grid and result.record["actions"], "a member works their own grid's"
-    assert _written(db_url, f"{name}-1") == (1, 1, 1)   # committed: seen from another connection
+    assert stored_report(db_url, f"{name}-1") == (1, 1, 1)   # committed: seen from another connection
 
 
 @pytest.mark.parametrize("change", ["revoke", "deactivate", "role", "scope", "another_row"])
@@ -103,8 +93,8 @@ def test_it_writes_nothing_once_the_credential_finds_another_caller(db_url, engi
                       {"g": _first_group(db_url, 1), "u": principal.user_id})
         else:   # the caller unchanged, but the row it is compared with is not the one its check finds
             checked_as = checked_as.replace(name, name + "x")
-    assert _report(db_url, engine, principal, check.unchanged(checked_as), f"{name}-2", grid=grid) is None
-    assert _written(db_url, f"{name}-2") == (0, 0, 0)
+    assert _report(engine, principal, check.unchanged(checked_as), _request(db_url, f"{name}-2", grid)) is None
+    assert stored_report(db_url, f"{name}-2") == (0, 0, 0)
 
 
 @pytest.mark.parametrize("case", ["transaction_open", "outside", "external_id_again", "place", "bad_category"])
@@ -115,22 +105,17 @@ def test_it_leaves_the_unusual_report_to_the_plain_way(db_url, engine, case):
     principal = _checked(engine, check)
     condition = check.unchanged(principal.checked_as)
     if case == "external_id_again":
-        assert _report(db_url, engine, principal, condition, f"{name}-1", grid=grid) is not None
-    x, y = inside_point(db_url, grid)
-    req = service.IntakeRequest("environment", "垃圾堆放", WHEN, x, y, external_id=f"{name}-1")
+        assert _report(engine, principal, condition, _request(db_url, f"{name}-1", grid)) is not None
+    req = _request(db_url, f"{name}-1", grid)
     if case == "outside":
-        req.lon, req.lat = x + 1.0, y
+        req.lon = req.lon + 1.0
     elif case == "place":
         req.lon = req.lat = None
         req.place = "村委会"
     elif case == "bad_category":
         req.category = "no such category"
-    with make_sessionmaker(engine)() as s:
-        if case == "transaction_open":
-            s.execute(text("SELECT 1"))
-        assert service.intake_at_once(s, Context(principal), req, only_while=condition, **RADIUS) is None
-        s.rollback()
-    assert _written(db_url, f"{name}-1") == ((1, 1, 1) if case == "external_id_again" else (0, 0, 0))
+    assert _report(engine, principal, condition, req, first="SELECT 1" if case == "transaction_open" else "") is None
+    assert stored_report(db_url, f"{name}-1") == ((1, 1, 1) if case == "external_id_again" else (0, 0, 0))
 
 
 @pytest.mark.parametrize("lean_async", [True, False])
@@ -169,7 +154,7 @@ def test_a_report_by_a_caller_seen_before_is_one_statement(db_url, engine, monke
     assert first.keys() == second.keys()
     assert {k: v for k, v in first.items() if k not in changing} == \
         {k: v for k, v in second.items() if k not in changing}
-    assert _written(db_url, f"{name}-2") == (1, 1, 1)
+    assert stored_report(db_url, f"{name}-2") == (1, 1, 1)
 
 
 def _counting(method, sent: list[str]):

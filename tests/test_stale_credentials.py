@@ -15,7 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from gis.auth.principal import narrowed_access
 from gis.auth.roles import Role
-from tests.conftest import database_copy, inside_point, make_client, report_incident
+from tests.conftest import database_copy, inside_point, make_client, report_incident, stored_report
 
 PASSWORD = "old-password-12345"
 NEW_PASSWORD = "new-password-67890"
@@ -121,19 +121,6 @@ def test_credentials_issued_before_a_change_lose_the_old_privileges(
             assert ok.status_code == 200, ok.text
 
 
-def _written(db_url, external_id: str) -> tuple:
-    """(incidents, their history events, their audit rows of creation) stored under `external_id`."""
-    engine = create_engine(db_url, poolclass=NullPool)
-    with engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT count(DISTINCT i.id), count(DISTINCT e.id), count(DISTINCT a.id) FROM incident i "
-            "LEFT JOIN incident_event e ON e.incident_id = i.id "
-            "LEFT JOIN audit_log a ON a.resource_ids = ARRAY[i.id::text] AND a.action = 'create' "
-            "WHERE i.external_id = :e"), {"e": external_id}).one()
-    engine.dispose()
-    return tuple(row)
-
-
 @pytest.mark.parametrize("change", ["revoke", "deactivate", "role", "scope"])
 def test_a_report_after_its_caller_changed_is_made_for_the_caller_found(db_url, admin, two_grids, change):
     """The same token reports before and after a change to it or its user. The process keeps what each credential
@@ -167,8 +154,8 @@ def test_a_report_after_its_caller_changed_is_made_for_the_caller_found(db_url, 
             assert moved.status_code == 201 and moved.json()["actions"], moved.text
         else:
             assert again.status_code == (403 if change == "role" else 401), again.text
-        assert _written(db_url, f"{username}-2") == ((1, 1, 1) if change == "scope" else (0, 0, 0))
-    assert _written(db_url, f"{username}-1") == (1, 1, 1)
+        assert stored_report(db_url, f"{username}-2") == ((1, 1, 1) if change == "scope" else (0, 0, 0))
+    assert stored_report(db_url, f"{username}-1") == (1, 1, 1)
 
 
 def test_a_moved_members_token_sees_the_new_grid_and_not_the_old(db_url, admin, two_grids):
