@@ -19,8 +19,11 @@ posts random points inside the town:
            routing, duplicate links and an audit record, committed, the stored incident returned.
 
 Reported: requests/s, p99 latency, errors (non-2xx answers and socket errors), and the ratio
-wangge / minimal. Results are printed and written to var/bench/intake_results.json. The servers
-are stopped by their process ids at the end of each run.
+wangge / minimal; per run also the CPU per request of the app and of PostgreSQL, the share of the
+machine's CPU left idle (a run that leaves it idle is bound by waiting, not by CPU) and what the
+database's backends were doing on average (`WaitSampler`: running, held by the app between
+statements, waiting on a lock or on the WAL's flush). Results are printed and written to
+var/bench/intake_results.json. The servers are stopped by their process ids at the end of each run.
 """
 
 from __future__ import annotations
@@ -188,6 +191,55 @@ def cpu_use(server: int) -> dict[str, float]:
     return {"server": _cpu_s(server), "postgres": sum(_cpu_s(p, children=i == 0) for i, p in enumerate(pids))}
 
 
+def machine_ticks() -> tuple[int, int]:
+    """The whole machine's CPU ticks so far: (idle and waiting on I/O, all), from /proc/stat."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks)
+
+
+class WaitSampler:
+    """What the bench database's client backends are doing during a run: every `every_s`, their state and wait
+    event from pg_stat_activity, on a connection of its own (~20 cheap queries a second). `averages()`: how many
+    backends were in each (state, wait) on average, e.g. "active" (running or ready to run), "idle ClientRead"
+    (a connection held by the app, waiting for its next statement), "active Lock:object" (NOTIFY's commit lock).
+    """
+
+    SQL = ("SELECT state, wait_event_type, wait_event FROM pg_stat_activity WHERE datname = current_database() "
+           "AND backend_type = 'client backend' AND application_name = %s")
+
+    def __init__(self, url: Any, app: str, every_s: float = 0.05):
+        import threading
+
+        self.url, self.app, self.every_s = url, app, every_s   # app: the application_name of its connections
+        self.counts: dict[str, int] = {}
+        self.samples = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> WaitSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stopping.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        import psycopg
+
+        conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            while not self.stopping.wait(self.every_s):
+                self.samples += 1
+                for state, kind, event in conn.execute(self.SQL, (self.app,)).fetchall():
+                    key = " ".join(p for p in (state or "?", f"{kind}:{event}" if kind else "") if p)
+                    self.counts[key] = self.counts.get(key, 0) + 1
+
+    def averages(self) -> dict[str, float]:
+        n = max(self.samples, 1)
+        return {k: round(v / n, 2) for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1])}
+
+
 def run_wrk(port: int, seconds: int, conns: int, script_args: list[str]) -> dict[str, Any]:
     cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "--latency",
            "-s", str(ROOT / "bench" / "intake.lua"), f"http://127.0.0.1:{port}", "--", *script_args]
@@ -250,11 +302,14 @@ def main() -> None:
     try:
         # Both servers up at once on their own ports; rounds alternate A B / B A so that a change in
         # the machine's load during the run falls on both alike.
-        procs["minimal"] = serve("minimal_app:app", args.port, env, app_dir=str(ROOT / "bench"))
-        procs["wangge"] = serve("api.main:app", args.port + 1, env)
+        # Each app's connections are named (libpq's PGAPPNAME), so that WaitSampler sees the app under test only.
+        procs["minimal"] = serve("minimal_app:app", args.port, {**env, "PGAPPNAME": "bench-minimal"},
+                                 app_dir=str(ROOT / "bench"))
+        procs["wangge"] = serve("api.main:app", args.port + 1, {**env, "PGAPPNAME": "bench-wangge"})
         ports = {"minimal": args.port, "wangge": args.port + 1}
         if args.compare is not None:
-            procs["earlier"] = serve("api.main:app", args.port + 2, env, cwd=args.compare.resolve())
+            procs["earlier"] = serve("api.main:app", args.port + 2, {**env, "PGAPPNAME": "bench-earlier"},
+                                     cwd=args.compare.resolve())
             ports["earlier"] = args.port + 2
         wait_ready(ports["minimal"], "/locate", json.dumps({"lon": box[0], "lat": box[1]}).encode())
         for name in ports.keys() - {"minimal"}:
@@ -272,8 +327,13 @@ def main() -> None:
             for name in order:
                 script = [_mode(name), tokens_file, *map(str, box), f"{tag}{k}{len(name)}", ids]
                 cpu0, sessions0, db0 = cpu_use(procs[name].pid), _sessions(engine), db_counters(engine)
-                r = this[name] = run_wrk(ports[name], args.seconds, args.connections, script)
-                cpu1 = cpu_use(procs[name].pid)
+                idle0 = machine_ticks()
+                with WaitSampler(url, f"bench-{name}") as waits:
+                    r = this[name] = run_wrk(ports[name], args.seconds, args.connections, script)
+                cpu1, idle1 = cpu_use(procs[name].pid), machine_ticks()
+                # A run that leaves the machine idle is not bound by CPU: where its requests wait instead.
+                r["machine_idle_share"] = round((idle1[0] - idle0[0]) / max(idle1[1] - idle0[1], 1), 3)
+                r["backends"] = waits.averages()
                 time.sleep(0.6)   # the statistics of the backends that ended are flushed within 0.5 s
                 r["new_connections"] = _sessions(engine) - sessions0 - 1
                 db1 = db_counters(engine)
@@ -290,7 +350,9 @@ def main() -> None:
                       f"{r['cpu_ms_per_request_server']:.2f} ms, PostgreSQL {r['cpu_ms_per_request_postgres']:.2f} ms; "
                       f"{r['new_connections']} new database connections; WAL {r['wal_kb_per_request']:.1f} KB "
                       f"({r['wal_fpi_per_request']:.2f} full pages) per request, {r['checkpoints']} checkpoints "
-                      f"begun, {r['autovacuum_passes']} autovacuum passes", flush=True)
+                      f"begun, {r['autovacuum_passes']} autovacuum passes; machine idle "
+                      f"{r['machine_idle_share'] * 100:.0f} %; backends on average: "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in list(r["backends"].items())[:4]), flush=True)
             this["ratio"] = this["wangge"]["requests_per_s"] / this["minimal"]["requests_per_s"]
             if "earlier" in this:
                 this["ratio_earlier"] = this["earlier"]["requests_per_s"] / this["minimal"]["requests_per_s"]
