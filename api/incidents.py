@@ -172,13 +172,10 @@ def _report_at_once(request: Request, session: Any, check: Check, body: Any,
         fields = _intake_body(body)
     except RequestValidationError:
         return None   # the plain way answers it, after the credential's check
-    # On the event loop, the report's NOTIFY goes after its commit, with those of the reports around it.
-    notifier = getattr(request.app.state, "change_notifier", None)
     result = service.intake_at_once(
         session, request_context(request, principal), service.IntakeRequest(**fields.__dict__),
         only_while=only_while, duplicate_radius_m=settings.duplicate_radius_m,
-        duplicate_window_hours=settings.duplicate_window_hours,
-        notify_later=notifier.soon if notifier is not None and notifier.ready() else None)
+        duplicate_window_hours=settings.duplicate_window_hours)
     return None if result is None else (check.confirm(principal), result)
 
 

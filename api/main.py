@@ -22,7 +22,6 @@ from api.security import public, requires
 from gis.auth.principal import Principal
 from gis.auth.roles import Permission
 from gis.db import make_async_engine, make_engine, make_sessionmaker
-from gis.live import ChangeNotifier, LiveSettings
 from gis.settings import Settings, get_settings
 
 log = logging.getLogger("wangge.api")
@@ -40,14 +39,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.async_sessionmaker = (
             async_sessionmaker(async_engine, expire_on_commit=False) if async_engine is not None else None)
         due = asyncio.create_task(grid_history.apply_due_forever(settings))  # dated grid publishes
-        # Reports' NOTIFY after their commits, a few at a time (gis.live.ChangeNotifier). Not without a pool: its
-        # connection stays open, and a database with an idle connection cannot be copied by TEMPLATE (tests).
-        live = getattr(app.state, "live_settings", None) or LiveSettings()
-        notifier = app.state.change_notifier = (
-            ChangeNotifier(settings.require_database_url(), live.notify_every_s)
-            if live.notify_every_s > 0 and settings.database_pool_size > 0 else None)
-        if notifier is not None:
-            notifier.start()
         # The app's own objects (routes, schemas, models: ~300,000) stay for its life: kept out of the
         # collector's passes (once per process), a full pass no longer stalls every request for ~200 ms
         # and each request costs less (bench/intake_bench.py).
@@ -56,8 +47,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.freeze()
         yield
         due.cancel()
-        if notifier is not None:
-            await notifier.stop()
         engine.dispose()
         if async_engine is not None:
             await async_engine.dispose()

@@ -46,7 +46,6 @@ log = logging.getLogger("wangge.live")
 
 CHANNEL = "wangge_incident_change"
 LISTENER_NAME = "wangge-live-listener"   # the listening connection's application_name
-NOTIFIER_NAME = "wangge-live-notifier"   # the connection that sends the NOTIFY writers left to the process
 
 
 class LiveSettings(BaseSettings):
@@ -70,10 +69,6 @@ class LiveSettings(BaseSettings):
     rows_per_read: int = 500
     lock_timeout_ms: int = 1000
     keep_days: int = 30
-    # A report stored by the one-statement intake leaves its NOTIFY to the process (migration 0022), which sends
-    # one for all the reports committed within this many seconds (`ChangeNotifier`); 0: each report's own
-    # transaction notifies, and all such commits pass PostgreSQL's NOTIFY lock one at a time.
-    notify_every_s: float = 0.02
 
 
 # --- the cursor --------------------------------------------------------------------------------
@@ -227,82 +222,6 @@ def bulk_load_ends(cur: Any, created: int) -> None:
     if created:
         cur.execute("INSERT INTO incident_change (incident_id, kind, count) VALUES (NULL, 'bulk', %s)", (created,))
         cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-
-
-# --- the NOTIFY that writers leave to the process ----------------------------------------------
-
-
-class ChangeNotifier:
-    """Sends `NOTIFY wangge_incident_change` for the writes that left it to the process (migration 0022).
-
-    PostgreSQL lets one notifying transaction commit at a time, its WAL flush included, so a notification in
-    each report's own transaction made concurrent reports commit in single file. A writer that set
-    `wangge.notify_later` calls `soon()` once it has committed; the notifier sends one NOTIFY at once when it
-    has been quiet, and one more for everything that asked while it was sending or within `every_s` after:
-    at most one per `every_s`, and none later than that after the commit that asked. It runs on the event loop
-    that started it, on a connection of its own (autocommit). When a NOTIFY fails, the next one (or the
-    subscribers' own reads every `catch_up_s`) brings the changes all the same."""
-
-    def __init__(self, database_url: str, every_s: float):
-        self.database_url = database_url
-        self.every_s = every_s
-        self.sent = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wanted: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """On the event loop that will run it (the app's lifespan)."""
-        self._loop = asyncio.get_running_loop()
-        self._wanted = asyncio.Event()
-        self._task = self._loop.create_task(self._run(), name="wangge-live-notify")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def ready(self) -> bool:
-        """Whether a write made now, on this thread, may leave its NOTIFY to `soon()`: the notifier runs, on the
-        event loop running here (work in a worker thread notifies for itself)."""
-        try:
-            here = asyncio.get_running_loop()
-        except RuntimeError:
-            return False
-        return here is self._loop and self._task is not None and not self._task.done()
-
-    def soon(self) -> None:
-        """A write that left its NOTIFY to the process has committed (on the notifier's loop: see `ready`)."""
-        assert self._wanted is not None, "ChangeNotifier.soon() before start()"
-        self._wanted.set()
-
-    async def _run(self) -> None:
-        import psycopg
-
-        assert self._wanted is not None
-        conn: psycopg.AsyncConnection[Any] | None = None
-        conninfo = make_url(self.database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-        try:
-            while True:
-                await self._wanted.wait()
-                self._wanted.clear()   # asked from now on: one more NOTIFY, after this one
-                try:
-                    if conn is None or conn.closed:
-                        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True,
-                                                                     application_name=NOTIFIER_NAME)
-                    await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-                    self.sent += 1
-                except Exception as exc:  # noqa: BLE001 - the next NOTIFY, or the subscribers' reads, cover it
-                    log.warning("live feed notifier could not notify (%s)", exc)
-                    if conn is not None:
-                        await conn.close()
-                    conn = None
-                await asyncio.sleep(self.every_s)
-        finally:
-            if conn is not None:
-                await conn.close()
 
 
 # --- the hub: one LISTEN per process ------------------------------------------------------------

@@ -207,10 +207,9 @@ def scratch_db_url(test_db_url):
 
 
 def settings_for(url, **overrides) -> Settings:
-    """The app's settings for the database at `url`: no pool (a database is copied by TEMPLATE only while
-    nobody is connected to it), unless `overrides` say otherwise."""
-    return Settings(**{"DATABASE_URL": url.render_as_string(hide_password=False), "database_pool_size": 0,
-                       **overrides})
+    return Settings(
+        DATABASE_URL=url.render_as_string(hide_password=False), database_pool_size=0, **overrides
+    )
 
 
 @contextmanager

@@ -16,7 +16,6 @@ from gis.auth.roles import Role
 from gis.context import Context
 from gis.db import make_engine, make_sessionmaker, transaction
 from gis.incidents import service
-from gis.live import CHANNEL, ChangeNotifier
 from tests.conftest import WHEN, database_copy, inside_point, make_client, report_incident, stored_report
 
 RADIUS = {"duplicate_radius_m": 50.0, "duplicate_window_hours": 24.0}
@@ -51,13 +50,13 @@ def _checked(engine, check: accounts.CredentialCheck):
     return principal
 
 
-def _report(engine, principal, condition, req: service.IntakeRequest, *, first: str = "", notify_later=None):
+def _report(engine, principal, condition, req: service.IntakeRequest, *, first: str = ""):
     """`service.intake_at_once` on a session of its own (after `first`, when given)."""
     with make_sessionmaker(engine)() as s:
         if first:
             s.execute(text(first))
         result = service.intake_at_once(s, Context(principal, "POST", "/incidents", "127.0.0.1"), req,
-                                        only_while=condition, notify_later=notify_later, **RADIUS)
+                                        only_while=condition, **RADIUS)
         s.rollback()   # what it wrote was committed by the statement itself: nothing of it is undone
     return result
 
@@ -196,100 +195,6 @@ def test_the_statement_stays_within_psycopgs_parse_cache(role, via):
     req = service.IntakeRequest("environment", "垃圾堆放", WHEN, 114.0, 33.0, external_id="e")
     placed = service.Placement(114.0, 33.0, "coordinates", None, None, "EPSG:4326")
     sql, params = service._intake_inside_statement(Context(principal), req, placed, service.dt.datetime.now(
-        service.dt.UTC), 50.0, 24.0, condition, notify_later=True)   # the longest: as the app sends it
+        service.dt.UTC), 50.0, 24.0, condition)
     assert len(pyformat(sql)) <= _queries.MAX_CACHED_STATEMENT_LENGTH
     assert len({**params, **guard}) <= _queries.MAX_CACHED_STATEMENT_PARAMS
-
-
-# --- the change log's NOTIFY after the commit (migration 0022, gis.live.ChangeNotifier) ---------------------------
-
-
-def _listening(db_url) -> psycopg.Connection:
-    conn = psycopg.connect(db_url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True)
-    conn.execute(f"LISTEN {CHANNEL}")
-    return conn
-
-
-def _notified(conn: psycopg.Connection, wait_s: float) -> int:
-    """How many notifications of the change log `conn` receives within `wait_s` seconds."""
-    return sum(1 for _ in conn.notifies(timeout=wait_s))
-
-
-def _logged(db_url, incident_id: int) -> int:
-    eng = create_engine(db_url, poolclass=NullPool)
-    with eng.connect() as conn:
-        n = conn.execute(text("SELECT count(*) FROM incident_change WHERE incident_id = :i AND kind = 'created'"),
-                         {"i": incident_id}).scalar_one()
-    eng.dispose()
-    return int(n)
-
-
-@pytest.mark.parametrize("later", [True, False])
-def test_the_statement_leaves_its_notify_to_the_caller_when_asked(db_url, engine, later):
-    """With `notify_later` the statement logs its change but sends no NOTIFY (its commit does not take
-    PostgreSQL's NOTIFY lock) and calls it once, after the commit; without, the trigger notifies as before."""
-    grid = _first_group(db_url)
-    name, _, check = _member(engine, grid)
-    principal = _checked(engine, check)
-    calls: list[int] = []
-    with _listening(db_url) as listener:
-        result = _report(engine, principal, check.unchanged(principal.checked_as),
-                         _request(db_url, f"{name}-n", grid), notify_later=(lambda: calls.append(1)) if later else None)
-        assert result is not None and result.created
-        assert _logged(db_url, result.id) == 1, "the change is logged in the report's own transaction either way"
-        assert _notified(listener, 0.5) == (0 if later else 1)
-    assert calls == ([1] if later else [])
-
-
-def test_the_notifier_announces_a_burst_with_few_notifies_and_the_last_commit_too(db_url):
-    """`soon()` 60 times over ~0.3 s: a handful of NOTIFYs (at most one per `every_s`), the first at once and
-    one after the last call (no commit is left unannounced until the subscribers' periodic read)."""
-    import asyncio
-    import time
-
-    every_s = 0.05
-
-    async def burst() -> tuple[list[float], float, int]:
-        notifier = ChangeNotifier(db_url.render_as_string(hide_password=False), every_s)
-        notifier.start()
-        seen: list[float] = []
-        async with await psycopg.AsyncConnection.connect(
-                db_url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True) as conn:
-            await conn.execute(f"LISTEN {CHANNEL}")
-
-            async def collect() -> None:
-                async for _ in conn.notifies(timeout=1.5):
-                    seen.append(time.monotonic())
-
-            reader = asyncio.create_task(collect())
-            await asyncio.sleep(0.1)
-            assert notifier.ready()
-            for _ in range(60):
-                notifier.soon()
-                await asyncio.sleep(0.005)
-            last = time.monotonic()
-            await reader
-        await notifier.stop()
-        return seen, last, notifier.sent
-
-    seen, last, sent = asyncio.run(burst())
-    assert 2 <= len(seen) == sent <= 0.3 / every_s + 3, seen
-    assert seen[-1] >= last and seen[-1] - last <= every_s + 0.5
-
-
-def test_a_report_through_a_pooled_app_is_announced_by_the_notifier(db_url, engine):
-    """Served with a pool (as `make serve` is), the second report of a token goes the one-statement way and its
-    NOTIFY comes from the process's notifier; the change reaches a listener."""
-    grid = _first_group(db_url, skip=1)
-    name, secret, _ = _member(engine, grid)
-    point = inside_point(db_url, grid)
-    with make_client(db_url, None, database_pool_size=2) as c, _listening(db_url) as listener:
-        c.headers["Authorization"] = f"Bearer {secret}"
-        assert report_incident(c, *point, external_id=f"{name}-1").status_code == 201   # the plain way
-        assert _notified(listener, 0.5) == 1
-        notifier = c.app.state.change_notifier
-        before = notifier.sent
-        again = report_incident(c, *point, external_id=f"{name}-2")
-        assert again.status_code == 201, again.text
-        assert _notified(listener, 1.0) == 1 and notifier.sent == before + 1
-    assert _logged(db_url, again.json()["id"]) == 1

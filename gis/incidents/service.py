@@ -270,12 +270,9 @@ _DUPLICATES_JSON = """coalesce(json_agg(json_build_object(
 # INSERT do nothing (the unique index also serialises two concurrent posts of one id), and so does a
 # point outside every group grid: the caller then takes the general path.
 @functools.cache
-def _intake_inside_sql(workable: str = "TRUE", only_while: str = "TRUE", notify_later: bool = False) -> str:
+def _intake_inside_sql(workable: str = "TRUE", only_while: str = "TRUE") -> str:
     """The statement; `workable`: the caller's scope_condition (the incidents they work); `only_while`: a
-    condition without which it writes nothing (`intake_at_once`); `notify_later`: the change log's trigger
-    leaves its NOTIFY to the caller (migration 0022), who sends it after the commit."""
-    if notify_later:
-        only_while = f"{only_while} AND set_config('wangge.notify_later','on',true)='on'"
+    condition without which it writes nothing (`intake_at_once`)."""
     return f"""
     WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4326) AS g WHERE {only_while}),
     hit AS (
@@ -341,8 +338,7 @@ def _intake_inside_sql(workable: str = "TRUE", only_while: str = "TRUE", notify_
 
 def intake_at_once(session: Session, ctx: Context, req: IntakeRequest, *,
                    only_while: tuple[str, dict[str, Any]], duplicate_radius_m: float,
-                   duplicate_window_hours: float, now: dt.datetime | None = None,
-                   notify_later: Callable[[], None] | None = None) -> IntakeResult | None:
+                   duplicate_window_hours: float, now: dt.datetime | None = None) -> IntakeResult | None:
     """`intake`'s common case, a report by coordinates inside a group grid, as ONE statement that is a
     transaction of its own (`gis.db.committed_rows`): written, audited and committed in one round trip.
 
@@ -351,11 +347,7 @@ def intake_at_once(session: Session, ctx: Context, req: IntakeRequest, *,
     a report is checked and stored by the same statement. None when it wrote nothing: a field the checks
     refuse, a report by place name, a point outside every group grid, an external id this reporter used
     before, the condition false, or a transaction already open on `session`. The caller then calls `intake`
-    (its usual way), which gives each of those its answer. `req` may be changed (as by `intake`).
-
-    `notify_later` (the app's `gis.live.ChangeNotifier.soon`): the statement's change row is announced by
-    calling it once the statement has committed, instead of by a NOTIFY in the statement's own transaction
-    (migration 0022: PostgreSQL commits notifying transactions one at a time)."""
+    (its usual way), which gives each of those its answer. `req` may be changed (as by `intake`)."""
     now = now or dt.datetime.now(dt.UTC)
     if req.place:
         return None
@@ -366,13 +358,9 @@ def intake_at_once(session: Session, ctx: Context, req: IntakeRequest, *,
         return None
     condition, params = only_while
     sql, values = _intake_inside_statement(ctx, req, placed, now, duplicate_radius_m, duplicate_window_hours,
-                                           condition, notify_later is not None)
+                                           condition)
     rows = committed_rows(session, sql, {**values, **params})
-    if not rows:
-        return None
-    if notify_later is not None:
-        notify_later()   # committed: the change row is there to be read
-    return _inside_result(rows[0], ctx.principal, now)
+    return _inside_result(rows[0], ctx.principal, now) if rows else None
 
 
 def _intake_inside(session: Session, ctx: Context, req: IntakeRequest, placed: Placement, now: dt.datetime,
@@ -398,12 +386,11 @@ def _inside_result(row: dict[str, Any], principal: Principal | None, now: dt.dat
 
 
 def _intake_inside_statement(ctx: Context, req: IntakeRequest, placed: Placement, now: dt.datetime,
-                             radius_m: float, window_h: float, only_while: str = "TRUE",
-                             notify_later: bool = False) -> tuple[str, dict[str, Any]]:
+                             radius_m: float, window_h: float,
+                             only_while: str = "TRUE") -> tuple[str, dict[str, Any]]:
     """The one statement (`_intake_inside_sql`) for this report and caller, and its parameters."""
     principal = ctx.principal
-    sql = _intake_inside_sql(scope_condition(principal) if principal else "TRUE", only_while,
-                             notify_later).replace(
+    sql = _intake_inside_sql(scope_condition(principal) if principal else "TRUE", only_while).replace(
         "{visible}", visible_condition(principal) if principal else "TRUE")
     # The audit row Context.audit would write, written by the statement itself.
     return sql, {
