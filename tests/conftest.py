@@ -275,6 +275,16 @@ def stored_report(url, external_id: str) -> tuple[int, int, int]:
     return (int(row[0]), int(row[1]), int(row[2]))
 
 
+def audit_rows_from_now(url) -> dict[str, int]:
+    """`GET /audit`'s parameter for the rows written from now on in the database at `url`: a copied database
+    may already hold any number of rows, and the list pages them oldest first."""
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as conn:
+        last = conn.execute(text("SELECT coalesce(max(id), 0) FROM audit_log")).scalar_one()
+    engine.dispose()
+    return {"after": int(last)} if last else {}
+
+
 @pytest.fixture(scope="session")
 def client(test_db_url, accounts):
     """The admin's client on the shared, read-only sample database."""

@@ -11,20 +11,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import make_client
-
-
-def _since(url) -> dict[str, int]:
-    """The audit list's parameter for the rows written from now on: the copied database may hold any number."""
-    eng = create_engine(url, poolclass=NullPool)
-    with eng.connect() as c:
-        start = c.execute(text("SELECT coalesce(max(id), 0) FROM audit_log")).scalar_one()
-    eng.dispose()
-    return {"after": start} if start else {}
+from tests.conftest import audit_rows_from_now, make_client
 
 
 def test_scripted_session_leaves_exactly_the_expected_rows(scratch_db_url, accounts):
-    since = _since(scratch_db_url)
+    since = audit_rows_from_now(scratch_db_url)
     eng = create_engine(scratch_db_url, poolclass=NullPool)
     with eng.connect() as c:
         village, extent = c.execute(text(
@@ -97,7 +88,7 @@ def test_no_route_can_change_the_audit_log_and_the_database_refuses_too(scratch_
 
 
 def test_failed_and_successful_logins_are_on_record(scratch_db_url, accounts):
-    since = _since(scratch_db_url)
+    since = audit_rows_from_now(scratch_db_url)
     with make_client(scratch_db_url, None) as c, make_client(scratch_db_url, "admin") as admin:
         c.post("/auth/login", json={"username": accounts["planner"]["username"], "password": "bad-bad-bad-1"})
         c.post("/auth/login", json={"username": accounts["planner"]["username"],
